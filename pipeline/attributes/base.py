@@ -1,0 +1,72 @@
+"""The age/gender interface: face crops in, age in years + gender with a probability out."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from pipeline.record import Face
+from pipeline.registry import Backend
+
+
+@dataclass
+class AgeGender:
+    age: float  # years
+    gender: str  # "male" | "female"
+    gender_confidence: float  # probability of `gender`, 0.5..1
+
+    @classmethod
+    def from_p_female(cls, age: float, p_female: float) -> AgeGender:
+        p = float(p_female)
+        if p >= 0.5:
+            return cls(float(age), "female", p)
+        return cls(float(age), "male", 1.0 - p)
+
+    @property
+    def p_female(self) -> float:
+        return self.gender_confidence if self.gender == "female" else 1.0 - self.gender_confidence
+
+
+def crop_face(image: np.ndarray, face: Face, margin: float) -> np.ndarray:
+    """Square crop around ``face.box`` grown by ``margin`` x size on each side.
+
+    Parts outside the image are filled by edge replication, so the face stays centred.
+    """
+    x, y, w, h = face.box
+    side = max(w, h) * (1.0 + 2.0 * margin)
+    cx, cy = x + w / 2.0, y + h / 2.0
+    x1, y1 = int(round(cx - side / 2)), int(round(cy - side / 2))
+    x2, y2 = x1 + int(round(side)), y1 + int(round(side))
+    ih, iw = image.shape[:2]
+    pad = max(0, -x1, -y1, x2 - iw, y2 - ih)
+    if pad:
+        image = np.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
+        x1, y1, x2, y2 = x1 + pad, y1 + pad, x2 + pad, y2 + pad
+    return image[y1:y2, x1:x2]
+
+
+class AttributeEstimator(Backend):
+    """An age/gender backend.
+
+    Subclasses implement :meth:`predict` on RGB ``uint8`` face crops (any size; the
+    backend resizes). ``crop_margin`` says how much context around a detector box the
+    backend was trained with (UTKFace-like crops have about 0.25-0.4).
+    """
+
+    crop_margin: ClassVar[float] = 0.3
+
+    @abstractmethod
+    def predict(self, crops: list[np.ndarray]) -> list[AgeGender]:
+        raise NotImplementedError
+
+    def estimate(self, image: np.ndarray, faces: list[Face]) -> list[AgeGender]:
+        """Age/gender of each face in a full RGB frame (crops with ``crop_margin``)."""
+        if not faces:
+            return []
+        return self.predict([crop_face(image, f, self.crop_margin) for f in faces])
+
+    def warmup(self) -> None:
+        self.predict([np.zeros((64, 64, 3), dtype=np.uint8)])

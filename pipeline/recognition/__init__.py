@@ -1,0 +1,1 @@
+"""Identity: face encodings, the enrolled gallery and matching."""

@@ -1,0 +1,135 @@
+"""The one record type that crosses every queue.
+
+A :class:`FrameRecord` describes one captured frame: where it came from (stream,
+capture session, sequence number, capture time), where its pixels are (a Redis key
+holding the encoded image) and what the stages found in it (a list of :class:`Face`).
+Every stage reads a ``FrameRecord`` and writes one; on the wire it is plain JSON
+(``to_json`` / ``from_json``), never pickle.
+
+Boxes are ``(x, y, w, h)`` in pixels of the original frame (top-left corner, width,
+height). Adapters convert each model's native output once, at the edge
+(``Face.from_trbl`` for dlib/face_recognition's ``(top, right, bottom, left)``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+Box = tuple[int, int, int, int]
+
+
+@dataclass
+class Face:
+    """One face in one frame, filled in stage by stage."""
+
+    box: Box
+    score: float = 1.0
+    landmarks: list[tuple[float, float]] | None = None
+    track_id: int | None = None
+    # set by the track stage when this face is sampled for recognition/attributes
+    quality: float | None = None
+    # recognition
+    encoding: list[float] | None = None
+    name: str | None = None
+    distance: float | None = None
+    # attributes
+    age: float | None = None
+    gender: str | None = None
+    gender_confidence: float | None = None
+
+    def __post_init__(self) -> None:
+        self.box = tuple(int(round(v)) for v in self.box)  # type: ignore[assignment]
+        if len(self.box) != 4:
+            raise ValueError(f"box must be (x, y, w, h), got {self.box!r}")
+        self.score = float(self.score)
+
+    @classmethod
+    def from_trbl(cls, trbl: tuple[int, int, int, int], score: float = 1.0) -> Face:
+        """Adapter for dlib/face_recognition's ``(top, right, bottom, left)`` boxes."""
+        top, right, bottom, left = trbl
+        return cls(box=(left, top, right - left, bottom - top), score=score)
+
+    @classmethod
+    def from_xyxy(cls, xyxy: tuple[float, float, float, float], score: float = 1.0) -> Face:
+        x1, y1, x2, y2 = xyxy
+        return cls(box=(x1, y1, x2 - x1, y2 - y1), score=score)
+
+    def trbl(self) -> tuple[int, int, int, int]:
+        x, y, w, h = self.box
+        return (y, x + w, y + h, x)
+
+    def xyxy(self) -> tuple[int, int, int, int]:
+        x, y, w, h = self.box
+        return (x, y, x + w, y + h)
+
+    def clipped(self, width: int, height: int) -> Face:
+        """A copy with the box clipped to an image of ``width`` x ``height``."""
+        x1, y1, x2, y2 = self.xyxy()
+        x1, y1 = max(0, x1), max(0, y1)
+        x2, y2 = min(width, x2), min(height, y2)
+        data = self.to_dict()
+        data["box"] = (x1, y1, max(0, x2 - x1), max(0, y2 - y1))
+        return Face.from_dict(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["box"] = list(self.box)
+        return {k: v for k, v in data.items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Face:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown Face field(s): {sorted(unknown)}")
+        data = dict(data)
+        if data.get("landmarks") is not None:
+            data["landmarks"] = [tuple(p) for p in data["landmarks"]]
+        return cls(**data)
+
+
+@dataclass
+class FrameRecord:
+    """One captured frame and what the stages found in it."""
+
+    stream: str
+    seq: int
+    ts: float  # capture time, seconds since the epoch
+    session: str = ""  # id of one capture run of the stream; keeps track ids unique
+    key: str | None = None  # Redis key of the encoded image
+    width: int = 0
+    height: int = 0
+    live: bool = False
+    faces: list[Face] = field(default_factory=list)
+    dropped: str | None = None  # reason, when a stage dropped this frame
+    timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
+    ended_tracks: list[int] = field(default_factory=list)
+    last: bool = False  # the last frame of a finite source
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["faces"] = [f.to_dict() for f in self.faces]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FrameRecord:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown FrameRecord field(s): {sorted(unknown)}")
+        data = dict(data)
+        data["faces"] = [Face.from_dict(f) for f in data.get("faces", [])]
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> FrameRecord:
+        return cls.from_dict(json.loads(text))
+
+    def track_uid(self, track_id: int) -> str:
+        """Globally unique id of a track: stream, capture session, track number."""
+        return f"{self.stream}/{self.session}/{track_id}"

@@ -1,0 +1,1 @@
+"""The stage worker processes (rq workers that load their model once per process)."""
