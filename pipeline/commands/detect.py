@@ -1,0 +1,178 @@
+"""`facepipe detect`: run one detector backend on images or folders of images.
+
+Contract (other tools parse it): with ``--json``, one JSON object per image on stdout,
+``{"image": PATH, "faces": [{"box": [x, y, w, h], "score": S}, ...], "ms": T}`` with boxes
+in pixels of the original image and ``ms`` the detector's time on that image (decoding
+excluded; the detector is warmed up first so the first image is not charged for loading).
+Faces also carry ``"landmarks": [[x, y], ...]`` when the backend gives them. An image that
+cannot be read gives ``{"image": PATH, "error": "..."}`` and the run goes on. The exit
+status is non-zero only when no image could be processed, or the detector is unknown or
+misconfigured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".pbm"}
+)
+
+
+def load_rgb(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read an image file as an RGB ``uint8`` array (H, W, 3); ``ValueError`` if unreadable.
+
+    Grey images are expanded to three channels and alpha is dropped, so every detector gets
+    the same input.
+    """
+    import cv2
+
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError("no such file" if not p.exists() else "not a file")
+    data = np.fromfile(p, dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise ValueError("not a readable image (corrupt or unsupported format)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def iter_images(paths: Iterable[str]) -> Iterator[str]:
+    """Each given file as is, and every image file under each given folder (recursively,
+    sorted, by extension)."""
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            for f in sorted(p.rglob("*")):
+                if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS:
+                    yield str(f)
+        else:
+            yield raw
+
+
+def parse_options(pairs: Iterable[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings to a dict; values parsed as YAML scalars (``3``, ``0.5``,
+    ``true``, ``short``)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--option")
+        out[key.strip()] = yaml.safe_load(value) if value != "" else None
+    return out
+
+
+def face_json(face: Any) -> dict[str, Any]:
+    """The JSON form of one detected face (box, score, and landmarks when present)."""
+    out: dict[str, Any] = {"box": [int(v) for v in face.box], "score": round(face.score, 6)}
+    if face.landmarks:
+        out["landmarks"] = [[round(float(x), 1), round(float(y), 1)] for x, y in face.landmarks]
+    return out
+
+
+def _table_lines(result: dict[str, Any]) -> list[str]:
+    if "error" in result:
+        return [f"{result['image']}: ERROR {result['error']}"]
+    faces = result["faces"]
+    lines = [f"{result['image']}: {len(faces)} face(s), {result['ms']:.1f} ms"]
+    for i, f in enumerate(faces, 1):
+        x, y, w, h = f["box"]
+        lines.append(f"  {i:3d}  x={x:<5d} y={y:<5d} w={w:<5d} h={h:<5d} score={f['score']:.3f}")
+    return lines
+
+
+@click.command()
+@click.option(
+    "--detector",
+    "-d",
+    "detector_name",
+    default=None,
+    help="detector backend (default: the config's detector.backend); "
+    "an unknown name lists the available ones",
+)
+@click.option(
+    "--min-size",
+    type=click.IntRange(min=0),
+    default=None,
+    help="skip faces shorter than this many pixels (default: the config's detector.min_size)",
+)
+@click.option(
+    "--option",
+    "-o",
+    "option_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="a backend option, repeatable (e.g. -o model=short); unknown keys are errors",
+)
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per image on stdout")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.pass_context
+def detect(
+    ctx: click.Context,
+    detector_name: str | None,
+    min_size: int | None,
+    option_pairs: tuple[str, ...],
+    as_json: bool,
+    paths: tuple[str, ...],
+) -> None:
+    """Detect faces in images (files, or folders searched recursively)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from pipeline.detectors import registry
+    from pipeline.registry import BackendError
+
+    config = ctx.obj.config.detector if ctx.obj is not None else None
+    options: dict[str, Any] = {}
+    if detector_name is None:
+        detector_name = config.backend if config is not None else "hog"
+        options.update(config.options if config is not None else {})
+    elif config is not None and detector_name == config.backend:
+        options.update(config.options)
+    options.update(parse_options(option_pairs))
+    if min_size is None:
+        min_size = config.min_size if config is not None else 0
+
+    try:
+        detector = registry.create(detector_name, options)
+    except BackendError as exc:
+        raise click.ClickException(str(exc)) from None
+    detector.warmup()
+
+    processed = 0
+    for image_path in iter_images(paths):
+        result: dict[str, Any]
+        try:
+            image = load_rgb(image_path)
+        except (ValueError, OSError) as exc:
+            result = {"image": image_path, "error": str(exc)}
+        else:
+            t0 = time.perf_counter()
+            faces = detector.detect(image, min_size=min_size)
+            ms = (time.perf_counter() - t0) * 1000.0
+            result = {
+                "image": image_path,
+                "faces": [face_json(f) for f in faces],
+                "ms": round(ms, 2),
+            }
+            processed += 1
+        if as_json:
+            click.echo(json.dumps(result))
+        else:
+            for line in _table_lines(result):
+                click.echo(line)
+        sys.stdout.flush()
+    if processed == 0:
+        raise click.ClickException("no image could be processed")
+
+
+COMMANDS = [detect]
