@@ -1,0 +1,158 @@
+"""`facepipe verify`: decide same / not same for each pair of face images in a pairs file.
+
+Uses the project's decision rule (same iff encoding distance <= threshold, see
+:mod:`pipeline.recognition.verify`), with the calibrated default threshold unless
+``--threshold`` is given.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from pipeline.recognition.verify import Pair, PairEncoder
+
+log = logging.getLogger(__name__)
+
+
+@click.command()
+@click.option(
+    "--pairs",
+    "pairs_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="pairs file: FOLD<TAB>IMAGE_A<TAB>IMAGE_B<TAB>SAME(1/0) (also FOLD A B, or A B)",
+)
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="folder the image paths are relative to (default: the pairs file's folder)",
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(min=0, min_open=True, max=2),
+    default=None,
+    help="same iff distance <= this (default: the calibrated value, see docs/recognition.md)",
+)
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per pair on stdout")
+@click.option(
+    "--num-jitters",
+    type=click.IntRange(1, 100),
+    default=1,
+    show_default=True,
+    help="dlib encoder re-samplings per face (slower, slightly more stable)",
+)
+@click.option(
+    "--cache",
+    "cache_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="directory to cache encodings in (.npy + .json), reused across runs",
+)
+def verify(
+    pairs_path: Path,
+    root: Path | None,
+    threshold: float | None,
+    as_json: bool,
+    num_jitters: int,
+    cache_dir: Path | None,
+) -> None:
+    """Verify pairs of face images: same person or not, with the encoding distance.
+
+    Each image is read (grayscale becomes RGB), its face found with dlib HOG (the face
+    nearest the centre; a fixed central box when none is found) and encoded. A pair
+    whose image is missing or unreadable is reported as an error and the run goes on.
+    """
+    from pipeline.recognition import verify as V
+
+    try:
+        pairs = V.load_pairs(pairs_path)
+    except (FileNotFoundError, V.PairsFormatError) as exc:
+        raise click.ClickException(str(exc)) from None
+    root = pairs_path.parent if root is None else root
+    if not root.is_dir():
+        raise click.ClickException(f"--root is not a directory: {root}")
+    t = V.DEFAULT_THRESHOLD if threshold is None else threshold
+
+    cache = V.EncodingCache(cache_dir) if cache_dir is not None else None
+    encoder = V.PairEncoder(num_jitters=num_jitters, cache=cache)
+    failed: dict[str, str] = {}
+
+    def encode(rel: str) -> V.Encoded:
+        if rel in failed:
+            raise V.ImageError(failed[rel])
+        path = root / rel
+        try:
+            # cache keys are absolute, so one cache serves several roots
+            return encoder.encode_file(path, key=str(path.resolve()))
+        except V.ImageError as exc:
+            failed[rel] = str(exc)
+            raise
+        except RuntimeError as exc:  # dlib raises RuntimeError on images it cannot use
+            failed[rel] = f"cannot encode {path}: {exc}"
+            raise V.ImageError(failed[rel]) from None
+
+    results: list[dict[str, object]] = []
+    for i, pair in enumerate(pairs, 1):
+        rec: dict[str, object] = {"a": pair.a, "b": pair.b}
+        try:
+            d = V.pair_distance(encode(pair.a).encoding, encode(pair.b).encoding)
+            rec["same"] = V.is_same(d, t)
+            rec["distance"] = round(d, 6)
+        except V.ImageError as exc:
+            rec["error"] = str(exc)
+        if as_json:
+            click.echo(json.dumps(rec))
+        results.append(rec)
+        if cache is not None and i % 50 == 0:
+            cache.flush()
+        if i % 100 == 0:
+            log.info("verified %d/%d pairs", i, len(pairs))
+    if cache is not None:
+        cache.flush()
+    if not as_json:
+        _summary(pairs, results, t, encoder)
+
+
+def _summary(
+    pairs: list[Pair], results: list[dict[str, object]], threshold: float, encoder: PairEncoder
+) -> None:
+    """The human-readable report: counts, errors, wrong decisions and accuracy."""
+    errors = [r for r in results if "error" in r]
+    done = [(p, r) for p, r in zip(pairs, results, strict=True) if "error" not in r]
+    click.echo(f"pairs: {len(pairs)}  verified: {len(done)}  errors: {len(errors)}")
+    click.echo(f"rule: same iff distance <= {threshold:g}")
+    click.echo(
+        f"images: {encoder.images} encoded, {len(encoder.fallbacks)} with no HOG face "
+        f"(fixed central box used)"
+    )
+    n_same = sum(1 for _, r in done if r["same"])
+    click.echo(f"decided same: {n_same}  different: {len(done) - n_same}")
+    labelled = [(p, r) for p, r in done if p.same is not None]
+    if labelled:
+        wrong = [(p, r) for p, r in labelled if r["same"] != p.same]
+        genuine = [r for p, r in labelled if p.same]
+        impostor = [r for p, r in labelled if not p.same]
+        acc = 1 - len(wrong) / len(labelled)
+        line = f"accuracy: {100 * acc:.2f} % on {len(labelled)} labelled pairs"
+        if genuine:
+            tar = sum(1 for r in genuine if r["same"]) / len(genuine)
+            line += f"  TAR {100 * tar:.2f} % ({len(genuine)} same)"
+        if impostor:
+            far = sum(1 for r in impostor if r["same"]) / len(impostor)
+            line += f"  FAR {100 * far:.2f} % ({len(impostor)} different)"
+        click.echo(line)
+        for p, r in wrong:
+            kind = "false accept" if r["same"] else "false reject"
+            click.echo(f"  {kind}: {p.a}  {p.b}  distance {r['distance']:.4f}")
+    for r in errors:
+        click.echo(f"  error: {r['a']}  {r['b']}: {r['error']}")
+
+
+COMMANDS = [verify]
