@@ -1,0 +1,114 @@
+"""Transfer-learning age/gender: small heads on a frozen pre-trained network's features.
+
+Default (``features: dlib``): the 128-d face_recognition/dlib ResNet encodings the
+pipeline already computes for identity. In the pipeline, :meth:`estimate` reuses
+``Face.encoding`` when the recognition stage filled it in, so age/gender then costs only
+a tiny numpy MLP (well under 1 ms); otherwise it computes the encoding (~80-100 ms/face,
+5-point landmarks in the detector box, like the recognition stage).
+
+``features: vgg16``: the seed study's frozen ImageNet VGG16 (no top), from a weights file
+the user supplies with ``vgg16_weights`` (Keras cannot download it here; absent -> a clear
+error), with heads trained by ``facepipe train age-gender --model transfer --features
+vgg16 --vgg16-weights PATH``.
+
+Heads: ``pipeline/models/age_gender/transfer.npz`` (+ model card), trained on the
+UTKFace training split only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from pipeline.agegender.framing import UTKFACE_MARGIN, inner_box
+from pipeline.agegender.runtime import MODELS_DIR, HeadsRuntime, to_attributes
+from pipeline.attributes.base import AgeGender, AttributeEstimator, crop_face
+from pipeline.record import Face
+from pipeline.registry import BackendOptions
+
+
+class TransferOptions(BackendOptions):
+    features: Literal["dlib", "vgg16"] = Field(
+        "dlib", description="frozen network: dlib 128-d encodings or a user-supplied VGG16"
+    )
+    heads: str | None = Field(
+        None, description="heads .npz (default: the shipped one for these features)"
+    )
+    vgg16_weights: str | None = Field(
+        None, description="Keras VGG16 no-top ImageNet weights file (features: vgg16)"
+    )
+    num_jitters: int = Field(1, ge=1, le=100, description="dlib encoder re-samplings")
+    reuse_encoding: bool = Field(
+        True, description="use Face.encoding from the recognition stage when present"
+    )
+
+
+class TransferEstimator(AttributeEstimator):
+    name = "transfer"
+    Options = TransferOptions
+    # context around the detector box in predict() crops: the dlib landmarks need the
+    # whole face; the box is recovered from the margin (pipeline.agegender.framing)
+    crop_margin = 0.25
+
+    def __init__(self, options: TransferOptions | None = None) -> None:
+        super().__init__(options)
+        opts = self.options
+        if opts.features == "vgg16":
+            from pipeline.agegender.vgg16 import Vgg16Features, check_weights
+
+            check_weights(opts.vgg16_weights)  # clear error before anything else
+            default = MODELS_DIR / "transfer-vgg16.npz"
+            heads = Path(opts.heads) if opts.heads else default
+            if not heads.is_file():
+                raise FileNotFoundError(
+                    f"no heads for VGG16 features at {heads}: train them with `facepipe train "
+                    "age-gender --model transfer --features vgg16 --vgg16-weights PATH`"
+                )
+            self._vgg = Vgg16Features(opts.vgg16_weights)
+            self._encoder = None
+        else:
+            from pipeline.recognition.encoder import DlibEncoder
+
+            heads = Path(opts.heads) if opts.heads else MODELS_DIR / "transfer.npz"
+            self._encoder = DlibEncoder(num_jitters=opts.num_jitters)
+            self._vgg = None
+        self._heads = HeadsRuntime(heads)
+
+    def features(self, crops: list[np.ndarray]) -> np.ndarray:
+        """Frozen-network features of crops made with ``crop_margin`` around a box."""
+        if self._vgg is not None:
+            # VGG16 heads were trained on UTKFace framing: re-crop to it
+            inner = [inner_box(c.shape[0], c.shape[1], self.crop_margin) for c in crops]
+            return self._vgg.images(
+                [crop_face(c, f, UTKFACE_MARGIN) for c, f in zip(crops, inner, strict=True)]
+            )
+        rows = []
+        for c in crops:
+            c = np.ascontiguousarray(c, dtype=np.uint8)
+            if c.ndim != 3 or c.shape[2] != 3:
+                raise ValueError(f"expected an RGB crop (H, W, 3), got shape {c.shape}")
+            box = inner_box(c.shape[0], c.shape[1], self.crop_margin)
+            rows.append(self._encoder.encode(c, [box])[0])  # type: ignore[union-attr]
+        return np.asarray(rows, dtype=np.float64)
+
+    def predict(self, crops: list[np.ndarray]) -> list[AgeGender]:
+        if not crops:
+            return []
+        return to_attributes(*self._heads(self.features(crops)))
+
+    def estimate(self, image: np.ndarray, faces: list[Face]) -> list[AgeGender]:
+        if not faces:
+            return []
+        if self._encoder is None:
+            return super().estimate(image, faces)
+        dim = self._heads.dim
+        if self.options.reuse_encoding and all(
+            f.encoding is not None and len(f.encoding) == dim for f in faces
+        ):
+            feats = np.asarray([f.encoding for f in faces], dtype=np.float64)
+        else:
+            feats = self._encoder.encode(np.ascontiguousarray(image), faces)
+        return to_attributes(*self._heads(feats))
