@@ -15,6 +15,11 @@ network is re-done in numpy/OpenCV:
    weighted by score), as MediaPipe's ``NonMaxSuppressionCalculator`` in WEIGHTED mode;
 5. undo the letterbox to get pixels of the original frame.
 
+Optional tiling (``tile_size``): the network also runs on overlapping square tiles of
+the frame, each letterboxed on its own, so small faces are seen at a larger scale; the
+candidates of all runs are merged by the same weighted NMS (boxes cut by an inner tile
+edge are dropped first).
+
 Short-range is made for faces within ~2 m of a phone camera (large faces); full-range
 for faces up to ~5 m. Both see the whole frame at 128/192 px, so faces smaller than
 about 1/20 of the frame's longer side are out of reach.
@@ -128,6 +133,23 @@ def weighted_nms(
     return out
 
 
+def tile_grid(width: int, height: int, tile: int, overlap: float = 0.25) -> list[tuple]:
+    """Overlapping square tiles ``(x0, y0, x1, y1)`` of side ``tile`` (clipped to the frame)
+    covering a ``width`` x ``height`` frame, neighbours sharing ``overlap`` of a tile."""
+
+    def starts(length: int) -> list[int]:
+        if length <= tile:
+            return [0]
+        n = int(np.ceil((length - tile) / (tile * (1.0 - overlap)))) + 1
+        return sorted({int(round(v)) for v in np.linspace(0, length - tile, n)})
+
+    return [
+        (x, y, min(x + tile, width), min(y + tile, height))
+        for y in starts(height)
+        for x in starts(width)
+    ]
+
+
 class BlazeFaceOptions(BackendOptions):
     model: Literal["short", "full", "full-sparse", "back"] = Field(
         "full",
@@ -139,6 +161,12 @@ class BlazeFaceOptions(BackendOptions):
     )
     nms_iou: float = Field(0.3, gt=0, lt=1, description="IoU above which boxes are merged")
     threads: int = Field(2, ge=1, le=16, description="TFLite interpreter threads")
+    tile_size: int | None = Field(
+        None,
+        ge=64,
+        description="also run on overlapping square tiles of this many pixels (and merge "
+        "with the whole-frame result): finds smaller faces at one network run per tile",
+    )
 
 
 class BlazeFaceDetector(Detector):
@@ -196,9 +224,9 @@ class BlazeFaceDetector(Detector):
         canvas = canvas * (2.0 / 255.0) - 1.0
         return canvas, scale, pad_x, pad_y
 
-    def detect(self, image: np.ndarray, min_size: int = 0) -> list[Face]:
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"expected an RGB image (H, W, 3), got shape {image.shape}")
+    def _candidates(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Decoded anchors above ``min_score`` before NMS: boxes (N, 4) as x1, y1, x2, y2
+        and keypoints (N, 6, 2), both in pixels of ``image``, and scores (N,)."""
         tensor, scale, pad_x, pad_y = self._letterbox(np.ascontiguousarray(image))
         self._interp.set_tensor(self._input, tensor[None])
         self._interp.invoke()
@@ -206,8 +234,6 @@ class BlazeFaceDetector(Detector):
         logits = self._interp.get_tensor(self._classifiers)[0, :, 0].astype(np.float64)
         scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -RAW_SCORE_LIMIT, RAW_SCORE_LIMIT)))
         keep = scores >= self.min_score
-        if not keep.any():
-            return []
         raw, scores, anchors = raw[keep], scores[keep], self.anchors[keep]
         size = float(self.spec.input_size)
         # decode in input pixels: anchor centre (normalised) * size + offset
@@ -216,15 +242,41 @@ class BlazeFaceDetector(Detector):
         boxes = np.concatenate([centre - half, centre + half], axis=1)
         points = anchors[:, None, :] * size + raw[:, 4:16].reshape(-1, 6, 2)
         valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-        merged = weighted_nms(boxes[valid], scores[valid], points[valid], self.options.nms_iou)
-        h, w = image.shape[:2]
+        # undo the letterbox
         offset = np.array([pad_x, pad_y], dtype=np.float64)
+        boxes = (boxes[valid] - np.tile(offset, 2)) / scale
+        points = (points[valid] - offset) / scale
+        return boxes, scores[valid], points
+
+    def detect(self, image: np.ndarray, min_size: int = 0) -> list[Face]:
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"expected an RGB image (H, W, 3), got shape {image.shape}")
+        h, w = image.shape[:2]
+        parts = [self._candidates(image)]
+        tile = self.options.tile_size
+        if tile is not None and max(h, w) > tile:
+            for x0, y0, x1, y1 in tile_grid(w, h, tile):
+                boxes, scores, points = self._candidates(image[y0:y1, x0:x1])
+                boxes = boxes + np.array([x0, y0, x0, y0], dtype=np.float64)
+                points = points + np.array([x0, y0], dtype=np.float64)
+                # a face cut by an inner tile edge is seen whole by another tile or the
+                # full frame: drop the cut part
+                margin = 2.0
+                cut = (
+                    ((boxes[:, 0] < x0 + margin) & (x0 > 0))
+                    | ((boxes[:, 1] < y0 + margin) & (y0 > 0))
+                    | ((boxes[:, 2] > x1 - margin) & (x1 < w))
+                    | ((boxes[:, 3] > y1 - margin) & (y1 < h))
+                )
+                parts.append((boxes[~cut], scores[~cut], points[~cut]))
+        boxes = np.concatenate([p[0] for p in parts])
+        scores = np.concatenate([p[1] for p in parts])
+        points = np.concatenate([p[2] for p in parts])
+        if len(scores) == 0:
+            return []
         faces = []
-        for box, score, pts in merged:
-            x1, y1 = (box[:2] - offset) / scale
-            x2, y2 = (box[2:] - offset) / scale
-            landmarks = [(float(x), float(y)) for x, y in (pts - offset) / scale]
-            face = Face.from_xyxy((x1, y1, x2, y2), score=score)
-            face.landmarks = landmarks
+        for box, score, pts in weighted_nms(boxes, scores, points, self.options.nms_iou):
+            face = Face.from_xyxy(tuple(box), score=score)
+            face.landmarks = [(float(x), float(y)) for x, y in pts]
             faces.append(face.clipped(w, h))
         return filter_min_size([f for f in faces if f.box[2] > 0 and f.box[3] > 0], min_size)
