@@ -1,0 +1,77 @@
+"""``viola-jones``: the from-scratch Viola-Jones cascade (numpy; no OpenCV cascade code).
+
+The trained cascade ships as JSON in ``pipeline/models/viola_jones/cascade.json`` and is
+loaded once per detector. Detection slides the 24 x 24 window over an image pyramid (see
+:mod:`pipeline.vj.scan`); ``cv2`` is only used to convert and resize images. How it was
+trained and how well it does: docs/viola-jones.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from pydantic import Field
+
+from pipeline.detectors.base import Detector, filter_min_size
+from pipeline.record import Face
+from pipeline.registry import BackendOptions
+from pipeline.vj.cascade import Cascade
+from pipeline.vj.data import to_gray
+from pipeline.vj.scan import detect
+
+SHIPPED_CASCADE = Path(__file__).resolve().parent.parent / "models" / "viola_jones" / "cascade.json"
+
+
+class ViolaJonesOptions(BackendOptions):
+    scale_factor: float = Field(
+        1.2, gt=1.0, le=2.0, description="image pyramid step (smaller: slower, more recall)"
+    )
+    step: int = Field(2, ge=1, le=8, description="window stride in pixels of each pyramid level")
+    min_neighbors: int = Field(
+        2, ge=0, le=50, description="overlapping raw windows needed (beyond one) to keep a box"
+    )
+    cascade: str | None = Field(
+        None, description="path of a cascade JSON (default: the shipped cascade)"
+    )
+
+
+class ViolaJonesDetector(Detector):
+    """Multi-scale sliding-window detection with the from-scratch cascade."""
+
+    name = "viola-jones"
+    Options = ViolaJonesOptions
+
+    def __init__(self, options: ViolaJonesOptions | None = None) -> None:
+        super().__init__(options)
+        path = Path(self.options.cascade) if self.options.cascade else SHIPPED_CASCADE
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"Viola-Jones cascade {path} not found (train one: facepipe train viola-jones)"
+            )
+        self.cascade = Cascade.load(path)
+        if not self.cascade.stages:
+            raise ValueError(f"cascade {path} has no stages")
+        self._scale = float(self.cascade.box.get("scale", 1.0))
+
+    def detect(self, image: np.ndarray, min_size: int = 0) -> list[Face]:
+        img = np.asarray(image)
+        if img.ndim not in (2, 3) or img.size == 0:
+            raise ValueError(f"expected an RGB image (H, W, 3), got shape {img.shape}")
+        gray = to_gray(img)
+        h, w = gray.shape
+        opts = self.options
+        boxes, scores = detect(
+            gray,
+            self.cascade,
+            scale_factor=opts.scale_factor,
+            step=opts.step,
+            min_neighbors=opts.min_neighbors,
+            # faces of min_size px are reported from windows of min_size / scale px
+            min_size=max(min_size / self._scale, 0.0),
+        )
+        faces = [
+            Face(box=tuple(b), score=float(s)).clipped(w, h)
+            for b, s in zip(boxes, scores, strict=True)
+        ]
+        return filter_min_size([f for f in faces if f.box[2] > 0 and f.box[3] > 0], min_size)

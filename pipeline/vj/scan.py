@@ -1,0 +1,209 @@
+"""Multi-scale sliding-window detection with a cascade, and merging of raw windows.
+
+The image is shrunk by successive powers of ``scale_factor`` (an image pyramid, resized
+with area averaging as the training crops were); at each level the integral images of the
+pixels and of their squares are computed once, every ``step``-th window position becomes
+one flat index, and the cascade runs over all of them at once (stage 1 over every window,
+later stages over the survivors only).
+
+Overlapping raw windows around one face are grouped as OpenCV's ``groupRectangles`` does
+(similar corners within ``eps`` of the size; groups with fewer than ``min_neighbors + 1``
+windows dropped; the group box is the mean), then groups that overlap a stronger group are
+suppressed. A group's score is its window count plus its best last-stage margin (in [0, 1)),
+so more agreeing windows rank higher and ties are broken by confidence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from pipeline.vj.cascade import Cascade
+from pipeline.vj.features import STD_FLOOR
+from pipeline.vj.integral import integral_image, window_stats
+
+
+@dataclass
+class Level:
+    """One pyramid level: the shrunk image and its scale back to the original."""
+
+    image: np.ndarray
+    sx: float
+    sy: float
+
+
+def pyramid(gray: np.ndarray, window: int, scale_factor: float, min_size: float, max_size: float):
+    """Yield pyramid levels whose ``window`` covers faces from ``min_size`` to ``max_size``."""
+    if scale_factor <= 1.0:
+        raise ValueError("scale_factor must be > 1")
+    h, w = gray.shape
+    s = max(float(min_size), float(window)) / window
+    while window * s <= min(max_size, h, w):
+        lw, lh = int(round(w / s)), int(round(h / s))
+        if lw < window or lh < window:
+            break
+        img = (
+            gray if (lw, lh) == (w, h) else cv2.resize(gray, (lw, lh), interpolation=cv2.INTER_AREA)
+        )
+        yield Level(img, w / lw, h / lh)
+        s *= scale_factor
+
+
+def level_windows(
+    level: np.ndarray, window: int, step: int, offset: tuple[int, int] = (0, 0)
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray]:
+    """Integral image (flat), window bases, inverse std and positions for one level."""
+    ii = integral_image(level)
+    ii2 = integral_image(level, square=True)
+    width = ii.shape[1]
+    ys = np.arange(offset[1], level.shape[0] - window + 1, step)
+    xs = np.arange(offset[0], level.shape[1] - window + 1, step)
+    gy, gx = np.meshgrid(ys, xs, indexing="ij")
+    bases = (gy * width + gx).ravel().astype(np.int64)
+    _, std = window_stats(ii, ii2, bases, window)
+    inv = 1.0 / np.maximum(std, STD_FLOOR)
+    pos = np.stack([gx.ravel(), gy.ravel()], axis=1)
+    return ii.reshape(-1), bases, inv, width, pos
+
+
+def scan(
+    gray: np.ndarray,
+    cascade: Cascade,
+    scale_factor: float = 1.2,
+    step: int = 2,
+    min_size: float = 0,
+    max_size: float = float("inf"),
+) -> tuple[np.ndarray, np.ndarray]:
+    """Raw windows that pass the whole cascade: boxes ``(n, 4)`` (x, y, w, h) and margins."""
+    gray = np.asarray(gray)
+    if gray.ndim != 2:
+        raise ValueError(f"scan needs a 2-D grey image, got shape {gray.shape}")
+    if step < 1:
+        raise ValueError("step must be >= 1")
+    win = cascade.window
+    boxes, margins = [], []
+    for lv in pyramid(gray, win, scale_factor, min_size, max_size):
+        ii, bases, inv, width, pos = level_windows(lv.image, win, step)
+        depth, margin = cascade.evaluate_windows(ii, width, bases, inv)
+        hit = depth == len(cascade.stages)
+        if hit.any():
+            p = pos[hit].astype(np.float64)
+            boxes.append(
+                np.stack(
+                    [
+                        p[:, 0] * lv.sx,
+                        p[:, 1] * lv.sy,
+                        np.full(len(p), win * lv.sx),
+                        np.full(len(p), win * lv.sy),
+                    ],
+                    axis=1,
+                )
+            )
+            margins.append(margin[hit])
+    if not boxes:
+        return np.zeros((0, 4)), np.zeros(0)
+    return np.concatenate(boxes), np.concatenate(margins)
+
+
+def group_windows(
+    boxes: np.ndarray, margins: np.ndarray, min_neighbors: int, eps: float = 0.2
+) -> tuple[np.ndarray, np.ndarray]:
+    """Merge similar raw windows (OpenCV ``groupRectangles`` rule); returns boxes, scores."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    n = len(boxes)
+    if n == 0:
+        return np.zeros((0, 4)), np.zeros(0)
+    x1, y1 = boxes[:, 0], boxes[:, 1]
+    x2, y2 = x1 + boxes[:, 2], y1 + boxes[:, 3]
+    delta = (
+        eps
+        * 0.5
+        * (
+            np.minimum(boxes[:, None, 2], boxes[None, :, 2])
+            + np.minimum(boxes[:, None, 3], boxes[None, :, 3])
+        )
+    )
+    similar = (
+        (np.abs(x1[:, None] - x1[None]) <= delta)
+        & (np.abs(y1[:, None] - y1[None]) <= delta)
+        & (np.abs(x2[:, None] - x2[None]) <= delta)
+        & (np.abs(y2[:, None] - y2[None]) <= delta)
+    )
+    labels = np.arange(n)
+    while True:  # connected components by min-label propagation
+        new = np.where(similar, labels[None, :], n).min(axis=1)
+        new = new[new]
+        if np.array_equal(new, labels):
+            break
+        labels = new
+    out_boxes, out_scores = [], []
+    for lab in np.unique(labels):
+        members = labels == lab
+        count = int(members.sum())
+        if count <= min_neighbors:
+            continue
+        out_boxes.append(boxes[members].mean(axis=0))
+        best = np.nanmax(margins[members]) if np.isfinite(margins[members]).any() else 0.0
+        out_scores.append(count + float(np.clip(best, 0.0, 0.999)))
+    if not out_boxes:
+        return np.zeros((0, 4)), np.zeros(0)
+    return np.array(out_boxes), np.array(out_scores)
+
+
+def suppress(
+    boxes: np.ndarray, scores: np.ndarray, iou: float = 0.3, inside: float = 0.7
+) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy non-maximum suppression: drop a box that overlaps a higher-scored kept box
+    by IoU > ``iou``, or lies mostly (> ``inside`` of its area) within it."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    keep: list[int] = []
+    area = boxes[:, 2] * boxes[:, 3]
+    for i in order:
+        ok = True
+        for j in keep:
+            ix = max(
+                0.0,
+                min(boxes[i, 0] + boxes[i, 2], boxes[j, 0] + boxes[j, 2])
+                - max(boxes[i, 0], boxes[j, 0]),
+            )
+            iy = max(
+                0.0,
+                min(boxes[i, 1] + boxes[i, 3], boxes[j, 1] + boxes[j, 3])
+                - max(boxes[i, 1], boxes[j, 1]),
+            )
+            inter = ix * iy
+            if inter / (area[i] + area[j] - inter) > iou or inter / min(area[i], area[j]) > inside:
+                ok = False
+                break
+        if ok:
+            keep.append(int(i))
+    return boxes[keep], np.asarray(scores)[keep]
+
+
+def face_boxes(windows: np.ndarray, box: dict[str, float]) -> np.ndarray:
+    """Map window boxes to reported face boxes with the cascade's ``box`` geometry."""
+    w = np.asarray(windows, dtype=np.float64).reshape(-1, 4)
+    scale, dx, dy = box.get("scale", 1.0), box.get("dx", 0.0), box.get("dy", 0.0)
+    cx = w[:, 0] + w[:, 2] * (0.5 + dx)
+    cy = w[:, 1] + w[:, 3] * (0.5 + dy)
+    nw, nh = w[:, 2] * scale, w[:, 3] * scale
+    return np.stack([cx - nw / 2, cy - nh / 2, nw, nh], axis=1)
+
+
+def detect(
+    gray: np.ndarray,
+    cascade: Cascade,
+    scale_factor: float = 1.2,
+    step: int = 2,
+    min_neighbors: int = 2,
+    min_size: float = 0,
+    max_size: float = float("inf"),
+) -> tuple[np.ndarray, np.ndarray]:
+    """Face boxes ``(n, 4)`` (x, y, w, h, original pixels) and scores, best first."""
+    raw, margins = scan(gray, cascade, scale_factor, step, min_size, max_size)
+    boxes, scores = group_windows(raw, margins, min_neighbors)
+    boxes, scores = suppress(boxes, scores)
+    return face_boxes(boxes, cascade.box), scores
