@@ -86,40 +86,79 @@ def image_cache(
     return data
 
 
+def chunk_of(sample: Sample, val_chunks: int = 7, train_chunks: int = 31) -> str:
+    """Cache chunk of a sample: validation chunks first, each a hash-random subset."""
+    import hashlib
+
+    h = int.from_bytes(hashlib.sha1(f"chunk:{sample.name}".encode()).digest()[:4], "big")
+    if split_of(sample.name) == "val":
+        return f"0val{h % val_chunks:02d}"
+    return f"1train{h % train_chunks:02d}"
+
+
 def feature_cache(
     kind: str,
     extract: Callable[[list[np.ndarray]], np.ndarray],
     folder: Path | None = None,
     cache_dir: Path = CACHE_DIR,
-    chunk: int = 500,
     progress: Callable[[int, int], None] | None = None,
+    partial: bool = False,
+    reuse: dict[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Features of every UTKFace image (``extract``: list of full RGB images -> rows).
+    """Features of UTKFace images (``extract``: list of full RGB images -> rows).
 
-    Chunks are saved as they finish, so an interrupted run resumes where it stopped.
+    Work is split in ~500-image chunks (validation first; each chunk a random subset),
+    saved as they finish, so an interrupted run resumes where it stopped. With
+    ``partial=True`` nothing is computed: the finished chunks are returned (a random
+    subset of the training files), for training while the cache is still being built.
+    ``reuse`` maps file names to rows already computed elsewhere.
     """
     path = cache_dir / f"utkface_{kind}.npz"
     if path.exists():
         return load_npz(path)
     folder = folder or require("utkface")
     samples = list_samples(folder)
-    part_dir = cache_dir / f"utkface_{kind}.parts"
+    chunks: dict[str, list[Sample]] = {}
+    for s in samples:
+        chunks.setdefault(chunk_of(s), []).append(s)
+    part_dir = cache_dir / f"utkface_{kind}.chunks"
     part_dir.mkdir(parents=True, exist_ok=True)
-    parts = []
-    for start in range(0, len(samples), chunk):
-        part = part_dir / f"{start:06d}.npy"
+    names: list[str] = []
+    rows: list[np.ndarray] = []
+    done = 0
+    for key in sorted(chunks):
+        part = part_dir / f"{key}.npy"
+        members = chunks[key]
         if not part.exists():
-            batch = [read_rgb(folder / s.name) for s in samples[start : start + chunk]]
-            rows = np.asarray(extract(batch), dtype=np.float32)
-            np.save(part.with_suffix(".tmp.npy"), rows)
-            part.with_suffix(".tmp.npy").replace(part)
-        parts.append(np.load(part, allow_pickle=False))
+            if partial:
+                continue
+            todo = [i for i, s in enumerate(members) if not (reuse and s.name in reuse)]
+            fresh = np.asarray(
+                extract([read_rgb(folder / members[i].name) for i in todo]), dtype=np.float32
+            )
+            dim = fresh.shape[1] if len(todo) else len(next(iter(reuse.values())))  # type: ignore[union-attr]
+            out = np.empty((len(members), dim), dtype=np.float32)
+            for j, i in enumerate(todo):
+                out[i] = fresh[j]
+            for i, s in enumerate(members):
+                if reuse and s.name in reuse:
+                    out[i] = reuse[s.name]
+            tmp = part.with_suffix(".tmp.npy")
+            np.save(tmp, out)
+            tmp.replace(part)
+        rows.append(np.load(part, allow_pickle=False))
+        names.extend(s.name for s in members)
+        done += len(members)
         if progress:
-            progress(min(start + chunk, len(samples)), len(samples))
-    data = {**_labels(samples), "features": np.concatenate(parts)}
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **data)
-    tmp.replace(path)
+            progress(done, len(samples))
+    if not rows:
+        raise FileNotFoundError(f"no finished feature chunks in {part_dir}")
+    by_name = {s.name: s for s in samples}
+    data = {**_labels([by_name[n] for n in names]), "features": np.concatenate(rows)}
+    if not partial or done == len(samples):
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, **data)
+        tmp.replace(path)
     return data
 
 

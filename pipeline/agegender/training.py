@@ -346,10 +346,19 @@ def train(
 def evaluate_arrays(
     probs: np.ndarray, p_female: np.ndarray, ages: np.ndarray, genders: np.ndarray
 ) -> dict[str, Any]:
-    """Age MAE (overall and by age group) and gender accuracy of predictions."""
+    """Metrics of age-bin probabilities and p(female) (see :func:`metrics`)."""
     pred_age, _ = age_from_probs(probs)
+    return metrics(pred_age, p_female, ages, genders)
+
+
+def metrics(
+    pred_age: np.ndarray, p_female: np.ndarray, ages: np.ndarray, genders: np.ndarray
+) -> dict[str, Any]:
+    """Age MAE (overall and by true age group) and gender accuracy of predictions."""
+    pred_age = np.asarray(pred_age, dtype=np.float64)
+    ages = np.asarray(ages, dtype=np.float64)
     err = np.abs(pred_age - ages)
-    correct = (p_female >= 0.5) == (genders == 1)
+    correct = (np.asarray(p_female) >= 0.5) == (np.asarray(genders) == 1)
     groups: dict[str, dict[str, float]] = {}
     labels = np.array([splitmod.age_group(a) for a in ages])
     for lo, _hi in splitmod.AGE_GROUPS:
@@ -363,8 +372,8 @@ def evaluate_arrays(
             }
     return {
         "n": int(len(ages)),
-        "age_mae": round(float(err.mean()), 3),
-        "gender_accuracy": round(float(correct.mean()), 4),
+        "age_mae": round(float(err.mean()), 3) if len(ages) else float("nan"),
+        "gender_accuracy": round(float(correct.mean()), 4) if len(ages) else float("nan"),
         "by_age_group": groups,
     }
 
