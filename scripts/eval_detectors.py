@@ -89,9 +89,18 @@ def spread(items: list[Any], n: int | None) -> list[Any]:
 
 
 def source_hash(name: str) -> str:
-    """Hash of the backend's module source: a changed backend invalidates its cache."""
+    """Hash of the backend's module source and of its shipped weights (the folders of
+    ``pipeline/models/`` named after the module): a changed backend or retrained model
+    invalidates its cache."""
     module = sys.modules[registry.get(name).__module__]
-    return hashlib.sha1(inspect.getsource(module).encode()).hexdigest()[:12]
+    digest = hashlib.sha1(inspect.getsource(module).encode())
+    short = module.__name__.rsplit(".", 1)[-1]
+    models = REPO / "pipeline" / "models"
+    for folder in sorted(models.glob(f"{short}*")) if models.is_dir() else []:
+        for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+            digest.update(f.relative_to(models).as_posix().encode())
+            digest.update(hashlib.sha1(f.read_bytes()).digest())
+    return digest.hexdigest()[:12]
 
 
 def cache_path(name: str, options: dict[str, Any], res: str) -> Path:
@@ -218,6 +227,42 @@ def score_backend(
     }
 
 
+def time_backends(
+    specs: list[tuple[str, dict[str, Any]]],
+    records: list[dict[str, Any]],
+    images_dir: Path,
+    repeats: int = 1,
+) -> list[dict[str, float]]:
+    """Median wall and CPU ms per image of each backend, at 1024 px and 640 px wide.
+
+    All backends are loaded at once and run image by image in turn (the order rotating
+    from image to image), so that load from other jobs on a shared machine falls on every
+    backend alike instead of on whichever happened to run at a busy moment.
+    """
+    detectors = []
+    for name, options in specs:
+        det = registry.create(name, options)
+        det.warmup()
+        detectors.append(det)
+    samples: list[dict[str, list[float]]] = [
+        {"ms_1024": [], "cpu_ms_1024": [], "ms_640": [], "cpu_ms_640": []} for _ in specs
+    ]
+    for i, rec in enumerate(records):
+        full = load_rgb(images_dir / rec["image"])
+        frames = {"1024": full, "640": resize_to_width(full, VIDEO_WIDTH)[0]}
+        order = list(range(len(specs)))
+        order = order[i % len(order) :] + order[: i % len(order)]
+        for res, frame in frames.items():
+            for k in order:
+                for _ in range(repeats):
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    detectors[k].detect(frame)
+                    samples[k][f"ms_{res}"].append((time.perf_counter() - t0) * 1000.0)
+                    samples[k][f"cpu_ms_{res}"].append((time.process_time() - c0) * 1000.0)
+        print(f"  timing: {i + 1}/{len(records)} images", flush=True)
+    return [{key: statistics.median(v) for key, v in s.items()} for s in samples]
+
+
 def machine() -> dict[str, Any]:
     try:
         lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
@@ -242,6 +287,17 @@ def label(name: str, options: dict[str, Any]) -> str:
     return f"`{name}`" + (f" ({opts})" if opts else "")
 
 
+def timing_note(report: dict[str, Any]) -> str:
+    t = report.get("timing") or {}
+    if t.get("interleaved"):
+        return (
+            f"Times: median over {t['images']} images spread over the events, all backends "
+            "loaded together and run in turn on each image (so shared-core load hits them "
+            "alike); detector call only (no decoding), after a warm-up call."
+        )
+    return "Times: median over the accuracy pass; detector call only, after a warm-up call."
+
+
 def render(report: dict[str, Any]) -> str:
     m = report["machine"]
     lines = [
@@ -250,6 +306,8 @@ def render(report: dict[str, Any]) -> str:
         "the cores were shared with other jobs, so times are upper bounds).",
         "",
         f"Command: `{report['command']}`",
+        "",
+        timing_note(report),
         "",
         "| detector | images | AP all | AP >= 32 px | ms / image (1024 px) "
         "| AP >= 32 px @ 640 | ms / frame @ 640 | fps @ 640 | CPU ms / frame @ 640 |",
@@ -311,6 +369,18 @@ def main(argv: list[str] | None = None) -> int:
         default=100,
         help=f"images for the slow backends {sorted(SLOW)} (default 100)",
     )
+    ap.add_argument(
+        "--slow",
+        default="",
+        help="more backends to treat as slow (comma-separated names), e.g. a new one",
+    )
+    ap.add_argument(
+        "--timing-images",
+        type=int,
+        default=30,
+        help="images for the interleaved speed measurement (default 30; 0: use the "
+        "times of the accuracy pass instead)",
+    )
     ap.add_argument("--no-docs", action="store_true", help="print, do not write docs/")
     args = ap.parse_args(argv)
 
@@ -329,7 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     all_dets: dict[str, Any] = {}
     for spec in specs:
         name, options = parse_spec(spec.strip())
-        subset = spread(records, args.slow_limit) if name in SLOW else records
+        slow = SLOW | {n for n in args.slow.split(",") if n}
+        subset = spread(records, args.slow_limit) if name in slow else records
         print(f"{spec}: {len(subset)} images", flush=True)
         row: dict[str, Any] = {"name": name, "options": options}
         try:
@@ -361,6 +432,23 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({**row, "scores": score_backend(sub_records, sub)})
         users = [r["name"] for r in report["results"] if r.get("scores", {}).get("images") == size]
         report["subsets"].append({"images": size, "for": users, "results": rows})
+
+    ok = [(spec, row) for spec, (row, _dets) in all_dets.items()]
+    if args.timing_images > 0 and ok:
+        timing_set = spread(records, args.timing_images)
+        print(f"timing {len(ok)} backends, interleaved, on {len(timing_set)} images", flush=True)
+        report["timing"] = {"images": len(timing_set), "interleaved": True}
+        specs_ok = [(row["name"], row["options"]) for _spec, row in ok]
+        timings = time_backends(specs_ok, timing_set, root / "images")
+        for (_spec, row), t in zip(ok, timings, strict=True):
+            row["scores"]["accuracy_pass_ms"] = {
+                "ms_1024": row["scores"]["ms_1024"],
+                "ms_640": row["scores"]["ms_640"],
+            }
+            row["scores"].update(t)
+            row["scores"]["fps_640"] = 1000.0 / t["ms_640"] if t["ms_640"] > 0 else 0.0
+    else:
+        report["timing"] = {"images": None, "interleaved": False}
 
     report["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     print(render(report))
