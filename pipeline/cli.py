@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import logging
 import pkgutil
-import sys
 
 import click
 
@@ -67,6 +66,3 @@ def _register() -> None:
 
 
 _register()
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -60,6 +60,9 @@ class DetectorConfig(Section):
 class TrackerConfig(Section):
     iou_threshold: float = Field(0.3, gt=0, lt=1, description="minimum IoU to continue a track")
     max_missed: int = Field(15, ge=0, description="frames a track may go undetected before it ends")
+    min_hits: int = Field(
+        3, ge=1, description="frames a face must be seen in before its track becomes an event"
+    )
     gap_timeout_s: float = Field(
         10.0, gt=0, description="seconds to wait for a missing frame before skipping it"
     )
@@ -71,7 +74,7 @@ class SamplingConfig(Section):
     )
     every_n_frames: int = Field(5, ge=1, description="frames between samples of one track")
     min_face_px: int = Field(
-        32, ge=0, description="faces smaller than this are tracked but not sampled"
+        24, ge=0, description="faces smaller than this are tracked but not sampled"
     )
 
 
@@ -80,8 +83,8 @@ class RecognitionConfig(Section):
         0.6, gt=0, lt=2, description="max encoding distance to accept a gallery match"
     )
     num_jitters: int = Field(1, ge=1, le=100, description="dlib encoder re-samplings per face")
-    min_votes: float = Field(
-        0.5, ge=0, le=1, description="share of a track's samples a name needs to be given"
+    upscale_below_px: int = Field(
+        80, ge=0, description="faces shorter than this are upscaled before encoding"
     )
 
 

@@ -106,6 +106,8 @@ class FrameRecord:
     dropped: str | None = None  # reason, when a stage dropped this frame
     timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
     ended_tracks: list[int] = field(default_factory=list)
+    # tracks confirmed on this frame: {track_id: [first capture ts, frames so far]}
+    track_starts: dict[int, list[float]] = field(default_factory=dict)
     last: bool = False  # the last frame of a finite source
 
     def to_dict(self) -> dict[str, Any]:
@@ -121,6 +123,8 @@ class FrameRecord:
             raise ValueError(f"unknown FrameRecord field(s): {sorted(unknown)}")
         data = dict(data)
         data["faces"] = [Face.from_dict(f) for f in data.get("faces", [])]
+        # JSON object keys are strings
+        data["track_starts"] = {int(k): v for k, v in data.get("track_starts", {}).items()}
         return cls(**data)
 
     def to_json(self) -> str:

@@ -16,11 +16,12 @@ class DlibEncoder:
 
     dim = 128
 
-    def __init__(self, num_jitters: int = 1) -> None:
+    def __init__(self, num_jitters: int = 1, min_face_px: int = 80) -> None:
         import dlib
         import face_recognition_models as frm
 
         self.num_jitters = num_jitters
+        self.min_face_px = min_face_px
         self._shape = dlib.shape_predictor(frm.pose_predictor_five_point_model_location())
         self._net = dlib.face_recognition_model_v1(frm.face_recognition_model_location())
 
@@ -40,10 +41,28 @@ class DlibEncoder:
         image = np.ascontiguousarray(image)
         out = np.empty((len(faces), self.dim), dtype=np.float64)
         for i, face in enumerate(faces):
-            x, y, w, h = face.box
-            shape = self._shape(image, dlib.rectangle(x, y, x + w, y + h))
-            out[i] = np.asarray(self._net.compute_face_descriptor(image, shape, self.num_jitters))
+            img, (x, y, w, h) = self._upscaled(image, face)
+            shape = self._shape(img, dlib.rectangle(x, y, x + w, y + h))
+            out[i] = np.asarray(self._net.compute_face_descriptor(img, shape, self.num_jitters))
         return out
+
+    def _upscaled(self, image: np.ndarray, face: Face) -> tuple[np.ndarray, tuple[int, ...]]:
+        """Small faces: crop with context and upscale (bicubic) to ``min_face_px`` tall."""
+        x, y, w, h = face.box
+        if h >= self.min_face_px or h <= 0:
+            return image, (x, y, w, h)
+        import cv2
+
+        scale = self.min_face_px / h
+        m = int(round(0.5 * max(w, h)))
+        ih, iw = image.shape[:2]
+        x1, y1 = max(0, x - m), max(0, y - m)
+        x2, y2 = min(iw, x + w + m), min(ih, y + h + m)
+        crop = cv2.resize(
+            image[y1:y2, x1:x2], None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC
+        )
+        box = tuple(int(round(v * scale)) for v in (x - x1, y - y1, w, h))
+        return np.ascontiguousarray(crop), box
 
 
 def distances(gallery: np.ndarray, query: np.ndarray) -> np.ndarray:

@@ -1,0 +1,154 @@
+"""`facepipe run` (the whole pipeline on one machine) and `facepipe demo`."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import tempfile
+from pathlib import Path
+from urllib.parse import urlparse
+
+import click
+
+from pipeline.cli import Context, pass_ctx
+from pipeline.sources import describe
+
+
+def default_stream_name(spec: str) -> str:
+    kind, _ = describe(spec)
+    if kind == "webcam":
+        return f"webcam{spec}"
+    if kind == "url":
+        u = urlparse(spec)
+        name = (u.hostname or "camera") + (u.path or "").replace("/", "_")
+    else:
+        name = Path(spec).stem
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "stream"
+
+
+def parse_enroll(values: tuple[str, ...]) -> list[tuple[str, str]]:
+    out = []
+    for v in values:
+        name, sep, photo = v.partition("=")
+        if not sep or not name or not photo:
+            raise click.BadParameter(f"{v!r}: expected NAME=PHOTO", param_hint="--enroll")
+        out.append((name, photo))
+    return out
+
+
+def enroll_people(ctx: Context, pairs: list[tuple[str, str]]) -> None:
+    from pipeline.recognition.enroll import EnrollError, encode_photos
+    from pipeline.store import EventStore
+
+    store = EventStore(ctx.config.store_url)
+    for name, photo in pairs:
+        try:
+            (vec,) = encode_photos([photo])
+        except EnrollError as exc:
+            raise click.ClickException(str(exc)) from None
+        store.enroll(name, [vec], [str(Path(photo).resolve())])
+        click.echo(f"enrolled {name} from {photo}", err=True)
+
+
+def print_summary(summary_dict: dict, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(summary_dict))
+        return
+    s = summary_dict
+    click.echo(
+        f"frames: {s['frames']} captured, {s['processed']} processed in {s['seconds']:.1f} s "
+        f"({s['fps']:.1f} frames/s)"
+    )
+    for name, st in s["streams"].items():
+        dropped = {k.split(":", 1)[1]: v for k, v in st.items() if k.startswith("dropped:")}
+        click.echo(
+            f"  stream {name} ({st['source']}): captured {st.get('captured', 0)}, "
+            f"processed {st.get('processed', 0)}, dropped {sum(dropped.values())}"
+            + (f" {dropped}" if dropped else "")
+        )
+    faces = ", ".join(f"{k}: {v}" for k, v in sorted(s["people"].items())) or "none"
+    click.echo(f"people seen (events per person): {faces}")
+    if s["stage_seconds"]:
+        parts = [
+            f"{k} {v:.1f}s/{s['stage_jobs'].get(k, 0)} jobs" for k, v in s["stage_seconds"].items()
+        ]
+        click.echo("stage time: " + ", ".join(parts))
+    if s["failed_jobs"]:
+        click.echo(f"WARNING: {s['failed_jobs']} failed jobs (see `rq info` / worker logs)")
+
+
+def run_pipeline(ctx: Context, sources: list[tuple[str, str]], as_json: bool) -> int:
+    from pipeline.orchestrator import LocalPipeline, PipelineError
+    from pipeline.sources import SourceError
+
+    pipe = LocalPipeline(ctx.config, ctx.config_path)
+    try:
+        click.echo("starting workers...", err=True)
+        pipe.start()
+        if ctx.config.metrics.port:
+            port = ctx.config.metrics.port
+            click.echo(f"metrics: http://localhost:{port}/metrics; logs: {pipe.log_dir}", err=True)
+        summary = pipe.run(sources)
+    except (PipelineError, SourceError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        click.echo("interrupted; stopping", err=True)
+        return 130
+    finally:
+        pipe.stop()
+    print_summary(summary.to_dict(), as_json)
+    if summary.interrupted:
+        return 130
+    return 0
+
+
+@click.command()
+@click.argument("sources", nargs=-1, required=True)
+@click.option("--stream", "streams", multiple=True, help="stream name per source (in order)")
+@click.option("--enroll", "enroll", multiple=True, metavar="NAME=PHOTO", help="enroll first")
+@click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
+@pass_ctx
+def run(
+    ctx: Context, sources: tuple[str, ...], streams: tuple[str, ...], enroll: tuple[str, ...],
+    as_json: bool,
+) -> None:  # fmt: skip
+    """Run the whole pipeline on SOURCES (video files, webcam index, rtsp/http URLs).
+
+    Starts a private Redis server unless REDIS_URL is set, starts the stage workers as
+    separate processes, processes every source (files to the end; live sources until
+    Ctrl-C), drains the queues, prints a summary and exits.
+    """
+    if len(streams) > len(sources):
+        raise click.BadParameter("more --stream names than sources", param_hint="--stream")
+    names = list(streams) + [default_stream_name(s) for s in sources[len(streams) :]]
+    if len(set(names)) != len(names):
+        raise click.BadParameter(f"stream names must be unique: {names}", param_hint="--stream")
+    for spec in sources:
+        if describe(spec)[0] == "file" and not Path(spec).is_file():
+            raise click.BadParameter(f"video file not found: {spec}", param_hint="SOURCES")
+    enroll_people(ctx, parse_enroll(enroll))
+    sys.exit(run_pipeline(ctx, list(zip(sources, names, strict=True)), as_json))
+
+
+@click.command()
+@click.option("--frames", default=60, show_default=True, help="length of the demo clip")
+@click.option("--keep", type=click.Path(file_okay=False), help="write the demo files here")
+@click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
+@pass_ctx
+def demo(ctx: Context, frames: int, keep: str | None, as_json: bool) -> None:
+    """Build a sample clip from a face scikit-image ships, enroll it and run on it."""
+    from pipeline.demo import DEMO_NAME, make_demo_video, write_enrollment_photo
+
+    folder = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="facepipe-demo-"))
+    photo = write_enrollment_photo(folder / f"{DEMO_NAME}.png")
+    video = make_demo_video(folder / "demo.mp4", frames=frames)
+    click.echo(f"demo clip {video} ({frames} frames); enrolling {DEMO_NAME}", err=True)
+    enroll_people(ctx, [(DEMO_NAME, str(photo))])
+    code = run_pipeline(ctx, [(str(video), "demo")], as_json)
+    if code == 0 and not as_json:
+        click.echo("query the events with: facepipe events --stream demo")
+    sys.exit(code)
+
+
+COMMANDS = [run, demo]

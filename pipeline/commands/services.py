@@ -1,0 +1,121 @@
+"""Distributed pieces: `facepipe capture`, `facepipe worker`, `facepipe sink`,
+`facepipe metrics`. Start any number of them, on any machines, with one REDIS_URL."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+
+import click
+
+from pipeline.bus import STAGES
+from pipeline.cli import Context, pass_ctx
+
+
+def _runtime(ctx: Context):  # type: ignore[no-untyped-def]
+    from pipeline.runtime import NoRedisError, Runtime
+
+    try:
+        rt = Runtime.from_config(ctx.config)
+        rt.bus.conn.ping()
+    except NoRedisError as exc:
+        raise click.ClickException(str(exc)) from None
+    except Exception as exc:
+        raise click.ClickException(f"cannot reach Redis at {ctx.config.redis.url}: {exc}") from None
+    return rt
+
+
+@click.command()
+@click.argument("source")
+@click.option("--stream", help="stream name (default: from the source)")
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="for files: wait until every frame is processed before exiting")  # fmt: skip
+@pass_ctx
+def capture(ctx: Context, source: str, stream: str | None, wait: bool) -> None:
+    """Read SOURCE (file, webcam index, rtsp/http URL) into the pipeline (needs REDIS_URL)."""
+    from pipeline.capture import Capture
+    from pipeline.commands.run import default_stream_name
+    from pipeline.sources import Source, SourceError
+
+    rt = _runtime(ctx)
+    try:
+        src = Source(source, ctx.config.capture.reconnect_s, ctx.config.capture.realtime)
+    except SourceError as exc:
+        raise click.ClickException(str(exc)) from None
+    cap = Capture(rt, src, stream or default_stream_name(source))
+    signal.signal(signal.SIGTERM, lambda *_: cap.stop())
+    try:
+        result = cap.run()
+    except KeyboardInterrupt:
+        cap.stop()
+        sys.exit(130)
+    click.echo(
+        f"{result.stream}: captured {result.captured}, enqueued {result.enqueued}, "
+        f"dropped {result.dropped} in {result.seconds:.1f} s (session {result.session})"
+    )
+    if wait and not src.live:
+        bus = rt.bus
+        last_poke = time.monotonic()
+        while not bus.stream_done(result.stream, result.session):
+            if time.monotonic() - last_poke > 2:
+                bus.enqueue("track", {"stream": result.stream, "session": result.session})
+                last_poke = time.monotonic()
+            time.sleep(0.1)
+        counts = bus.stream_counts(result.stream, result.session)
+        click.echo(f"{result.stream}: all frames accounted for: {counts}")
+
+
+@click.command()
+@click.argument("stage", type=click.Choice(STAGES))
+@click.option("--burst", is_flag=True, help="exit when the queue is empty")
+@click.option("--name", help="worker name (default: STAGE-HOST-PID)")
+@pass_ctx
+def worker(ctx: Context, stage: str, burst: bool, name: str | None) -> None:
+    """Run one STAGE worker process (rq; loads its model once). Needs REDIS_URL."""
+    from workers.base import run_worker
+
+    run_worker(stage, _runtime(ctx), burst=burst, name=name)
+
+
+def _serve_metrics(ctx: Context, rt, port: int | None) -> int:  # type: ignore[no-untyped-def]
+    from pipeline.metrics import serve
+
+    port = ctx.config.metrics.port if port is None else port
+    if port:
+        serve(rt.bus, port, ctx.config.metrics.host)
+        click.echo(f"metrics on http://{ctx.config.metrics.host}:{port}/metrics", err=True)
+    return port
+
+
+@click.command()
+@click.option("--metrics-port", type=int, help="Prometheus port (default metrics.port; 0: off)")
+@click.option("--burst", is_flag=True, help="exit when the queue is empty")
+@pass_ctx
+def sink(ctx: Context, metrics_port: int | None, burst: bool) -> None:
+    """Run the sink worker (writes events) and serve the pipeline's Prometheus metrics."""
+    from workers.base import run_worker
+
+    rt = _runtime(ctx)
+    _serve_metrics(ctx, rt, metrics_port)
+    run_worker("sink", rt, burst=burst)
+
+
+@click.command()
+@click.option("--port", type=int, help="port (default metrics.port)")
+@pass_ctx
+def metrics(ctx: Context, port: int | None) -> None:
+    """Serve the pipeline's Prometheus metrics only (if the sink runs elsewhere)."""
+    rt = _runtime(ctx)
+    if not _serve_metrics(ctx, rt, port):
+        raise click.ClickException("metrics port is 0")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+
+
+COMMANDS = [capture, worker, sink, metrics]

@@ -1,0 +1,77 @@
+"""Per-track fusion of identity and age/gender samples.
+
+Recognition and age/gender run on a few samples of each track, not on every frame;
+these pure functions turn a track's samples into what its event says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class FusedIdentity:
+    name: str | None  # None: unknown
+    distance: float | None  # of the track's mean encoding to `name`'s nearest photo
+    agreement: float  # share of samples whose own nearest enrolled person is `name`
+    samples: int
+
+
+def fuse_identity(
+    encodings: np.ndarray,
+    gallery_names: Sequence[str],
+    gallery: np.ndarray,
+    threshold: float,
+) -> FusedIdentity:
+    """Identity of a track from its samples' encodings.
+
+    The samples' mean encoding (a template; averaging cancels per-frame noise of pose,
+    blur and small faces) is matched to the nearest enrolled photo; the track is named
+    only when that distance is within ``threshold``, otherwise it is unknown.
+    ``agreement`` says how many single samples pick the same person.
+    """
+    n = len(encodings)
+    if n == 0 or len(gallery_names) == 0:
+        return FusedIdentity(None, None, 0.0, n)
+    enc = np.asarray(encodings, dtype=float)
+    gal = np.asarray(gallery, dtype=float)
+    mean = enc.mean(axis=0)
+    d_mean = np.linalg.norm(gal - mean, axis=1)
+    j = int(d_mean.argmin())
+    name, dist = gallery_names[j], float(d_mean[j])
+    per_sample = np.linalg.norm(enc[:, None, :] - gal[None, :, :], axis=2).argmin(axis=1)
+    agreement = float(np.mean([gallery_names[k] == name for k in per_sample]))
+    if dist > threshold:
+        return FusedIdentity(None, dist, agreement, n)
+    return FusedIdentity(name, dist, agreement, n)
+
+
+@dataclass
+class FusedAttributes:
+    age: float | None
+    age_spread: float | None  # half the inter-quartile range, years
+    gender: str | None  # "male" | "female" | None (unsure)
+    gender_confidence: float | None
+    samples: int
+
+
+def fuse_attributes(
+    ages: Sequence[float], p_female: Sequence[float], min_confidence: float = 0.6
+) -> FusedAttributes:
+    """Median age with a spread; mean P(female); abstain on gender when unsure."""
+    if not ages:
+        return FusedAttributes(None, None, None, None, 0)
+    a = np.asarray(ages, dtype=float)
+    q1, med, q3 = np.percentile(a, [25, 50, 75])
+    p = float(np.mean(p_female))
+    gender, conf = ("female", p) if p >= 0.5 else ("male", 1.0 - p)
+    return FusedAttributes(
+        age=float(med),
+        age_spread=float((q3 - q1) / 2.0),
+        gender=gender if conf >= min_confidence else None,
+        gender_confidence=conf,
+        samples=len(a),
+    )

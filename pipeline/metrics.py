@@ -1,0 +1,214 @@
+"""Prometheus metrics shared by every process of a pipeline, kept in Redis.
+
+Workers run as many processes on many machines; a scrape must see the pipeline as a
+whole. So processes write counters and histogram buckets into Redis hashes
+(:class:`Metrics`), and one exporter (the sink, ``facepipe run`` or ``facepipe metrics``)
+serves them with a custom collector that also reads queue depths and worker counts
+live from rq (:class:`RedisCollector`).
+
+Metric names follow Prometheus conventions (``_total`` counters, ``_seconds`` units).
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import logging
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
+from prometheus_client.registry import Collector
+from rq import Worker
+from rq.registry import FailedJobRegistry, StartedJobRegistry
+
+from pipeline.bus import STAGES, Bus
+
+log = logging.getLogger(__name__)
+
+COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "facepipe_frames_captured_total": ("Frames read from a source.", ("stream",)),
+    "facepipe_frames_processed_total": (
+        "Frames that went through every stage into the event store.",
+        ("stream",),
+    ),
+    "facepipe_frames_dropped_total": (
+        "Frames dropped by a policy or an error, by reason.",
+        ("stream", "reason"),
+    ),
+    "facepipe_faces_detected_total": ("Faces found by the detect stage.", ("stream",)),
+    "facepipe_tracks_started_total": ("Tracks started by the track stage.", ("stream",)),
+    "facepipe_recognitions_total": (
+        "Identity samples matched against the gallery, by result (known/unknown).",
+        ("stream", "result"),
+    ),
+    "facepipe_attribute_samples_total": ("Age/gender samples estimated.", ("stream",)),
+    "facepipe_events_updated_total": ("Person-event updates written by the sink.", ("stream",)),
+}
+
+STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+HISTOGRAMS: dict[str, tuple[str, tuple[str, ...], tuple[float, ...]]] = {
+    "facepipe_stage_seconds": (
+        "Processing time of one job, by stage.",
+        ("stage",),
+        STAGE_BUCKETS,
+    ),
+    "facepipe_capture_to_event_seconds": (
+        "Time from frame capture to its observations being stored.",
+        ("stream",),
+        LATENCY_BUCKETS,
+    ),
+}
+
+SEP = "\x1f"
+
+
+def _field(name: str, labels: dict[str, str], suffix: str = "") -> str:
+    return SEP.join((name, json.dumps(labels, sort_keys=True), suffix))
+
+
+class Metrics:
+    """Write side: increments go straight to Redis (one round trip each)."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self.counters_key = bus.key("metrics", "counters")
+        self.hist_key = bus.key("metrics", "histograms")
+
+    def inc(self, name: str, labels: dict[str, str], value: float = 1.0) -> None:
+        if name not in COUNTERS:
+            raise KeyError(f"unknown counter {name}")
+        if value:
+            self.bus.conn.hincrbyfloat(self.counters_key, _field(name, labels), value)
+
+    def observe(self, name: str, labels: dict[str, str], value: float) -> None:
+        if name not in HISTOGRAMS:
+            raise KeyError(f"unknown histogram {name}")
+        buckets = HISTOGRAMS[name][2]
+        idx = bisect.bisect_left(buckets, value)  # len(buckets) means +Inf
+        pipe = self.bus.conn.pipeline(transaction=False)
+        pipe.hincrby(self.hist_key, _field(name, labels, f"b{idx}"), 1)
+        pipe.hincrbyfloat(self.hist_key, _field(name, labels, "sum"), value)
+        pipe.execute()
+
+    def counter_values(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """All counters as ``{(name, sorted label items): value}`` (for summaries/tests)."""
+        out = {}
+        for field, value in self.bus.conn.hgetall(self.counters_key).items():
+            name, labels, _ = field.decode().split(SEP)
+            out[(name, tuple(sorted(json.loads(labels).items())))] = float(value)
+        return out
+
+    def total(self, name: str, **match: str) -> float:
+        return sum(
+            v
+            for (n, labels), v in self.counter_values().items()
+            if n == name and all(dict(labels).get(k) == m for k, m in match.items())
+        )
+
+    def histogram_sums(self, name: str) -> dict[tuple[tuple[str, str], ...], tuple[float, int]]:
+        """``{labels: (sum, count)}`` of one histogram."""
+        sums: dict[tuple[tuple[str, str], ...], list[float]] = {}
+        for field, value in self.bus.conn.hgetall(self.hist_key).items():
+            n, labels, suffix = field.decode().split(SEP)
+            if n != name:
+                continue
+            key = tuple(sorted(json.loads(labels).items()))
+            entry = sums.setdefault(key, [0.0, 0])
+            if suffix == "sum":
+                entry[0] += float(value)
+            else:
+                entry[1] += int(value)
+        return {k: (v[0], int(v[1])) for k, v in sums.items()}
+
+
+class RedisCollector(Collector):
+    """Read side: turns the Redis hashes and rq state into Prometheus metric families."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self.metrics = Metrics(bus)
+
+    def collect(self) -> Iterator:  # type: ignore[override]
+        conn = self.bus.conn
+        try:
+            counters = conn.hgetall(self.metrics.counters_key)
+            hists = conn.hgetall(self.metrics.hist_key)
+        except Exception as exc:  # a scrape must not crash the exporter
+            log.warning("metrics scrape failed: %s", exc)
+            return
+        families = {
+            name: CounterMetricFamily(name, doc, labels=list(labels))
+            for name, (doc, labels) in COUNTERS.items()
+        }
+        for field, value in counters.items():
+            name, labels, _ = field.decode().split(SEP)
+            if name in families:
+                lab = json.loads(labels)
+                families[name].add_metric([lab.get(k, "") for k in COUNTERS[name][1]], float(value))
+        yield from families.values()
+
+        grouped: dict[tuple[str, str], dict[str, float]] = {}
+        for field, value in hists.items():
+            name, labels, suffix = field.decode().split(SEP)
+            grouped.setdefault((name, labels), {})[suffix] = float(value)
+        for name, (doc, label_names, buckets) in HISTOGRAMS.items():
+            fam = HistogramMetricFamily(name, doc, labels=list(label_names))
+            for (n, labels), parts in grouped.items():
+                if n != name:
+                    continue
+                lab = json.loads(labels)
+                cumulative, running = [], 0.0
+                for i, bound in enumerate(buckets):
+                    running += parts.get(f"b{i}", 0.0)
+                    cumulative.append((repr(float(bound)), running))
+                running += parts.get(f"b{len(buckets)}", 0.0)
+                cumulative.append(("+Inf", running))
+                fam.add_metric(
+                    [lab.get(k, "") for k in label_names], cumulative, parts.get("sum", 0.0)
+                )
+            yield fam
+
+        depth = GaugeMetricFamily(
+            "facepipe_queue_depth", "Jobs waiting in each stage's queue.", labels=["stage"]
+        )
+        busy = GaugeMetricFamily(
+            "facepipe_jobs_in_progress", "Jobs being processed, by stage.", labels=["stage"]
+        )
+        failed = GaugeMetricFamily(
+            "facepipe_jobs_failed", "Jobs in each stage's failed registry.", labels=["stage"]
+        )
+        workers = GaugeMetricFamily(
+            "facepipe_workers", "Live rq workers listening on each stage.", labels=["stage"]
+        )
+        try:
+            all_workers = Worker.all(connection=conn)
+            for stage in STAGES:
+                q = self.bus.queue(stage)
+                depth.add_metric([stage], q.count)
+                busy.add_metric([stage], StartedJobRegistry(queue=q).count)
+                failed.add_metric([stage], FailedJobRegistry(queue=q).count)
+                workers.add_metric(
+                    [stage], sum(1 for w in all_workers if q.name in w.queue_names())
+                )
+        except Exception as exc:
+            log.warning("queue scrape failed: %s", exc)
+            return
+        yield depth
+        yield busy
+        yield failed
+        yield workers
+
+
+def serve(bus: Bus, port: int, host: str = "0.0.0.0") -> CollectorRegistry:
+    """Start the HTTP exporter in a daemon thread; returns its registry."""
+    registry = CollectorRegistry()
+    registry.register(RedisCollector(bus))
+    start_http_server(port, addr=host, registry=registry)
+    return registry

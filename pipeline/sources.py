@@ -1,0 +1,139 @@
+"""Video sources: files, webcams and network cameras, through OpenCV's FFmpeg backend.
+
+``open_source("clip.mp4")`` reads a file (finite, never drops); ``open_source("0")`` a
+webcam; ``open_source("rtsp://...")`` / ``"http(s)://..."`` a network stream. Webcams and
+streams are *live*: a reader thread keeps only the newest frame, so a slow pipeline sees
+fresh frames and the frames it could not take are counted as dropped (``stale``) rather
+than piling up in a buffer.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+URL_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://", "tcp://")
+
+
+class SourceError(RuntimeError):
+    """A source cannot be opened or read."""
+
+
+@dataclass
+class Frame:
+    bgr: np.ndarray
+    ts: float  # capture time (seconds since the epoch)
+    skipped: int = 0  # live frames the reader overwrote before this one was taken
+
+
+def describe(spec: str) -> tuple[str, bool]:
+    """``(kind, live)`` of a source spec: kind is file, webcam or url."""
+    if spec.isdigit():
+        return "webcam", True
+    if spec.lower().startswith(URL_SCHEMES):
+        return "url", True
+    return "file", False
+
+
+def _open(spec: str) -> cv2.VideoCapture:
+    kind, _ = describe(spec)
+    if kind == "webcam":
+        cap = cv2.VideoCapture(int(spec))
+    elif kind == "url":
+        cap = cv2.VideoCapture(spec, cv2.CAP_FFMPEG)
+    else:
+        if not Path(spec).is_file():
+            raise SourceError(f"video file not found: {spec}")
+        cap = cv2.VideoCapture(spec, cv2.CAP_FFMPEG)
+    if not cap.isOpened():
+        raise SourceError(f"cannot open {kind} source {spec!r} (OpenCV/FFmpeg could not read it)")
+    return cap
+
+
+class Source:
+    """Iterate :class:`Frame` objects; ``stop()`` ends the iteration from another thread."""
+
+    def __init__(self, spec: str, reconnect_s: float = 2.0, realtime: bool = False) -> None:
+        self.spec = spec
+        self.kind, self.live = describe(spec)
+        self.reconnect_s = reconnect_s
+        self.realtime = realtime
+        self._stop = threading.Event()
+        self._cap = _open(spec)
+        fps = self._cap.get(cv2.CAP_PROP_FPS)
+        self.fps = float(fps) if fps and fps == fps and 0 < fps < 1000 else 0.0
+        count = self._cap.get(cv2.CAP_PROP_FRAME_COUNT)
+        self.frame_count = int(count) if not self.live and count and count > 0 else None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._cap.release()
+
+    def __iter__(self) -> Iterator[Frame]:
+        return self._iter_live() if self.live else self._iter_file()
+
+    def _iter_file(self) -> Iterator[Frame]:
+        start = time.monotonic()
+        n = 0
+        while not self._stop.is_set():
+            ok, bgr = self._cap.read()
+            if not ok:
+                return
+            if self.realtime and self.fps:
+                delay = start + n / self.fps - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            n += 1
+            yield Frame(bgr=bgr, ts=time.time())
+
+    def _iter_live(self) -> Iterator[Frame]:
+        latest: list[Frame | None] = [None]
+        overwritten = [0]
+        cond = threading.Condition()
+
+        def reader() -> None:
+            cap = self._cap
+            while not self._stop.is_set():
+                ok, bgr = cap.read()
+                if not ok:
+                    log.warning("%s: read failed; reopening in %.1f s", self.spec, self.reconnect_s)
+                    cap.release()
+                    if self._stop.wait(self.reconnect_s):
+                        break
+                    try:
+                        cap = self._cap = _open(self.spec)
+                    except SourceError as exc:
+                        log.warning("%s", exc)
+                    continue
+                with cond:
+                    if latest[0] is not None:
+                        overwritten[0] += 1
+                    latest[0] = Frame(bgr=bgr, ts=time.time())
+                    cond.notify()
+            with cond:
+                cond.notify()
+
+        thread = threading.Thread(target=reader, name=f"reader-{self.spec}", daemon=True)
+        thread.start()
+        while not self._stop.is_set():
+            with cond:
+                while latest[0] is None and not self._stop.is_set():
+                    cond.wait(0.5)
+                frame, latest[0] = latest[0], None
+                skipped, overwritten[0] = overwritten[0], 0
+            if frame is not None:
+                frame.skipped = skipped
+                yield frame
+        thread.join(timeout=2)

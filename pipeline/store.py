@@ -1,0 +1,422 @@
+"""The event store and the enrolled gallery (SQLAlchemy Core: SQLite or PostgreSQL).
+
+SQLite (a file in the data directory) is the default; any SQLAlchemy URL works, e.g.
+``postgresql+psycopg://user@host/db``, without changing the stages.
+
+Tables:
+
+* ``events``: one row per track (a person sighting): stream, first/last seen, frames,
+  fused identity, age, gender, best snapshot.
+* ``samples``: the identity (encoding, nearest name, distance) and age/gender samples
+  of each track; events are re-fused from them, and the stored encodings allow past
+  events to be relabelled without re-reading video.
+* ``people`` and ``encodings``: the gallery.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from pipeline.fusion import fuse_attributes, fuse_identity
+from pipeline.record import FrameRecord
+
+metadata = sa.MetaData()
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("track_uid", sa.String(200), nullable=False, unique=True),
+    sa.Column("stream", sa.String(100), nullable=False, index=True),
+    sa.Column("session", sa.String(100), nullable=False),
+    sa.Column("track_id", sa.Integer, nullable=False),
+    sa.Column("person", sa.String(200), index=True),
+    sa.Column("person_confidence", sa.Float),
+    sa.Column("person_distance", sa.Float),
+    sa.Column("first_seen", sa.Float, nullable=False),
+    sa.Column("last_seen", sa.Float, nullable=False, index=True),
+    sa.Column("n_frames", sa.Integer, nullable=False, default=0),
+    sa.Column("ended", sa.Boolean, nullable=False, default=False),
+    sa.Column("snapshot", sa.String(500)),
+    sa.Column("snapshot_quality", sa.Float),
+    sa.Column("age", sa.Float),
+    sa.Column("age_spread", sa.Float),
+    sa.Column("gender", sa.String(10)),
+    sa.Column("gender_confidence", sa.Float),
+    sa.Column("identity_samples", sa.Integer, nullable=False, default=0),
+    sa.Column("attribute_samples", sa.Integer, nullable=False, default=0),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+samples = sa.Table(
+    "samples",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("track_uid", sa.String(200), nullable=False, index=True),
+    sa.Column("kind", sa.String(20), nullable=False),  # identity | attributes
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("quality", sa.Float),
+    sa.Column("name", sa.String(200)),
+    sa.Column("distance", sa.Float),
+    sa.Column("encoding", sa.Text),  # JSON list of floats
+    sa.Column("age", sa.Float),
+    sa.Column("p_female", sa.Float),
+)
+
+people = sa.Table(
+    "people",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("created", sa.Float, nullable=False),
+)
+
+encodings = sa.Table(
+    "encodings",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("person", sa.String(200), sa.ForeignKey("people.name"), nullable=False, index=True),
+    sa.Column("encoding", sa.Text, nullable=False),
+    sa.Column("source", sa.String(500)),
+    sa.Column("created", sa.Float, nullable=False),
+)
+
+
+@dataclass
+class Gallery:
+    names: list[str]  # one per row of `matrix`
+    matrix: np.ndarray  # (n, 128)
+
+    def match(self, query: np.ndarray) -> list[tuple[str | None, float | None]]:
+        """Nearest enrolled name and its distance for each query row."""
+        if len(self.names) == 0:
+            return [(None, None)] * len(query)
+        d = np.linalg.norm(query[:, None, :] - self.matrix[None, :, :], axis=2)
+        best = d.argmin(axis=1)
+        return [(self.names[j], float(d[i, j])) for i, j in enumerate(best)]
+
+
+class GalleryCache:
+    """The gallery, re-read from the store when it changes (polled every ``poll_s``)."""
+
+    def __init__(self, store: EventStore, poll_s: float = 5.0) -> None:
+        self.store = store
+        self.poll_s = poll_s
+        self._gallery = store.gallery()
+        self._version = store.gallery_version()
+        self._checked = time.monotonic()
+
+    def get(self) -> Gallery:
+        if time.monotonic() - self._checked > self.poll_s:
+            self._checked = time.monotonic()
+            version = self.store.gallery_version()
+            if version != self._version:
+                self._gallery, self._version = self.store.gallery(), version
+        return self._gallery
+
+
+def _upsert(engine: Engine, table: sa.Table):  # type: ignore[no-untyped-def]
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif engine.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:  # pragma: no cover
+        raise ValueError(f"unsupported database {engine.dialect.name}")
+    return insert(table)
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///") :])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+class EventStore:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        metadata.create_all(self.engine)
+
+    # ----- tracking observations --------------------------------------------------
+    def observe(self, records: Iterable[FrameRecord]) -> int:
+        """Fold tracked faces into their events; returns the number of events touched."""
+        agg: dict[str, dict[str, Any]] = {}
+        ended: set[str] = set()
+        for rec in records:
+            for face in rec.faces:
+                if face.track_id is None:
+                    continue
+                uid = rec.track_uid(face.track_id)
+                a = agg.setdefault(
+                    uid,
+                    {
+                        "track_uid": uid,
+                        "stream": rec.stream,
+                        "session": rec.session,
+                        "track_id": face.track_id,
+                        "first_seen": rec.ts,
+                        "last_seen": rec.ts,
+                        "n_frames": 0,
+                    },
+                )
+                a["first_seen"] = min(a["first_seen"], rec.ts)
+                a["last_seen"] = max(a["last_seen"], rec.ts)
+                a["n_frames"] += 1
+                if face.track_id in rec.track_starts:  # its tentative frames count too
+                    first_ts, hits = rec.track_starts[face.track_id]
+                    a["first_seen"] = min(a["first_seen"], first_ts)
+                    a["n_frames"] += int(hits) - 1
+            ended.update(rec.track_uid(t) for t in rec.ended_tracks)
+        now = time.time()
+        with self.engine.begin() as conn:
+            if agg:
+                stmt = _upsert(self.engine, events)
+                ex = stmt.excluded
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=[events.c.track_uid],
+                    set_={
+                        "first_seen": sa.case(
+                            (ex.first_seen < events.c.first_seen, ex.first_seen),
+                            else_=events.c.first_seen,
+                        ),
+                        "last_seen": sa.case(
+                            (ex.last_seen > events.c.last_seen, ex.last_seen),
+                            else_=events.c.last_seen,
+                        ),
+                        "n_frames": events.c.n_frames + ex.n_frames,
+                        "updated_at": ex.updated_at,
+                    },
+                )
+                conn.execute(
+                    stmt,
+                    [
+                        {**a, "ended": False, "identity_samples": 0, "attribute_samples": 0,
+                         "updated_at": now}
+                        for a in agg.values()
+                    ],
+                )  # fmt: skip
+            if ended:
+                conn.execute(
+                    events.update()
+                    .where(events.c.track_uid.in_(sorted(ended)))
+                    .values(ended=True, updated_at=now)
+                )
+        return len(agg)
+
+    # ----- identity and attribute samples ------------------------------------------
+    def add_samples(self, rec: FrameRecord, kind: str) -> list[str]:
+        """Store one stage's samples of a frame; returns the track uids touched."""
+        if kind not in ("identity", "attributes"):
+            raise ValueError(f"unknown sample kind {kind!r}")
+        rows = []
+        for face in rec.faces:
+            if face.track_id is None:
+                continue
+            row: dict[str, Any] = {
+                "track_uid": rec.track_uid(face.track_id),
+                "kind": kind,
+                "seq": rec.seq,
+                "ts": rec.ts,
+                "quality": face.quality,
+            }
+            if kind == "identity":
+                row.update(
+                    name=face.name,
+                    distance=face.distance,
+                    encoding=json.dumps(face.encoding) if face.encoding is not None else None,
+                )
+            else:
+                if face.age is None or face.gender is None:
+                    continue
+                conf = face.gender_confidence if face.gender_confidence is not None else 0.5
+                row.update(age=face.age, p_female=conf if face.gender == "female" else 1 - conf)
+            rows.append(row)
+        if not rows:
+            return []
+        now = time.time()
+        with self.engine.begin() as conn:
+            conn.execute(samples.insert(), rows)
+            stmt = _upsert(self.engine, events).on_conflict_do_nothing(
+                index_elements=[events.c.track_uid]
+            )
+            for face in rec.faces:
+                if face.track_id is None:
+                    continue
+                conn.execute(
+                    stmt,
+                    {
+                        "track_uid": rec.track_uid(face.track_id),
+                        "stream": rec.stream,
+                        "session": rec.session,
+                        "track_id": face.track_id,
+                        "first_seen": rec.ts,
+                        "last_seen": rec.ts,
+                        "n_frames": 0,
+                        "ended": False,
+                        "identity_samples": 0,
+                        "attribute_samples": 0,
+                        "updated_at": now,
+                    },
+                )
+        return sorted({r["track_uid"] for r in rows})
+
+    def refuse(
+        self,
+        track_uid: str,
+        gallery: Gallery,
+        threshold: float,
+        min_gender_confidence: float = 0.6,
+    ) -> dict[str, Any]:
+        """Recompute an event's identity and attributes from all its samples."""
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                sa.select(samples.c.kind, samples.c.encoding, samples.c.age, samples.c.p_female)
+                .where(samples.c.track_uid == track_uid)
+            ).all()  # fmt: skip
+            encs = [json.loads(r.encoding) for r in rows if r.kind == "identity" and r.encoding]
+            attrs = [r for r in rows if r.kind == "attributes"]
+            values: dict[str, Any] = {"updated_at": time.time()}
+            if encs:
+                ident = fuse_identity(np.array(encs), gallery.names, gallery.matrix, threshold)
+                values.update(
+                    person=ident.name,
+                    person_confidence=ident.agreement if ident.name else None,
+                    person_distance=ident.distance,
+                    identity_samples=len(encs),
+                )
+            if attrs:
+                fused = fuse_attributes(
+                    [r.age for r in attrs], [r.p_female for r in attrs], min_gender_confidence
+                )
+                values.update(
+                    age=fused.age,
+                    age_spread=fused.age_spread,
+                    gender=fused.gender,
+                    gender_confidence=fused.gender_confidence,
+                    attribute_samples=len(attrs),
+                )
+            conn.execute(events.update().where(events.c.track_uid == track_uid).values(**values))
+        return values
+
+    def snapshot_quality(self, track_uid: str) -> float | None:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(events.c.snapshot_quality).where(events.c.track_uid == track_uid)
+            ).scalar()
+
+    def set_snapshot(self, track_uid: str, path: str, quality: float) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                events.update()
+                .where(events.c.track_uid == track_uid)
+                .values(snapshot=path, snapshot_quality=quality)
+            )
+
+    # ----- queries -------------------------------------------------------------------
+    def events(
+        self,
+        person: str | None = None,
+        stream: str | None = None,
+        since: float | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        q = sa.select(events).order_by(events.c.first_seen, events.c.id)
+        if person is not None:
+            q = q.where(
+                events.c.person.is_(None) if person == "unknown" else events.c.person == person
+            )
+        if stream is not None:
+            q = q.where(events.c.stream == stream)
+        if since is not None:
+            q = q.where(events.c.last_seen >= since)
+        if limit:
+            q = q.limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    # ----- gallery -------------------------------------------------------------------
+    def enroll(self, name: str, vectors: Iterable[np.ndarray], sources: Iterable[str]) -> int:
+        now = time.time()
+        rows = [
+            {"person": name, "encoding": json.dumps([float(x) for x in v]), "source": s,
+             "created": now}
+            for v, s in zip(vectors, sources, strict=True)
+        ]  # fmt: skip
+        with self.engine.begin() as conn:
+            exists = conn.execute(sa.select(people.c.name).where(people.c.name == name)).first()
+            if not exists:
+                conn.execute(people.insert().values(name=name, created=now))
+            if rows:
+                conn.execute(encodings.insert(), rows)
+        return len(rows)
+
+    def people(self) -> list[dict[str, Any]]:
+        q = (
+            sa.select(
+                people.c.name, people.c.created, sa.func.count(encodings.c.id).label("photos")
+            )
+            .select_from(people.outerjoin(encodings, encodings.c.person == people.c.name))
+            .group_by(people.c.name, people.c.created)
+            .order_by(people.c.name)
+        )
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def remove_person(self, name: str) -> bool:
+        with self.engine.begin() as conn:
+            conn.execute(encodings.delete().where(encodings.c.person == name))
+            return conn.execute(people.delete().where(people.c.name == name)).rowcount > 0
+
+    def gallery(self) -> Gallery:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(encodings.c.person, encodings.c.encoding)).all()
+        if not rows:
+            return Gallery([], np.zeros((0, 128)))
+        return Gallery([r.person for r in rows], np.array([json.loads(r.encoding) for r in rows]))
+
+    def gallery_version(self) -> tuple[int, int]:
+        """Changes whenever the gallery does (cheap to poll)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(
+                    sa.func.count(encodings.c.id), sa.func.coalesce(sa.func.max(encodings.c.id), 0)
+                )
+            ).one()
+        return (int(row[0]), int(row[1]))
+
+    def track_uids(self, person: str | None = None) -> list[str]:
+        q = sa.select(events.c.track_uid)
+        if person is not None:
+            q = q.where(events.c.person == person)
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(q)]
+
+    def counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            by_person: dict[str, int] = defaultdict(int)
+            for r in conn.execute(
+                sa.select(events.c.person, sa.func.count()).group_by(events.c.person)
+            ):
+                by_person[r[0] or "unknown"] += int(r[1])
+        return dict(by_person)

@@ -1,0 +1,50 @@
+"""Shared fixtures: a real private Redis server, data directories, demo media."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline.bus import connect
+from pipeline.redis_server import PrivateRedis
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[PrivateRedis]:
+    """A real redis-server of our own (unix socket), for the whole test session."""
+    with PrivateRedis() as server:
+        yield server
+
+
+@pytest.fixture()
+def redis_url(redis_server: PrivateRedis) -> Iterator[str]:
+    """The private server's URL, flushed before and after each test."""
+    conn = connect(redis_server.url)
+    conn.flushall()
+    yield redis_server.url
+    conn.flushall()
+
+
+@pytest.fixture()
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """FACEPIPE_HOME in a temp dir, and no stray FACEPIPE__ / REDIS_URL from the caller."""
+    for k in list(os.environ):
+        if k.startswith("FACEPIPE__") or k in ("REDIS_URL", "FACEPIPE_CONFIG"):
+            monkeypatch.delenv(k)
+    monkeypatch.setenv("FACEPIPE_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+@pytest.fixture(scope="session")
+def demo_media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A short clip of a real face (scikit-image's astronaut) and an enrolment photo."""
+    from pipeline.demo import make_demo_video, write_enrollment_photo
+
+    d = tmp_path_factory.mktemp("demo")
+    return {
+        "photo": write_enrollment_photo(d / "eileen.png"),
+        "video": make_demo_video(d / "demo.mp4", frames=30),
+    }

@@ -1,0 +1,100 @@
+import threading
+
+from pipeline.capture import Capture
+from pipeline.config import load_config
+from pipeline.record import FrameRecord
+from pipeline.runtime import Runtime
+from pipeline.sources import Source, describe
+
+
+def runtime(redis_url, **capture):
+    cfg = load_config(None, environ={})
+    for k, v in capture.items():
+        setattr(cfg.capture, k, v)
+    return Runtime.from_config(cfg, redis_url)
+
+
+def test_describe_sources():
+    assert describe("0") == ("webcam", True)
+    assert describe("rtsp://cam/stream") == ("url", True)
+    assert describe("https://cam/x.ts") == ("url", True)
+    assert describe("clip.mp4") == ("file", False)
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    import pytest
+
+    from pipeline.sources import SourceError
+
+    with pytest.raises(SourceError, match="not found"):
+        Source(str(tmp_path / "nope.mp4"))
+
+
+def test_file_source_never_drops_and_marks_last(redis_url, demo_media):
+    rt = runtime(redis_url, max_queue=2)
+    bus = rt.bus
+    got: list[FrameRecord] = []
+    stop = threading.Event()
+
+    def consumer():  # a slow detect stage
+        q = bus.queue("detect")
+        while not stop.is_set() or q.count:
+            ids = q.job_ids
+            if ids:
+                j = q.fetch_job(ids[0])
+                q.remove(ids[0])
+                got.append(FrameRecord.from_dict(j.args[0]))
+            stop.wait(0.01)
+
+    t = threading.Thread(target=consumer)
+    t.start()
+    cap = Capture(rt, Source(str(demo_media["video"])), "clip")
+    res = cap.run()
+    stop.set()
+    t.join()
+    assert res.captured == 30 and res.enqueued == 30 and res.dropped == 0
+    assert [r.seq for r in got] == list(range(30))
+    assert [r.last for r in got] == [False] * 29 + [True]
+    assert all(not r.live for r in got)
+    img = rt.frames.get(got[0].key)
+    assert img.shape == (360, 640, 3)
+    assert 0 < bus.conn.ttl(got[0].key) <= rt.config.redis.frame_ttl_s
+    c = bus.stream_counts("clip", res.session)
+    assert c["captured"] == 30 and c["end_seq"] == 29
+
+
+def test_live_source_drops_with_reasons_and_accounts_every_frame(redis_url, demo_media):
+    rt = runtime(redis_url, max_queue=3)
+    src = Source(str(demo_media["video"]))
+    src.live = True  # read the file as if it were a camera: nobody consumes the queue
+    src.reconnect_s = 60.0  # at the end of the file, the "camera" fails; we stop it
+    cap = Capture(rt, src, "cam")
+    timer = threading.Timer(1.5, cap.stop)
+    timer.start()
+    res = cap.run()
+    timer.cancel()
+    c = rt.bus.stream_counts("cam", res.session)
+    dropped = {k: v for k, v in c.items() if k.startswith("dropped:")}
+    assert res.captured == 30
+    assert res.enqueued <= 3 + 1  # the queue bound (+ the look-ahead frame)
+    assert res.captured == res.enqueued + res.dropped
+    assert c["captured"] == 30 and sum(dropped.values()) == res.dropped
+    assert set(dropped) <= {"dropped:backpressure", "dropped:stale"}
+    assert res.dropped > 0
+
+
+def test_live_source_full_queue_drops_as_backpressure(redis_url, demo_media):
+    rt = runtime(redis_url, max_queue=2)
+    for _ in range(2):  # the detect stage is already behind
+        rt.bus.enqueue("detect", {"stream": "other", "seq": 0})
+    src = Source(str(demo_media["video"]))
+    src.live, src.reconnect_s = True, 60.0
+    cap = Capture(rt, src, "cam")
+    timer = threading.Timer(1.5, cap.stop)
+    timer.start()
+    res = cap.run()
+    timer.cancel()
+    c = rt.bus.stream_counts("cam", res.session)
+    assert res.enqueued == 0
+    assert c.get("dropped:backpressure", 0) >= 1
+    assert c["captured"] == res.captured == res.dropped

@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from pipeline.record import Face, FrameRecord
+from pipeline.store import EventStore
+
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def _pg_available() -> bool:
+    try:
+        import psycopg  # noqa: F401
+
+        eng = sa.create_engine(PG_URL)
+        with eng.connect():
+            pass
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        yield EventStore(f"sqlite:///{tmp_path / 'e.db'}")
+        return
+    if not _pg_available():
+        pytest.skip("no PostgreSQL on 127.0.0.1:5432")
+    from pipeline.store import metadata
+
+    s = EventStore(PG_URL)
+    yield s
+    metadata.drop_all(s.engine)
+
+
+def frame(seq, ts, *faces, ended=(), starts=None):
+    rec = FrameRecord(stream="cam", session="s", seq=seq, ts=ts, faces=list(faces))
+    rec.ended_tracks = list(ended)
+    rec.track_starts = starts or {}
+    return rec
+
+
+def test_observations_fold_into_one_event_per_track(store):
+    recs = [
+        frame(0, 10.0, Face(box=(0, 0, 10, 10), track_id=1), starts={1: [8.0, 3]}),
+        frame(1, 11.0, Face(box=(0, 0, 10, 10), track_id=1), Face(box=(50, 0, 10, 10), track_id=2)),
+    ]
+    assert store.observe(recs) == 2
+    store.observe([frame(2, 12.0, Face(box=(0, 0, 10, 10), track_id=1), ended=[2])])
+    evs = {e["track_id"]: e for e in store.events()}
+    assert evs[1]["first_seen"] == 8.0 and evs[1]["last_seen"] == 12.0
+    assert evs[1]["n_frames"] == 3 + 1 + 1  # 3 frames up to confirmation, then 2 more
+    assert evs[2]["n_frames"] == 1 and evs[2]["ended"]
+    assert not evs[1]["ended"]
+
+
+def test_samples_fuse_identity_and_attributes(store):
+    a = np.full(128, 0.05)
+    store.enroll("ann", [a], ["ann.jpg"])
+    g = store.gallery()
+    assert g.names == ["ann"]
+    for seq in range(3):
+        f = Face(box=(0, 0, 40, 40), track_id=1, quality=40.0)
+        f.encoding = list(a + 0.01 * seq)
+        store.add_samples(frame(seq, 1.0 + seq, f), "identity")
+        f2 = Face(box=(0, 0, 40, 40), track_id=1, age=30.0 + seq, gender="male",
+                  gender_confidence=0.9)  # fmt: skip
+        uids = store.add_samples(frame(seq, 1.0 + seq, f2), "attributes")
+        store.refuse(uids[0], g, threshold=0.6)
+    (ev,) = store.events()
+    assert ev["person"] == "ann" and ev["identity_samples"] == 3
+    assert ev["age"] == 31.0 and ev["gender"] == "male" and ev["attribute_samples"] == 3
+    assert store.events(person="ann") and not store.events(person="unknown")
+    assert not store.events(since=100.0)
+
+
+def test_stranger_stays_unknown(store):
+    store.enroll("ann", [np.zeros(128)], ["ann.jpg"])
+    f = Face(box=(0, 0, 40, 40), track_id=1, quality=1.0, encoding=[0.2] * 128)
+    (uid,) = store.add_samples(frame(0, 1.0, f), "identity")
+    store.refuse(uid, store.gallery(), threshold=0.6)
+    (ev,) = store.events(person="unknown")
+    assert ev["person"] is None and ev["person_distance"] > 0.6
+
+
+def test_gallery_people_and_remove(store):
+    v0 = store.gallery_version()
+    store.enroll("bob", [np.ones(128), np.zeros(128)], ["a.jpg", "b.jpg"])
+    assert store.gallery_version() != v0
+    assert [(p["name"], p["photos"]) for p in store.people()] == [("bob", 2)]
+    assert store.remove_person("bob")
+    assert not store.remove_person("bob")
+    assert store.people() == [] and store.gallery().names == []

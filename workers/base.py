@@ -1,0 +1,93 @@
+"""Stage workers: rq workers that run jobs in their own process.
+
+rq's default worker forks a work-horse per job; TensorFlow does not survive that fork and
+reloading a model per job would waste seconds. :class:`StageWorker` is rq's
+``SimpleWorker`` (jobs run in the worker process), and each stage object, which holds
+its model, is created once per process by :func:`get_stage`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import socket
+import time
+from typing import Any, ClassVar
+
+from rq import SimpleWorker
+from rq.serializers import JSONSerializer
+
+from pipeline.config import load_config
+from pipeline.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+_runtime: Runtime | None = None
+_stages: dict[str, Stage] = {}
+
+
+def set_runtime(rt: Runtime) -> None:
+    global _runtime
+    _runtime = rt
+    _stages.clear()
+
+
+def runtime() -> Runtime:
+    """This process's runtime (built from FACEPIPE_CONFIG / REDIS_URL on first use)."""
+    global _runtime
+    if _runtime is None:
+        _runtime = Runtime.from_config(load_config(os.environ.get("FACEPIPE_CONFIG")))
+    return _runtime
+
+
+class Stage:
+    """One stage's per-process state (its model) and its job handler."""
+
+    name: ClassVar[str] = ""
+    loads: ClassVar[int] = 0  # how many times this process built the stage (tests check 1)
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        type(self).loads += 1
+
+    def warmup(self) -> None:
+        """Load/run the model once before the first job."""
+
+    def handle(self, payload: dict[str, Any]) -> None:
+        t0 = time.perf_counter()
+        try:
+            self.process(payload)
+        finally:
+            self.rt.metrics.observe(
+                "facepipe_stage_seconds", {"stage": self.name}, time.perf_counter() - t0
+            )
+
+    def process(self, payload: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+
+def get_stage(stage: str) -> Stage:
+    if stage not in _stages:
+        module = importlib.import_module(f"workers.{stage}")
+        _stages[stage] = module.STAGE(runtime())
+    return _stages[stage]
+
+
+class StageWorker(SimpleWorker):
+    """A non-forking rq worker (models stay loaded between jobs)."""
+
+
+def run_worker(stage: str, rt: Runtime, burst: bool = False, name: str | None = None) -> None:
+    """Load the stage's model once, then process its queue until stopped."""
+    set_runtime(rt)
+    st = get_stage(stage)
+    st.warmup()
+    worker = StageWorker(
+        [rt.bus.queue(stage)],
+        connection=rt.bus.conn,
+        serializer=JSONSerializer,
+        name=name or f"{stage}-{socket.gethostname()}-{os.getpid()}",
+        log_job_description=False,
+    )
+    worker.work(burst=burst, logging_level="WARNING", with_scheduler=False)

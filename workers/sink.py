@@ -1,0 +1,96 @@
+"""Sink stage: stores tracked frames and per-track samples as person events.
+
+* ``observations``: a batch of tracked frames, in order, from the track stage. Each frame
+  is counted as processed (or dropped, with the reason a stage gave) and its
+  capture-to-event latency is recorded.
+* ``identity`` / ``attributes``: samples of some tracks; they are stored and the track's
+  event is re-fused from all its samples. The best identity sample (largest, sharpest
+  face) becomes the event's snapshot, a JPEG under ``store.snapshots_dir``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import cv2
+
+from pipeline.attributes.base import crop_face
+from pipeline.record import FrameRecord
+from pipeline.runtime import Runtime
+from pipeline.store import EventStore, GalleryCache
+from workers.base import Stage, get_stage
+
+
+class SinkStage(Stage):
+    name = "sink"
+
+    def __init__(self, rt: Runtime) -> None:
+        super().__init__(rt)
+        self.store = EventStore(rt.config.store_url)
+        self.gallery = GalleryCache(self.store)
+        self.snapshots = rt.config.snapshots_path
+
+    def process(self, payload: dict[str, Any]) -> None:
+        kind = payload.get("kind")
+        if kind == "observations":
+            self.observations([FrameRecord.from_dict(r) for r in payload["records"]])
+        elif kind in ("identity", "attributes"):
+            self.samples(FrameRecord.from_dict(payload["record"]), kind)
+        else:
+            raise ValueError(f"unknown sink payload kind {kind!r}")
+
+    def observations(self, records: list[FrameRecord]) -> None:
+        bus, metrics = self.rt.bus, self.rt.metrics
+        touched = self.store.observe(r for r in records if r.dropped is None)
+        now = time.time()
+        for rec in records:
+            labels = {"stream": rec.stream}
+            if rec.dropped is not None:
+                bus.count_frame(rec.stream, rec.session, f"dropped:{rec.dropped}")
+                metrics.inc("facepipe_frames_dropped_total", {**labels, "reason": rec.dropped})
+            else:
+                bus.count_frame(rec.stream, rec.session, "processed")
+                metrics.inc("facepipe_frames_processed_total", labels)
+                metrics.observe("facepipe_capture_to_event_seconds", labels, now - rec.ts)
+        if touched and records:
+            metrics.inc("facepipe_events_updated_total", {"stream": records[0].stream}, touched)
+
+    def samples(self, rec: FrameRecord, kind: str) -> None:
+        cfg = self.rt.config
+        for uid in self.store.add_samples(rec, kind):
+            self.store.refuse(
+                uid,
+                self.gallery.get(),
+                threshold=cfg.recognition.threshold,
+                min_gender_confidence=cfg.attributes.min_gender_confidence,
+            )
+        self.rt.metrics.inc("facepipe_events_updated_total", {"stream": rec.stream})
+        if kind == "identity":
+            self._snapshots(rec)
+
+    def _snapshots(self, rec: FrameRecord) -> None:
+        image = None
+        for face in rec.faces:
+            if face.track_id is None or face.quality is None:
+                continue
+            uid = rec.track_uid(face.track_id)
+            best = self.store.snapshot_quality(uid)
+            if best is not None and best >= face.quality:
+                continue
+            if image is None:
+                image = self.rt.frames.get(rec.key) if rec.key else None
+                if image is None:
+                    return
+            path = self.snapshots / rec.stream / rec.session / f"{face.track_id}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            crop = crop_face(image, face, 0.4)
+            cv2.imwrite(str(path), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+            self.store.set_snapshot(uid, str(path), face.quality)
+
+
+STAGE = SinkStage
+
+
+def handle(payload: dict[str, Any]) -> None:
+    get_stage("sink").handle(payload)
