@@ -55,6 +55,8 @@ WINDOW = 24
               help="UTKFace images to use (faces and negative backgrounds)")  # fmt: skip
 @click.option("--lfw", "n_lfw", type=click.IntRange(0), default=1500, show_default=True,
               help="LFW images used as faces (all 2,320 give backgrounds)")  # fmt: skip
+@click.option("--min-std", type=click.FloatRange(0), default=10.0, show_default=True,
+              help="windows with less grey-level contrast are rejected outright")  # fmt: skip
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--time-limit", type=click.FloatRange(1), default=40.0, show_default=True,
               help="minutes; no new stage starts after this (then use --resume)")  # fmt: skip
@@ -76,6 +78,7 @@ def COMMAND(
     false_alarm: float,
     n_utk: int,
     n_lfw: int,
+    min_std: float,
     seed: int,
     time_limit: float,
     cache: Path,
@@ -115,6 +118,7 @@ def COMMAND(
             "negatives": negatives,
             "hit_rate": hit_rate,
             "false_alarm": false_alarm,
+            "min_std": min_std,
             "seed": seed,
         },
     }
@@ -133,6 +137,7 @@ def COMMAND(
         time_limit=time_limit * 60.0 - (time.monotonic() - t0),
         holdout=data.holdout,
         box=REPORTED_BOX,
+        min_std=min_std,
         meta=meta,
         log=log,
     )

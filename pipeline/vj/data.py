@@ -11,8 +11,8 @@ face gives two crops: one as is, one mirrored (each with its own jitter).
 
 Negatives are cut from images, never stored as crops: scikit-image's face-free sample
 photos (each also mirrored, rotated and upsampled), generated textures, and the LFW and
-UTKFace images themselves with every face dlib finds (and the aligned face position)
-masked out. WIDER FACE is *not* used: it is the evaluation set.
+(1,000 of the) UTKFace images themselves with every face dlib finds (and the aligned face
+position) masked out. WIDER FACE is *not* used: it is the evaluation set.
 """
 
 from __future__ import annotations
@@ -267,6 +267,7 @@ def build_training_set(
     n_utk: int = 3500,
     n_lfw: int = 1500,
     n_textures: int = 200,
+    n_utk_background: int = 1000,
     holdout_fraction: float = 0.1,
     seed: int = 0,
     log: Callable[[str], None] = print,
@@ -306,7 +307,10 @@ def build_training_set(
             # the aligned face is always in the middle, even when HOG missed it
             h, w = gray.shape
             mask.append([w * 0.2, h * 0.2, w * 0.6, h * 0.6])
-            pool.append(NegativeImage(f"{source}:{f.name}", gray, np.array(mask, dtype=np.float64)))
+            if source == "lfw" or i < n_utk_background:
+                pool.append(
+                    NegativeImage(f"{source}:{f.name}", gray, np.array(mask, dtype=np.float64))
+                )
             if face is None or (source == "lfw" and i not in lfw_pos):
                 continue
             crops.append(augmented_crops(gray, tuple(face), window, rng))
@@ -324,7 +328,7 @@ def build_training_set(
         "train_crops": int(len(train)),
         "holdout_crops": int(len(hold)),
         "negative_images": {
-            "utkface": len(utk),
+            "utkface": min(len(utk), n_utk_background),
             "lfw": len(lfw_all),
             "skimage": len(sk),
             "textures": len(tex),

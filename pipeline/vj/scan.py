@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from pipeline.vj.cascade import Cascade
+from pipeline.vj.cascade import Cascade, Grid
 from pipeline.vj.features import STD_FLOOR
 from pipeline.vj.integral import integral_image, window_stats
 
@@ -53,8 +53,10 @@ def pyramid(gray: np.ndarray, window: int, scale_factor: float, min_size: float,
 
 def level_windows(
     level: np.ndarray, window: int, step: int, offset: tuple[int, int] = (0, 0)
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray]:
-    """Integral image (flat), window bases, inverse std and positions for one level."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray, Grid]:
+    """Every ``step``-th window of one level: flat integral image, window bases (flat
+    indices of their top-left corners, row-major), inverse standard deviations, the
+    integral image's width, window positions ``(x, y)`` and the grid description."""
     ii = integral_image(level)
     ii2 = integral_image(level, square=True)
     width = ii.shape[1]
@@ -65,7 +67,8 @@ def level_windows(
     _, std = window_stats(ii, ii2, bases, window)
     inv = 1.0 / np.maximum(std, STD_FLOOR)
     pos = np.stack([gx.ravel(), gy.ravel()], axis=1)
-    return ii.reshape(-1), bases, inv, width, pos
+    grid = (ii, int(offset[1]), int(offset[0]), step, len(ys), len(xs))
+    return ii.reshape(-1), bases, inv, width, pos, grid
 
 
 def scan(
@@ -85,8 +88,8 @@ def scan(
     win = cascade.window
     boxes, margins = [], []
     for lv in pyramid(gray, win, scale_factor, min_size, max_size):
-        ii, bases, inv, width, pos = level_windows(lv.image, win, step)
-        depth, margin = cascade.evaluate_windows(ii, width, bases, inv)
+        ii, bases, inv, width, pos, grid = level_windows(lv.image, win, step)
+        depth, margin = cascade.evaluate_windows(ii, width, bases, inv, grid=grid)
         hit = depth == len(cascade.stages)
         if hit.any():
             p = pos[hit].astype(np.float64)

@@ -138,8 +138,10 @@ def mine_negatives(
 ) -> tuple[np.ndarray, MiningStats]:
     """Up to ``n`` windows of the face-free images that the cascade accepts.
 
-    Windows overlapping a known face of the image are never taken. At most a few windows
-    per image per pass (twice the even share), so the negatives stay varied.
+    Windows overlapping a known face of the image are never taken. Each image is asked
+    for a number of windows proportional to its area (twice the even share per pass,
+    rounded at random, so small images are sometimes skipped): the negatives then follow
+    the pool's windows rather than its image count, and no image dominates.
     """
     win = cascade.window
     stats = MiningStats()
@@ -147,7 +149,7 @@ def mine_negatives(
     total = 0
     if not pool or n <= 0:
         return np.zeros((0, win, win), np.uint8), stats
-    cap = max(1, math.ceil(2 * n / len(pool)))
+    per_pixel = 2.0 * n / float(sum(item.image.size for item in pool))
     # While the cascade still accepts many windows, scanning every window of an image to
     # keep `cap` of them is wasted work: evaluate a random fraction of the positions sized
     # from running estimates of the acceptance rate and of windows per image.
@@ -156,18 +158,24 @@ def mine_negatives(
         order = rng.permutation(len(pool))
         for j, idx in enumerate(order):
             item = pool[idx]
+            want = per_pixel * item.image.size
+            cap = int(want) + int(rng.random() < want - int(want))
+            if cap == 0:
+                continue
             levels, cands = [], []
             start = win * float(rng.uniform(1.0, scale_factor))
             keep = min(1.0, 8.0 * cap / (max(rate, 1e-9) * per_image))
             seen = 0
             for lv in pyramid(item.image, win, scale_factor, start, float("inf")):
                 off = (int(rng.integers(step)), int(rng.integers(step)))
-                ii, bases, inv, width, pos = level_windows(lv.image, win, step, off)
+                ii, bases, inv, width, pos, grid = level_windows(lv.image, win, step, off)
                 seen += len(bases)
                 if keep < 1.0:
                     sub = rng.random(len(bases)) < keep
                     bases, inv, pos = bases[sub], inv[sub], pos[sub]
-                depth, _ = cascade.evaluate_windows(ii, width, bases, inv)
+                    depth, _ = cascade.evaluate_windows(ii, width, bases, inv)
+                else:
+                    depth, _ = cascade.evaluate_windows(ii, width, bases, inv, grid=grid)
                 hit = depth == len(cascade.stages)
                 stats.windows += len(bases)
                 if not hit.any():
@@ -201,7 +209,7 @@ def mine_negatives(
                 log(f"    mining pass {p + 1}: {j + 1}/{len(pool)} images, {total}/{n} negatives")
             if total >= n:
                 return np.stack(found).astype(np.uint8), stats
-        cap *= 2
+        per_pixel *= 2
     out = np.stack(found).astype(np.uint8) if found else np.zeros((0, win, win), np.uint8)
     return out, stats
 
@@ -224,6 +232,7 @@ def train_cascade(
     time_limit: float | None = None,
     holdout: np.ndarray | None = None,
     box: dict[str, float] | None = None,
+    min_std: float = 0.0,
     meta: dict[str, Any] | None = None,
     log: Log = print,
 ) -> Cascade:
@@ -246,8 +255,12 @@ def train_cascade(
         if cascade.window != win:
             raise ValueError(f"{out} has window {cascade.window}, the crops are {win}")
         log(f"resuming {out}: {len(cascade.stages)} stages, {cascade.n_features} stumps")
+        if cascade.min_std != min_std:
+            log(f"  minimum window contrast {cascade.min_std} -> {min_std}")
+            cascade.min_std = min_std
     else:
         cascade = Cascade(win, box=dict(box or {"scale": 1.0, "dx": 0.0, "dy": 0.0}))
+        cascade.min_std = min_std
         cascade.meta = dict(meta or {})
         cascade.meta["stages"] = []
     cascade.meta.setdefault("stages", [])

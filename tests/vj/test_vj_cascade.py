@@ -77,11 +77,15 @@ def test_scan_windows_agree_with_cropped_patches(small_cascade) -> None:
     rng = np.random.default_rng(3)
     img = rng.integers(0, 256, size=(60, 70)).astype(np.uint8)
     img[10:40, 20:50] = np.linspace(0, 255, 30)[None, :].astype(np.uint8)
-    ii, bases, inv, width, pos = level_windows(img, 25, step=3)
-    depth, _ = cascade.evaluate_windows(ii, width, bases, inv)
+    ii, bases, inv, width, pos, grid = level_windows(img, 25, step=3, offset=(1, 2))
+    depth, margin = cascade.evaluate_windows(ii, width, bases, inv)
     patches = np.stack([img[y : y + 25, x : x + 25] for x, y in pos])
     _, depth_crops = cascade.classify(patches)
     np.testing.assert_array_equal(depth, depth_crops)
+    # the strided-view path over the whole grid gives the same answers
+    depth_grid, margin_grid = cascade.evaluate_windows(ii, width, bases, inv, grid=grid)
+    np.testing.assert_array_equal(depth_grid, depth)
+    np.testing.assert_allclose(margin_grid, margin)
 
 
 def test_json_round_trip(small_cascade, tmp_path) -> None:
