@@ -278,7 +278,17 @@ def main(argv: list[str] | None = None) -> int:
     keys = sorted({p.a for p in pairs} | {p.b for p in pairs})
     log(f"{variant}: {len(pairs)} pairs, {len(keys)} images")
 
-    # 1. HOG on every image, then the fallback box from the images where HOG found a face
+    # 1. HOG on every image, then the fallback box from the images where HOG found a face.
+    # Detections do not depend on the encoder settings: reuse any sibling cache's.
+    up_suffix = f"-up{args.upsample}" if args.upsample != 1 else ""
+    for sib in sorted(args.runs.glob("cache-*")):
+        if sib != cache.dir and sib.name.endswith(up_suffix) and (sib / "index.json").is_file():
+            if up_suffix or "-up" not in sib.name:
+                other = V.EncodingCache(sib)
+                for k in keys:
+                    found = other.get_detection(k)
+                    if found is not None and cache.get_detection(k) is None:
+                        cache.put_detection(k, *found)
     t0 = time.perf_counter()
     for i, k in enumerate(keys, 1):
         if cache.get_detection(k) is None:
