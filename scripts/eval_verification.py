@@ -146,7 +146,12 @@ def evaluate(d: np.ndarray, same: np.ndarray, folds: np.ndarray) -> dict[str, ob
         roc.append(
             {"threshold": float(t), "tar": tar, "far": far, "accuracy": V.accuracy(d, same, t)}
         )
+    # ROC envelope: for each FAR level reached, the highest TAR (last point of the level)
+    roc_env: dict[float, list[float]] = {}
+    for thr, far, tar in V.roc_points(d, same):
+        roc_env[far] = [round(thr, 4), round(far, 5), round(tar, 5)]
     return {
+        "roc": list(roc_env.values()),
         "per_fold": [
             {
                 "fold": r.fold,
