@@ -113,77 +113,84 @@ def scan(
 def group_windows(
     boxes: np.ndarray, margins: np.ndarray, min_neighbors: int, eps: float = 0.2
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Merge similar raw windows (OpenCV ``groupRectangles`` rule); returns boxes, scores."""
+    """Merge similar raw windows (OpenCV ``groupRectangles`` rule); returns boxes, scores.
+
+    Two windows are similar when each of their four edges differs by at most ``eps``
+    times their mean (smaller) side; groups are the connected components of that
+    relation. Pairs are found block by block, so memory stays linear in the windows.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    margins = np.asarray(margins, dtype=np.float64).reshape(-1)
     n = len(boxes)
     if n == 0:
         return np.zeros((0, 4)), np.zeros(0)
     x1, y1 = boxes[:, 0], boxes[:, 1]
     x2, y2 = x1 + boxes[:, 2], y1 + boxes[:, 3]
-    delta = (
-        eps
-        * 0.5
-        * (
-            np.minimum(boxes[:, None, 2], boxes[None, :, 2])
-            + np.minimum(boxes[:, None, 3], boxes[None, :, 3])
+    rows, cols = [], []
+    block = max(1, 2_000_000 // n)
+    for s in range(0, n, block):
+        e = min(n, s + block)
+        delta = (
+            eps
+            * 0.5
+            * (
+                np.minimum(boxes[s:e, None, 2], boxes[None, :, 2])
+                + np.minimum(boxes[s:e, None, 3], boxes[None, :, 3])
+            )
         )
-    )
-    similar = (
-        (np.abs(x1[:, None] - x1[None]) <= delta)
-        & (np.abs(y1[:, None] - y1[None]) <= delta)
-        & (np.abs(x2[:, None] - x2[None]) <= delta)
-        & (np.abs(y2[:, None] - y2[None]) <= delta)
-    )
-    labels = np.arange(n)
-    while True:  # connected components by min-label propagation
-        new = np.where(similar, labels[None, :], n).min(axis=1)
-        new = new[new]
-        if np.array_equal(new, labels):
-            break
-        labels = new
-    out_boxes, out_scores = [], []
-    for lab in np.unique(labels):
-        members = labels == lab
-        count = int(members.sum())
-        if count <= min_neighbors:
-            continue
-        out_boxes.append(boxes[members].mean(axis=0))
-        best = np.nanmax(margins[members]) if np.isfinite(margins[members]).any() else 0.0
-        out_scores.append(count + float(np.clip(best, 0.0, 0.999)))
-    if not out_boxes:
+        similar = (
+            (np.abs(x1[s:e, None] - x1[None]) <= delta)
+            & (np.abs(y1[s:e, None] - y1[None]) <= delta)
+            & (np.abs(x2[s:e, None] - x2[None]) <= delta)
+            & (np.abs(y2[s:e, None] - y2[None]) <= delta)
+        )
+        r, c = np.nonzero(similar)
+        rows.append(r + s)
+        cols.append(c)
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    graph = coo_matrix((np.ones(len(r), dtype=np.int8), (r, c)), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    counts = np.bincount(labels)
+    sums = np.zeros((len(counts), 4))
+    np.add.at(sums, labels, boxes)
+    best = np.full(len(counts), -np.inf)
+    np.maximum.at(best, labels, np.nan_to_num(margins, nan=0.0))
+    keep = counts > min_neighbors
+    if not keep.any():
         return np.zeros((0, 4)), np.zeros(0)
-    return np.array(out_boxes), np.array(out_scores)
+    out = sums[keep] / counts[keep, None]
+    scores = counts[keep] + np.clip(best[keep], 0.0, 0.999)
+    return out, scores
 
 
 def suppress(
     boxes: np.ndarray, scores: np.ndarray, iou: float = 0.3, inside: float = 0.7
 ) -> tuple[np.ndarray, np.ndarray]:
     """Greedy non-maximum suppression: drop a box that overlaps a higher-scored kept box
-    by IoU > ``iou``, or lies mostly (> ``inside`` of its area) within it."""
+    by IoU > ``iou``, or lies mostly (> ``inside`` of the smaller area) within it."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    order = np.argsort(-np.asarray(scores), kind="stable")
-    keep: list[int] = []
-    area = boxes[:, 2] * boxes[:, 3]
-    for i in order:
-        ok = True
-        for j in keep:
-            ix = max(
-                0.0,
-                min(boxes[i, 0] + boxes[i, 2], boxes[j, 0] + boxes[j, 2])
-                - max(boxes[i, 0], boxes[j, 0]),
-            )
-            iy = max(
-                0.0,
-                min(boxes[i, 1] + boxes[i, 3], boxes[j, 1] + boxes[j, 3])
-                - max(boxes[i, 1], boxes[j, 1]),
-            )
-            inter = ix * iy
-            if inter / (area[i] + area[j] - inter) > iou or inter / min(area[i], area[j]) > inside:
-                ok = False
-                break
-        if ok:
-            keep.append(int(i))
-    return boxes[keep], np.asarray(scores)[keep]
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    order = np.argsort(-scores, kind="stable")
+    b = boxes[order]
+    x2, y2 = b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]
+    area = b[:, 2] * b[:, 3]
+    removed = np.zeros(len(b), dtype=bool)
+    keep = []
+    for i in range(len(b)):
+        if removed[i]:
+            continue
+        keep.append(i)
+        ix = np.clip(np.minimum(x2[i], x2) - np.maximum(b[i, 0], b[:, 0]), 0, None)
+        iy = np.clip(np.minimum(y2[i], y2) - np.maximum(b[i, 1], b[:, 1]), 0, None)
+        inter = ix * iy
+        over = (inter / (area[i] + area - inter) > iou) | (
+            inter / np.minimum(area[i], area) > inside
+        )
+        removed |= over
+    return b[keep], scores[order][keep]
 
 
 def face_boxes(windows: np.ndarray, box: dict[str, float]) -> np.ndarray:

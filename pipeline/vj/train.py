@@ -132,14 +132,14 @@ def mine_negatives(
     n: int,
     rng: np.random.Generator,
     scale_factor: float = 1.25,
-    step: int = 2,
+    step: int = 3,
     max_passes: int = 3,
     log: Log | None = None,
 ) -> tuple[np.ndarray, MiningStats]:
     """Up to ``n`` windows of the face-free images that the cascade accepts.
 
     Windows overlapping a known face of the image are never taken. Each image is asked
-    for a number of windows proportional to its area (twice the even share per pass,
+    for a number of windows proportional to its area (four times the even share per pass,
     rounded at random, so small images are sometimes skipped): the negatives then follow
     the pool's windows rather than its image count, and no image dominates.
     """
@@ -149,7 +149,7 @@ def mine_negatives(
     total = 0
     if not pool or n <= 0:
         return np.zeros((0, win, win), np.uint8), stats
-    per_pixel = 2.0 * n / float(sum(item.image.size for item in pool))
+    per_pixel = 4.0 * n / float(sum(item.image.size for item in pool))
     # While the cascade still accepts many windows, scanning every window of an image to
     # keep `cap` of them is wasted work: evaluate a random fraction of the positions sized
     # from running estimates of the acceptance rate and of windows per image.
