@@ -168,6 +168,7 @@ def evaluate_backend(
     ages = np.array([s.age for s in samples], dtype=float)
     genders = np.array([s.gender for s in samples])
     m = metrics(np.array(pred_age), np.array(p_female), ages, genders)
+    m["_pred"] = (np.array(pred_age), np.array(p_female))
     m["ms_per_face_median"] = round(statistics.median(ms), 2) if ms else None
     m["ms_timed_faces"] = len(ms)
     m["crop_margin"] = est.crop_margin
@@ -272,7 +273,24 @@ def main() -> int:
             )
         except Exception as exc:  # one backend failing must not hide the others
             results[name] = {"error": f"{type(exc).__name__}: {exc}"}
-        print(json.dumps({name: results[name]}), file=sys.stderr, flush=True)
+        shown = {k: v for k, v in results[name].items() if k != "_pred"}
+        print(json.dumps({name: shown}), file=sys.stderr, flush=True)
+    # averages of backends (mean age, mean p(female)), from the predictions above: no
+    # weights are fitted, so nothing is tuned to this split
+    ok = [n for n in names if "_pred" in results.get(n, {})]
+    ages = np.array([s.age for s in val], dtype=float)
+    genders = np.array([s.gender for s in val])
+    combos = [ok] if len(ok) > 2 else []
+    combos += [[a, b] for i, a in enumerate(ok) for b in ok[i + 1 :]]
+    for combo in combos:
+        age = np.mean([results[n]["_pred"][0] for n in combo], axis=0)
+        pf = np.mean([results[n]["_pred"][1] for n in combo], axis=0)
+        m = metrics(age, pf, ages, genders)
+        m["ms_per_face_median"] = sum(results[n]["ms_per_face_median"] or 0 for n in combo)
+        m["crop_margin"] = "-"
+        results["mean(" + " + ".join(combo) + ")"] = m
+    for m in results.values():
+        m.pop("_pred", None)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))

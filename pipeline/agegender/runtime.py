@@ -47,9 +47,14 @@ def _interpreter(path: Path) -> Any:
 
 
 class ScratchRuntime:
-    """The exported from-scratch CNN: RGB crops -> (age probabilities, p(female))."""
+    """The exported from-scratch CNN: RGB crops -> (age probabilities, p(female)).
 
-    def __init__(self, path: str | Path) -> None:
+    With ``flip=True`` each crop is also run mirrored and the two outputs are averaged
+    (test-time augmentation: faces are roughly symmetric, the errors of the two views
+    partly cancel; twice the network cost, still a few ms).
+    """
+
+    def __init__(self, path: str | Path, flip: bool = True) -> None:
         import cv2  # noqa: F401  (fail early when OpenCV is missing)
 
         self.path = Path(path)
@@ -64,6 +69,7 @@ class ScratchRuntime:
         self._in = self._interp.get_input_details()[0]
         self._out = self._interp.get_output_details()[0]
         self._batch = 0
+        self.flip = flip
 
     def _prepare(self, crops: list[np.ndarray]) -> np.ndarray:
         from pipeline.agegender.data import resize
@@ -80,6 +86,9 @@ class ScratchRuntime:
         if not crops:
             return np.zeros((0, AGE_BINS)), np.zeros(0)
         x = self._prepare(crops)
+        n = len(x)
+        if self.flip:
+            x = np.concatenate([x, x[:, :, ::-1]])
         if self._batch != len(x):
             self._interp.resize_tensor_input(self._in["index"], list(x.shape))
             self._interp.allocate_tensors()
@@ -87,6 +96,8 @@ class ScratchRuntime:
         self._interp.set_tensor(self._in["index"], x)
         self._interp.invoke()
         out = np.asarray(self._interp.get_tensor(self._out["index"]), dtype=np.float64)
+        if self.flip:
+            out = (out[:n] + out[n:]) / 2.0
         return out[:, :AGE_BINS], out[:, AGE_BINS]
 
 

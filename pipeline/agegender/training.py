@@ -28,7 +28,7 @@ import numpy as np
 
 from pipeline.agegender import split as splitmod
 from pipeline.agegender.models import AGE_BINS, INPUT_SIZE, age_from_probs
-from pipeline.datasets import REPO_ROOT
+from pipeline.datasets import REPO_ROOT, require
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,12 @@ def utkface_dataset(
         d = data.image_cache(80)
         x = d["images"]
     elif cfg.features == "dlib":
-        d = data.feature_cache("dlib128", data.dlib_features, progress=progress)
+        d = data.feature_cache(
+            "dlib128",
+            data.dlib_features,
+            progress=progress,
+            partial=bool(cfg.extra.get("partial_features")),
+        )
         x = d["features"]
     elif cfg.features == "vgg16":
         from pipeline.agegender.vgg16 import Vgg16Features
@@ -120,6 +125,7 @@ def utkface_dataset(
     source = {
         "dataset": "UTKFace aligned & cropped (../shared/datasets/utkface)",
         "images": int(len(d["names"])),
+        "images_in_dataset": len(splitmod.list_samples(require("utkface"))),
         "split": split_description(),
     }
     return Dataset(x, d["ages"], d["genders"], sides_of(d["names"]), source)

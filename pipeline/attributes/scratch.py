@@ -28,6 +28,9 @@ class ScratchOptions(BackendOptions):
         None,
         description="path to a .tflite trained by `facepipe train age-gender` (default: shipped)",
     )
+    flip: bool = Field(
+        True, description="also run the mirrored crop and average (2x cost, a bit more accurate)"
+    )
 
 
 class ScratchEstimator(AttributeEstimator):
@@ -38,7 +41,7 @@ class ScratchEstimator(AttributeEstimator):
     def __init__(self, options: ScratchOptions | None = None) -> None:
         super().__init__(options)
         path = Path(self.options.model) if self.options.model else MODELS_DIR / "scratch.tflite"
-        self._run = ScratchRuntime(path)
+        self._run = ScratchRuntime(path, flip=self.options.flip)
         self.card = self._run.card
 
     def predict(self, crops: list[np.ndarray]) -> list[AgeGender]:

@@ -43,6 +43,12 @@ import click
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None)
 @click.option("--export-dir", type=click.Path(file_okay=False), default=None)
 @click.option("--no-bf16", is_flag=True, help="train the CNN in float32 (slower on AMX CPUs)")
+@click.option(
+    "--available-features",
+    is_flag=True,
+    help="transfer: train on the feature chunks computed so far (a random subset) "
+    "instead of computing the rest first",
+)
 @click.option("--synthetic", is_flag=True, help="generated data (smoke test, no dataset)")
 def COMMAND(  # noqa: N802 - the training-command convention of pipeline.training
     model: str,
@@ -58,6 +64,7 @@ def COMMAND(  # noqa: N802 - the training-command convention of pipeline.trainin
     run_dir: str | None,
     export_dir: str | None,
     no_bf16: bool,
+    available_features: bool,
     synthetic: bool,
 ) -> None:
     """Train the age/gender model (resumable; writes weights + model card)."""
@@ -81,6 +88,7 @@ def COMMAND(  # noqa: N802 - the training-command convention of pipeline.trainin
         run_dir=run_dir,
         export_dir=export_dir,
         bf16=not no_bf16,
+        extra={"partial_features": available_features},
     )
     if model == "transfer" and features == "vgg16":
         from pipeline.agegender.vgg16 import check_weights
