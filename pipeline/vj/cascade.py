@@ -65,23 +65,38 @@ class Stage:
 
         No index arrays: each feature point's values over all windows are one strided
         slice of the integral image, so this is much faster than :meth:`window_votes`
-        while most windows are still alive (the first stages).
+        while most windows are still alive (the first stages). The grid's integral image
+        is int32: exact for any image below 8.4 million pixels, and since integer
+        arithmetic wraps modulo 2**32 a feature's value is exact even when a partial sum
+        overflows. ``raw * inv_std < t`` is tested as ``raw < t * std``.
         """
         ii, y0, x0, step, ny, nx = grid
-        votes = np.zeros(ny * nx)
+        std = (1.0 / inv_std).reshape(ny, nx)
+        votes = np.zeros((ny, nx))
+        raw = np.empty((ny, nx), dtype=ii.dtype)
+        tmp = np.empty_like(raw)
         f = self.features
         for j in range(len(self)):
-            raw = np.zeros((ny, nx))
+            first = True
             for k in np.flatnonzero(f.coef[j]):
-                ys, xs = y0 + f.py[j, k], x0 + f.px[j, k]
+                ys, xs = y0 + int(f.py[j, k]), x0 + int(f.px[j, k])
                 view = ii[
                     ys : ys + (ny - 1) * step + 1 : step, xs : xs + (nx - 1) * step + 1 : step
                 ]
-                raw += f.coef[j, k] * view
-            x = raw.reshape(-1) * inv_std
-            p = self.polarities[j]
-            votes += self.alphas[j] * (p * x < p * self.thresholds[j])
-        return votes
+                c = int(f.coef[j, k])
+                if c == 1:
+                    term = view
+                else:
+                    term = np.multiply(view, c, out=tmp)
+                if first:
+                    raw[...] = term
+                    first = False
+                else:
+                    raw += term
+            limit = self.thresholds[j] * std
+            hit = raw < limit if self.polarities[j] > 0 else raw > limit
+            votes += self.alphas[j] * hit
+        return votes.reshape(-1)
 
     def to_dict(self) -> dict[str, Any]:
         return {

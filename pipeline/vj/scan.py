@@ -67,7 +67,9 @@ def level_windows(
     _, std = window_stats(ii, ii2, bases, window)
     inv = 1.0 / np.maximum(std, STD_FLOOR)
     pos = np.stack([gx.ravel(), gy.ravel()], axis=1)
-    grid = (ii, int(offset[1]), int(offset[0]), step, len(ys), len(xs))
+    if ii[-1, -1] >= 2**31:
+        raise ValueError(f"image too large for the int32 grid path: {level.shape}")
+    grid = (ii.astype(np.int32), int(offset[1]), int(offset[0]), step, len(ys), len(xs))
     return ii.reshape(-1), bases, inv, width, pos, grid
 
 
