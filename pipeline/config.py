@@ -52,9 +52,11 @@ class CaptureConfig(Section):
 
 
 class DetectorConfig(Section):
-    backend: str = Field("hog", description="detector backend (facepipe backends)")
+    backend: str = Field("blazeface", description="detector backend (facepipe backends)")
     min_size: int = Field(0, ge=0, description="ignore faces shorter than this (pixels)")
-    options: dict[str, Any] = Field(default_factory=dict, description="backend options")
+    options: dict[str, Any] = Field(
+        default_factory=lambda: {"tile_size": 384}, description="backend options"
+    )
 
 
 class TrackerConfig(Section):
@@ -83,6 +85,9 @@ class RecognitionConfig(Section):
         0.6, gt=0, lt=2, description="max encoding distance to accept a gallery match"
     )
     num_jitters: int = Field(1, ge=1, le=100, description="dlib encoder re-samplings per face")
+    enroll_jitters: int = Field(
+        10, ge=1, le=100, description="re-samplings per enrolment photo (a steadier template)"
+    )
     upscale_below_px: int = Field(
         80, ge=0, description="faces shorter than this are upscaled before encoding"
     )

@@ -44,7 +44,7 @@ def enroll_people(ctx: Context, pairs: list[tuple[str, str]]) -> None:
     store = EventStore(ctx.config.store_url)
     for name, photo in pairs:
         try:
-            (vec,) = encode_photos([photo])
+            (vec,) = encode_photos([photo], num_jitters=ctx.config.recognition.enroll_jitters)
         except EnrollError as exc:
             raise click.ClickException(str(exc)) from None
         store.enroll(name, [vec], [str(Path(photo).resolve())])

@@ -45,9 +45,17 @@ def find_one_face(image: np.ndarray, path: str | Path) -> Face:
     return Face(box=(r.left(), r.top(), r.width(), r.height())).clipped(w, h)
 
 
-def encode_photos(paths: list[str], encoder: DlibEncoder | None = None) -> list[np.ndarray]:
-    """One encoding per photo; raises :class:`EnrollError` naming the first bad file."""
-    encoder = encoder or DlibEncoder()
+def encode_photos(
+    paths: list[str], encoder: DlibEncoder | None = None, num_jitters: int = 10
+) -> list[np.ndarray]:
+    """One encoding per photo; raises :class:`EnrollError` naming the first bad file.
+
+    Enrolment re-samples each photo ``num_jitters`` times (dlib's jitter: small shifts,
+    zooms, flips) and averages: a steadier template, measured on the hamilton clip to
+    bring the 26-px pianist from 0.58-0.60 to 0.55-0.57 (same person) while the other
+    person stays at 0.65+.
+    """
+    encoder = encoder or DlibEncoder(num_jitters=num_jitters)
     out = []
     for path in paths:
         image = read_rgb(path)

@@ -1,0 +1,131 @@
+"""End to end: `facepipe run` as a user runs it (private Redis, worker processes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from pipeline.datasets import datasets_root
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def facepipe(*args: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        env=env, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+def clean_env(home: Path, **extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("FACEPIPE") and k not in ("REDIS_URL",)
+    }
+    env.update(FACEPIPE_HOME=str(home), **extra)
+    return env
+
+
+def test_run_names_enrolled_face_and_serves_metrics(tmp_path, demo_media):
+    port = free_port()
+    env = clean_env(tmp_path / "home", FACEPIPE__METRICS__PORT=str(port))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "run", str(demo_media["video"]), "--stream", "demo",
+         "--enroll", f"eileen-collins={demo_media['photo']}", "--json"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    scrapes = []
+    while proc.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                scrapes.append(r.read().decode())
+        except OSError:
+            pass
+        time.sleep(0.2)
+    out, err = proc.communicate()
+    assert proc.returncode == 0, err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["frames"] == 30 and summary["processed"] == 30
+    assert summary["people"] == {"eileen-collins": 1}
+    assert summary["failed_jobs"] == 0
+
+    # the endpoint answered during the run with the pipeline's counters
+    last = next(s for s in reversed(scrapes) if "facepipe_frames_processed_total{" in s)
+    for name in ("facepipe_frames_captured_total{", "facepipe_faces_detected_total{",
+                 "facepipe_stage_seconds_bucket{", "facepipe_capture_to_event_seconds_count{",
+                 "facepipe_queue_depth{", "facepipe_workers{"):  # fmt: skip
+        assert name in last, name
+    detect_workers = [
+        float(ln.split()[-1])
+        for s in scrapes
+        for ln in s.splitlines()
+        if ln.startswith('facepipe_workers{stage="detect"}')
+    ]
+    assert max(detect_workers) == 2.0  # two detect processes served the queue
+
+    # the event log that `run` wrote is the default store of `events`
+    ev = facepipe("events", "--json", env=env)
+    assert ev.returncode == 0, ev.stderr
+    events = [json.loads(line) for line in ev.stdout.splitlines()]
+    assert [e["person"] for e in events] == ["eileen-collins"]
+    e = events[0]
+    assert e["stream"] == "demo" and e["frames"] >= 25 and Path(e["snapshot"]).is_file()
+    assert e["first_seen"].endswith("Z") and e["age"] is not None
+    assert facepipe("events", "--person", "nobody", "--json", env=env).stdout == ""
+    people = facepipe("people", "--json", env=env)
+    assert json.loads(people.stdout) == {"name": "eileen-collins", "photos": 1}
+
+
+def test_enroll_errors_name_the_file(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    env = clean_env(tmp_path / "home")
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((200, 200, 3), 128, np.uint8)).save(blank)
+    r = facepipe("enroll", "someone", str(blank), env=env)
+    assert r.returncode != 0 and "blank.png: no face found" in r.stderr
+    junk = tmp_path / "junk.jpg"
+    junk.write_bytes(b"not an image")
+    r = facepipe("enroll", "someone", str(junk), env=env)
+    assert r.returncode != 0 and "junk.jpg: not a readable image" in r.stderr
+    r = facepipe("run", str(tmp_path / "missing.mp4"), env=env)
+    assert r.returncode != 0 and "not found" in r.stderr
+
+
+HAMILTON = (datasets_root() or Path("/nonexistent")) / "video"
+
+
+@pytest.mark.dataset
+@pytest.mark.skipif(not (HAMILTON / "short_hamilton_clip.mp4").is_file(), reason="no datasets")
+def test_hamilton_clip_names_both_people_and_no_one_else(tmp_path):
+    env = clean_env(tmp_path / "home", FACEPIPE__METRICS__PORT="0")
+    known = HAMILTON / "known"
+    r = facepipe(
+        "run", str(HAMILTON / "short_hamilton_clip.mp4"), "--json",
+        "--enroll", f"lin-manuel-miranda={known / 'lin-manuel-miranda.png'}",
+        "--enroll", f"alex-lacamoire={known / 'alex-lacamoire.png'}",
+        env=env,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["processed"] == 275
+    ev = facepipe("events", "--json", env=env)
+    names = {json.loads(line)["person"] for line in ev.stdout.splitlines()}
+    assert {"lin-manuel-miranda", "alex-lacamoire"} <= names
+    assert names <= {"lin-manuel-miranda", "alex-lacamoire", "unknown"}
