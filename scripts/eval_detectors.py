@@ -291,6 +291,15 @@ def label(name: str, options: dict[str, Any]) -> str:
     return f"`{name}`" + (f" ({opts})" if opts else "")
 
 
+def operating_point(scores: dict[str, Any]) -> str:
+    """Precision / recall of all reported detections (faces >= 32 px at 640 px): where the
+    backend's own score threshold puts it."""
+    d = scores["details"]["32@640"]
+    found = d["true_positives"] + d["false_positives"]
+    precision = d["true_positives"] / found if found else 0.0
+    return f"{precision:.2f} / {d['recall']:.2f}"
+
+
 def timing_note(report: dict[str, Any]) -> str:
     t = report.get("timing") or {}
     if t.get("interleaved"):
@@ -315,14 +324,15 @@ def render(report: dict[str, Any]) -> str:
         timing_note(report),
         "",
         "| detector | images | AP all | AP >= 32 px | ms / image (1024 px) "
-        "| AP >= 32 px @ 640 | ms / frame @ 640 | fps @ 640 | CPU ms / frame @ 640 |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| AP >= 32 px @ 640 | P / R @ 640 | ms / frame @ 640 | fps @ 640 "
+        "| CPU ms / frame @ 640 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in report["results"]:
         if "error" in row:
             lines.append(
                 f"| {label(row['name'], row['options'])} | - | unavailable: "
-                f"{row['error'][:120]} | | | | | | |"
+                f"{row['error'][:160].replace('|', '/')} | | | | | | | |"
             )
             continue
         r = row["scores"]
@@ -330,6 +340,7 @@ def render(report: dict[str, Any]) -> str:
         lines.append(
             f"| {label(row['name'], row['options'])} | {r['images']}{note} | {r['ap_all']:.3f} "
             f"| {r['ap_32']:.3f} | {r['ms_1024']:.0f} | {r['ap_32_at_640']:.3f} "
+            f"| {operating_point(r)} "
             f"| {r['ms_640']:.1f} | {r['fps_640']:.1f} | {r['cpu_ms_640']:.1f} |"
         )
     for subset in report.get("subsets", []):
