@@ -25,7 +25,7 @@ from rq.registry import StartedJobRegistry
 from pipeline.bus import STAGES
 from pipeline.capture import Capture, CaptureResult
 from pipeline.config import Config
-from pipeline.redis_server import PrivateRedis
+from pipeline.redis_server import PrivateRedis, die_with_parent
 from pipeline.runtime import Runtime
 from pipeline.sources import Source
 
@@ -127,6 +127,7 @@ class LocalPipeline:
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
                     start_new_session=True,  # Ctrl-C reaches us; we stop them in order
+                    preexec_fn=die_with_parent,  # and they never outlive us
                 )
                 fh.close()
                 self.workers.append(WorkerProc(stage, i, proc, log_path))

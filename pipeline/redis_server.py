@@ -9,12 +9,28 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import redis
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` for child processes: SIGTERM them if their parent dies (Linux).
+
+    So a killed ``facepipe run`` (or test run) never leaves a redis-server or worker
+    behind; elsewhere this is a no-op.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def find_redis_server() -> str:
@@ -65,7 +81,11 @@ class PrivateRedis:
             "--daemonize", "no",
         ]  # fmt: skip
         self.proc = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+            args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
