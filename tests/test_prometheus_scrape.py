@@ -1,0 +1,85 @@
+"""A real Prometheus server scrapes the facepipe endpoint and can query the metrics."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from pipeline.bus import Bus, connect
+from pipeline.metrics import Metrics
+
+PROMETHEUS = shutil.which("prometheus")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def query(port: int, expr: str) -> list:
+    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return json.loads(r.read())["data"]["result"]
+
+
+@pytest.mark.skipif(PROMETHEUS is None, reason="prometheus not installed (apt install prometheus)")
+def test_prometheus_ingests_facepipe_metrics(tmp_path, redis_url, home):
+    bus = Bus(connect(redis_url), "facepipe")
+    m = Metrics(bus)
+    m.inc("facepipe_frames_captured_total", {"stream": "door"}, 42)
+    m.inc("facepipe_frames_dropped_total", {"stream": "door", "reason": "stale"}, 2)
+    for v in (0.01, 0.02, 0.5):
+        m.observe("facepipe_stage_seconds", {"stage": "detect"}, v)
+    bus.enqueue("detect", {"stream": "door", "seq": 0})
+
+    exporter_port, prom_port = free_port(), free_port()
+    env = {"REDIS_URL": redis_url, "FACEPIPE_HOME": str(home), "PATH": "/usr/bin:/bin"}
+    exporter = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "metrics", "--port", str(exporter_port)], env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    (tmp_path / "prometheus.yml").write_text(
+        "global: {scrape_interval: 1s}\n"
+        "scrape_configs:\n"
+        "  - job_name: facepipe\n"
+        f"    static_configs: [{{targets: ['127.0.0.1:{exporter_port}']}}]\n"
+    )
+    prom = subprocess.Popen(
+        [PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}",
+         f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prom_port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        got: dict[str, list] = {}
+        deadline = time.monotonic() + 60
+        exprs = {
+            "captured": 'facepipe_frames_captured_total{stream="door"}',
+            "dropped": 'facepipe_frames_dropped_total{reason="stale"}',
+            "hist": 'facepipe_stage_seconds_count{stage="detect"}',
+            "depth": 'facepipe_queue_depth{stage="detect"}',
+            "up": 'up{job="facepipe"}',
+        }
+        while time.monotonic() < deadline:
+            try:
+                got = {k: query(prom_port, e) for k, e in exprs.items()}
+                if all(got.values()):
+                    break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        value = {k: float(v[0]["value"][1]) for k, v in got.items() if v}
+        assert value == {"captured": 42.0, "dropped": 2.0, "hist": 3.0, "depth": 1.0, "up": 1.0}
+    finally:
+        prom.terminate()
+        exporter.terminate()
+        prom.wait(10)
+        exporter.wait(10)
