@@ -1,0 +1,405 @@
+"""A multi-face tracker: constant-velocity Kalman filter + IoU + appearance, JSON state.
+
+Same interface as :class:`pipeline.tracking.iou.IoUTracker` (``update``, ``end_all``,
+``get``, ``to_dict`` / ``from_dict``), so the track stage can keep it in Redis between
+jobs and any worker can continue a stream. What it adds:
+
+* **Motion model.** Each track carries a Kalman filter on ``(cx, cy, w, h)`` and their
+  velocities (per frame). Before association every track is predicted to the frame's
+  ``seq``; ``seq`` may jump by more than one (detection run on every n-th captured frame,
+  or a frame whose detect result was lost) and the prediction covers the whole gap in one
+  closed-form step. Noise scales with the face height (as in DeepSORT), so one set of
+  parameters serves 20-px and 400-px faces.
+* **Association.** A face may continue a track when its box overlaps the *predicted* box
+  (IoU >= ``iou_threshold``) or lies inside the filter's uncertainty (squared Mahalanobis
+  distance <= ``gate``). When the face carries ``face.encoding`` and the track has an
+  appearance (the running mean of the encodings it was given, in ``update`` or through
+  :meth:`KalmanTracker.observe_encoding`), their Euclidean distance must be at most
+  ``appearance_threshold`` and is added to the cost. The assignment minimises the total
+  cost (Hungarian, ``scipy.optimize.linear_sum_assignment``; greedy without scipy).
+* **Lifecycle.** *tentative* (seen in fewer than ``min_hits`` detection runs; its faces
+  keep ``track_id = None``; dropped after more than ``max_tentative_missed`` runs without
+  a match, so a one-frame false detection never becomes a track) -> *confirmed* ->
+  *lost* (confirmed, missed in the latest run(s); the prediction keeps moving) ->
+  *ended* (not matched for more than ``max_missed`` frames). A lost track whose face
+  comes back anywhere in the frame is re-identified by appearance (distance <=
+  ``reid_threshold``) within those ``max_missed`` frames.
+
+The whole state is plain JSON (ints, floats, lists): the filter's mean and covariance are
+stored as lists of floats, so a tracker restored from ``to_dict()`` continues exactly as
+the original would have.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pipeline.record import Box, Face
+from pipeline.tracking.iou import Track, iou
+
+try:  # scipy comes with scikit-image; fall back to a greedy assignment without it
+    from scipy.optimize import linear_sum_assignment as _lsa
+except ImportError:  # pragma: no cover - exercised only without scipy
+    _lsa = None
+
+_DIM = 4  # measured: cx, cy, w, h
+_H = np.hstack([np.eye(_DIM), np.zeros((_DIM, _DIM))])  # measurement matrix
+_INFEASIBLE = 1e6
+
+
+@dataclass
+class KalmanTrack(Track):
+    """A :class:`Track` plus its filter state and appearance (all JSON-able).
+
+    ``box`` is the filter's estimate (after the latest match, or the prediction for the
+    latest frame while the track is lost); ``mean`` is ``[cx, cy, w, h, vcx, vcy, vw,
+    vh]`` at frame ``kf_seq`` (velocities in pixels per frame) and ``cov`` its 8x8
+    covariance, row-major. ``appearance`` is the mean of ``appearance_n`` encodings.
+    """
+
+    mean: list[float] = field(default_factory=list)
+    cov: list[float] = field(default_factory=list)
+    kf_seq: int = 0
+    appearance: list[float] | None = None
+    appearance_n: int = 0
+
+    @property
+    def state(self) -> str:
+        """``tentative``, ``confirmed`` (matched in the latest run) or ``lost``."""
+        if not self.confirmed:
+            return "tentative"
+        return "lost" if self.missed else "confirmed"
+
+
+def box_to_z(box: Box) -> np.ndarray:
+    """``(x, y, w, h)`` -> measurement ``[cx, cy, w, h]`` (floats)."""
+    x, y, w, h = box
+    return np.array([x + w / 2.0, y + h / 2.0, float(w), float(h)])
+
+
+def z_to_box(z: np.ndarray | list[float]) -> Box:
+    """``[cx, cy, w, h, ...]`` -> integer ``(x, y, w, h)`` with a size of at least 1 px."""
+    cx, cy, w, h = (float(v) for v in z[:4])
+    w, h = max(w, 1.0), max(h, 1.0)
+    return (round(cx - w / 2.0), round(cy - h / 2.0), round(w), round(h))
+
+
+@dataclass
+class KalmanTracker:
+    """Kalman + IoU + appearance multi-face tracker; see the module docstring.
+
+    The first three fields are those of :class:`IoUTracker`, in the same order, so
+    ``KalmanTracker(cfg.iou_threshold, cfg.max_missed, cfg.min_hits)`` works as before.
+    ``max_missed`` counts *frames* (``seq`` steps), not detection runs, so it means the
+    same time span whatever the detection rate.
+    """
+
+    iou_threshold: float = 0.3
+    max_missed: int = 15
+    min_hits: int = 3
+    max_tentative_missed: int = 1
+    gate: float = 9.4877  # chi-square, 4 degrees of freedom, 95 %
+    appearance_threshold: float = 0.55
+    reid_threshold: float = 0.5
+    appearance_weight: float = 0.5
+    appearance_window: int = 30
+    std_position: float = 1.0 / 20.0
+    std_velocity: float = 1.0 / 160.0
+    next_id: int = 1
+    seq: int | None = None
+    tracks: list[KalmanTrack] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.iou_threshold < 1.0:
+            raise ValueError(f"iou_threshold must be in (0, 1), got {self.iou_threshold}")
+        if self.max_missed < 0 or self.max_tentative_missed < 0:
+            raise ValueError("max_missed and max_tentative_missed must be >= 0")
+        if self.min_hits < 1:
+            raise ValueError(f"min_hits must be >= 1, got {self.min_hits}")
+        if min(self.gate, self.std_position, self.std_velocity, self.appearance_threshold) <= 0:
+            raise ValueError("gate, std_position, std_velocity, appearance_threshold must be > 0")
+
+    # ----- Kalman filter --------------------------------------------------------------
+    def _initiate(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        h = max(z[3], 1.0)
+        mean = np.concatenate([z, np.zeros(_DIM)])
+        sp, sv = 2.0 * self.std_position * h, 10.0 * self.std_velocity * h
+        cov = np.diag(np.square([sp, sp, sp, sp, sv, sv, sv, sv]))
+        return mean, cov
+
+    def _predict(self, t: KalmanTrack, seq: int) -> tuple[np.ndarray, np.ndarray]:
+        """The track's state at frame ``seq``: ``dt = seq - kf_seq`` steps in closed form.
+
+        Per axis, ``dt`` steps of the discrete constant-velocity model with process noise
+        ``diag(qp, qv)`` per step give ``F(dt) P F(dt)^T`` plus
+        ``[[dt qp + qv S2, qv S1], [qv S1, dt qv]]`` with ``S1 = sum k``, ``S2 = sum k^2``
+        over ``k = 0 .. dt-1`` (exactly what stepping frame by frame would give).
+        """
+        mean = np.asarray(t.mean, dtype=np.float64)
+        cov = np.asarray(t.cov, dtype=np.float64).reshape(2 * _DIM, 2 * _DIM)
+        dt = seq - t.kf_seq
+        if dt <= 0:
+            return mean, cov
+        f = np.eye(2 * _DIM)
+        f[:_DIM, _DIM:] = dt * np.eye(_DIM)
+        h = max(mean[3], 1.0)
+        qp, qv = (self.std_position * h) ** 2, (self.std_velocity * h) ** 2
+        s1, s2 = dt * (dt - 1) / 2.0, (dt - 1) * dt * (2 * dt - 1) / 6.0
+        q = np.zeros((2 * _DIM, 2 * _DIM))
+        idx = np.arange(_DIM)
+        q[idx, idx] = dt * qp + qv * s2
+        q[idx, idx + _DIM] = q[idx + _DIM, idx] = qv * s1
+        q[idx + _DIM, idx + _DIM] = dt * qv
+        mean = f @ mean
+        mean[2:4] = np.maximum(mean[2:4], 1.0)
+        return mean, f @ cov @ f.T + q
+
+    def _innovation(self, mean: np.ndarray, cov: np.ndarray) -> np.ndarray:
+        r = (self.std_position * max(mean[3], 1.0)) ** 2
+        return _H @ cov @ _H.T + r * np.eye(_DIM)
+
+    def _correct(
+        self, mean: np.ndarray, cov: np.ndarray, z: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        s = self._innovation(mean, cov)
+        pht = cov @ _H.T
+        gain = np.linalg.solve(s, pht.T).T  # P H^T S^-1 (S is symmetric)
+        mean = mean + gain @ (z - _H @ mean)
+        cov = cov - gain @ s @ gain.T
+        return mean, 0.5 * (cov + cov.T)
+
+    # ----- public API -----------------------------------------------------------------
+    def update(self, faces: list[Face], seq: int, ts: float = 0.0) -> tuple[list[Track], list[int]]:
+        """Track one detection run's faces at frame ``seq``.
+
+        Returns ``(tracks confirmed now, ids of confirmed tracks that ended)`` and sets
+        each ``face.track_id`` (``None`` while its track is tentative). Call it for every
+        frame the detector ran on, with or without faces, in increasing ``seq``; frames in
+        between are predicted over. On the frame that confirms a track the track is
+        returned once, with ``first_ts`` and ``hits`` covering its tentative frames.
+        Faces that carry ``encoding`` are matched by appearance too and update their
+        track's appearance.
+        """
+        seq = int(seq)
+        if self.seq is not None and seq <= self.seq:
+            raise ValueError(f"seq must increase: got {seq} after {self.seq}")
+        self.seq = seq
+        encodings = [_as_encoding(f.encoding) if f.encoding is not None else None for f in faces]
+
+        # tracks past their lifetime cannot take a face any more
+        ended: list[int] = []
+        alive = []
+        for t in self.tracks:
+            if seq - t.last_seq > self.max_missed + 1:
+                if t.confirmed:
+                    ended.append(t.id)
+            else:
+                alive.append(t)
+        self.tracks = alive
+
+        predicted = [self._predict(t, seq) for t in self.tracks]
+        matches = self._associate(faces, encodings, predicted)
+
+        assign: dict[int, KalmanTrack] = {}
+        matched_t: set[int] = set()
+        for ti, fi in matches:
+            t = self.tracks[ti]
+            mean, cov = self._correct(*predicted[ti], box_to_z(faces[fi].box))
+            t.mean, t.cov, t.kf_seq = mean.tolist(), cov.ravel().tolist(), seq
+            t.box = z_to_box(mean)
+            t.last_seq, t.hits, t.missed = seq, t.hits + 1, 0
+            if encodings[fi] is not None:
+                self._add_appearance(t, encodings[fi])
+            assign[fi] = t
+            matched_t.add(ti)
+
+        keep = []
+        for ti, t in enumerate(self.tracks):
+            if ti not in matched_t:
+                t.missed += 1
+                t.box = z_to_box(predicted[ti][0])
+                if not t.confirmed:
+                    if t.missed > self.max_tentative_missed:
+                        continue
+                elif seq - t.last_seq > self.max_missed:
+                    ended.append(t.id)
+                    continue
+            keep.append(t)
+        self.tracks = keep
+
+        for fi, f in enumerate(faces):
+            if fi in assign:
+                continue
+            mean, cov = self._initiate(box_to_z(f.box))
+            t = KalmanTrack(
+                id=self.next_id,
+                box=z_to_box(mean),
+                first_seq=seq,
+                last_seq=seq,
+                first_ts=float(ts),
+                mean=mean.tolist(),
+                cov=cov.ravel().tolist(),
+                kf_seq=seq,
+            )
+            if encodings[fi] is not None:
+                self._add_appearance(t, encodings[fi])
+            self.next_id += 1
+            self.tracks.append(t)
+            assign[fi] = t
+
+        confirmed: list[Track] = []
+        for fi, f in enumerate(faces):
+            t = assign[fi]
+            if not t.confirmed and t.hits >= self.min_hits:
+                t.confirmed = True
+                confirmed.append(t)
+            f.track_id = t.id if t.confirmed else None
+        return confirmed, ended
+
+    def predict(self, seq: int) -> dict[int, Box]:
+        """Boxes of the confirmed tracks at frame ``seq`` (e.g. a frame detection skipped).
+
+        Pure: the state does not change. Tracks that would have ended by ``seq`` are left
+        out.
+        """
+        return {
+            t.id: z_to_box(self._predict(t, seq)[0])
+            for t in self.tracks
+            if t.confirmed and seq - t.last_seq <= self.max_missed
+        }
+
+    def observe_encoding(self, track_id: int, encoding: list[float] | np.ndarray) -> bool:
+        """Add one face encoding of ``track_id`` to its appearance (a running mean).
+
+        For the recognize stage's results, which arrive after the frame was tracked.
+        Returns False when the track no longer exists (ended meanwhile).
+        """
+        t = self.get(track_id)
+        if t is None:
+            return False
+        self._add_appearance(t, _as_encoding(encoding))
+        return True
+
+    def end_all(self) -> list[int]:
+        ended = [t.id for t in self.tracks if t.confirmed]
+        self.tracks = []
+        return ended
+
+    def get(self, track_id: int) -> KalmanTrack | None:
+        return next((t for t in self.tracks if t.id == track_id), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The whole state as JSON types only (boxes as lists)."""
+        data = asdict(self)
+        for t in data["tracks"]:
+            t["box"] = list(t["box"])
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> KalmanTracker:
+        data = dict(data)
+        tracks = []
+        for raw in data.get("tracks", []):
+            t = KalmanTrack(**{**raw, "box": tuple(raw["box"])})
+            if len(t.mean) != 2 * _DIM or len(t.cov) != (2 * _DIM) ** 2:
+                raise ValueError(f"track {t.id}: mean must have 8 values and cov 64")
+            tracks.append(t)
+        data["tracks"] = tracks
+        return cls(**data)
+
+    # ----- internals ------------------------------------------------------------------
+    def _add_appearance(self, t: KalmanTrack, enc: np.ndarray) -> None:
+        if t.appearance is None:
+            t.appearance, t.appearance_n = enc.tolist(), 1
+            return
+        old = np.asarray(t.appearance)
+        if old.shape != enc.shape:
+            raise ValueError(f"encoding has {enc.shape[0]} values, track {t.id} has {old.shape[0]}")
+        n = min(t.appearance_n, self.appearance_window - 1)
+        t.appearance = ((old * n + enc) / (n + 1)).tolist()
+        t.appearance_n = t.appearance_n + 1
+
+    def _cost(
+        self,
+        faces: list[Face],
+        encodings: list[np.ndarray | None],
+        predicted: list[tuple[np.ndarray, np.ndarray]],
+    ) -> np.ndarray:
+        """Cost of giving face j to track i; ``_INFEASIBLE`` where the gates forbid it.
+
+        Motion: ``1 - IoU(predicted box, face box) + 0.1 * d2 / gate`` when the IoU reaches
+        ``iou_threshold`` or ``d2`` (squared Mahalanobis distance of the face's
+        ``(cx, cy, w, h)`` from the prediction) is within ``gate``. Appearance (both sides
+        known): the distance must be <= ``appearance_threshold`` and adds
+        ``appearance_weight * distance / appearance_threshold``. A lost track outside the
+        motion gate may still take the face by appearance alone (distance <=
+        ``reid_threshold``), at a cost above every motion match.
+        """
+        n_t, n_f = len(self.tracks), len(faces)
+        cost = np.full((n_t, n_f), _INFEASIBLE)
+        if not n_t or not n_f:
+            return cost
+        zs = np.stack([box_to_z(f.box) for f in faces])
+        for i, (t, (mean, cov)) in enumerate(zip(self.tracks, predicted, strict=True)):
+            pbox = z_to_box(mean)
+            s = self._innovation(mean, cov)
+            diff = zs - mean[:_DIM]
+            d2 = np.einsum("ij,ij->i", diff, np.linalg.solve(s, diff.T).T)
+            app = np.asarray(t.appearance) if t.appearance is not None else None
+            for j, f in enumerate(faces):
+                overlap = iou(pbox, f.box)
+                dist = None
+                if app is not None and encodings[j] is not None:
+                    if encodings[j].shape != app.shape:
+                        raise ValueError(
+                            f"face encoding has {encodings[j].shape[0]} values, "
+                            f"track {t.id} has {app.shape[0]}"
+                        )
+                    dist = float(np.linalg.norm(app - encodings[j]))
+                    if dist > self.appearance_threshold:
+                        continue
+                if overlap >= self.iou_threshold or d2[j] <= self.gate:
+                    c = 1.0 - overlap + 0.1 * min(d2[j] / self.gate, 10.0)
+                    if dist is not None:
+                        c += self.appearance_weight * dist / self.appearance_threshold
+                    cost[i, j] = c
+                elif t.confirmed and t.missed and dist is not None and dist <= self.reid_threshold:
+                    cost[i, j] = 3.0 + dist
+        return cost
+
+    def _associate(
+        self,
+        faces: list[Face],
+        encodings: list[np.ndarray | None],
+        predicted: list[tuple[np.ndarray, np.ndarray]],
+    ) -> list[tuple[int, int]]:
+        cost = self._cost(faces, encodings, predicted)
+        if cost.size == 0:
+            return []
+        if _lsa is not None:
+            rows, cols = _lsa(cost)
+            pairs = list(zip(rows.tolist(), cols.tolist(), strict=True))
+        else:  # greedy: cheapest feasible pair first
+            order = np.dstack(np.unravel_index(np.argsort(cost, axis=None), cost.shape))[0]
+            used_r: set[int] = set()
+            used_c: set[int] = set()
+            pairs = []
+            for r, c in order.tolist():
+                if r not in used_r and c not in used_c:
+                    used_r.add(r)
+                    used_c.add(c)
+                    pairs.append((r, c))
+        return sorted((r, c) for r, c in pairs if cost[r, c] < _INFEASIBLE)
+
+
+def _as_encoding(value: Any) -> np.ndarray:
+    enc = np.asarray(value, dtype=np.float64)
+    if enc.ndim != 1 or enc.size == 0 or not np.all(np.isfinite(enc)):
+        raise ValueError("a face encoding must be a non-empty 1-D list of finite numbers")
+    return enc
+
+
+__all__ = ["KalmanTrack", "KalmanTracker", "box_to_z", "z_to_box"]
