@@ -41,7 +41,7 @@ Log = Callable[[str], None]
 
 def default_stage_sizes(n: int) -> list[int]:
     """Growing per-stage stump limits: small, fast stages first, as Viola-Jones did."""
-    base = [4, 8, 12, 18, 25, 32, 40, 50, 60, 70, 80, 90, 100]
+    base = [4, 8, 12, 18, 25, 32, 40, 50, 60, 70, 80, 90, 100, 120, 140, 160, 180, 200]
     return [base[i] if i < len(base) else base[-1] for i in range(n)]
 
 
@@ -139,7 +139,7 @@ def mine_negatives(
     """Up to ``n`` windows of the face-free images that the cascade accepts.
 
     Windows overlapping a known face of the image are never taken. Each image is asked
-    for a number of windows proportional to its area (four times the even share per pass,
+    for a number of windows proportional to its area (eight times the even share per pass,
     rounded at random, so small images are sometimes skipped): the negatives then follow
     the pool's windows rather than its image count, and no image dominates.
     """
@@ -149,7 +149,7 @@ def mine_negatives(
     total = 0
     if not pool or n <= 0:
         return np.zeros((0, win, win), np.uint8), stats
-    per_pixel = 4.0 * n / float(sum(item.image.size for item in pool))
+    per_pixel = 8.0 * n / float(sum(item.image.size for item in pool))
     # While the cascade still accepts many windows, scanning every window of an image to
     # keep `cap` of them is wasted work: evaluate a random fraction of the positions sized
     # from running estimates of the acceptance rate and of windows per image.
