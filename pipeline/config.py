@@ -88,6 +88,9 @@ class RecognitionConfig(Section):
     enroll_jitters: int = Field(
         10, ge=1, le=100, description="re-samplings per enrolment photo (a steadier template)"
     )
+    unknown_threshold: float = Field(
+        0.5, gt=0, lt=2, description="max distance of an unknown track to an unknown-N cluster"
+    )
     upscale_below_px: int = Field(
         80, ge=0, description="faces shorter than this are upscaled before encoding"
     )

@@ -25,6 +25,8 @@ def fuse_identity(
     gallery_names: Sequence[str],
     gallery: np.ndarray,
     threshold: float,
+    negative_names: Sequence[str] = (),
+    negatives: np.ndarray | None = None,
 ) -> FusedIdentity:
     """Identity of a track from its samples' encodings.
 
@@ -32,6 +34,10 @@ def fuse_identity(
     blur and small faces) is matched to the nearest enrolled photo; the track is named
     only when that distance is within ``threshold``, otherwise it is unknown.
     ``agreement`` says how many single samples pick the same person.
+
+    ``negatives`` are faces a user marked "this is not NAME": a person is excluded when
+    the track is at least as close to one of their negatives as to any of their photos (and the
+    next nearest person is considered instead).
     """
     n = len(encodings)
     if n == 0 or len(gallery_names) == 0:
@@ -40,7 +46,17 @@ def fuse_identity(
     gal = np.asarray(gallery, dtype=float)
     mean = enc.mean(axis=0)
     d_mean = np.linalg.norm(gal - mean, axis=1)
+    names = np.asarray(gallery_names, dtype=object)
+    if negatives is not None and len(negative_names):
+        d_neg = np.linalg.norm(np.asarray(negatives, dtype=float) - mean, axis=1)
+        neg_names = np.asarray(negative_names, dtype=object)
+        for person in set(negative_names):
+            mine = names == person
+            if mine.any() and d_neg[neg_names == person].min() <= d_mean[mine].min():
+                d_mean = np.where(mine, np.inf, d_mean)
     j = int(d_mean.argmin())
+    if not np.isfinite(d_mean[j]):
+        return FusedIdentity(None, None, 0.0, n)
     name, dist = gallery_names[j], float(d_mean[j])
     per_sample = np.linalg.norm(enc[:, None, :] - gal[None, :, :], axis=2).argmin(axis=1)
     agreement = float(np.mean([gallery_names[k] == name for k in per_sample]))

@@ -19,7 +19,7 @@ import json
 import time
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ events = sa.Table(
     sa.Column("person", sa.String(200), index=True),
     sa.Column("person_confidence", sa.Float),
     sa.Column("person_distance", sa.Float),
+    sa.Column("unknown_id", sa.String(50), index=True),  # unknown-N cluster of an unknown track
     sa.Column("first_seen", sa.Float, nullable=False),
     sa.Column("last_seen", sa.Float, nullable=False, index=True),
     sa.Column("n_frames", sa.Integer, nullable=False, default=0),
@@ -92,10 +93,34 @@ encodings = sa.Table(
 )
 
 
+unknowns = sa.Table(
+    "unknowns",
+    metadata,
+    sa.Column("name", sa.String(50), primary_key=True),  # unknown-N
+    sa.Column("centroid", sa.Text, nullable=False),  # JSON mean of its events' encodings
+    sa.Column("events", sa.Integer, nullable=False),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("updated", sa.Float, nullable=False),
+)
+
+negatives = sa.Table(
+    "negatives",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("person", sa.String(200), nullable=False, index=True),
+    sa.Column("encoding", sa.Text, nullable=False),  # a face that is NOT `person`
+    sa.Column("track_uid", sa.String(200)),
+    sa.Column("created", sa.Float, nullable=False),
+)
+
+
 @dataclass
 class Gallery:
     names: list[str]  # one per row of `matrix`
     matrix: np.ndarray  # (n, 128)
+    # faces marked "this is not NAME": (name, encoding) rows
+    negative_names: list[str] = field(default_factory=list)
+    negatives: np.ndarray = field(default_factory=lambda: np.zeros((0, 128)))
 
     def match(self, query: np.ndarray) -> list[tuple[str | None, float | None]]:
         """Nearest enrolled name and its distance for each query row."""
@@ -298,13 +323,18 @@ class EventStore:
             attrs = [r for r in rows if r.kind == "attributes"]
             values: dict[str, Any] = {"updated_at": time.time()}
             if encs:
-                ident = fuse_identity(np.array(encs), gallery.names, gallery.matrix, threshold)
+                ident = fuse_identity(
+                    np.array(encs), gallery.names, gallery.matrix, threshold,
+                    gallery.negative_names, gallery.negatives,
+                )  # fmt: skip
                 values.update(
                     person=ident.name,
                     person_confidence=ident.agreement if ident.name else None,
                     person_distance=ident.distance,
                     identity_samples=len(encs),
                 )
+                if ident.name is not None:
+                    values["unknown_id"] = None
             if attrs:
                 fused = fuse_attributes(
                     [r.age for r in attrs], [r.p_female for r in attrs], min_gender_confidence
@@ -340,14 +370,19 @@ class EventStore:
         stream: str | None = None,
         since: float | None = None,
         limit: int | None = None,
+        event_id: int | None = None,
     ) -> list[dict[str, Any]]:
         q = sa.select(events).order_by(events.c.first_seen, events.c.id)
-        if person is not None:
-            q = q.where(
-                events.c.person.is_(None) if person == "unknown" else events.c.person == person
-            )
+        if person == "unknown":
+            q = q.where(events.c.person.is_(None))
+        elif person is not None and person.startswith("unknown-"):
+            q = q.where(events.c.unknown_id == person)
+        elif person is not None:
+            q = q.where(events.c.person == person)
         if stream is not None:
             q = q.where(events.c.stream == stream)
+        if event_id is not None:
+            q = q.where(events.c.id == event_id)
         if since is not None:
             q = q.where(events.c.last_seen >= since)
         if limit:
@@ -391,9 +426,12 @@ class EventStore:
     def gallery(self) -> Gallery:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(encodings.c.person, encodings.c.encoding)).all()
-        if not rows:
-            return Gallery([], np.zeros((0, 128)))
-        return Gallery([r.person for r in rows], np.array([json.loads(r.encoding) for r in rows]))
+            neg = conn.execute(sa.select(negatives.c.person, negatives.c.encoding)).all()
+
+        def matrix(rs: list) -> np.ndarray:
+            return np.array([json.loads(r.encoding) for r in rs]) if rs else np.zeros((0, 128))
+
+        return Gallery([r.person for r in rows], matrix(rows), [r.person for r in neg], matrix(neg))
 
     def gallery_version(self) -> tuple[int, int]:
         """Changes whenever the gallery does (cheap to poll)."""

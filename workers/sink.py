@@ -16,6 +16,7 @@ from typing import Any
 import cv2
 
 from pipeline.attributes.base import crop_face
+from pipeline.identities import Identities
 from pipeline.record import FrameRecord
 from pipeline.runtime import Runtime
 from pipeline.store import EventStore, GalleryCache
@@ -29,6 +30,11 @@ class SinkStage(Stage):
         super().__init__(rt)
         self.store = EventStore(rt.config.store_url)
         self.gallery = GalleryCache(self.store)
+        rc = rt.config.recognition
+        self.identities = Identities(
+            self.store, rc.threshold, rc.unknown_threshold,
+            rt.config.attributes.min_gender_confidence,
+        )  # fmt: skip
         self.snapshots = rt.config.snapshots_path
 
     def process(self, payload: dict[str, Any]) -> None:
@@ -59,12 +65,14 @@ class SinkStage(Stage):
     def samples(self, rec: FrameRecord, kind: str) -> None:
         cfg = self.rt.config
         for uid in self.store.add_samples(rec, kind):
-            self.store.refuse(
+            values = self.store.refuse(
                 uid,
                 self.gallery.get(),
                 threshold=cfg.recognition.threshold,
                 min_gender_confidence=cfg.attributes.min_gender_confidence,
             )
+            if kind == "identity" and values.get("person") is None:
+                self.identities.assign_unknown(uid)
         self.rt.metrics.inc("facepipe_events_updated_total", {"stream": rec.stream})
         if kind == "identity":
             self._snapshots(rec)

@@ -42,6 +42,7 @@ def event_json(ev: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": ev["id"],
         "person": ev["person"] or "unknown",
+        "unknown_id": ev.get("unknown_id"),
         "person_confidence": ev["person_confidence"],
         "stream": ev["stream"],
         "session": ev["session"],
@@ -66,15 +67,40 @@ def event_json(ev: dict[str, Any]) -> dict[str, Any]:
 @click.option("--since", help="only events seen since: 30m, 1h, 2d, or an ISO time")
 @click.option("--limit", type=int, help="at most this many events")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
+@click.option(
+    "--not",
+    "not_",
+    nargs=2,
+    metavar="NAME EVENT_ID",
+    help="correct: event EVENT_ID is not NAME (a negative example; relabels)",
+)
 @pass_ctx
 def events(
     ctx: Context, person: str | None, stream: str | None, since: str | None, limit: int | None,
-    as_json: bool,
+    as_json: bool, not_: tuple[str, str] | None,
 ) -> None:  # fmt: skip
-    """List person events (one per track): who, where, when, age, gender, snapshot."""
+    """List person events (one per track): who, where, when, age, gender, snapshot.
+
+    --person takes a name, 'unknown' (every unrecognised event) or an unknown-N.
+    """
     from pipeline.store import EventStore
 
     store = EventStore(ctx.config.store_url)
+    if not_:
+        from pipeline.commands.gallery import identities
+        from pipeline.identities import IdentityError
+
+        name, event_id = not_
+        if not event_id.isdigit():
+            raise click.BadParameter(f"{event_id!r} is not an event id", param_hint="--not")
+        try:
+            changed = identities(ctx).mark_not(int(event_id), name)
+        except IdentityError as exc:
+            raise click.ClickException(str(exc)) from None
+        (ev,) = store.events(event_id=int(event_id))
+        now = ev["person"] or ev["unknown_id"] or "unknown"
+        click.echo(f"event {event_id} is not {name}: now {now}; {changed} event(s) relabelled")
+        return
     rows = store.events(
         person=person, stream=stream, since=parse_since(since) if since else None, limit=limit
     )
@@ -91,7 +117,7 @@ def events(
         e = event_json(ev)
         first = datetime.fromtimestamp(ev["first_seen"]).strftime("%Y-%m-%d %H:%M:%S")
         age = "-" if e["age"] is None else f"{e['age']:.0f}±{e['age_spread']:.0f}"
-        who = e["person"] + (
+        who = (e["unknown_id"] or e["person"]) + (
             f" ({e['person_confidence']:.0%})" if e["person_confidence"] is not None else ""
         )
         click.echo(

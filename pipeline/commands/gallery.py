@@ -27,22 +27,56 @@ def enroll(ctx: Context, name: str, photos: tuple[str, ...]) -> None:
         raise click.ClickException(str(exc)) from None
     store = EventStore(ctx.config.store_url)
     n = store.enroll(name, vectors, [str(Path(p).resolve()) for p in photos])
-    click.echo(f"enrolled {name}: {n} photo(s)")
+    changed = identities(ctx).relabel_all()
+    click.echo(f"enrolled {name}: {n} photo(s); {changed} past event(s) relabelled")
+
+
+def identities(ctx: Context):  # type: ignore[no-untyped-def]
+    from pipeline.identities import Identities
+    from pipeline.store import EventStore
+
+    rc = ctx.config.recognition
+    return Identities(
+        EventStore(ctx.config.store_url), rc.threshold, rc.unknown_threshold,
+        ctx.config.attributes.min_gender_confidence,
+    )  # fmt: skip
 
 
 @click.command()
 @click.option("--remove", metavar="NAME", help="remove NAME and their encodings")
+@click.option("--rename", nargs=2, metavar="OLD NEW",
+              help="rename a person, or name an unknown-N (enrolls it)")  # fmt: skip
+@click.option("--merge", nargs=2, metavar="KEEP OTHER",
+              help="join OTHER into KEEP (people or unknown-N)")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
-def people(ctx: Context, remove: str | None, as_json: bool) -> None:
-    """List enrolled people (or remove one)."""
+def people(
+    ctx: Context, remove: str | None, rename: tuple[str, str] | None,
+    merge: tuple[str, str] | None, as_json: bool,
+) -> None:  # fmt: skip
+    """List enrolled people; remove, rename or merge them (past events are relabelled)."""
+    from pipeline.identities import IdentityError
     from pipeline.store import EventStore
 
     store = EventStore(ctx.config.store_url)
+    if rename or merge:
+        ids = identities(ctx)
+        try:
+            changed = ids.rename(*rename) if rename else ids.merge(*merge)  # type: ignore[misc]
+        except IdentityError as exc:
+            raise click.ClickException(str(exc)) from None
+        what = (
+            f"renamed {rename[0]} to {rename[1]}"
+            if rename
+            else f"merged {merge[1]} into {merge[0]}"
+        )  # type: ignore[index]
+        click.echo(f"{what}; {changed} past event(s) relabelled")
+        return
     if remove:
         if not store.remove_person(remove):
             raise click.ClickException(f"no enrolled person named {remove!r}")
-        click.echo(f"removed {remove}")
+        changed = identities(ctx).relabel_all()
+        click.echo(f"removed {remove}; {changed} past event(s) relabelled")
         return
     rows = store.people()
     for r in rows:
@@ -54,4 +88,23 @@ def people(ctx: Context, remove: str | None, as_json: bool) -> None:
         click.echo("no one enrolled (facepipe enroll NAME PHOTO...)")
 
 
-COMMANDS = [enroll, people]
+@click.command()
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def unknowns(ctx: Context, as_json: bool) -> None:
+    """List unknown-N identities (unrecognised people, clustered across streams)."""
+    from pipeline.commands.events import iso
+
+    rows = identities(ctx).unknown_list()
+    for r in rows:
+        if as_json:
+            click.echo(json.dumps({**r, "first_seen": iso(r["first_seen"]),
+                                   "last_seen": iso(r["last_seen"])}))  # fmt: skip
+        else:
+            click.echo(f"{r['name']}\t{r['events']} event(s)\tstreams {','.join(r['streams'])}"
+                       f"\tlast {iso(r['last_seen'])}\t{r['snapshot'] or '-'}")  # fmt: skip
+    if not rows and not as_json:
+        click.echo("no unknown people")
+
+
+COMMANDS = [enroll, people, unknowns]

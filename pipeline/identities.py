@@ -1,0 +1,254 @@
+"""Identities beyond the gallery: unknown people, renames, merges, corrections, relabelling.
+
+* Tracks that match no enrolled person are clustered online, across streams, into
+  persistent pseudo-identities ``unknown-N`` (by the mean encoding of each track, within
+  ``recognition.unknown_threshold`` of a cluster's centroid).
+* ``rename("unknown-3", "alice")`` enrolls the cluster's encodings as alice;
+  ``merge(a, b)`` joins two people or clusters; ``mark_not(event_id, "bob")`` stores the
+  event's face as a negative example of bob (it stops that match, for this and similar
+  faces).
+* After any of these, every past event is re-fused from its stored encodings
+  (:meth:`Identities.relabel_all`), without re-reading any video.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+
+from pipeline.store import EventStore, encodings, events, negatives, people, samples, unknowns
+
+UNKNOWN_RE = re.compile(r"^unknown-(\d+)$")
+
+
+class IdentityError(ValueError):
+    """A rename/merge/correction that cannot be done (the message says why)."""
+
+
+class Identities:
+    def __init__(
+        self,
+        store: EventStore,
+        threshold: float = 0.6,
+        unknown_threshold: float = 0.5,
+        min_gender_confidence: float = 0.6,
+    ) -> None:
+        self.store = store
+        self.threshold = threshold
+        self.unknown_threshold = unknown_threshold
+        self.min_gender_confidence = min_gender_confidence
+
+    # ----- helpers -------------------------------------------------------------------
+    def track_encoding(self, conn: sa.Connection, track_uid: str) -> np.ndarray | None:
+        rows = conn.execute(
+            sa.select(samples.c.encoding).where(
+                samples.c.track_uid == track_uid,
+                samples.c.kind == "identity",
+                samples.c.encoding.is_not(None),
+            )
+        ).all()
+        if not rows:
+            return None
+        return np.mean([json.loads(r.encoding) for r in rows], axis=0)
+
+    def _members(self, conn: sa.Connection, name: str) -> list[str]:
+        return [
+            r[0]
+            for r in conn.execute(sa.select(events.c.track_uid).where(events.c.unknown_id == name))
+        ]
+
+    def _recompute_centroid(self, conn: sa.Connection, name: str) -> None:
+        vecs = [
+            v
+            for uid in self._members(conn, name)
+            if (v := self.track_encoding(conn, uid)) is not None
+        ]
+        values: dict[str, Any] = {"events": len(vecs), "updated": time.time()}
+        if vecs:
+            values["centroid"] = json.dumps(np.mean(vecs, axis=0).tolist())
+        conn.execute(unknowns.update().where(unknowns.c.name == name).values(**values))
+
+    def _next_unknown(self, conn: sa.Connection) -> str:
+        nums = [int(m.group(1)) for (n,) in conn.execute(sa.select(unknowns.c.name))
+                if (m := UNKNOWN_RE.match(n))]  # fmt: skip
+        return f"unknown-{max(nums, default=0) + 1}"
+
+    # ----- online clustering of unknown tracks ------------------------------------------
+    def assign_unknown(self, track_uid: str) -> str | None:
+        """Give an unrecognised track its ``unknown-N`` (joining or starting a cluster)."""
+        with self.store.engine.begin() as conn:
+            ev = conn.execute(
+                sa.select(events.c.person, events.c.unknown_id).where(
+                    events.c.track_uid == track_uid
+                )
+            ).first()
+            if ev is None or ev.person is not None or ev.unknown_id is not None:
+                return ev.unknown_id if ev is not None else None
+            vec = self.track_encoding(conn, track_uid)
+            if vec is None:
+                return None
+            clusters = conn.execute(
+                sa.select(unknowns.c.name, unknowns.c.centroid).where(unknowns.c.events > 0)
+            ).all()
+            best, best_d = None, np.inf
+            for c in clusters:
+                d = float(np.linalg.norm(np.asarray(json.loads(c.centroid)) - vec))
+                if d < best_d:
+                    best, best_d = c.name, d
+            now = time.time()
+            if best is None or best_d > self.unknown_threshold:
+                best = self._next_unknown(conn)
+                conn.execute(
+                    unknowns.insert().values(
+                        name=best, centroid=json.dumps(vec.tolist()), events=0,
+                        created=now, updated=now,
+                    )
+                )  # fmt: skip
+            conn.execute(
+                events.update().where(events.c.track_uid == track_uid).values(unknown_id=best)
+            )
+            self._recompute_centroid(conn, best)
+            return best
+
+    def unknown_list(self) -> list[dict[str, Any]]:
+        q = (
+            sa.select(
+                events.c.unknown_id.label("name"),
+                sa.func.count().label("events"),
+                sa.func.min(events.c.first_seen).label("first_seen"),
+                sa.func.max(events.c.last_seen).label("last_seen"),
+            )
+            .where(events.c.unknown_id.is_not(None))
+            .group_by(events.c.unknown_id)
+            .order_by(sa.func.min(events.c.first_seen))
+        )
+        with self.store.engine.connect() as conn:
+            out = [dict(r._mapping) for r in conn.execute(q)]
+            for row in out:
+                found = conn.execute(
+                    sa.select(events.c.stream, events.c.snapshot, events.c.snapshot_quality)
+                    .where(events.c.unknown_id == row["name"])
+                ).all()  # fmt: skip
+                row["streams"] = sorted({r.stream for r in found})
+                snaps = [r for r in found if r.snapshot]
+                row["snapshot"] = (
+                    max(snaps, key=lambda r: r.snapshot_quality or 0).snapshot if snaps else None
+                )
+        return out
+
+    # ----- user corrections ---------------------------------------------------------------
+    def rename(self, old: str, new: str) -> int:
+        """unknown-N -> a name (enrolls it), or rename an enrolled person. Relabels."""
+        if not new or UNKNOWN_RE.match(new) or new == "unknown":
+            raise IdentityError(f"{new!r} cannot be a person's name")
+        if UNKNOWN_RE.match(old):
+            self._enroll_unknown(old, new)
+        else:
+            with self.store.engine.begin() as conn:
+                if (
+                    conn.execute(sa.select(people.c.name).where(people.c.name == old)).first()
+                    is None
+                ):
+                    raise IdentityError(f"no enrolled person or unknown identity named {old!r}")
+                if conn.execute(sa.select(people.c.name).where(people.c.name == new)).first():
+                    raise IdentityError(f"{new!r} exists already; use merge")
+                conn.execute(people.insert().values(name=new, created=time.time()))
+                conn.execute(encodings.update().where(encodings.c.person == old).values(person=new))
+                conn.execute(negatives.update().where(negatives.c.person == old).values(person=new))
+                conn.execute(people.delete().where(people.c.name == old))
+                conn.execute(events.update().where(events.c.person == old).values(person=new))
+        return self.relabel_all()
+
+    def _enroll_unknown(self, unknown: str, name: str) -> None:
+        with self.store.engine.begin() as conn:
+            members = self._members(conn, unknown)
+            if not members:
+                raise IdentityError(f"no unknown identity named {unknown!r}")
+            vecs = [
+                (uid, v) for uid in members if (v := self.track_encoding(conn, uid)) is not None
+            ]
+        self.store.enroll(name, [v for _, v in vecs], [f"{unknown}:{uid}" for uid, _ in vecs])
+        with self.store.engine.begin() as conn:
+            conn.execute(
+                events.update().where(events.c.unknown_id == unknown).values(unknown_id=None)
+            )
+            self._recompute_centroid(conn, unknown)
+
+    def merge(self, keep: str, other: str) -> int:
+        """Join ``other`` into ``keep`` (people or unknown-N, in any combination)."""
+        if keep == other:
+            raise IdentityError("cannot merge an identity with itself")
+        ku, ou = bool(UNKNOWN_RE.match(keep)), bool(UNKNOWN_RE.match(other))
+        if ku and ou:
+            with self.store.engine.begin() as conn:
+                if not self._members(conn, other):
+                    raise IdentityError(f"no unknown identity named {other!r}")
+                conn.execute(
+                    events.update().where(events.c.unknown_id == other).values(unknown_id=keep)
+                )
+                self._recompute_centroid(conn, keep)
+                self._recompute_centroid(conn, other)
+            return self.relabel_all()
+        if ou:  # a person absorbs an unknown: enroll it as that person
+            self._require_person(keep)
+            self._enroll_unknown(other, keep)
+            return self.relabel_all()
+        if ku:
+            raise IdentityError(f"merge into the person: merge {other} {keep}")
+        self._require_person(keep)
+        self._require_person(other)
+        with self.store.engine.begin() as conn:
+            conn.execute(encodings.update().where(encodings.c.person == other).values(person=keep))
+            conn.execute(negatives.update().where(negatives.c.person == other).values(person=keep))
+            conn.execute(people.delete().where(people.c.name == other))
+        return self.relabel_all()
+
+    def _require_person(self, name: str) -> None:
+        with self.store.engine.connect() as conn:
+            if conn.execute(sa.select(people.c.name).where(people.c.name == name)).first() is None:
+                raise IdentityError(f"no enrolled person named {name!r}")
+
+    def mark_not(self, event_id: int, name: str) -> int:
+        """ "Event EVENT_ID is not NAME": store a negative example and relabel."""
+        with self.store.engine.begin() as conn:
+            ev = conn.execute(sa.select(events.c.track_uid).where(events.c.id == event_id)).first()
+            if ev is None:
+                raise IdentityError(f"no event {event_id}")
+            vec = self.track_encoding(conn, ev.track_uid)
+            if vec is None:
+                raise IdentityError(f"event {event_id} has no face encoding to learn from")
+            conn.execute(
+                negatives.insert().values(
+                    person=name, encoding=json.dumps(vec.tolist()), track_uid=ev.track_uid,
+                    created=time.time(),
+                )
+            )  # fmt: skip
+            # a photo of `name` enrolled from this very track (a rename) was wrong too
+            conn.execute(
+                encodings.delete().where(
+                    encodings.c.person == name, encodings.c.source.like(f"%:{ev.track_uid}")
+                )
+            )
+        return self.relabel_all()
+
+    # ----- relabelling ----------------------------------------------------------------------
+    def relabel_all(self) -> int:
+        """Re-fuse every event from its stored samples; returns how many changed name."""
+        gallery = self.store.gallery()
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(sa.select(events.c.track_uid, events.c.person)).all()
+        changed = 0
+        for r in rows:
+            values = self.store.refuse(
+                r.track_uid, gallery, self.threshold, self.min_gender_confidence
+            )
+            if "person" in values and values["person"] != r.person:
+                changed += 1
+            if values.get("person") is None and "person" in values:
+                self.assign_unknown(r.track_uid)
+        return changed

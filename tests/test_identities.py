@@ -1,0 +1,108 @@
+"""Unknown people, renames, merges, corrections and relabelling on stored encodings."""
+
+import numpy as np
+import pytest
+
+from pipeline.identities import Identities, IdentityError
+from pipeline.record import Face, FrameRecord
+from pipeline.store import EventStore
+
+rng = np.random.default_rng(1)
+ALICE, BOB, CAROL = (rng.normal(size=128) * 0.08 for _ in range(3))
+
+
+def near(v, scale=0.01):
+    return v + rng.normal(size=128) * scale
+
+
+@pytest.fixture()
+def ids(tmp_path):
+    return Identities(EventStore(f"sqlite:///{tmp_path / 'e.db'}"), 0.6, 0.5)
+
+
+def sighting(ids: Identities, stream: str, track: int, face: np.ndarray, n: int = 3) -> str:
+    """A track of n identity samples through the same path the sink uses."""
+    store = ids.store
+    for seq in range(n):
+        f = Face(box=(0, 0, 50, 50), track_id=track, quality=50.0,
+                 encoding=list(near(face)))  # fmt: skip
+        rec = FrameRecord(stream=stream, session="s", seq=seq, ts=1000.0 + seq, faces=[f])
+        store.observe([rec])
+        (uid,) = store.add_samples(rec, "identity")
+        values = store.refuse(uid, store.gallery(), ids.threshold)
+        if values.get("person") is None:
+            ids.assign_unknown(uid)
+    return uid
+
+
+def by_uid(ids):
+    return {e["track_uid"]: e for e in ids.store.events()}
+
+
+def test_same_stranger_on_two_cameras_is_one_unknown(ids):
+    a = sighting(ids, "door", 1, CAROL)
+    b = sighting(ids, "lobby", 7, CAROL)
+    c = sighting(ids, "lobby", 8, BOB)
+    ev = by_uid(ids)
+    assert ev[a]["unknown_id"] == ev[b]["unknown_id"] == "unknown-1"
+    assert ev[c]["unknown_id"] == "unknown-2"
+    listed = {u["name"]: u for u in ids.unknown_list()}
+    assert listed["unknown-1"]["events"] == 2
+    assert listed["unknown-1"]["streams"] == ["door", "lobby"]
+
+
+def test_rename_unknown_enrolls_and_relabels_past_and_future(ids):
+    a = sighting(ids, "door", 1, CAROL)
+    ids.rename("unknown-1", "carol")
+    ev = by_uid(ids)[a]
+    assert ev["person"] == "carol" and ev["unknown_id"] is None
+    assert [p["name"] for p in ids.store.people()] == ["carol"]
+    later = sighting(ids, "door", 2, CAROL)  # recognised from now on
+    assert by_uid(ids)[later]["person"] == "carol"
+    assert ids.unknown_list() == []
+
+
+def test_enrolment_relabels_past_unknown_events(ids):
+    a = sighting(ids, "door", 1, ALICE)
+    assert by_uid(ids)[a]["person"] is None
+    ids.store.enroll("alice", [ALICE], ["alice.jpg"])
+    assert ids.relabel_all() == 1
+    assert by_uid(ids)[a]["person"] == "alice"
+
+
+def test_merge_two_unknowns_and_a_person_with_an_unknown(ids):
+    sighting(ids, "door", 1, CAROL)
+    sighting(ids, "door", 2, BOB)
+    ids.merge("unknown-1", "unknown-2")
+    assert [u["name"] for u in ids.unknown_list()] == ["unknown-1"]
+    ids.store.enroll("dave", [ALICE], ["d.jpg"])
+    ids.merge("dave", "unknown-1")
+    assert {e["person"] for e in ids.store.events()} == {"dave"}
+    with pytest.raises(IdentityError, match="no enrolled person"):
+        ids.merge("nobody", "dave")
+
+
+def test_not_name_stops_that_match(ids):
+    ids.store.enroll("alice", [ALICE], ["alice.jpg"])
+    # a look-alike: within the threshold of alice, but a different person
+    lookalike = ALICE + rng.normal(size=128) * 0.035
+    uid = sighting(ids, "door", 1, lookalike)
+    ev = by_uid(ids)[uid]
+    assert ev["person"] == "alice"
+    ids.mark_not(ev["id"], "alice")
+    assert by_uid(ids)[uid]["person"] is None
+    again = sighting(ids, "door", 2, lookalike)  # the same look-alike later: not alice
+    assert by_uid(ids)[again]["person"] is None
+    real = sighting(ids, "door", 3, ALICE)  # alice herself still is
+    assert by_uid(ids)[real]["person"] == "alice"
+
+
+def test_rename_person_and_errors(ids):
+    ids.store.enroll("al", [ALICE], ["a.jpg"])
+    uid = sighting(ids, "door", 1, ALICE)
+    ids.rename("al", "alice")
+    assert by_uid(ids)[uid]["person"] == "alice"
+    with pytest.raises(IdentityError):
+        ids.rename("unknown-9", "x")
+    with pytest.raises(IdentityError):
+        ids.rename("alice", "unknown-3")
