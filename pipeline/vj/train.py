@@ -108,6 +108,8 @@ def train_stage(
         "n_pos": int(len(pos)),
         "n_neg": int(len(neg)),
         "n_features": int(len(features)),
+        "hit_target": hit_target,
+        "fa_target": fa_target,
         "prep_seconds": round(t_prep, 1),
         "seconds": round(time.monotonic() - t0, 1),
     }
@@ -264,6 +266,11 @@ def train_cascade(
         cascade.meta = dict(meta or {})
         cascade.meta["stages"] = []
     cascade.meta.setdefault("stages", [])
+    # every invocation (first run and each resume) is recorded with its settings
+    run = {k: v for k, v in (meta or {}).items() if k in ("command", "settings")}
+    run["from_stage"] = len(cascade.stages)
+    run["started"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    cascade.meta.setdefault("runs", []).append(run)
     t_start = time.monotonic()
     for i in range(len(cascade.stages), stages):
         if time_limit is not None and time.monotonic() - t_start > time_limit:

@@ -52,6 +52,7 @@ def test_resume_keeps_finished_stages(trained) -> None:
     assert len(cascade.stages) == 3
     assert cascade.to_dict()["stages"][:2] == first_json
     assert len(cascade.meta["stages"]) == 3
+    assert [r["from_stage"] for r in cascade.meta["runs"]] == [0, 2]
 
 
 def test_mined_negatives_pass_the_cascade(trained) -> None:
