@@ -21,9 +21,15 @@ jobs and any worker can continue a stream. What it adds:
   keep ``track_id = None``; dropped after more than ``max_tentative_missed`` runs without
   a match, so a one-frame false detection never becomes a track) -> *confirmed* ->
   *lost* (confirmed, missed in the latest run(s); the prediction keeps moving) ->
-  *ended* (not matched for more than ``max_missed`` frames). A lost track whose face
-  comes back anywhere in the frame is re-identified by appearance (distance <=
-  ``reid_threshold``) within those ``max_missed`` frames.
+  *ended* (not matched for more than ``max_missed`` frames).
+* **Re-identification.** A confirmed track whose face turns up outside the motion gate
+  (a jump cut, a face that left and came back elsewhere within ``max_missed`` frames)
+  takes it back when the face's encoding is within ``reid_threshold`` of the track's
+  appearance. When encodings arrive only after tracking (the recognize stage runs after
+  the track stage), :meth:`KalmanTracker.observe_encoding` does the same afterwards: a
+  young track whose appearance matches a confirmed track that was lost before the young
+  one appeared is merged into it, and the surviving id is returned so the caller can
+  relabel what it already emitted.
 
 The whole state is plain JSON (ints, floats, lists): the filter's mean and covariance are
 stored as lists of floats, so a tracker restored from ``to_dict()`` continues exactly as
@@ -102,8 +108,9 @@ class KalmanTracker:
     min_hits: int = 3
     max_tentative_missed: int = 1
     gate: float = 9.4877  # chi-square, 4 degrees of freedom, 95 %
-    appearance_threshold: float = 0.55
-    reid_threshold: float = 0.5
+    appearance_threshold: float = 0.6  # dlib's operating point: surely another person
+    reid_threshold: float = 0.5  # stricter: appearance alone, no motion support
+    reid_merge: bool = True
     appearance_weight: float = 0.5
     appearance_window: int = 30
     std_position: float = 1.0 / 20.0
@@ -271,17 +278,58 @@ class KalmanTracker:
             if t.confirmed and seq - t.last_seq <= self.max_missed
         }
 
-    def observe_encoding(self, track_id: int, encoding: list[float] | np.ndarray) -> bool:
+    def observe_encoding(self, track_id: int, encoding: list[float] | np.ndarray) -> int | None:
         """Add one face encoding of ``track_id`` to its appearance (a running mean).
 
         For the recognize stage's results, which arrive after the frame was tracked.
-        Returns False when the track no longer exists (ended meanwhile).
+        Returns the id the track has now: ``track_id``, or, with ``reid_merge``, the id of
+        an earlier confirmed track it was merged into (re-identification: that track was
+        last matched before this one first appeared, within ``max_missed`` frames, and its
+        appearance is within ``reid_threshold`` of this track's). The caller relabels
+        ``track_id`` as the returned id in what it already emitted; the merged id is never
+        reported as ended. Returns None when the track no longer exists (it ended).
         """
         t = self.get(track_id)
         if t is None:
-            return False
+            return None
         self._add_appearance(t, _as_encoding(encoding))
-        return True
+        if not self.reid_merge:
+            return t.id
+        app = np.asarray(t.appearance)
+        best: tuple[float, KalmanTrack] | None = None
+        for old in self.tracks:
+            if (
+                old is t
+                or not old.confirmed
+                or old.appearance is None
+                or len(old.appearance) != app.size
+                or old.last_seq >= t.first_seq
+                or t.first_seq - old.last_seq > self.max_missed
+            ):
+                continue
+            dist = float(np.linalg.norm(np.asarray(old.appearance) - app))
+            if dist <= self.reid_threshold and (best is None or dist < best[0]):
+                best = (dist, old)
+        if best is None:
+            return t.id
+        self._merge(into=best[1], young=t)
+        return best[1].id
+
+    def _merge(self, into: KalmanTrack, young: KalmanTrack) -> None:
+        """``young`` continues ``into``: motion state from the young, counts summed."""
+        into.mean, into.cov, into.kf_seq, into.box = young.mean, young.cov, young.kf_seq, young.box
+        into.last_seq, into.missed = young.last_seq, young.missed
+        into.hits += young.hits
+        into.samples += young.samples
+        into.last_sample_seq = max(into.last_sample_seq, young.last_sample_seq)
+        if young.appearance is not None and into.appearance is not None:
+            n_i, n_y = into.appearance_n, young.appearance_n
+            into.appearance = (
+                (np.asarray(into.appearance) * n_i + np.asarray(young.appearance) * n_y)
+                / (n_i + n_y)
+            ).tolist()
+            into.appearance_n = n_i + n_y
+        self.tracks = [x for x in self.tracks if x is not young]
 
     def end_all(self) -> list[int]:
         ended = [t.id for t in self.tracks if t.confirmed]
@@ -334,8 +382,8 @@ class KalmanTracker:
         ``iou_threshold`` or ``d2`` (squared Mahalanobis distance of the face's
         ``(cx, cy, w, h)`` from the prediction) is within ``gate``. Appearance (both sides
         known): the distance must be <= ``appearance_threshold`` and adds
-        ``appearance_weight * distance / appearance_threshold``. A lost track outside the
-        motion gate may still take the face by appearance alone (distance <=
+        ``appearance_weight * distance / appearance_threshold``. A confirmed track outside
+        the motion gate may still take the face by appearance alone (distance <=
         ``reid_threshold``), at a cost above every motion match.
         """
         n_t, n_f = len(self.tracks), len(faces)
@@ -366,7 +414,7 @@ class KalmanTracker:
                     if dist is not None:
                         c += self.appearance_weight * dist / self.appearance_threshold
                     cost[i, j] = c
-                elif t.confirmed and t.missed and dist is not None and dist <= self.reid_threshold:
+                elif t.confirmed and dist is not None and dist <= self.reid_threshold:
                     cost[i, j] = 3.0 + dist
         return cost
 

@@ -179,13 +179,68 @@ def test_observe_encoding_enables_reidentification():
     f = Face(box=(30, 60, 50, 50))
     t.update([f], 0)
     tid = f.track_id
-    assert t.observe_encoding(tid, enc(ENC_A, rng))
+    assert t.observe_encoding(tid, enc(ENC_A, rng)) == tid
     assert t.get(tid).appearance_n == 1
-    assert not t.observe_encoding(999, enc(ENC_A, rng))
+    assert t.observe_encoding(999, enc(ENC_A, rng)) is None
     t.update([], 1)
     back = Face(box=(200, 60, 50, 50), encoding=enc(ENC_A, rng))
     t.update([back], 2)
     assert back.track_id == tid
+
+
+def test_a_jump_cut_keeps_the_id_by_appearance():
+    """The face jumps far between two consecutive frames (a cut): same person, same id."""
+    rng = np.random.default_rng(4)
+    t = KalmanTracker(min_hits=3)
+    ids = []
+    for seq in range(12):
+        x = 40 if seq < 6 else 240
+        f = Face(box=(x + seq, 80, 40, 40), encoding=enc(ENC_A, rng, noise=0.02))
+        t.update([f], seq)
+        ids.append(f.track_id)
+    assert ids[2:] == [ids[2]] * 10 and ids[2] is not None
+
+
+def young_track_after_a_gap(old_enc, new_enc, overlap=False, **kw):
+    """Track 1 seen on frames 0-7 (encoding observed), then a face elsewhere from frame 10
+    (frame 8 too when ``overlap``), without encodings at update time; its encoding is
+    observed once it is confirmed (as the recognize stage would)."""
+    rng = np.random.default_rng(9)
+    t = KalmanTracker(min_hits=3, **kw)
+    for seq in range(8):
+        fs = [Face(box=(30 + seq, 60, 50, 50))]
+        if overlap and seq == 7:
+            fs.append(Face(box=(250, 60, 50, 50)))
+        t.update(fs, seq)
+    old_id = fs[0].track_id
+    t.observe_encoding(old_id, enc(old_enc, rng))
+    ids = []
+    for seq in range(8 if overlap else 10, 20):
+        f = Face(box=(250 + seq, 60, 50, 50))
+        t.update([f], seq)
+        ids.append(f.track_id)
+    young = next(i for i in ids if i is not None)
+    return t, old_id, young, t.observe_encoding(young, enc(new_enc, rng))
+
+
+def test_observe_encoding_merges_a_young_track_into_the_lost_one():
+    t, old_id, young, result = young_track_after_a_gap(ENC_A, ENC_A)
+    assert young != old_id and result == old_id
+    assert t.get(young) is None and t.get(old_id).hits == 8 + 10
+    assert t.get(old_id).appearance_n == 2
+    f = Face(box=(271, 60, 50, 50))
+    t.update([f], 21)
+    assert f.track_id == old_id
+    assert t.update([], 60)[1] == [old_id]  # the merged id is never reported as ended
+
+
+def test_observe_encoding_does_not_merge_other_people_or_coexisting_tracks():
+    _, old_id, young, result = young_track_after_a_gap(ENC_A, ENC_B)
+    assert result == young != old_id
+    _, old_id, young, result = young_track_after_a_gap(ENC_A, ENC_A, overlap=True)
+    assert result == young != old_id  # both were in frame 7: two people
+    _, old_id, young, result = young_track_after_a_gap(ENC_A, ENC_A, reid_merge=False)
+    assert result == young != old_id
 
 
 def test_appearance_is_a_running_mean():
