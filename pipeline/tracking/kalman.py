@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.record import Box, Face
-from pipeline.tracking.iou import Track, iou
+from pipeline.tracking.iou import Track
 
 try:  # scipy comes with scikit-image; fall back to a greedy assignment without it
     from scipy.optimize import linear_sum_assignment as _lsa
@@ -52,7 +52,6 @@ except ImportError:  # pragma: no cover - exercised only without scipy
     _lsa = None
 
 _DIM = 4  # measured: cx, cy, w, h
-_H = np.hstack([np.eye(_DIM), np.zeros((_DIM, _DIM))])  # measurement matrix
 _INFEASIBLE = 1e6
 
 
@@ -137,46 +136,41 @@ class KalmanTracker:
         cov = np.diag(np.square([sp, sp, sp, sp, sv, sv, sv, sv]))
         return mean, cov
 
-    def _predict(self, t: KalmanTrack, seq: int) -> tuple[np.ndarray, np.ndarray]:
-        """The track's state at frame ``seq``: ``dt = seq - kf_seq`` steps in closed form.
+    def _predict(self, tracks: list[KalmanTrack], seq: int) -> _Predicted:
+        """All tracks' states at frame ``seq``: ``dt = seq - kf_seq`` steps in closed form.
 
-        Per axis, ``dt`` steps of the discrete constant-velocity model with process noise
-        ``diag(qp, qv)`` per step give ``F(dt) P F(dt)^T`` plus
-        ``[[dt qp + qv S2, qv S1], [qv S1, dt qv]]`` with ``S1 = sum k``, ``S2 = sum k^2``
-        over ``k = 0 .. dt-1`` (exactly what stepping frame by frame would give).
+        Batched over tracks (one numpy call per step, not per track). Per axis, ``dt``
+        steps of the discrete constant-velocity model with process noise ``diag(qp, qv)``
+        per step give ``F(dt) P F(dt)^T`` plus ``[[dt qp + qv S2, qv S1], [qv S1, dt qv]]``
+        with ``S1 = sum k``, ``S2 = sum k^2`` over ``k = 0 .. dt-1`` (exactly what
+        stepping frame by frame would give); the noise scales with the track's height.
         """
-        mean = np.asarray(t.mean, dtype=np.float64)
-        cov = np.asarray(t.cov, dtype=np.float64).reshape(2 * _DIM, 2 * _DIM)
-        dt = seq - t.kf_seq
-        if dt <= 0:
-            return mean, cov
-        f = np.eye(2 * _DIM)
-        f[:_DIM, _DIM:] = dt * np.eye(_DIM)
-        h = max(mean[3], 1.0)
+        n, d = len(tracks), _DIM
+        means = np.array([t.mean for t in tracks], dtype=np.float64).reshape(n, 2 * d)
+        covs = np.array([t.cov for t in tracks], dtype=np.float64).reshape(n, 2 * d, 2 * d)
+        dt = np.array([max(seq - t.kf_seq, 0) for t in tracks], dtype=np.float64)
+        h = np.maximum(means[:, 3], 1.0)
         qp, qv = (self.std_position * h) ** 2, (self.std_velocity * h) ** 2
         s1, s2 = dt * (dt - 1) / 2.0, (dt - 1) * dt * (2 * dt - 1) / 6.0
-        q = np.zeros((2 * _DIM, 2 * _DIM))
-        idx = np.arange(_DIM)
-        q[idx, idx] = dt * qp + qv * s2
-        q[idx, idx + _DIM] = q[idx + _DIM, idx] = qv * s1
-        q[idx + _DIM, idx + _DIM] = dt * qv
-        mean = f @ mean
-        mean[2:4] = np.maximum(mean[2:4], 1.0)
-        return mean, f @ cov @ f.T + q
-
-    def _innovation(self, mean: np.ndarray, cov: np.ndarray) -> np.ndarray:
-        r = (self.std_position * max(mean[3], 1.0)) ** 2
-        return _H @ cov @ _H.T + r * np.eye(_DIM)
-
-    def _correct(
-        self, mean: np.ndarray, cov: np.ndarray, z: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        s = self._innovation(mean, cov)
-        pht = cov @ _H.T
-        gain = np.linalg.solve(s, pht.T).T  # P H^T S^-1 (S is symmetric)
-        mean = mean + gain @ (z - _H @ mean)
-        cov = cov - gain @ s @ gain.T
-        return mean, 0.5 * (cov + cov.T)
+        a, b = covs[:, :d, :d], covs[:, :d, d:]
+        c, e = covs[:, d:, :d], covs[:, d:, d:]
+        k = dt[:, None, None]
+        cov = np.empty_like(covs)
+        cov[:, :d, :d] = a + k * (b + c) + k * k * e
+        cov[:, :d, d:] = b + k * e
+        cov[:, d:, :d] = c + k * e
+        cov[:, d:, d:] = e
+        idx = np.arange(d)
+        cov[:, idx, idx] += (dt * qp + qv * s2)[:, None]
+        cov[:, idx, idx + d] += (qv * s1)[:, None]
+        cov[:, idx + d, idx] += (qv * s1)[:, None]
+        cov[:, idx + d, idx + d] += (dt * qv)[:, None]
+        mean = means.copy()
+        mean[:, :d] += dt[:, None] * means[:, d:]
+        mean[:, 2:4] = np.maximum(mean[:, 2:4], 1.0)
+        r = (self.std_position * mean[:, 3]) ** 2
+        innov = cov[:, :d, :d] + r[:, None, None] * np.eye(d)
+        return _Predicted(mean, cov, innov, _boxes(mean))
 
     # ----- public API -----------------------------------------------------------------
     def update(self, faces: list[Face], seq: int, ts: float = 0.0) -> tuple[list[Track], list[int]]:
@@ -207,27 +201,30 @@ class KalmanTracker:
                 alive.append(t)
         self.tracks = alive
 
-        predicted = [self._predict(t, seq) for t in self.tracks]
-        matches = self._associate(faces, encodings, predicted)
+        pred = self._predict(self.tracks, seq)
+        matches = self._associate(faces, encodings, pred)
 
         assign: dict[int, KalmanTrack] = {}
         matched_t: set[int] = set()
-        for ti, fi in matches:
-            t = self.tracks[ti]
-            mean, cov = self._correct(*predicted[ti], box_to_z(faces[fi].box))
-            t.mean, t.cov, t.kf_seq = mean.tolist(), cov.ravel().tolist(), seq
-            t.box = z_to_box(mean)
-            t.last_seq, t.hits, t.missed = seq, t.hits + 1, 0
-            if encodings[fi] is not None:
-                self._add_appearance(t, encodings[fi])
-            assign[fi] = t
-            matched_t.add(ti)
+        if matches:
+            rows = np.array([ti for ti, _ in matches])
+            zs = np.stack([box_to_z(faces[fi].box) for _, fi in matches])
+            means, covs = _correct(pred, rows, zs)
+            for (ti, fi), mean, cov in zip(matches, means, covs, strict=True):
+                t = self.tracks[ti]
+                t.mean, t.cov, t.kf_seq = mean.tolist(), cov.ravel().tolist(), seq
+                t.box = z_to_box(mean)
+                t.last_seq, t.hits, t.missed = seq, t.hits + 1, 0
+                if encodings[fi] is not None:
+                    self._add_appearance(t, encodings[fi])
+                assign[fi] = t
+                matched_t.add(ti)
 
         keep = []
         for ti, t in enumerate(self.tracks):
             if ti not in matched_t:
                 t.missed += 1
-                t.box = z_to_box(predicted[ti][0])
+                t.box = pred.boxes[ti]
                 if not t.confirmed:
                     if t.missed > self.max_tentative_missed:
                         continue
@@ -272,11 +269,11 @@ class KalmanTracker:
         Pure: the state does not change. Tracks that would have ended by ``seq`` are left
         out.
         """
-        return {
-            t.id: z_to_box(self._predict(t, seq)[0])
-            for t in self.tracks
-            if t.confirmed and seq - t.last_seq <= self.max_missed
-        }
+        live = [t for t in self.tracks if t.confirmed and seq - t.last_seq <= self.max_missed]
+        if not live:
+            return {}
+        pred = self._predict(live, seq)
+        return {t.id: box for t, box in zip(live, pred.boxes, strict=True)}
 
     def observe_encoding(self, track_id: int, encoding: list[float] | np.ndarray) -> int | None:
         """Add one face encoding of ``track_id`` to its appearance (a running mean).
@@ -371,15 +368,12 @@ class KalmanTracker:
         t.appearance_n = t.appearance_n + 1
 
     def _cost(
-        self,
-        faces: list[Face],
-        encodings: list[np.ndarray | None],
-        predicted: list[tuple[np.ndarray, np.ndarray]],
+        self, faces: list[Face], encodings: list[np.ndarray | None], pred: _Predicted
     ) -> np.ndarray:
         """Cost of giving face j to track i; ``_INFEASIBLE`` where the gates forbid it.
 
-        Motion: ``1 - IoU(predicted box, face box) + 0.1 * d2 / gate`` when the IoU reaches
-        ``iou_threshold`` or ``d2`` (squared Mahalanobis distance of the face's
+        Motion: ``1 - IoU(predicted box, face box) + 0.1 * min(d2 / gate, 10)`` when the
+        IoU reaches ``iou_threshold`` or ``d2`` (squared Mahalanobis distance of the face's
         ``(cx, cy, w, h)`` from the prediction) is within ``gate``. Appearance (both sides
         known): the distance must be <= ``appearance_threshold`` and adds
         ``appearance_weight * distance / appearance_threshold``. A confirmed track outside
@@ -387,44 +381,39 @@ class KalmanTracker:
         ``reid_threshold``), at a cost above every motion match.
         """
         n_t, n_f = len(self.tracks), len(faces)
-        cost = np.full((n_t, n_f), _INFEASIBLE)
         if not n_t or not n_f:
-            return cost
+            return np.full((n_t, n_f), _INFEASIBLE)
         zs = np.stack([box_to_z(f.box) for f in faces])
-        for i, (t, (mean, cov)) in enumerate(zip(self.tracks, predicted, strict=True)):
-            pbox = z_to_box(mean)
-            s = self._innovation(mean, cov)
-            diff = zs - mean[:_DIM]
-            d2 = np.einsum("ij,ij->i", diff, np.linalg.solve(s, diff.T).T)
-            app = np.asarray(t.appearance) if t.appearance is not None else None
-            for j, f in enumerate(faces):
-                overlap = iou(pbox, f.box)
-                dist = None
-                if app is not None and encodings[j] is not None:
-                    if encodings[j].shape != app.shape:
-                        raise ValueError(
-                            f"face encoding has {encodings[j].shape[0]} values, "
-                            f"track {t.id} has {app.shape[0]}"
-                        )
-                    dist = float(np.linalg.norm(app - encodings[j]))
-                    if dist > self.appearance_threshold:
-                        continue
-                if overlap >= self.iou_threshold or d2[j] <= self.gate:
-                    c = 1.0 - overlap + 0.1 * min(d2[j] / self.gate, 10.0)
-                    if dist is not None:
-                        c += self.appearance_weight * dist / self.appearance_threshold
-                    cost[i, j] = c
-                elif t.confirmed and dist is not None and dist <= self.reid_threshold:
-                    cost[i, j] = 3.0 + dist
-        return cost
+        diff = zs[None, :, :] - pred.mean[:, None, :_DIM]  # (tracks, faces, 4)
+        d2 = np.einsum("tfi,tij,tfj->tf", diff, np.linalg.inv(pred.innov), diff)
+        overlap = _iou_matrix(pred.boxes, [f.box for f in faces])
+        motion_ok = (overlap >= self.iou_threshold) | (d2 <= self.gate)
+        cost = 1.0 - overlap + 0.1 * np.minimum(d2 / self.gate, 10.0)
+
+        dist = np.full((n_t, n_f), np.nan)
+        ti = [i for i, t in enumerate(self.tracks) if t.appearance is not None]
+        fi = [j for j, e in enumerate(encodings) if e is not None]
+        if ti and fi:
+            apps = [np.asarray(self.tracks[i].appearance) for i in ti]
+            encs = [encodings[j] for j in fi]
+            sizes = {a.size for a in apps} | {e.size for e in encs}
+            if len(sizes) > 1:
+                raise ValueError(f"face encodings and track appearances differ in length: {sizes}")
+            a, e = np.stack(apps), np.stack(encs)
+            dist[np.ix_(ti, fi)] = np.linalg.norm(a[:, None, :] - e[None, :, :], axis=2)
+        known = ~np.isnan(dist)
+        dist0 = np.where(known, dist, 0.0)
+        app_ok = ~known | (dist0 <= self.appearance_threshold)
+        cost += np.where(known, self.appearance_weight * dist0 / self.appearance_threshold, 0.0)
+        confirmed = np.array([t.confirmed for t in self.tracks])[:, None]
+        reid = known & (dist0 <= self.reid_threshold) & confirmed & ~motion_ok
+        out = np.where(motion_ok & app_ok, cost, _INFEASIBLE)
+        return np.where(reid, 3.0 + dist0, out)
 
     def _associate(
-        self,
-        faces: list[Face],
-        encodings: list[np.ndarray | None],
-        predicted: list[tuple[np.ndarray, np.ndarray]],
+        self, faces: list[Face], encodings: list[np.ndarray | None], pred: _Predicted
     ) -> list[tuple[int, int]]:
-        cost = self._cost(faces, encodings, predicted)
+        cost = self._cost(faces, encodings, pred)
         if cost.size == 0:
             return []
         if _lsa is not None:
@@ -441,6 +430,46 @@ class KalmanTracker:
                     used_c.add(c)
                     pairs.append((r, c))
         return sorted((r, c) for r, c in pairs if cost[r, c] < _INFEASIBLE)
+
+
+@dataclass
+class _Predicted:
+    """Predicted states of all tracks at one frame (arrays, first axis = track)."""
+
+    mean: np.ndarray  # (n, 8)
+    cov: np.ndarray  # (n, 8, 8)
+    innov: np.ndarray  # (n, 4, 4): H P H^T + R
+    boxes: list[Box]
+
+
+def _correct(pred: _Predicted, rows: np.ndarray, zs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Kalman update of tracks ``rows`` with measurements ``zs`` (batched)."""
+    mean, cov, s = pred.mean[rows], pred.cov[rows], pred.innov[rows]
+    gain = cov[:, :, :_DIM] @ np.linalg.inv(s)  # P H^T S^-1, (k, 8, 4)
+    mean = mean + np.einsum("kij,kj->ki", gain, zs - mean[:, :_DIM])
+    cov = cov - gain @ s @ gain.transpose(0, 2, 1)
+    return mean, 0.5 * (cov + cov.transpose(0, 2, 1))
+
+
+def _boxes(mean: np.ndarray) -> list[Box]:
+    """Integer ``(x, y, w, h)`` boxes of ``(n, >=4)`` states (as :func:`z_to_box`)."""
+    if not len(mean):
+        return []
+    wh = np.maximum(mean[:, 2:4], 1.0)
+    xy = mean[:, 0:2] - wh / 2.0
+    return [tuple(int(v) for v in row) for row in np.round(np.hstack([xy, wh]))]
+
+
+def _iou_matrix(a: list[Box], b: list[Box]) -> np.ndarray:
+    """IoU of every box in ``a`` with every box in ``b`` (``(len(a), len(b))``)."""
+    aa, bb = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    ax1, ay1, aw, ah = (aa[:, i : i + 1] for i in range(4))
+    bx1, by1, bw, bh = (bb[:, i] for i in range(4))
+    ix = np.clip(np.minimum(ax1 + aw, bx1 + bw) - np.maximum(ax1, bx1), 0, None)
+    iy = np.clip(np.minimum(ay1 + ah, by1 + bh) - np.maximum(ay1, by1), 0, None)
+    inter = ix * iy
+    union = aw * ah + bw * bh - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
 def _as_encoding(value: Any) -> np.ndarray:

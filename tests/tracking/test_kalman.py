@@ -380,3 +380,27 @@ def test_many_faces_each_keep_their_id():
         ids = ids or cur
         assert cur == ids
     assert len(set(ids)) == 6
+
+
+def test_prediction_over_a_gap_equals_stepping_frame_by_frame():
+    t = KalmanTracker(min_hits=1)
+    for seq in range(5):
+        t.update([Face(box=(10 + 4 * seq, 20 + seq, 40, 40))], seq)
+    t.tracks[0].mean[7] = 0.0  # constant height: the noise scale is the same each step
+    jump = t._predict(t.tracks, 14)
+    stepped = KalmanTracker.from_dict(t.to_dict())
+    tr = stepped.tracks[0]
+    for seq in range(5, 15):
+        p = stepped._predict([tr], seq)
+        tr.mean, tr.cov, tr.kf_seq = p.mean[0].tolist(), p.cov[0].ravel().tolist(), seq
+    assert np.allclose(jump.mean[0], tr.mean)
+    assert np.allclose(jump.cov[0].ravel(), tr.cov)
+
+
+def test_iou_matrix_matches_pairwise_iou():
+    rng = np.random.default_rng(0)
+    a = [tuple(int(v) for v in r) for r in rng.integers(0, 60, (7, 4))]
+    b = [tuple(int(v) for v in r) for r in rng.integers(0, 60, (5, 4))]
+    m = kalman._iou_matrix(a, b)
+    assert m.shape == (7, 5)
+    assert np.allclose(m, [[iou(x, y) for y in b] for x in a])

@@ -1,0 +1,500 @@
+#!/usr/bin/env python
+"""Tracking on the YouTube Faces clips: IoUTracker vs KalmanTracker, identity and box accuracy.
+
+For each clip folder under ``youtube-faces-clips/`` (a ``.avi``, its frames as JPEG and
+``*.labeled_faces.txt`` with one ``PERSON\\CLIP\\CLIP.FRAME.jpg,0,CX,CY,W,H,0.0,1`` line
+per frame, CX/CY the box centre):
+
+1. a detector from ``pipeline.detectors.registry`` (default ``blazeface`` with
+   ``{"tile_size": 384}``) runs on every frame (cached under ``runs/eval_tracking/``);
+2. each tracker consumes the detections as the track stage would, in several regimes:
+   detection on every frame, on every 2nd / 3rd frame (``update`` is called only on those
+   frames, ``seq`` jumps; every phase of the skip pattern is run), and every frame with a
+   random 30 % of the detections dropped (5 seeds);
+3. on every labelled frame the *tracked box* is what the tracker would report there: the
+   confirmed tracks' boxes after ``update`` (a lost track's box too), and on frames
+   detection skipped the IoU tracker's last boxes or the Kalman tracker's
+   ``predict(seq)``;
+4. metrics: identity switches (the id of the track matched to the labelled face at IoU
+   >= 0.5 changes between matched frames), confirmed track ids in the clip, and the share
+   of labelled frames whose face is covered by a tracked box at IoU >= 0.5.
+
+With ``--encodings`` the dlib 128-d encoding of every detected face is computed too
+(cached) and two more Kalman runs use them: on the faces the track stage samples, given
+to ``observe_encoding`` after ``update`` (the pipeline's order: recognition runs after
+tracking), and on every face passed to ``update`` (the upper bound). The time of one
+``update`` call (median / 99th percentile) is measured on the clip and on a synthetic
+5-face stream, with and without the JSON round trip the track stage does per batch.
+
+Results go to ``docs/tracking-results.json`` and between ``<!-- results:start -->`` and
+``<!-- results:end -->`` of ``docs/tracking.md``. Run it niced on a shared machine::
+
+    nice -n 10 python scripts/eval_tracking.py --encodings > runs/eval_tracking.log 2>&1 &
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from pipeline.datasets import require  # noqa: E402
+from pipeline.record import Box, Face  # noqa: E402
+from pipeline.tracking.iou import IoUTracker, iou  # noqa: E402
+from pipeline.tracking.kalman import KalmanTracker  # noqa: E402
+
+DATASET = "youtube-faces-clips"
+CACHE = REPO / "runs" / "eval_tracking"
+DOCS_MD = REPO / "docs" / "tracking.md"
+DOCS_JSON = REPO / "docs" / "tracking-results.json"
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+MATCH_IOU = 0.5
+DROP_RATE, DROP_SEEDS = 0.3, 5
+SAMPLE_MAX, SAMPLE_EVERY, SAMPLE_MIN_PX = 5, 5, 24  # the track stage's sampling defaults
+
+
+# ----- data --------------------------------------------------------------------------
+def read_labels(path: Path) -> list[tuple[str, Box]]:
+    """``(jpg name, (x, y, w, h))`` per line; the file's CX, CY are the box centre."""
+    out = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.strip().split(",")
+        if len(parts) < 6:
+            raise ValueError(f"{path}:{n}: expected NAME,0,CX,CY,W,H,..., got {line!r}")
+        cx, cy, w, h = (float(v) for v in parts[2:6])
+        name = parts[0].replace("\\", "/").rsplit("/", 1)[-1]
+        out.append((name, (cx - w / 2.0, cy - h / 2.0, w, h)))
+    return out
+
+
+def read_frames(clip: Path, source: str, labels: list[tuple[str, Box]]) -> list[np.ndarray]:
+    """RGB frames, one per label line: the .avi's frames in order, or the named JPEGs."""
+    if source == "jpg":
+        frames = []
+        for name, _ in labels:
+            hits = list(clip.glob(f"*/{name}"))
+            if not hits:
+                raise FileNotFoundError(f"{clip}: no frame image {name}")
+            frames.append(cv2.cvtColor(cv2.imread(str(hits[0])), cv2.COLOR_BGR2RGB))
+        return frames
+    videos = sorted(clip.glob("*.avi"))
+    if not videos:
+        raise FileNotFoundError(f"{clip}: no .avi (use --source jpg)")
+    cap = cv2.VideoCapture(str(videos[0]))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    cap.release()
+    if len(frames) != len(labels):
+        raise ValueError(
+            f"{videos[0].name}: {len(frames)} frames but {len(labels)} label lines; "
+            "use --source jpg"
+        )
+    return frames
+
+
+def detections(
+    clip: Path,
+    source: str,
+    detector: str,
+    options: dict[str, Any],
+    with_encodings: bool,
+) -> tuple[list[list[dict[str, Any]]], list[tuple[str, Box]], dict[str, float]]:
+    """Per-frame detections (``{"box", "score", "encoding"?}``), cached per clip/setting."""
+    labels = read_labels(next(clip.glob("*.labeled_faces.txt")))
+    key = hashlib.sha1(
+        json.dumps([clip.name, source, detector, options], sort_keys=True).encode()
+    ).hexdigest()[:12]
+    path = CACHE / f"{clip.name}-{detector}-{key}.json"
+    cached = json.loads(path.read_text()) if path.exists() else None
+    if cached and (not with_encodings or cached.get("encodings")):
+        return cached["frames"], labels, cached["timing"]
+
+    from pipeline.detectors import registry
+
+    det = registry.create(detector, options)
+    frames = read_frames(clip, source, labels)
+    out, ms = [], []
+    for img in frames:
+        t0 = time.perf_counter()
+        faces = det.detect(img)
+        ms.append((time.perf_counter() - t0) * 1000.0)
+        out.append([{"box": list(f.box), "score": f.score} for f in faces])
+    if with_encodings:
+        from pipeline.recognition.encoder import DlibEncoder
+
+        enc = DlibEncoder()
+        for img, faces in zip(frames, out, strict=True):
+            rows = enc.encode(img, [Face(box=tuple(f["box"])) for f in faces])
+            for f, row in zip(faces, rows, strict=True):
+                f["encoding"] = [round(float(v), 6) for v in row]
+    timing = {"detector_ms_median": statistics.median(ms), "frame_size": list(frames[0].shape)}
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"frames": out, "timing": timing, "encodings": with_encodings}))
+    return out, labels, timing
+
+
+# ----- tracking ----------------------------------------------------------------------
+TrackerFactory = Callable[[], Any]
+
+
+def run_tracker(
+    make: TrackerFactory,
+    frames: list[list[dict[str, Any]]],
+    run_on: list[bool],
+    encodings: str,
+    drop: set[int] | None = None,
+) -> tuple[list[dict[int, Box]], list[float]]:
+    """Tracked boxes per frame ``{track id: box}`` and the time of each ``update`` (µs).
+
+    ``encodings``: ``"none"``; ``"faces"`` (every face carries its encoding into
+    ``update``); ``"observe"`` (as in the pipeline, where recognition runs after tracking:
+    faces the track stage would sample, at confirmation then every 5th frame up to 5 per
+    track, >= 24 px, give their encoding to ``observe_encoding`` after ``update``; a track
+    merged into an earlier one is relabelled in all frames, as the event store would).
+    """
+    tracker = make()
+    boxes: list[dict[int, Box]] = []
+    times: list[float] = []
+    held: dict[int, Box] = {}
+    merged: dict[int, int] = {}
+    for seq, (dets, ran) in enumerate(zip(frames, run_on, strict=True)):
+        if not ran:  # detection skipped this frame: the tracker's prediction (or last boxes)
+            if isinstance(tracker, KalmanTracker):
+                boxes.append(tracker.predict(seq))
+            else:
+                boxes.append(dict(held))
+            continue
+        faces = []
+        if drop is None or seq not in drop:
+            for d in dets:
+                enc = d.get("encoding") if encodings == "faces" else None
+                faces.append(Face(box=tuple(d["box"]), score=d["score"], encoding=enc))
+        t0 = time.perf_counter()
+        tracker.update(faces, seq, float(seq) / 30.0)
+        times.append((time.perf_counter() - t0) * 1e6)
+        if encodings == "observe":
+            kept = [d for d in dets] if drop is None or seq not in drop else []
+            for f, d in zip(faces, kept, strict=True):
+                t = tracker.get(f.track_id) if f.track_id is not None else None
+                if t is None or min(f.box[2:]) < SAMPLE_MIN_PX or t.samples >= SAMPLE_MAX:
+                    continue
+                if seq - t.last_sample_seq >= SAMPLE_EVERY:
+                    t.samples, t.last_sample_seq = t.samples + 1, seq
+                    now = tracker.observe_encoding(t.id, d["encoding"])
+                    if now is not None and now != t.id:
+                        merged[t.id] = now
+        held = {t.id: tuple(t.box) for t in tracker.tracks if t.confirmed}
+        boxes.append(dict(held))
+
+    def final(i: int) -> int:
+        while i in merged:
+            i = merged[i]
+        return i
+
+    if merged:
+        boxes = [{final(i): b for i, b in fr.items()} for fr in boxes]
+    return boxes, times
+
+
+def score(tracked: list[dict[int, Box]], labels: list[tuple[str, Box]]) -> dict[str, Any]:
+    """Identity switches, track ids, and share of frames covered at IoU >= 0.5."""
+    matched: list[int | None] = []
+    for boxes, (_, truth) in zip(tracked, labels, strict=True):
+        best = max(boxes.items(), key=lambda kv: iou(kv[1], truth), default=None)
+        ok = best is not None and iou(best[1], truth) >= MATCH_IOU
+        matched.append(best[0] if ok else None)
+    seq_ids = [m for m in matched if m is not None]
+    switches = sum(1 for a, b in zip(seq_ids, seq_ids[1:], strict=False) if a != b)
+    all_ids = {i for boxes in tracked for i in boxes}
+    main = Counter(seq_ids).most_common(1)[0][0] if seq_ids else None
+    return {
+        "frames": len(labels),
+        "id_switches": switches,
+        "track_ids": len(all_ids),
+        "false_track_ids": len(all_ids - set(seq_ids)),
+        "coverage": len(seq_ids) / len(labels),
+        "main_id_coverage": sum(1 for m in matched if m == main) / len(labels),
+    }
+
+
+def mean_scores(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    keys = ("id_switches", "track_ids", "false_track_ids", "coverage", "main_id_coverage")
+    out: dict[str, Any] = {k: statistics.mean(r[k] for r in rows) for k in keys}
+    out["worst_coverage"] = min(r["coverage"] for r in rows)
+    out["max_id_switches"] = max(r["id_switches"] for r in rows)
+    out["runs"] = len(rows)
+    return out
+
+
+def detector_only(frames: list[list[dict[str, Any]]], labels, run_on) -> float:
+    """Share of labelled frames with a raw detection at IoU >= 0.5 (no tracking)."""
+    hit = 0
+    for dets, (_, truth), ran in zip(frames, labels, run_on, strict=True):
+        if ran and any(iou(tuple(d["box"]), truth) >= MATCH_IOU for d in dets):
+            hit += 1
+    return hit / len(labels)
+
+
+def regimes(n: int) -> list[tuple[str, list[bool], set[int] | None]]:
+    """(name, detection ran on frame i, dropped frames) for each simulated regime."""
+    out: list[tuple[str, list[bool], set[int] | None]] = [("every frame", [True] * n, None)]
+    for k in (2, 3):
+        for phase in range(k):
+            out.append(
+                (
+                    f"every {k}nd frame" if k == 2 else f"every {k}rd frame",
+                    [(i - phase) % k == 0 for i in range(n)],
+                    None,
+                )
+            )
+    for seed in range(DROP_SEEDS):
+        rng = random.Random(seed)
+        drop = {i for i in range(n) if rng.random() < DROP_RATE}
+        out.append((f"{int(DROP_RATE * 100)} % detections dropped", [True] * n, drop))
+    return out
+
+
+# ----- speed -------------------------------------------------------------------------
+def synthetic_speed(n_faces: int = 5, n_frames: int = 600) -> dict[str, Any]:
+    """µs per update on 5 moving faces; also with a JSON round trip per call."""
+    rng = np.random.default_rng(0)
+    starts = rng.uniform(50, 500, (n_faces, 2))
+    vel = rng.uniform(-3, 3, (n_faces, 2))
+    encs = rng.normal(0, 0.09, (n_faces, 128))
+    result: dict[str, Any] = {"faces": n_faces, "frames": n_frames}
+    for name, use_enc, roundtrip in (
+        ("iou", False, False),
+        ("kalman", False, False),
+        ("kalman+appearance", True, False),
+        ("kalman, with JSON round trip", False, True),
+    ):
+        tracker: Any = IoUTracker(min_hits=3) if name == "iou" else KalmanTracker(min_hits=3)
+        times = []
+        for seq in range(n_frames):
+            faces = []
+            for k in range(n_faces):
+                x, y = starts[k] + vel[k] * (seq % 100)
+                e = (encs[k] + rng.normal(0, 0.01, 128)).tolist() if use_enc else None
+                faces.append(Face(box=(x, y, 60, 60), encoding=e))
+            t0 = time.perf_counter()
+            if roundtrip:
+                tracker = KalmanTracker.from_dict(json.loads(json.dumps(tracker.to_dict())))
+            tracker.update(faces, seq)
+            times.append((time.perf_counter() - t0) * 1e6)
+        result[name] = percentiles(times)
+    return result
+
+
+def percentiles(times: list[float]) -> dict[str, float]:
+    arr = np.asarray(times)
+    return {"median_us": float(np.median(arr)), "p99_us": float(np.percentile(arr, 99))}
+
+
+# ----- report ------------------------------------------------------------------------
+def machine() -> dict[str, Any]:
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        model = next(
+            (ln.split(":", 1)[1].strip() for ln in lscpu.splitlines() if "Model name" in ln),
+            platform.processor(),
+        )
+    except OSError:
+        model = platform.processor()
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "gpu": "none",
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "opencv": cv2.__version__,
+        "loadavg_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def render(report: dict[str, Any]) -> str:
+    lines = [
+        f"Command: `{report['command']}`  ",
+        f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, no GPU, "
+        f"Python {report['machine']['python']}, numpy {report['machine']['numpy']}; "
+        f"load average at start {report['machine']['loadavg_start']}.  ",
+        f"Detector: `{report['detector']}` {json.dumps(report['options'])}; trackers: "
+        f"min_hits={report['params']['min_hits']}, max_missed={report['params']['max_missed']}"
+        f" frames, other parameters at their defaults. Date: {report['date']}.",
+        "",
+    ]
+    for clip in report["clips"]:
+        lines += [
+            f"### {clip['clip']} ({clip['frames']} labelled frames, "
+            f"{clip['frame_size'][1]}x{clip['frame_size'][0]}, detector "
+            f"{clip['detector_ms_median']:.1f} ms/frame)",
+            "",
+            "| regime | tracker | id switches | track ids | false ids | frames covered "
+            "(IoU >= 0.5) | worst run | by the main id |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for reg in clip["regimes"]:
+            lines.append(
+                f"| {reg['regime']} | detector alone | - | - | - | {reg['detector_only']:.1%} | | |"
+            )
+            for name, s in reg["trackers"].items():
+                runs = f" ({s['runs']} runs)" if s["runs"] > 1 else ""
+                lines.append(
+                    f"| {reg['regime']}{runs} | {name} | {s['id_switches']:.2g} "
+                    f"(max {s['max_id_switches']}) | {s['track_ids']:.2g} | "
+                    f"{s['false_track_ids']:.2g} | {s['coverage']:.1%} | "
+                    f"{s['worst_coverage']:.1%} | {s['main_id_coverage']:.1%} |"
+                )
+        lines += [
+            "",
+            "update() time on this clip (every frame, µs): "
+            + ", ".join(
+                f"{k} median {v['median_us']:.0f} / p99 {v['p99_us']:.0f}"
+                for k, v in clip["update_us"].items()
+            ),
+            "",
+        ]
+    sp = report["synthetic_speed"]
+    lines += [
+        f"update() time, synthetic stream of {sp['faces']} moving faces x {sp['frames']} "
+        "frames (µs):",
+        "",
+        "| tracker | median | p99 |",
+        "|---|---|---|",
+    ]
+    for k, v in sp.items():
+        if isinstance(v, dict):
+            lines.append(f"| {k} | {v['median_us']:.0f} | {v['p99_us']:.0f} |")
+    return "\n".join(lines)
+
+
+def write_docs(report: dict[str, Any]) -> None:
+    DOCS_JSON.parent.mkdir(parents=True, exist_ok=True)
+    DOCS_JSON.write_text(json.dumps(report, indent=1) + "\n")
+    table = render(report)
+    if DOCS_MD.exists():
+        text = DOCS_MD.read_text()
+        if START in text and END in text:
+            head, rest = text.split(START, 1)
+            _, tail = rest.split(END, 1)
+            DOCS_MD.write_text(f"{head}{START}\n{table}\n{END}{tail}")
+            return
+    DOCS_MD.write_text(f"# Tracking\n\n{START}\n{table}\n{END}\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--detector", default="blazeface")
+    ap.add_argument("--options", default='{"tile_size": 384}', help="detector options, JSON")
+    ap.add_argument("--source", choices=("avi", "jpg"), default="avi")
+    ap.add_argument("--clips", help="comma-separated clip folder names (default: all)")
+    ap.add_argument("--encodings", action="store_true", help="also track with dlib encodings")
+    ap.add_argument("--min-hits", type=int, default=3)
+    ap.add_argument("--max-missed", type=int, default=15)
+    ap.add_argument("--no-docs", action="store_true", help="print, do not write docs/")
+    args = ap.parse_args(argv)
+    try:
+        options = json.loads(args.options)
+        root = require(DATASET)
+    except (json.JSONDecodeError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    clips = sorted(p for p in root.iterdir() if p.is_dir())
+    if args.clips:
+        wanted = set(args.clips.split(","))
+        clips = [c for c in clips if c.name in wanted]
+    if not clips:
+        print("error: no clips", file=sys.stderr)
+        return 2
+
+    mh, mm = args.min_hits, args.max_missed
+    trackers: dict[str, tuple[TrackerFactory, str]] = {
+        "iou": (lambda: IoUTracker(iou_threshold=0.3, max_missed=mm, min_hits=mh), "none"),
+        "kalman": (lambda: KalmanTracker(max_missed=mm, min_hits=mh), "none"),
+    }
+    if args.encodings:
+        trackers["kalman, encodings on samples"] = (
+            lambda: KalmanTracker(max_missed=mm, min_hits=mh),
+            "observe",
+        )
+        trackers["kalman, encodings on all faces"] = (
+            lambda: KalmanTracker(max_missed=mm, min_hits=mh),
+            "faces",
+        )
+
+    report: dict[str, Any] = {
+        "command": "python scripts/eval_tracking.py " + " ".join(argv or sys.argv[1:]),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": machine(),
+        "detector": args.detector,
+        "options": options,
+        "params": {"min_hits": mh, "max_missed": mm},
+        "clips": [],
+    }
+    for clip in clips:
+        print(f"{clip.name}: detecting", flush=True)
+        frames, labels, timing = detections(
+            clip, args.source, args.detector, options, args.encodings
+        )
+        entry: dict[str, Any] = {"clip": clip.name, "frames": len(labels), **timing}
+        by_regime: dict[str, dict[str, Any]] = {}
+        for name, run_on, drop in regimes(len(frames)):
+            reg = by_regime.setdefault(
+                name, {"regime": name, "detector_only": [], "runs": {k: [] for k in trackers}}
+            )
+            reg["detector_only"].append(
+                detector_only(
+                    frames, labels, [r and not (drop and i in drop) for i, r in enumerate(run_on)]
+                )
+            )
+            for tname, (make, mode) in trackers.items():
+                tracked, _ = run_tracker(make, frames, run_on, mode, drop)
+                reg["runs"][tname].append(score(tracked, labels))
+        entry["regimes"] = [
+            {
+                "regime": r["regime"],
+                "detector_only": statistics.mean(r["detector_only"]),
+                "trackers": {k: mean_scores(v) for k, v in r["runs"].items()},
+                "per_run": r["runs"],
+            }
+            for r in by_regime.values()
+        ]
+        entry["update_us"] = {
+            tname: percentiles(run_tracker(make, frames, [True] * len(frames), mode)[1])
+            for tname, (make, mode) in trackers.items()
+        }
+        report["clips"].append(entry)
+    report["synthetic_speed"] = synthetic_speed()
+    print(render(report))
+    if not args.no_docs:
+        write_docs(report)
+        print(f"wrote {DOCS_MD.relative_to(REPO)} and {DOCS_JSON.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
