@@ -279,6 +279,32 @@ def regimes(n: int) -> list[tuple[str, list[bool], set[int] | None]]:
     return out
 
 
+def sensitivity(
+    frames: list[list[dict[str, Any]]], labels: list[tuple[str, Box]], mode: str
+) -> list[dict[str, Any]]:
+    """KalmanTracker with other ``min_hits`` / ``max_missed``: mean over each regime's runs."""
+    rows = []
+    by_name: dict[str, list[tuple[list[bool], set[int] | None]]] = {}
+    for name, run_on, drop in regimes(len(frames)):
+        by_name.setdefault(name, []).append((run_on, drop))
+    for min_hits in (1, 2, 3):
+        for max_missed in (15, 30):
+
+            def make(mh: int = min_hits, mm: int = max_missed) -> KalmanTracker:
+                return KalmanTracker(max_missed=mm, min_hits=mh)
+
+            row: dict[str, Any] = {"min_hits": min_hits, "max_missed": max_missed, "mode": mode}
+            for name, runs in by_name.items():
+                row[name] = mean_scores(
+                    [
+                        score(run_tracker(make, frames, run_on, mode, drop)[0], labels)
+                        for run_on, drop in runs
+                    ]
+                )
+            rows.append(row)
+    return rows
+
+
 # ----- speed -------------------------------------------------------------------------
 def synthetic_speed(n_faces: int = 5, n_frames: int = 600) -> dict[str, Any]:
     """µs per update on 5 moving faces; also with a JSON round trip per call."""
@@ -369,6 +395,24 @@ def render(report: dict[str, Any]) -> str:
                     f"{s['false_track_ids']:.2g} | {s['coverage']:.1%} | "
                     f"{s['worst_coverage']:.1%} | {s['main_id_coverage']:.1%} |"
                 )
+        sens = clip["sensitivity"]
+        names = [k for k in sens[0] if isinstance(sens[0][k], dict)]
+        lines += [
+            "",
+            f"Sensitivity (KalmanTracker, encodings: {sens[0]['mode']}; frames covered / mean "
+            "id switches, averaged over each regime's runs):",
+            "",
+            "| min_hits | max_missed | " + " | ".join(names) + " |",
+            "|---|---|" + "---|" * len(names),
+        ]
+        for row in sens:
+            lines.append(
+                f"| {row['min_hits']} | {row['max_missed']} | "
+                + " | ".join(
+                    f"{row[n]['coverage']:.1%} / {row[n]['id_switches']:.2g}" for n in names
+                )
+                + " |"
+            )
         lines += [
             "",
             "update() time on this clip (every frame, µs): "
@@ -483,6 +527,7 @@ def main(argv: list[str] | None = None) -> int:
             }
             for r in by_regime.values()
         ]
+        entry["sensitivity"] = sensitivity(frames, labels, "observe" if args.encodings else "none")
         entry["update_us"] = {
             tname: percentiles(run_tracker(make, frames, [True] * len(frames), mode)[1])
             for tname, (make, mode) in trackers.items()
