@@ -345,15 +345,31 @@ class KalmanTracker:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> KalmanTracker:
+        """Restore a tracker from :meth:`to_dict` output.
+
+        Also accepts an :class:`IoUTracker` state (tracks without a filter state get one
+        started from their last box), so a stream can switch trackers mid-way.
+        """
         data = dict(data)
-        tracks = []
-        for raw in data.get("tracks", []):
+        raw_tracks = data.pop("tracks", [])
+        known = set(cls.__dataclass_fields__) - {"tracks"}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown KalmanTracker field(s): {sorted(unknown)}")
+        tracker = cls(**data)
+        track_fields = set(KalmanTrack.__dataclass_fields__)
+        for raw in raw_tracks:
+            unknown = set(raw) - track_fields
+            if unknown:
+                raise ValueError(f"unknown track field(s): {sorted(unknown)}")
             t = KalmanTrack(**{**raw, "box": tuple(raw["box"])})
+            if not t.mean and not t.cov:  # an IoUTracker track: start its filter
+                mean, cov = tracker._initiate(box_to_z(t.box))
+                t.mean, t.cov, t.kf_seq = mean.tolist(), cov.ravel().tolist(), t.last_seq
             if len(t.mean) != 2 * _DIM or len(t.cov) != (2 * _DIM) ** 2:
                 raise ValueError(f"track {t.id}: mean must have 8 values and cov 64")
-            tracks.append(t)
-        data["tracks"] = tracks
-        return cls(**data)
+            tracker.tracks.append(t)
+        return tracker
 
     # ----- internals ------------------------------------------------------------------
     def _add_appearance(self, t: KalmanTrack, enc: np.ndarray) -> None:

@@ -404,3 +404,17 @@ def test_iou_matrix_matches_pairwise_iou():
     m = kalman._iou_matrix(a, b)
     assert m.shape == (7, 5)
     assert np.allclose(m, [[iou(x, y) for y in b] for x in a])
+
+
+def test_an_iou_tracker_state_continues_as_a_kalman_tracker():
+    old = IoUTracker(min_hits=2)
+    for seq in range(3):
+        old.update([Face(box=(10 + 3 * seq, 10, 40, 40))], seq)
+    tid = old.tracks[0].id
+    t = KalmanTracker.from_dict(json.loads(json.dumps(old.to_dict())))
+    assert t.min_hits == 2 and t.next_id == old.next_id
+    f = Face(box=(19, 10, 40, 40))
+    t.update([f], 3)
+    assert f.track_id == tid and t.get(tid).hits == 4
+    with pytest.raises(ValueError, match="unknown"):
+        KalmanTracker.from_dict({**t.to_dict(), "colour": 1})
