@@ -27,12 +27,14 @@ def fuse_identity(
     threshold: float,
     negative_names: Sequence[str] = (),
     negatives: np.ndarray | None = None,
+    weights: Sequence[float] | None = None,
 ) -> FusedIdentity:
     """Identity of a track from its samples' encodings.
 
-    The samples' mean encoding (a template; averaging cancels per-frame noise of pose,
-    blur and small faces) is matched to the nearest enrolled photo; the track is named
-    only when that distance is within ``threshold``, otherwise it is unknown.
+    The samples' mean encoding, weighted by ``weights`` (face quality) when given, is a
+    template: averaging cancels per-frame noise of pose, blur and small faces. It is
+    matched to the nearest enrolled photo; the track is named only when that distance is
+    within ``threshold``, otherwise it is unknown.
     ``agreement`` says how many single samples pick the same person.
 
     ``negatives`` are faces a user marked "this is not NAME": a person is excluded when
@@ -44,7 +46,10 @@ def fuse_identity(
         return FusedIdentity(None, None, 0.0, n)
     enc = np.asarray(encodings, dtype=float)
     gal = np.asarray(gallery, dtype=float)
-    mean = enc.mean(axis=0)
+    w = None if weights is None else np.asarray(weights, dtype=float)
+    if w is not None and (len(w) != n or not np.isfinite(w).all() or w.sum() <= 0):
+        w = None
+    mean = np.average(enc, axis=0, weights=w)
     d_mean = np.linalg.norm(gal - mean, axis=1)
     names = np.asarray(gallery_names, dtype=object)
     if negatives is not None and len(negative_names):

@@ -316,16 +316,19 @@ class EventStore:
         """Recompute an event's identity and attributes from all its samples."""
         with self.engine.begin() as conn:
             rows = conn.execute(
-                sa.select(samples.c.kind, samples.c.encoding, samples.c.age, samples.c.p_female)
+                sa.select(samples.c.kind, samples.c.encoding, samples.c.age, samples.c.p_female,
+                          samples.c.quality)
                 .where(samples.c.track_uid == track_uid)
             ).all()  # fmt: skip
-            encs = [json.loads(r.encoding) for r in rows if r.kind == "identity" and r.encoding]
+            ident_rows = [r for r in rows if r.kind == "identity" and r.encoding]
+            encs = [json.loads(r.encoding) for r in ident_rows]
+            weights = [max(r.quality or 0.0, 0.05) for r in ident_rows]
             attrs = [r for r in rows if r.kind == "attributes"]
             values: dict[str, Any] = {"updated_at": time.time()}
             if encs:
                 ident = fuse_identity(
                     np.array(encs), gallery.names, gallery.matrix, threshold,
-                    gallery.negative_names, gallery.negatives,
+                    gallery.negative_names, gallery.negatives, weights,
                 )  # fmt: skip
                 values.update(
                     person=ident.name,

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.recognition.encoder import DlibEncoder
+from pipeline.recognition.quality import face_quality
 from pipeline.record import FrameRecord
 from pipeline.runtime import Runtime
 from pipeline.store import EventStore, GalleryCache
@@ -43,12 +44,15 @@ class RecognizeStage(Stage):
         if image is None or not rec.faces:
             return
         t0 = time.perf_counter()
-        vectors = self.encoder.encode(image, rec.faces)
+        vectors, marks = self.encoder.encode_with_landmarks(image, rec.faces)
         threshold = self.rt.config.recognition.threshold
-        for face, vec, (name, dist) in zip(
-            rec.faces, vectors, self.gallery.get().match(vectors), strict=True
+        for face, vec, lm, (name, dist) in zip(
+            rec.faces, vectors, marks, self.gallery.get().match(vectors), strict=True
         ):
             face.encoding = [round(float(x), 6) for x in vec]
+            face.landmarks = [(round(px, 1), round(py, 1)) for px, py in lm]
+            # size x sharpness x frontal pose: weights this sample in the track's fusion
+            face.quality = round(face_quality(image, face, lm), 4)
             face.name, face.distance = name, dist
             known = dist is not None and dist <= threshold
             self.rt.metrics.inc(

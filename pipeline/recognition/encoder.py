@@ -34,23 +34,33 @@ class DlibEncoder:
 
     def encode(self, image: np.ndarray, faces: list[Face]) -> np.ndarray:
         """RGB uint8 image and boxes in it -> ``(len(faces), 128)`` float array."""
+        return self.encode_with_landmarks(image, faces)[0]
+
+    def encode_with_landmarks(
+        self, image: np.ndarray, faces: list[Face]
+    ) -> tuple[np.ndarray, list[list[tuple[float, float]]]]:
+        """Encodings and the 5 landmarks used for each (in ``image`` coordinates)."""
         import dlib
 
         if not faces:
-            return np.zeros((0, self.dim), dtype=np.float64)
+            return np.zeros((0, self.dim), dtype=np.float64), []
         image = np.ascontiguousarray(image)
         out = np.empty((len(faces), self.dim), dtype=np.float64)
+        marks = []
         for i, face in enumerate(faces):
-            img, (x, y, w, h) = self._upscaled(image, face)
+            img, (x, y, w, h), (ox, oy, scale) = self._upscaled(image, face)
             shape = self._shape(img, dlib.rectangle(x, y, x + w, y + h))
             out[i] = np.asarray(self._net.compute_face_descriptor(img, shape, self.num_jitters))
-        return out
+            marks.append([(ox + p.x / scale, oy + p.y / scale) for p in shape.parts()])
+        return out, marks
 
-    def _upscaled(self, image: np.ndarray, face: Face) -> tuple[np.ndarray, tuple[int, ...]]:
+    def _upscaled(
+        self, image: np.ndarray, face: Face
+    ) -> tuple[np.ndarray, tuple[int, ...], tuple[int, int, float]]:
         """Small faces: crop with context and upscale (bicubic) to ``min_face_px`` tall."""
         x, y, w, h = face.box
         if h >= self.min_face_px or h <= 0:
-            return image, (x, y, w, h)
+            return image, (x, y, w, h), (0, 0, 1.0)
         import cv2
 
         scale = self.min_face_px / h
@@ -62,7 +72,7 @@ class DlibEncoder:
             image[y1:y2, x1:x2], None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC
         )
         box = tuple(int(round(v * scale)) for v in (x - x1, y - y1, w, h))
-        return np.ascontiguousarray(crop), box
+        return np.ascontiguousarray(crop), box, (x1, y1, scale)
 
 
 def distances(gallery: np.ndarray, query: np.ndarray) -> np.ndarray:
