@@ -127,6 +127,30 @@ class Metrics:
                 entry[1] += int(value)
         return {k: (v[0], int(v[1])) for k, v in sums.items()}
 
+    def quantiles(self, name: str, qs: tuple[float, ...] = (0.5, 0.95)) -> dict[float, float]:
+        """Quantiles of one histogram over all its labels, interpolated within buckets
+        (as Prometheus' ``histogram_quantile`` does)."""
+        buckets = HISTOGRAMS[name][2]
+        counts = [0.0] * (len(buckets) + 1)
+        for field, value in self.bus.conn.hgetall(self.hist_key).items():
+            n, _labels, suffix = field.decode().split(SEP)
+            if n == name and suffix.startswith("b"):
+                counts[int(suffix[1:])] += float(value)
+        total = sum(counts)
+        out: dict[float, float] = {}
+        if total == 0:
+            return out
+        for q in qs:
+            rank, running = q * total, 0.0
+            for i, c in enumerate(counts):
+                if running + c >= rank and c > 0:
+                    lo = buckets[i - 1] if i > 0 else 0.0
+                    hi = buckets[i] if i < len(buckets) else buckets[-1]
+                    out[q] = lo + (hi - lo) * (rank - running) / c
+                    break
+                running += c
+        return out
+
 
 class RedisCollector(Collector):
     """Read side: turns the Redis hashes and rq state into Prometheus metric families."""

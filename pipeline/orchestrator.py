@@ -59,6 +59,7 @@ class RunSummary:
     people: dict[str, int] = field(default_factory=dict)
     failed_jobs: int = 0
     interrupted: bool = False
+    latency_s: dict[str, float] = field(default_factory=dict)  # capture->event p50/p95
 
     @property
     def frames(self) -> int:
@@ -79,6 +80,7 @@ class RunSummary:
             "stage_jobs": self.stage_jobs,
             "people": self.people,
             "failed_jobs": self.failed_jobs,
+            "latency_s": {k: round(v, 3) for k, v in self.latency_s.items()},
             "interrupted": self.interrupted,
         }
 
@@ -267,6 +269,8 @@ class LocalPipeline:
             stage = dict(labels).get("stage", "?")
             summary.stage_seconds[stage] = total
             summary.stage_jobs[stage] = n
+        q = self.rt.metrics.quantiles("facepipe_capture_to_event_seconds", (0.5, 0.95))
+        summary.latency_s = {f"p{int(k * 100)}": v for k, v in q.items()}
         summary.failed_jobs = sum(FailedJobRegistry(queue=bus.queue(s)).count for s in STAGES)
         store = EventStore(self.config.store_url)
         sessions = {c.session for c in caps}

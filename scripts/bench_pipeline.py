@@ -141,10 +141,11 @@ def write_markdown(path: Path, r: dict) -> None:
         f"\n## Run of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n",
         f"Machine: {r['machine']}. Video: `{Path(r['video']).name}`. "
         "Command: `python scripts/bench_pipeline.py --out docs/benchmarks.md`.\n",
-        "| approach | frames | seconds | frames/s | median ms/frame | faces matched |",
+        "| approach | frames | seconds | frames/s | latency ms per frame | names found |",
         "|---|---|---|---|---|---|",
         f"| `facepipe run` (default config) | {s['processed']} | {s['seconds']:.1f} | "
-        f"{s['fps']:.1f} | - | events: "
+        f"{s['fps']:.1f} | capture-to-event p50 {1000 * s['latency_s'].get('p50', 0):.0f}, "
+        f"p95 {1000 * s['latency_s'].get('p95', 0):.0f} | events: "
         + ", ".join(f"{k} {v}" for k, v in sorted(s["people"].items()))
         + " |",
     ]
@@ -152,7 +153,8 @@ def write_markdown(path: Path, r: dict) -> None:
         p = r[f"plain_upsample{up}"]
         lines.append(
             f"| plain face_recognition loop, HOG upsample {up} | {p['frames']} | "
-            f"{p['seconds']:.1f} | {p['fps']:.1f} | {p['latency_ms_median']:.0f} | "
+            f"{p['seconds']:.1f} | {p['fps']:.1f} | median {p['latency_ms_median']:.0f}, "
+            f"p95 {p['latency_ms_p95']:.0f} | face matches: "
             + ", ".join(f"{k} {v}" for k, v in sorted(p["face_matches"].items()))
             + " |"
         )

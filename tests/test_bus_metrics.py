@@ -58,3 +58,13 @@ def test_metrics_are_shared_and_scraped(redis_url):
     assert 'facepipe_stage_seconds_count{stage="detect"} 3.0' in text
     assert 'facepipe_queue_depth{stage="track"} 1.0' in text
     assert 'facepipe_queue_depth{stage="detect"} 0.0' in text
+
+
+def test_histogram_quantiles_interpolate_like_prometheus(redis_url):
+    m = Metrics(Bus(connect(redis_url), "t"))
+    for v in [0.03] * 50 + [0.2] * 50:  # buckets (0.025, 0.05] and (0.1, 0.25]
+        m.observe("facepipe_capture_to_event_seconds", {"stream": "a"}, v)
+    q = m.quantiles("facepipe_capture_to_event_seconds", (0.5, 0.95))
+    assert abs(q[0.5] - 0.05) < 1e-9  # the top of the first filled bucket
+    assert 0.1 < q[0.95] <= 0.25
+    assert m.quantiles("facepipe_stage_seconds") == {}

@@ -67,6 +67,12 @@ def print_summary(summary_dict: dict, as_json: bool) -> None:
             f"processed {st.get('processed', 0)}, dropped {sum(dropped.values())}"
             + (f" {dropped}" if dropped else "")
         )
+    if s.get("latency_s"):
+        lat = s["latency_s"]
+        click.echo(
+            f"capture-to-event latency: median {lat.get('p50', 0):.2f} s, "
+            f"95th percentile {lat.get('p95', 0):.2f} s"
+        )
     faces = ", ".join(f"{k}: {v}" for k, v in sorted(s["people"].items())) or "none"
     click.echo(f"people seen (events per person): {faces}")
     if s["stage_seconds"]:
