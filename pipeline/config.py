@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -60,6 +60,9 @@ class DetectorConfig(Section):
 
 
 class TrackerConfig(Section):
+    model: Literal["kalman", "iou"] = Field(
+        "kalman", description="kalman: motion-predicted IoU + gating; iou: greedy IoU"
+    )
     iou_threshold: float = Field(0.3, gt=0, lt=1, description="minimum IoU to continue a track")
     max_missed: int = Field(15, ge=0, description="frames a track may go undetected before it ends")
     min_hits: int = Field(
@@ -90,6 +93,9 @@ class RecognitionConfig(Section):
     )
     unknown_threshold: float = Field(
         0.5, gt=0, lt=2, description="max distance of an unknown track to an unknown-N cluster"
+    )
+    min_unknown_quality: float = Field(
+        0.05, ge=0, le=1, description="best face quality a track needs to join an unknown-N"
     )
     upscale_below_px: int = Field(
         80, ge=0, description="faces shorter than this are upscaled before encoding"

@@ -1,8 +1,9 @@
 """Identities beyond the gallery: unknown people, renames, merges, corrections, relabelling.
 
 * Tracks that match no enrolled person are clustered online, across streams, into
-  persistent pseudo-identities ``unknown-N`` (by the mean encoding of each track, within
-  ``recognition.unknown_threshold`` of a cluster's centroid).
+  persistent pseudo-identities ``unknown-N`` (by the quality-weighted mean encoding of each
+  track, within ``recognition.unknown_threshold`` of a cluster's centroid). Tracks whose
+  best face is too poor (``recognition.min_unknown_quality``) stay plain "unknown".
 * ``rename("unknown-3", "alice")`` enrolls the cluster's encodings as alice;
   ``merge(a, b)`` joins two people or clusters; ``mark_not(event_id, "bob")`` stores the
   event's face as a negative example of bob (it stops that match, for this and similar
@@ -37,16 +38,22 @@ class Identities:
         threshold: float = 0.6,
         unknown_threshold: float = 0.5,
         min_gender_confidence: float = 0.6,
+        min_unknown_quality: float = 0.05,
     ) -> None:
         self.store = store
         self.threshold = threshold
         self.unknown_threshold = unknown_threshold
+        self.min_unknown_quality = min_unknown_quality
         self.min_gender_confidence = min_gender_confidence
 
     # ----- helpers -------------------------------------------------------------------
-    def track_encoding(self, conn: sa.Connection, track_uid: str) -> np.ndarray | None:
+    def track_encoding(
+        self, conn: sa.Connection, track_uid: str, min_quality: float = 0.0
+    ) -> np.ndarray | None:
+        """The quality-weighted mean encoding of a track (None if it has none, or if its
+        best sample's quality is below ``min_quality``)."""
         rows = conn.execute(
-            sa.select(samples.c.encoding).where(
+            sa.select(samples.c.encoding, samples.c.quality).where(
                 samples.c.track_uid == track_uid,
                 samples.c.kind == "identity",
                 samples.c.encoding.is_not(None),
@@ -54,7 +61,11 @@ class Identities:
         ).all()
         if not rows:
             return None
-        return np.mean([json.loads(r.encoding) for r in rows], axis=0)
+        quality = [max(r.quality or 0.0, 0.0) for r in rows]
+        if max(quality) < min_quality:
+            return None
+        weights = [max(q, 0.05) for q in quality]
+        return np.average([json.loads(r.encoding) for r in rows], axis=0, weights=weights)
 
     def _members(self, conn: sa.Connection, name: str) -> list[str]:
         return [
@@ -89,7 +100,9 @@ class Identities:
             ).first()
             if ev is None or ev.person is not None or ev.unknown_id is not None:
                 return ev.unknown_id if ev is not None else None
-            vec = self.track_encoding(conn, track_uid)
+            # dark, blurred or tiny faces have encodings that sit "between" people: they
+            # would chain strangers into one cluster, so they stay plain "unknown"
+            vec = self.track_encoding(conn, track_uid, self.min_unknown_quality)
             if vec is None:
                 return None
             clusters = conn.execute(

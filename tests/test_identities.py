@@ -20,11 +20,13 @@ def ids(tmp_path):
     return Identities(EventStore(f"sqlite:///{tmp_path / 'e.db'}"), 0.6, 0.5)
 
 
-def sighting(ids: Identities, stream: str, track: int, face: np.ndarray, n: int = 3) -> str:
+def sighting(
+    ids: Identities, stream: str, track: int, face: np.ndarray, n: int = 3, quality: float = 0.5
+) -> str:
     """A track of n identity samples through the same path the sink uses."""
     store = ids.store
     for seq in range(n):
-        f = Face(box=(0, 0, 50, 50), track_id=track, quality=50.0,
+        f = Face(box=(0, 0, 50, 50), track_id=track, quality=quality,
                  encoding=list(near(face)))  # fmt: skip
         rec = FrameRecord(stream=stream, session="s", seq=seq, ts=1000.0 + seq, faces=[f])
         store.observe([rec])
@@ -106,3 +108,11 @@ def test_rename_person_and_errors(ids):
         ids.rename("unknown-9", "x")
     with pytest.raises(IdentityError):
         ids.rename("alice", "unknown-3")
+
+
+def test_poor_faces_stay_plain_unknown_and_do_not_chain_clusters(ids):
+    a = sighting(ids, "door", 1, CAROL)
+    blurry = sighting(ids, "door", 2, CAROL, quality=0.01)
+    ev = by_uid(ids)
+    assert ev[a]["unknown_id"] == "unknown-1"
+    assert ev[blurry]["person"] is None and ev[blurry]["unknown_id"] is None

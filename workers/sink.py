@@ -33,7 +33,7 @@ class SinkStage(Stage):
         rc = rt.config.recognition
         self.identities = Identities(
             self.store, rc.threshold, rc.unknown_threshold,
-            rt.config.attributes.min_gender_confidence,
+            rt.config.attributes.min_gender_confidence, rc.min_unknown_quality,
         )  # fmt: skip
         self.snapshots = rt.config.snapshots_path
 

@@ -21,6 +21,7 @@ from typing import Any
 from pipeline.record import Face, FrameRecord
 from pipeline.runtime import Runtime
 from pipeline.tracking import IoUTracker
+from pipeline.tracking.kalman import KalmanTracker
 from workers.base import Stage, get_stage
 
 LOCK_MS = 30_000
@@ -65,13 +66,14 @@ class TrackStage(Stage):
             if not conn.hexists(keys["detected"], str(next_seq)):
                 return
 
-    def _load(self, key: str) -> tuple[IoUTracker, int, float | None]:
+    def _load(self, key: str) -> tuple[IoUTracker | KalmanTracker, int, float | None]:
         raw = self.rt.bus.conn.get(key)
         cfg = self.rt.config.tracker
+        cls = KalmanTracker if cfg.model == "kalman" else IoUTracker
         if raw is None:
-            return IoUTracker(cfg.iou_threshold, cfg.max_missed, cfg.min_hits), 0, None
+            return cls(cfg.iou_threshold, cfg.max_missed, cfg.min_hits), 0, None
         data = json.loads(raw)
-        return IoUTracker.from_dict(data["tracker"]), data["next_seq"], data.get("waiting_since")
+        return cls.from_dict(data["tracker"]), data["next_seq"], data.get("waiting_since")
 
     def _advance(self, stream: str, session: str, keys: dict[str, str]) -> int:
         bus, conn = self.rt.bus, self.rt.bus.conn
@@ -113,7 +115,7 @@ class TrackStage(Stage):
             return False
         return time.time() - waiting_since > self.rt.config.tracker.gap_timeout_s
 
-    def _track(self, tracker: IoUTracker, rec: FrameRecord) -> None:
+    def _track(self, tracker: IoUTracker | KalmanTracker, rec: FrameRecord) -> None:
         t0 = time.perf_counter()
         if rec.dropped is None:
             confirmed, ended = tracker.update(rec.faces, rec.seq, rec.ts)
@@ -129,7 +131,7 @@ class TrackStage(Stage):
         if rec.dropped is None:
             self._choose_samples(tracker, rec)
 
-    def _choose_samples(self, tracker: IoUTracker, rec: FrameRecord) -> None:
+    def _choose_samples(self, tracker: IoUTracker | KalmanTracker, rec: FrameRecord) -> None:
         cfg = self.rt.config.sampling
         for face in rec.faces:
             t = tracker.get(face.track_id) if face.track_id is not None else None

@@ -38,7 +38,7 @@ def identities(ctx: Context):  # type: ignore[no-untyped-def]
     rc = ctx.config.recognition
     return Identities(
         EventStore(ctx.config.store_url), rc.threshold, rc.unknown_threshold,
-        ctx.config.attributes.min_gender_confidence,
+        ctx.config.attributes.min_gender_confidence, rc.min_unknown_quality,
     )  # fmt: skip
 
 
