@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
     "--threshold",
     type=click.FloatRange(min=0, min_open=True, max=2),
     default=None,
-    help="same iff distance <= this (default: the calibrated value, see docs/recognition.md)",
+    help="same iff distance <= this (default: the value calibrated for --num-jitters, "
+    "0.62 for 1; see docs/recognition.md)",
 )
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per pair on stdout")
 @click.option(
@@ -78,7 +79,7 @@ def verify(
     root = pairs_path.parent if root is None else root
     if not root.is_dir():
         raise click.ClickException(f"--root is not a directory: {root}")
-    t = V.DEFAULT_THRESHOLD if threshold is None else threshold
+    t = V.calibrated_threshold(num_jitters) if threshold is None else threshold
 
     cache = V.EncodingCache(cache_dir) if cache_dir is not None else None
     encoder = V.PairEncoder(num_jitters=num_jitters, cache=cache)

@@ -177,6 +177,18 @@ def test_decision_rule_is_inclusive() -> None:
     assert 0.3 < V.DEFAULT_THRESHOLD < 0.8
 
 
+def test_calibrated_threshold_per_jitter_count() -> None:
+    assert V.calibrated_threshold(1) == V.DEFAULT_THRESHOLD
+    assert V.calibrated_threshold(5) == V.CALIBRATED_THRESHOLDS[5]
+    # more jitters shrink distances: never a looser threshold than with fewer
+    assert V.calibrated_threshold(5) <= V.calibrated_threshold(1)
+    assert V.calibrated_threshold(3) == V.calibrated_threshold(5)  # tie -> stricter
+    assert V.calibrated_threshold(2) == V.calibrated_threshold(1)
+    assert V.calibrated_threshold(50) == V.calibrated_threshold(5)
+    with pytest.raises(ValueError):
+        V.calibrated_threshold(0)
+
+
 # ----- images, the real encoder and the cache --------------------------------------------
 
 
