@@ -54,7 +54,8 @@ log = logging.getLogger(__name__)
     "cache_dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="directory to cache encodings in (.npy + .json), reused across runs",
+    help="directory to cache encodings in (.npy + .json, keyed by absolute image path and "
+    "face box, one sub-folder per --num-jitters), reused across runs",
 )
 def verify(
     pairs_path: Path,
@@ -81,7 +82,8 @@ def verify(
         raise click.ClickException(f"--root is not a directory: {root}")
     t = V.calibrated_threshold(num_jitters) if threshold is None else threshold
 
-    cache = V.EncodingCache(cache_dir) if cache_dir is not None else None
+    # one sub-folder per encoder setting, so a cache never mixes jitter counts
+    cache = V.EncodingCache(cache_dir / f"5pt-jitter{num_jitters}") if cache_dir else None
     encoder = V.PairEncoder(num_jitters=num_jitters, cache=cache)
     failed: dict[str, str] = {}
 

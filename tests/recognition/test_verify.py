@@ -309,6 +309,14 @@ def test_verify_cli_json(faces_dir: Path, tmp_path: Path) -> None:
     assert set(rows[2]) == {"a", "b", "error"} and "missing.png" in rows[2]["error"]
     assert set(rows[3]) == {"a", "b", "error"} and "broken.png" in rows[3]["error"]
 
+    # with a cache: same output, encodings stored per jitter setting, reused
+    cache = tmp_path / "cache"
+    args = ["--pairs", str(pairs), "--root", str(faces_dir), "--json", "--cache", str(cache)]
+    first = CliRunner().invoke(verify, args)
+    again = CliRunner().invoke(verify, args)
+    assert first.output == again.output == res.output
+    assert (cache / "5pt-jitter1" / "encodings.npy").is_file()
+
     # an explicit threshold below the genuine distance flips the decision
     t = rows[0]["distance"] / 2
     res = CliRunner().invoke(
