@@ -122,7 +122,8 @@ def load_cache(path: Path, version: str) -> dict[str, dict[str, Any]]:
             rec = json.loads(line)
         except json.JSONDecodeError:  # a line cut short by an interruption
             continue
-        out[rec["image"]] = rec
+        if isinstance(rec, dict) and "image" in rec and "faces" in rec:  # not a 2nd header
+            out[rec["image"]] = rec
     return out
 
 
