@@ -10,10 +10,14 @@ jobs and any worker can continue a stream. What it adds:
   or a frame whose detect result was lost) and the prediction covers the whole gap in one
   closed-form step. Noise scales with the face height (as in DeepSORT), so one set of
   parameters serves 20-px and 400-px faces.
-* **Association.** A face may continue a track when its box overlaps the *predicted* box
-  (IoU >= ``iou_threshold``) or lies inside the filter's uncertainty (squared Mahalanobis
-  distance <= ``gate``). When the face carries ``face.encoding`` and the track has an
-  appearance (the running mean of the encodings it was given, in ``update`` or through
+* **Association.** A face may continue a track when it lies inside the filter's
+  uncertainty around the *predicted* box (squared Mahalanobis distance of its
+  ``(cx, cy, w, h)`` <= ``gate``); a tentative track also takes a face whose IoU with the
+  predicted box reaches ``iou_threshold``. The gate is what stops a track at a shot cut
+  (a different face in roughly the same place, at a different size, overlaps well enough
+  for IoU but is far outside the filter's uncertainty); IoU is the cost. When the face
+  carries ``face.encoding`` and the track has an appearance (the running mean of the
+  encodings it was given, in ``update`` or through
   :meth:`KalmanTracker.observe_encoding`), their Euclidean distance must be at most
   ``appearance_threshold`` and is added to the cost. The assignment minimises the total
   cost (Hungarian, ``scipy.optimize.linear_sum_assignment``; greedy without scipy).
@@ -106,7 +110,7 @@ class KalmanTracker:
     max_missed: int = 15
     min_hits: int = 3
     max_tentative_missed: int = 1
-    gate: float = 9.4877  # chi-square, 4 degrees of freedom, 95 %
+    gate: float = 13.2767  # chi-square, 4 degrees of freedom, 99 %
     appearance_threshold: float = 0.6  # dlib's operating point: surely another person
     reid_threshold: float = 0.5  # stricter: appearance alone, no motion support
     reid_merge: bool = True
@@ -388,9 +392,10 @@ class KalmanTracker:
     ) -> np.ndarray:
         """Cost of giving face j to track i; ``_INFEASIBLE`` where the gates forbid it.
 
-        Motion: ``1 - IoU(predicted box, face box) + 0.1 * min(d2 / gate, 10)`` when the
-        IoU reaches ``iou_threshold`` or ``d2`` (squared Mahalanobis distance of the face's
-        ``(cx, cy, w, h)`` from the prediction) is within ``gate``. Appearance (both sides
+        Motion: ``1 - IoU(predicted box, face box) + 0.1 * min(d2 / gate, 10)`` when ``d2``
+        (squared Mahalanobis distance of the face's ``(cx, cy, w, h)`` from the prediction)
+        is within ``gate``, or, for a tentative track (whose velocity is still a guess),
+        when the IoU reaches ``iou_threshold``. Appearance (both sides
         known): the distance must be <= ``appearance_threshold`` and adds
         ``appearance_weight * distance / appearance_threshold``. A confirmed track outside
         the motion gate may still take the face by appearance alone (distance <=
@@ -403,7 +408,8 @@ class KalmanTracker:
         diff = zs[None, :, :] - pred.mean[:, None, :_DIM]  # (tracks, faces, 4)
         d2 = np.einsum("tfi,tij,tfj->tf", diff, np.linalg.inv(pred.innov), diff)
         overlap = _iou_matrix(pred.boxes, [f.box for f in faces])
-        motion_ok = (overlap >= self.iou_threshold) | (d2 <= self.gate)
+        tentative = np.array([not t.confirmed for t in self.tracks])[:, None]
+        motion_ok = (d2 <= self.gate) | (tentative & (overlap >= self.iou_threshold))
         cost = 1.0 - overlap + 0.1 * np.minimum(d2 / self.gate, 10.0)
 
         dist = np.full((n_t, n_f), np.nan)

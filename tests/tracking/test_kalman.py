@@ -418,3 +418,16 @@ def test_an_iou_tracker_state_continues_as_a_kalman_tracker():
     assert f.track_id == tid and t.get(tid).hits == 4
     with pytest.raises(ValueError, match="unknown"):
         KalmanTracker.from_dict({**t.to_dict(), "colour": 1})
+
+
+def test_a_shot_cut_to_another_face_in_the_same_place_starts_a_new_track():
+    """Another face at another size overlapping the old one (IoU 0.38): not the same track."""
+    before, after = (100, 100, 100, 100), (140, 110, 66, 66)
+    assert iou(before, after) > 0.3
+    for tracker, same in ((KalmanTracker(min_hits=1), False), (IoUTracker(min_hits=1), True)):
+        for seq in range(10):
+            f = Face(box=before)
+            tracker.update([f], seq)
+        g = Face(box=after)
+        tracker.update([g], 10)
+        assert (g.track_id == f.track_id) is same
