@@ -191,8 +191,13 @@ class KalmanTracker:
         seq = int(seq)
         if self.seq is not None and seq <= self.seq:
             raise ValueError(f"seq must increase: got {seq} after {self.seq}")
-        self.seq = seq
+        # validate everything before the state changes, so bad input leaves it intact
         encodings = [_as_encoding(f.encoding) if f.encoding is not None else None for f in faces]
+        sizes = {e.size for e in encodings if e is not None}
+        sizes |= {len(t.appearance) for t in self.tracks if t.appearance is not None}
+        if len(sizes) > 1:
+            raise ValueError(f"face encodings and track appearances differ in length: {sizes}")
+        self.seq = seq
 
         # tracks past their lifetime cannot take a face any more
         ended: list[int] = []
@@ -416,12 +421,8 @@ class KalmanTracker:
         ti = [i for i, t in enumerate(self.tracks) if t.appearance is not None]
         fi = [j for j, e in enumerate(encodings) if e is not None]
         if ti and fi:
-            apps = [np.asarray(self.tracks[i].appearance) for i in ti]
-            encs = [encodings[j] for j in fi]
-            sizes = {a.size for a in apps} | {e.size for e in encs}
-            if len(sizes) > 1:
-                raise ValueError(f"face encodings and track appearances differ in length: {sizes}")
-            a, e = np.stack(apps), np.stack(encs)
+            a = np.stack([np.asarray(self.tracks[i].appearance) for i in ti])
+            e = np.stack([encodings[j] for j in fi])  # sizes checked in update()
             dist[np.ix_(ti, fi)] = np.linalg.norm(a[:, None, :] - e[None, :, :], axis=2)
         known = ~np.isnan(dist)
         dist0 = np.where(known, dist, 0.0)

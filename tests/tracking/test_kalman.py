@@ -349,6 +349,11 @@ def test_bad_input_is_rejected():
         t.update([], 5)
     with pytest.raises(ValueError, match="encoding"):
         t.update([Face(box=(0, 0, 10, 10), encoding=[float("nan")])], 6)
+    t.update([Face(box=(0, 0, 10, 10), encoding=[0.1, 0.2])], 6)
+    before = t.to_dict()
+    with pytest.raises(ValueError, match="differ in length"):
+        t.update([Face(box=(0, 0, 10, 10), encoding=[0.1, 0.2, 0.3])], 7)
+    assert t.to_dict() == before  # bad input leaves the state as it was
     with pytest.raises(ValueError):
         KalmanTracker(iou_threshold=1.5)
     with pytest.raises(ValueError):
