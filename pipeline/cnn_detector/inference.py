@@ -3,7 +3,8 @@
 The proposal net runs fully convolutionally over an image pyramid (one call per scale,
 through a ``tf.function`` with a dynamic input shape so it is traced once); its windows
 above ``proposal_threshold`` are decoded into boxes, merged by NMS and capped. The refine
-net then scores all candidate crops in one batch; its score is the detector's score.
+net then re-boxes and re-scores all candidate crops in one batch; the detector's score is
+the geometric mean of the two nets' face probabilities.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "cnn_det
 class CascadeSettings:
     """Search and threshold settings (the backend's options map onto these)."""
 
-    min_face: float = 24.0
+    min_face: float = 32.0
     max_face: float = 0.0  # 0 = no upper limit
     scale_factor: float = 0.75
     proposal_threshold: float = 0.5
@@ -146,9 +147,7 @@ class Cascade:
         windows = square_around(boxes)
         crops = crop_windows(image, windows, self.refine_window).astype(np.float32)
         out = self._refine_fn(crops).numpy()
-        refined, scores = decode(windows, out[:, 1:]), _sigmoid(out[:, 0]).astype(np.float64)
-        ok = _sane(refined)
-        return refined[ok], scores[ok]
+        return decode(windows, out[:, 1:]), _sigmoid(out[:, 0]).astype(np.float64)
 
     def detect(
         self, image: np.ndarray, settings: CascadeSettings | None = None
@@ -162,7 +161,12 @@ class Cascade:
             )
         boxes, scores = self.proposals(image, s)
         if s.refine and self._refine_fn is not None and len(boxes):
-            boxes, scores = self.refine_boxes(image, boxes)
+            boxes, refine_scores = self.refine_boxes(image, boxes)
+            # both nets vote: the geometric mean ranked WIDER faces better than either
+            # net's probability alone (docs/cnn-detector.md)
+            scores = np.sqrt(scores * refine_scores)
+            ok = _sane(boxes)
+            boxes, scores = boxes[ok], scores[ok]
         ok = scores >= s.score_threshold
         boxes, scores = boxes[ok], scores[ok]
         if len(boxes):

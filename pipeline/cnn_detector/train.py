@@ -377,11 +377,13 @@ def train(cfg: TrainConfig, resume: bool = False, log: Log = print) -> dict[str,
         vx, vt = augment(val.x, val.t, vr, strength=0.5)
         val = CropSet(vx, val.y, vt)
         mine_faces_n = 300
-        for epoch in range(st["done"], epochs):
+        first = st["done"]
+        for epoch in range(first, epochs):
             te = time.time()
-            need_mine = (
-                stage == REFINE and (epoch == st["done"] or epoch % cfg.mine_every == 0)
-            ) or (stage == PROPOSAL and epoch > 0 and epoch % cfg.mine_every == 0)
+            # the refine stage mines proposals at its (re)start: its pool must not be empty
+            need_mine = (stage == REFINE and (epoch == first or epoch % cfg.mine_every == 0)) or (
+                stage == PROPOSAL and epoch > 0 and epoch % cfg.mine_every == 0
+            )
             if need_mine:
                 src_model = nets[PROPOSAL].model if stage == REFINE else trainer.model
                 idx = rng.choice(

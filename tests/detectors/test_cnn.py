@@ -295,3 +295,19 @@ def _registry():
     from pipeline.detectors import registry
 
     return registry
+
+
+def test_train_command_is_registered_and_checks_its_arguments(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from pipeline.commands.train import train
+
+    runner = CliRunner()
+    result = runner.invoke(train, ["cnn", "--help"])
+    assert result.exit_code == 0
+    for flag in ("--epochs", "--resume", "--out", "--work", "--stage"):
+        assert flag in result.output
+    both = runner.invoke(train, ["cnn", "--resume", "--restart", "--work", str(tmp_path)])
+    assert both.exit_code != 0 and "exclude each other" in both.output
+    bad = runner.invoke(train, ["cnn", "--epochs", "0", "--work", str(tmp_path)])
+    assert bad.exit_code != 0 and "epochs" in bad.output
