@@ -244,15 +244,20 @@ shipped = pytest.mark.skipif(
 )
 
 
+@pytest.fixture(scope="module")
+def detector():
+    """The ``cnn`` backend with the shipped weights, created once through the registry."""
+    return _registry().create("cnn")
+
+
 @shipped
-def test_backend_finds_the_astronaut_face() -> None:
+def test_backend_finds_the_astronaut_face(detector) -> None:
     import skimage.data
 
     from pipeline.detectors import base
 
-    registry_detect = _registry().create("cnn")
-    assert isinstance(registry_detect, base.Detector)
-    faces = registry_detect.detect(skimage.data.astronaut())
+    assert isinstance(detector, base.Detector)
+    faces = detector.detect(skimage.data.astronaut())
     assert faces, "no face found"
     best = max(faces, key=lambda f: f.score)
     assert iou(best.xyxy(), (160, 60, 270, 190)) >= 0.3, best
@@ -260,11 +265,11 @@ def test_backend_finds_the_astronaut_face() -> None:
 
 
 @shipped
-def test_backend_finds_faces_at_two_scales_and_respects_min_size() -> None:
+def test_backend_finds_faces_at_two_scales_and_respects_min_size(detector) -> None:
     import cv2
     import skimage.data
 
-    det = _registry().create("cnn")
+    det = detector
     face = skimage.data.astronaut()[40:220, 140:290]  # 150 x 180 around the face
     canvas = np.full((400, 640, 3), 90, np.uint8)
     canvas[20:200, 40:190] = face
@@ -280,10 +285,10 @@ def test_backend_finds_faces_at_two_scales_and_respects_min_size() -> None:
 
 
 @shipped
-def test_backend_rejects_bad_input_and_bad_options() -> None:
+def test_backend_rejects_bad_input_and_bad_options(detector) -> None:
     from pipeline.registry import BackendError
 
-    det = _registry().create("cnn")
+    det = detector
     with pytest.raises(ValueError):
         det.detect(np.zeros((64, 64), np.uint8))
     assert det.detect(np.zeros((20, 20, 3), np.uint8)) == []  # smaller than any window
