@@ -63,7 +63,13 @@ class TrackerConfig(Section):
     model: Literal["kalman", "iou"] = Field(
         "kalman", description="kalman: motion-predicted IoU + gating; iou: greedy IoU"
     )
-    iou_threshold: float = Field(0.3, gt=0, lt=1, description="minimum IoU to continue a track")
+    iou_threshold: float = Field(
+        0.3,
+        gt=0,
+        lt=1,
+        description="iou: minimum IoU to continue a track; kalman: IoU with the predicted box "
+        "that admits a tentative track's match (confirmed ones are gated by the motion model)",
+    )
     max_missed: int = Field(15, ge=0, description="frames a track may go undetected before it ends")
     min_hits: int = Field(
         3, ge=1, description="frames a face must be seen in before its track becomes an event"
