@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -46,24 +45,12 @@ sys.path.insert(0, str(REPO))
 from pipeline.agegender.data import CACHE_DIR, load_npz, read_rgb  # noqa: E402
 from pipeline.agegender.framing import UTKFACE_BOX_FRACTION, face_crop_box  # noqa: E402
 from pipeline.agegender.split import list_samples, split_samples  # noqa: E402
-from pipeline.agegender.training import metrics  # noqa: E402
+from pipeline.agegender.training import machine, metrics  # noqa: E402
 from pipeline.attributes import registry  # noqa: E402
 from pipeline.datasets import require  # noqa: E402
 from pipeline.record import Face  # noqa: E402
 
 CANVAS = 200  # grey border around an image when HOG looks for its face
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def hog_box(detector: Any, image: np.ndarray) -> Face | None:

@@ -165,6 +165,21 @@ def synthetic_dataset(n: int = 512, size: int = 80, dim: int = 0, seed: int = 0)
     return Dataset(x, ages, genders, side, {"dataset": "synthetic (generated)", "images": n})
 
 
+def machine() -> str:
+    """CPU model, core count and Python version (for model cards and result tables)."""
+    import os
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
 # --------------------------------------------------------------------------- training
 
 
@@ -296,7 +311,8 @@ def train(
         for key in ("model", "features", "widths", "batch_size", "learning_rate", "limit"):
             if key in saved:
                 setattr(cfg, key, tuple(saved[key]) if key == "widths" else saved[key])
-        cfg.epochs = max(cfg.epochs, int(saved.get("epochs", cfg.epochs)))
+        if not cfg.extra.get("epochs_given", True):  # keep the run's own length
+            cfg.epochs = int(saved.get("epochs", cfg.epochs))
     if cfg.bf16 and cfg.model == "scratch":
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     ds = dataset if dataset is not None else utkface_dataset(cfg)
@@ -479,7 +495,7 @@ def export(cfg: TrainConfig, model: Any, ds: Dataset, state: dict[str, Any]) -> 
             "seconds": round(float(state.get("seconds", 0.0)), 1),
             "batch_size": cfg.batch_size,
             "learning_rate": cfg.learning_rate,
-            "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+            "machine": machine(),
             "final_epoch_logs": state.get("history", [{}])[-1] if state.get("history") else {},
         },
         "metrics": metrics,

@@ -80,6 +80,14 @@ def analyze_image(
     default=None,
     help="face detector backend (default: detector.backend of the config, hog)",
 )
+@click.option(
+    "--option",
+    "-o",
+    "option_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="an attributes-backend option, repeatable (e.g. -o flip=false)",
+)
 @click.option("--face-crop", is_flag=True, help="each image is one cropped face: no detection")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per image and line")
 @pass_ctx
@@ -88,18 +96,21 @@ def analyze(
     paths: tuple[str, ...],
     attributes: str | None,
     detector_name: str | None,
+    option_pairs: tuple[str, ...],
     face_crop: bool,
     as_json: bool,
 ) -> None:
     """Estimate age and gender of the faces in images (files or folders)."""
     from pipeline.agegender.data import read_rgb
     from pipeline.attributes import registry as attr_registry
+    from pipeline.commands.detect import parse_options
     from pipeline.detectors import registry as det_registry
     from pipeline.registry import BackendError
 
     cfg = ctx.config
     name = attributes or cfg.attributes.backend
-    options = cfg.attributes.options if name == cfg.attributes.backend else {}
+    options = dict(cfg.attributes.options) if name == cfg.attributes.backend else {}
+    options.update(parse_options(option_pairs))
     try:
         estimator = attr_registry.create(name, options)
         detector = None

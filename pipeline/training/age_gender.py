@@ -20,7 +20,12 @@ import click
     show_default=True,
     help="scratch: CNN on UTKFace images; transfer: heads on frozen face features",
 )
-@click.option("--epochs", type=click.IntRange(1), default=None, help="total epochs of the run")
+@click.option(
+    "--epochs",
+    type=click.IntRange(1),
+    default=None,
+    help="total epochs of the run (default 40 scratch / 60 transfer; --resume: the run's own)",
+)
 @click.option("--resume", is_flag=True, help="continue the run in the run folder")
 @click.option("--restart", is_flag=True, help="delete the run folder's checkpoint and start over")
 @click.option("--batch-size", type=click.IntRange(1), default=None)
@@ -88,7 +93,7 @@ def COMMAND(  # noqa: N802 - the training-command convention of pipeline.trainin
         run_dir=run_dir,
         export_dir=export_dir,
         bf16=not no_bf16,
-        extra={"partial_features": available_features},
+        extra={"partial_features": available_features, "epochs_given": epochs is not None},
     )
     if model == "transfer" and features == "vgg16":
         from pipeline.agegender.vgg16 import check_weights
