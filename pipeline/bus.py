@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 import redis
-from rq import Queue
+from rq import Queue, Retry
 from rq.serializers import JSONSerializer
 
 from pipeline.record import FrameRecord
@@ -73,6 +73,7 @@ class Bus:
             job_timeout=timeout,
             result_ttl=0,
             failure_ttl=7 * 24 * 3600,
+            retry=Retry(max=2),  # transient errors (a busy database, a restarted Redis)
             description=f"{stage} {payload.get('stream', '')}#{payload.get('seq', '')}",
         )
 
