@@ -44,21 +44,24 @@ class Stage:
     def __len__(self) -> int:
         return len(self.alphas)
 
-    def votes(self, values: np.ndarray) -> np.ndarray:
-        """Vote sums ``(N,)`` from normalised feature values ``(m, N)``."""
-        h = self.polarities[:, None] * values < (self.polarities * self.thresholds)[:, None]
-        return self.alphas @ h
-
     def window_votes(
         self, ii_flat: np.ndarray, ii_width: int, bases: np.ndarray, inv_std: np.ndarray
     ) -> np.ndarray:
-        """Vote sums of the windows at ``bases`` of a flattened integral image."""
+        """Vote sums of the windows at ``bases`` of a flattened integral image.
+
+        ``ii_flat`` may be float64 or int32 (exact, see :meth:`grid_votes`; gathers half
+        the bytes). ``raw * inv_std < t`` is tested as ``raw < t * std`` as on the grid.
+        """
         off = self._offsets.get(ii_width)
         if off is None:
             off = self._offsets[ii_width] = self.features.offsets(ii_width)
         coef = self.features.coef
-        raw = np.einsum("nmk,mk->nm", ii_flat[bases[:, None, None] + off[None]], coef)
-        return self.votes((raw * inv_std[:, None]).T)
+        if ii_flat.dtype.kind != "f":
+            coef = coef.astype(ii_flat.dtype)
+        raw = np.einsum("nmk,mk->nm", np.take(ii_flat, bases[:, None, None] + off[None]), coef)
+        limit = (1.0 / inv_std)[:, None] * self.thresholds[None, :]
+        hit = np.where(self.polarities[None, :] > 0, raw < limit, raw > limit)
+        return hit @ self.alphas
 
     def grid_votes(self, grid: Grid, inv_std: np.ndarray) -> np.ndarray:
         """Vote sums of *every* window of a regular grid, from strided views.
@@ -192,6 +195,7 @@ class Cascade:
         if self.min_std > 0:
             alive = np.flatnonzero(inv_std * self.min_std <= 1.0)
         use = self.stages if stages is None else self.stages[:stages]
+        gather_ii = ii_flat if grid is None else grid[0].reshape(-1)
         for i, stage in enumerate(use):
             if len(alive) == 0:
                 break
@@ -201,7 +205,7 @@ class Cascade:
                 votes = np.concatenate(
                     [
                         stage.window_votes(
-                            ii_flat,
+                            gather_ii,
                             ii_width,
                             bases[alive[s : s + _CHUNK]],
                             inv_std[alive[s : s + _CHUNK]],
