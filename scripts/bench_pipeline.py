@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pipeline.datasets import datasets_root  # noqa: E402
+from pipeline.machine import describe  # noqa: E402
 
 
 def plain_loop(video: Path, known: dict[str, Path], upsample: int) -> dict:
@@ -96,19 +96,8 @@ def pipeline_run(video: Path, known: dict[str, Path]) -> dict:
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     load = os.getloadavg()
-    return (
-        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-        f"load average at start {load[0]:.1f}"
-    )
+    return f"{describe()}; load average at start {load[0]:.1f}"
 
 
 def main() -> None:
@@ -161,8 +150,9 @@ def write_markdown(path: Path, r: dict) -> None:
     lines.append("")
     lines.append(
         "Pipeline time by stage (CPU seconds summed over workers / jobs): "
-        + ", ".join(f"{k} {v:.1f} s / {s['stage_jobs'].get(k, 0)}" for k, v in
-                    s["stage_seconds"].items())  # fmt: skip
+        + ", ".join(
+            f"{k} {v:.1f} s / {s['stage_jobs'].get(k, 0)}" for k, v in s["stage_seconds"].items()
+        )  # fmt: skip
         + f"; wall time including worker start-up "
         f"{r['pipeline']['wall_seconds_including_startup']:.1f} s.\n"
     )

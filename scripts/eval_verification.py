@@ -59,15 +59,11 @@ def log(msg: str) -> None:
 
 
 def machine() -> dict[str, object]:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import dlib
+
+    from pipeline.machine import cpu_model
+
+    cpu = cpu_model()
 
     return {
         "cpu": cpu,
