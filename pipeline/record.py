@@ -14,7 +14,7 @@ height). Adapters convert each model's native output once, at the edge
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 Box = tuple[int, int, int, int]
@@ -74,9 +74,18 @@ class Face:
         return Face.from_dict(data)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["box"] = list(self.box)
-        return {k: v for k, v in data.items() if v is not None}
+        # hand-written (not dataclasses.asdict, which deep-copies recursively and was
+        # ~0.7 ms per frame record in the track stage's profile)
+        data: dict[str, Any] = {"box": list(self.box), "score": self.score}
+        for name in _FACE_OPTIONAL:
+            value = getattr(self, name)
+            if value is not None:
+                data[name] = value
+        if self.landmarks is not None:
+            data["landmarks"] = [list(p) for p in self.landmarks]
+        if self.encoding is not None:
+            data["encoding"] = list(self.encoding)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Face:
@@ -88,6 +97,11 @@ class Face:
         if data.get("landmarks") is not None:
             data["landmarks"] = [tuple(p) for p in data["landmarks"]]
         return cls(**data)
+
+
+_FACE_OPTIONAL = (
+    "track_id", "quality", "name", "distance", "age", "gender", "gender_confidence",
+)  # fmt: skip
 
 
 @dataclass
@@ -111,9 +125,22 @@ class FrameRecord:
     last: bool = False  # the last frame of a finite source
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["faces"] = [f.to_dict() for f in self.faces]
-        return data
+        return {
+            "stream": self.stream,
+            "seq": self.seq,
+            "ts": self.ts,
+            "session": self.session,
+            "key": self.key,
+            "width": self.width,
+            "height": self.height,
+            "live": self.live,
+            "faces": [f.to_dict() for f in self.faces],
+            "dropped": self.dropped,
+            "timings": dict(self.timings),
+            "ended_tracks": list(self.ended_tracks),
+            "track_starts": {k: list(v) for k, v in self.track_starts.items()},
+            "last": self.last,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FrameRecord:

@@ -39,3 +39,13 @@ def test_unknown_fields_are_errors():
         FrameRecord.from_dict({"stream": "a", "seq": 0, "ts": 0, "bogus": 1})
     with pytest.raises(ValueError, match="colour"):
         Face.from_dict({"box": [0, 0, 1, 1], "colour": "red"})
+
+
+def test_to_dict_covers_every_field():
+    """A field added to the records must also be serialized (to_dict is hand-written)."""
+    rec = FrameRecord(stream="a", seq=0, ts=0.0)
+    assert set(rec.to_dict()) == {f for f in FrameRecord.__dataclass_fields__}
+    face = Face(box=(1, 2, 3, 4), landmarks=[(1.0, 2.0)], encoding=[0.1], track_id=3,
+                quality=0.2, name="x", distance=0.1, age=3.0, gender="male",
+                gender_confidence=0.7)  # fmt: skip
+    assert set(face.to_dict()) == {f for f in Face.__dataclass_fields__}
