@@ -42,7 +42,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pipeline.agegender.data import CACHE_DIR, load_npz, read_rgb  # noqa: E402
+from pipeline.agegender.data import dlib_features, feature_cache, read_rgb  # noqa: E402
 from pipeline.agegender.framing import UTKFACE_BOX_FRACTION, face_crop_box  # noqa: E402
 from pipeline.agegender.split import list_samples, split_samples  # noqa: E402
 from pipeline.agegender.training import machine, metrics  # noqa: E402
@@ -120,11 +120,14 @@ def evaluate_backend(
     hog = det.create("hog") if boxes == "hog" else None
     cached = None
     if name == "transfer" and use_cache and boxes == "utkface":
-        path = CACHE_DIR / "utkface_dlib128.npz"
-        if path.exists():
-            d = load_npz(path)
+        try:  # finished chunks are enough: validation chunks are computed first
+            d = feature_cache("dlib128", dlib_features, partial=True)
+        except FileNotFoundError:
+            d = None
+        if d is not None:
             index = {str(n): i for i, n in enumerate(d["names"])}
-            cached = (index, d["features"])
+            if all(s.name in index for s in samples):
+                cached = (index, d["features"])
     pred_age, p_female, ms = [], [], []
     hog_missed = 0
     agree = []
@@ -181,16 +184,18 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
         f"- images: {meta['images']} (validation split, never trained on); boxes: {meta['boxes']}",
         f"- date: {meta['date']}",
         "",
-        "| backend | age MAE (years) | gender accuracy | ms / face (median) | crop_margin |",
-        "|---|---|---|---|---|",
+        "| backend | age MAE (years) | gender accuracy | gender, age >= 13 | ms / face (median) "
+        "| crop_margin |",
+        "|---|---|---|---|---|---|",
     ]
     for name, m in results.items():
         if "error" in m:
-            lines.append(f"| {name} | error: {m['error']} | | | |")
+            lines.append(f"| {name} | error: {m['error']} | | | | |")
             continue
         ms = f"{m['ms_per_face_median']:.1f}" if m.get("ms_per_face_median") else "n/a"
         lines.append(
-            f"| {name} | {m['age_mae']:.2f} | {m['gender_accuracy']:.1%} | {ms} | "
+            f"| {name} | {m['age_mae']:.2f} | {m['gender_accuracy']:.1%} | "
+            f"{m['gender_accuracy_13plus']:.1%} | {ms} | "
             f"{m['crop_margin']} |"
         )
     groups = [g for m in results.values() if "by_age_group" in m for g in m["by_age_group"]]

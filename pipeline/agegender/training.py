@@ -396,6 +396,11 @@ def metrics(
         "n": int(len(ages)),
         "age_mae": round(float(err.mean()), 3) if len(ages) else float("nan"),
         "gender_accuracy": round(float(correct.mean()), 4) if len(ages) else float("nan"),
+        # children's gender is hard for every model (and often for people): report adults
+        # and teenagers separately, as most cameras see them
+        "gender_accuracy_13plus": round(float(correct[ages >= 13].mean()), 4)
+        if (ages >= 13).any()
+        else float("nan"),
         "by_age_group": groups,
     }
 
