@@ -149,7 +149,8 @@ def write_markdown(path: Path, r: dict) -> None:
         )
     lines.append("")
     lines.append(
-        "Pipeline time by stage (CPU seconds summed over workers / jobs): "
+        "Pipeline time by stage (seconds inside each stage's job handler, summed over its "
+        "workers / jobs): "
         + ", ".join(
             f"{k} {v:.1f} s / {s['stage_jobs'].get(k, 0)}" for k, v in s["stage_seconds"].items()
         )  # fmt: skip
