@@ -34,6 +34,9 @@ class ViolaJonesOptions(BackendOptions):
     cascade: str | None = Field(
         None, description="path of a cascade JSON (default: the shipped cascade)"
     )
+    stages: int | None = Field(
+        None, ge=1, description="use only the first N stages (default: all; fewer = more recall)"
+    )
 
 
 class ViolaJonesDetector(Detector):
@@ -52,6 +55,13 @@ class ViolaJonesDetector(Detector):
         self.cascade = Cascade.load(path)
         if not self.cascade.stages:
             raise ValueError(f"cascade {path} has no stages")
+        if self.options.stages is not None:
+            if self.options.stages > len(self.cascade.stages):
+                raise ValueError(
+                    f"stages={self.options.stages} but cascade {path} has "
+                    f"{len(self.cascade.stages)} stages"
+                )
+            self.cascade.stages = self.cascade.stages[: self.options.stages]
         self._scale = float(self.cascade.box.get("scale", 1.0))
 
     def detect(self, image: np.ndarray, min_size: int = 0) -> list[Face]:

@@ -57,6 +57,10 @@ def test_registry_creates_it_by_name_and_checks_options(tmp_path) -> None:
     assert isinstance(det, ViolaJonesDetector) and det.options.step == 2
     with pytest.raises(BackendError, match="scale_facter"):
         reg.create("viola-jones", {"scale_facter": 1.3})
+    short = reg.create("viola-jones", {"stages": 3})
+    assert len(short.cascade.stages) == 3
+    with pytest.raises(ValueError, match="stages=99"):
+        ViolaJonesDetector(ViolaJonesDetector.Options(stages=99))
     with pytest.raises(FileNotFoundError, match="train one"):
         ViolaJonesDetector(ViolaJonesDetector.Options(cascade=str(tmp_path / "none.json")))
 
