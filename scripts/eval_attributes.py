@@ -230,7 +230,7 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--backends", default=None, help="comma-separated (default: all)")
-    ap.add_argument("--limit", type=int, default=None, help="every k-th image, N in total")
+    ap.add_argument("--limit", type=int, default=None, help="N images spread over the split")
     ap.add_argument("--boxes", choices=["utkface", "hog"], default="utkface")
     ap.add_argument("--time-n", type=int, default=200, help="faces timed per backend")
     ap.add_argument("--no-cache", action="store_true", help="transfer: recompute encodings")
@@ -244,7 +244,9 @@ def main() -> int:
         return 2
     _, val = split_samples(list_samples(folder))
     if args.limit:
-        val = val[:: max(1, len(val) // args.limit)][: args.limit]
+        # evenly spread over the (name-sorted) split, so every age range is represented
+        idx = np.unique(np.linspace(0, len(val) - 1, min(args.limit, len(val))).astype(int))
+        val = [val[i] for i in idx]
     names = args.backends.split(",") if args.backends else registry.names()
     meta: dict[str, Any] = {
         "machine": machine(),
