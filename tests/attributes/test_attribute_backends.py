@@ -96,3 +96,37 @@ def test_bad_options_are_errors() -> None:
         registry.create("scratch", {"bogus": 1})
     with pytest.raises(FileNotFoundError):
         registry.create("scratch", {"model": "/nonexistent/model.tflite"})
+
+
+def test_transfer_vgg16_with_a_user_weights_file(tmp_path, astronaut: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    """The VGG16 path end to end, with randomly initialised weights standing in for the
+    ImageNet file a user would supply, and random heads on its 512-d features."""
+    keras = pytest.importorskip("keras")
+    from pipeline.agegender.models import AGE_BINS
+    from pipeline.agegender.vgg16 import DIM, VGG16_SIZE
+
+    vgg = keras.applications.VGG16(
+        include_top=False, weights=None, input_shape=(VGG16_SIZE, VGG16_SIZE, 3), pooling="avg"
+    )
+    weights = tmp_path / "vgg16_notop.weights.h5"
+    vgg.save_weights(weights)
+    rng = np.random.default_rng(0)
+    heads = tmp_path / "heads.npz"
+    np.savez(
+        heads,
+        mean=np.zeros(DIM, np.float32),
+        scale=np.ones(DIM, np.float32),
+        W0=rng.normal(scale=0.01, size=(DIM, 16)).astype(np.float32),
+        b0=np.zeros(16, np.float32),
+        Wa=rng.normal(size=(16, AGE_BINS)).astype(np.float32),
+        ba=np.zeros(AGE_BINS, np.float32),
+        Wg=rng.normal(size=(16, 1)).astype(np.float32),
+        bg=np.zeros(1, np.float32),
+    )
+    with pytest.raises(FileNotFoundError, match="no heads for VGG16"):
+        registry.create("transfer", {"features": "vgg16", "vgg16_weights": str(weights)})
+    est = registry.create(
+        "transfer", {"features": "vgg16", "vgg16_weights": str(weights), "heads": str(heads)}
+    )
+    _check(est.estimate(astronaut, [Face(box=ASTRONAUT_BOX)]), 1)
+    assert est.features([np.zeros((60, 50, 3), np.uint8)]).shape == (1, DIM)
