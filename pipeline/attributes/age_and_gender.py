@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline.agegender.framing import inner_box
 from pipeline.attributes.base import AgeGender, AttributeEstimator
 from pipeline.record import Face
 
@@ -35,7 +36,7 @@ class AgeAndGenderOnnx(AttributeEstimator):
         for crop in crops:
             h, w = crop.shape[:2]
             # the crop is centred on the face with crop_margin on each side
-            inner = Face(box=(w * 0.3 / 1.6, h * 0.3 / 1.6, w / 1.6, h / 1.6))
+            inner = inner_box(h, w, self.crop_margin)
             res = self._model.predict(
                 np.ascontiguousarray(crop), face_bounding_boxes=[inner.trbl()]
             )
