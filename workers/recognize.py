@@ -1,5 +1,7 @@
 """Recognize stage: 128-d encodings of sampled faces, matched against the gallery.
 
+The sampled faces then go on, with their encodings, to the attributes stage.
+
 The gallery is read from the event store at start and re-read when it changes
 (polled at most every ``GALLERY_POLL_S`` seconds), so `facepipe enroll` takes effect
 on running workers without restarting them.
@@ -61,6 +63,9 @@ class RecognizeStage(Stage):
             )
         rec.timings["recognize"] = time.perf_counter() - t0
         self.rt.bus.enqueue("sink", {"kind": "identity", "record": rec.to_dict()})
+        if self.rt.config.attributes.enabled:
+            # with the encodings: the transfer/ensemble age-gender backends reuse them
+            self.rt.bus.enqueue("attributes", rec.to_dict())
 
 
 STAGE = RecognizeStage

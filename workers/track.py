@@ -6,9 +6,10 @@ saves the state and releases the lock, so any track worker can continue any stre
 A frame whose detect result never arrives (its worker died) is skipped after
 ``tracker.gap_timeout_s`` and counted as dropped (``lost``).
 
-For each frame it assigns track ids, chooses which faces to sample (a new track at once,
-then every ``sampling.every_n_frames`` frames up to ``sampling.max_samples``), sends the
-samples to the recognize and attributes stages, and sends the tracked frames to the sink.
+For each frame it assigns track ids, chooses which faces to sample (a track when it is
+confirmed, then every ``sampling.every_n_frames`` frames up to ``sampling.max_samples``),
+sends the samples to the recognize stage (which passes them on to attributes), and sends
+the tracked frames to the sink.
 """
 
 from __future__ import annotations
@@ -144,16 +145,15 @@ class TrackStage(Stage):
 
     def _emit(self, records: list[FrameRecord]) -> None:
         bus = self.rt.bus
-        attributes_on = self.rt.config.attributes.enabled
         for rec in records:
             sampled = [f for f in rec.faces if f.quality is not None]
             if sampled:
+                # recognize first; it hands the faces, with their encodings, to the
+                # attributes stage (the transfer/ensemble backends reuse the encoding)
                 sample = FrameRecord.from_dict({**rec.to_dict(), "faces": []})
                 sample.faces = sampled
                 sample.ended_tracks = []
                 bus.enqueue("recognize", sample.to_dict())
-                if attributes_on:
-                    bus.enqueue("attributes", sample.to_dict())
         bus.enqueue("sink", {"kind": "observations", "records": [r.to_dict() for r in records]})
 
 
