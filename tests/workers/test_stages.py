@@ -28,9 +28,9 @@ def rt(redis_url, home):
 
 
 def burst(rt: Runtime, stage: str) -> None:
-    StageWorker(
-        [rt.bus.queue(stage)], connection=rt.bus.conn, serializer=JSONSerializer
-    ).work(burst=True, logging_level="WARNING")
+    StageWorker([rt.bus.queue(stage)], connection=rt.bus.conn, serializer=JSONSerializer).work(
+        burst=True, logging_level="WARNING"
+    )
 
 
 def run_all(rt: Runtime) -> None:
