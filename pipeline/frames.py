@@ -41,9 +41,6 @@ class FrameStore:
     def put(self, key: str, bgr: np.ndarray) -> None:
         self.conn.set(key, self.encode(bgr), ex=self.ttl_s)
 
-    def get_bytes(self, key: str) -> bytes | None:
-        return self.conn.get(key)
-
     def get(self, key: str) -> np.ndarray | None:
         """The frame as an RGB ``uint8`` array, or None when the key has expired."""
         data = self.conn.get(key)

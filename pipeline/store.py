@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -436,28 +435,13 @@ class EventStore:
 
         return Gallery([r.person for r in rows], matrix(rows), [r.person for r in neg], matrix(neg))
 
-    def gallery_version(self) -> tuple[int, int]:
-        """Changes whenever the gallery does (cheap to poll)."""
+    def gallery_version(self) -> tuple[int, ...]:
+        """Changes whenever the gallery or its negatives do (cheap to poll)."""
+        out: list[int] = []
         with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(
-                    sa.func.count(encodings.c.id), sa.func.coalesce(sa.func.max(encodings.c.id), 0)
-                )
-            ).one()
-        return (int(row[0]), int(row[1]))
-
-    def track_uids(self, person: str | None = None) -> list[str]:
-        q = sa.select(events.c.track_uid)
-        if person is not None:
-            q = q.where(events.c.person == person)
-        with self.engine.connect() as conn:
-            return [r[0] for r in conn.execute(q)]
-
-    def counts(self) -> dict[str, int]:
-        with self.engine.connect() as conn:
-            by_person: dict[str, int] = defaultdict(int)
-            for r in conn.execute(
-                sa.select(events.c.person, sa.func.count()).group_by(events.c.person)
-            ):
-                by_person[r[0] or "unknown"] += int(r[1])
-        return dict(by_person)
+            for t in (encodings, negatives):
+                row = conn.execute(
+                    sa.select(sa.func.count(t.c.id), sa.func.coalesce(sa.func.max(t.c.id), 0))
+                ).one()
+                out += [int(row[0]), int(row[1])]
+        return tuple(out)

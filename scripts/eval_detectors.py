@@ -53,6 +53,7 @@ from pipeline.commands.detect import face_json, load_rgb  # noqa: E402
 from pipeline.datasets import require  # noqa: E402
 from pipeline.detectors import registry  # noqa: E402
 from pipeline.evaluation import evaluate_detections  # noqa: E402
+from pipeline.reports import write_results  # noqa: E402
 
 DATASET = "wider-face-val-subset"
 SLOW = {"dlib-cnn"}
@@ -61,7 +62,6 @@ MIN_HEIGHT = 32
 CACHE_DIR = REPO / "runs" / "eval_detectors"
 DOCS_MD = REPO / "docs" / "detectors.md"
 DOCS_JSON = REPO / "docs" / "detectors-results.json"
-START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
 def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
@@ -363,17 +363,7 @@ def render(report: dict[str, Any]) -> str:
 
 
 def write_docs(report: dict[str, Any]) -> None:
-    DOCS_JSON.parent.mkdir(parents=True, exist_ok=True)
-    DOCS_JSON.write_text(json.dumps(report, indent=1) + "\n")
-    table = render(report)
-    if DOCS_MD.exists():
-        text = DOCS_MD.read_text()
-        if START in text and END in text:
-            head, rest = text.split(START, 1)
-            _, tail = rest.split(END, 1)
-            DOCS_MD.write_text(f"{head}{START}\n{table}\n{END}{tail}")
-            return
-    DOCS_MD.write_text(f"# Face detectors\n\n{START}\n{table}\n{END}\n")
+    write_results(DOCS_JSON, DOCS_MD, report, render(report), "Face detectors")
 
 
 def main(argv: list[str] | None = None) -> int:

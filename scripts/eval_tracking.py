@@ -65,6 +65,7 @@ sys.path.insert(0, str(REPO))
 
 from pipeline.datasets import require  # noqa: E402
 from pipeline.record import Box, Face  # noqa: E402
+from pipeline.reports import write_results  # noqa: E402
 from pipeline.tracking.iou import IoUTracker, iou  # noqa: E402
 from pipeline.tracking.kalman import KalmanTracker  # noqa: E402
 
@@ -72,7 +73,6 @@ DATASET = "youtube-faces-clips"
 CACHE = REPO / "runs" / "eval_tracking"
 DOCS_MD = REPO / "docs" / "tracking.md"
 DOCS_JSON = REPO / "docs" / "tracking-results.json"
-START, END = "<!-- results:start -->", "<!-- results:end -->"
 MATCH_IOU = 0.5
 DROP_RATE, DROP_SEEDS = 0.3, 5
 SAMPLE_MAX, SAMPLE_EVERY, SAMPLE_MIN_PX = 5, 5, 24  # the track stage's sampling defaults
@@ -682,17 +682,7 @@ def render(report: dict[str, Any]) -> str:
 
 
 def write_docs(report: dict[str, Any]) -> None:
-    DOCS_JSON.parent.mkdir(parents=True, exist_ok=True)
-    DOCS_JSON.write_text(json.dumps(report, indent=1) + "\n")
-    table = render(report)
-    if DOCS_MD.exists():
-        text = DOCS_MD.read_text()
-        if START in text and END in text:
-            head, rest = text.split(START, 1)
-            _, tail = rest.split(END, 1)
-            DOCS_MD.write_text(f"{head}{START}\n{table}\n{END}{tail}")
-            return
-    DOCS_MD.write_text(f"# Tracking\n\n{START}\n{table}\n{END}\n")
+    write_results(DOCS_JSON, DOCS_MD, report, render(report), "Tracking")
 
 
 def main(argv: list[str] | None = None) -> int:

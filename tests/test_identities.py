@@ -86,12 +86,14 @@ def test_merge_two_unknowns_and_a_person_with_an_unknown(ids):
 
 def test_not_name_stops_that_match(ids):
     ids.store.enroll("alice", [ALICE], ["alice.jpg"])
+    version = ids.store.gallery_version()
     # a look-alike: within the threshold of alice, but a different person
     lookalike = ALICE + rng.normal(size=128) * 0.035
     uid = sighting(ids, "door", 1, lookalike)
     ev = by_uid(ids)[uid]
     assert ev["person"] == "alice"
     ids.mark_not(ev["id"], "alice")
+    assert ids.store.gallery_version() != version  # running workers reload the negatives
     assert by_uid(ids)[uid]["person"] is None
     again = sighting(ids, "door", 2, lookalike)  # the same look-alike later: not alice
     assert by_uid(ids)[again]["person"] is None

@@ -83,7 +83,7 @@ class TrackStage(Stage):
         while True:
             raw = conn.hget(keys["detected"], str(next_seq))
             if raw is None:
-                if not self._gap_expired(keys["detected"], next_seq, waiting_since):
+                if not self._gap_expired(waiting_since):
                     if waiting_since is None and (
                         conn.hlen(keys["detected"]) > 0
                         or next_seq <= bus.stream_counts(stream, session).get("end_seq", -1)
@@ -111,7 +111,7 @@ class TrackStage(Stage):
             self._emit(out)
         return next_seq
 
-    def _gap_expired(self, detected_key: str, seq: int, waiting_since: float | None) -> bool:
+    def _gap_expired(self, waiting_since: float | None) -> bool:
         if waiting_since is None:
             return False
         return time.time() - waiting_since > self.rt.config.tracker.gap_timeout_s

@@ -25,13 +25,6 @@ class DlibEncoder:
         self._shape = dlib.shape_predictor(frm.pose_predictor_five_point_model_location())
         self._net = dlib.face_recognition_model_v1(frm.face_recognition_model_location())
 
-    def landmarks(self, image: np.ndarray, face: Face) -> list[tuple[float, float]]:
-        import dlib
-
-        x, y, w, h = face.box
-        shape = self._shape(image, dlib.rectangle(x, y, x + w, y + h))
-        return [(p.x, p.y) for p in shape.parts()]
-
     def encode(self, image: np.ndarray, faces: list[Face]) -> np.ndarray:
         """RGB uint8 image and boxes in it -> ``(len(faces), 128)`` float array."""
         return self.encode_with_landmarks(image, faces)[0]
@@ -73,10 +66,3 @@ class DlibEncoder:
         )
         box = tuple(int(round(v * scale)) for v in (x - x1, y - y1, w, h))
         return np.ascontiguousarray(crop), box, (x1, y1, scale)
-
-
-def distances(gallery: np.ndarray, query: np.ndarray) -> np.ndarray:
-    """Euclidean distances, ``(len(query), len(gallery))``."""
-    if gallery.size == 0:
-        return np.full((len(query), 0), np.inf)
-    return np.linalg.norm(query[:, None, :] - gallery[None, :, :], axis=2)
