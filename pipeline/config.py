@@ -77,6 +77,18 @@ class TrackerConfig(Section):
     gap_timeout_s: float = Field(
         10.0, gt=0, description="seconds to wait for a missing frame before skipping it"
     )
+    reid_threshold: float = Field(
+        0.5,
+        gt=0,
+        lt=2,
+        description="kalman: max encoding distance for a new track to continue an earlier one",
+    )
+    reid_window: int = Field(
+        60,
+        ge=0,
+        description="kalman: frames between an earlier track's last sighting and a new "
+        "track's first within which they may be merged by appearance (0: never)",
+    )
 
 
 class SamplingConfig(Section):

@@ -89,6 +89,14 @@ class Identities:
                 if (m := UNKNOWN_RE.match(n))]  # fmt: skip
         return f"unknown-{max(nums, default=0) + 1}"
 
+    def refresh_clusters(self, names: list[str]) -> None:
+        """Recompute these unknown-N centroids (their member events changed)."""
+        if not names:
+            return
+        with self.store.engine.begin() as conn:
+            for name in names:
+                self._recompute_centroid(conn, name)
+
     # ----- online clustering of unknown tracks ------------------------------------------
     def assign_unknown(self, track_uid: str) -> str | None:
         """Give an unrecognised track its ``unknown-N`` (joining or starting a cluster)."""

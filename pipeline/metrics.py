@@ -42,6 +42,14 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "facepipe_faces_detected_total": ("Faces found by the detect stage.", ("stream",)),
     "facepipe_tracks_started_total": ("Tracks started by the track stage.", ("stream",)),
+    "facepipe_tracks_merged_total": (
+        "New tracks merged into an earlier one by appearance (re-identification).",
+        ("stream",),
+    ),
+    "facepipe_reid_skipped_total": (
+        "Identity samples not fed back to the tracker (its lock stayed busy).",
+        ("stream",),
+    ),
     "facepipe_recognitions_total": (
         "Identity samples matched against the gallery, by result (known/unknown).",
         ("stream", "result"),

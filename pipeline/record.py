@@ -163,4 +163,9 @@ class FrameRecord:
 
     def track_uid(self, track_id: int) -> str:
         """Globally unique id of a track: stream, capture session, track number."""
-        return f"{self.stream}/{self.session}/{track_id}"
+        return track_uid(self.stream, self.session, track_id)
+
+
+def track_uid(stream: str, session: str, track_id: int) -> str:
+    """Globally unique id of a track: ``stream/session/track number``."""
+    return f"{stream}/{session}/{track_id}"

@@ -11,6 +11,10 @@ Tables:
   of each track; events are re-fused from them, and the stored encodings allow past
   events to be relabelled without re-reading video.
 * ``people`` and ``encodings``: the gallery.
+* ``track_aliases``: tracks merged into an earlier one by re-identification (the
+  tracker found, from the recognize stage's encodings, that a new track continues a lost
+  one). Writes for the merged track's uid land on the surviving event, whichever order
+  the sink jobs run in.
 """
 
 from __future__ import annotations
@@ -112,6 +116,23 @@ negatives = sa.Table(
     sa.Column("created", sa.Float, nullable=False),
 )
 
+track_aliases = sa.Table(
+    "track_aliases",
+    metadata,
+    sa.Column("from_uid", sa.String(200), primary_key=True),  # merged (younger) track
+    sa.Column("into_uid", sa.String(200), nullable=False),  # the event that continues
+    sa.Column("created", sa.Float, nullable=False),
+)
+
+
+@dataclass
+class MergeResult:
+    """What :meth:`EventStore.merge_tracks` did: the event a merged track folded into."""
+
+    into_uid: str
+    folded: bool  # an event of the merged track existed and was folded in
+    unknown_ids: list[str] = field(default_factory=list)  # clusters whose members changed
+
 
 @dataclass
 class Gallery:
@@ -159,6 +180,11 @@ def _upsert(engine: Engine, table: sa.Table):  # type: ignore[no-untyped-def]
     return insert(table)
 
 
+def _track_id(track_uid: str) -> int:
+    """The track number at the end of a ``stream/session/N`` uid."""
+    return int(track_uid.rsplit("/", 1)[1])
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite:///"):
         path = Path(url[len("sqlite:///") :])
@@ -185,20 +211,26 @@ class EventStore:
     # ----- tracking observations --------------------------------------------------
     def observe(self, records: Iterable[FrameRecord]) -> int:
         """Fold tracked faces into their events; returns the number of events touched."""
+        records = list(records)
+        raw = {rec.track_uid(f.track_id) for rec in records for f in rec.faces
+               if f.track_id is not None}  # fmt: skip
+        raw |= {rec.track_uid(t) for rec in records for t in rec.ended_tracks}
+        with self.engine.connect() as conn:
+            alias = self._resolve(conn, raw)
         agg: dict[str, dict[str, Any]] = {}
         ended: set[str] = set()
         for rec in records:
             for face in rec.faces:
                 if face.track_id is None:
                     continue
-                uid = rec.track_uid(face.track_id)
+                uid = alias.get(rec.track_uid(face.track_id), rec.track_uid(face.track_id))
                 a = agg.setdefault(
                     uid,
                     {
                         "track_uid": uid,
                         "stream": rec.stream,
                         "session": rec.session,
-                        "track_id": face.track_id,
+                        "track_id": _track_id(uid),
                         "first_seen": rec.ts,
                         "last_seen": rec.ts,
                         "n_frames": 0,
@@ -211,7 +243,7 @@ class EventStore:
                     first_ts, hits = rec.track_starts[face.track_id]
                     a["first_seen"] = min(a["first_seen"], first_ts)
                     a["n_frames"] += int(hits) - 1
-            ended.update(rec.track_uid(t) for t in rec.ended_tracks)
+            ended.update(alias.get(u, u) for u in map(rec.track_uid, rec.ended_tracks))
         now = time.time()
         with self.engine.begin() as conn:
             if agg:
@@ -246,6 +278,7 @@ class EventStore:
                     .where(events.c.track_uid.in_(sorted(ended)))
                     .values(ended=True, updated_at=now)
                 )
+        self._fold_late(raw - alias.keys())
         return len(agg)
 
     # ----- identity and attribute samples ------------------------------------------
@@ -253,12 +286,15 @@ class EventStore:
         """Store one stage's samples of a frame; returns the track uids touched."""
         if kind not in ("identity", "attributes"):
             raise ValueError(f"unknown sample kind {kind!r}")
+        raw = {rec.track_uid(f.track_id) for f in rec.faces if f.track_id is not None}
+        with self.engine.connect() as conn:
+            alias = self._resolve(conn, raw)
         rows = []
         for face in rec.faces:
             if face.track_id is None:
                 continue
             row: dict[str, Any] = {
-                "track_uid": rec.track_uid(face.track_id),
+                "track_uid": alias.get(rec.track_uid(face.track_id), rec.track_uid(face.track_id)),
                 "kind": kind,
                 "seq": rec.seq,
                 "ts": rec.ts,
@@ -284,16 +320,14 @@ class EventStore:
             stmt = _upsert(self.engine, events).on_conflict_do_nothing(
                 index_elements=[events.c.track_uid]
             )
-            for face in rec.faces:
-                if face.track_id is None:
-                    continue
+            for uid in sorted({r["track_uid"] for r in rows}):
                 conn.execute(
                     stmt,
                     {
-                        "track_uid": rec.track_uid(face.track_id),
+                        "track_uid": uid,
                         "stream": rec.stream,
                         "session": rec.session,
-                        "track_id": face.track_id,
+                        "track_id": _track_id(uid),
                         "first_seen": rec.ts,
                         "last_seen": rec.ts,
                         "n_frames": 0,
@@ -303,7 +337,8 @@ class EventStore:
                         "updated_at": now,
                     },
                 )
-        return sorted({r["track_uid"] for r in rows})
+        late = self._fold_late(raw - alias.keys())
+        return sorted({r["track_uid"] for r in rows} - late.keys() | set(late.values()))
 
     def refuse(
         self,
@@ -353,17 +388,123 @@ class EventStore:
 
     def snapshot_quality(self, track_uid: str) -> float | None:
         with self.engine.connect() as conn:
+            track_uid = self._resolve(conn, {track_uid}).get(track_uid, track_uid)
             return conn.execute(
                 sa.select(events.c.snapshot_quality).where(events.c.track_uid == track_uid)
             ).scalar()
 
     def set_snapshot(self, track_uid: str, path: str, quality: float) -> None:
         with self.engine.begin() as conn:
+            track_uid = self._resolve(conn, {track_uid}).get(track_uid, track_uid)
             conn.execute(
                 events.update()
                 .where(events.c.track_uid == track_uid)
                 .values(snapshot=path, snapshot_quality=quality)
             )
+
+    # ----- re-identification merges -------------------------------------------------
+    def merge_tracks(self, from_uid: str, into_uid: str) -> MergeResult:
+        """Fold track ``from_uid``'s event into ``into_uid``'s, for good.
+
+        Samples move, first/last seen widen, frame counts add up, the better snapshot
+        stays; the merged event is deleted and ``from_uid`` becomes an alias, so
+        observations and samples of it still in flight land on the survivor. Idempotent,
+        and safe in any order with those writes: a write that raced the merge is folded
+        in by the writer (see ``_fold_late``). Events are not re-fused here: the caller
+        re-fuses ``into_uid`` from its (now larger) set of samples.
+        """
+        if from_uid == into_uid:
+            raise ValueError(f"cannot merge track {from_uid} into itself")
+        with self.engine.begin() as conn:
+            into_uid = self._resolve(conn, {into_uid}).get(into_uid, into_uid)
+            if into_uid == from_uid:
+                raise ValueError(f"merging {from_uid} would make an alias cycle")
+            stmt = _upsert(self.engine, track_aliases).on_conflict_do_nothing(
+                index_elements=[track_aliases.c.from_uid]
+            )
+            conn.execute(stmt, {"from_uid": from_uid, "into_uid": into_uid, "created": time.time()})
+            # earlier merges into from_uid now point at the survivor too
+            conn.execute(
+                track_aliases.update()
+                .where(track_aliases.c.into_uid == from_uid)
+                .values(into_uid=into_uid)
+            )
+            return self._fold(conn, from_uid, into_uid)
+
+    def _resolve(self, conn: sa.Connection, uids: set[str]) -> dict[str, str]:
+        """``{uid: surviving uid}`` for those of ``uids`` that were merged away."""
+        if not uids:
+            return {}
+        out: dict[str, str] = {}
+        todo = set(uids)
+        for _ in range(8):  # chains are short: merges re-point earlier aliases
+            rows = conn.execute(
+                sa.select(track_aliases.c.from_uid, track_aliases.c.into_uid).where(
+                    track_aliases.c.from_uid.in_(sorted(todo))
+                )
+            ).all()
+            if not rows:
+                break
+            step = {r.from_uid: r.into_uid for r in rows}
+            for uid in uids:
+                cur = out.get(uid, uid)
+                if cur in step:
+                    out[uid] = step[cur]
+            todo = set(step.values())
+        return out
+
+    def _fold_late(self, written: set[str]) -> dict[str, str]:
+        """Fold events written for uids that were merged while the write was running."""
+        if not written:
+            return {}
+        with self.engine.connect() as conn:
+            late = self._resolve(conn, written)
+        for from_uid, into_uid in late.items():
+            with self.engine.begin() as conn:
+                self._fold(conn, from_uid, into_uid)
+        return late
+
+    def _fold(self, conn: sa.Connection, from_uid: str, into_uid: str) -> MergeResult:
+        conn.execute(
+            samples.update().where(samples.c.track_uid == from_uid).values(track_uid=into_uid)
+        )
+        conn.execute(
+            negatives.update().where(negatives.c.track_uid == from_uid).values(track_uid=into_uid)
+        )
+        # DELETE .. RETURNING: of two concurrent folds, only one gets the row
+        young = conn.execute(
+            events.delete().where(events.c.track_uid == from_uid).returning(*events.c)
+        ).first()
+        if young is None:
+            return MergeResult(into_uid, folded=False)
+        y = young._mapping
+        old = conn.execute(sa.select(events).where(events.c.track_uid == into_uid)).first()
+        now = time.time()
+        if old is None:
+            conn.execute(
+                events.insert().values(
+                    {**{k: v for k, v in y.items() if k != "id"}, "track_uid": into_uid,
+                     "track_id": _track_id(into_uid), "updated_at": now}
+                )
+            )  # fmt: skip
+            return MergeResult(into_uid, True, [y["unknown_id"]] if y["unknown_id"] else [])
+        o = old._mapping
+        values: dict[str, Any] = {
+            "first_seen": min(o["first_seen"], y["first_seen"]),
+            "last_seen": max(o["last_seen"], y["last_seen"]),
+            "n_frames": o["n_frames"] + y["n_frames"],
+            # the merged track is the later part of the survivor: its state is current
+            "ended": y["ended"] if y["last_seen"] >= o["last_seen"] else o["ended"],
+            "identity_samples": o["identity_samples"] + y["identity_samples"],
+            "attribute_samples": o["attribute_samples"] + y["attribute_samples"],
+            "unknown_id": o["unknown_id"] or y["unknown_id"],
+            "updated_at": now,
+        }
+        if (y["snapshot_quality"] or -1.0) > (o["snapshot_quality"] or -1.0):
+            values.update(snapshot=y["snapshot"], snapshot_quality=y["snapshot_quality"])
+        conn.execute(events.update().where(events.c.track_uid == into_uid).values(**values))
+        clusters = sorted({c for c in (o["unknown_id"], y["unknown_id"]) if c})
+        return MergeResult(into_uid, True, clusters)
 
     # ----- queries -------------------------------------------------------------------
     def events(

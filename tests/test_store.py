@@ -92,3 +92,77 @@ def test_gallery_people_and_remove(store):
     assert store.remove_person("bob")
     assert not store.remove_person("bob")
     assert store.people() == [] and store.gallery().names == []
+
+
+def ident(seq, ts, track_id, vec, quality=1.0):
+    f = Face(box=(0, 0, 40, 40), track_id=track_id, quality=quality, encoding=list(vec))
+    return frame(seq, ts, f)
+
+
+def test_merge_folds_the_young_event_into_the_old_one(store):
+    a = np.full(128, 0.05)
+    store.observe([frame(0, 1.0, Face(box=(0, 0, 9, 9), track_id=1), starts={1: [0.5, 3]})])
+    store.observe([frame(5, 3.0, Face(box=(0, 0, 9, 9), track_id=1))])
+    store.add_samples(ident(0, 1.0, 1, a, quality=0.2), "identity")
+    store.set_snapshot("cam/s/1", "one.jpg", 0.2)
+    store.observe(
+        [frame(9, 5.0, Face(box=(0, 0, 9, 9), track_id=2))],
+    )
+    store.observe([frame(10, 6.0, Face(box=(0, 0, 9, 9), track_id=2))])
+    store.add_samples(ident(9, 5.0, 2, a + 0.01, quality=0.9), "identity")
+    store.set_snapshot("cam/s/2", "two.jpg", 0.9)
+
+    res = store.merge_tracks("cam/s/2", "cam/s/1")
+    assert res.into_uid == "cam/s/1" and res.folded
+    (ev,) = store.events()
+    assert ev["track_uid"] == "cam/s/1"
+    assert (ev["first_seen"], ev["last_seen"], ev["n_frames"]) == (0.5, 6.0, 3 + 1 + 2)
+    assert (ev["snapshot"], ev["snapshot_quality"]) == ("two.jpg", 0.9)  # the better one
+    values = store.refuse("cam/s/1", store.gallery(), threshold=0.6)
+    assert values["identity_samples"] == 2  # the young track's sample moved over
+    # idempotent: a second delivery of the same merge changes nothing
+    assert not store.merge_tracks("cam/s/2", "cam/s/1").folded
+    assert [e["n_frames"] for e in store.events()] == [6]
+    with pytest.raises(ValueError):
+        store.merge_tracks("cam/s/1", "cam/s/1")
+
+
+def test_writes_for_a_merged_track_land_on_the_survivor(store):
+    store.observe([frame(0, 1.0, Face(box=(0, 0, 9, 9), track_id=1))])
+    store.merge_tracks("cam/s/2", "cam/s/1")  # before any write of track 2 arrived
+    store.observe([frame(3, 2.0, Face(box=(0, 0, 9, 9), track_id=2), ended=[2])])
+    uids = store.add_samples(ident(3, 2.0, 2, np.zeros(128)), "identity")
+    assert uids == ["cam/s/1"]
+    store.set_snapshot("cam/s/2", "x.jpg", 0.5)
+    assert store.snapshot_quality("cam/s/2") == 0.5
+    (ev,) = store.events()
+    assert ev["track_uid"] == "cam/s/1" and ev["n_frames"] == 2 and ev["ended"]
+    assert ev["snapshot"] == "x.jpg" and ev["track_id"] == 1
+    # a chain: track 3 merged into 2, which already is an alias of 1
+    store.merge_tracks("cam/s/3", "cam/s/2")
+    store.observe([frame(6, 3.0, Face(box=(0, 0, 9, 9), track_id=3))])
+    assert [(e["track_uid"], e["n_frames"]) for e in store.events()] == [("cam/s/1", 3)]
+
+
+def test_a_write_that_raced_the_merge_is_folded_by_the_writer(store):
+    """The merge committed between the writer's alias lookup and its write."""
+    from pipeline import store as store_mod
+
+    store.observe([frame(0, 1.0, Face(box=(0, 0, 9, 9), track_id=1))])
+    real = store._resolve
+    calls = []
+
+    def stale_first_lookup(conn, uids):
+        calls.append(uids)
+        if len(calls) == 1:  # the writer's lookup: no alias yet
+            with store.engine.begin() as c2:
+                c2.execute(store_mod.track_aliases.insert().values(
+                    from_uid="cam/s/2", into_uid="cam/s/1", created=0.0))  # fmt: skip
+            return {}
+        return real(conn, uids)
+
+    store._resolve = stale_first_lookup
+    store.observe([frame(3, 2.0, Face(box=(0, 0, 9, 9), track_id=2))])
+    store._resolve = real
+    (ev,) = store.events()
+    assert ev["track_uid"] == "cam/s/1" and ev["n_frames"] == 2

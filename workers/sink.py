@@ -6,6 +6,8 @@
 * ``identity`` / ``attributes``: samples of some tracks; they are stored and the track's
   event is re-fused from all its samples. The best identity sample (largest, sharpest
   face) becomes the event's snapshot, a JPEG under ``store.snapshots_dir``.
+* ``merge``: the tracker re-identified a new track as the continuation of an earlier
+  one; the new track's event is folded into the earlier one's, which is re-fused.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import cv2
 
 from pipeline.attributes.base import crop_face
 from pipeline.identities import Identities
-from pipeline.record import FrameRecord
+from pipeline.record import FrameRecord, track_uid
 from pipeline.runtime import Runtime
 from pipeline.store import EventStore, GalleryCache
 from workers.base import Stage, get_stage
@@ -43,6 +45,8 @@ class SinkStage(Stage):
             self.observations([FrameRecord.from_dict(r) for r in payload["records"]])
         elif kind in ("identity", "attributes"):
             self.samples(FrameRecord.from_dict(payload["record"]), kind)
+        elif kind == "merge":
+            self.merge(payload["stream"], payload["session"], payload["from"], payload["into"])
         else:
             raise ValueError(f"unknown sink payload kind {kind!r}")
 
@@ -76,6 +80,22 @@ class SinkStage(Stage):
         self.rt.metrics.inc("facepipe_events_updated_total", {"stream": rec.stream})
         if kind == "identity":
             self._snapshots(rec)
+
+    def merge(self, stream: str, session: str, from_id: int, into_id: int) -> None:
+        cfg = self.rt.config
+        res = self.store.merge_tracks(
+            track_uid(stream, session, from_id), track_uid(stream, session, into_id)
+        )
+        values = self.store.refuse(
+            res.into_uid,
+            self.gallery.get(),
+            threshold=cfg.recognition.threshold,
+            min_gender_confidence=cfg.attributes.min_gender_confidence,
+        )
+        if values.get("person") is None:
+            self.identities.assign_unknown(res.into_uid)
+        self.identities.refresh_clusters(res.unknown_ids)
+        self.rt.metrics.inc("facepipe_events_updated_total", {"stream": stream})
 
     def _snapshots(self, rec: FrameRecord) -> None:
         image = None

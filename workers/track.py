@@ -14,22 +14,13 @@ the tracked frames to the sink.
 
 from __future__ import annotations
 
-import json
-import secrets
 import time
 from typing import Any
 
 from pipeline.record import Face, FrameRecord
 from pipeline.runtime import Runtime
-from pipeline.tracking import IoUTracker
-from pipeline.tracking.kalman import KalmanTracker
+from pipeline.tracking.state import StreamState, Tracker, TrackerStates
 from workers.base import Stage, get_stage
-
-LOCK_MS = 30_000
-_RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
-return 0
-"""
 
 
 def face_quality(face: Face) -> float:
@@ -42,81 +33,57 @@ class TrackStage(Stage):
 
     def __init__(self, rt: Runtime) -> None:
         super().__init__(rt)
-        self._release = rt.bus.conn.register_script(_RELEASE)
-
-    def keys(self, stream: str, session: str) -> dict[str, str]:
-        k = self.rt.bus.key
-        return {
-            "detected": k("detected", stream, session),
-            "state": k("tracker", stream, session),
-            "lock": k("tracker-lock", stream, session),
-        }
+        self.states = TrackerStates(rt.bus, rt.config.tracker)
 
     def process(self, payload: dict[str, Any]) -> None:
         stream, session = payload["stream"], payload["session"]
-        keys = self.keys(stream, session)
-        conn = self.rt.bus.conn
         while True:
-            token = secrets.token_hex(8)
-            if not conn.set(keys["lock"], token, nx=True, px=LOCK_MS):
-                return  # another worker holds the stream; it re-checks after releasing
-            try:
-                next_seq = self._advance(stream, session, keys)
-            finally:
-                self._release(keys=[keys["lock"]], args=[token])
-            if not conn.hexists(keys["detected"], str(next_seq)):
+            with self.states.locked(stream, session) as held:
+                if not held:
+                    return  # another worker holds the stream; it re-checks after releasing
+                next_seq = self._advance(stream, session)
+            if not self.states.frame_waiting(stream, session, next_seq):
                 return
 
-    def _load(self, key: str) -> tuple[IoUTracker | KalmanTracker, int, float | None]:
-        raw = self.rt.bus.conn.get(key)
-        cfg = self.rt.config.tracker
-        cls = KalmanTracker if cfg.model == "kalman" else IoUTracker
-        if raw is None:
-            return cls(cfg.iou_threshold, cfg.max_missed, cfg.min_hits), 0, None
-        data = json.loads(raw)
-        return cls.from_dict(data["tracker"]), data["next_seq"], data.get("waiting_since")
-
-    def _advance(self, stream: str, session: str, keys: dict[str, str]) -> int:
+    def _advance(self, stream: str, session: str) -> int:
         bus, conn = self.rt.bus, self.rt.bus.conn
-        tracker, next_seq, waiting_since = self._load(keys["state"])
+        detected = self.states.key("detected", stream, session)
+        state = self.states.load(stream, session)
         out: list[FrameRecord] = []
         while True:
-            raw = conn.hget(keys["detected"], str(next_seq))
+            raw = conn.hget(detected, str(state.next_seq))
             if raw is None:
-                if not self._gap_expired(waiting_since):
-                    if waiting_since is None and (
-                        conn.hlen(keys["detected"]) > 0
-                        or next_seq <= bus.stream_counts(stream, session).get("end_seq", -1)
+                if not self._gap_expired(state.waiting_since):
+                    if state.waiting_since is None and (
+                        conn.hlen(detected) > 0
+                        or state.next_seq <= bus.stream_counts(stream, session).get("end_seq", -1)
                     ):
-                        waiting_since = time.time()
+                        state.waiting_since = time.time()
                     break
                 # give up on the missing frame: count it, move on
-                rec = FrameRecord(stream=stream, session=session, seq=next_seq, ts=time.time())
+                rec = FrameRecord(
+                    stream=stream, session=session, seq=state.next_seq, ts=time.time()
+                )
                 rec.dropped = "lost"
             else:
-                conn.hdel(keys["detected"], str(next_seq))
+                conn.hdel(detected, str(state.next_seq))
                 rec = FrameRecord.from_json(raw)
-            waiting_since = None
-            self._track(tracker, rec)
+            state.waiting_since = None
+            self._track(state, rec)
             out.append(rec)
-            next_seq += 1
-        conn.set(
-            keys["state"],
-            json.dumps(
-                {"tracker": tracker.to_dict(), "next_seq": next_seq, "waiting_since": waiting_since}
-            ),
-            ex=7 * 24 * 3600,
-        )
+            state.next_seq += 1
+        self.states.save(stream, session, state)
         if out:
             self._emit(out)
-        return next_seq
+        return state.next_seq
 
     def _gap_expired(self, waiting_since: float | None) -> bool:
         if waiting_since is None:
             return False
         return time.time() - waiting_since > self.rt.config.tracker.gap_timeout_s
 
-    def _track(self, tracker: IoUTracker | KalmanTracker, rec: FrameRecord) -> None:
+    def _track(self, state: StreamState, rec: FrameRecord) -> None:
+        tracker = state.tracker
         t0 = time.perf_counter()
         if rec.dropped is None:
             confirmed, ended = tracker.update(rec.faces, rec.seq, rec.ts)
@@ -132,7 +99,7 @@ class TrackStage(Stage):
         if rec.dropped is None:
             self._choose_samples(tracker, rec)
 
-    def _choose_samples(self, tracker: IoUTracker | KalmanTracker, rec: FrameRecord) -> None:
+    def _choose_samples(self, tracker: Tracker, rec: FrameRecord) -> None:
         cfg = self.rt.config.sampling
         for face in rec.faces:
             t = tracker.get(face.track_id) if face.track_id is not None else None

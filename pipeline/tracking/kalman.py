@@ -42,7 +42,7 @@ the original would have.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -114,6 +114,9 @@ class KalmanTracker:
     appearance_threshold: float = 0.6  # dlib's operating point: surely another person
     reid_threshold: float = 0.5  # stricter: appearance alone, no motion support
     reid_merge: bool = True
+    reid_window: int = 60  # frames between a track's last sighting and a young track's first
+    reid_memory: int = 300  # frames an ended track stays available to late encodings
+    recent_max: int = 16  # ended tracks kept for re-identification, at most
     appearance_weight: float = 0.5
     appearance_window: int = 30
     std_position: float = 1.0 / 20.0
@@ -121,12 +124,19 @@ class KalmanTracker:
     next_id: int = 1
     seq: int | None = None
     tracks: list[KalmanTrack] = field(default_factory=list)
+    # ended confirmed tracks, kept so that encodings arriving late can still merge
+    recent: list[KalmanTrack] = field(default_factory=list)
+    aliases: list[list[int]] = field(default_factory=list)  # [merged id, surviving id]
 
     def __post_init__(self) -> None:
         if not 0.0 < self.iou_threshold < 1.0:
             raise ValueError(f"iou_threshold must be in (0, 1), got {self.iou_threshold}")
-        if self.max_missed < 0 or self.max_tentative_missed < 0:
-            raise ValueError("max_missed and max_tentative_missed must be >= 0")
+        if min(self.max_missed, self.max_tentative_missed, self.reid_window, self.reid_memory,
+               self.recent_max) < 0:  # fmt: skip
+            raise ValueError(
+                "max_missed, max_tentative_missed, reid_window, reid_memory and recent_max "
+                "must be >= 0"
+            )
         if self.min_hits < 1:
             raise ValueError(f"min_hits must be >= 1, got {self.min_hits}")
         if min(self.gate, self.std_position, self.std_velocity, self.appearance_threshold) <= 0:
@@ -206,6 +216,7 @@ class KalmanTracker:
             if seq - t.last_seq > self.max_missed + 1:
                 if t.confirmed:
                     ended.append(t.id)
+                    self._retire(t)
             else:
                 alive.append(t)
         self.tracks = alive
@@ -239,9 +250,11 @@ class KalmanTracker:
                         continue
                 elif seq - t.last_seq > self.max_missed:
                     ended.append(t.id)
+                    self._retire(t)
                     continue
             keep.append(t)
         self.tracks = keep
+        self._prune_recent()
 
         for fi, f in enumerate(faces):
             if fi in assign:
@@ -287,30 +300,33 @@ class KalmanTracker:
     def observe_encoding(self, track_id: int, encoding: list[float] | np.ndarray) -> int | None:
         """Add one face encoding of ``track_id`` to its appearance (a running mean).
 
-        For the recognize stage's results, which arrive after the frame was tracked.
-        Returns the id the track has now: ``track_id``, or, with ``reid_merge``, the id of
-        an earlier confirmed track it was merged into (re-identification: that track was
-        last matched before this one first appeared, within ``max_missed`` frames, and its
-        appearance is within ``reid_threshold`` of this track's). The caller relabels
-        ``track_id`` as the returned id in what it already emitted; the merged id is never
-        reported as ended. Returns None when the track no longer exists (it ended).
+        For the recognize stage's results, which arrive after the frame was tracked (and
+        possibly after the track ended: ended tracks stay available for ``reid_memory``
+        frames). Returns the id the track has now: ``track_id``, or, with ``reid_merge``,
+        the id of an earlier confirmed track it was merged into (re-identification: that
+        track was last matched before this one first appeared, at most ``reid_window``
+        frames before, and its appearance is within ``reid_threshold`` of this track's).
+        The caller relabels ``track_id`` as the returned id in what it already emitted;
+        the merged id is never reported as ended, and later calls with it are redirected
+        to the survivor. Returns None when the track is unknown or long gone.
         """
-        t = self.get(track_id)
+        enc = _as_encoding(encoding)
+        t = self._find(self.resolve(track_id))
         if t is None:
             return None
-        self._add_appearance(t, _as_encoding(encoding))
+        self._add_appearance(t, enc)
         if not self.reid_merge:
             return t.id
         app = np.asarray(t.appearance)
         best: tuple[float, KalmanTrack] | None = None
-        for old in self.tracks:
+        for old in self.tracks + self.recent:
             if (
                 old is t
                 or not old.confirmed
                 or old.appearance is None
                 or len(old.appearance) != app.size
                 or old.last_seq >= t.first_seq
-                or t.first_seq - old.last_seq > self.max_missed
+                or t.first_seq - old.last_seq > self.reid_window
             ):
                 continue
             dist = float(np.linalg.norm(np.asarray(old.appearance) - app))
@@ -321,8 +337,35 @@ class KalmanTracker:
         self._merge(into=best[1], young=t)
         return best[1].id
 
+    def resolve(self, track_id: int) -> int:
+        """The id a (possibly merged) track id stands for now."""
+        into = dict((a, b) for a, b in self.aliases)
+        seen = {track_id}
+        while track_id in into and into[track_id] not in seen:
+            track_id = into[track_id]
+            seen.add(track_id)
+        return track_id
+
+    def _find(self, track_id: int) -> KalmanTrack | None:
+        return next((t for t in self.tracks + self.recent if t.id == track_id), None)
+
+    def _retire(self, t: KalmanTrack) -> None:
+        """An ended confirmed track: keep it a while for late re-identification."""
+        if self.reid_merge and self.reid_memory > 0 and self.recent_max > 0:
+            self.recent.append(t)
+
+    def _prune_recent(self) -> None:
+        now = self.seq if self.seq is not None else 0
+        keep = [t for t in self.recent if now - t.last_seq <= self.reid_memory]
+        self.recent = keep[-self.recent_max :] if self.recent_max else []
+
     def _merge(self, into: KalmanTrack, young: KalmanTrack) -> None:
-        """``young`` continues ``into``: motion state from the young, counts summed."""
+        """``young`` continues ``into``: motion state from the young, counts summed.
+
+        The survivor takes the young track's place (live, or ended and kept for
+        re-identification), and the young id becomes an alias of it.
+        """
+        young_live = any(x is young for x in self.tracks)
         into.mean, into.cov, into.kf_seq, into.box = young.mean, young.cov, young.kf_seq, young.box
         into.last_seq, into.missed = young.last_seq, young.missed
         into.hits += young.hits
@@ -335,11 +378,19 @@ class KalmanTracker:
                 / (n_i + n_y)
             ).tolist()
             into.appearance_n = n_i + n_y
-        self.tracks = [x for x in self.tracks if x is not young]
+        self.tracks = [x for x in self.tracks if x is not young and x is not into]
+        self.recent = [x for x in self.recent if x is not young and x is not into]
+        (self.tracks if young_live else self.recent).append(into)
+        self.aliases = [*self.aliases, [young.id, into.id]][-64:]
 
     def end_all(self) -> list[int]:
-        ended = [t.id for t in self.tracks if t.confirmed]
+        ended = []
+        for t in self.tracks:
+            if t.confirmed:
+                ended.append(t.id)
+                self._retire(t)
         self.tracks = []
+        self._prune_recent()
         return ended
 
     def get(self, track_id: int) -> KalmanTrack | None:
@@ -347,9 +398,10 @@ class KalmanTracker:
 
     def to_dict(self) -> dict[str, Any]:
         """The whole state as JSON types only (boxes as lists)."""
-        data = asdict(self)
-        for t in data["tracks"]:
-            t["box"] = list(t["box"])
+        data = {name: getattr(self, name) for name in _TRACKER_FIELDS}
+        data["tracks"] = [_track_dict(t) for t in self.tracks]
+        data["recent"] = [_track_dict(t) for t in self.recent]
+        data["aliases"] = [list(a) for a in self.aliases]
         return data
 
     @classmethod
@@ -361,12 +413,15 @@ class KalmanTracker:
         """
         data = dict(data)
         raw_tracks = data.pop("tracks", [])
-        known = set(cls.__dataclass_fields__) - {"tracks"}
+        raw_recent = data.pop("recent", [])
+        known = set(cls.__dataclass_fields__) - {"tracks", "recent"}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown KalmanTracker field(s): {sorted(unknown)}")
         tracker = cls(**data)
         track_fields = set(KalmanTrack.__dataclass_fields__)
+        for raw in raw_recent:
+            tracker.recent.append(KalmanTrack(**{**raw, "box": tuple(raw["box"])}))
         for raw in raw_tracks:
             unknown = set(raw) - track_fields
             if unknown:
@@ -493,6 +548,18 @@ def _iou_matrix(a: list[Box], b: list[Box]) -> np.ndarray:
     inter = ix * iy
     union = aw * ah + bw * bh - inter
     return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+
+
+def _track_dict(t: KalmanTrack) -> dict[str, Any]:
+    d = {name: getattr(t, name) for name in _TRACK_FIELDS}
+    d["box"] = list(t.box)
+    return d
+
+
+_TRACK_FIELDS = tuple(KalmanTrack.__dataclass_fields__)
+_TRACKER_FIELDS = tuple(
+    f for f in KalmanTracker.__dataclass_fields__ if f not in ("tracks", "recent", "aliases")
+)
 
 
 def _as_encoding(value: Any) -> np.ndarray:

@@ -436,3 +436,63 @@ def test_a_shot_cut_to_another_face_in_the_same_place_starts_a_new_track():
         g = Face(box=after)
         tracker.update([g], 10)
         assert (g.track_id == f.track_id) is same
+
+
+def test_encodings_that_arrive_after_both_tracks_ended_still_merge():
+    """The recognize stage lags: by the time the encodings come, both tracks have ended."""
+    rng = np.random.default_rng(11)
+    t = KalmanTracker(min_hits=2, max_missed=3)
+    for seq in range(6):
+        t.update([Face(box=(30 + seq, 60, 50, 50))], seq)
+    for seq in range(8, 14):
+        t.update([Face(box=(300, 60, 50, 50))], seq)
+    ended = t.update([], 30)[1]
+    assert ended == [2] and not t.tracks  # track 1 had ended at frame 10
+    assert t.observe_encoding(1, enc(ENC_A, rng)) == 1
+    assert t.observe_encoding(2, enc(ENC_A, rng)) == 1  # merged
+    assert t.observe_encoding(2, enc(ENC_A, rng)) == 1  # later samples follow the alias
+    assert t.resolve(2) == 1 and t.aliases == [[2, 1]]
+    assert [r.id for r in t.recent] == [1] and t.recent[0].hits == 12
+    # the state, with its memory of ended tracks and aliases, survives JSON
+    t2 = KalmanTracker.from_dict(json.loads(json.dumps(t.to_dict())))
+    assert t2.resolve(2) == 1 and [r.id for r in t2.recent] == [1]
+
+
+def test_a_merge_revives_an_ended_track_while_the_young_one_lives():
+    rng = np.random.default_rng(12)
+    t = KalmanTracker(min_hits=2, max_missed=3)
+    for seq in range(6):
+        t.update([Face(box=(30 + seq, 60, 50, 50))], seq)
+    t.observe_encoding(1, enc(ENC_A, rng))
+    for seq in range(8, 14):
+        f = Face(box=(300, 60, 50, 50))
+        t.update([f], seq)
+    assert f.track_id == 2 and t.get(1) is None  # 1 ended at frame 10
+    assert t.observe_encoding(2, enc(ENC_A, rng)) == 1
+    f = Face(box=(300, 60, 50, 50))
+    t.update([f], 14)
+    assert f.track_id == 1 and t.get(1).state == "confirmed"
+    assert t.end_all() == [1]
+
+
+def test_reid_window_bounds_the_gap_and_memory_is_bounded():
+    rng = np.random.default_rng(13)
+
+    def gap_tracker(gap, **kw):
+        t = KalmanTracker(min_hits=2, max_missed=3, **kw)
+        for seq in range(5):
+            t.update([Face(box=(30, 60, 50, 50))], seq)
+        t.observe_encoding(1, enc(ENC_A, rng))
+        for seq in range(4 + gap, 8 + gap):
+            t.update([Face(box=(300, 60, 50, 50))], seq)
+        return t
+
+    assert gap_tracker(20, reid_window=20).observe_encoding(2, enc(ENC_A, rng)) == 1
+    assert gap_tracker(21, reid_window=20).observe_encoding(2, enc(ENC_A, rng)) == 2
+    # ended tracks are forgotten after reid_memory frames, and at most recent_max are kept
+    t = gap_tracker(20, reid_memory=10)
+    assert t.recent == [] and t.observe_encoding(1, enc(ENC_A, rng)) is None
+    t = KalmanTracker(min_hits=1, max_missed=0, recent_max=2)
+    for seq in range(0, 20, 2):
+        t.update([Face(box=(10 * seq, 0, 40, 40))], seq)
+    assert len(t.recent) == 2

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from rq.serializers import JSONSerializer
 
 from pipeline.capture import Capture
 from pipeline.config import load_config
-from pipeline.record import FrameRecord
+from pipeline.record import Face, FrameRecord
 from pipeline.runtime import Runtime
 from pipeline.sources import Source
 from pipeline.store import EventStore
@@ -78,7 +80,7 @@ def test_tracker_consumes_out_of_order_detections_in_order(rt, demo_media):
     assert sink_jobs.count == 0
     assert rt.bus.stream_counts("demo", res.session)["processed"] == 30
     state = rt.bus.conn.get(rt.bus.key("tracker", "demo", res.session))
-    assert b'"next_seq": 30' in state
+    assert json.loads(state)["next_seq"] == 30
     store = EventStore(rt.config.store_url)
     assert len(store.events()) == 1  # one face, one track, despite the shuffled order
 
@@ -118,3 +120,74 @@ def test_stale_live_frame_dropped_by_detect(rt):
     assert FrameRecord.from_json(raw).dropped == "expired"
     sums = rt.metrics.histogram_sums("facepipe_stage_seconds")
     assert sums[(("stage", "detect"),)][1] == 2 and np.isfinite(sums[(("stage", "detect"),)][0])
+
+
+def make_cut_video(path, frames=30, cut=12, gap=3):
+    """The astronaut on the left for ``cut`` frames, ``gap`` empty frames, then on the
+    right (a jump no motion model follows): one person, two tracks unless re-identified."""
+    import cv2
+
+    from pipeline.demo import astronaut_rgb
+
+    w, h = 640, 360
+    portrait = cv2.cvtColor(astronaut_rgb(), cv2.COLOR_RGB2BGR)[0:300, 100:340]
+    ph, pw = 270, 216
+    face = cv2.resize(portrait, (pw, ph), interpolation=cv2.INTER_AREA)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 15.0, (w, h))
+    for i in range(frames):
+        frame = np.full((h, w, 3), 70, np.uint8)
+        if i < cut:
+            x = 20 + 2 * i
+        elif i >= cut + gap:
+            x = 380 + 2 * (i - cut - gap)
+        else:
+            x = None
+        if x is not None:
+            frame[40 : 40 + ph, x : x + pw] = face
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+@pytest.mark.parametrize("reid_window", [60, 0])
+def test_a_track_that_comes_back_after_a_cut_is_merged_into_one_event(rt, tmp_path, reid_window):
+    rt.config.tracker.reid_window = reid_window
+    video = make_cut_video(tmp_path / "cut.mp4")
+    res = Capture(rt, Source(str(video)), "cam").run()
+    run_all(rt)
+    assert rt.bus.stream_counts("cam", res.session)["processed"] == 30
+    evs = EventStore(rt.config.store_url).events()
+    merged = rt.metrics.total("facepipe_tracks_merged_total", stream="cam")
+    if reid_window == 0:  # merging off: the motion model alone splits at the jump
+        assert len(evs) == 2 and merged == 0
+        return
+    (ev,) = evs
+    assert merged == 1
+    assert ev["track_id"] == 1 and ev["ended"]
+    assert ev["n_frames"] == 27  # every frame with the face, both sides of the cut
+    assert ev["identity_samples"] >= 3 and ev["attribute_samples"] >= 3
+    assert ev["snapshot"]
+    # the tracker state knows the merge: the second track is an alias of the first
+    state = json.loads(rt.bus.conn.get(rt.bus.key("tracker", "cam", res.session)))
+    assert [2, 1] in state["tracker"]["aliases"]
+
+
+def test_recognize_restarts_a_stream_whose_track_job_met_its_lock(rt):
+    """A track job that finds the lock held returns; the holder must restart the stream."""
+    from workers.recognize import RecognizeStage
+
+    bus = rt.bus
+    rec = FrameRecord(stream="cam", session="s", seq=0, ts=1.0)
+    bus.conn.hset(bus.key("detected", "cam", "s"), "0", rec.to_json())
+    stage = RecognizeStage(rt)
+    with stage.states.locked("cam", "s") as held:
+        assert held
+        base.get_stage("track").handle({"stream": "cam", "session": "s"})
+    assert bus.conn.hexists(bus.key("detected", "cam", "s"), "0")  # not consumed
+    sample = FrameRecord(stream="cam", session="s", seq=5, ts=1.0)
+    sample.faces = [Face(box=(0, 0, 40, 40), track_id=3, encoding=[0.1] * 128, quality=0.5)]
+    assert bus.depth("track") == 0
+    assert stage._reidentify(sample) == []  # track 3 is unknown to the tracker
+    assert bus.depth("track") == 1
+    burst(rt, "track")
+    assert not bus.conn.hexists(bus.key("detected", "cam", "s"), "0")
