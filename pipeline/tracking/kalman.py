@@ -29,11 +29,14 @@ jobs and any worker can continue a stream. What it adds:
 * **Re-identification.** A confirmed track whose face turns up outside the motion gate
   (a jump cut, a face that left and came back elsewhere within ``max_missed`` frames)
   takes it back when the face's encoding is within ``reid_threshold`` of the track's
-  appearance. When encodings arrive only after tracking (the recognize stage runs after
-  the track stage), :meth:`KalmanTracker.observe_encoding` does the same afterwards: a
-  young track whose appearance matches a confirmed track that was lost before the young
-  one appeared is merged into it, and the surviving id is returned so the caller can
-  relabel what it already emitted.
+  appearance. When encodings arrive only after tracking (the pipeline's recognize stage
+  runs after the track stage), :meth:`KalmanTracker.observe_encoding` does the same
+  afterwards: a young track whose appearance matches a confirmed track last seen at most
+  ``reid_window`` frames before the young one appeared is merged into it, and the
+  surviving id is returned so the caller can relabel what it already emitted. Ended
+  tracks stay available for that (``recent``, for ``reid_memory`` frames, at most
+  ``recent_max``), since the encodings may come back after a track ended; merged ids
+  become ``aliases`` of the survivor.
 
 The whole state is plain JSON (ints, floats, lists): the filter's mean and covariance are
 stored as lists of floats, so a tracker restored from ``to_dict()`` continues exactly as
