@@ -47,6 +47,10 @@ class Bus:
     def key(self, *parts: object) -> str:
         return ":".join([self.prefix, *map(str, parts)])
 
+    def detected_key(self, stream: str, session: str) -> str:
+        """The hash where a stream's frames wait, by seq, for the track stage."""
+        return self.key("detected", stream, session)
+
     def frame_key(self, rec: FrameRecord) -> str:
         return self.key("frame", rec.stream, rec.session, rec.seq)
 

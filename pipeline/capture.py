@@ -9,6 +9,11 @@ dropped with a reason:
 * ``backpressure``: a live source's detect queue is full (``capture.max_queue``).
 
 A file source never drops: it waits until the detect queue has room.
+
+With ``detector.every_n_frames`` > 1, only every n-th frame goes to the detect queue;
+the others skip detection (no image is stored) and go straight to the stream's buffer for
+the track stage, which fills in the tracker's predicted faces. They are counted like any
+other frame.
 """
 
 from __future__ import annotations
@@ -73,8 +78,16 @@ class Capture:
         seq = -1
         pending: FrameRecord | None = None  # one frame of look-ahead marks the last one
 
+        every_n = self.rt.config.detector.every_n_frames
+
         def send(rec: FrameRecord) -> None:
-            bus.enqueue("detect", rec.to_dict())
+            if rec.detected:
+                bus.enqueue("detect", rec.to_dict())
+            else:  # straight to the track stage, which predicts its faces
+                bus.conn.hset(
+                    bus.detected_key(rec.stream, rec.session), str(rec.seq), rec.to_json()
+                )
+                bus.enqueue("track", {"stream": rec.stream, "session": rec.session})
             result.enqueued += 1
 
         try:
@@ -83,10 +96,11 @@ class Capture:
                     self._captured(result, frame.skipped)
                     self._drop(result, "stale", frame.skipped)
                 self._captured(result, 1)
-                if live and bus.depth("detect") >= cfg.max_queue:
+                detect = (seq + 1) % every_n == 0
+                if detect and live and bus.depth("detect") >= cfg.max_queue:
                     self._drop(result, "backpressure")
                     continue
-                while not live and bus.depth("detect") >= cfg.max_queue:
+                while detect and not live and bus.depth("detect") >= cfg.max_queue:
                     if self.stop_event.wait(0.005):
                         break
                 bgr = self.rt.frames.prepare(frame.bgr)
@@ -99,9 +113,11 @@ class Capture:
                     width=int(bgr.shape[1]),
                     height=int(bgr.shape[0]),
                     live=live,
+                    detected=detect,
                 )
-                rec.key = bus.frame_key(rec)
-                self.rt.frames.put(rec.key, bgr)
+                if detect:  # frames detection skips are never needed as images
+                    rec.key = bus.frame_key(rec)
+                    self.rt.frames.put(rec.key, bgr)
                 if pending is not None:
                     send(pending)
                 pending = rec

@@ -54,6 +54,12 @@ class CaptureConfig(Section):
 class DetectorConfig(Section):
     backend: str = Field("blazeface", description="detector backend (facepipe backends)")
     min_size: int = Field(0, ge=0, description="ignore faces shorter than this (pixels)")
+    every_n_frames: int = Field(
+        1,
+        ge=1,
+        description="run detection on every n-th frame; on the others the tracker predicts "
+        "the faces (fewer detect jobs, identities sampled from detected frames only)",
+    )
     options: dict[str, Any] = Field(
         default_factory=lambda: {"tile_size": 384}, description="backend options"
     )
@@ -114,6 +120,9 @@ class RecognitionConfig(Section):
     )
     min_unknown_quality: float = Field(
         0.05, ge=0, le=1, description="best face quality a track needs to join an unknown-N"
+    )
+    min_name_quality: float = Field(
+        0.05, ge=0, le=1, description="best face quality a track needs to be given a name"
     )
     upscale_below_px: int = Field(
         80, ge=0, description="faces shorter than this are upscaled before encoding"

@@ -39,8 +39,10 @@ class Identities:
         unknown_threshold: float = 0.5,
         min_gender_confidence: float = 0.6,
         min_unknown_quality: float = 0.05,
+        min_name_quality: float = 0.0,
     ) -> None:
         self.store = store
+        self.min_name_quality = min_name_quality
         self.threshold = threshold
         self.unknown_threshold = unknown_threshold
         self.min_unknown_quality = min_unknown_quality
@@ -266,8 +268,9 @@ class Identities:
         changed = 0
         for r in rows:
             values = self.store.refuse(
-                r.track_uid, gallery, self.threshold, self.min_gender_confidence
-            )
+                r.track_uid, gallery, self.threshold, self.min_gender_confidence,
+                self.min_name_quality,
+            )  # fmt: skip
             if "person" in values and values["person"] != r.person:
                 changed += 1
             if values.get("person") is None and "person" in values:

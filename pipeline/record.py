@@ -120,9 +120,12 @@ class FrameRecord:
     dropped: str | None = None  # reason, when a stage dropped this frame
     timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
     ended_tracks: list[int] = field(default_factory=list)
-    # tracks confirmed on this frame: {track_id: [first capture ts, frames so far]}
+    # tracks confirmed on this frame: {track_id: [first capture ts, frames so far, first seq]}
     track_starts: dict[int, list[float]] = field(default_factory=dict)
     last: bool = False  # the last frame of a finite source
+    # False: detection skipped this frame (detector.every_n_frames); the track stage fills
+    # ``faces`` with the tracker's predicted boxes of its confirmed tracks
+    detected: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -140,6 +143,7 @@ class FrameRecord:
             "ended_tracks": list(self.ended_tracks),
             "track_starts": {k: list(v) for k, v in self.track_starts.items()},
             "last": self.last,
+            "detected": self.detected,
         }
 
     @classmethod

@@ -50,6 +50,9 @@ events = sa.Table(
     sa.Column("first_seen", sa.Float, nullable=False),
     sa.Column("last_seen", sa.Float, nullable=False, index=True),
     sa.Column("n_frames", sa.Integer, nullable=False, default=0),
+    # sequence numbers (frame index within the capture session) of the first/last sighting
+    sa.Column("first_frame", sa.Integer),
+    sa.Column("last_frame", sa.Integer),
     sa.Column("ended", sa.Boolean, nullable=False, default=False),
     sa.Column("snapshot", sa.String(500)),
     sa.Column("snapshot_quality", sa.Float),
@@ -180,6 +183,23 @@ def _upsert(engine: Engine, table: sa.Table):  # type: ignore[no-untyped-def]
     return insert(table)
 
 
+def _min_opt(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _max_opt(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
+def _upgrade(engine: Engine) -> None:
+    """Add columns that newer versions added to an existing store (all nullable)."""
+    have = {c["name"] for c in sa.inspect(engine).get_columns("events")}
+    with engine.begin() as conn:
+        for col in ("first_frame", "last_frame"):
+            if col not in have:
+                conn.execute(sa.text(f"ALTER TABLE events ADD COLUMN {col} INTEGER"))
+
+
 def _track_id(track_uid: str) -> int:
     """The track number at the end of a ``stream/session/N`` uid."""
     return int(track_uid.rsplit("/", 1)[1])
@@ -207,6 +227,7 @@ class EventStore:
         self.url = url
         self.engine = make_engine(url)
         metadata.create_all(self.engine)
+        _upgrade(self.engine)
 
     # ----- tracking observations --------------------------------------------------
     def observe(self, records: Iterable[FrameRecord]) -> int:
@@ -233,15 +254,21 @@ class EventStore:
                         "track_id": _track_id(uid),
                         "first_seen": rec.ts,
                         "last_seen": rec.ts,
+                        "first_frame": rec.seq,
+                        "last_frame": rec.seq,
                         "n_frames": 0,
                     },
                 )
                 a["first_seen"] = min(a["first_seen"], rec.ts)
                 a["last_seen"] = max(a["last_seen"], rec.ts)
+                a["first_frame"] = min(a["first_frame"], rec.seq)
+                a["last_frame"] = max(a["last_frame"], rec.seq)
                 a["n_frames"] += 1
                 if face.track_id in rec.track_starts:  # its tentative frames count too
-                    first_ts, hits = rec.track_starts[face.track_id]
+                    first_ts, hits, *first_seq = rec.track_starts[face.track_id]
                     a["first_seen"] = min(a["first_seen"], first_ts)
+                    if first_seq:
+                        a["first_frame"] = min(a["first_frame"], int(first_seq[0]))
                     a["n_frames"] += int(hits) - 1
             ended.update(alias.get(u, u) for u in map(rec.track_uid, rec.ended_tracks))
         now = time.time()
@@ -259,6 +286,16 @@ class EventStore:
                         "last_seen": sa.case(
                             (ex.last_seen > events.c.last_seen, ex.last_seen),
                             else_=events.c.last_seen,
+                        ),
+                        "first_frame": sa.case(
+                            (events.c.first_frame.is_(None), ex.first_frame),
+                            (ex.first_frame < events.c.first_frame, ex.first_frame),
+                            else_=events.c.first_frame,
+                        ),
+                        "last_frame": sa.case(
+                            (events.c.last_frame.is_(None), ex.last_frame),
+                            (ex.last_frame > events.c.last_frame, ex.last_frame),
+                            else_=events.c.last_frame,
                         ),
                         "n_frames": events.c.n_frames + ex.n_frames,
                         "updated_at": ex.updated_at,
@@ -346,8 +383,13 @@ class EventStore:
         gallery: Gallery,
         threshold: float,
         min_gender_confidence: float = 0.6,
+        min_quality: float = 0.0,
     ) -> dict[str, Any]:
-        """Recompute an event's identity and attributes from all its samples."""
+        """Recompute an event's identity and attributes from all its samples.
+
+        The track gets no name unless its best identity sample's quality reaches
+        ``min_quality`` (dark, blurred, tiny faces have encodings that sit between people).
+        """
         with self.engine.begin() as conn:
             rows = conn.execute(
                 sa.select(samples.c.kind, samples.c.encoding, samples.c.age, samples.c.p_female,
@@ -364,13 +406,16 @@ class EventStore:
                     np.array(encs), gallery.names, gallery.matrix, threshold,
                     gallery.negative_names, gallery.negatives, weights,
                 )  # fmt: skip
+                name = ident.name
+                if max((r.quality or 0.0) for r in ident_rows) < min_quality:
+                    name = None  # too poor to name anyone
                 values.update(
-                    person=ident.name,
-                    person_confidence=ident.agreement if ident.name else None,
+                    person=name,
+                    person_confidence=ident.agreement if name else None,
                     person_distance=ident.distance,
                     identity_samples=len(encs),
                 )
-                if ident.name is not None:
+                if name is not None:
                     values["unknown_id"] = None
             if attrs:
                 fused = fuse_attributes(
@@ -492,6 +537,8 @@ class EventStore:
         values: dict[str, Any] = {
             "first_seen": min(o["first_seen"], y["first_seen"]),
             "last_seen": max(o["last_seen"], y["last_seen"]),
+            "first_frame": _min_opt(o["first_frame"], y["first_frame"]),
+            "last_frame": _max_opt(o["last_frame"], y["last_frame"]),
             "n_frames": o["n_frames"] + y["n_frames"],
             # the merged track is the later part of the survivor: its state is current
             "ended": y["ended"] if y["last_seen"] >= o["last_seen"] else o["ended"],

@@ -98,3 +98,21 @@ def test_live_source_full_queue_drops_as_backpressure(redis_url, demo_media):
     assert res.enqueued == 0
     assert c.get("dropped:backpressure", 0) >= 1
     assert c["captured"] == res.captured == res.dropped
+
+
+def test_every_nth_frame_detected_the_rest_go_straight_to_the_tracker(redis_url, demo_media):
+    rt = runtime(redis_url)
+    rt.config.detector.every_n_frames = 3
+    bus = rt.bus
+    res = Capture(rt, Source(str(demo_media["video"])), "clip").run()
+    assert res.captured == 30 and res.enqueued == 30 and res.dropped == 0
+    q = bus.queue("detect")
+    detect = [FrameRecord.from_dict(q.fetch_job(i).args[0]) for i in q.job_ids]
+    assert [r.seq for r in detect] == list(range(0, 30, 3))
+    assert all(r.detected and r.key for r in detect)
+    waiting = bus.conn.hgetall(bus.detected_key("clip", res.session))
+    skipped = sorted((FrameRecord.from_json(v) for v in waiting.values()), key=lambda r: r.seq)
+    assert [r.seq for r in skipped] == [s for s in range(30) if s % 3]
+    assert all(not r.detected and r.key is None for r in skipped)  # no image stored
+    assert skipped[-1].last and skipped[-1].seq == 29
+    assert bus.depth("track") == 20  # each one restarts the stream's track stage

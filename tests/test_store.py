@@ -166,3 +166,32 @@ def test_a_write_that_raced_the_merge_is_folded_by_the_writer(store):
     store._resolve = real
     (ev,) = store.events()
     assert ev["track_uid"] == "cam/s/1" and ev["n_frames"] == 2
+
+
+def test_events_record_first_and_last_frame_numbers(store):
+    store.observe([frame(7, 1.0, Face(box=(0, 0, 9, 9), track_id=1), starts={1: [0.5, 3, 4]})])
+    store.observe([frame(9, 2.0, Face(box=(0, 0, 9, 9), track_id=1))])
+    store.observe([frame(30, 3.0, Face(box=(0, 0, 9, 9), track_id=2))])
+    store.merge_tracks("cam/s/2", "cam/s/1")
+    (ev,) = store.events()
+    assert (ev["first_frame"], ev["last_frame"]) == (4, 30)
+
+
+def test_an_older_store_without_frame_columns_is_upgraded(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    store = EventStore(url)
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE events DROP COLUMN first_frame"))
+        conn.execute(sa.text("ALTER TABLE events DROP COLUMN last_frame"))
+    store = EventStore(url)
+    store.observe([frame(3, 1.0, Face(box=(0, 0, 9, 9), track_id=1))])
+    assert store.events()[0]["last_frame"] == 3
+
+
+def test_a_track_of_poor_faces_is_never_named(store):
+    a = np.full(128, 0.05)
+    store.enroll("ann", [a], ["ann.jpg"])
+    (uid,) = store.add_samples(ident(0, 1.0, 1, a + 0.01, quality=0.01), "identity")
+    g = store.gallery()
+    assert store.refuse(uid, g, threshold=0.6, min_quality=0.05)["person"] is None
+    assert store.refuse(uid, g, threshold=0.6, min_quality=0.0)["person"] == "ann"

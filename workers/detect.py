@@ -16,10 +16,6 @@ from pipeline.runtime import Runtime
 from workers.base import Stage, get_stage
 
 
-def detected_key(rt: Runtime, rec: FrameRecord) -> str:
-    return rt.bus.key("detected", rec.stream, rec.session)
-
-
 class DetectStage(Stage):
     name = "detect"
 
@@ -49,7 +45,7 @@ class DetectStage(Stage):
                 )
         rec.timings["detect"] = time.perf_counter() - t0
         bus = self.rt.bus
-        bus.conn.hset(detected_key(self.rt, rec), str(rec.seq), rec.to_json())
+        bus.conn.hset(bus.detected_key(rec.stream, rec.session), str(rec.seq), rec.to_json())
         bus.enqueue("track", {"stream": rec.stream, "session": rec.session})
 
 

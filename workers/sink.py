@@ -36,6 +36,7 @@ class SinkStage(Stage):
         self.identities = Identities(
             self.store, rc.threshold, rc.unknown_threshold,
             rt.config.attributes.min_gender_confidence, rc.min_unknown_quality,
+            rc.min_name_quality,
         )  # fmt: skip
         self.snapshots = rt.config.snapshots_path
 
@@ -74,6 +75,7 @@ class SinkStage(Stage):
                 self.gallery.get(),
                 threshold=cfg.recognition.threshold,
                 min_gender_confidence=cfg.attributes.min_gender_confidence,
+                min_quality=cfg.recognition.min_name_quality,
             )
             if kind == "identity" and values.get("person") is None:
                 self.identities.assign_unknown(uid)
@@ -91,6 +93,7 @@ class SinkStage(Stage):
             self.gallery.get(),
             threshold=cfg.recognition.threshold,
             min_gender_confidence=cfg.attributes.min_gender_confidence,
+            min_quality=cfg.recognition.min_name_quality,
         )
         if values.get("person") is None:
             self.identities.assign_unknown(res.into_uid)

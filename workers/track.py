@@ -47,7 +47,7 @@ class TrackStage(Stage):
 
     def _advance(self, stream: str, session: str) -> int:
         bus, conn = self.rt.bus, self.rt.bus.conn
-        detected = self.states.key("detected", stream, session)
+        detected = bus.detected_key(stream, session)
         state = self.states.load(stream, session)
         out: list[FrameRecord] = []
         while True:
@@ -85,18 +85,26 @@ class TrackStage(Stage):
     def _track(self, state: StreamState, rec: FrameRecord) -> None:
         tracker = state.tracker
         t0 = time.perf_counter()
-        if rec.dropped is None:
+        if rec.dropped is None and not rec.detected:  # detection skipped: predict
+            # tracks matched in the latest detection run only: a lost track's face is
+            # not reported where nobody saw it
+            rec.faces = [
+                Face(box=box, score=0.0, track_id=tid)
+                for tid, box in tracker.predict(rec.seq).items()
+                if tracker.get(tid).missed == 0
+            ]
+        elif rec.dropped is None:
             confirmed, ended = tracker.update(rec.faces, rec.seq, rec.ts)
             if confirmed:
                 self.rt.metrics.inc(
                     "facepipe_tracks_started_total", {"stream": rec.stream}, len(confirmed)
                 )
-                rec.track_starts = {t.id: [t.first_ts, t.hits] for t in confirmed}
+                rec.track_starts = {t.id: [t.first_ts, t.hits, t.first_seq] for t in confirmed}
             rec.ended_tracks = ended
         if rec.last:
             rec.ended_tracks = rec.ended_tracks + tracker.end_all()
         rec.timings["track"] = time.perf_counter() - t0
-        if rec.dropped is None:
+        if rec.dropped is None and rec.detected:  # samples only from detected faces
             self._choose_samples(tracker, rec)
 
     def _choose_samples(self, tracker: Tracker, rec: FrameRecord) -> None:

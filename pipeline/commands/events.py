@@ -50,6 +50,8 @@ def event_json(ev: dict[str, Any]) -> dict[str, Any]:
         "first_seen": iso(ev["first_seen"]),
         "last_seen": iso(ev["last_seen"]),
         "frames": ev["n_frames"],
+        "first_frame": ev.get("first_frame"),
+        "last_frame": ev.get("last_frame"),
         "ended": bool(ev["ended"]),
         "age": None if ev["age"] is None else round(ev["age"], 1),
         "age_spread": None if ev["age_spread"] is None else round(ev["age_spread"], 1),

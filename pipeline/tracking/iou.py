@@ -100,6 +100,10 @@ class IoUTracker:
             f.track_id = t.id if t.confirmed else None
         return confirmed, ended
 
+    def predict(self, seq: int) -> dict[int, Box]:
+        """Boxes of the confirmed tracks at a frame detection skipped: their last boxes."""
+        return {t.id: t.box for t in self.tracks if t.confirmed}
+
     def end_all(self) -> list[int]:
         ended = [t.id for t in self.tracks if t.confirmed]
         self.tracks = []

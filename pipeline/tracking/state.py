@@ -50,7 +50,7 @@ class TrackerStates:
         self._release = bus.conn.register_script(_RELEASE)
 
     def key(self, what: str, stream: str, session: str) -> str:
-        """``detected`` (the detect results buffer), ``tracker`` or ``tracker-lock``."""
+        """``tracker`` (the state) or ``tracker-lock``."""
         return self.bus.key(what, stream, session)
 
     def new_tracker(self) -> Tracker:
@@ -105,4 +105,4 @@ class TrackerStates:
 
     def frame_waiting(self, stream: str, session: str, seq: int) -> bool:
         """Whether frame ``seq``'s detect result is buffered (a track job should run)."""
-        return bool(self.bus.conn.hexists(self.key("detected", stream, session), str(seq)))
+        return bool(self.bus.conn.hexists(self.bus.detected_key(stream, session), str(seq)))

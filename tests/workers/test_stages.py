@@ -191,3 +191,33 @@ def test_recognize_restarts_a_stream_whose_track_job_met_its_lock(rt):
     assert bus.depth("track") == 1
     burst(rt, "track")
     assert not bus.conn.hexists(bus.key("detected", "cam", "s"), "0")
+
+
+def test_detection_on_every_third_frame_tracks_and_names_through_the_gaps(rt, demo_media):
+    from pipeline.demo import DEMO_NAME
+    from pipeline.recognition.enroll import encode_photos
+
+    rt.config.detector.every_n_frames = 3
+    store = EventStore(rt.config.store_url)
+    store.enroll(DEMO_NAME, encode_photos([str(demo_media["photo"])]), ["photo"])
+    res = Capture(rt, Source(str(demo_media["video"])), "demo").run()
+    run_all(rt)
+    assert rt.bus.stream_counts("demo", res.session)["processed"] == 30
+    assert rt.metrics.histogram_sums("facepipe_stage_seconds")[(("stage", "detect"),)][1] == 10
+    (ev,) = store.events()
+    assert ev["person"] == DEMO_NAME and ev["ended"]
+    # confirmed on its 2nd detection (frame 3); predicted boxes count on skipped frames
+    assert ev["n_frames"] >= 27
+
+
+def test_skipped_frames_report_only_tracks_seen_in_the_latest_detection(rt, tmp_path):
+    rt.config.detector.every_n_frames = 3
+    rt.config.tracker.reid_window = 0  # keep the two sides of the cut apart
+    res = Capture(rt, Source(str(make_cut_video(tmp_path / "cut.mp4"))), "cam").run()
+    run_all(rt)
+    assert rt.bus.stream_counts("cam", res.session)["processed"] == 30
+    first, second = EventStore(rt.config.store_url).events()
+    # seen by detection on frames 0-9, predicted on 10-11; gone when detection ran at 12,
+    # so frames 13-14 carry no predicted face
+    assert (first["first_frame"], first["last_frame"]) == (0, 11)
+    assert second["first_frame"] == 15 and second["last_frame"] == 29
