@@ -126,9 +126,38 @@ def test_hamilton_clip_names_both_people_and_no_one_else(tmp_path):
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert summary["processed"] == 275
     ev = facepipe("events", "--json", env=env)
-    names = {json.loads(line)["person"] for line in ev.stdout.splitlines()}
+    events = [json.loads(line) for line in ev.stdout.splitlines()]
+    names = {e["person"] for e in events}
     assert {"lin-manuel-miranda", "alex-lacamoire"} <= names
     assert names <= {"lin-manuel-miranda", "alex-lacamoire", "unknown"}
+    # the clip's shots (cuts at frames 20, 82, 211): Lin stands in the first and is
+    # filmed close in the third; Alex plays the piano in the first (26 px) and is seen in
+    # profile in the second; the fourth shows the audience
+    on_screen = {
+        "lin-manuel-miranda": [(0, 19), (82, 210)],
+        "alex-lacamoire": [(0, 19), (20, 81)],
+    }
+    for e in events:
+        if e["person"] in on_screen:  # a named event lies inside that person's shots
+            span = (e["first_frame"], e["last_frame"])
+            assert any(a <= span[0] and span[1] <= b for a, b in on_screen[e["person"]]), e
+    per_person = {n: sum(e["person"] == n for e in events) for n in on_screen}
+    assert per_person == {"lin-manuel-miranda": 2, "alex-lacamoire": 1}  # one per shot
+
+
+YOUTUBE = (datasets_root() or Path("/nonexistent")) / "youtube-faces-clips" / "Aaron_Guiel"
+
+
+@pytest.mark.skipif(not (YOUTUBE / "Aaron_Guiel5.avi").is_file(), reason="no datasets")
+def test_youtube_faces_clip_is_one_event_despite_its_jump(tmp_path):
+    """The clip skips 36 source frames mid-way (the face jumps): re-identification joins it."""
+    env = clean_env(tmp_path / "home", FACEPIPE__METRICS__PORT="0")
+    r = facepipe("run", str(YOUTUBE / "Aaron_Guiel5.avi"), "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.strip().splitlines()[-1])["processed"] == 132
+    ev = facepipe("events", "--json", env=env)
+    (event,) = [json.loads(line) for line in ev.stdout.splitlines()]
+    assert event["frames"] >= 125 and event["last_frame"] == 131
 
 
 def processes_with_env(marker: str) -> list[int]:

@@ -221,3 +221,14 @@ def test_skipped_frames_report_only_tracks_seen_in_the_latest_detection(rt, tmp_
     # so frames 13-14 carry no predicted face
     assert (first["first_frame"], first["last_frame"]) == (0, 11)
     assert second["first_frame"] == 15 and second["last_frame"] == 29
+
+
+def test_one_stranger_on_two_cameras_becomes_one_unknown(rt, demo_media, tmp_path):
+    Capture(rt, Source(str(demo_media["video"])), "door").run()
+    Capture(rt, Source(str(make_cut_video(tmp_path / "cut.mp4"))), "hall").run()
+    run_all(rt)
+    evs = EventStore(rt.config.store_url).events()
+    assert {e["stream"] for e in evs} == {"door", "hall"}
+    assert all(e["person"] is None for e in evs)
+    (unknown,) = {e["unknown_id"] for e in evs}
+    assert unknown is not None and unknown.startswith("unknown-")
