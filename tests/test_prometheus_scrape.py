@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +25,17 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def dashboard_exprs() -> list[str]:
+    path = Path(__file__).parents[1] / "config" / "grafana" / "dashboards" / "facepipe.json"
+    panels = json.loads(path.read_text())["panels"]
+    return [t["expr"] for p in panels for t in p.get("targets", [])]
+
+
+def test_the_dashboard_has_queries():
+    exprs = dashboard_exprs()
+    assert len(exprs) >= 10 and all("facepipe_" in e for e in exprs)
 
 
 def query(port: int, expr: str) -> list:
@@ -78,6 +91,21 @@ def test_prometheus_ingests_facepipe_metrics(tmp_path, redis_url, home):
             time.sleep(0.5)
         value = {k: float(v[0]["value"][1]) for k, v in got.items() if v}
         assert value == {"captured": 42.0, "dropped": 2.0, "hist": 3.0, "depth": 1.0, "up": 1.0}
+
+        # the Grafana dashboard: every panel's query is valid PromQL for this Prometheus,
+        # and every metric it names is one the endpoint exposes
+        with urllib.request.urlopen(f"http://127.0.0.1:{exporter_port}/metrics") as r:
+            exposed = set(re.findall(r"^# TYPE (\w+) ", r.read().decode(), re.M))
+        for expr in dashboard_exprs():
+            url = f"http://127.0.0.1:{prom_port}/api/v1/query?" + urllib.parse.urlencode(
+                {"query": expr}
+            )
+            with urllib.request.urlopen(url, timeout=5) as r:
+                assert json.loads(r.read())["status"] == "success", expr
+            for name in re.findall(r"facepipe_\w+", expr):
+                assert re.sub(r"_(bucket|count|sum|total)$", "", name) in {
+                    re.sub(r"_total$", "", n) for n in exposed
+                }, (name, expr)
     finally:
         prom.terminate()
         exporter.terminate()
