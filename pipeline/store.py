@@ -135,6 +135,7 @@ class MergeResult:
     into_uid: str
     folded: bool  # an event of the merged track existed and was folded in
     unknown_ids: list[str] = field(default_factory=list)  # clusters whose members changed
+    orphan_snapshot: str | None = None  # the losing event's snapshot file, no longer used
 
 
 @dataclass
@@ -438,14 +439,19 @@ class EventStore:
                 sa.select(events.c.snapshot_quality).where(events.c.track_uid == track_uid)
             ).scalar()
 
-    def set_snapshot(self, track_uid: str, path: str, quality: float) -> None:
+    def set_snapshot(self, track_uid: str, path: str, quality: float) -> str | None:
+        """Set an event's snapshot; returns the previous snapshot's path if it differs."""
         with self.engine.begin() as conn:
             track_uid = self._resolve(conn, {track_uid}).get(track_uid, track_uid)
+            old = conn.execute(
+                sa.select(events.c.snapshot).where(events.c.track_uid == track_uid)
+            ).scalar()
             conn.execute(
                 events.update()
                 .where(events.c.track_uid == track_uid)
                 .values(snapshot=path, snapshot_quality=quality)
             )
+        return old if old and old != path else None
 
     # ----- re-identification merges -------------------------------------------------
     def merge_tracks(self, from_uid: str, into_uid: str) -> MergeResult:
@@ -547,11 +553,15 @@ class EventStore:
             "unknown_id": o["unknown_id"] or y["unknown_id"],
             "updated_at": now,
         }
+        orphan = y["snapshot"]
         if (y["snapshot_quality"] or -1.0) > (o["snapshot_quality"] or -1.0):
             values.update(snapshot=y["snapshot"], snapshot_quality=y["snapshot_quality"])
+            orphan = o["snapshot"]
         conn.execute(events.update().where(events.c.track_uid == into_uid).values(**values))
         clusters = sorted({c for c in (o["unknown_id"], y["unknown_id"]) if c})
-        return MergeResult(into_uid, True, clusters)
+        if orphan == values.get("snapshot", o["snapshot"]):
+            orphan = None
+        return MergeResult(into_uid, True, clusters, orphan)
 
     # ----- queries -------------------------------------------------------------------
     def events(

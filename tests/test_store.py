@@ -114,6 +114,7 @@ def test_merge_folds_the_young_event_into_the_old_one(store):
 
     res = store.merge_tracks("cam/s/2", "cam/s/1")
     assert res.into_uid == "cam/s/1" and res.folded
+    assert res.orphan_snapshot == "one.jpg"  # the caller may delete it
     (ev,) = store.events()
     assert ev["track_uid"] == "cam/s/1"
     assert (ev["first_seen"], ev["last_seen"], ev["n_frames"]) == (0.5, 6.0, 3 + 1 + 2)

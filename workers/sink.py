@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -98,6 +99,7 @@ class SinkStage(Stage):
         if values.get("person") is None:
             self.identities.assign_unknown(res.into_uid)
         self.identities.refresh_clusters(res.unknown_ids)
+        self._remove_snapshot(res.orphan_snapshot)
         self.rt.metrics.inc("facepipe_events_updated_total", {"stream": stream})
 
     def _snapshots(self, rec: FrameRecord) -> None:
@@ -117,7 +119,12 @@ class SinkStage(Stage):
             path.parent.mkdir(parents=True, exist_ok=True)
             crop = crop_face(image, face, 0.4)
             cv2.imwrite(str(path), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
-            self.store.set_snapshot(uid, str(path), face.quality)
+            self._remove_snapshot(self.store.set_snapshot(uid, str(path), face.quality))
+
+    def _remove_snapshot(self, path: str | None) -> None:
+        """Delete a snapshot file no event uses any more (only under the snapshots dir)."""
+        if path and Path(path).resolve().is_relative_to(self.snapshots.resolve()):
+            Path(path).unlink(missing_ok=True)
 
 
 STAGE = SinkStage
