@@ -67,10 +67,11 @@ def plain_loop(video: Path, known: dict[str, Path], upsample: int) -> dict:
     }
 
 
-def pipeline_run(video: Path, known: dict[str, Path]) -> dict:
+def pipeline_run(video: Path, known: dict[str, Path], every_n: int = 1) -> dict:
     home = Path(tempfile.mkdtemp(prefix="facepipe-bench-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("FACEPIPE")}
     env.update(FACEPIPE_HOME=str(home), FACEPIPE__METRICS__PORT="0")
+    env["FACEPIPE__DETECTOR__EVERY_N_FRAMES"] = str(every_n)
     env.pop("REDIS_URL", None)
     cmd = [sys.executable, "-m", "pipeline", "run", str(video), "--json"]
     for name, photo in known.items():
@@ -92,6 +93,7 @@ def pipeline_run(video: Path, known: dict[str, Path]) -> dict:
         "events": [
             {k: e[k] for k in ("person", "frames", "age", "gender", "track")} for e in events
         ],
+        "every_n_frames": every_n,
     }
 
 
@@ -106,7 +108,13 @@ def main() -> None:
     default_video = root / "video" / "short_hamilton_clip.mp4" if root else None
     ap.add_argument("--video", type=Path, default=default_video)
     ap.add_argument("--out", type=Path, help="append a markdown report to this file")
+    ap.add_argument(
+        "--every-n",
+        default="1",
+        help="comma-separated detector.every_n_frames values to run the pipeline with",
+    )
     args = ap.parse_args()
+    rates = [int(x) for x in args.every_n.split(",")]
     if args.video is None or not args.video.is_file():
         sys.exit("no video: pass --video or provide ../shared/datasets/video")
     kdir = args.video.parent / "known"
@@ -114,8 +122,11 @@ def main() -> None:
     info = machine()
     print(f"machine: {info}", file=sys.stderr)
     results = {"machine": info, "video": str(args.video)}
-    results["pipeline"] = pipeline_run(args.video, known)
-    print(json.dumps(results["pipeline"]["summary"]), file=sys.stderr)
+    results["pipelines"] = []
+    for n in rates:
+        results["pipelines"].append(pipeline_run(args.video, known, n))
+        print(n, json.dumps(results["pipelines"][-1]["summary"]), file=sys.stderr)
+    results["pipeline"] = results["pipelines"][0]
     for up in (1, 0):
         results[f"plain_upsample{up}"] = plain_loop(args.video, known, up)
         print(up, json.dumps(results[f"plain_upsample{up}"]), file=sys.stderr)
@@ -129,15 +140,25 @@ def write_markdown(path: Path, r: dict) -> None:
     lines = [
         f"\n## Run of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n",
         f"Machine: {r['machine']}. Video: `{Path(r['video']).name}`. "
-        "Command: `python scripts/bench_pipeline.py --out docs/benchmarks.md`.\n",
+        "Command: `python scripts/bench_pipeline.py --out docs/benchmarks.md"
+        + (
+            f" --every-n {','.join(str(p['every_n_frames']) for p in r['pipelines'])}`.\n"
+            if len(r["pipelines"]) > 1
+            else "`.\n"
+        ),
         "| approach | frames | seconds | frames/s | latency ms per frame | names found |",
         "|---|---|---|---|---|---|",
-        f"| `facepipe run` (default config) | {s['processed']} | {s['seconds']:.1f} | "
-        f"{s['fps']:.1f} | capture-to-event p50 {1000 * s['latency_s'].get('p50', 0):.0f}, "
-        f"p95 {1000 * s['latency_s'].get('p95', 0):.0f} | events: "
-        + ", ".join(f"{k} {v}" for k, v in sorted(s["people"].items()))
-        + " |",
     ]
+    for run in r["pipelines"]:
+        ps, n = run["summary"], run["every_n_frames"]
+        label = "default config" if n == 1 else f"detector.every_n_frames={n}"
+        lines.append(
+            f"| `facepipe run` ({label}) | {ps['processed']} | {ps['seconds']:.1f} | "
+            f"{ps['fps']:.1f} | capture-to-event p50 {1000 * ps['latency_s'].get('p50', 0):.0f}, "
+            f"p95 {1000 * ps['latency_s'].get('p95', 0):.0f} | events: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(ps["people"].items()))
+            + " |"
+        )
     for up in (1, 0):
         p = r[f"plain_upsample{up}"]
         lines.append(
@@ -149,8 +170,8 @@ def write_markdown(path: Path, r: dict) -> None:
         )
     lines.append("")
     lines.append(
-        "Pipeline time by stage (seconds inside each stage's job handler, summed over its "
-        "workers / jobs): "
+        "Pipeline time by stage, default config (seconds inside each stage's job handler, "
+        "summed over its workers / jobs): "
         + ", ".join(
             f"{k} {v:.1f} s / {s['stage_jobs'].get(k, 0)}" for k, v in s["stage_seconds"].items()
         )  # fmt: skip
