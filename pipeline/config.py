@@ -89,6 +89,12 @@ class TrackerConfig(Section):
         lt=2,
         description="kalman: max encoding distance for a new track to continue an earlier one",
     )
+    reid_margin: float = Field(
+        0.1,
+        ge=0,
+        lt=2,
+        description="kalman: a merge needs the candidate nearer than any other track by this",
+    )
     reid_window: int = Field(
         60,
         ge=0,
@@ -120,6 +126,13 @@ class RecognitionConfig(Section):
     )
     min_unknown_quality: float = Field(
         0.05, ge=0, le=1, description="best face quality a track needs to join an unknown-N"
+    )
+    unknown_margin: float = Field(
+        0.1,
+        ge=0,
+        lt=2,
+        description="an unknown track nearly as close to a second unknown-N as to the "
+        "nearest (within this distance) joins neither",
     )
     min_name_quality: float = Field(
         0.05, ge=0, le=1, description="best face quality a track needs to be given a name"

@@ -40,8 +40,10 @@ class Identities:
         min_gender_confidence: float = 0.6,
         min_unknown_quality: float = 0.05,
         min_name_quality: float = 0.0,
+        unknown_margin: float = 0.0,
     ) -> None:
         self.store = store
+        self.unknown_margin = unknown_margin
         self.min_name_quality = min_name_quality
         self.threshold = threshold
         self.unknown_threshold = unknown_threshold
@@ -118,11 +120,19 @@ class Identities:
             clusters = conn.execute(
                 sa.select(unknowns.c.name, unknowns.c.centroid).where(unknowns.c.events > 0)
             ).all()
-            best, best_d = None, np.inf
-            for c in clusters:
-                d = float(np.linalg.norm(np.asarray(json.loads(c.centroid)) - vec))
-                if d < best_d:
-                    best, best_d = c.name, d
+            dists = sorted(
+                (float(np.linalg.norm(np.asarray(json.loads(c.centroid)) - vec)), c.name)
+                for c in clusters
+            )
+            best, best_d = (dists[0][1], dists[0][0]) if dists else (None, np.inf)
+            if (
+                len(dists) > 1
+                and best_d <= self.unknown_threshold
+                and dists[1][0] - best_d < self.unknown_margin
+            ):
+                # between two clusters: the encoding cannot tell who it is (a blurred
+                # face, a false detection); joining either could chain strangers
+                return None
             now = time.time()
             if best is None or best_d > self.unknown_threshold:
                 best = self._next_unknown(conn)

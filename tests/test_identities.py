@@ -118,3 +118,17 @@ def test_poor_faces_stay_plain_unknown_and_do_not_chain_clusters(ids):
     ev = by_uid(ids)
     assert ev[a]["unknown_id"] == "unknown-1"
     assert ev[blurry]["person"] is None and ev[blurry]["unknown_id"] is None
+
+
+def test_a_track_between_two_unknowns_joins_neither(tmp_path):
+    ids = Identities(EventStore(f"sqlite:///{tmp_path / 'm.db'}"), 0.6, 0.5, unknown_margin=0.1)
+    axis = np.zeros(128)
+    axis[0] = 1.0
+    a = sighting(ids, "cam", 1, ALICE)
+    b = sighting(ids, "cam", 2, ALICE + 0.8 * axis)  # another stranger, 0.8 away
+    mid = sighting(ids, "cam", 3, ALICE + 0.42 * axis)  # 0.42 / 0.38 from them: ambiguous
+    close = sighting(ids, "cam", 4, ALICE + 0.1 * axis)  # clearly the first one
+    ev = by_uid(ids)
+    assert ev[a]["unknown_id"] and ev[b]["unknown_id"] != ev[a]["unknown_id"]
+    assert ev[mid]["unknown_id"] is None
+    assert ev[close]["unknown_id"] == ev[a]["unknown_id"]

@@ -37,7 +37,7 @@ class SinkStage(Stage):
         self.identities = Identities(
             self.store, rc.threshold, rc.unknown_threshold,
             rt.config.attributes.min_gender_confidence, rc.min_unknown_quality,
-            rc.min_name_quality,
+            rc.min_name_quality, rc.unknown_margin,
         )  # fmt: skip
         self.snapshots = rt.config.snapshots_path
 

@@ -39,7 +39,7 @@ def identities(ctx: Context):  # type: ignore[no-untyped-def]
     return Identities(
         EventStore(ctx.config.store_url), rc.threshold, rc.unknown_threshold,
         ctx.config.attributes.min_gender_confidence, rc.min_unknown_quality,
-        rc.min_name_quality,
+        rc.min_name_quality, rc.unknown_margin,
     )  # fmt: skip
 
 

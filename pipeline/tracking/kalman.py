@@ -117,6 +117,7 @@ class KalmanTracker:
     appearance_threshold: float = 0.6  # dlib's operating point: surely another person
     reid_threshold: float = 0.5  # stricter: appearance alone, no motion support
     reid_merge: bool = True
+    reid_margin: float = 0.1  # the match must beat tracks surely someone else by this
     reid_window: int = 60  # frames between a track's last sighting and a young track's first
     reid_memory: int = 300  # frames an ended track stays available to late encodings
     recent_max: int = 16  # ended tracks kept for re-identification, at most
@@ -142,6 +143,8 @@ class KalmanTracker:
             )
         if self.min_hits < 1:
             raise ValueError(f"min_hits must be >= 1, got {self.min_hits}")
+        if self.reid_margin < 0:
+            raise ValueError(f"reid_margin must be >= 0, got {self.reid_margin}")
         if min(self.gate, self.std_position, self.std_velocity, self.appearance_threshold) <= 0:
             raise ValueError("gate, std_position, std_velocity, appearance_threshold must be > 0")
 
@@ -321,21 +324,30 @@ class KalmanTracker:
         if not self.reid_merge:
             return t.id
         app = np.asarray(t.appearance)
-        best: tuple[float, KalmanTrack] | None = None
-        for old in self.tracks + self.recent:
-            if (
-                old is t
-                or not old.confirmed
-                or old.appearance is None
-                or len(old.appearance) != app.size
-                or old.last_seq >= t.first_seq
-                or t.first_seq - old.last_seq > self.reid_window
-            ):
-                continue
-            dist = float(np.linalg.norm(np.asarray(old.appearance) - app))
-            if dist <= self.reid_threshold and (best is None or dist < best[0]):
-                best = (dist, old)
-        if best is None:
+        dists: list[tuple[float, KalmanTrack]] = [
+            (float(np.linalg.norm(np.asarray(o.appearance) - app)), o)
+            for o in self.tracks + self.recent
+            if o is not t and o.appearance is not None and len(o.appearance) == app.size
+        ]
+        eligible = [
+            (d, o)
+            for d, o in dists
+            if o.confirmed
+            and o.last_seq < t.first_seq
+            and t.first_seq - o.last_seq <= self.reid_window
+            and d <= self.reid_threshold
+        ]
+        if not eligible:
+            return t.id
+        best = min(eligible, key=lambda x: x[0])
+        # ambiguous: about as close to a track that is surely someone else (one seen in
+        # the same frames as the young track or as the candidate) as to the candidate:
+        # the encoding says little (a blurred face, or a false detection whose encoding
+        # sits between people)
+        rivals = [
+            d for d, o in dists if o is not best[1] and (_overlap(o, t) or _overlap(o, best[1]))
+        ]
+        if rivals and min(rivals) - best[0] < self.reid_margin:
             return t.id
         self._merge(into=best[1], young=t)
         return best[1].id
@@ -563,6 +575,11 @@ _TRACK_FIELDS = tuple(KalmanTrack.__dataclass_fields__)
 _TRACKER_FIELDS = tuple(
     f for f in KalmanTracker.__dataclass_fields__ if f not in ("tracks", "recent", "aliases")
 )
+
+
+def _overlap(a: Track, b: Track) -> bool:
+    """Whether two tracks were seen in common frames (so they are two people)."""
+    return a.first_seq <= b.last_seq and b.first_seq <= a.last_seq
 
 
 def _as_encoding(value: Any) -> np.ndarray:

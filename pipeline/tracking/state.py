@@ -63,6 +63,7 @@ class TrackerStates:
                 reid_threshold=cfg.reid_threshold,
                 reid_merge=cfg.reid_window > 0,
                 reid_window=cfg.reid_window,
+                reid_margin=cfg.reid_margin,
             )
         return IoUTracker(cfg.iou_threshold, cfg.max_missed, cfg.min_hits)
 

@@ -496,3 +496,24 @@ def test_reid_window_bounds_the_gap_and_memory_is_bounded():
     for seq in range(0, 20, 2):
         t.update([Face(box=(10 * seq, 0, 40, 40))], seq)
     assert len(t.recent) == 2
+
+
+def test_an_ambiguous_appearance_is_not_merged():
+    """The young track is as close to a face present at the same time (surely someone
+    else) as to the lost track: its encoding says little, so no merge."""
+    rng = np.random.default_rng(14)
+    hub = (ENC_A + ENC_B) / 2  # "between people", like a blurred face or a false detection
+
+    def run(third):
+        t = KalmanTracker(min_hits=2, max_missed=10)
+        for seq in range(5):
+            fs = [Face(box=(30, 60, 50, 50)), Face(box=(400, 200, 50, 50))]
+            t.update(fs, seq)
+        t.observe_encoding(1, enc(ENC_A, rng))
+        t.observe_encoding(2, enc(third, rng))
+        for seq in range(7, 10):
+            t.update([Face(box=(250, 60, 50, 50)), Face(box=(400, 200, 50, 50))], seq)
+        return t.observe_encoding(3, hub + (ENC_A - hub) * 0.4)
+
+    assert run(ENC_B) == 1  # clearly nearer the lost track than the other face: merged
+    assert run(hub + (ENC_A - hub) * 0.3) == 3  # nearly as near another face: not merged
