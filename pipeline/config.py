@@ -80,6 +80,9 @@ class TrackerConfig(Section):
     min_hits: int = Field(
         3, ge=1, description="frames a face must be seen in before its track becomes an event"
     )
+    max_tentative_missed: int = Field(
+        1, ge=0, description="kalman: detection runs a not yet confirmed track may miss"
+    )
     gap_timeout_s: float = Field(
         10.0, gt=0, description="seconds to wait for a missing frame before skipping it"
     )

@@ -57,6 +57,7 @@ class RunSummary:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     stage_jobs: dict[str, int] = field(default_factory=dict)
     people: dict[str, int] = field(default_factory=dict)
+    tracks_merged: int = 0  # re-identification merges (several tracks, one event)
     failed_jobs: int = 0
     interrupted: bool = False
     latency_s: dict[str, float] = field(default_factory=dict)  # capture->event p50/p95
@@ -79,6 +80,7 @@ class RunSummary:
             "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
             "stage_jobs": self.stage_jobs,
             "people": self.people,
+            "tracks_merged": self.tracks_merged,
             "failed_jobs": self.failed_jobs,
             "latency_s": {k: round(v, 3) for k, v in self.latency_s.items()},
             "interrupted": self.interrupted,
@@ -272,6 +274,11 @@ class LocalPipeline:
         q = self.rt.metrics.quantiles("facepipe_capture_to_event_seconds", (0.5, 0.95))
         summary.latency_s = {f"p{int(k * 100)}": v for k, v in q.items()}
         summary.failed_jobs = sum(FailedJobRegistry(queue=bus.queue(s)).count for s in STAGES)
+        summary.tracks_merged = int(
+            sum(
+                self.rt.metrics.total("facepipe_tracks_merged_total", stream=c.stream) for c in caps
+            )
+        )
         store = EventStore(self.config.store_url)
         sessions = {c.session for c in caps}
         for ev in store.events():

@@ -154,7 +154,8 @@ def test_youtube_faces_clip_is_one_event_despite_its_jump(tmp_path):
     env = clean_env(tmp_path / "home", FACEPIPE__METRICS__PORT="0")
     r = facepipe("run", str(YOUTUBE / "Aaron_Guiel5.avi"), "--json", env=env)
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout.strip().splitlines()[-1])["processed"] == 132
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["processed"] == 132 and summary["tracks_merged"] == 1
     ev = facepipe("events", "--json", env=env)
     (event,) = [json.loads(line) for line in ev.stdout.splitlines()]
     assert event["frames"] >= 125 and event["last_frame"] == 131

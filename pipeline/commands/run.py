@@ -75,6 +75,8 @@ def print_summary(summary_dict: dict, as_json: bool) -> None:
         )
     faces = ", ".join(f"{k}: {v}" for k, v in sorted(s["people"].items())) or "none"
     click.echo(f"people seen (events per person): {faces}")
+    if s.get("tracks_merged"):
+        click.echo(f"tracks re-identified and merged into an earlier event: {s['tracks_merged']}")
     if s["stage_seconds"]:
         parts = [
             f"{k} {v:.1f}s/{s['stage_jobs'].get(k, 0)} jobs" for k, v in s["stage_seconds"].items()

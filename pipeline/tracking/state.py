@@ -64,6 +64,7 @@ class TrackerStates:
                 reid_merge=cfg.reid_window > 0,
                 reid_window=cfg.reid_window,
                 reid_margin=cfg.reid_margin,
+                max_tentative_missed=cfg.max_tentative_missed,
             )
         return IoUTracker(cfg.iou_threshold, cfg.max_missed, cfg.min_hits)
 
