@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from pipeline.record import FrameRecord
 from pipeline.runtime import Runtime
+from pipeline.shots import CutDetector
 from pipeline.sources import Source
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,8 @@ class Capture:
         pending: FrameRecord | None = None  # one frame of look-ahead marks the last one
 
         every_n = self.rt.config.detector.every_n_frames
+        cuts = CutDetector(cfg.shot_cut_threshold) if cfg.shot_cut_threshold else None
+        cut_pending = False  # a cut on a frame that was then dropped marks the next one
 
         def send(rec: FrameRecord) -> None:
             if rec.detected:
@@ -96,6 +99,8 @@ class Capture:
                     self._captured(result, frame.skipped)
                     self._drop(result, "stale", frame.skipped)
                 self._captured(result, 1)
+                if cuts is not None and cuts.update(frame.bgr):
+                    cut_pending = True
                 detect = (seq + 1) % every_n == 0
                 if detect and live and bus.depth("detect") >= cfg.max_queue:
                     self._drop(result, "backpressure")
@@ -114,7 +119,9 @@ class Capture:
                     height=int(bgr.shape[0]),
                     live=live,
                     detected=detect,
+                    cut=cut_pending,
                 )
+                cut_pending = False
                 if detect:  # frames detection skips are never needed as images
                     rec.key = bus.frame_key(rec)
                     self.rt.frames.put(rec.key, bgr)

@@ -49,6 +49,13 @@ class CaptureConfig(Section):
     )
     realtime: bool = Field(False, description="pace video files at their own frame rate")
     reconnect_s: float = Field(2.0, ge=0, description="wait before reopening a failed live source")
+    shot_cut_threshold: float | None = Field(
+        0.4,
+        gt=0,
+        le=1,
+        description="hue/saturation histogram distance of consecutive frames that marks a "
+        "shot cut (every track ends there); null: never",
+    )
 
 
 class DetectorConfig(Section):

@@ -126,6 +126,7 @@ class FrameRecord:
     # False: detection skipped this frame (detector.every_n_frames); the track stage fills
     # ``faces`` with the tracker's predicted boxes of its confirmed tracks
     detected: bool = True
+    cut: bool = False  # the first frame of a new shot (pipeline/shots.py): tracks end here
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -144,6 +145,7 @@ class FrameRecord:
             "track_starts": {k: list(v) for k, v in self.track_starts.items()},
             "last": self.last,
             "detected": self.detected,
+            "cut": self.cut,
         }
 
     @classmethod

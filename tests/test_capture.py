@@ -116,3 +116,26 @@ def test_every_nth_frame_detected_the_rest_go_straight_to_the_tracker(redis_url,
     assert all(not r.detected and r.key is None for r in skipped)  # no image stored
     assert skipped[-1].last and skipped[-1].seq == 29
     assert bus.depth("track") == 20  # each one restarts the stream's track stage
+
+
+def test_the_first_frame_of_a_new_shot_is_marked(redis_url, tmp_path):
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "two-shots.mp4"
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 15.0, (320, 180))
+    for i in range(10):
+        colour = (40, 90, 160) if i < 6 else (160, 120, 40)
+        frame = np.zeros((180, 320, 3), np.uint8) + np.array(colour, np.uint8)
+        w.write(np.clip(frame + rng.integers(0, 30, frame.shape), 0, 255).astype(np.uint8))
+    w.release()
+    rt = runtime(redis_url)
+    Capture(rt, Source(str(path)), "clip").run()
+    q = rt.bus.queue("detect")
+    recs = [FrameRecord.from_dict(q.fetch_job(i).args[0]) for i in q.job_ids]
+    assert [r.seq for r in recs if r.cut] == [6]
+    rt.config.capture.shot_cut_threshold = None
+    q.empty()
+    Capture(rt, Source(str(path)), "clip").run()
+    assert not any(FrameRecord.from_dict(q.fetch_job(i).args[0]).cut for i in q.job_ids)

@@ -85,6 +85,7 @@ class TrackStage(Stage):
     def _track(self, state: StreamState, rec: FrameRecord) -> None:
         tracker = state.tracker
         t0 = time.perf_counter()
+        cut_ended = tracker.end_all() if rec.cut else []  # a new shot: motion says nothing
         if rec.dropped is None and not rec.detected:  # detection skipped: predict
             # tracks matched in the latest detection run only: a lost track's face is
             # not reported where nobody saw it
@@ -101,6 +102,7 @@ class TrackStage(Stage):
                 )
                 rec.track_starts = {t.id: [t.first_ts, t.hits, t.first_seq] for t in confirmed}
             rec.ended_tracks = ended
+        rec.ended_tracks = cut_ended + rec.ended_tracks
         if rec.last:
             rec.ended_tracks = rec.ended_tracks + tracker.end_all()
         rec.timings["track"] = time.perf_counter() - t0

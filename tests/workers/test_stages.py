@@ -236,3 +236,18 @@ def test_one_stranger_on_two_cameras_becomes_one_unknown(rt, demo_media, tmp_pat
     assert all(e["person"] is None for e in evs)
     (unknown,) = {e["unknown_id"] for e in evs}
     assert unknown is not None and unknown.startswith("unknown-")
+
+
+def test_a_shot_cut_ends_every_track(rt):
+    """After a cut, a face at the same place is someone else as far as motion knows."""
+    bus = rt.bus
+    bus.register_stream("cam", "s", {"source": "x", "live": False})
+    for seq in range(8):
+        rec = FrameRecord(stream="cam", session="s", seq=seq, ts=1.0 + seq, cut=seq == 4)
+        rec.faces = [Face(box=(100 + seq, 50, 60, 60), score=0.9)]
+        bus.conn.hset(bus.detected_key("cam", "s"), str(seq), rec.to_json())
+    base.get_stage("track").handle({"stream": "cam", "session": "s"})
+    burst(rt, "sink")
+    before, after = EventStore(rt.config.store_url).events()
+    assert (before["first_frame"], before["last_frame"], before["ended"]) == (0, 3, True)
+    assert after["track_id"] != before["track_id"] and after["first_frame"] == 4
