@@ -534,10 +534,11 @@ def two_people(
 HAMILTON = "short_hamilton_clip.mp4"
 HAMILTON_CUTS = [20, 82, 211]  # what shot_cuts() finds; each checked by eye
 # who is on screen in each shot, by eye: Lin-Manuel Miranda (standing) and Alex Lacamoire
-# (piano); a curly-haired man in profile and the audience; Lin alone; the audience
+# (piano); Alex in profile close-up (curly hair and beard as in his enrolment photo) and
+# the audience; Lin alone; the audience
 HAMILTON_CAST: list[set[str]] = [
     {"lin-manuel-miranda", "alex-lacamoire"},
-    set(),
+    {"alex-lacamoire"},
     {"lin-manuel-miranda"},
     set(),
 ]
