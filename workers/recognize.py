@@ -87,7 +87,8 @@ class RecognizeStage(Stage):
             self.rt.bus.enqueue("attributes", rec.to_dict())
 
     def _reidentify(self, rec: FrameRecord) -> list[tuple[int, int]]:
-        """Feed the encodings to the stream's tracker; returns ``(merged, survivor)`` ids.
+        """Feed the encodings to the stream's tracker; returns ``(merged, survivor)`` ids
+        for the sink: merges made now, and earlier ones this record's faces still carry.
 
         Relabels ``rec.faces`` with the surviving ids.
         """
@@ -95,6 +96,7 @@ class RecognizeStage(Stage):
         if cfg.tracker.model != "kalman":
             return []
         merges: list[tuple[int, int]] = []
+        relabels: list[tuple[int, int]] = []
         with self.states.locked(rec.stream, rec.session, LOCK_WAIT_S) as held:
             if not held:
                 self.rt.metrics.inc("facepipe_reid_skipped_total", {"stream": rec.stream})
@@ -103,12 +105,19 @@ class RecognizeStage(Stage):
             tracker = state.tracker
             assert isinstance(tracker, KalmanTracker)
             for face in rec.faces:
-                if face.track_id is None or face.encoding is None:
+                if face.track_id is None:
                     continue
-                if (face.quality or 0.0) < cfg.recognition.min_unknown_quality:
-                    face.track_id = tracker.resolve(face.track_id)
+                tid = tracker.resolve(face.track_id)  # merged earlier?
+                if tid != face.track_id:
+                    # tell the sink again: harmless if it folded the track already, and
+                    # it completes a merge whose job was lost (a worker died after
+                    # saving the tracker state)
+                    relabels.append((face.track_id, tid))
+                    face.track_id = tid
+                if face.encoding is None or (
+                    (face.quality or 0.0) < cfg.recognition.min_unknown_quality
+                ):
                     continue
-                face.track_id = tracker.resolve(face.track_id)  # merged earlier?
                 now = tracker.observe_encoding(face.track_id, face.encoding)
                 if now is not None and now != face.track_id:  # merged now
                     merges.append((face.track_id, now))
@@ -119,7 +128,7 @@ class RecognizeStage(Stage):
             self.rt.bus.enqueue("track", {"stream": rec.stream, "session": rec.session})
         if merges:
             self.rt.metrics.inc("facepipe_tracks_merged_total", {"stream": rec.stream}, len(merges))
-        return merges
+        return merges + [r for r in relabels if r not in merges]
 
 
 STAGE = RecognizeStage

@@ -251,3 +251,33 @@ def test_a_shot_cut_ends_every_track(rt):
     before, after = EventStore(rt.config.store_url).events()
     assert (before["first_frame"], before["last_frame"], before["ended"]) == (0, 3, True)
     assert after["track_id"] != before["track_id"] and after["first_frame"] == 4
+
+
+def test_a_sample_of_a_merged_track_resends_the_merge(rt):
+    """A merge whose sink job was lost (the worker died after saving the tracker state) is
+    completed by the next sample of the merged track."""
+    from pipeline.tracking.kalman import KalmanTrack
+    from pipeline.tracking.state import StreamState
+    from workers.recognize import RecognizeStage
+
+    stage = RecognizeStage(rt)
+    tracker = stage.states.new_tracker()
+    tracker.tracks.append(
+        KalmanTrack(id=1, box=(0, 0, 40, 40), first_seq=0, last_seq=9, confirmed=True,
+                    mean=[20.0, 20.0, 40.0, 40.0, 0, 0, 0, 0], cov=[0.0] * 64)
+    )  # fmt: skip
+    tracker.aliases = [[2, 1]]
+    stage.states.save("cam", "s", StreamState(tracker, next_seq=10))
+    store = EventStore(rt.config.store_url)
+    for tid in (1, 2):  # both events exist: the merge never reached the sink
+        store.observe([FrameRecord(stream="cam", session="s", seq=tid, ts=1.0,
+                                   faces=[Face(box=(0, 0, 40, 40), track_id=tid)])])  # fmt: skip
+    sample = FrameRecord(stream="cam", session="s", seq=9, ts=2.0)
+    sample.faces = [Face(box=(0, 0, 40, 40), track_id=2, encoding=[0.1] * 128, quality=0.5)]
+    assert stage._reidentify(sample) == [(2, 1)]
+    assert sample.faces[0].track_id == 1
+    assert rt.metrics.total("facepipe_tracks_merged_total") == 0  # not a new merge
+    base.get_stage("sink").handle(
+        {"kind": "merge", "stream": "cam", "session": "s", "from": 2, "into": 1}
+    )
+    assert [e["track_id"] for e in store.events()] == [1]
