@@ -6,10 +6,14 @@ saves the state and releases the lock, so any track worker can continue any stre
 A frame whose detect result never arrives (its worker died) is skipped after
 ``tracker.gap_timeout_s`` and counted as dropped (``lost``).
 
-For each frame it assigns track ids, chooses which faces to sample (a track when it is
-confirmed, then every ``sampling.every_n_frames`` frames up to ``sampling.max_samples``),
-sends the samples to the recognize stage (which passes them on to attributes), and sends
-the tracked frames to the sink.
+For each frame it assigns track ids, chooses which faces to sample, sends the samples to
+the recognize stage (which passes them on to attributes), and sends the tracked frames to
+the sink. Samples are chosen by face quality, up to ``sampling.max_samples`` per track: the
+first when the track is confirmed (so it gets a name quickly), then the best face of each
+window of ``sampling.every_n_frames`` frames by what the detector tells (size x frontal
+pose from its keypoints x confidence: :func:`pipeline.recognition.quality.detection_quality`);
+the recognize stage then weighs each sample by its full quality (with sharpness). A
+window's best face waits in the stream state until the window closes or the track ends.
 """
 
 from __future__ import annotations
@@ -17,15 +21,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from pipeline.recognition.quality import detection_quality
 from pipeline.record import Face, FrameRecord
 from pipeline.runtime import Runtime
-from pipeline.tracking.state import StreamState, Tracker, TrackerStates
+from pipeline.tracking.state import StreamState, TrackerStates
 from workers.base import Stage, get_stage
-
-
-def face_quality(face: Face) -> float:
-    """Sample/snapshot preference: bigger faces first (height in pixels x clipped score)."""
-    return float(face.box[3]) * (1.0 + min(max(face.score, 0.0), 1.0))
 
 
 class TrackStage(Stage):
@@ -50,6 +50,7 @@ class TrackStage(Stage):
         detected = bus.detected_key(stream, session)
         state = self.states.load(stream, session)
         out: list[FrameRecord] = []
+        samples: list[FrameRecord] = []
         while True:
             raw = conn.hget(detected, str(state.next_seq))
             if raw is None:
@@ -70,11 +71,12 @@ class TrackStage(Stage):
                 rec = FrameRecord.from_json(raw)
             state.waiting_since = None
             self._track(state, rec)
+            samples += self._choose_samples(state, rec)
             out.append(rec)
             state.next_seq += 1
         self.states.save(stream, session, state)
         if out:
-            self._emit(out)
+            self._emit(out, samples)
         return state.next_seq
 
     def _gap_expired(self, waiting_since: float | None) -> bool:
@@ -106,31 +108,44 @@ class TrackStage(Stage):
         if rec.last:
             rec.ended_tracks = rec.ended_tracks + tracker.end_all()
         rec.timings["track"] = time.perf_counter() - t0
-        if rec.dropped is None and rec.detected:  # samples only from detected faces
-            self._choose_samples(tracker, rec)
 
-    def _choose_samples(self, tracker: Tracker, rec: FrameRecord) -> None:
-        cfg = self.rt.config.sampling
-        for face in rec.faces:
-            t = tracker.get(face.track_id) if face.track_id is not None else None
-            if t is None or min(face.box[2], face.box[3]) < cfg.min_face_px:
-                continue
-            if t.samples < cfg.max_samples and rec.seq - t.last_sample_seq >= cfg.every_n_frames:
+    def _choose_samples(self, state: StreamState, rec: FrameRecord) -> list[FrameRecord]:
+        """Faces of this frame (or the best of a window that closes now) to recognize."""
+        cfg, tracker = self.rt.config.sampling, state.tracker
+        chosen: list[dict[str, Any]] = []
+        if rec.dropped is None and rec.detected:  # samples only from detected faces
+            for face in rec.faces:
+                t = tracker.get(face.track_id) if face.track_id is not None else None
+                if (
+                    t is None
+                    or t.samples >= cfg.max_samples
+                    or min(face.box[2], face.box[3]) < cfg.min_face_px
+                ):
+                    continue
+                cand = _candidate(rec, face)
+                if t.samples == 0:  # just confirmed: a name as soon as possible
+                    chosen.append(cand)
+                else:  # the best face of the window so far waits for the window's end
+                    best = state.candidates.get(t.id)
+                    if best is None or cand["score"] > best["score"]:
+                        state.candidates[t.id] = cand
+                if t.samples > 0 and rec.seq - t.last_sample_seq < cfg.every_n_frames:
+                    continue
+                if t.samples > 0:
+                    chosen.append(state.candidates.pop(t.id))
                 t.samples += 1
                 t.last_sample_seq = rec.seq
-                face.quality = face_quality(face)
+        # a track that ended (or was merged away) sends the best face it was holding
+        for tid in [tid for tid in state.candidates if tracker.get(tid) is None]:
+            chosen.append(state.candidates.pop(tid))
+        return _sample_records(rec, chosen)
 
-    def _emit(self, records: list[FrameRecord]) -> None:
+    def _emit(self, records: list[FrameRecord], samples: list[FrameRecord]) -> None:
         bus = self.rt.bus
-        for rec in records:
-            sampled = [f for f in rec.faces if f.quality is not None]
-            if sampled:
-                # recognize first; it hands the faces, with their encodings, to the
-                # attributes stage (the transfer/ensemble backends reuse the encoding)
-                sample = FrameRecord.from_dict({**rec.to_dict(), "faces": []})
-                sample.faces = sampled
-                sample.ended_tracks = []
-                bus.enqueue("recognize", sample.to_dict())
+        for sample in samples:
+            # recognize first; it hands the faces, with their encodings, to the
+            # attributes stage (the transfer/ensemble backends reuse the encoding)
+            bus.enqueue("recognize", sample.to_dict())
         bus.enqueue("sink", {"kind": "observations", "records": [r.to_dict() for r in records]})
 
 
@@ -139,3 +154,28 @@ STAGE = TrackStage
 
 def handle(payload: dict[str, Any]) -> None:
     get_stage("track").handle(payload)
+
+
+def _candidate(rec: FrameRecord, face: Face) -> dict[str, Any]:
+    """A face to sample, with what the recognize stage needs of its frame (JSON)."""
+    score = detection_quality(face)
+    sampled = Face.from_dict(face.to_dict())
+    sampled.quality = round(score, 4)  # marks it as a sample; recognize recomputes it
+    return {
+        "seq": rec.seq, "ts": rec.ts, "key": rec.key, "width": rec.width,
+        "height": rec.height, "live": rec.live, "score": score, "face": sampled.to_dict(),
+    }  # fmt: skip
+
+
+def _sample_records(rec: FrameRecord, chosen: list[dict[str, Any]]) -> list[FrameRecord]:
+    """One recognize job per frame the chosen faces come from."""
+    by_seq: dict[int, FrameRecord] = {}
+    for c in chosen:
+        sample = by_seq.get(c["seq"])
+        if sample is None:
+            sample = by_seq[c["seq"]] = FrameRecord(
+                stream=rec.stream, session=rec.session, seq=c["seq"], ts=c["ts"],
+                key=c["key"], width=c["width"], height=c["height"], live=c["live"],
+            )  # fmt: skip
+        sample.faces.append(Face.from_dict(c["face"]))
+    return [by_seq[k] for k in sorted(by_seq)]

@@ -34,12 +34,31 @@ def frontal_factor(landmarks: list[tuple[float, float]] | None) -> float:
     if not landmarks or len(landmarks) != 5:
         return 0.5
     pts = np.asarray(landmarks, dtype=float)
-    eye_a, eye_b, nose = pts[0:2].mean(axis=0), pts[2:4].mean(axis=0), pts[4]
+    return _frontal(pts[0:2].mean(axis=0), pts[2:4].mean(axis=0), pts[4])
+
+
+def detector_frontal_factor(landmarks: list[tuple[float, float]] | None) -> float:
+    """Frontal factor from a detector's keypoints (BlazeFace's 6, MTCNN's 5: the two eye
+    centres, then the nose tip); 0.5 when there are none."""
+    if not landmarks or len(landmarks) < 3:
+        return 0.5
+    pts = np.asarray(landmarks[:3], dtype=float)
+    return _frontal(pts[0], pts[1], pts[2])
+
+
+def _frontal(eye_a: np.ndarray, eye_b: np.ndarray, nose: np.ndarray) -> float:
     inter = np.linalg.norm(eye_a - eye_b)
     if inter < 1e-6:
         return 0.0
     offset = abs(nose[0] - (eye_a[0] + eye_b[0]) / 2.0) / inter
     return float(max(0.0, 1.0 - 2.0 * offset))
+
+
+def detection_quality(face: Face) -> float:
+    """What the track stage can tell without the image: size x frontal pose (from the
+    detector's keypoints) x detector confidence. It picks which frames to sample."""
+    score = min(max(face.score, 0.0), 1.0)
+    return size_factor(face) * detector_frontal_factor(face.landmarks) * score
 
 
 def face_quality(

@@ -15,7 +15,8 @@ import secrets
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from pipeline.bus import Bus
 from pipeline.config import TrackerConfig
@@ -39,6 +40,9 @@ class StreamState:
     tracker: Tracker
     next_seq: int = 0  # the next frame the track stage will consume
     waiting_since: float | None = None  # since when it waits for a missing frame
+    # per track: the best face of the current sampling window, not yet sent to recognition
+    # ({"seq", "ts", "key", "width", "height", "live", "score", "face"})
+    candidates: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
 class TrackerStates:
@@ -75,7 +79,10 @@ class TrackerStates:
         data = json.loads(raw)
         cls = KalmanTracker if self.config.model == "kalman" else IoUTracker
         return StreamState(
-            cls.from_dict(data["tracker"]), data["next_seq"], data.get("waiting_since")
+            cls.from_dict(data["tracker"]),
+            data["next_seq"],
+            data.get("waiting_since"),
+            {int(k): v for k, v in data.get("candidates", {}).items()},
         )
 
     def save(self, stream: str, session: str, state: StreamState) -> None:
@@ -83,6 +90,7 @@ class TrackerStates:
             "tracker": state.tracker.to_dict(),
             "next_seq": state.next_seq,
             "waiting_since": state.waiting_since,
+            "candidates": state.candidates,
         }
         self.bus.conn.set(
             self.key("tracker", stream, session),

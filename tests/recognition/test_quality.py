@@ -1,5 +1,6 @@
 import cv2
 import numpy as np
+import pytest
 from skimage.data import astronaut
 
 from pipeline.recognition.encoder import DlibEncoder
@@ -44,3 +45,16 @@ def test_flat_image_has_no_sharpness():
     assert (
         sharpness_factor(np.full((100, 100, 3), 128, np.uint8), Face(box=(10, 10, 50, 50))) == 0.0
     )
+
+
+def test_detection_quality_prefers_big_confident_frontal_faces():
+    from pipeline.recognition.quality import detection_quality
+    from pipeline.record import Face
+
+    frontal = [(40.0, 40.0), (60.0, 40.0), (50.0, 50.0)]
+    turned = [(40.0, 40.0), (60.0, 40.0), (41.0, 50.0)]
+    big = Face(box=(0, 0, 80, 80), score=0.9, landmarks=frontal)
+    assert detection_quality(big) == pytest.approx(0.9)
+    assert detection_quality(Face(box=(0, 0, 40, 40), score=0.9, landmarks=frontal)) < 0.5
+    assert detection_quality(Face(box=(0, 0, 80, 80), score=0.9, landmarks=turned)) < 0.1
+    assert detection_quality(Face(box=(0, 0, 80, 80), score=0.45)) == pytest.approx(0.225)

@@ -281,3 +281,29 @@ def test_a_sample_of_a_merged_track_resends_the_merge(rt):
         {"kind": "merge", "stream": "cam", "session": "s", "from": 2, "into": 1}
     )
     assert [e["track_id"] for e in store.events()] == [1]
+
+
+def test_samples_are_the_best_face_of_each_window(rt):
+    """The first sample at confirmation, then the best face (by detection quality) of each
+    window of sampling.every_n_frames frames; a track's pending best face is sent when the
+    track ends."""
+    rt.config.sampling.every_n_frames = 5
+    bus = rt.bus
+    bus.register_stream("cam", "s", {"source": "x", "live": False})
+    eyes_nose = [(120.0, 70.0), (140.0, 70.0), (130.0, 80.0)]
+    for seq in range(14):
+        rec = FrameRecord(stream="cam", session="s", seq=seq, ts=1.0 + seq, key=f"k{seq}",
+                          last=seq == 13)  # fmt: skip
+        score = 0.99 if seq == 4 else 0.5
+        face = Face(box=(100, 50, 60, 60), score=score, landmarks=eyes_nose)
+        if seq == 9:  # a turned head: nose under one eye
+            face.score, face.landmarks = 0.99, [(120.0, 70.0), (140.0, 70.0), (121.0, 80.0)]
+        rec.faces = [face]
+        bus.conn.hset(bus.detected_key("cam", "s"), str(seq), rec.to_json())
+    base.get_stage("track").handle({"stream": "cam", "session": "s"})
+    q = bus.queue("recognize")
+    sampled = [FrameRecord.from_dict(q.fetch_job(i).args[0]) for i in q.job_ids]
+    # confirmed at 1 (min_hits 2); best of 2-6 is the confident face at 4; 7-11 are
+    # equal but for the turned head at 9 (not chosen); 12-13 pending when the track ends
+    assert [r.seq for r in sampled] == [1, 4, 7, 12]
+    assert all(r.key == f"k{r.seq}" and r.faces[0].track_id == 1 for r in sampled)
