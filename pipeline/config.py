@@ -117,7 +117,9 @@ class SamplingConfig(Section):
     max_samples: int = Field(
         5, ge=1, description="recognition/attribute samples per track (first one at birth)"
     )
-    every_n_frames: int = Field(5, ge=1, description="frames between samples of one track")
+    every_n_frames: int = Field(
+        5, ge=1, description="window of frames whose best face becomes a track's next sample"
+    )
     min_face_px: int = Field(
         24, ge=0, description="faces smaller than this are tracked but not sampled"
     )
