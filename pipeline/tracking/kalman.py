@@ -435,19 +435,18 @@ class KalmanTracker:
             raise ValueError(f"unknown KalmanTracker field(s): {sorted(unknown)}")
         tracker = cls(**data)
         track_fields = set(KalmanTrack.__dataclass_fields__)
-        for raw in raw_recent:
-            tracker.recent.append(KalmanTrack(**{**raw, "box": tuple(raw["box"])}))
-        for raw in raw_tracks:
-            unknown = set(raw) - track_fields
-            if unknown:
-                raise ValueError(f"unknown track field(s): {sorted(unknown)}")
-            t = KalmanTrack(**{**raw, "box": tuple(raw["box"])})
-            if not t.mean and not t.cov:  # an IoUTracker track: start its filter
-                mean, cov = tracker._initiate(box_to_z(t.box))
-                t.mean, t.cov, t.kf_seq = mean.tolist(), cov.ravel().tolist(), t.last_seq
-            if len(t.mean) != 2 * _DIM or len(t.cov) != (2 * _DIM) ** 2:
-                raise ValueError(f"track {t.id}: mean must have 8 values and cov 64")
-            tracker.tracks.append(t)
+        for raws, into in ((raw_tracks, tracker.tracks), (raw_recent, tracker.recent)):
+            for raw in raws:
+                unknown = set(raw) - track_fields
+                if unknown:
+                    raise ValueError(f"unknown track field(s): {sorted(unknown)}")
+                t = KalmanTrack(**{**raw, "box": tuple(raw["box"])})
+                if not t.mean and not t.cov:  # an IoUTracker track: start its filter
+                    mean, cov = tracker._initiate(box_to_z(t.box))
+                    t.mean, t.cov, t.kf_seq = mean.tolist(), cov.ravel().tolist(), t.last_seq
+                if len(t.mean) != 2 * _DIM or len(t.cov) != (2 * _DIM) ** 2:
+                    raise ValueError(f"track {t.id}: mean must have 8 values and cov 64")
+                into.append(t)
         return tracker
 
     # ----- internals ------------------------------------------------------------------
