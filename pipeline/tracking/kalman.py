@@ -367,6 +367,9 @@ class KalmanTracker:
     def _retire(self, t: KalmanTrack) -> None:
         """An ended confirmed track: keep it a while for late re-identification."""
         if self.reid_merge and self.reid_memory > 0 and self.recent_max > 0:
+            # its filter state is never used again (a merge takes the young track's), so
+            # it is dropped: the state is saved on every frame
+            t.mean, t.cov = [], []
             self.recent.append(t)
 
     def _prune_recent(self) -> None:
@@ -388,9 +391,10 @@ class KalmanTracker:
         into.last_sample_seq = max(into.last_sample_seq, young.last_sample_seq)
         if young.appearance is not None and into.appearance is not None:
             n_i, n_y = into.appearance_n, young.appearance_n
-            into.appearance = (
+            into.appearance = np.round(
                 (np.asarray(into.appearance) * n_i + np.asarray(young.appearance) * n_y)
-                / (n_i + n_y)
+                / (n_i + n_y),
+                6,
             ).tolist()
             into.appearance_n = n_i + n_y
         self.tracks = [x for x in self.tracks if x is not young and x is not into]
@@ -441,6 +445,9 @@ class KalmanTracker:
                 if unknown:
                     raise ValueError(f"unknown track field(s): {sorted(unknown)}")
                 t = KalmanTrack(**{**raw, "box": tuple(raw["box"])})
+                if into is tracker.recent and not t.mean and not t.cov:
+                    into.append(t)  # an ended track keeps no filter state
+                    continue
                 if not t.mean and not t.cov:  # an IoUTracker track: start its filter
                     mean, cov = tracker._initiate(box_to_z(t.box))
                     t.mean, t.cov, t.kf_seq = mean.tolist(), cov.ravel().tolist(), t.last_seq
@@ -452,13 +459,13 @@ class KalmanTracker:
     # ----- internals ------------------------------------------------------------------
     def _add_appearance(self, t: KalmanTrack, enc: np.ndarray) -> None:
         if t.appearance is None:
-            t.appearance, t.appearance_n = enc.tolist(), 1
+            t.appearance, t.appearance_n = np.round(enc, 6).tolist(), 1
             return
         old = np.asarray(t.appearance)
         if old.shape != enc.shape:
             raise ValueError(f"encoding has {enc.shape[0]} values, track {t.id} has {old.shape[0]}")
         n = min(t.appearance_n, self.appearance_window - 1)
-        t.appearance = ((old * n + enc) / (n + 1)).tolist()
+        t.appearance = np.round((old * n + enc) / (n + 1), 6).tolist()
         t.appearance_n = t.appearance_n + 1
 
     def _cost(

@@ -453,6 +453,7 @@ def test_encodings_that_arrive_after_both_tracks_ended_still_merge():
     assert t.observe_encoding(2, enc(ENC_A, rng)) == 1  # later samples follow the alias
     assert t.resolve(2) == 1 and t.aliases == [[2, 1]]
     assert [r.id for r in t.recent] == [1] and t.recent[0].hits == 12
+    assert t.recent[0].mean == [] and t.recent[0].cov == []  # an ended track keeps no filter
     # the state, with its memory of ended tracks and aliases, survives JSON
     t2 = KalmanTracker.from_dict(json.loads(json.dumps(t.to_dict())))
     assert t2.resolve(2) == 1 and [r.id for r in t2.recent] == [1]
