@@ -27,6 +27,10 @@ from pipeline.runtime import Runtime
 from pipeline.tracking.state import StreamState, TrackerStates
 from workers.base import Stage, get_stage
 
+# frames advanced per hold of the stream's lock: a backlog is worked off in batches, so the
+# lock is never held near its expiry and the recognize stage gets its turn in between
+MAX_FRAMES_PER_HOLD = 100
+
 
 class TrackStage(Stage):
     name = "track"
@@ -51,7 +55,7 @@ class TrackStage(Stage):
         state = self.states.load(stream, session)
         out: list[FrameRecord] = []
         samples: list[FrameRecord] = []
-        while True:
+        while len(out) < MAX_FRAMES_PER_HOLD:
             raw = conn.hget(detected, str(state.next_seq))
             if raw is None:
                 if not self._gap_expired(state.waiting_since):

@@ -307,3 +307,18 @@ def test_samples_are_the_best_face_of_each_window(rt):
     # equal but for the turned head at 9 (not chosen); 12-13 pending when the track ends
     assert [r.seq for r in sampled] == [1, 4, 7, 12]
     assert all(r.key == f"k{r.seq}" and r.faces[0].track_id == 1 for r in sampled)
+
+
+def test_a_backlog_is_worked_off_in_batches_by_one_job(rt, monkeypatch):
+    import workers.track
+
+    monkeypatch.setattr(workers.track, "MAX_FRAMES_PER_HOLD", 4)
+    bus = rt.bus
+    bus.register_stream("cam", "s", {"source": "x", "live": False})
+    for seq in range(10):
+        rec = FrameRecord(stream="cam", session="s", seq=seq, ts=1.0, last=seq == 9)
+        bus.conn.hset(bus.detected_key("cam", "s"), str(seq), rec.to_json())
+    base.get_stage("track").handle({"stream": "cam", "session": "s"})
+    assert bus.depth("sink") == 3  # 4 + 4 + 2 frames, one lock hold each
+    burst(rt, "sink")
+    assert bus.stream_counts("cam", "s")["processed"] == 10
