@@ -2,6 +2,13 @@
 
 Landmarks use the 5-point model (public domain), not the 68-point one (iBUG 300-W,
 non-commercial). Distances are Euclidean; dlib's published operating point is 0.6.
+
+``flip=True`` (off by default) is test-time flip augmentation: the aligned 150x150 face
+chip and its horizontal mirror go through the network as one batch and the face's
+encoding is :func:`flip_average` of the two (about 2x the cost of one encoding).
+Flip-averaged encodings are closer together than plain ones, so they need their own
+threshold (``docs/recognition.md``), and a gallery should be encoded the same way as the
+probes it is compared with.
 """
 
 from __future__ import annotations
@@ -10,18 +17,46 @@ import numpy as np
 
 from pipeline.record import Face
 
+# dlib's face chip for the ResNet encoder: 150x150 px, 25 % padding around the landmarks
+# (the values compute_face_descriptor(image, shape) uses internally).
+CHIP_SIZE = 150
+CHIP_PADDING = 0.25
+
+
+def flip_average(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The encoding of a face from its chip's encoding ``a`` and its mirror's ``b``.
+
+    The mean of the two, rescaled to the mean of their lengths: averaging two close
+    vectors shortens them a little, and dlib encodings are not unit vectors, so the
+    rescaling keeps flip-averaged encodings on the same scale as plain ones.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    mean = (a + b) / 2.0
+    norm = float(np.linalg.norm(mean))
+    if norm == 0.0:
+        return mean
+    return mean * ((float(np.linalg.norm(a)) + float(np.linalg.norm(b))) / 2.0 / norm)
+
 
 class DlibEncoder:
-    """Loads the dlib models once; ``encode`` returns one 128-d row per face."""
+    """Loads the dlib models once; ``encode`` returns one 128-d row per face.
+
+    ``num_jitters``: dlib re-samplings per face (slower, slightly steadier).
+    ``min_face_px``: shorter faces are upscaled before landmarks and encoding.
+    ``flip``: also encode the mirrored face chip and return :func:`flip_average` of the
+    two (2x the network cost; off by default).
+    """
 
     dim = 128
 
-    def __init__(self, num_jitters: int = 1, min_face_px: int = 80) -> None:
+    def __init__(self, num_jitters: int = 1, min_face_px: int = 80, flip: bool = False) -> None:
         import dlib
         import face_recognition_models as frm
 
         self.num_jitters = num_jitters
         self.min_face_px = min_face_px
+        self.flip = flip
         self._shape = dlib.shape_predictor(frm.pose_predictor_five_point_model_location())
         self._net = dlib.face_recognition_model_v1(frm.face_recognition_model_location())
 
@@ -43,9 +78,20 @@ class DlibEncoder:
         for i, face in enumerate(faces):
             img, (x, y, w, h), (ox, oy, scale) = self._upscaled(image, face)
             shape = self._shape(img, dlib.rectangle(x, y, x + w, y + h))
-            out[i] = np.asarray(self._net.compute_face_descriptor(img, shape, self.num_jitters))
+            out[i] = self._descriptor(img, shape)
             marks.append([(ox + p.x / scale, oy + p.y / scale) for p in shape.parts()])
         return out, marks
+
+    def _descriptor(self, image: np.ndarray, shape: object) -> np.ndarray:
+        """The 128-d encoding of the face whose landmarks are ``shape``."""
+        if not self.flip:
+            return np.asarray(self._net.compute_face_descriptor(image, shape, self.num_jitters))
+        import dlib
+
+        chip = dlib.get_face_chip(image, shape, size=CHIP_SIZE, padding=CHIP_PADDING)
+        mirror = np.ascontiguousarray(chip[:, ::-1])
+        views = self._net.compute_face_descriptor([chip, mirror], self.num_jitters)
+        return flip_average(np.asarray(views[0]), np.asarray(views[1]))
 
     def _upscaled(
         self, image: np.ndarray, face: Face

@@ -1,4 +1,5 @@
-"""Verification: pairs parsing, threshold selection, TAR@FAR, the encoder path and the CLI.
+"""Verification: pairs parsing, threshold selection, TAR@FAR, calibrated thresholds per
+encoder setting (plain / flip-averaged), the encoder path and its cache, and the CLI.
 
 No dataset needed: the maths runs on synthetic distances, the real-encoder checks on
 scikit-image's astronaut() photo and an up-scaled face from skimage.data.lfw_subset().
@@ -179,14 +180,31 @@ def test_decision_rule_is_inclusive() -> None:
 
 def test_calibrated_threshold_per_jitter_count() -> None:
     assert V.calibrated_threshold(1) == V.DEFAULT_THRESHOLD
-    assert V.calibrated_threshold(5) == V.CALIBRATED_THRESHOLDS[5]
+    assert V.calibrated_threshold(1, V.DEFAULT_FLIP) == V.DEFAULT_THRESHOLD
+    assert V.calibrated_threshold(5, flip=False) == V.CALIBRATED_THRESHOLDS[5]
     # more jitters shrink distances: never a looser threshold than with fewer
-    assert V.calibrated_threshold(5) <= V.calibrated_threshold(1)
-    assert V.calibrated_threshold(3) == V.calibrated_threshold(5)  # tie -> stricter
-    assert V.calibrated_threshold(2) == V.calibrated_threshold(1)
-    assert V.calibrated_threshold(50) == V.calibrated_threshold(5)
+    assert V.calibrated_threshold(5, flip=False) <= V.calibrated_threshold(1, flip=False)
+    assert V.calibrated_threshold(3, flip=False) == V.calibrated_threshold(5, flip=False)
+    assert V.calibrated_threshold(2, flip=False) == V.calibrated_threshold(1, flip=False)
+    assert V.calibrated_threshold(50, flip=False) == V.calibrated_threshold(5, flip=False)
     with pytest.raises(ValueError):
         V.calibrated_threshold(0)
+    with pytest.raises(ValueError):
+        V.calibrated_threshold(0, flip=True)
+
+
+def test_calibrated_threshold_with_flip() -> None:
+    # flip-averaged encodings have their own table; they are closer together, so for the
+    # same jitter count their threshold is never looser than the plain one
+    for j in (1, 2, 5, 10):
+        flip_t = V.calibrated_threshold(j, flip=True)
+        assert flip_t in V.CALIBRATED_FLIP_THRESHOLDS.values()
+        assert flip_t <= V.calibrated_threshold(j, flip=False)
+    assert V.calibrated_threshold(1, flip=True) == V.CALIBRATED_FLIP_THRESHOLDS[1]
+    assert V.calibrated_threshold(1, flip=True) != V.calibrated_threshold(1, flip=False)
+    # the default of `facepipe verify` is the entry of its default encoder
+    table = V.CALIBRATED_FLIP_THRESHOLDS if V.DEFAULT_FLIP else V.CALIBRATED_THRESHOLDS
+    assert V.DEFAULT_THRESHOLD == table[1]
 
 
 # ----- images, the real encoder and the cache --------------------------------------------
@@ -276,6 +294,47 @@ def test_cache_round_trip_without_pickle(faces_dir: Path, tmp_path: Path) -> Non
     assert second.encoded == 0
     assert np.array_equal(again.encoding, a.encoding) and again.box == a.box
     assert fb.fallback and second.fallbacks == {"noface.png"}
+
+
+def test_pair_encoder_flip_and_the_cache_keeps_settings_apart(
+    faces_dir: Path, tmp_path: Path
+) -> None:
+    from pipeline.recognition.encoder import DlibEncoder
+    from pipeline.record import Face
+
+    assert V.PairEncoder().flip is V.DEFAULT_FLIP
+    cache_dir = tmp_path / "cache"
+    plain = V.PairEncoder(flip=False, cache=V.EncodingCache(cache_dir))
+    p = plain.encode_file(faces_dir / "astronaut.png", key="astronaut.png")
+    plain.cache.flush()  # type: ignore[union-attr]
+    assert plain.flip is False and plain.encoded == 1
+
+    # a flip encoder on the same cache does not take the plain encoding for its own
+    flip = V.PairEncoder(flip=True, cache=V.EncodingCache(cache_dir))
+    f = flip.encode_file(faces_dir / "astronaut.png", key="astronaut.png")
+    flip.cache.flush()  # type: ignore[union-attr]
+    assert flip.flip is True and flip.encoded == 1
+    assert f.box == p.box and not np.array_equal(f.encoding, p.encoding)
+    assert V.pair_distance(f.encoding, p.encoding) < 0.3  # the same face
+    expected = DlibEncoder(flip=True).encode(
+        V.load_rgb(faces_dir / "astronaut.png"), [Face(box=f.box)]
+    )[0]
+    assert np.allclose(f.encoding, expected)
+    rows = json.loads((cache_dir / "index.json").read_text())["rows"]
+    assert sorted(rows) == sorted(
+        [
+            V.EncodingCache.key("astronaut.png", p.box),
+            V.EncodingCache.key("astronaut.png", p.box, "flip"),
+        ]
+    )
+
+    # both are reused from the cache afterwards, each under its own key
+    again_plain = V.PairEncoder(flip=False, cache=V.EncodingCache(cache_dir))
+    again_flip = V.PairEncoder(flip=True, cache=V.EncodingCache(cache_dir))
+    ap = again_plain.encode_file(faces_dir / "astronaut.png", key="astronaut.png")
+    af = again_flip.encode_file(faces_dir / "astronaut.png", key="astronaut.png")
+    assert again_plain.encoded == again_flip.encoded == 0
+    assert np.array_equal(ap.encoding, p.encoding) and np.array_equal(af.encoding, f.encoding)
 
 
 # ----- the `facepipe verify` command --------------------------------------------------
