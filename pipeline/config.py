@@ -130,6 +130,11 @@ class RecognitionConfig(Section):
         0.6, gt=0, lt=2, description="max encoding distance to accept a gallery match"
     )
     num_jitters: int = Field(1, ge=1, le=100, description="dlib encoder re-samplings per face")
+    flip: bool = Field(
+        False,
+        description="average each sample's encoding with its mirror image's (2x the "
+        "encoding cost; calibrated threshold 0.58 instead of 0.60, docs/recognition.md)",
+    )
     enroll_jitters: int = Field(
         10, ge=1, le=100, description="re-samplings per enrolment photo (a steadier template)"
     )

@@ -106,10 +106,12 @@ class Identities:
         """Give an unrecognised track its ``unknown-N`` (joining or starting a cluster)."""
         with self.store.engine.begin() as conn:
             ev = conn.execute(
-                sa.select(events.c.person, events.c.unknown_id).where(
-                    events.c.track_uid == track_uid
-                )
-            ).first()
+                sa.select(
+                    events.c.person, events.c.unknown_id, events.c.stream, events.c.session,
+                    events.c.first_frame, events.c.last_frame, events.c.first_seen,
+                    events.c.last_seen,
+                ).where(events.c.track_uid == track_uid)
+            ).first()  # fmt: skip
             if ev is None or ev.person is not None or ev.unknown_id is not None:
                 return ev.unknown_id if ev is not None else None
             # dark, blurred or tiny faces have encodings that sit "between" people: they
@@ -124,14 +126,20 @@ class Identities:
                 (float(np.linalg.norm(np.asarray(json.loads(c.centroid)) - vec)), c.name)
                 for c in clusters
             )
-            best, best_d = (dists[0][1], dists[0][0]) if dists else (None, np.inf)
+            # a cluster with a member seen in the same frames of the same stream is
+            # someone else (one person is not in two places of a picture at once)
+            busy = self._present_clusters(conn, track_uid, ev)
+            free = [(d, n) for d, n in dists if n not in busy]
+            best, best_d = (free[0][1], free[0][0]) if free else (None, np.inf)
+            rivals = [d for d, n in dists if n != best]
             if (
-                len(dists) > 1
-                and best_d <= self.unknown_threshold
-                and dists[1][0] - best_d < self.unknown_margin
+                best_d <= self.unknown_threshold
+                and rivals
+                and min(rivals) - best_d < (self.unknown_margin)
             ):
-                # between two clusters: the encoding cannot tell who it is (a blurred
-                # face, a false detection); joining either could chain strangers
+                # about as near another cluster (or a person in the same frames): the
+                # encoding cannot tell who it is (a blurred face, a false detection);
+                # joining either could chain strangers
                 return None
             now = time.time()
             if best is None or best_d > self.unknown_threshold:
@@ -147,6 +155,23 @@ class Identities:
             )
             self._recompute_centroid(conn, best)
             return best
+
+    @staticmethod
+    def _present_clusters(conn: sa.Connection, track_uid: str, ev: Any) -> set[str]:
+        """unknown-N clusters with a member event on screen together with this one."""
+        q = sa.select(events.c.unknown_id).where(
+            events.c.unknown_id.is_not(None),
+            events.c.stream == ev.stream,
+            events.c.session == ev.session,
+            events.c.track_uid != track_uid,
+        )
+        if ev.first_frame is not None and ev.last_frame is not None:
+            q = q.where(
+                events.c.first_frame <= ev.last_frame, events.c.last_frame >= ev.first_frame
+            )
+        else:
+            q = q.where(events.c.first_seen <= ev.last_seen, events.c.last_seen >= ev.first_seen)
+        return {r[0] for r in conn.execute(q)}
 
     def unknown_list(self) -> list[dict[str, Any]]:
         q = (

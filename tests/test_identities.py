@@ -124,11 +124,23 @@ def test_a_track_between_two_unknowns_joins_neither(tmp_path):
     ids = Identities(EventStore(f"sqlite:///{tmp_path / 'm.db'}"), 0.6, 0.5, unknown_margin=0.1)
     axis = np.zeros(128)
     axis[0] = 1.0
-    a = sighting(ids, "cam", 1, ALICE)
-    b = sighting(ids, "cam", 2, ALICE + 0.8 * axis)  # another stranger, 0.8 away
-    mid = sighting(ids, "cam", 3, ALICE + 0.42 * axis)  # 0.42 / 0.38 from them: ambiguous
-    close = sighting(ids, "cam", 4, ALICE + 0.1 * axis)  # clearly the first one
+    a = sighting(ids, "cam1", 1, ALICE)
+    b = sighting(ids, "cam2", 2, ALICE + 0.8 * axis)  # another stranger, 0.8 away
+    mid = sighting(ids, "cam3", 3, ALICE + 0.42 * axis)  # 0.42 / 0.38 from them: ambiguous
+    close = sighting(ids, "cam4", 4, ALICE + 0.1 * axis)  # clearly the first one
     ev = by_uid(ids)
     assert ev[a]["unknown_id"] and ev[b]["unknown_id"] != ev[a]["unknown_id"]
     assert ev[mid]["unknown_id"] is None
     assert ev[close]["unknown_id"] == ev[a]["unknown_id"]
+
+
+def test_two_people_in_the_same_frames_are_never_one_unknown(ids):
+    axis = np.zeros(128)
+    axis[0] = 1.0
+    a = sighting(ids, "cam", 1, BOB)
+    b = sighting(ids, "cam", 2, BOB + 0.3 * axis)  # near enough to join, but on screen with a
+    later = sighting(ids, "other-cam", 3, BOB)  # the first one again, elsewhere
+    ev = by_uid(ids)
+    assert ev[a]["unknown_id"] and ev[b]["unknown_id"]
+    assert ev[a]["unknown_id"] != ev[b]["unknown_id"]
+    assert ev[later]["unknown_id"] == ev[a]["unknown_id"]

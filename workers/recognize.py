@@ -44,6 +44,7 @@ class RecognizeStage(Stage):
         self.encoder = DlibEncoder(
             num_jitters=rt.config.recognition.num_jitters,
             min_face_px=rt.config.recognition.upscale_below_px,
+            flip=rt.config.recognition.flip,
         )
         self.gallery = GalleryCache(EventStore(rt.config.store_url), GALLERY_POLL_S)
         self.states = TrackerStates(rt.bus, rt.config.tracker)

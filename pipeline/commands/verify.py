@@ -38,8 +38,15 @@ log = logging.getLogger(__name__)
     "--threshold",
     type=click.FloatRange(min=0, min_open=True, max=2),
     default=None,
-    help="same iff distance <= this (default: the value calibrated for --num-jitters, "
-    "0.62 for 1; see docs/recognition.md)",
+    help="same iff distance <= this (default: the value calibrated for --num-jitters and "
+    "--flip/--no-flip: 0.60 with flip, 0.62 without, for 1 jitter; see docs/recognition.md)",
+)
+@click.option(
+    "--flip/--no-flip",
+    default=True,
+    show_default=True,
+    help="average each face's encoding with its mirror image's (2x the cost, 98.67 %% vs "
+    "98.39 %% held-out LFW accuracy)",
 )
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per pair on stdout")
 @click.option(
@@ -64,6 +71,7 @@ def verify(
     as_json: bool,
     num_jitters: int,
     cache_dir: Path | None,
+    flip: bool,
 ) -> None:
     """Verify pairs of face images: same person or not, with the encoding distance.
 
@@ -80,11 +88,11 @@ def verify(
     root = pairs_path.parent if root is None else root
     if not root.is_dir():
         raise click.ClickException(f"--root is not a directory: {root}")
-    t = V.calibrated_threshold(num_jitters) if threshold is None else threshold
+    t = V.calibrated_threshold(num_jitters, flip) if threshold is None else threshold
 
     # one sub-folder per encoder setting, so a cache never mixes jitter counts
     cache = V.EncodingCache(cache_dir / f"5pt-jitter{num_jitters}") if cache_dir else None
-    encoder = V.PairEncoder(num_jitters=num_jitters, cache=cache)
+    encoder = V.PairEncoder(num_jitters=num_jitters, cache=cache, flip=flip)
     failed: dict[str, str] = {}
 
     def encode(rel: str) -> V.Encoded:

@@ -384,6 +384,15 @@ def test_verify_cli_json(faces_dir: Path, tmp_path: Path) -> None:
     )
     assert json.loads(res.output.splitlines()[0])["same"] is False
 
+    # --no-flip: the plain encodings (other distances), judged at their own threshold
+    res = CliRunner().invoke(
+        verify, ["--pairs", str(pairs), "--root", str(faces_dir), "--json", "--no-flip"]
+    )
+    plain = [json.loads(line) for line in res.output.splitlines()]
+    assert plain[0]["same"] is True and plain[1]["same"] is False
+    assert plain[0]["distance"] != rows[0]["distance"]
+    assert plain[1]["distance"] > V.calibrated_threshold(1, flip=False)
+
 
 def test_verify_cli_summary_and_bad_input(faces_dir: Path, tmp_path: Path) -> None:
     pairs = _pairs_file(faces_dir, tmp_path)
