@@ -34,7 +34,11 @@ log = logging.getLogger(__name__)
 
 RUNS_DIR = REPO_ROOT / "runs" / "agegender"
 DEV_BUCKETS = range(splitmod.VAL_PERCENT, splitmod.VAL_PERCENT + 4)
-"""Hash buckets (4 % of all files, all from the training side) used to monitor training."""
+"""Hash buckets (4 % of all files, all from the training side) used to monitor training
+and to fit the ensemble's stacker and the calibrations (pipeline.agegender.stacking)."""
+HEADS_HIDDEN = 512
+HEADS_DROPOUT = 0.4
+"""Transfer heads: width of the two hidden layers and their dropout (chosen on dev)."""
 
 
 @dataclass
@@ -107,13 +111,22 @@ def utkface_dataset(
         d = data.image_cache(80)
         x = d["images"]
     elif cfg.features == "dlib":
-        d = data.feature_cache(
-            "dlib128",
-            data.dlib_features,
-            progress=progress,
-            partial=bool(cfg.extra.get("partial_features")),
+        # plain and mirrored encodings of every image: with ``mirror`` (default) the
+        # mirrored face is one more training example with the same labels (training files
+        # only; dev and val stay plain, as the pipeline computes them)
+        d = data.mirrored_cache(partial=bool(cfg.extra.get("partial_features")))
+        side = sides_of(d["names"])
+        if not cfg.extra.get("mirror", True):
+            return Dataset(d["features"][:, :128], d["ages"], d["genders"], side, _source(d))
+        mirrored_side = np.where(side == "train", "train", "mirror-unused")
+        source = _source(d, "dlib 128-d encodings of each image and of its mirrored chip")
+        return Dataset(
+            np.concatenate([d["features"][:, :128], d["features"][:, 128:]]),
+            np.concatenate([d["ages"], d["ages"]]),
+            np.concatenate([d["genders"], d["genders"]]),
+            np.concatenate([side, mirrored_side]),
+            source,
         )
-        x = d["features"]
     elif cfg.features == "vgg16":
         from pipeline.agegender.vgg16 import Vgg16Features
 
@@ -122,21 +135,27 @@ def utkface_dataset(
         x = d["features"]
     else:
         raise ValueError(f"unknown features {cfg.features!r} (dlib or vgg16)")
-    source = {
+    return Dataset(x, d["ages"], d["genders"], sides_of(d["names"]), _source(d))
+
+
+def _source(d: dict[str, np.ndarray], inputs: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
         "dataset": "UTKFace aligned & cropped (../shared/datasets/utkface)",
         "images": int(len(d["names"])),
         "images_in_dataset": len(splitmod.list_samples(require("utkface"))),
         "split": split_description(),
     }
-    return Dataset(x, d["ages"], d["genders"], sides_of(d["names"]), source)
+    if inputs:
+        out["inputs"] = inputs
+    return out
 
 
 def split_description() -> str:
     return (
         f"validation = files whose SHA-1('{splitmod.SALT}:' + file name) mod 100 < "
-        f"{splitmod.VAL_PERCENT} (pipeline/agegender/split.py); dev (training monitor only) = "
-        f"buckets {DEV_BUCKETS.start}-{DEV_BUCKETS.stop - 1}; train = the rest; malformed "
-        "names skipped"
+        f"{splitmod.VAL_PERCENT} (pipeline/agegender/split.py); dev (never trained on: training "
+        f"monitor, calibration and ensemble fitting) = buckets {DEV_BUCKETS.start}-"
+        f"{DEV_BUCKETS.stop - 1}; train = the rest; malformed names skipped"
     )
 
 
@@ -270,7 +289,11 @@ def _build(cfg: TrainConfig, ds: Dataset, steps: int) -> Any:
     if cfg.model == "scratch":
         model = build_scratch(widths=tuple(cfg.widths))
     else:
-        model = build_heads(dim=ds.x.shape[1], hidden=int(cfg.extra.get("hidden", 256)))
+        model = build_heads(
+            dim=ds.x.shape[1],
+            hidden=int(cfg.extra.get("hidden", HEADS_HIDDEN)),
+            dropout=float(cfg.extra.get("dropout", HEADS_DROPOUT)),
+        )
     total = steps * cfg.epochs
     warmup = min(steps * 2, total // 5)
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -491,9 +514,7 @@ def export(cfg: TrainConfig, model: Any, ds: Dataset, state: dict[str, Any]) -> 
         "outputs": f"age: expected value over {AGE_BINS} one-year bins (0-100); gender: p(female)",
         "architecture": arch,
         "data": ds.source,
-        "train_images": int((ds.side == "train").sum())
-        if cfg.limit is None
-        else min(cfg.limit, int((ds.side == "train").sum())),
+        "train_images": _train_images(cfg, ds),
         "training": {
             "epochs_done": int(state.get("epoch", 0)),
             "epochs_planned": cfg.epochs,
@@ -512,6 +533,14 @@ def export(cfg: TrainConfig, model: Any, ds: Dataset, state: dict[str, Any]) -> 
     return card
 
 
+def _train_images(cfg: TrainConfig, ds: Dataset) -> int:
+    """Training images (a mirrored copy of an image is not another image)."""
+    n = int((ds.side == "train").sum())
+    if cfg.limit is not None:
+        n = min(cfg.limit, n)
+    return n // 2 if ds.source.get("inputs", "").endswith("mirrored chip") else n
+
+
 def card_markdown(card: dict[str, Any]) -> str:
     lines = [
         f"# Model card: `{card['name']}` ({card['file']}, {card['bytes'] / 1e6:.2f} MB)",
@@ -520,7 +549,8 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"- architecture: {card['architecture']}",
         f"- outputs: {card['outputs']}",
         f"- data: {card['data'].get('dataset')}, {card['data'].get('images')} images; "
-        f"{card['train_images']} trained on",
+        f"{card['train_images']} trained on"
+        + (f" ({card['data']['inputs']})" if card["data"].get("inputs") else ""),
         f"- split: {card['data'].get('split', 'n/a')}",
         f"- training: {card['training']['epochs_done']}/{card['training']['epochs_planned']} "
         f"epochs, {card['training']['seconds']:.0f} s on {card['training']['machine']}",

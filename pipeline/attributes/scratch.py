@@ -8,6 +8,10 @@ and shipped as ``pipeline/models/age_gender/scratch.tflite`` with its model card
 ``crop_margin`` is measured, not guessed: dlib's HOG box covers ~0.89 of a UTKFace image
 side, so a HOG box grown by 0.062 on each side frames a face like the training images
 (see :mod:`pipeline.agegender.framing`).
+
+``calibrate`` (default on): the outputs go through ``scratch.calibration.json``, a linear
+age correction (and gender, when it helps) fitted on held-out *training* files, the
+"dev" files no model here was trained on (:mod:`pipeline.agegender.stacking`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pydantic import Field
 
 from pipeline.agegender.framing import UTKFACE_MARGIN
 from pipeline.agegender.runtime import MODELS_DIR, ScratchRuntime, to_attributes
+from pipeline.agegender.stacking import calibrated, load_calibration
 from pipeline.attributes.base import AgeGender, AttributeEstimator
 from pipeline.registry import BackendOptions
 
@@ -30,6 +35,11 @@ class ScratchOptions(BackendOptions):
     )
     flip: bool = Field(
         True, description="also run the mirrored crop and average (2x cost, a bit more accurate)"
+    )
+    calibrate: bool = Field(
+        True,
+        description="apply the model's calibration (MODEL.calibration.json beside it, fitted on "
+        "held-out training files) when there is one",
     )
 
 
@@ -43,8 +53,9 @@ class ScratchEstimator(AttributeEstimator):
         path = Path(self.options.model) if self.options.model else MODELS_DIR / "scratch.tflite"
         self._run = ScratchRuntime(path, flip=self.options.flip)
         self.card = self._run.card
+        self.calibration = load_calibration(path) if self.options.calibrate else None
 
     def predict(self, crops: list[np.ndarray]) -> list[AgeGender]:
         if not crops:
             return []
-        return to_attributes(*self._run(crops))
+        return calibrated(self.calibration, to_attributes(*self._run(crops)))

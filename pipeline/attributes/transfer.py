@@ -12,7 +12,9 @@ error), with heads trained by ``facepipe train age-gender --model transfer --fea
 vgg16 --vgg16-weights PATH``.
 
 Heads: ``pipeline/models/age_gender/transfer.npz`` (+ model card), trained on the
-UTKFace training split only.
+UTKFace training split only (each training image also mirrored: the encoding of the
+mirrored face chip is one more example). ``calibrate`` (default on) applies
+``transfer.calibration.json`` when present, fitted on held-out training files.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pydantic import Field
 
 from pipeline.agegender.framing import UTKFACE_MARGIN, inner_box
 from pipeline.agegender.runtime import MODELS_DIR, HeadsRuntime, to_attributes
+from pipeline.agegender.stacking import calibrated, load_calibration
 from pipeline.attributes.base import AgeGender, AttributeEstimator, crop_face
 from pipeline.record import Face
 from pipeline.registry import BackendOptions
@@ -43,6 +46,11 @@ class TransferOptions(BackendOptions):
     num_jitters: int = Field(1, ge=1, le=100, description="dlib encoder re-samplings")
     reuse_encoding: bool = Field(
         True, description="use Face.encoding from the recognition stage when present"
+    )
+    calibrate: bool = Field(
+        True,
+        description="apply the heads' calibration (HEADS.calibration.json beside them, fitted "
+        "on held-out training files) when there is one",
     )
 
 
@@ -76,6 +84,10 @@ class TransferEstimator(AttributeEstimator):
             self._encoder = DlibEncoder(num_jitters=opts.num_jitters)
             self._vgg = None
         self._heads = HeadsRuntime(heads)
+        self.calibration = load_calibration(heads) if opts.calibrate else None
+
+    def _attributes(self, feats: np.ndarray) -> list[AgeGender]:
+        return calibrated(self.calibration, to_attributes(*self._heads(feats)))
 
     def features(self, crops: list[np.ndarray]) -> np.ndarray:
         """Frozen-network features of crops made with ``crop_margin`` around a box."""
@@ -97,7 +109,7 @@ class TransferEstimator(AttributeEstimator):
     def predict(self, crops: list[np.ndarray]) -> list[AgeGender]:
         if not crops:
             return []
-        return to_attributes(*self._heads(self.features(crops)))
+        return self._attributes(self.features(crops))
 
     def estimate(self, image: np.ndarray, faces: list[Face]) -> list[AgeGender]:
         if not faces:
@@ -111,4 +123,4 @@ class TransferEstimator(AttributeEstimator):
             feats = np.asarray([f.encoding for f in faces], dtype=np.float64)
         else:
             feats = self._encoder.encode(np.ascontiguousarray(image), faces)
-        return to_attributes(*self._heads(feats))
+        return self._attributes(feats)

