@@ -21,3 +21,16 @@ def cpu_model() -> str:
 def describe() -> str:
     """``"<cpu>, N cores, Python X.Y.Z"``."""
     return f"{cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def info(**versions: str) -> dict[str, object]:
+    """The machine for a results file: CPU, cores, Python, the given library versions and
+    the load average when the measurement started (the machine is often shared)."""
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "gpu": "none",
+        "python": platform.python_version(),
+        **versions,
+        "loadavg_start": [round(x, 2) for x in os.getloadavg()],
+    }

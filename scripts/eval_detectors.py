@@ -32,10 +32,8 @@ import hashlib
 import inspect
 import json
 import os
-import platform
 import re
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -53,6 +51,7 @@ from pipeline.commands.detect import face_json, load_rgb  # noqa: E402
 from pipeline.datasets import require  # noqa: E402
 from pipeline.detectors import registry  # noqa: E402
 from pipeline.evaluation import evaluate_detections  # noqa: E402
+from pipeline.machine import info as machine_info  # noqa: E402
 from pipeline.reports import write_results  # noqa: E402
 
 DATASET = "wider-face-val-subset"
@@ -269,22 +268,7 @@ def time_backends(
 
 
 def machine() -> dict[str, Any]:
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        model = next(
-            (ln.split(":", 1)[1].strip() for ln in lscpu.splitlines() if "Model name" in ln),
-            platform.processor(),
-        )
-    except OSError:
-        model = platform.processor()
-    return {
-        "cpu": model,
-        "cores": os.cpu_count(),
-        "gpu": "none",
-        "python": platform.python_version(),
-        "opencv": cv2.__version__,
-        "loadavg_start": [round(x, 2) for x in os.getloadavg()],
-    }
+    return machine_info(numpy=np.__version__, opencv=cv2.__version__)
 
 
 def label(name: str, options: dict[str, Any]) -> str:

@@ -60,7 +60,6 @@ import bisect
 import hashlib
 import json
 import os
-import platform
 import random
 import statistics
 import subprocess
@@ -82,6 +81,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from pipeline.datasets import require  # noqa: E402
+from pipeline.machine import info as machine_info  # noqa: E402
 from pipeline.record import Box, Face  # noqa: E402
 from pipeline.reports import write_results  # noqa: E402
 from pipeline.tracking.iou import IoUTracker, iou  # noqa: E402
@@ -1002,23 +1002,7 @@ def percentiles(times: list[float]) -> dict[str, float]:
 
 # ----- report ------------------------------------------------------------------------
 def machine() -> dict[str, Any]:
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        model = next(
-            (ln.split(":", 1)[1].strip() for ln in lscpu.splitlines() if "Model name" in ln),
-            platform.processor(),
-        )
-    except OSError:
-        model = platform.processor()
-    return {
-        "cpu": model,
-        "cores": os.cpu_count(),
-        "gpu": "none",
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "opencv": cv2.__version__,
-        "loadavg_start": [round(x, 2) for x in os.getloadavg()],
-    }
+    return machine_info(numpy=np.__version__, opencv=cv2.__version__)
 
 
 def render(report: dict[str, Any]) -> str:
@@ -1139,6 +1123,7 @@ def render(report: dict[str, Any]) -> str:
 
 def write_docs(report: dict[str, Any]) -> None:
     write_results(DOCS_JSON, DOCS_MD, report, render(report), "Tracking")
+    print(f"wrote {DOCS_MD.relative_to(REPO)} and {DOCS_JSON.relative_to(REPO)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1189,7 +1174,6 @@ def main(argv: list[str] | None = None) -> int:
         print(render(report))
         if not args.no_docs:
             write_docs(report)
-            print(f"wrote {DOCS_MD.relative_to(REPO)} and {DOCS_JSON.relative_to(REPO)}")
         return 0
 
     mh, mm = args.min_hits, args.max_missed
@@ -1276,7 +1260,6 @@ def main(argv: list[str] | None = None) -> int:
     print(render(report))
     if not args.no_docs:
         write_docs(report)
-        print(f"wrote {DOCS_MD.relative_to(REPO)} and {DOCS_JSON.relative_to(REPO)}")
     return 0
 
 

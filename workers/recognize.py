@@ -98,6 +98,7 @@ class RecognizeStage(Stage):
             return []
         merges: list[tuple[int, int]] = []
         relabels: list[tuple[int, int]] = []
+        observed = False
         with self.states.locked(rec.stream, rec.session, LOCK_WAIT_S) as held:
             if not held:
                 self.rt.metrics.inc("facepipe_reid_skipped_total", {"stream": rec.stream})
@@ -119,11 +120,13 @@ class RecognizeStage(Stage):
                     (face.quality or 0.0) < cfg.recognition.min_unknown_quality
                 ):
                     continue
+                observed = True
                 now = tracker.observe_encoding(face.track_id, face.encoding)
                 if now is not None and now != face.track_id:  # merged now
                     merges.append((face.track_id, now))
                     face.track_id = now
-            self.states.save(rec.stream, rec.session, state)
+            if observed:  # the state changed (appearances, perhaps a merge)
+                self.states.save(rec.stream, rec.session, state)
         # a track job that found the lock taken returned; make sure the stream moves on
         if self.states.frame_waiting(rec.stream, rec.session, state.next_seq):
             self.rt.bus.enqueue("track", {"stream": rec.stream, "session": rec.session})

@@ -131,7 +131,7 @@ class TrackStage(Stage):
                     chosen.append(cand)
                 else:  # the best face of the window so far waits for the window's end
                     best = state.candidates.get(t.id)
-                    if best is None or cand["score"] > best["score"]:
+                    if best is None or cand["face"]["quality"] > best["face"]["quality"]:
                         state.candidates[t.id] = cand
                 if t.samples > 0 and rec.seq - t.last_sample_seq < cfg.every_n_frames:
                     continue
@@ -162,12 +162,12 @@ def handle(payload: dict[str, Any]) -> None:
 
 def _candidate(rec: FrameRecord, face: Face) -> dict[str, Any]:
     """A face to sample, with what the recognize stage needs of its frame (JSON)."""
-    score = detection_quality(face)
     sampled = Face.from_dict(face.to_dict())
-    sampled.quality = round(score, 4)  # marks it as a sample; recognize recomputes it
+    # detection quality: picks the window's best face; recognize replaces it with the full one
+    sampled.quality = round(detection_quality(face), 4)
     return {
         "seq": rec.seq, "ts": rec.ts, "key": rec.key, "width": rec.width,
-        "height": rec.height, "live": rec.live, "score": score, "face": sampled.to_dict(),
+        "height": rec.height, "live": rec.live, "face": sampled.to_dict(),
     }  # fmt: skip
 
 

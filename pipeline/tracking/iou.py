@@ -24,6 +24,20 @@ def iou(a: Box, b: Box) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def confirm(faces: list[Face], assign: dict[int, Track], min_hits: int) -> list[Track]:
+    """Label each face with its track's id (None while the track is tentative) and
+    confirm the tracks that reached ``min_hits``; returns those confirmed now.
+    ``assign`` maps a face's index to its track."""
+    confirmed = []
+    for fi, f in enumerate(faces):
+        t = assign[fi]
+        if not t.confirmed and t.hits >= min_hits:
+            t.confirmed = True
+            confirmed.append(t)
+        f.track_id = t.id if t.confirmed else None
+    return confirmed
+
+
 @dataclass
 class Track:
     id: int
@@ -91,14 +105,7 @@ class IoUTracker:
                 self.next_id += 1
                 self.tracks.append(t)
                 assign[fi] = t
-        confirmed = []
-        for fi, f in enumerate(faces):
-            t = assign[fi]
-            if not t.confirmed and t.hits >= self.min_hits:
-                t.confirmed = True
-                confirmed.append(t)
-            f.track_id = t.id if t.confirmed else None
-        return confirmed, ended
+        return confirm(faces, assign, self.min_hits), ended
 
     def predict(self, seq: int) -> dict[int, Box]:
         """Boxes of the confirmed tracks at a frame detection skipped: their last boxes."""

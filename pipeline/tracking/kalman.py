@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.record import Box, Face
-from pipeline.tracking.iou import Track
+from pipeline.tracking.iou import Track, confirm
 
 try:  # scipy comes with scikit-image; fall back to a greedy assignment without it
     from scipy.optimize import linear_sum_assignment as _lsa
@@ -282,14 +282,7 @@ class KalmanTracker:
             self.tracks.append(t)
             assign[fi] = t
 
-        confirmed: list[Track] = []
-        for fi, f in enumerate(faces):
-            t = assign[fi]
-            if not t.confirmed and t.hits >= self.min_hits:
-                t.confirmed = True
-                confirmed.append(t)
-            f.track_id = t.id if t.confirmed else None
-        return confirmed, ended
+        return confirm(faces, assign, self.min_hits), ended
 
     def predict(self, seq: int) -> dict[int, Box]:
         """Boxes of the confirmed tracks at frame ``seq`` (e.g. a frame detection skipped).

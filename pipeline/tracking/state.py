@@ -41,7 +41,7 @@ class StreamState:
     next_seq: int = 0  # the next frame the track stage will consume
     waiting_since: float | None = None  # since when it waits for a missing frame
     # per track: the best face of the current sampling window, not yet sent to recognition
-    # ({"seq", "ts", "key", "width", "height", "live", "score", "face"})
+    # ({"seq", "ts", "key", "width", "height", "live", "face"}; the face carries its quality)
     candidates: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
