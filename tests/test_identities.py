@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from pipeline.config import Config
 from pipeline.identities import Identities, IdentityError
 from pipeline.record import Face, FrameRecord
 from pipeline.store import EventStore
@@ -17,7 +18,8 @@ def near(v, scale=0.01):
 
 @pytest.fixture()
 def ids(tmp_path):
-    return Identities(EventStore(f"sqlite:///{tmp_path / 'e.db'}"), 0.6, 0.5)
+    # the production thresholds: the config's defaults are the only ones
+    return Identities.from_config(EventStore(f"sqlite:///{tmp_path / 'e.db'}"), Config())
 
 
 def sighting(
@@ -120,8 +122,8 @@ def test_poor_faces_stay_plain_unknown_and_do_not_chain_clusters(ids):
     assert ev[blurry]["person"] is None and ev[blurry]["unknown_id"] is None
 
 
-def test_a_track_between_two_unknowns_joins_neither(tmp_path):
-    ids = Identities(EventStore(f"sqlite:///{tmp_path / 'm.db'}"), 0.6, 0.5, unknown_margin=0.1)
+def test_a_track_between_two_unknowns_joins_neither(ids):
+    assert ids.unknown_margin == 0.1  # the distances below are chosen around it
     axis = np.zeros(128)
     axis[0] = 1.0
     a = sighting(ids, "cam1", 1, ALICE)

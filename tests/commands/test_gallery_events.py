@@ -34,8 +34,9 @@ def run(*args):
 
 
 def seed_unknown(home):
-    store = EventStore(load_config(None).store_url)
-    ids = Identities(store, 0.6, 0.5)
+    cfg = load_config(None)
+    store = EventStore(cfg.store_url)
+    ids = Identities.from_config(store, cfg)
     for seq in range(3):
         f = Face(box=(0, 0, 40, 40), track_id=1, quality=40.0,
                  encoding=list(FACE + rng.normal(size=128) * 0.01))  # fmt: skip
