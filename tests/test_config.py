@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -159,3 +160,41 @@ def test_loading_the_config_imports_no_heavy_library():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
     )
     assert out.stdout.strip() == "[]", out.stdout
+
+
+# ----- the README documents every option of every backend --------------------------------
+
+
+def _cell(value):
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def backend_option_rows(section) -> list[str]:
+    """The README table rows of a backend section's options, from the Options models."""
+    rows = []
+    for name in section.registry().names():
+        options = section.registry().get(name).Options
+        pipeline = section.pipeline_options.get(name, {})
+        if not options.model_fields:
+            rows.append(f"| `{name}` | (none) | | |")
+        for key, field in options.model_fields.items():
+            default = _cell(field.default)
+            if key in pipeline:
+                default += f" (pipeline: {_cell(pipeline[key])})"
+            meaning = (field.description or "").replace("|", "\\|")
+            rows.append(f"| `{name}` | `{key}` | `{default}` | {meaning} |")
+    return rows
+
+
+def test_readme_lists_every_backend_option_with_its_default():
+    from pipeline.config import AttributesConfig, DetectorConfig
+
+    text = (REPO / "README.md").read_text()
+    for section, heading in [
+        (DetectorConfig, "#### Detector options (`detector.options`)"),
+        (AttributesConfig, "#### Age/gender options (`attributes.options`)"),
+    ]:
+        table = text.split(heading, 1)[1].split("\n\n", 2)[1]
+        documented = [line for line in table.splitlines() if line.startswith("| `")]
+        expected = backend_option_rows(section)
+        assert documented == expected, "README rows should be:\n" + "\n".join(expected)
