@@ -7,7 +7,10 @@ TensorFlow, and a backend whose dependencies are missing fails with an error tha
 why, without breaking the others.
 
 Each backend class declares its options as a pydantic model ``Options`` with
-``extra="forbid"``, so a misspelt option is an error that names the key.
+``extra="forbid"``, so a misspelt option is an error that names the key. A backend
+module imports its heavy libraries (TensorFlow, dlib, ...) inside the backend's
+``__init__``, never at module level: the configuration imports the chosen backend's
+module at load to validate its options (:class:`pipeline.config.BackendSection`).
 """
 
 from __future__ import annotations
@@ -116,12 +119,12 @@ class Registry(Generic[T]):
         """A backend by name, with its options (a dict or its ``Options`` model)."""
         return self.get(name)(self.options(name, options))
 
-    def from_config(self, section: BackendSection) -> T:
+    def from_config(self, section: BackendChoice) -> T:
         """The backend a config section chooses (``backend`` + its ``options``)."""
         return self.create(section.backend, section.options)
 
 
-class BackendSection(Protocol):
+class BackendChoice(Protocol):
     """What :meth:`Registry.from_config` needs of a config section."""
 
     backend: str
