@@ -15,10 +15,10 @@ Backend sections (``detector``, ``attributes``) name a backend and give its opti
 the backend name must be one the registry lists, and ``options`` is validated by that
 backend's ``Options`` model (so ``detector.options.upsampel`` is an error that names it).
 The backend module is imported to find the model, never its heavy libraries (those load
-when the backend is created). Options the pipeline uses unless told otherwise
-(``PIPELINE_OPTIONS``, e.g. blazeface's ``tile_size: 384``) apply to their backend only.
-When the environment switches a section's backend, the file's options for the other
-backend are dropped.
+when the backend is created). Options the pipeline uses unless told otherwise (the
+section's ``pipeline_options``, e.g. blazeface's ``tile_size: 384``) apply to their
+backend only. When the environment switches a section's backend, the file's options for
+the other backend are dropped.
 
 Unknown keys, in the file or in the environment, are errors that name the key.
 
@@ -67,7 +67,7 @@ class BackendSection(Section):
     options: SerializeAsAny[BackendOptions] = Field(
         default_factory=dict,
         validate_default=True,
-        description="the backend's options (README: Backends lists each backend's)",
+        description='the backend\'s options (README "Backend options" lists them)',
     )
 
     @classmethod
