@@ -86,7 +86,7 @@ def test_live_source_drops_with_reasons_and_accounts_every_frame(redis_url, demo
 def test_live_source_full_queue_drops_as_backpressure(redis_url, demo_media):
     rt = runtime(redis_url, max_queue=2)
     for _ in range(2):  # the detect stage is already behind
-        rt.bus.enqueue("detect", {"stream": "other", "seq": 0})
+        rt.bus.send("detect", FrameRecord(stream="other", seq=0, ts=0.0))
     src = Source(str(demo_media["video"]))
     src.live, src.reconnect_s = True, 60.0
     cap = Capture(rt, src, "cam")
@@ -110,8 +110,8 @@ def test_every_nth_frame_detected_the_rest_go_straight_to_the_tracker(redis_url,
     detect = [FrameRecord.from_dict(q.fetch_job(i).args[0]) for i in q.job_ids]
     assert [r.seq for r in detect] == list(range(0, 30, 3))
     assert all(r.detected and r.key for r in detect)
-    waiting = bus.conn.hgetall(bus.detected_key("clip", res.session))
-    skipped = sorted((FrameRecord.from_json(v) for v in waiting.values()), key=lambda r: r.seq)
+    assert bus.buffer_seqs("clip", res.session) == [s for s in range(30) if s % 3]
+    skipped = [bus.buffer_take("clip", res.session, s) for s in range(30) if s % 3]
     assert [r.seq for r in skipped] == [s for s in range(30) if s % 3]
     assert all(not r.detected and r.key is None for r in skipped)  # no image stored
     assert skipped[-1].last and skipped[-1].seq == 29
