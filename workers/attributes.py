@@ -20,8 +20,8 @@ class AttributesStage(Stage):
         self.estimator.warmup()
 
     def process(self, rec: FrameRecord) -> None:
-        image = self.rt.frames.get(rec.key) if rec.key else None
-        if image is None or not rec.faces:
+        image = self.image(rec) if rec.faces else None
+        if image is None:  # nothing sampled, or the frame left Redis
             return
         for face, est in zip(rec.faces, self.estimator.estimate(image, rec.faces), strict=True):
             face.age, face.gender, face.gender_confidence = (

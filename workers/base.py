@@ -17,10 +17,12 @@ import socket
 import time
 from typing import Any, ClassVar
 
+import numpy as np
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
 from pipeline.config import load_config
+from pipeline.record import FrameRecord
 from pipeline.runtime import Runtime
 from pipeline.stages import StageSpec, stage_of_worker
 from pipeline.stages import stage as stage_spec
@@ -61,6 +63,10 @@ class Stage:
 
     def warmup(self) -> None:
         """Load/run the model once before the first job."""
+
+    def image(self, rec: FrameRecord) -> np.ndarray | None:
+        """The frame's image (RGB) while it is in Redis; None without a key or expired."""
+        return self.rt.frames.get(rec.key) if rec.key else None
 
     def handle(self, payload: dict[str, Any]) -> None:
         """Run one job: its payload parsed into the stage's message type."""

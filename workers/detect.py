@@ -31,7 +31,7 @@ class DetectStage(Stage):
         if rec.live and age > self.rt.config.capture.max_frame_age_s:
             rec.dropped = "stale"
         else:
-            image = self.rt.frames.get(rec.key) if rec.key else None
+            image = self.image(rec)
             if image is None:
                 rec.dropped = "expired"
             else:

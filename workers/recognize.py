@@ -44,8 +44,8 @@ class RecognizeStage(Stage):
         self.encoder.encode(np.zeros((80, 80, 3), np.uint8), [Face(box=(10, 10, 60, 60))])
 
     def process(self, rec: FrameRecord) -> None:
-        image = self.rt.frames.get(rec.key) if rec.key else None
-        if image is None or not rec.faces:
+        image = self.image(rec) if rec.faces else None
+        if image is None:  # nothing sampled, or the frame left Redis
             return
         vectors, marks = self.encoder.encode_with_landmarks(image, rec.faces)
         threshold = self.rt.config.recognition.threshold

@@ -116,7 +116,7 @@ class SinkStage(Stage):
             if best is not None and best >= face.quality:
                 continue
             if image is None:
-                image = self.rt.frames.get(rec.key) if rec.key else None
+                image = self.image(rec)
                 if image is None:
                     return
             path = self.snapshots / rec.stream / rec.session / f"{face.track_id}.jpg"
