@@ -99,6 +99,10 @@ def test_the_stage_table_names_real_job_functions_and_worker_classes():
         worker = getattr(importlib.import_module(module), attr)
         assert issubclass(worker, Stage) and worker.spec() is spec
         assert spec.queue_name("p") == f"p.{name}"
+    # `facepipe run` starts workers.<stage> processes of every stage in the table
+    from pipeline.config import load_config
+
+    assert set(load_config(None, environ={}).workers.model_dump()) == set(STAGES)
 
 
 def test_the_ordered_buffer(redis_url):
