@@ -14,92 +14,45 @@ from pipeline import migrations
 from pipeline.record import Face, FrameRecord
 from pipeline.store import EventStore, metadata
 
-
-def old_schema(frames: bool, aliases: bool = True) -> sa.MetaData:
-    """The tables as main 24a7c2a's ``pipeline/store.py`` created them (copied, not
-    imported: this is what existing databases hold). ``frames=False``: a store from
-    before the hand-written ALTER TABLE added ``first_frame``/``last_frame``;
-    ``aliases=False``: from before ``track_aliases`` existed."""
-    md = sa.MetaData()
-    frame_cols = [sa.Column("first_frame", sa.Integer), sa.Column("last_frame", sa.Integer)]
-    sa.Table(
-        "events", md,
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("track_uid", sa.String(200), nullable=False, unique=True),
-        sa.Column("stream", sa.String(100), nullable=False, index=True),
-        sa.Column("session", sa.String(100), nullable=False),
-        sa.Column("track_id", sa.Integer, nullable=False),
-        sa.Column("person", sa.String(200), index=True),
-        sa.Column("person_confidence", sa.Float),
-        sa.Column("person_distance", sa.Float),
-        sa.Column("unknown_id", sa.String(50), index=True),
-        sa.Column("first_seen", sa.Float, nullable=False),
-        sa.Column("last_seen", sa.Float, nullable=False, index=True),
-        sa.Column("n_frames", sa.Integer, nullable=False, default=0),
-        *(frame_cols if frames else []),
-        sa.Column("ended", sa.Boolean, nullable=False, default=False),
-        sa.Column("snapshot", sa.String(500)),
-        sa.Column("snapshot_quality", sa.Float),
-        sa.Column("age", sa.Float),
-        sa.Column("age_spread", sa.Float),
-        sa.Column("gender", sa.String(10)),
-        sa.Column("gender_confidence", sa.Float),
-        sa.Column("identity_samples", sa.Integer, nullable=False, default=0),
-        sa.Column("attribute_samples", sa.Integer, nullable=False, default=0),
-        sa.Column("updated_at", sa.Float, nullable=False),
-    )  # fmt: skip
-    sa.Table(
-        "samples", md,
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("track_uid", sa.String(200), nullable=False, index=True),
-        sa.Column("kind", sa.String(20), nullable=False),
-        sa.Column("seq", sa.Integer, nullable=False),
-        sa.Column("ts", sa.Float, nullable=False),
-        sa.Column("quality", sa.Float),
-        sa.Column("name", sa.String(200)),
-        sa.Column("distance", sa.Float),
-        sa.Column("encoding", sa.Text),
-        sa.Column("age", sa.Float),
-        sa.Column("p_female", sa.Float),
-    )  # fmt: skip
-    sa.Table(
-        "people", md,
-        sa.Column("name", sa.String(200), primary_key=True),
-        sa.Column("created", sa.Float, nullable=False),
-    )  # fmt: skip
-    sa.Table(
-        "encodings", md,
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("person", sa.String(200), sa.ForeignKey("people.name"), nullable=False,
-                  index=True),
-        sa.Column("encoding", sa.Text, nullable=False),
-        sa.Column("source", sa.String(500)),
-        sa.Column("created", sa.Float, nullable=False),
-    )  # fmt: skip
-    sa.Table(
-        "unknowns", md,
-        sa.Column("name", sa.String(50), primary_key=True),
-        sa.Column("centroid", sa.Text, nullable=False),
-        sa.Column("events", sa.Integer, nullable=False),
-        sa.Column("created", sa.Float, nullable=False),
-        sa.Column("updated", sa.Float, nullable=False),
-    )  # fmt: skip
-    sa.Table(
-        "negatives", md,
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("person", sa.String(200), nullable=False, index=True),
-        sa.Column("encoding", sa.Text, nullable=False),
-        sa.Column("track_uid", sa.String(200)),
-        sa.Column("created", sa.Float, nullable=False),
-    )  # fmt: skip
-    if aliases:
-        sa.Table(
-            "track_aliases", md,
-            sa.Column("from_uid", sa.String(200), primary_key=True),
-            sa.Column("into_uid", sa.String(200), nullable=False),
-            sa.Column("created", sa.Float, nullable=False),
-        )  # fmt: skip
-    return md
+# The DDL main 24a7c2a's pipeline/store.py emitted (its metadata compiled for SQLite and
+# PostgreSQL: identical but for SERIAL), written out, not imported: this is what existing
+# databases hold. {frames}: the two columns a hand-written ALTER TABLE added later.
+OLD_DDL = """
+CREATE TABLE events (
+    id {serial} NOT NULL, track_uid VARCHAR(200) NOT NULL, stream VARCHAR(100) NOT NULL,
+    session VARCHAR(100) NOT NULL, track_id INTEGER NOT NULL, person VARCHAR(200),
+    person_confidence FLOAT, person_distance FLOAT, unknown_id VARCHAR(50),
+    first_seen FLOAT NOT NULL, last_seen FLOAT NOT NULL, n_frames INTEGER NOT NULL, {frames}
+    ended BOOLEAN NOT NULL, snapshot VARCHAR(500), snapshot_quality FLOAT, age FLOAT,
+    age_spread FLOAT, gender VARCHAR(10), gender_confidence FLOAT,
+    identity_samples INTEGER NOT NULL, attribute_samples INTEGER NOT NULL,
+    updated_at FLOAT NOT NULL, PRIMARY KEY (id), UNIQUE (track_uid));
+CREATE INDEX ix_events_last_seen ON events (last_seen);
+CREATE INDEX ix_events_person ON events (person);
+CREATE INDEX ix_events_stream ON events (stream);
+CREATE INDEX ix_events_unknown_id ON events (unknown_id);
+CREATE TABLE negatives (
+    id {serial} NOT NULL, person VARCHAR(200) NOT NULL, encoding TEXT NOT NULL,
+    track_uid VARCHAR(200), created FLOAT NOT NULL, PRIMARY KEY (id));
+CREATE INDEX ix_negatives_person ON negatives (person);
+CREATE TABLE people (name VARCHAR(200) NOT NULL, created FLOAT NOT NULL, PRIMARY KEY (name));
+CREATE TABLE samples (
+    id {serial} NOT NULL, track_uid VARCHAR(200) NOT NULL, kind VARCHAR(20) NOT NULL,
+    seq INTEGER NOT NULL, ts FLOAT NOT NULL, quality FLOAT, name VARCHAR(200), distance FLOAT,
+    encoding TEXT, age FLOAT, p_female FLOAT, PRIMARY KEY (id));
+CREATE INDEX ix_samples_track_uid ON samples (track_uid);
+CREATE TABLE track_aliases (
+    from_uid VARCHAR(200) NOT NULL, into_uid VARCHAR(200) NOT NULL, created FLOAT NOT NULL,
+    PRIMARY KEY (from_uid));
+CREATE TABLE unknowns (
+    name VARCHAR(50) NOT NULL, centroid TEXT NOT NULL, events INTEGER NOT NULL,
+    created FLOAT NOT NULL, updated FLOAT NOT NULL, PRIMARY KEY (name));
+CREATE TABLE encodings (
+    id {serial} NOT NULL, person VARCHAR(200) NOT NULL, encoding TEXT NOT NULL,
+    source VARCHAR(500), created FLOAT NOT NULL, PRIMARY KEY (id),
+    FOREIGN KEY(person) REFERENCES people (name));
+CREATE INDEX ix_encodings_person ON encodings (person);
+"""
 
 
 ROWS = {
@@ -130,14 +83,24 @@ def url(request, tmp_path) -> str:
 
 
 def make_old_store(url: str, frames: bool, aliases: bool = True) -> None:
-    md = old_schema(frames, aliases)
+    """A store as main's code left it, holding the rows of ``EVENTS`` and ``ROWS``.
+
+    ``frames=False``: from before the frame columns; ``aliases=False``: from before
+    ``track_aliases`` existed."""
     engine = sa.create_engine(url)
-    md.create_all(engine)
-    events = [{**e, "first_frame": 100 + i, "last_frame": 200 + i} if frames else e
-              for i, e in enumerate(EVENTS)]  # fmt: skip
+    ddl = OLD_DDL.format(
+        serial="SERIAL" if engine.dialect.name == "postgresql" else "INTEGER",
+        frames="first_frame INTEGER, last_frame INTEGER," if frames else "",
+    )
     with engine.begin() as conn:
-        for event in events:
-            conn.execute(md.tables["events"].insert(), event)
+        for statement in ddl.split(";"):
+            if statement.strip() and (aliases or "track_aliases" not in statement):
+                conn.exec_driver_sql(statement)
+        md = sa.MetaData()
+        md.reflect(conn)
+        for i, event in enumerate(EVENTS):
+            extra = {"first_frame": 100 + i, "last_frame": 200 + i} if frames else {}
+            conn.execute(md.tables["events"].insert(), {**event, **extra})
         for name, rows in ROWS.items():
             if name in md.tables:
                 conn.execute(md.tables[name].insert(), rows)
