@@ -75,7 +75,11 @@ def _adopt_legacy(conn: sa.Connection, cfg: Config) -> str | None:
 
 
 def _locking_engine(engine: Engine) -> tuple[Engine, bool]:
-    """An engine whose transactions lock the database for the upgrade (and if it's new)."""
+    """The engine to upgrade with, and whether it is a new one (to dispose of after).
+
+    SQLite files get their own engine whose transactions take the write lock first;
+    PostgreSQL takes an advisory lock instead, and in-memory SQLite has no other users.
+    """
     url = engine.url
     if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
         return engine, False
@@ -95,9 +99,10 @@ def _locking_engine(engine: Engine) -> tuple[Engine, bool]:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> str | None:
-    """Bring the database to ``revision``; returns the revision it was at before.
+    """Bring the database to ``revision``; returns the revision it was at before (for a
+    store made before Alembic: the revision its tables matched).
 
-    Returns at once when the database is already at the newest revision.
+    Returns at once, taking no lock, when the database is at ``revision`` already.
     """
     target = head() if revision == "head" else revision
     before = current(engine)
