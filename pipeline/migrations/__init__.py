@@ -22,6 +22,7 @@ models.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -44,6 +45,7 @@ def _config(conn: sa.Connection | None = None) -> Config:
     return cfg
 
 
+@functools.cache  # the revision files do not change while a process runs
 def head() -> str:
     """The newest revision."""
     rev = ScriptDirectory.from_config(_config()).get_current_head()
