@@ -17,7 +17,7 @@ class AttributesStage(Stage):
     def __init__(self, rt: Runtime) -> None:
         super().__init__(rt)
         cfg = rt.config.attributes
-        self.estimator = registry.create(cfg.backend, cfg.options)
+        self.estimator = registry.from_config(cfg)
 
     def warmup(self) -> None:
         self.estimator.warmup()

@@ -22,7 +22,7 @@ class DetectStage(Stage):
     def __init__(self, rt: Runtime) -> None:
         super().__init__(rt)
         cfg = rt.config.detector
-        self.detector = registry.create(cfg.backend, cfg.options)
+        self.detector = registry.from_config(cfg)
         self.min_size = cfg.min_size
 
     def warmup(self) -> None:

@@ -41,11 +41,7 @@ class RecognizeStage(Stage):
 
     def __init__(self, rt: Runtime) -> None:
         super().__init__(rt)
-        self.encoder = DlibEncoder(
-            num_jitters=rt.config.recognition.num_jitters,
-            min_face_px=rt.config.recognition.upscale_below_px,
-            flip=rt.config.recognition.flip,
-        )
+        self.encoder = DlibEncoder.from_config(rt.config.recognition)
         self.gallery = GalleryCache(EventStore(rt.config.store_url), GALLERY_POLL_S)
         self.states = TrackerStates(rt.bus, rt.config.tracker)
 

@@ -33,12 +33,7 @@ class SinkStage(Stage):
         super().__init__(rt)
         self.store = EventStore(rt.config.store_url)
         self.gallery = GalleryCache(self.store)
-        rc = rt.config.recognition
-        self.identities = Identities(
-            self.store, rc.threshold, rc.unknown_threshold,
-            rt.config.attributes.min_gender_confidence, rc.min_unknown_quality,
-            rc.min_name_quality, rc.unknown_margin,
-        )  # fmt: skip
+        self.identities = Identities.from_config(self.store, rt.config)
         self.snapshots = rt.config.snapshots_path
 
     def process(self, payload: dict[str, Any]) -> None:

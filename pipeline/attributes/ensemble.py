@@ -26,7 +26,7 @@ from pydantic import Field
 
 from pipeline.agegender.runtime import MODELS_DIR
 from pipeline.agegender.stacking import Stacker, stale_members
-from pipeline.attributes.base import AgeGender, AttributeEstimator
+from pipeline.attributes.base import AgeGender, AttributeEstimator, CalibratedOptions
 from pipeline.record import Face
 from pipeline.registry import BackendOptions
 
@@ -92,7 +92,12 @@ class EnsembleEstimator(AttributeEstimator):
             self.stacker = Stacker.mean(members)
         # raw member outputs: the stacker was fitted on those (members' own calibrations off)
         self.members = [
-            registry.create(m, {"calibrate": False} if m in ("scratch", "transfer") else None)
+            registry.create(
+                m,
+                {"calibrate": False}
+                if issubclass(registry.get(m).Options, CalibratedOptions)
+                else None,
+            )
             for m in self.stacker.members
         ]
 

@@ -24,22 +24,16 @@ from pydantic import Field
 from pipeline.agegender.framing import UTKFACE_MARGIN
 from pipeline.agegender.runtime import MODELS_DIR, ScratchRuntime, to_attributes
 from pipeline.agegender.stacking import calibrated, load_calibration
-from pipeline.attributes.base import AgeGender, AttributeEstimator
-from pipeline.registry import BackendOptions
+from pipeline.attributes.base import AgeGender, AttributeEstimator, CalibratedOptions
 
 
-class ScratchOptions(BackendOptions):
+class ScratchOptions(CalibratedOptions):
     model: str | None = Field(
         None,
         description="path to a .tflite trained by `facepipe train age-gender` (default: shipped)",
     )
     flip: bool = Field(
         True, description="also run the mirrored crop and average (2x cost, a bit more accurate)"
-    )
-    calibrate: bool = Field(
-        True,
-        description="apply the model's calibration (MODEL.calibration.json beside it, fitted on "
-        "held-out training files) when there is one",
     )
 
 
