@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.boxes import iou_matrix_xywh
-from pipeline.boxes import iou_xywh as iou  # noqa: F401  (pipeline.tracking.iou)
+from pipeline.boxes import iou_xywh as iou  # noqa: F401  (re-exported by pipeline.tracking)
 from pipeline.record import Box, Face
 
 
