@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -200,3 +201,23 @@ def test_processes_opening_one_store_at_once_upgrade_it_once(url, old):
             for table in ("alembic_version", *reversed(metadata.sorted_tables)):
                 conn.execute(sa.text(f"DROP TABLE IF EXISTS {getattr(table, 'name', table)}"))
         engine.dispose()
+
+
+def test_revisions_downgrade_and_upgrade_again_keeping_rows(url):
+    from alembic import command
+
+    store = EventStore(url)
+    store.observe([FrameRecord(stream="cam", session="s", seq=4, ts=1.0,
+                               faces=[Face(box=(0, 0, 9, 9), track_id=1)])])  # fmt: skip
+    store.enroll("ann", [np.zeros(128)], ["ann.jpg"])
+    with store.engine.connect() as conn, conn.begin():
+        command.downgrade(migrations._config(conn), "0001")
+    assert migrations.current(store.engine) == "0001"
+    columns = {c["name"] for c in sa.inspect(store.engine).get_columns("events")}
+    assert "first_frame" not in columns and "track_uid" in columns
+    store.engine.dispose()
+    store = EventStore(url)  # upgrades again
+    assert_at_head(store.engine)
+    (ev,) = store.events()
+    assert ev["track_uid"] == "cam/s/1" and ev["first_frame"] is None
+    assert [p["name"] for p in store.people()] == ["ann"]
