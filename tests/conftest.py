@@ -48,3 +48,30 @@ def demo_media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "photo": write_enrollment_photo(d / "eileen.png"),
         "video": make_demo_video(d / "demo.mp4", frames=30),
     }
+
+
+@pytest.fixture()
+def pg_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database (127.0.0.1:5432, trust auth) for one test.
+
+    Skips when no server answers. Each test gets its own database, so tests running at
+    the same time (other checkouts too) never see each other's tables.
+    """
+    import uuid
+
+    import sqlalchemy as sa
+
+    server = "postgresql+psycopg://postgres@127.0.0.1:5432"
+    try:
+        admin = sa.create_engine(f"{server}/test", isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            name = f"facepipe_test_{uuid.uuid4().hex[:12]}"
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # no driver, no server
+        pytest.skip(f"no PostgreSQL on 127.0.0.1:5432 ({type(exc).__name__})")
+    try:
+        yield f"{server}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -29,6 +28,7 @@ import numpy as np
 from pipeline.agegender import split as splitmod
 from pipeline.agegender.models import AGE_BINS, INPUT_SIZE, age_from_probs
 from pipeline.datasets import REPO_ROOT, require
+from pipeline.machine import describe
 
 log = logging.getLogger(__name__)
 
@@ -186,17 +186,7 @@ def synthetic_dataset(n: int = 512, size: int = 80, dim: int = 0, seed: int = 0)
 
 def machine() -> str:
     """CPU model, core count and Python version (for model cards and result tables)."""
-    import os
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    return describe()
 
 
 # --------------------------------------------------------------------------- training

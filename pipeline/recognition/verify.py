@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.images import ImageError, read_image
 from pipeline.recognition.thresholds import operating_points
 from pipeline.record import Face
 
@@ -59,10 +60,6 @@ FALLBACK_BOX_FRACTIONS: tuple[float, float, float, float] = (0.268, 0.32, 0.436,
 
 class PairsFormatError(ValueError):
     """A pairs file line that does not follow ``FOLD<TAB>A<TAB>B<TAB>SAME``."""
-
-
-class ImageError(ValueError):
-    """An image file that is missing or cannot be decoded."""
 
 
 @dataclass(frozen=True)
@@ -133,26 +130,16 @@ def load_pairs(path: str | os.PathLike[str]) -> list[Pair]:
 
 
 def load_rgb(path: str | os.PathLike[str]) -> np.ndarray:
-    """An image file as RGB ``uint8`` ``(H, W, 3)``; grayscale is replicated to 3 channels.
+    """An image file as RGB ``uint8`` ``(H, W, 3)`` (:func:`pipeline.images.read_image`),
+    at least 8 x 8; grayscale is replicated to 3 channels.
 
     The dlib encoder was trained on colour faces and expects 3 channels; LFW-a is
     grayscale, so the gray value goes into R, G and B alike.
     """
-    from PIL import Image, UnidentifiedImageError
-
-    p = Path(path)
-    if not p.is_file():
-        raise ImageError(f"image not found: {p}")
-    try:
-        with Image.open(p) as im:
-            im.load()
-            rgb = im.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise ImageError(f"cannot read image {p}: {exc}") from None
-    arr = np.asarray(rgb, dtype=np.uint8)
-    if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] < 8 or arr.shape[1] < 8:
-        raise ImageError(f"image {p} has unusable shape {arr.shape}")
-    return np.ascontiguousarray(arr)
+    arr = read_image(path)
+    if arr.shape[0] < 8 or arr.shape[1] < 8:
+        raise ImageError(f"image {path} has unusable shape {arr.shape}")
+    return arr
 
 
 def fallback_box(width: int, height: int) -> tuple[int, int, int, int]:
