@@ -101,7 +101,7 @@ def analyze(
     as_json: bool,
 ) -> None:
     """Estimate age and gender of the faces in images (files or folders)."""
-    from pipeline.agegender.data import read_rgb
+    from pipeline.agegender.images import read_rgb
     from pipeline.attributes import registry as attr_registry
     from pipeline.commands.detect import parse_options
     from pipeline.detectors import registry as det_registry

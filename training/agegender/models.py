@@ -1,10 +1,11 @@
 """Keras models: the from-scratch multi-task CNN and the transfer heads.
 
 Age is predicted as a distribution over ``AGE_BINS`` (0..100 years, one bin per year) and
-read out as its expected value; training uses label-distribution learning (a Gaussian
-around the true age, sigma ``AGE_SIGMA``) plus a small L1 term on the expected value,
-which is robust to the label noise UTKFace has and gives a usable spread. Gender is one
-logit (p(female)) with label smoothing.
+read out as its expected value (:func:`pipeline.agegender.models.age_from_probs`);
+training uses label-distribution learning (a Gaussian around the true age, sigma
+``AGE_SIGMA``) plus a small L1 term on the expected value, which is robust to the label
+noise UTKFace has and gives a usable spread. Gender is one logit (p(female)) with label
+smoothing.
 
 TensorFlow/Keras are imported inside the functions (``facepipe --help`` stays fast).
 """
@@ -13,21 +14,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
+from pipeline.agegender.models import AGE_BINS, INPUT_SIZE
 
-AGE_BINS = 101  # 0..100 years
 AGE_SIGMA = 2.5  # years, width of the training label distribution
 AGE_L1_WEIGHT = 0.05
 GENDER_SMOOTHING = 0.05
-INPUT_SIZE = 64
-
-
-def age_from_probs(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Expected age and standard deviation (years) of ``(N, AGE_BINS)`` probabilities."""
-    ages = np.arange(probs.shape[-1], dtype=np.float64)
-    mean = probs @ ages
-    var = probs @ (ages**2) - mean**2
-    return mean, np.sqrt(np.maximum(var, 0.0))
 
 
 def _keras() -> Any:
