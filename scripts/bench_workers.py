@@ -35,8 +35,10 @@ from pathlib import Path
 
 from rq import Worker
 
-from pipeline.bus import STAGES
-from pipeline.redis_server import PrivateRedis
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pipeline.bus import STAGES  # noqa: E402
+from pipeline.redis_server import PrivateRedis  # noqa: E402
 
 HEAVY = ("tensorflow", "keras", "dlib", "cv2", "onnxruntime", "scipy", "skimage")
 # training code, before (pipeline.training, pipeline.vj.train, ...) and after the split

@@ -18,7 +18,15 @@ class TrainGroup(click.Group):
     def _load(self) -> None:
         if self.commands:
             return
-        package = importlib.import_module("training.commands")
+        try:
+            package = importlib.import_module("training.commands")
+        except ModuleNotFoundError as exc:
+            if exc.name not in ("training", "training.commands"):
+                raise
+            raise click.ClickException(
+                "the training package is not installed (install facepipe from its source "
+                "tree: pip install -e .)"
+            ) from None
         for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
             if info.name.startswith("_"):
                 continue
