@@ -88,6 +88,18 @@ class Stacker:
         return cls(members, aw, float(d["age_bias"]), gw, float(d["gender_bias"]), combine)
 
 
+def digest(path: Path) -> str:
+    """Short SHA-1 of a model file (what a fitted stacker or calibration records)."""
+    return hashlib.sha1(path.read_bytes()).hexdigest()[:10]
+
+
+MEMBER_MODELS: dict[str, Path] = {
+    "scratch": MODELS_DIR / "scratch.tflite",
+    "transfer": MODELS_DIR / "transfer.npz",
+}
+"""The model file of each member facepipe trains (these can carry a calibration)."""
+
+
 def calibrate(
     stacker: Stacker, ages: np.ndarray, p_female: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -122,14 +134,3 @@ def load_calibration(model: Path) -> Stacker | None:
         log.warning("ignoring %s: fitted for another version of %s", path.name, model.name)
         return None
     return Stacker.from_json(d)
-
-
-def digest(path: Path) -> str:
-    return hashlib.sha1(path.read_bytes()).hexdigest()[:10]
-
-
-MEMBER_MODELS: dict[str, Path] = {
-    "scratch": MODELS_DIR / "scratch.tflite",
-    "transfer": MODELS_DIR / "transfer.npz",
-}
-"""The model file of each member facepipe trains (these can carry a calibration)."""
