@@ -11,7 +11,7 @@ import time
 import click
 
 from pipeline.bus import STAGES
-from pipeline.cli import Context, pass_ctx
+from pipeline.commands import Context, pass_ctx
 
 
 def _runtime(ctx: Context):  # type: ignore[no-untyped-def]
