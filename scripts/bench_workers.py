@@ -5,13 +5,15 @@ command, default config unless ``FACEPIPE_CONFIG`` is set) against a private Red
 server and measures:
 
 * ``ready_s``: seconds from process start until rq lists the worker as registered (the
-  stage has built and warmed up its model by then: ``run_worker`` warms up first);
+  stage has built and warmed up its model by then: ``run_worker`` warms up first), and
+  ``cpu_s``, the CPU time the process used until then (less sensitive than wall time to
+  other load on the machine);
 * ``rss_mib`` / ``peak_mib``: the process's VmRSS / VmHWM once registered (plus
   ``--settle`` seconds);
 * ``tensorflow``: whether a TensorFlow shared library is mapped into the process.
 
-* ``imports``: the heavy packages and training modules the worker had imported (it
-  writes its ``sys.modules`` when it exits).
+* ``modules``: how many modules the worker had imported, and the heavy packages and
+  training modules among them (it writes its ``sys.modules`` when it exits).
 
 Then, in a fresh interpreter, the time to ``import pipeline.cli`` and which heavy
 packages and training modules that import pulled in. Each measurement is repeated
@@ -49,11 +51,12 @@ TRAINING = (
 
 IMPORT_PROBE = """
 import json, sys, time
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 import pipeline.cli
-dt = time.perf_counter() - t0
-rss = next(int(line.split()[1]) for line in open('/proc/self/status') if line.startswith('VmRSS'))
-print(json.dumps({"import_s": dt, "modules": sorted(sys.modules), "rss_mib": rss / 1024}))
+dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+rss = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmRSS"))
+out = {"import_s": dt, "cpu_s": cpu, "rss_mib": rss / 1024, "modules": sorted(sys.modules)}
+print(json.dumps(out))
 """
 
 
@@ -72,6 +75,12 @@ def notable(modules: list[str]) -> list[str]:
     return sorted(h for h in HEAVY if h in modules) + sorted(
         m for m in modules if re.search(TRAINING, m)
     )
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def proc_status(pid: int) -> dict[str, float]:
@@ -109,6 +118,7 @@ def bench_worker(stage: str, url: str, home: str, settle: float, timeout: float)
                 raise RuntimeError(f"{stage} worker exited: {proc.stderr.read().decode()[-2000:]}")
             if any(w.name == name for w in Worker.all(connection=conn)):
                 ready = time.perf_counter() - t0
+                cpu = cpu_seconds(proc.pid)
                 break
             if time.perf_counter() - t0 > timeout:
                 raise TimeoutError(f"{stage} worker not ready within {timeout} s")
@@ -123,13 +133,15 @@ def bench_worker(stage: str, url: str, home: str, settle: float, timeout: float)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    heavy = notable(json.loads(modules.read_text())) if modules.exists() else ["?"]
+    names = json.loads(modules.read_text()) if modules.exists() else []
     return {
         "ready_s": ready,
+        "cpu_s": cpu,
         "rss_mib": mem["VmRSS"],
         "peak_mib": mem["VmHWM"],
         "tensorflow": tf,
-        "heavy": heavy,
+        "modules": len(names),
+        "heavy": notable(names) if names else ["?"],
     }
 
 
@@ -138,7 +150,9 @@ def bench_import() -> dict:
         [sys.executable, "-c", IMPORT_PROBE], check=True, capture_output=True, text=True
     )
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    result["heavy"] = notable(result.pop("modules"))
+    names = result.pop("modules")
+    result["modules"] = len(names)
+    result["heavy"] = notable(names)
     return result
 
 
@@ -169,13 +183,16 @@ def main() -> None:
             ]
             results[stage] = median_of(runs)
 
-    print(f"{'what':22} {'start-up s':>10} {'RSS MiB':>8} {'peak MiB':>8}  notes")
+    print(f"{'what':22} {'start-up s':>10} {'CPU s':>6} {'RSS MiB':>8} {'peak MiB':>8}  notes")
     for what, r in results.items():
         t = r.get("ready_s", r.get("import_s"))
-        notes = f"imports: {', '.join(r['heavy']) or '-'}"
+        notes = f"{r['modules']} modules, of note: {', '.join(r['heavy']) or '-'}"
         if "tensorflow" in r:
             notes += f"; TF library {'mapped' if r['tensorflow'] else 'not mapped'}"
-        print(f"{what:22} {t:10.2f} {r['rss_mib']:8.0f} {r.get('peak_mib', 0):8.0f}  {notes}")
+        print(
+            f"{what:22} {t:10.2f} {r['cpu_s']:6.2f} {r['rss_mib']:8.0f} "
+            f"{r.get('peak_mib', 0):8.0f}  {notes}"
+        )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 
