@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 
 import click
 
-from pipeline.cli import Context, pass_ctx
+from pipeline.commands import Context, pass_ctx
 from pipeline.sources import describe
 
 
