@@ -23,9 +23,10 @@ REPO = Path(pipeline.__file__).resolve().parent.parent
 FORBIDDEN = ("training", "tensorflow", "keras")
 
 # Imports every module of the given packages (a package's __main__ runs a command, and
-# Alembic's env.py runs only inside Alembic's migration context: not imported), then, for each stage given with --stages, runs `facepipe worker STAGE
-# --burst` with the default config (builds and warms up the stage's model); prints the
-# modules that failed to import and the forbidden top-level packages found in sys.modules.
+# Alembic's env.py runs only inside Alembic's migration context: not imported), then, for
+# each stage given with --stages, runs `facepipe worker STAGE --burst` with the default
+# config (builds and warms up the stage's model); prints the modules that failed to
+# import and the forbidden top-level packages found in sys.modules.
 PROBE = """
 import importlib, json, pkgutil, sys
 
