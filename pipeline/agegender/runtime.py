@@ -6,7 +6,7 @@
   arrays and run in numpy.
 
 Both return ``(age_probs (N, AGE_BINS), p_female (N,))``;
-:func:`pipeline.attributes.outputs.to_attributes` turns those into
+:func:`pipeline.attributes.base.to_attributes` turns those into
 :class:`~pipeline.attributes.base.AgeGender`.
 """
 

@@ -24,8 +24,13 @@ from pydantic import Field
 from pipeline.agegender.framing import UTKFACE_MARGIN
 from pipeline.agegender.runtime import MODELS_DIR, ScratchRuntime
 from pipeline.agegender.stacker import load_calibration
-from pipeline.attributes.base import AgeGender, AttributeEstimator, CalibratedOptions
-from pipeline.attributes.outputs import calibrated, to_attributes
+from pipeline.attributes.base import (
+    AgeGender,
+    AttributeEstimator,
+    CalibratedOptions,
+    calibrated,
+    to_attributes,
+)
 
 
 class ScratchOptions(CalibratedOptions):

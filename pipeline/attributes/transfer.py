@@ -28,8 +28,14 @@ from pydantic import Field
 from pipeline.agegender.framing import UTKFACE_MARGIN, inner_box
 from pipeline.agegender.runtime import MODELS_DIR, HeadsRuntime
 from pipeline.agegender.stacker import load_calibration
-from pipeline.attributes.base import AgeGender, AttributeEstimator, CalibratedOptions, crop_face
-from pipeline.attributes.outputs import calibrated, to_attributes
+from pipeline.attributes.base import (
+    AgeGender,
+    AttributeEstimator,
+    CalibratedOptions,
+    calibrated,
+    crop_face,
+    to_attributes,
+)
 from pipeline.record import Face
 
 
