@@ -39,7 +39,7 @@ from rq import Worker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.bus import STAGES  # noqa: E402
+from pipeline.stages import STAGE_NAMES  # noqa: E402
 from pipeline.redis_server import PrivateRedis  # noqa: E402
 
 HEAVY = ("tensorflow", "keras", "dlib", "cv2", "onnxruntime", "scipy", "skimage")
@@ -167,7 +167,7 @@ def median_of(runs: list[dict]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--stages", default=",".join(STAGES), help="comma-separated")
+    ap.add_argument("--stages", default=",".join(STAGE_NAMES), help="comma-separated")
     ap.add_argument("--settle", type=float, default=1.0, help="seconds after ready before RSS")
     ap.add_argument("--timeout", type=float, default=300.0)
     ap.add_argument("--json", type=Path, help="also write the results here")

@@ -76,11 +76,11 @@ def test_stage_workers_with_the_default_config_import_no_training_and_no_tensorf
 ) -> None:
     import os
 
-    from pipeline.bus import STAGES
+    from pipeline.stages import STAGE_NAMES
 
     env = {k: v for k, v in os.environ.items() if k != "FACEPIPE_CONFIG"}
     env["REDIS_URL"] = redis_url
-    result = probe(["pipeline", "workers"], list(STAGES), env=env)
+    result = probe(["pipeline", "workers"], list(STAGE_NAMES), env=env)
     assert [m for m in result["top"] if m in FORBIDDEN] == []
 
 
