@@ -189,7 +189,8 @@ class LocalPipeline:
     def capture(self, spec: str, stream: str) -> Capture:
         assert self.rt is not None
         cfg = self.config.capture
-        source = Source(spec, reconnect_s=cfg.reconnect_s, realtime=cfg.realtime)
+        source = Source(spec, reconnect_s=cfg.reconnect_s, realtime=cfg.realtime,
+                        max_pixels=self.config.limits.max_image_pixels)  # fmt: skip
         cap = Capture(self.rt, source, stream)
         self.captures.append(cap)
         return cap

@@ -22,7 +22,11 @@ def enroll(ctx: Context, name: str, photos: tuple[str, ...]) -> None:
     if not name.strip() or name == "unknown":
         raise click.BadParameter(f"{name!r} cannot be a person's name", param_hint="NAME")
     try:
-        vectors = encode_photos(list(photos), num_jitters=ctx.config.recognition.enroll_jitters)
+        vectors = encode_photos(
+            list(photos),
+            num_jitters=ctx.config.recognition.enroll_jitters,
+            max_pixels=ctx.config.limits.max_image_pixels,
+        )
     except EnrollError as exc:
         raise click.ClickException(str(exc)) from None
     store = EventStore(ctx.config.store_url)
