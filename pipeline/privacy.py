@@ -4,6 +4,7 @@
   -> ``redis://:***@host``, ``postgresql://user:pw@db/x`` -> ``postgresql://user:***@db/x``,
   ``?password=pw`` -> ``?password=***``). Every message that shows a Redis or store URL
   goes through it.
+  :func:`redact_logs` applies it to every log message.
 * :func:`private_umask` makes the files a process creates readable by its user only
   (0600 files, 0700 directories): the event database, snapshots and logs under
   ``$FACEPIPE_HOME`` hold faces. The CLI sets it at start; the worker processes it starts
@@ -12,6 +13,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 
@@ -27,6 +29,24 @@ def redact_url(text: str) -> str:
     """``text`` with the password of every URL in it replaced by ``***``."""
     text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
     return _QUERY_PW.sub(lambda m: f"{m['key']}***", text)
+
+
+class RedactFilter(logging.Filter):
+    """A logging filter that passes every record's message through :func:`redact_url`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact_url(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+def redact_logs() -> None:
+    """Redact URL passwords from everything the root logger's handlers write."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactFilter) for f in handler.filters):
+            handler.addFilter(RedactFilter())
 
 
 def private_umask() -> int:

@@ -121,8 +121,10 @@ def run_pipeline(ctx: Context, sources: list[tuple[str, str]], as_json: bool) ->
         click.echo("starting workers...", err=True)
         pipe.start()
         if ctx.config.metrics.port:
-            port = ctx.config.metrics.port
-            click.echo(f"metrics: http://localhost:{port}/metrics; logs: {pipe.log_dir}", err=True)
+            from pipeline.metrics import metrics_url
+
+            url = metrics_url(ctx.config.metrics.host, ctx.config.metrics.port)
+            click.echo(f"metrics: {url}; logs: {pipe.log_dir}", err=True)
         summary = pipe.run(sources)
     except (PipelineError, SourceError) as exc:
         raise click.ClickException(str(exc)) from None

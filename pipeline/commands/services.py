@@ -94,12 +94,15 @@ def worker(ctx: Context, stage: str, burst: bool, name: str | None) -> None:
 
 
 def _serve_metrics(ctx: Context, rt, port: int | None) -> int:  # type: ignore[no-untyped-def]
-    from pipeline.metrics import serve
+    from pipeline.metrics import MetricsServeError, metrics_url, serve
 
     port = ctx.config.metrics.port if port is None else port
     if port:
-        serve(rt.bus, port, ctx.config.metrics.host)
-        click.echo(f"metrics on http://{ctx.config.metrics.host}:{port}/metrics", err=True)
+        try:
+            serve(rt.bus, port, ctx.config.metrics.host)
+        except MetricsServeError as exc:
+            raise click.ClickException(exc.strerror) from None
+        click.echo(f"metrics on {metrics_url(ctx.config.metrics.host, port)}", err=True)
     return port
 
 
