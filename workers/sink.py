@@ -51,6 +51,7 @@ class SinkStage(Stage):
         self._next_prune = 0.0  # time.monotonic() of the next retention pass
 
     def process(self, message: SinkMessage) -> None:
+        self.check_names(message)
         match message:
             case Observations(records=records):
                 self.observations(records)
@@ -61,6 +62,24 @@ class SinkStage(Stage):
             case _:
                 raise ValueError(f"the sink does not take {type(message).__name__}")
         self.maybe_prune()
+
+    @staticmethod
+    def check_names(message: SinkMessage) -> None:
+        """Refuse (ValueError) a message whose stream or session name is not a valid one
+        before anything is stored: names become paths under the snapshots directory."""
+        match message:
+            case Observations(records=records):
+                pairs = {(r.stream, r.session) for r in records}
+            case Samples(record=rec):
+                pairs = {(rec.stream, rec.session)}
+            case Merge(stream=stream, session=session):
+                pairs = {(stream, session)}
+            case _:
+                pairs = set()
+        for stream, session in pairs:
+            check_stream(stream)
+            if session:  # records made outside a capture may have none
+                check_stream(session)
 
     def maybe_prune(self) -> None:
         """Apply ``store.retention_days`` if the last pass is an hour old (or none ran)."""
@@ -152,8 +171,7 @@ class SinkStage(Stage):
         queue some other way is checked again here, and the resolved path must stay under
         the snapshots directory (defence in depth: a refused job goes to the failed
         registry with the reason)."""
-        check_stream(rec.stream)
-        check_stream(rec.session)
+        self.check_names(Samples("identity", rec))
         root = self.snapshots.resolve()
         path = (root / rec.stream / rec.session / f"{int(track_id)}.jpg").resolve()
         if not path.is_relative_to(root):
