@@ -343,7 +343,10 @@ class Identities:
                     negatives.delete().where(negatives.c.person == name)
                 ).rowcount
                 conn.execute(people.delete().where(people.c.name == name))
+            # clusters that lost members, and empty ones (an unknown-N renamed to this
+            # person keeps its row, and its centroid was this person's face)
             self._settle_clusters(conn, [c for c in deleted.clusters if c != name])
+            self._settle_clusters(conn, self._empty_clusters(conn))
         self.relabel_all()
         return deleted
 
@@ -359,26 +362,35 @@ class Identities:
                 )
             ]
             deleted = self.store.delete_events(conn, uids, keep_negatives=True)
-            empty = [
-                r[0]
-                for r in conn.execute(
-                    sa.select(unknowns.c.name).where(
-                        unknowns.c.updated < older_than,
-                        ~sa.exists().where(events.c.unknown_id == unknowns.c.name),
-                    )
-                )
-            ]
-            self._settle_clusters(conn, sorted(set(deleted.clusters) | set(empty)))
+            self._settle_clusters(conn, deleted.clusters)
+            old = self._empty_clusters(conn, older_than)
+            conn.execute(unknowns.delete().where(unknowns.c.name.in_(old)))
+            deleted.clusters = sorted(set(deleted.clusters) | set(old))
         return deleted
 
+    @staticmethod
+    def _empty_clusters(conn: sa.Connection, updated_before: float | None = None) -> list[str]:
+        """unknown-N clusters without member events (optionally: unchanged since a time)."""
+        q = sa.select(unknowns.c.name).where(
+            ~sa.exists().where(events.c.unknown_id == unknowns.c.name)
+        )
+        if updated_before is not None:
+            q = q.where(unknowns.c.updated < updated_before)
+        return [r[0] for r in conn.execute(q)]
+
     def _settle_clusters(self, conn: sa.Connection, names: list[str]) -> None:
-        """Clusters that lost members: recompute their centroid, or delete them if empty
-        (a centroid is a face template: it must not outlive the faces it came from)."""
+        """Clusters that lost members: recompute their centroid from the rest; an empty
+        one keeps its row (its number is not reused) but not its centroid, a face
+        template that must not outlive the faces it came from."""
         for name in names:
             if self._members(conn, name):
                 self._recompute_centroid(conn, name)
             else:
-                conn.execute(unknowns.delete().where(unknowns.c.name == name))
+                conn.execute(
+                    unknowns.update()
+                    .where(unknowns.c.name == name)
+                    .values(centroid="[]", events=0, updated=time.time())
+                )
 
     # ----- relabelling ----------------------------------------------------------------------
     def relabel_all(self) -> int:
