@@ -44,13 +44,14 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pipeline.agegender.data import mirrored_features, read_rgb  # noqa: E402
 from pipeline.agegender.framing import UTKFACE_BOX_FRACTION, face_crop_box  # noqa: E402
+from pipeline.agegender.images import read_rgb  # noqa: E402
 from pipeline.agegender.split import list_samples, split_samples  # noqa: E402
-from pipeline.agegender.training import machine, metrics  # noqa: E402
 from pipeline.attributes import registry  # noqa: E402
 from pipeline.datasets import require  # noqa: E402
 from pipeline.record import Face  # noqa: E402
+from training.agegender.data import mirrored_features  # noqa: E402
+from training.agegender.training import machine, metrics  # noqa: E402
 
 CANVAS = 200  # grey border around an image when HOG looks for its face
 

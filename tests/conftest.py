@@ -1,4 +1,5 @@
-"""Shared fixtures: a real private Redis server, data directories, demo media."""
+"""Shared fixtures: a real private Redis server, data directories, demo media, the LFW
+subset scikit-image ships (Viola-Jones runtime and training tests)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pipeline.bus import connect
@@ -36,6 +38,17 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             monkeypatch.delenv(k)
     monkeypatch.setenv("FACEPIPE_HOME", str(tmp_path / "home"))
     return tmp_path / "home"
+
+
+@pytest.fixture(scope="session")
+def lfw_subset() -> tuple[np.ndarray, np.ndarray]:
+    """(faces, non_faces): 100 + 100 grey 25 x 25 uint8 crops that scikit-image ships."""
+    from skimage import data
+
+    from pipeline.vj.scan import to_gray
+
+    imgs = np.stack([to_gray(i) for i in data.lfw_subset()])
+    return imgs[:100], imgs[100:]
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli import Context, pass_ctx
+from pipeline.commands import Context, pass_ctx
 from pipeline.names import BadName, check_person
 
 

@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 
 import click
 
-from pipeline.cli import Context, pass_ctx
+from pipeline.commands import Context, pass_ctx
 from pipeline.names import STREAM_MAX, BadName, check_person, check_stream
 from pipeline.sources import describe
 

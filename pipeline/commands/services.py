@@ -10,7 +10,7 @@ import time
 
 import click
 
-from pipeline.cli import Context, pass_ctx
+from pipeline.commands import Context, pass_ctx
 from pipeline.privacy import redact_url
 from pipeline.stages import STAGE_NAMES
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from pipeline.cli import Context, pass_ctx
+from pipeline.commands import Context, pass_ctx
 from pipeline.recognition.thresholds import CALIBRATED
 from pipeline.recognition.verify import DEFAULT_FLIP
 

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from pipeline.cli import Context
+from pipeline.commands import Context
 from pipeline.commands.verify import COMMANDS, verify
 from pipeline.recognition import verify as V
 from pipeline.recognition.thresholds import CALIBRATED, operating_points
