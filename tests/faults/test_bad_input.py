@@ -164,6 +164,20 @@ def test_a_source_with_frames_over_the_limit_is_refused(videos, redis_url, tmp_p
     assert res.exit_code == 1 and "more than the limit of 200,000" in res.output
 
 
+def test_live_frames_over_the_limit_are_skipped_with_one_warning(videos, caplog):
+    import threading
+
+    caplog.set_level(logging.WARNING, logger="pipeline.sources")
+    src = Source(str(videos["good"]), reconnect_s=5.0)
+    src.live, src.max_pixels = True, 200_000  # as a camera whose frames grew after opening
+    threading.Timer(1.0, src.stop).start()
+    assert list(src) == []  # no frame over the limit reaches the pipeline
+    assert src.refused == FRAMES
+    warnings = [r.getMessage() for r in caplog.records if "more than the limit" in r.getMessage()]
+    assert warnings == [f"{videos['good']}: frames of 640 x 360 pixels are more than the limit "
+                        "of 200,000 (limits.max_image_pixels); refused"]  # fmt: skip
+
+
 # ----- names ------------------------------------------------------------------------------
 
 
