@@ -8,7 +8,9 @@ dropped with a reason:
   one (the reader keeps only the newest frame);
 * ``backpressure``: a live source's detect queue is full (``capture.max_queue``).
 
-A file source never drops: it waits until the detect queue has room.
+A file source never drops: it waits until the detect queue has room. Frames of a file
+that its decoder could not read (corrupt data) were never captured; they are counted as
+``unreadable`` in the stream's counts, and the result says the run was cut short.
 
 With ``detector.every_n_frames`` > 1, only every n-th frame goes to the detect queue;
 the others skip detection (no image is stored) and go straight to the stream's buffer for
@@ -24,6 +26,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from pipeline.names import check_stream
 from pipeline.record import FrameRecord
 from pipeline.runtime import Runtime
 from pipeline.shots import CutDetector
@@ -40,14 +43,18 @@ class CaptureResult:
     enqueued: int = 0
     dropped: int = 0
     seconds: float = 0.0
+    unreadable: int = 0  # frames of a file that could not be decoded (corrupt data)
+
+    @property
+    def cut_short(self) -> bool:
+        return self.unreadable > 0
 
 
 class Capture:
     def __init__(
         self, rt: Runtime, source: Source, stream: str, session: str | None = None
     ) -> None:
-        if not stream or "/" in stream or ":" in stream:
-            raise ValueError(f"bad stream name {stream!r}: must be non-empty without '/' or ':'")
+        check_stream(stream)  # becomes a snapshot directory and part of Redis keys
         self.rt = rt
         self.source = source
         self.stream = stream
@@ -131,6 +138,9 @@ class Capture:
             if pending is not None:
                 pending.last = True
                 send(pending)
+            result.unreadable = self.source.unreadable
+            if result.unreadable:
+                bus.count_frame(self.stream, self.session, "unreadable", result.unreadable)
             bus.set_end(self.stream, self.session, seq)
             self.source.close()
             result.seconds = time.monotonic() - t0
@@ -138,4 +148,9 @@ class Capture:
             "%s: captured %d, enqueued %d, dropped %d in %.1f s",
             self.stream, result.captured, result.enqueued, result.dropped, result.seconds,
         )  # fmt: skip
+        if result.cut_short:
+            log.warning(
+                "%s: cut short: %d frame(s) of %s unreadable (corrupt data)",
+                self.stream, result.unreadable, self.source.spec,
+            )  # fmt: skip
         return result

@@ -17,6 +17,7 @@ import click
 
 from pipeline import commands
 from pipeline.commands import Context
+from pipeline.privacy import private_umask, redact_logs
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -35,6 +36,8 @@ def main(ctx: click.Context, config_path: str | None, verbose: int) -> None:
     """facepipe: face detection, tracking, recognition and age/gender on video streams."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    redact_logs()  # no password of a Redis or store URL in any log line
+    private_umask()  # events.db, snapshots, logs: 0600 files, 0700 directories
     ctx.obj = Context(config_path)
 
 

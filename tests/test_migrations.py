@@ -221,3 +221,30 @@ def test_revisions_downgrade_and_upgrade_again_keeping_rows(url):
     (ev,) = store.events()
     assert ev["track_uid"] == "cam/s/1" and ev["first_frame"] is None
     assert [p["name"] for p in store.people()] == ["ann"]
+
+
+def test_upgrade_from_0002_adds_the_erase_indexes_keeping_rows(url):
+    engine = sa.create_engine(url)
+    migrations.upgrade(engine, "0002")  # the head before erasure and retention
+    with engine.begin() as conn:
+        md = sa.MetaData()
+        md.reflect(conn)
+        for event in EVENTS:  # (the two rows have different columns)
+            conn.execute(md.tables["events"].insert(), event)
+        for name, rows in ROWS.items():
+            conn.execute(md.tables[name].insert(), rows)
+    indexes = {i["name"] for t in ("negatives", "track_aliases")
+               for i in sa.inspect(engine).get_indexes(t)}  # fmt: skip
+    assert "ix_negatives_track_uid" not in indexes
+    engine.dispose()
+    store = EventStore(url)  # upgrades to head
+    assert_at_head(store.engine)
+    indexes = {i["name"] for t in ("negatives", "track_aliases")
+               for i in sa.inspect(store.engine).get_indexes(t)}  # fmt: skip
+    assert {"ix_negatives_track_uid", "ix_track_aliases_into_uid"} <= indexes
+    assert [e["track_uid"] for e in store.events()] == ["cam/s/1", "cam/s/2"]
+    with store.engine.connect() as conn:
+        for name, rows in ROWS.items():
+            assert conn.execute(
+                sa.select(sa.func.count()).select_from(sa.table(name))
+            ).scalar() == len(rows), name

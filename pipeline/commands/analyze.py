@@ -117,7 +117,7 @@ def analyze(
     failed = 0
     for path in expand_paths(paths):
         try:
-            image = read_image(path)
+            image = read_image(path, cfg.limits.max_image_pixels)
             t0 = time.perf_counter()
             faces = analyze_image(image, estimator, detector, min_size)
             ms = (time.perf_counter() - t0) * 1000.0

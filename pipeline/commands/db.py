@@ -49,4 +49,24 @@ def upgrade(ctx: Context) -> None:
         click.echo(f"upgraded {_name(before)} -> {after}")
 
 
+@db.command()
+@click.option("--days", type=click.FloatRange(min=0, min_open=True),
+              help="delete what is older than this (default: store.retention_days)")  # fmt: skip
+@pass_ctx
+def prune(ctx: Context, days: float | None) -> None:
+    """Delete events (with samples and snapshots) and unknown-N clusters older than N days.
+
+    The sink does this at most once an hour when store.retention_days is set.
+    """
+    import time
+
+    from pipeline.commands.gallery import erase_report, identities
+
+    days = ctx.config.store.retention_days if days is None else days
+    if days is None:
+        raise click.UsageError("give --days N or set store.retention_days")
+    deleted = identities(ctx).prune(time.time() - days * 86400)
+    click.echo(erase_report(ctx, f"pruned what was last seen over {days:g} day(s) ago", deleted))
+
+
 COMMANDS = [db]

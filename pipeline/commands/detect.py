@@ -146,7 +146,7 @@ def detect(
     for image_path in iter_images(paths):
         result: dict[str, Any]
         try:
-            image = read_image(image_path)
+            image = read_image(image_path, ctx.config.limits.max_image_pixels)
         except (ValueError, OSError) as exc:
             result = {"image": image_path, "error": str(exc)}
         else:

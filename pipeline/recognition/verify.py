@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.images import ImageError, read_image
+from pipeline.images import DEFAULT_MAX_PIXELS, ImageError, read_image
 from pipeline.recognition.thresholds import operating_points
 from pipeline.record import Face
 
@@ -129,14 +129,14 @@ def load_pairs(path: str | os.PathLike[str]) -> list[Pair]:
 # ----- images and encodings -----------------------------------------------------------
 
 
-def load_rgb(path: str | os.PathLike[str]) -> np.ndarray:
+def load_rgb(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """An image file as RGB ``uint8`` ``(H, W, 3)`` (:func:`pipeline.images.read_image`),
     at least 8 x 8; grayscale is replicated to 3 channels.
 
     The dlib encoder was trained on colour faces and expects 3 channels; LFW-a is
     grayscale, so the gray value goes into R, G and B alike.
     """
-    arr = read_image(path)
+    arr = read_image(path, max_pixels)
     if arr.shape[0] < 8 or arr.shape[1] < 8:
         raise ImageError(f"image {path} has unusable shape {arr.shape}")
     return arr
@@ -283,6 +283,7 @@ class PairEncoder:
         cache: EncodingCache | None = None,
         encoder: object | None = None,
         flip: bool = DEFAULT_FLIP,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
         import dlib
 
@@ -293,6 +294,7 @@ class PairEncoder:
         self.encoder = encoder
         self.flip = bool(getattr(encoder, "flip", False))
         self.upsample = upsample
+        self.max_pixels = max_pixels  # larger images are refused (ImageError)
         self.cache = cache
         self._hog = dlib.get_frontal_face_detector()
         self.fallbacks: set[str] = set()
@@ -327,7 +329,7 @@ class PairEncoder:
         image: np.ndarray | None = None
         found = self.cache.get_detection(key) if self.cache is not None else None
         if found is None:
-            image = load_rgb(path)
+            image = load_rgb(path, self.max_pixels)
             t0 = time.perf_counter()
             faces = self.detect(image)
             self.detect_s += time.perf_counter() - t0
@@ -347,7 +349,7 @@ class PairEncoder:
         enc = self.cache.get(key, box, variant) if self.cache is not None else None
         if enc is None:
             if image is None:
-                image = load_rgb(path)
+                image = load_rgb(path, self.max_pixels)
             t0 = time.perf_counter()
             enc = self.encoder.encode(image, [Face(box=box)])[0]  # type: ignore[attr-defined]
             self.encode_s += time.perf_counter() - t0
