@@ -110,7 +110,7 @@ def test_choose_shrink_picks_the_plain_distance_on_isotropic_data():
     rng = np.random.default_rng(2)
     people = {f"p{i}": rng.normal(size=4) * 3 for i in range(12)}
     enc, pairs = {}, []
-    for i, (name, centre) in enumerate(people.items()):
+    for name, centre in people.items():
         for j in range(2):
             enc[f"{name}/{j}.jpg"] = centre + rng.normal(size=4) * 0.1
     names = list(people)
