@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import machine
+from pipeline.evaluation.common import log
 from pipeline.evaluation.detection import iou_matrix
 from pipeline.recognition import verify as V
 from pipeline.recognition.encoder import CHIP_PADDING, CHIP_SIZE, DlibEncoder, flip_average
@@ -44,10 +45,6 @@ CLAHE_TILES = 8
 SHRINKS = (0.0, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0)
 # images (of those HOG finds) used to map a fallback detector's boxes to HOG's framing
 MAP_SAMPLE = 200
-
-
-def log(msg: str) -> None:
-    print(f"{datetime.now(UTC):%H:%M:%S} {msg}", flush=True)
 
 
 # ----- encoders ---------------------------------------------------------------------------
