@@ -21,10 +21,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from pipeline.recognition.quality import detection_quality
-from pipeline.record import Face, FrameRecord
+from pipeline.record import FrameRecord
 from pipeline.runtime import Runtime
-from pipeline.tracking.state import StreamState, TrackerStates
+from pipeline.tracking.state import TrackerStates
+from pipeline.tracking.stream import StreamTracker
 from workers.base import Stage, get_stage
 
 # frames advanced per hold of the stream's lock: a backlog is worked off in batches, so the
@@ -53,6 +53,7 @@ class TrackStage(Stage):
         bus, conn = self.rt.bus, self.rt.bus.conn
         detected = bus.detected_key(stream, session)
         state = self.states.load(stream, session)
+        tracking = StreamTracker(self.rt.config.tracker, self.rt.config.sampling, state)
         out: list[FrameRecord] = []
         samples: list[FrameRecord] = []
         while len(out) < MAX_FRAMES_PER_HOLD:
@@ -74,10 +75,13 @@ class TrackStage(Stage):
                 conn.hdel(detected, str(state.next_seq))
                 rec = FrameRecord.from_json(raw)
             state.waiting_since = None
-            self._track(state, rec)
-            samples += self._choose_samples(state, rec)
+            rec, chosen = tracking.step(rec)
+            if rec.track_starts:
+                self.rt.metrics.inc(
+                    "facepipe_tracks_started_total", {"stream": stream}, len(rec.track_starts)
+                )
+            samples += chosen
             out.append(rec)
-            state.next_seq += 1
         self.states.save(stream, session, state)
         if out:
             self._emit(out, samples)
@@ -87,62 +91,6 @@ class TrackStage(Stage):
         if waiting_since is None:
             return False
         return time.time() - waiting_since > self.rt.config.tracker.gap_timeout_s
-
-    def _track(self, state: StreamState, rec: FrameRecord) -> None:
-        tracker = state.tracker
-        t0 = time.perf_counter()
-        cut_ended = tracker.end_all() if rec.cut else []  # a new shot: motion says nothing
-        if rec.dropped is None and not rec.detected:  # detection skipped: predict
-            # tracks matched in the latest detection run only: a lost track's face is
-            # not reported where nobody saw it
-            rec.faces = [
-                Face(box=box, score=0.0, track_id=tid)
-                for tid, box in tracker.predict(rec.seq).items()
-                if tracker.get(tid).missed == 0
-            ]
-        elif rec.dropped is None:
-            confirmed, ended = tracker.update(rec.faces, rec.seq, rec.ts)
-            if confirmed:
-                self.rt.metrics.inc(
-                    "facepipe_tracks_started_total", {"stream": rec.stream}, len(confirmed)
-                )
-                rec.track_starts = {t.id: [t.first_ts, t.hits, t.first_seq] for t in confirmed}
-            rec.ended_tracks = ended
-        rec.ended_tracks = cut_ended + rec.ended_tracks
-        if rec.last:
-            rec.ended_tracks = rec.ended_tracks + tracker.end_all()
-        rec.timings["track"] = time.perf_counter() - t0
-
-    def _choose_samples(self, state: StreamState, rec: FrameRecord) -> list[FrameRecord]:
-        """Faces of this frame (or the best of a window that closes now) to recognize."""
-        cfg, tracker = self.rt.config.sampling, state.tracker
-        chosen: list[dict[str, Any]] = []
-        if rec.dropped is None and rec.detected:  # samples only from detected faces
-            for face in rec.faces:
-                t = tracker.get(face.track_id) if face.track_id is not None else None
-                if (
-                    t is None
-                    or t.samples >= cfg.max_samples
-                    or min(face.box[2], face.box[3]) < cfg.min_face_px
-                ):
-                    continue
-                cand = _candidate(rec, face)
-                if t.samples == 0:  # just confirmed: a name as soon as possible
-                    chosen.append(cand)
-                else:  # the best face of the window so far waits for the window's end
-                    best = state.candidates.get(t.id)
-                    if best is None or cand["face"]["quality"] > best["face"]["quality"]:
-                        state.candidates[t.id] = cand
-                if t.samples > 0 and rec.seq - t.last_sample_seq < cfg.every_n_frames:
-                    continue
-                if t.samples > 0:
-                    chosen.append(state.candidates.pop(t.id))
-                t.samples += 1
-                t.last_sample_seq = rec.seq
-        # a track that ended (or was merged away) sends the best face it was holding
-        for tid in [tid for tid in state.candidates if tracker.get(tid) is None]:
-            chosen.append(state.candidates.pop(tid))
-        return _sample_records(rec, chosen)
 
     def _emit(self, records: list[FrameRecord], samples: list[FrameRecord]) -> None:
         bus = self.rt.bus
@@ -158,28 +106,3 @@ STAGE = TrackStage
 
 def handle(payload: dict[str, Any]) -> None:
     get_stage("track").handle(payload)
-
-
-def _candidate(rec: FrameRecord, face: Face) -> dict[str, Any]:
-    """A face to sample, with what the recognize stage needs of its frame (JSON)."""
-    sampled = Face.from_dict(face.to_dict())
-    # detection quality: picks the window's best face; recognize replaces it with the full one
-    sampled.quality = round(detection_quality(face), 4)
-    return {
-        "seq": rec.seq, "ts": rec.ts, "key": rec.key, "width": rec.width,
-        "height": rec.height, "live": rec.live, "face": sampled.to_dict(),
-    }  # fmt: skip
-
-
-def _sample_records(rec: FrameRecord, chosen: list[dict[str, Any]]) -> list[FrameRecord]:
-    """One recognize job per frame the chosen faces come from."""
-    by_seq: dict[int, FrameRecord] = {}
-    for c in chosen:
-        sample = by_seq.get(c["seq"])
-        if sample is None:
-            sample = by_seq[c["seq"]] = FrameRecord(
-                stream=rec.stream, session=rec.session, seq=c["seq"], ts=c["ts"],
-                key=c["key"], width=c["width"], height=c["height"], live=c["live"],
-            )  # fmt: skip
-        sample.faces.append(Face.from_dict(c["face"]))
-    return [by_seq[k] for k in sorted(by_seq)]

@@ -15,13 +15,10 @@ import secrets
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any
 
 from pipeline.bus import Bus
 from pipeline.config import TrackerConfig
-from pipeline.tracking.iou import IoUTracker
-from pipeline.tracking.kalman import KalmanTracker
+from pipeline.tracking.stream import StreamState, Tracker, new_tracker
 
 LOCK_MS = 30_000
 STATE_TTL_S = 7 * 24 * 3600
@@ -29,20 +26,6 @@ _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
 """
-
-Tracker = IoUTracker | KalmanTracker
-
-
-@dataclass
-class StreamState:
-    """A stream's tracker and where the track stage is in the stream."""
-
-    tracker: Tracker
-    next_seq: int = 0  # the next frame the track stage will consume
-    waiting_since: float | None = None  # since when it waits for a missing frame
-    # per track: the best face of the current sampling window, not yet sent to recognition
-    # ({"seq", "ts", "key", "width", "height", "live", "face"}; the face carries its quality)
-    candidates: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
 class TrackerStates:
@@ -58,43 +41,18 @@ class TrackerStates:
         return self.bus.key(what, stream, session)
 
     def new_tracker(self) -> Tracker:
-        cfg = self.config
-        if cfg.model == "kalman":
-            return KalmanTracker(
-                cfg.iou_threshold,
-                cfg.max_missed,
-                cfg.min_hits,
-                reid_threshold=cfg.reid_threshold,
-                reid_merge=cfg.reid_window > 0,
-                reid_window=cfg.reid_window,
-                reid_margin=cfg.reid_margin,
-                max_tentative_missed=cfg.max_tentative_missed,
-            )
-        return IoUTracker(cfg.iou_threshold, cfg.max_missed, cfg.min_hits)
+        return new_tracker(self.config)
 
     def load(self, stream: str, session: str) -> StreamState:
         raw = self.bus.conn.get(self.key("tracker", stream, session))
         if raw is None:
             return StreamState(self.new_tracker())
-        data = json.loads(raw)
-        cls = KalmanTracker if self.config.model == "kalman" else IoUTracker
-        return StreamState(
-            cls.from_dict(data["tracker"]),
-            data["next_seq"],
-            data.get("waiting_since"),
-            {int(k): v for k, v in data.get("candidates", {}).items()},
-        )
+        return StreamState.from_dict(json.loads(raw), self.config)
 
     def save(self, stream: str, session: str, state: StreamState) -> None:
-        data = {
-            "tracker": state.tracker.to_dict(),
-            "next_seq": state.next_seq,
-            "waiting_since": state.waiting_since,
-            "candidates": state.candidates,
-        }
         self.bus.conn.set(
             self.key("tracker", stream, session),
-            json.dumps(data, separators=(",", ":")),
+            json.dumps(state.to_dict(), separators=(",", ":")),
             ex=STATE_TTL_S,
         )
 

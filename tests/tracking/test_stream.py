@@ -1,0 +1,142 @@
+"""StreamTracker: the track stage's per-stream logic, in memory (no Redis)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from pipeline.config import SamplingConfig, TrackerConfig
+from pipeline.record import Face, FrameRecord
+from pipeline.tracking.stream import StreamState, StreamTracker
+
+EYES_NOSE = [(120.0, 70.0), (140.0, 70.0), (130.0, 80.0)]
+
+
+def frame(seq: int, *boxes: tuple[int, int, int, int], **kw) -> FrameRecord:
+    rec = FrameRecord(stream="cam", session="s", seq=seq, ts=1.0 + seq, key=f"k{seq}", **kw)
+    rec.faces = [Face(box=b, score=0.9, landmarks=EYES_NOSE) for b in boxes]
+    return rec
+
+
+def tracker(**kw) -> StreamTracker:
+    tcfg = TrackerConfig(min_hits=2, **{k: v for k, v in kw.items() if k != "every_n"})
+    return StreamTracker(tcfg, SamplingConfig(every_n_frames=kw.get("every_n", 5)))
+
+
+def test_samples_are_the_first_face_then_the_best_of_each_window():
+    st = tracker()
+    sampled = []
+    for seq in range(14):
+        rec = frame(seq, (100, 50, 60, 60), last=seq == 13)
+        face = rec.faces[0]
+        face.score = 0.99 if seq == 4 else 0.5
+        if seq == 9:  # a turned head: nose under one eye
+            face.score, face.landmarks = 0.99, [(120.0, 70.0), (140.0, 70.0), (121.0, 80.0)]
+        out, samples = st.step(rec)
+        assert out is rec
+        sampled += samples
+    # confirmed at 1 (min_hits 2); best of 2-6 is the confident face at 4; 7-11 are equal
+    # but for the turned head at 9 (not chosen); 12-13 pending when the track ends
+    assert [r.seq for r in sampled] == [1, 4, 7, 12]
+    assert all(r.key == f"k{r.seq}" and r.faces[0].track_id == 1 for r in sampled)
+    assert all(r.faces[0].quality is not None for r in sampled)
+    assert st.state.next_seq == 14 and not st.state.candidates
+
+
+def test_confirmation_cut_and_last_frame():
+    st = tracker()
+    recs = [st.step(frame(s, (100 + s, 50, 60, 60), cut=s == 4, last=s == 7))[0] for s in range(8)]
+    assert recs[0].faces[0].track_id is None  # tentative
+    assert recs[1].track_starts == {1: [1.0, 2, 0]}  # confirmed, covering frame 0
+    assert recs[4].ended_tracks == [1]  # the cut ends every track first
+    assert recs[5].faces[0].track_id == 2 and recs[5].track_starts
+    assert recs[7].ended_tracks == [2]  # the last frame ends the rest
+
+
+def test_skipped_frames_carry_predicted_faces_of_tracks_seen_in_the_latest_detection():
+    st = tracker()
+    for s in range(3):
+        st.step(frame(s, (100 + 2 * s, 50, 60, 60)))
+    rec, samples = st.step(FrameRecord(stream="cam", session="s", seq=3, ts=4.0, detected=False))
+    assert [f.track_id for f in rec.faces] == [1] and rec.faces[0].score == 0.0
+    assert abs(rec.faces[0].box[0] - 106) <= 1  # moved on with the track's velocity
+    assert samples == []  # samples only from detected frames
+    st.step(frame(4))  # detection ran, nobody there: the track is lost
+    rec, _ = st.step(FrameRecord(stream="cam", session="s", seq=5, ts=6.0, detected=False))
+    assert rec.faces == []
+
+
+def test_a_dropped_frame_only_moves_the_stream_on():
+    st = tracker()
+    st.step(frame(0, (100, 50, 60, 60)))
+    lost = FrameRecord(stream="cam", session="s", seq=1, ts=2.0, dropped="lost")
+    rec, samples = st.step(lost)
+    assert rec.faces == [] and samples == [] and st.state.next_seq == 2
+    with pytest.raises(ValueError, match="comes after"):
+        st.step(frame(1))
+
+
+def _encoding(seed: int) -> list[float]:
+    v = np.random.default_rng(seed).normal(size=128)
+    return (v / np.linalg.norm(v) * 0.5).round(6).tolist()
+
+
+def _cut_scene(st: StreamTracker) -> None:
+    """Track 1 on the left (frames 0-9), nobody (10-12), track 2 far right (13-19)."""
+    for s in range(20):
+        boxes = [(20 + 2 * s, 40, 100, 120)] if s < 10 else []
+        if s >= 13:
+            boxes = [(400 + 2 * s, 40, 100, 120)]
+        st.step(frame(s, *boxes))
+
+
+def test_observe_merges_a_young_track_into_the_one_it_continues():
+    st = tracker()
+    _cut_scene(st)
+    same = _encoding(1)
+    first = st.observe([Face(box=(0, 0, 9, 9), track_id=1, encoding=same, quality=0.5)])
+    assert first.merged == [] and first.aliased == []
+    got = st.observe([Face(box=(0, 0, 9, 9), track_id=2, encoding=same, quality=0.5)])
+    assert got.merged == [(2, 1)] and got.all() == [(2, 1)]
+    assert st.tracker.resolve(2) == 1
+    # the next frame of the young track carries the survivor's id
+    rec, _ = st.step(frame(20, (440, 40, 100, 120)))
+    assert rec.faces[0].track_id == 1
+    # a late sample of the merged id: not a new merge, but reported again for the sink
+    again = st.observe([Face(box=(0, 0, 9, 9), track_id=2, encoding=same, quality=0.5)])
+    assert again.merged == [] and again.aliased == [(2, 1)]
+
+
+def test_observe_ignores_low_quality_faces_and_other_people():
+    st = tracker()
+    st.min_quality = 0.3
+    _cut_scene(st)
+    st.observe([Face(box=(0, 0, 9, 9), track_id=1, encoding=_encoding(1), quality=0.5)])
+    blurred = Face(box=(0, 0, 9, 9), track_id=2, encoding=_encoding(1), quality=0.1)
+    assert st.observe([blurred]).all() == []  # below min_quality: not used
+    other = Face(box=(0, 0, 9, 9), track_id=2, encoding=_encoding(2), quality=0.9)
+    assert st.observe([other]).all() == []  # someone else
+    assert st.tracker.resolve(2) == 2
+
+
+def test_observe_does_nothing_with_the_iou_model():
+    st = tracker(model="iou")
+    _cut_scene(st)
+    face = Face(box=(0, 0, 9, 9), track_id=2, encoding=_encoding(1), quality=0.9)
+    assert st.observe([face]).all() == []
+
+
+def test_a_restored_state_continues_exactly_like_the_original():
+    a, b = tracker(), tracker()
+    for s in range(6):
+        a.step(frame(s, (100 + 3 * s, 50, 60, 60)))
+        b.step(frame(s, (100 + 3 * s, 50, 60, 60)))
+    data = json.loads(json.dumps(b.state.to_dict()))  # through JSON, as in Redis
+    b = StreamTracker(b.tracker_config, b.sampling, StreamState.from_dict(data, b.tracker_config))
+    for s in range(6, 15):
+        ra, sa = a.step(frame(s, (100 + 3 * s, 50, 60, 60), last=s == 14))
+        rb, sb = b.step(frame(s, (100 + 3 * s, 50, 60, 60), last=s == 14))
+        assert ra == rb and sa == sb
+    assert a.state.to_dict() == b.state.to_dict()
