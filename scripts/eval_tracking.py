@@ -24,7 +24,8 @@ re-identification), and every face carries its encoding into the tracker (an upp
 bound). Then (unless ``--no-video``) the trackers also run on the two-person Hamilton
 clip. With ``--pipeline`` (or ``--pipeline-only``) identity is also measured through
 the real pipeline: each clip goes through ``facepipe run`` as a subprocess
-(:mod:`pipeline.evaluation.tracking_pipeline`).
+(:mod:`pipeline.evaluation.tracking_pipeline`); without it, the last such results in
+``docs/tracking-results.json`` are kept (they state their own command and date).
 
 The evaluation is :mod:`pipeline.evaluation.tracking`; this is its command line. Results
 go to ``docs/tracking-results.json`` and between ``<!-- results:start -->`` and
@@ -252,6 +253,10 @@ def main(argv: list[str] | None = None) -> int:
         report["pipeline"] = pipeline_eval(
             clips, root, args.pipeline_runs, CACHE, command, cut_threshold
         )
+    elif DOCS_JSON.exists():  # keep the last `facepipe run` results (they carry their date)
+        previous = json.loads(DOCS_JSON.read_text()).get("pipeline")
+        if previous:
+            report["pipeline"] = previous
     print(render(report))
     if not args.no_docs:
         write_docs(report)
