@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 from pipeline.datasets import REPO_ROOT, require
@@ -66,15 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         out = args.docs / "recognition-lfw" / "hamilton" / "flip-check.json"
         hamilton_check(data, args.hamilton, out)
         return 0
-    variant = Variant(
-        num_jitters=args.num_jitters,
-        landmarks=args.landmarks,
-        upsample=args.upsample,
-        flip=args.flip,
-        preprocess=args.preprocess,
-        fallback=args.fallback,
-        metric=args.metric,
-    )
+    variant = Variant(**{f.name: getattr(args, f.name) for f in fields(Variant)})
     command = " ".join(
         ["python scripts/eval_verification.py", *(sys.argv[1:] if argv is None else argv)]
     )
