@@ -20,6 +20,7 @@ iff the Euclidean distance of the 128-d dlib encodings is <= threshold.
 from __future__ import annotations
 
 import json
+import os
 import re
 import statistics
 import time
@@ -450,10 +451,10 @@ def _sort_key(r: dict) -> tuple:
 
 
 def _load(m: dict) -> float:
-    """The 1-minute load of a record's machine (older records: at the end, newer: at the start)."""
-    if "load_avg_at_end" in m:
+    """The 1-minute load of a record's machine at the end of its run."""
+    if "load_avg_at_end" in m:  # older records
         return float(m["load_avg_at_end"])
-    return float(m.get("loadavg_start", [0.0])[0])
+    return float(m.get("loadavg_end", m.get("loadavg_start", [0.0]))[0])
 
 
 def write_markdown(out_dir: Path, md_path: Path) -> None:
@@ -698,6 +699,7 @@ def run_variant(
     ``cache-<settings>-mirror``); writes ``docs/recognition-lfw/<variant>.json``,
     regenerates ``docs/recognition-lfw.md`` and returns the record.
     """
+    started = machine.info(dlib=_dlib_version(), numpy=np.__version__)  # load at the start
     root = data / "images"
     pairs = V.load_pairs(data / "pairs.tsv")
     lms = [int(n) for n in v.landmarks.split("+")]
@@ -903,7 +905,7 @@ def run_variant(
         },
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": command,
-        "machine": machine.info(dlib=_dlib_version(), numpy=np.__version__),
+        "machine": {**started, "loadavg_end": [round(x, 2) for x in os.getloadavg()]},
         "pairs": len(pairs),
         "images": len(keys),
         "fallbacks": len(fallbacks),

@@ -143,7 +143,7 @@ def test_write_markdown_renders_a_table_row_per_variant(tmp_path):
             "encode_ms_median": 70.0,
             "cost_vs_plain": 1.0,
         },
-        "machine": {"cpu": "cpu", "cores": 2, "loadavg_start": [1.5, 1.0, 1.0]},
+        "machine": {"cpu": "cpu", "cores": 2, "loadavg_end": [1.5, 1.0, 1.0]},
         "command": "python scripts/eval_verification.py",
         "date": "2026-01-01 00:00 UTC",
     }
