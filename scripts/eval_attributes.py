@@ -71,8 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     meta: dict[str, Any] = {
         "machine": machine.describe(),
         "loadavg_start": machine.info()["loadavg_start"],
-        "command": "python scripts/eval_attributes.py "
-        + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": " ".join(
+            ["python scripts/eval_attributes.py", *(sys.argv[1:] if argv is None else argv)]
+        ),
         "images": len(val),
         "boxes": args.boxes,
         "encodings": "computed by each backend"

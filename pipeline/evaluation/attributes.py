@@ -277,7 +277,8 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
     lines = [
         "# Age/gender backends on the UTKFace validation split",
         "",
-        f"- machine: {meta['machine']}",
+        f"- machine: {meta['machine']}"
+        + (f"; load average at start {meta['loadavg_start']}" if "loadavg_start" in meta else ""),
         f"- command: `{meta['command']}`",
         f"- images: {meta['images']} (validation split, never trained on); boxes: {meta['boxes']}",
         f"- encodings: {meta.get('encodings', 'computed by each backend')}",
