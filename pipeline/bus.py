@@ -1,9 +1,22 @@
 """The message bus: Redis keys, rq queues and per-stream frame accounting.
 
 Every stage talks to the others only through this module: jobs on rq queues (JSON
-serializer, never pickle) that carry :class:`~pipeline.record.FrameRecord` dicts, and
-Redis keys for shared state. Key and queue names all start with ``redis.prefix`` so
-several pipelines can share one Redis server.
+serializer, never pickle) that carry the stage's message type (``pipeline/stages.py``:
+:class:`~pipeline.record.FrameRecord`, :class:`~pipeline.record.TrackJob` or a
+:class:`~pipeline.record.SinkMessage`), and Redis keys for what stages share:
+
+* ``detected:<stream>:<session>``: the ordered buffer, a hash of frames by ``seq``
+  waiting for the track stage (``buffer_*``); detect workers finish out of order, the
+  track stage takes them strictly in sequence;
+* ``encodings:<stream>:<session>``: a list of :class:`~pipeline.record.Encodings` the
+  recognize stage sends the track stage for re-identification (``send_encodings``,
+  ``take_encodings``);
+* ``tracker:<stream>:<session>``: the track stage's state (JSON), its only writer being
+  the track stage, under ``tracker-lock:<stream>:<session>`` (redis-py's ``Lock``);
+* ``streams``, ``stream:<stream>/<session>``: registered streams and their frame counts.
+
+Key and queue names all start with ``redis.prefix`` so several pipelines can share one
+Redis server.
 """
 
 from __future__ import annotations
@@ -13,21 +26,14 @@ import time
 from typing import Any
 
 import redis
+from redis.lock import Lock
 from rq import Queue, Retry
 from rq.serializers import JSONSerializer
 
-from pipeline.record import FrameRecord
+from pipeline.record import Encodings, FrameRecord, TrackJob
+from pipeline.stages import stage as stage_spec
 
-STAGES = ("detect", "track", "recognize", "attributes", "sink")
-
-# the job function each stage's queue runs (module path inside `workers`)
-JOB_FUNCS = {
-    "detect": "workers.detect.handle",
-    "track": "workers.track.handle",
-    "recognize": "workers.recognize.handle",
-    "attributes": "workers.attributes.handle",
-    "sink": "workers.sink.handle",
-}
+STATE_TTL_S = 7 * 24 * 3600  # the tracker state and encodings of an idle stream expire
 
 
 def connect(url: str) -> redis.Redis:
@@ -47,10 +53,6 @@ class Bus:
     def key(self, *parts: object) -> str:
         return ":".join([self.prefix, *map(str, parts)])
 
-    def detected_key(self, stream: str, session: str) -> str:
-        """The hash where a stream's frames wait, by seq, for the track stage."""
-        return self.key("detected", stream, session)
-
     def frame_key(self, rec: FrameRecord) -> str:
         return self.key("frame", rec.stream, rec.session, rec.seq)
 
@@ -59,9 +61,7 @@ class Bus:
 
     # ----- queues --------------------------------------------------------------
     def queue_name(self, stage: str) -> str:
-        if stage not in STAGES:
-            raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
-        return f"{self.prefix}.{stage}"
+        return stage_spec(stage).queue_name(self.prefix)
 
     def queue(self, stage: str) -> Queue:
         if stage not in self._queues:
@@ -70,19 +70,97 @@ class Bus:
             )
         return self._queues[stage]
 
-    def enqueue(self, stage: str, payload: dict[str, Any], timeout: int = 600) -> None:
+    def send(self, stage: str, message: Any, timeout: int = 600) -> None:
+        """Enqueue a job for ``stage`` carrying ``message``, of the stage's message type."""
+        spec = stage_spec(stage)
+        if not isinstance(message, spec.message):
+            raise TypeError(
+                f"the {stage} stage takes {spec.message.__name__}, not {type(message).__name__}"
+            )
         self.queue(stage).enqueue(
-            JOB_FUNCS[stage],
-            payload,
+            spec.job,
+            message.to_dict(),
             job_timeout=timeout,
             result_ttl=0,
             failure_ttl=7 * 24 * 3600,
             retry=Retry(max=2),  # transient errors (a busy database, a restarted Redis)
-            description=f"{stage} {payload.get('stream', '')}#{payload.get('seq', '')}",
+            description=(f"{stage} {getattr(message, 'stream', '')}#{getattr(message, 'seq', '')}"),
         )
+
+    def poke_track(self, stream: str, session: str) -> None:
+        """Ask the track stage to look at a stream (frames or encodings are waiting)."""
+        self.send("track", TrackJob(stream, session))
 
     def depth(self, stage: str) -> int:
         return self.queue(stage).count
+
+    # ----- the detect -> track ordered buffer ---------------------------------------
+    def _buffer(self, stream: str, session: str) -> str:
+        return self.key("detected", stream, session)
+
+    def buffer_put(self, rec: FrameRecord) -> None:
+        """Frame ``rec`` waits for the track stage; the stream's track stage is poked."""
+        self.conn.hset(self._buffer(rec.stream, rec.session), str(rec.seq), rec.to_json())
+        self.poke_track(rec.stream, rec.session)
+
+    def buffer_take(self, stream: str, session: str, seq: int) -> FrameRecord | None:
+        """Remove and return frame ``seq`` of the stream, or None if it is not there."""
+        pipe = self.conn.pipeline()
+        pipe.hget(self._buffer(stream, session), str(seq))
+        pipe.hdel(self._buffer(stream, session), str(seq))
+        raw, _ = pipe.execute()
+        return None if raw is None else FrameRecord.from_json(raw)
+
+    def buffer_has(self, stream: str, session: str, seq: int) -> bool:
+        return bool(self.conn.hexists(self._buffer(stream, session), str(seq)))
+
+    def buffer_len(self, stream: str, session: str) -> int:
+        return int(self.conn.hlen(self._buffer(stream, session)))
+
+    def buffer_seqs(self, stream: str, session: str) -> list[int]:
+        """Sequence numbers of the frames waiting, in order."""
+        return sorted(int(k) for k in self.conn.hkeys(self._buffer(stream, session)))
+
+    # ----- encodings for re-identification: recognize -> track ------------------------
+    def _encodings(self, stream: str, session: str) -> str:
+        return self.key("encodings", stream, session)
+
+    def send_encodings(self, msg: Encodings) -> None:
+        """Queue ``msg`` for the stream's tracker and poke the track stage."""
+        key = self._encodings(msg.stream, msg.session)
+        pipe = self.conn.pipeline()
+        pipe.rpush(key, json.dumps(msg.to_dict(), separators=(",", ":")))
+        pipe.expire(key, STATE_TTL_S)
+        pipe.execute()
+        self.poke_track(msg.stream, msg.session)
+
+    def take_encodings(self, stream: str, session: str) -> list[Encodings]:
+        """Remove and return every :class:`Encodings` waiting for the stream, in order."""
+        key = self._encodings(stream, session)
+        pipe = self.conn.pipeline()  # MULTI: nothing pushed in between is lost
+        pipe.lrange(key, 0, -1)
+        pipe.delete(key)
+        raw, _ = pipe.execute()
+        return [Encodings.from_dict(json.loads(r)) for r in raw]
+
+    def encodings_waiting(self, stream: str, session: str) -> bool:
+        return bool(self.conn.llen(self._encodings(stream, session)))
+
+    # ----- the track stage's state and lock ---------------------------------------------
+    def load_tracker_state(self, stream: str, session: str) -> dict[str, Any] | None:
+        raw = self.conn.get(self.key("tracker", stream, session))
+        return None if raw is None else json.loads(raw)
+
+    def save_tracker_state(self, stream: str, session: str, state: dict[str, Any]) -> None:
+        self.conn.set(
+            self.key("tracker", stream, session),
+            json.dumps(state, separators=(",", ":")),
+            ex=STATE_TTL_S,
+        )
+
+    def tracker_lock(self, stream: str, session: str, timeout_s: float) -> Lock:
+        """The stream's tracker lock (expires ``timeout_s`` after it is taken)."""
+        return self.conn.lock(self.key("tracker-lock", stream, session), timeout=timeout_s)
 
     # ----- streams and frame accounting ------------------------------------------
     def register_stream(self, stream: str, session: str, info: dict[str, Any]) -> None:

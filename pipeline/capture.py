@@ -85,12 +85,9 @@ class Capture:
 
         def send(rec: FrameRecord) -> None:
             if rec.detected:
-                bus.enqueue("detect", rec.to_dict())
-            else:  # straight to the track stage, which predicts its faces
-                bus.conn.hset(
-                    bus.detected_key(rec.stream, rec.session), str(rec.seq), rec.to_json()
-                )
-                bus.enqueue("track", {"stream": rec.stream, "session": rec.session})
+                bus.send("detect", rec)
+            else:  # straight to the track stage's buffer; it predicts the faces
+                bus.buffer_put(rec)
             result.enqueued += 1
 
         try:

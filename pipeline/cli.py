@@ -1,8 +1,10 @@
 """The `facepipe` command.
 
 Sub-commands live in :mod:`pipeline.commands`, one module per concern; each module lists
-its click commands in ``COMMANDS``. Command modules import heavy libraries (dlib,
-TensorFlow) inside the command functions, so ``facepipe --help`` stays fast.
+its click commands in ``COMMANDS`` and receives a :class:`pipeline.commands.Context`
+(defined there, so no command module imports this one). Command modules import heavy
+libraries (dlib, TensorFlow) inside the command functions, so ``facepipe --help`` stays
+fast.
 """
 
 from __future__ import annotations
@@ -14,27 +16,7 @@ import pkgutil
 import click
 
 from pipeline import commands
-from pipeline.config import Config, ConfigError, load_config
-
-
-class Context:
-    """What every sub-command receives: the config path and the loaded config."""
-
-    def __init__(self, config_path: str | None) -> None:
-        self.config_path = config_path
-        self._config: Config | None = None
-
-    @property
-    def config(self) -> Config:
-        if self._config is None:
-            try:
-                self._config = load_config(self.config_path)
-            except ConfigError as exc:
-                raise click.ClickException(f"invalid configuration:\n{exc}") from None
-        return self._config
-
-
-pass_ctx = click.make_pass_decorator(Context)
+from pipeline.commands import Context
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

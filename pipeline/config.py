@@ -11,21 +11,109 @@ Environment variables:
 * ``FACEPIPE__SECTION__KEY=value`` sets any key, e.g. ``FACEPIPE__DETECTOR__BACKEND=mtcnn``
   or ``FACEPIPE__WORKERS__DETECT=3``; values are parsed as YAML scalars.
 
+Backend sections (``detector``, ``attributes``) name a backend and give its options:
+the backend name must be one the registry lists, and ``options`` is validated by that
+backend's ``Options`` model (so ``detector.options.upsampel`` is an error that names it).
+The backend module is imported to find the model, never its heavy libraries (those load
+when the backend is created). Options the pipeline uses unless told otherwise (the
+section's ``pipeline_options``, e.g. blazeface's ``tile_size: 384``) apply to their
+backend only. When the environment switches a section's backend, the file's options for
+the other backend are dropped.
+
 Unknown keys, in the file or in the environment, are errors that name the key.
+
+The environment is parsed here rather than with pydantic-settings: that library ignores
+``FACEPIPE__`` variables whose section is unknown (a misspelt section would be silently
+dropped), leaves ``null`` as the string "null", and would not say which source a bad
+value came from.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from pipeline.recognition.thresholds import operating_points
+from pipeline.registry import BackendError, BackendOptions, Registry
 
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class BackendSection(Section):
+    """A section that chooses a backend of a registry and gives that backend's options."""
+
+    registry_package: ClassVar[str]
+    # options the pipeline uses for a backend unless the config sets them
+    pipeline_options: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    backend: str
+    options: SerializeAsAny[BackendOptions] = Field(
+        default_factory=dict,
+        validate_default=True,
+        description='the backend\'s options (README "Backend options" lists them)',
+    )
+
+    @classmethod
+    def registry(cls) -> Registry[Any]:
+        return importlib.import_module(cls.registry_package).registry
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, name: str) -> str:
+        try:
+            cls.registry().get(name)  # imports the backend's module, not its libraries
+        except BackendError as exc:
+            raise ValueError(str(exc)) from None
+        return name
+
+    @field_validator("options", mode="plain")
+    @classmethod
+    def _backend_options(cls, value: Any, info: ValidationInfo) -> BackendOptions:
+        backend = info.data.get("backend")
+        if backend is None:  # the backend itself is invalid: that error says so
+            return BackendOptions()
+        options_cls = cls.registry().get(backend).Options
+        if isinstance(value, options_cls):
+            return value
+        if isinstance(value, BackendOptions):
+            value = value.model_dump(exclude_unset=True)
+        if not isinstance(value, dict):
+            raise PydanticCustomError("dict_type", "a mapping of option: value expected")
+        try:
+            return options_cls.model_validate({**cls.pipeline_options.get(backend, {}), **value})
+        except ValidationError as exc:
+            items = [
+                (
+                    ".".join(str(p) for p in err["loc"]),
+                    f"unknown option of backend {backend!r} (its options: "
+                    f"{', '.join(options_cls.model_fields) or 'none'})"
+                    if err["type"] == "extra_forbidden"
+                    else err["msg"],
+                )
+                for err in exc.errors()
+            ]
+            raise PydanticCustomError(
+                "backend_options",
+                "{problems}",
+                {"problems": "; ".join(f"{k}: {m}" for k, m in items), "items": items},
+            ) from None
 
 
 class RedisConfig(Section):
@@ -58,7 +146,11 @@ class CaptureConfig(Section):
     )
 
 
-class DetectorConfig(Section):
+class DetectorConfig(BackendSection):
+    registry_package = "pipeline.detectors"
+    # blazeface also runs on overlapping 384-px tiles: 25-40 px faces in 640-px frames
+    pipeline_options = {"blazeface": {"tile_size": 384}}
+
     backend: str = Field("blazeface", description="detector backend (facepipe backends)")
     min_size: int = Field(0, ge=0, description="ignore faces shorter than this (pixels)")
     every_n_frames: int = Field(
@@ -66,9 +158,6 @@ class DetectorConfig(Section):
         ge=1,
         description="run detection on every n-th frame; on the others the tracker predicts "
         "the faces (fewer detect jobs, identities sampled from detected frames only)",
-    )
-    options: dict[str, Any] = Field(
-        default_factory=lambda: {"tile_size": 384}, description="backend options"
     )
 
 
@@ -126,14 +215,19 @@ class SamplingConfig(Section):
 
 
 class RecognitionConfig(Section):
-    threshold: float = Field(
-        0.6, gt=0, lt=2, description="max encoding distance to accept a gallery match"
+    threshold: float | None = Field(
+        None,
+        gt=0,
+        lt=2,
+        description="max encoding distance to accept a gallery match; null: the point "
+        "calibrated for num_jitters and flip where ~1 % of impostor pairs are accepted "
+        "(pipeline/recognition/thresholds.py)",
     )
     num_jitters: int = Field(1, ge=1, le=100, description="dlib encoder re-samplings per face")
     flip: bool = Field(
         False,
         description="average each sample's encoding with its mirror image's (2x the "
-        "encoding cost; calibrated threshold 0.58 instead of 0.60, docs/recognition.md)",
+        "encoding cost; a lower calibrated threshold, docs/recognition.md)",
     )
     enroll_jitters: int = Field(
         10, ge=1, le=100, description="re-samplings per enrolment photo (a steadier template)"
@@ -158,13 +252,21 @@ class RecognitionConfig(Section):
         80, ge=0, description="faces shorter than this are upscaled before encoding"
     )
 
+    @model_validator(mode="after")
+    def _calibrated_threshold(self) -> RecognitionConfig:
+        if self.threshold is None:
+            # not through __setattr__: that would validate the whole section again
+            self.__dict__["threshold"] = operating_points(self.num_jitters, self.flip).far_1pct
+        return self
 
-class AttributesConfig(Section):
+
+class AttributesConfig(BackendSection):
+    registry_package = "pipeline.attributes"
+
     enabled: bool = True
     backend: str = Field(
         "ensemble", description="age/gender backend (docs/attributes.md compares them)"
     )
-    options: dict[str, Any] = Field(default_factory=dict)
     min_gender_confidence: float = Field(
         0.6, ge=0.5, le=1, description="below this fused probability gender is 'unknown'"
     )
@@ -239,7 +341,10 @@ def _format_errors(exc: ValidationError, source: str) -> str:
     lines = []
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"]
+        if err["type"] == "backend_options":
+            lines += [f"{source}: {key}.{sub}: {msg}" for sub, msg in err["ctx"]["items"]]
+            continue
+        msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
         lines.append(f"{source}: {key}: {msg}")
@@ -277,6 +382,22 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def _drop_other_backend_options(data: dict[str, Any], env: dict[str, Any]) -> dict[str, Any]:
+    """The file's data without the options of a backend the environment switched away from."""
+    out = dict(data)
+    for name, field in Config.model_fields.items():
+        section = field.annotation
+        if not (isinstance(section, type) and issubclass(section, BackendSection)):
+            continue
+        file_section, env_section = out.get(name), env.get(name)
+        if not isinstance(file_section, dict) or not isinstance(env_section, dict):
+            continue
+        file_backend = file_section.get("backend", section.model_fields["backend"].default)
+        if "backend" in env_section and env_section["backend"] != file_backend:
+            out[name] = {k: v for k, v in file_section.items() if k != "options"}
+    return out
+
+
 def load_config(
     path: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None
 ) -> Config:
@@ -297,6 +418,7 @@ def load_config(
         data = loaded
         source = str(p)
     env = _env_overrides(environ)
+    data = _drop_other_backend_options(data, env)
     try:
         Config.model_validate(data)
     except ValidationError as exc:

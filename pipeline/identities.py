@@ -17,12 +17,15 @@ from __future__ import annotations
 import json
 import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import sqlalchemy as sa
 
 from pipeline.store import EventStore, encodings, events, negatives, people, samples, unknowns
+
+if TYPE_CHECKING:
+    from pipeline.config import Config, RecognitionConfig
 
 UNKNOWN_RE = re.compile(r"^unknown-(\d+)$")
 
@@ -32,23 +35,24 @@ class IdentityError(ValueError):
 
 
 class Identities:
+    """Identity operations on one event store, with the thresholds of the ``recognition``
+    config section (its defaults are the only ones: there are none here)."""
+
     def __init__(
-        self,
-        store: EventStore,
-        threshold: float = 0.6,
-        unknown_threshold: float = 0.5,
-        min_gender_confidence: float = 0.6,
-        min_unknown_quality: float = 0.05,
-        min_name_quality: float = 0.0,
-        unknown_margin: float = 0.0,
+        self, store: EventStore, recognition: RecognitionConfig, min_gender_confidence: float
     ) -> None:
         self.store = store
-        self.unknown_margin = unknown_margin
-        self.min_name_quality = min_name_quality
-        self.threshold = threshold
-        self.unknown_threshold = unknown_threshold
-        self.min_unknown_quality = min_unknown_quality
+        self.unknown_margin = recognition.unknown_margin
+        self.min_name_quality = recognition.min_name_quality
+        self.threshold = recognition.threshold
+        self.unknown_threshold = recognition.unknown_threshold
+        self.min_unknown_quality = recognition.min_unknown_quality
         self.min_gender_confidence = min_gender_confidence
+
+    @classmethod
+    def from_config(cls, store: EventStore, config: Config) -> Identities:
+        """Identities as the pipeline configures them (recognition + attributes sections)."""
+        return cls(store, config.recognition, config.attributes.min_gender_confidence)
 
     # ----- helpers -------------------------------------------------------------------
     def track_encoding(

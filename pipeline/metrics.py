@@ -26,7 +26,8 @@ from prometheus_client.registry import Collector
 from rq import Worker
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
-from pipeline.bus import STAGES, Bus
+from pipeline.bus import Bus
+from pipeline.stages import STAGE_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +45,6 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "facepipe_tracks_started_total": ("Tracks started by the track stage.", ("stream",)),
     "facepipe_tracks_merged_total": (
         "New tracks merged into an earlier one by appearance (re-identification).",
-        ("stream",),
-    ),
-    "facepipe_reid_skipped_total": (
-        "Identity samples not fed back to the tracker (its lock stayed busy).",
         ("stream",),
     ),
     "facepipe_recognitions_total": (
@@ -221,7 +218,7 @@ class RedisCollector(Collector):
         )
         try:
             all_workers = Worker.all(connection=conn)
-            for stage in STAGES:
+            for stage in STAGE_NAMES:
                 q = self.bus.queue(stage)
                 depth.add_metric([stage], q.count)
                 busy.add_metric([stage], StartedJobRegistry(queue=q).count)

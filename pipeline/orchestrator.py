@@ -22,12 +22,12 @@ from typing import Any
 from rq import Worker
 from rq.registry import StartedJobRegistry
 
-from pipeline.bus import STAGES
 from pipeline.capture import Capture, CaptureResult
 from pipeline.config import Config
 from pipeline.redis_server import PrivateRedis, die_with_parent
 from pipeline.runtime import Runtime
 from pipeline.sources import Source
+from pipeline.stages import STAGE_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ class LocalPipeline:
         if self.config_path:
             env["FACEPIPE_CONFIG"] = str(Path(self.config_path).resolve())
         counts = self.config.workers.model_dump()
-        for stage in STAGES:
+        for stage in STAGE_NAMES:
             for i in range(counts[stage]):
                 log_path = self.log_dir / f"{stage}-{i}.log"
                 fh = open(log_path, "wb")  # noqa: SIM115 - owned by the child
@@ -160,8 +160,10 @@ class LocalPipeline:
         while True:
             self._check_workers()
             names = [w.queue_names() for w in Worker.all(connection=self.rt.bus.conn)]
-            ready = {s: sum(1 for qn in names if self.rt.bus.queue_name(s) in qn) for s in STAGES}
-            if all(ready[s] >= counts[s] for s in STAGES):
+            ready = {
+                s: sum(1 for qn in names if self.rt.bus.queue_name(s) in qn) for s in STAGE_NAMES
+            }
+            if all(ready[s] >= counts[s] for s in STAGE_NAMES):
                 return
             if time.monotonic() > deadline:
                 raise PipelineError(f"workers did not start within {timeout:.0f} s: {ready}")
@@ -242,7 +244,7 @@ class LocalPipeline:
                 # gap_timeout_s; make sure the tracker looks again even if nothing else comes
                 for s, sess in streams:
                     if not bus.stream_done(s, sess):
-                        bus.enqueue("track", {"stream": s, "session": sess})
+                        bus.poke_track(s, sess)
                 last_poke = time.monotonic()
             if time.monotonic() > deadline:
                 raise PipelineError(f"pipeline did not drain within {timeout:.0f} s")
@@ -250,7 +252,7 @@ class LocalPipeline:
 
     def _idle(self) -> bool:
         assert self.rt is not None
-        for stage in STAGES:
+        for stage in STAGE_NAMES:
             q = self.rt.bus.queue(stage)
             if q.count or StartedJobRegistry(queue=q).count:
                 return False
@@ -273,7 +275,7 @@ class LocalPipeline:
             summary.stage_jobs[stage] = n
         q = self.rt.metrics.quantiles("facepipe_capture_to_event_seconds", (0.5, 0.95))
         summary.latency_s = {f"p{int(k * 100)}": v for k, v in q.items()}
-        summary.failed_jobs = sum(FailedJobRegistry(queue=bus.queue(s)).count for s in STAGES)
+        summary.failed_jobs = sum(FailedJobRegistry(queue=bus.queue(s)).count for s in STAGE_NAMES)
         summary.tracks_merged = int(
             sum(
                 self.rt.metrics.total("facepipe_tracks_merged_total", stream=c.stream) for c in caps

@@ -1,10 +1,17 @@
-"""The one record type that crosses every queue.
+"""The records that cross the queues: frames and faces, and the stages' messages.
 
 A :class:`FrameRecord` describes one captured frame: where it came from (stream,
 capture session, sequence number, capture time), where its pixels are (a Redis key
 holding the encoded image) and what the stages found in it (a list of :class:`Face`).
 Every stage reads a ``FrameRecord`` and writes one; on the wire it is plain JSON
 (``to_json`` / ``from_json``), never pickle.
+
+The other messages wrap or point at frame records: :class:`TrackJob` (a stream has work
+for the track stage), :class:`Encodings` (the recognize stage's encodings of sampled
+faces, for the track stage's re-identification) and the sink's messages
+(:class:`Observations`, :class:`Samples`, :class:`Merge`, tagged by ``type`` on the
+wire; :func:`sink_message_from_dict` reads any of them). Every ``from_dict`` rejects an
+unknown or a missing field with a ``ValueError`` naming it.
 
 Boxes are ``(x, y, w, h)`` in pixels of the original frame (top-left corner, width,
 height). Adapters convert each model's native output once, at the edge
@@ -14,10 +21,30 @@ height). Adapters convert each model's native output once, at the edge
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, ClassVar, Literal
 
 Box = tuple[int, int, int, int]
+
+
+def checked_fields(cls: type, data: Any) -> dict[str, Any]:
+    """A copy of ``data``, a JSON object for dataclass ``cls``, with every field known and
+    every required field present; a ``ValueError`` names the offending field(s)."""
+    name = cls.__name__
+    if not isinstance(data, dict):
+        raise ValueError(f"a {name} must be a JSON object, got {type(data).__name__}")
+    spec = fields(cls)
+    unknown = set(data) - {f.name for f in spec}
+    if unknown:
+        raise ValueError(f"unknown {name} field(s): {sorted(unknown)}")
+    missing = [
+        f.name
+        for f in spec
+        if f.default is MISSING and f.default_factory is MISSING and f.name not in data
+    ]
+    if missing:
+        raise ValueError(f"missing {name} field(s): {missing}")
+    return dict(data)
 
 
 @dataclass
@@ -89,11 +116,7 @@ class Face:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Face:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown Face field(s): {sorted(unknown)}")
-        data = dict(data)
+        data = checked_fields(cls, data)
         if data.get("landmarks") is not None:
             data["landmarks"] = [tuple(p) for p in data["landmarks"]]
         return cls(**data)
@@ -118,7 +141,6 @@ class FrameRecord:
     live: bool = False
     faces: list[Face] = field(default_factory=list)
     dropped: str | None = None  # reason, when a stage dropped this frame
-    timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
     ended_tracks: list[int] = field(default_factory=list)
     # tracks confirmed on this frame: {track_id: [first capture ts, frames so far, first seq]}
     track_starts: dict[int, list[float]] = field(default_factory=dict)
@@ -140,7 +162,6 @@ class FrameRecord:
             "live": self.live,
             "faces": [f.to_dict() for f in self.faces],
             "dropped": self.dropped,
-            "timings": dict(self.timings),
             "ended_tracks": list(self.ended_tracks),
             "track_starts": {k: list(v) for k, v in self.track_starts.items()},
             "last": self.last,
@@ -150,11 +171,7 @@ class FrameRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FrameRecord:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown FrameRecord field(s): {sorted(unknown)}")
-        data = dict(data)
+        data = checked_fields(cls, data)
         data["faces"] = [Face.from_dict(f) for f in data.get("faces", [])]
         # JSON object keys are strings
         data["track_starts"] = {int(k): v for k, v in data.get("track_starts", {}).items()}
@@ -175,3 +192,147 @@ class FrameRecord:
 def track_uid(stream: str, session: str, track_id: int) -> str:
     """Globally unique id of a track: ``stream/session/track number``."""
     return f"{stream}/{session}/{track_id}"
+
+
+# ----- stage messages ------------------------------------------------------------------
+
+
+@dataclass
+class TrackJob:
+    """A track job: stream ``stream``/``session`` may have frames or encodings waiting."""
+
+    stream: str
+    session: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"stream": self.stream, "session": self.session}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrackJob:
+        return cls(**checked_fields(cls, data))
+
+
+@dataclass
+class Encodings:
+    """Encodings of the sampled faces of frame ``seq``, for the track stage's tracker.
+
+    Each face carries its ``track_id``, ``encoding`` and ``quality`` (and its box).
+    """
+
+    stream: str
+    session: str
+    seq: int
+    faces: list[Face] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stream": self.stream,
+            "session": self.session,
+            "seq": self.seq,
+            "faces": [f.to_dict() for f in self.faces],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Encodings:
+        data = checked_fields(cls, data)
+        data["faces"] = [Face.from_dict(f) for f in data.get("faces", [])]
+        return cls(**data)
+
+
+class SinkMessage:
+    """Base of the sink's messages; ``to_dict`` adds the ``type`` tag ``TYPE``."""
+
+    TYPE: ClassVar[str] = ""
+    _types: ClassVar[dict[str, type[SinkMessage]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        SinkMessage._types[cls.TYPE] = cls
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.TYPE, **self._fields()}
+
+    def _fields(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SinkMessage:
+        """Any sink message, by its ``type`` tag (on a subclass: that type only)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a sink message must be a JSON object, got {type(data).__name__}")
+        tag = data.get("type")
+        sub = SinkMessage._types.get(tag) if isinstance(tag, str) else None
+        if sub is None or (cls is not SinkMessage and sub is not cls):
+            expected = [cls.TYPE] if cls is not SinkMessage else sorted(SinkMessage._types)
+            raise ValueError(f"sink message field 'type' is {tag!r}; expected one of {expected}")
+        body = {k: v for k, v in data.items() if k != "type"}
+        return sub._from_fields(checked_fields(sub, body))
+
+    @classmethod
+    def _from_fields(cls, data: dict[str, Any]) -> SinkMessage:
+        return cls(**data)
+
+
+@dataclass
+class Observations(SinkMessage):
+    """Tracked frames of one stream, in order (the track stage's output)."""
+
+    TYPE: ClassVar[str] = "observations"
+    records: list[FrameRecord]
+
+    def _fields(self) -> dict[str, Any]:
+        return {"records": [r.to_dict() for r in self.records]}
+
+    @classmethod
+    def _from_fields(cls, data: dict[str, Any]) -> Observations:
+        return cls([FrameRecord.from_dict(r) for r in data["records"]])
+
+
+@dataclass
+class Samples(SinkMessage):
+    """Sampled faces of one frame with what a stage found: ``identity`` (recognize) or
+    ``attributes`` (age/gender)."""
+
+    TYPE: ClassVar[str] = "samples"
+    KINDS: ClassVar[tuple[str, ...]] = ("identity", "attributes")
+    kind: Literal["identity", "attributes"]
+    record: FrameRecord
+
+    def __post_init__(self) -> None:
+        if self.kind not in self.KINDS:
+            raise ValueError(f"Samples field 'kind' must be one of {self.KINDS}, got {self.kind!r}")
+
+    def _fields(self) -> dict[str, Any]:
+        return {"kind": self.kind, "record": self.record.to_dict()}
+
+    @classmethod
+    def _from_fields(cls, data: dict[str, Any]) -> Samples:
+        return cls(data["kind"], FrameRecord.from_dict(data["record"]))
+
+
+@dataclass
+class Merge(SinkMessage):
+    """The tracker re-identified track ``from_id`` as the continuation of ``into_id``."""
+
+    TYPE: ClassVar[str] = "merge"
+    stream: str
+    session: str
+    from_id: int
+    into_id: int
+
+    def __post_init__(self) -> None:
+        for name in ("from_id", "into_id"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"Merge field {name!r} must be a track id, got {value!r}")
+
+    def _fields(self) -> dict[str, Any]:
+        return {
+            "stream": self.stream,
+            "session": self.session,
+            "from_id": self.from_id,
+            "into_id": self.into_id,
+        }
+
+
+sink_message_from_dict = SinkMessage.from_dict

@@ -7,14 +7,17 @@ TensorFlow, and a backend whose dependencies are missing fails with an error tha
 why, without breaking the others.
 
 Each backend class declares its options as a pydantic model ``Options`` with
-``extra="forbid"``, so a misspelt option is an error that names the key.
+``extra="forbid"``, so a misspelt option is an error that names the key. A backend
+module imports its heavy libraries (TensorFlow, dlib, ...) inside the backend's
+``__init__``, never at module level: the configuration imports the chosen backend's
+module at load to validate its options (:class:`pipeline.config.BackendSection`).
 """
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -95,14 +98,43 @@ class Registry(Generic[T]):
         self._classes[name] = found[0]
         return found[0]
 
-    def create(self, name: str, options: dict[str, Any] | None = None) -> T:
+    def options(
+        self, name: str, given: dict[str, Any] | BackendOptions | None = None
+    ) -> BackendOptions:
+        """Backend ``name``'s validated options (its ``Options`` model) from ``given``;
+        a bad key or value is a :class:`BackendError` naming ``KIND.options.KEY``."""
         cls = self.get(name)
+        if isinstance(given, cls.Options):
+            return given
+        if isinstance(given, BackendOptions):
+            given = given.model_dump(exclude_unset=True)
         try:
-            opts = cls.Options(**(options or {}))
+            return cls.Options(**(given or {}))
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{self.kind}.options.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
-                for err in exc.errors()
-            )
-            raise BackendError(f"bad options for {self.kind} {name!r}: {problems}") from exc
-        return cls(opts)
+            raise BackendError(
+                f"bad options for {self.kind} {name!r}: {option_problems(exc, self.kind)}"
+            ) from exc
+
+    def create(self, name: str, options: dict[str, Any] | BackendOptions | None = None) -> T:
+        """A backend by name, with its options (a dict or its ``Options`` model)."""
+        return self.get(name)(self.options(name, options))
+
+    def from_config(self, section: BackendChoice) -> T:
+        """The backend a config section chooses (``backend`` + its ``options``)."""
+        return self.create(section.backend, section.options)
+
+
+class BackendChoice(Protocol):
+    """What :meth:`Registry.from_config` needs of a config section."""
+
+    backend: str
+    options: BackendOptions
+
+
+def option_problems(exc: ValidationError, kind: str) -> str:
+    """``KIND.options.KEY: message`` for each error of an ``Options`` model."""
+    return "; ".join(
+        f"{kind}.options.{'.'.join(str(p) for p in err['loc'])}: "
+        + ("unknown option" if err["type"] == "extra_forbidden" else err["msg"])
+        for err in exc.errors()
+    )

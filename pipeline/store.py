@@ -1,7 +1,9 @@
 """The event store and the enrolled gallery (SQLAlchemy Core: SQLite or PostgreSQL).
 
 SQLite (a file in the data directory) is the default; any SQLAlchemy URL works, e.g.
-``postgresql+psycopg://user@host/db``, without changing the stages.
+``postgresql+psycopg://user@host/db``, without changing the stages. The tables below are
+the models; the database gets them through the Alembic revisions in
+:mod:`pipeline.migrations`, applied when a store opens.
 
 Tables:
 
@@ -30,6 +32,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from pipeline import migrations
 from pipeline.fusion import fuse_attributes, fuse_identity
 from pipeline.record import FrameRecord
 
@@ -192,15 +195,6 @@ def _max_opt(a: int | None, b: int | None) -> int | None:
     return b if a is None else a if b is None else max(a, b)
 
 
-def _upgrade(engine: Engine) -> None:
-    """Add columns that newer versions added to an existing store (all nullable)."""
-    have = {c["name"] for c in sa.inspect(engine).get_columns("events")}
-    with engine.begin() as conn:
-        for col in ("first_frame", "last_frame"):
-            if col not in have:
-                conn.execute(sa.text(f"ALTER TABLE events ADD COLUMN {col} INTEGER"))
-
-
 def _track_id(track_uid: str) -> int:
     """The track number at the end of a ``stream/session/N`` uid."""
     return int(track_uid.rsplit("/", 1)[1])
@@ -227,8 +221,7 @@ class EventStore:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = make_engine(url)
-        metadata.create_all(self.engine)
-        _upgrade(self.engine)
+        migrations.upgrade(self.engine)  # creates or upgrades the schema (Alembic, under a lock)
 
     # ----- tracking observations --------------------------------------------------
     def observe(self, records: Iterable[FrameRecord]) -> int:

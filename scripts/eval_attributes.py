@@ -41,11 +41,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 from pipeline import machine  # noqa: E402
 from pipeline.agegender.split import AGE_GROUPS, list_samples, split_samples  # noqa: E402
 from pipeline.attributes import registry  # noqa: E402
-from pipeline.commands.detect import load_rgb  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 from pipeline.datasets import REPO_ROOT, require  # noqa: E402
 from pipeline.evaluation import attributes as ev  # noqa: E402
 from pipeline.evaluation.common import log, spread  # noqa: E402
+from pipeline.images import read_image  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
 
     hog = detectors.create("hog") if args.boxes == "hog" or args.framing else None
     if args.framing:
-        images = (load_rgb(folder / s.name) for s in spread(val, 400))
+        images = (read_image(folder / s.name) for s in spread(val, 400))
         meta["framing"] = ev.measure_framing(hog, images)
         meta["utkface_box_fraction"] = UTKFACE_BOX_FRACTION
         log(json.dumps(meta["framing"]))
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             results[name], preds[name] = ev.evaluate_estimator(
                 est,
                 val,
-                lambda n: load_rgb(folder / n),
+                lambda n: read_image(folder / n),
                 AGE_GROUPS,
                 detector=hog if args.boxes == "hog" else None,
                 encodings=encodings if ev.uses_encodings(est) else None,

@@ -106,14 +106,14 @@ def detections(
 
 def known_encodings(photos: list[Path], detector: tuple[str, dict], encoder: Any) -> list:
     """One encoding per enrolment photo (its largest face), cached."""
-    from pipeline.commands.detect import load_rgb
     from pipeline.detectors import registry
+    from pipeline.images import read_image
 
     def compute() -> list[list[float]]:
         det = registry.create(*detector)
         out = []
         for photo in photos:
-            img = load_rgb(photo)
+            img = read_image(photo)
             faces = det.detect(img)
             if not faces:
                 raise RuntimeError(f"{detector[0]} finds no face in {photo}")

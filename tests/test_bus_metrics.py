@@ -1,19 +1,21 @@
 import json
 import zlib
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from pipeline.bus import Bus, connect
 from pipeline.metrics import Metrics, RedisCollector
-from pipeline.record import FrameRecord
+from pipeline.record import Encodings, Face, FrameRecord, Merge, Samples, TrackJob
+from pipeline.stages import STAGES
 
 
 def test_jobs_are_json_not_pickle(redis_url):
     bus = Bus(connect(redis_url), "t")
     rec = FrameRecord(stream="cam", seq=1, ts=2.0, session="s", key="t:frame:cam:s:1")
-    bus.enqueue("detect", rec.to_dict())
+    bus.send("detect", rec)
     assert bus.depth("detect") == 1
     (job_id,) = bus.queue("detect").job_ids
     raw = bus.conn.hget(f"rq:job:{job_id}", "data")
@@ -46,7 +48,7 @@ def test_metrics_are_shared_and_scraped(redis_url):
     m1.inc("facepipe_recognitions_total", {"stream": "cam", "result": "known"})
     for v in (0.004, 0.02, 0.3):
         m2.observe("facepipe_stage_seconds", {"stage": "detect"}, v)
-    bus.enqueue("track", {"stream": "cam", "session": "s"})
+    bus.poke_track("cam", "s")
     assert m1.total("facepipe_frames_captured_total", stream="cam") == 5
     reg = CollectorRegistry()
     reg.register(RedisCollector(bus))
@@ -68,3 +70,93 @@ def test_histogram_quantiles_interpolate_like_prometheus(redis_url):
     assert abs(q[0.5] - 0.05) < 1e-9  # the top of the first filled bucket
     assert 0.1 < q[0.95] <= 0.25
     assert m.quantiles("facepipe_stage_seconds") == {}
+
+
+def test_a_stage_takes_only_its_message_type(redis_url):
+    bus = Bus(connect(redis_url), "t")
+    rec = FrameRecord(stream="cam", seq=1, ts=2.0, session="s")
+    with pytest.raises(TypeError, match="sink stage takes SinkMessage"):
+        bus.send("sink", rec)
+    with pytest.raises(ValueError, match="unknown stage 'detekt'"):
+        bus.send("detekt", rec)
+    bus.send("sink", Samples("identity", rec))
+    (job_id,) = bus.queue("sink").job_ids
+    job = Job.fetch(job_id, connection=bus.conn, serializer=JSONSerializer)
+    assert job.func_name == "workers.sink.handle"
+    assert job.args[0] == {"type": "samples", "kind": "identity", "record": rec.to_dict()}
+
+
+def test_the_stage_table_names_real_job_functions_and_worker_classes():
+    import importlib
+
+    from workers.base import Stage
+
+    assert tuple(STAGES) == ("detect", "track", "recognize", "attributes", "sink")
+    for name, spec in STAGES.items():
+        module, _, attr = spec.job.rpartition(".")
+        assert callable(getattr(importlib.import_module(module), attr))
+        module, _, attr = spec.worker.rpartition(".")
+        worker = getattr(importlib.import_module(module), attr)
+        assert issubclass(worker, Stage) and worker.spec() is spec
+        assert spec.queue_name("p") == f"p.{name}"
+    # `facepipe run` starts workers.<stage> processes of every stage in the table
+    from pipeline.config import load_config
+
+    assert set(load_config(None, environ={}).workers.model_dump()) == set(STAGES)
+
+
+def test_the_ordered_buffer(redis_url):
+    bus = Bus(connect(redis_url), "t")
+    for seq in (2, 0):  # detect workers finish out of order
+        bus.buffer_put(FrameRecord(stream="cam", session="s", seq=seq, ts=1.0 + seq))
+    assert bus.buffer_len("cam", "s") == 2 and bus.buffer_seqs("cam", "s") == [0, 2]
+    assert bus.buffer_has("cam", "s", 0) and not bus.buffer_has("cam", "s", 1)
+    assert bus.buffer_len("cam", "other-session") == 0
+    assert bus.buffer_take("cam", "s", 1) is None
+    rec = bus.buffer_take("cam", "s", 0)
+    assert rec == FrameRecord(stream="cam", session="s", seq=0, ts=1.0)
+    assert bus.buffer_take("cam", "s", 0) is None  # taken once
+    assert bus.buffer_seqs("cam", "s") == [2]
+    # each frame put pokes the stream's track stage
+    q = bus.queue("track")
+    jobs = [TrackJob.from_dict(q.fetch_job(i).args[0]) for i in q.job_ids]
+    assert jobs == [TrackJob("cam", "s")] * 2
+
+
+def test_encodings_for_the_track_stage(redis_url):
+    bus = Bus(connect(redis_url), "t")
+    assert bus.take_encodings("cam", "s") == [] and not bus.encodings_waiting("cam", "s")
+    msgs = [
+        Encodings("cam", "s", seq, [Face(box=(1, 2, 3, 4), track_id=seq, encoding=[0.5] * 4)])
+        for seq in (3, 5)
+    ]
+    for m in msgs:
+        bus.send_encodings(m)
+    assert bus.encodings_waiting("cam", "s") and not bus.encodings_waiting("cam", "x")
+    assert 0 < bus.conn.ttl(bus.key("encodings", "cam", "s"))  # an idle stream's expire
+    assert bus.take_encodings("cam", "s") == msgs  # in order, once
+    assert bus.take_encodings("cam", "s") == [] and not bus.encodings_waiting("cam", "s")
+    assert bus.depth("track") == 2
+
+
+def test_tracker_state_and_lock_keys(redis_url):
+    bus = Bus(connect(redis_url), "t")
+    assert bus.load_tracker_state("cam", "s") is None
+    bus.save_tracker_state("cam", "s", {"next_seq": 4})
+    assert bus.load_tracker_state("cam", "s") == {"next_seq": 4}
+    assert bus.conn.ttl(bus.key("tracker", "cam", "s")) > 0
+    lock = bus.tracker_lock("cam", "s", 5.0)
+    assert lock.name == "t:tracker-lock:cam:s" and lock.acquire(blocking=False)
+    assert not bus.tracker_lock("cam", "s", 5.0).acquire(blocking=False)
+    lock.release()
+
+
+def test_sink_messages_travel_as_tagged_json(redis_url):
+    bus = Bus(connect(redis_url), "t")
+    bus.send("sink", Merge("cam", "s", 2, 1))
+    (job_id,) = bus.queue("sink").job_ids
+    raw = bus.conn.hget(f"rq:job:{job_id}", "data")
+    payload = json.loads(zlib.decompress(raw))
+    assert payload[2][0] == {
+        "type": "merge", "stream": "cam", "session": "s", "from_id": 2, "into_id": 1,
+    }  # fmt: skip

@@ -1,6 +1,6 @@
 import threading
 
-from pipeline.capture import Capture
+from pipeline.capture import Capture, CaptureResult
 from pipeline.config import load_config
 from pipeline.record import FrameRecord
 from pipeline.runtime import Runtime
@@ -63,9 +63,9 @@ def test_file_source_never_drops_and_marks_last(redis_url, demo_media):
     assert c["captured"] == 30 and c["end_seq"] == 29
 
 
-def test_live_source_drops_with_reasons_and_accounts_every_frame(redis_url, demo_media):
-    rt = runtime(redis_url, max_queue=3)
-    src = Source(str(demo_media["video"]))
+def capture_as_live(rt: Runtime, video: str) -> tuple[CaptureResult, dict[str, int]]:
+    """Capture a file as if it were a camera for 1.5 s; the result and the stream counts."""
+    src = Source(video)
     src.live = True  # read the file as if it were a camera: nobody consumes the queue
     src.reconnect_s = 60.0  # at the end of the file, the "camera" fails; we stop it
     cap = Capture(rt, src, "cam")
@@ -73,7 +73,12 @@ def test_live_source_drops_with_reasons_and_accounts_every_frame(redis_url, demo
     timer.start()
     res = cap.run()
     timer.cancel()
-    c = rt.bus.stream_counts("cam", res.session)
+    return res, rt.bus.stream_counts("cam", res.session)
+
+
+def test_live_source_drops_with_reasons_and_accounts_every_frame(redis_url, demo_media):
+    rt = runtime(redis_url, max_queue=3)
+    res, c = capture_as_live(rt, str(demo_media["video"]))
     dropped = {k: v for k, v in c.items() if k.startswith("dropped:")}
     assert res.captured == 30
     assert res.enqueued <= 3 + 1  # the queue bound (+ the look-ahead frame)
@@ -86,15 +91,8 @@ def test_live_source_drops_with_reasons_and_accounts_every_frame(redis_url, demo
 def test_live_source_full_queue_drops_as_backpressure(redis_url, demo_media):
     rt = runtime(redis_url, max_queue=2)
     for _ in range(2):  # the detect stage is already behind
-        rt.bus.enqueue("detect", {"stream": "other", "seq": 0})
-    src = Source(str(demo_media["video"]))
-    src.live, src.reconnect_s = True, 60.0
-    cap = Capture(rt, src, "cam")
-    timer = threading.Timer(1.5, cap.stop)
-    timer.start()
-    res = cap.run()
-    timer.cancel()
-    c = rt.bus.stream_counts("cam", res.session)
+        rt.bus.send("detect", FrameRecord(stream="other", seq=0, ts=0.0))
+    res, c = capture_as_live(rt, str(demo_media["video"]))
     assert res.enqueued == 0
     assert c.get("dropped:backpressure", 0) >= 1
     assert c["captured"] == res.captured == res.dropped
@@ -110,8 +108,8 @@ def test_every_nth_frame_detected_the_rest_go_straight_to_the_tracker(redis_url,
     detect = [FrameRecord.from_dict(q.fetch_job(i).args[0]) for i in q.job_ids]
     assert [r.seq for r in detect] == list(range(0, 30, 3))
     assert all(r.detected and r.key for r in detect)
-    waiting = bus.conn.hgetall(bus.detected_key("clip", res.session))
-    skipped = sorted((FrameRecord.from_json(v) for v in waiting.values()), key=lambda r: r.seq)
+    assert bus.buffer_seqs("clip", res.session) == [s for s in range(30) if s % 3]
+    skipped = [bus.buffer_take("clip", res.session, s) for s in range(30) if s % 3]
     assert [r.seq for r in skipped] == [s for s in range(30) if s % 3]
     assert all(not r.detected and r.key is None for r in skipped)  # no image stored
     assert skipped[-1].last and skipped[-1].seq == 29

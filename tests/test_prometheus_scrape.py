@@ -17,6 +17,7 @@ import pytest
 
 from pipeline.bus import Bus, connect
 from pipeline.metrics import Metrics
+from pipeline.record import FrameRecord
 
 PROMETHEUS = shutil.which("prometheus")
 
@@ -52,7 +53,7 @@ def test_prometheus_ingests_facepipe_metrics(tmp_path, redis_url, home):
     m.inc("facepipe_frames_dropped_total", {"stream": "door", "reason": "stale"}, 2)
     for v in (0.01, 0.02, 0.5):
         m.observe("facepipe_stage_seconds", {"stage": "detect"}, v)
-    bus.enqueue("detect", {"stream": "door", "seq": 0})
+    bus.send("detect", FrameRecord(stream="door", seq=0, ts=0.0))
 
     exporter_port, prom_port = free_port(), free_port()
     env = {"REDIS_URL": redis_url, "FACEPIPE_HOME": str(home), "PATH": "/usr/bin:/bin"}

@@ -2,7 +2,17 @@ import json
 
 import pytest
 
-from pipeline.record import Face, FrameRecord
+from pipeline.record import (
+    Encodings,
+    Face,
+    FrameRecord,
+    Merge,
+    Observations,
+    Samples,
+    SinkMessage,
+    TrackJob,
+    sink_message_from_dict,
+)
 
 
 def test_face_adapters_agree():
@@ -34,11 +44,17 @@ def test_frame_record_json_round_trip():
     assert back.track_uid(7) == "cam/s1/7"
 
 
-def test_unknown_fields_are_errors():
-    with pytest.raises(ValueError, match="bogus"):
+def test_unknown_and_missing_fields_are_errors():
+    with pytest.raises(ValueError, match="unknown FrameRecord field.*bogus"):
         FrameRecord.from_dict({"stream": "a", "seq": 0, "ts": 0, "bogus": 1})
-    with pytest.raises(ValueError, match="colour"):
+    with pytest.raises(ValueError, match="unknown Face field.*colour"):
         Face.from_dict({"box": [0, 0, 1, 1], "colour": "red"})
+    with pytest.raises(ValueError, match="missing FrameRecord field.*'seq'"):
+        FrameRecord.from_dict({"stream": "a", "ts": 0})
+    with pytest.raises(ValueError, match="missing Face field.*'box'"):
+        Face.from_dict({"score": 0.5})
+    with pytest.raises(ValueError, match="timings"):  # the removed field is not accepted
+        FrameRecord.from_dict({"stream": "a", "seq": 0, "ts": 0, "timings": {}})
 
 
 def test_to_dict_covers_every_field():
@@ -49,3 +65,63 @@ def test_to_dict_covers_every_field():
                 quality=0.2, name="x", distance=0.1, age=3.0, gender="male",
                 gender_confidence=0.7)  # fmt: skip
     assert set(face.to_dict()) == {f for f in Face.__dataclass_fields__}
+
+
+def _rec(seq: int = 3) -> FrameRecord:
+    rec = FrameRecord(stream="cam", seq=seq, ts=1.5, session="s1", key="k")
+    rec.faces = [Face(box=(1, 2, 3, 4), track_id=7, encoding=[0.25, 0.5], quality=0.4)]
+    return rec
+
+
+MESSAGES = [
+    Observations([_rec(1), _rec(2)]),
+    Samples("identity", _rec()),
+    Samples("attributes", _rec()),
+    Merge("cam", "s1", 4, 2),
+]
+
+
+@pytest.mark.parametrize("msg", MESSAGES, ids=lambda m: type(m).__name__)
+def test_sink_messages_round_trip_through_json(msg):
+    data = json.loads(json.dumps(msg.to_dict()))
+    assert data["type"] == msg.TYPE
+    back = sink_message_from_dict(data)
+    assert back == msg and type(back) is type(msg)
+    assert type(msg).from_dict(data) == msg
+    assert SinkMessage.from_dict(data) == msg
+
+
+def test_other_messages_round_trip():
+    job = TrackJob("cam", "s1")
+    assert TrackJob.from_dict(json.loads(json.dumps(job.to_dict()))) == job
+    enc = Encodings("cam", "s1", 9, _rec().faces)
+    assert Encodings.from_dict(json.loads(json.dumps(enc.to_dict()))) == enc
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"stream": "a", "session": "b", "from_id": 1, "into_id": 2}, "'type'"),  # no tag
+        ({"type": "kind-of-merge"}, "'type'"),
+        ({"type": "merge", "stream": "a", "session": "b", "from_id": 1}, "into_id"),
+        ({"type": "merge", "stream": "a", "session": "b", "from": 1, "into_id": 2}, "from"),
+        ({"type": "merge", "stream": "a", "session": "b", "from_id": "1", "into_id": 2}, "from_id"),
+        ({"type": "samples", "kind": "age", "record": _rec().to_dict()}, "kind"),
+        ({"type": "samples", "kind": "identity"}, "record"),
+        ({"type": "samples", "kind": "identity", "record": {"stream": "a"}}, "seq"),
+        ({"type": "observations", "records": [{**_rec().to_dict(), "colour": 1}]}, "colour"),
+        ({"type": "observations"}, "records"),
+    ],
+)
+def test_bad_sink_messages_are_rejected_naming_the_field(data, field):
+    with pytest.raises(ValueError, match=field):
+        sink_message_from_dict(data)
+
+
+def test_a_message_type_reads_only_its_own_tag():
+    with pytest.raises(ValueError, match="expected one of \\['merge'\\]"):
+        Merge.from_dict(Samples("identity", _rec()).to_dict())
+    with pytest.raises(ValueError, match="missing TrackJob field.*session"):
+        TrackJob.from_dict({"stream": "cam"})
+    with pytest.raises(ValueError, match="JSON object"):
+        sink_message_from_dict(["merge"])  # type: ignore[arg-type]

@@ -3,7 +3,9 @@
 rq's default worker forks a work-horse per job; TensorFlow does not survive that fork and
 reloading a model per job would waste seconds. :class:`StageWorker` is rq's
 ``SimpleWorker`` (jobs run in the worker process), and each stage object, which holds
-its model, is created once per process by :func:`get_stage`.
+its model, is created once per process by :func:`get_stage`. Which class serves which
+stage, and which job function rq calls, is the stage table's (``pipeline/stages.py``);
+a job's payload is parsed into the stage's message type before :meth:`Stage.process`.
 """
 
 from __future__ import annotations
@@ -15,11 +17,15 @@ import socket
 import time
 from typing import Any, ClassVar
 
+import numpy as np
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
 from pipeline.config import load_config
+from pipeline.record import FrameRecord
 from pipeline.runtime import Runtime
+from pipeline.stages import StageSpec, stage_of_worker
+from pipeline.stages import stage as stage_spec
 
 log = logging.getLogger(__name__)
 
@@ -44,34 +50,50 @@ def runtime() -> Runtime:
 class Stage:
     """One stage's per-process state (its model) and its job handler."""
 
-    name: ClassVar[str] = ""
     loads: ClassVar[int] = 0  # how many times this process built the stage (tests check 1)
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         type(self).loads += 1
 
+    @classmethod
+    def spec(cls) -> StageSpec:
+        """This class's row of the stage table."""
+        return stage_of_worker(f"{cls.__module__}.{cls.__qualname__}")
+
     def warmup(self) -> None:
         """Load/run the model once before the first job."""
 
+    def image(self, rec: FrameRecord) -> np.ndarray | None:
+        """The frame's image (RGB) while it is in Redis; None without a key or expired."""
+        return self.rt.frames.get(rec.key) if rec.key else None
+
     def handle(self, payload: dict[str, Any]) -> None:
+        """Run one job: its payload parsed into the stage's message type."""
+        spec = self.spec()
         t0 = time.perf_counter()
         try:
-            self.process(payload)
+            self.process(spec.parse(payload))
         finally:
             self.rt.metrics.observe(
-                "facepipe_stage_seconds", {"stage": self.name}, time.perf_counter() - t0
+                "facepipe_stage_seconds", {"stage": spec.name}, time.perf_counter() - t0
             )
 
-    def process(self, payload: dict[str, Any]) -> None:
+    def process(self, message: Any) -> None:
         raise NotImplementedError
 
 
 def get_stage(stage: str) -> Stage:
+    """This process's object of ``stage`` (its worker class from the stage table)."""
     if stage not in _stages:
-        module = importlib.import_module(f"workers.{stage}")
-        _stages[stage] = module.STAGE(runtime())
+        module, _, name = stage_spec(stage).worker.rpartition(".")
+        _stages[stage] = getattr(importlib.import_module(module), name)(runtime())
     return _stages[stage]
+
+
+def run_job(cls: type[Stage], payload: dict[str, Any]) -> None:
+    """The body of each stage module's job function: ``cls``'s stage runs ``payload``."""
+    get_stage(cls.spec().name).handle(payload)
 
 
 class StageWorker(SimpleWorker):

@@ -1,8 +1,8 @@
 """Detect stage: frame key in, faces out; results go to the stream's ordered buffer.
 
-Detect workers may finish out of order; each result is stored under the stream's
-``detected`` hash by sequence number and a track job is queued for the stream. The
-tracker consumes that hash strictly in sequence order.
+Detect workers may finish out of order; each result goes to the stream's ordered buffer
+on the bus (``Bus.buffer_put``), which pokes the stream's track stage; the track stage
+consumes the buffer strictly in sequence order.
 """
 
 from __future__ import annotations
@@ -13,29 +13,25 @@ from typing import Any
 from pipeline.detectors import registry
 from pipeline.record import FrameRecord
 from pipeline.runtime import Runtime
-from workers.base import Stage, get_stage
+from workers.base import Stage, run_job
 
 
 class DetectStage(Stage):
-    name = "detect"
-
     def __init__(self, rt: Runtime) -> None:
         super().__init__(rt)
         cfg = rt.config.detector
-        self.detector = registry.create(cfg.backend, cfg.options)
+        self.detector = registry.from_config(cfg)
         self.min_size = cfg.min_size
 
     def warmup(self) -> None:
         self.detector.warmup()
 
-    def process(self, payload: dict[str, Any]) -> None:
-        rec = FrameRecord.from_dict(payload)
-        t0 = time.perf_counter()
+    def process(self, rec: FrameRecord) -> None:
         age = time.time() - rec.ts
         if rec.live and age > self.rt.config.capture.max_frame_age_s:
             rec.dropped = "stale"
         else:
-            image = self.rt.frames.get(rec.key) if rec.key else None
+            image = self.image(rec)
             if image is None:
                 rec.dropped = "expired"
             else:
@@ -43,14 +39,8 @@ class DetectStage(Stage):
                 self.rt.metrics.inc(
                     "facepipe_faces_detected_total", {"stream": rec.stream}, len(rec.faces)
                 )
-        rec.timings["detect"] = time.perf_counter() - t0
-        bus = self.rt.bus
-        bus.conn.hset(bus.detected_key(rec.stream, rec.session), str(rec.seq), rec.to_json())
-        bus.enqueue("track", {"stream": rec.stream, "session": rec.session})
-
-
-STAGE = DetectStage
+        self.rt.bus.buffer_put(rec)
 
 
 def handle(payload: dict[str, Any]) -> None:
-    get_stage("detect").handle(payload)
+    run_job(DetectStage, payload)

@@ -1,13 +1,19 @@
 """Sink stage: stores tracked frames and per-track samples as person events.
 
-* ``observations``: a batch of tracked frames, in order, from the track stage. Each frame
-  is counted as processed (or dropped, with the reason a stage gave) and its
-  capture-to-event latency is recorded.
-* ``identity`` / ``attributes``: samples of some tracks; they are stored and the track's
-  event is re-fused from all its samples. The best identity sample (largest, sharpest
-  face) becomes the event's snapshot, a JPEG under ``store.snapshots_dir``.
-* ``merge``: the tracker re-identified a new track as the continuation of an earlier
-  one; the new track's event is folded into the earlier one's, which is re-fused.
+Its jobs carry one of the sink messages of ``pipeline/record.py``:
+
+* :class:`~pipeline.record.Observations`: a batch of tracked frames, in order, from the
+  track stage. Each frame is counted as processed (or dropped, with the reason a stage
+  gave) and its capture-to-event latency is recorded.
+* :class:`~pipeline.record.Samples` (``identity`` or ``attributes``): samples of some
+  tracks; they are stored and the track's event is re-fused from all its samples. The
+  best identity sample (largest, sharpest face) becomes the event's snapshot, a JPEG
+  under ``store.snapshots_dir``.
+* :class:`~pipeline.record.Merge`: the track stage's tracker re-identified a new track as
+  the continuation of an earlier one; the new track's event is folded into the earlier
+  one's, which is re-fused. The store records the merged track as an alias of the
+  survivor, so observations and samples of the merged id, sent before or after, land on
+  the survivor's event.
 """
 
 from __future__ import annotations
@@ -20,37 +26,30 @@ import cv2
 
 from pipeline.attributes.base import crop_face
 from pipeline.identities import Identities
-from pipeline.record import FrameRecord, track_uid
+from pipeline.record import FrameRecord, Merge, Observations, Samples, SinkMessage, track_uid
 from pipeline.runtime import Runtime
 from pipeline.store import EventStore, GalleryCache
-from workers.base import Stage, get_stage
+from workers.base import Stage, run_job
 
 
 class SinkStage(Stage):
-    name = "sink"
-
     def __init__(self, rt: Runtime) -> None:
         super().__init__(rt)
         self.store = EventStore(rt.config.store_url)
         self.gallery = GalleryCache(self.store)
-        rc = rt.config.recognition
-        self.identities = Identities(
-            self.store, rc.threshold, rc.unknown_threshold,
-            rt.config.attributes.min_gender_confidence, rc.min_unknown_quality,
-            rc.min_name_quality, rc.unknown_margin,
-        )  # fmt: skip
+        self.identities = Identities.from_config(self.store, rt.config)
         self.snapshots = rt.config.snapshots_path
 
-    def process(self, payload: dict[str, Any]) -> None:
-        kind = payload.get("kind")
-        if kind == "observations":
-            self.observations([FrameRecord.from_dict(r) for r in payload["records"]])
-        elif kind in ("identity", "attributes"):
-            self.samples(FrameRecord.from_dict(payload["record"]), kind)
-        elif kind == "merge":
-            self.merge(payload["stream"], payload["session"], payload["from"], payload["into"])
-        else:
-            raise ValueError(f"unknown sink payload kind {kind!r}")
+    def process(self, message: SinkMessage) -> None:
+        match message:
+            case Observations(records=records):
+                self.observations(records)
+            case Samples(kind=kind, record=rec):
+                self.samples(rec, kind)
+            case Merge(stream=stream, session=session, from_id=from_id, into_id=into_id):
+                self.merge(stream, session, from_id, into_id)
+            case _:
+                raise ValueError(f"the sink does not take {type(message).__name__}")
 
     def observations(self, records: list[FrameRecord]) -> None:
         bus, metrics = self.rt.bus, self.rt.metrics
@@ -112,7 +111,7 @@ class SinkStage(Stage):
             if best is not None and best >= face.quality:
                 continue
             if image is None:
-                image = self.rt.frames.get(rec.key) if rec.key else None
+                image = self.image(rec)
                 if image is None:
                     return
             path = self.snapshots / rec.stream / rec.session / f"{face.track_id}.jpg"
@@ -127,8 +126,5 @@ class SinkStage(Stage):
             Path(path).unlink(missing_ok=True)
 
 
-STAGE = SinkStage
-
-
 def handle(payload: dict[str, Any]) -> None:
-    get_stage("sink").handle(payload)
+    run_job(SinkStage, payload)

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+from pydantic import Field
 
 from pipeline.record import Face
-from pipeline.registry import Backend
+from pipeline.registry import Backend, BackendOptions
 
 
 @dataclass
@@ -46,6 +47,16 @@ def crop_face(image: np.ndarray, face: Face, margin: float) -> np.ndarray:
         image = np.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
         x1, y1, x2, y2 = x1 + pad, y1 + pad, x2 + pad, y2 + pad
     return image[y1:y2, x1:x2]
+
+
+class CalibratedOptions(BackendOptions):
+    """Options of a backend whose model file may have a calibration beside it."""
+
+    calibrate: bool = Field(
+        True,
+        description="apply the calibration beside the model file (MODEL.calibration.json, "
+        "fitted on held-out training files) when there is one",
+    )
 
 
 class AttributeEstimator(Backend):

@@ -26,14 +26,14 @@ import numpy as np
 from pydantic import Field
 
 from pipeline.agegender.framing import UTKFACE_MARGIN, inner_box
-from pipeline.agegender.runtime import MODELS_DIR, HeadsRuntime, to_attributes
-from pipeline.agegender.stacking import calibrated, load_calibration
-from pipeline.attributes.base import AgeGender, AttributeEstimator, crop_face
+from pipeline.agegender.runtime import MODELS_DIR, HeadsRuntime
+from pipeline.agegender.stacker import load_calibration
+from pipeline.attributes.base import AgeGender, AttributeEstimator, CalibratedOptions, crop_face
+from pipeline.attributes.outputs import calibrated, to_attributes
 from pipeline.record import Face
-from pipeline.registry import BackendOptions
 
 
-class TransferOptions(BackendOptions):
+class TransferOptions(CalibratedOptions):
     features: Literal["dlib", "vgg16"] = Field(
         "dlib", description="frozen network: dlib 128-d encodings or a user-supplied VGG16"
     )
@@ -46,11 +46,6 @@ class TransferOptions(BackendOptions):
     num_jitters: int = Field(1, ge=1, le=100, description="dlib encoder re-samplings")
     reuse_encoding: bool = Field(
         True, description="use Face.encoding from the recognition stage when present"
-    )
-    calibrate: bool = Field(
-        True,
-        description="apply the heads' calibration (HEADS.calibration.json beside them, fitted "
-        "on held-out training files) when there is one",
     )
 
 

@@ -24,7 +24,8 @@ from typing import Any
 
 import click
 
-from pipeline.cli import Context, pass_ctx
+from pipeline.commands import Context, pass_ctx
+from pipeline.commands.detect import options_flag
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -78,16 +79,9 @@ def analyze_image(
     "--detector",
     "detector_name",
     default=None,
-    help="face detector backend (default: detector.backend of the config, hog)",
+    help="face detector backend (default: detector.backend of the config)",
 )
-@click.option(
-    "--option",
-    "-o",
-    "option_pairs",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="an attributes-backend option, repeatable (e.g. -o flip=false)",
-)
+@options_flag("an attributes-backend option, repeatable (e.g. -o flip=false)")
 @click.option("--face-crop", is_flag=True, help="each image is one cropped face: no detection")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per image and line")
 @pass_ctx
@@ -101,23 +95,18 @@ def analyze(
     as_json: bool,
 ) -> None:
     """Estimate age and gender of the faces in images (files or folders)."""
-    from pipeline.agegender.data import read_rgb
     from pipeline.attributes import registry as attr_registry
-    from pipeline.commands.detect import parse_options
+    from pipeline.commands.detect import chosen_backend
     from pipeline.detectors import registry as det_registry
+    from pipeline.images import read_image
     from pipeline.registry import BackendError
 
     cfg = ctx.config
-    name = attributes or cfg.attributes.backend
-    options = dict(cfg.attributes.options) if name == cfg.attributes.backend else {}
-    options.update(parse_options(option_pairs))
     try:
-        estimator = attr_registry.create(name, options)
+        estimator = attr_registry.create(*chosen_backend(cfg.attributes, attributes, option_pairs))
         detector = None
         if not face_crop:
-            dname = detector_name or cfg.detector.backend
-            dopts = cfg.detector.options if dname == cfg.detector.backend else {}
-            detector = det_registry.create(dname, dopts)
+            detector = det_registry.create(*chosen_backend(cfg.detector, detector_name, ()))
         # load lazily-initialised models now, so "ms" measures inference only
         estimator.warmup()
         if detector is not None:
@@ -128,7 +117,7 @@ def analyze(
     failed = 0
     for path in expand_paths(paths):
         try:
-            image = read_rgb(path)
+            image = read_image(path)
             t0 = time.perf_counter()
             faces = analyze_image(image, estimator, detector, min_size)
             ms = (time.perf_counter() - t0) * 1000.0

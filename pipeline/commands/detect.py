@@ -21,29 +21,17 @@ from pathlib import Path
 from typing import Any
 
 import click
-import numpy as np
+
+from pipeline.cli import Context, pass_ctx
+from pipeline.images import read_image
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".pbm"}
 )
 
 
-def load_rgb(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an image file as an RGB ``uint8`` array (H, W, 3); ``ValueError`` if unreadable.
-
-    Grey images are expanded to three channels and alpha is dropped, so every detector gets
-    the same input.
-    """
-    import cv2
-
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError("no such file" if not p.exists() else "not a file")
-    data = np.fromfile(p, dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise ValueError("not a readable image (corrupt or unsupported format)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+# the reader of every command (the name stays for scripts that import it from here)
+load_rgb = read_image
 
 
 def iter_images(paths: Iterable[str]) -> Iterator[str]:
@@ -71,6 +59,25 @@ def parse_options(pairs: Iterable[str]) -> dict[str, Any]:
             raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--option")
         out[key.strip()] = yaml.safe_load(value) if value != "" else None
     return out
+
+
+def options_flag(help_text: str) -> Any:
+    """The ``--option/-o KEY=VALUE`` flag (repeatable) of the commands that run a backend."""
+    return click.option(
+        "--option", "-o", "option_pairs", multiple=True, metavar="KEY=VALUE", help=help_text
+    )
+
+
+def chosen_backend(
+    section: Any, name: str | None, option_pairs: Iterable[str]
+) -> tuple[str, dict[str, Any]]:
+    """The backend a command runs and its options: ``name`` (default: the config section's
+    backend), with the section's options when it is the section's backend, then the
+    ``KEY=VALUE`` pairs of the command line on top."""
+    name = name or section.backend
+    options = section.options.model_dump(exclude_unset=True) if name == section.backend else {}
+    options.update(parse_options(option_pairs))
+    return name, options
 
 
 def face_json(face: Any) -> dict[str, Any]:
@@ -107,19 +114,12 @@ def _table_lines(result: dict[str, Any]) -> list[str]:
     default=None,
     help="skip faces shorter than this many pixels (default: the config's detector.min_size)",
 )
-@click.option(
-    "--option",
-    "-o",
-    "option_pairs",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="a backend option, repeatable (e.g. -o model=short); unknown keys are errors",
-)
+@options_flag("a backend option, repeatable (e.g. -o model=short); unknown keys are errors")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per image on stdout")
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
-@click.pass_context
+@pass_ctx
 def detect(
-    ctx: click.Context,
+    ctx: Context,
     detector_name: str | None,
     min_size: int | None,
     option_pairs: tuple[str, ...],
@@ -131,16 +131,10 @@ def detect(
     from pipeline.detectors import registry
     from pipeline.registry import BackendError
 
-    config = ctx.obj.config.detector if ctx.obj is not None else None
-    options: dict[str, Any] = {}
-    if detector_name is None:
-        detector_name = config.backend if config is not None else "hog"
-        options.update(config.options if config is not None else {})
-    elif config is not None and detector_name == config.backend:
-        options.update(config.options)
-    options.update(parse_options(option_pairs))
+    config = ctx.config.detector
+    detector_name, options = chosen_backend(config, detector_name, option_pairs)
     if min_size is None:
-        min_size = config.min_size if config is not None else 0
+        min_size = config.min_size
 
     try:
         detector = registry.create(detector_name, options)
@@ -152,7 +146,7 @@ def detect(
     for image_path in iter_images(paths):
         result: dict[str, Any]
         try:
-            image = load_rgb(image_path)
+            image = read_image(image_path)
         except (ValueError, OSError) as exc:
             result = {"image": image_path, "error": str(exc)}
         else:

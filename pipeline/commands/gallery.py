@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli import Context, pass_ctx
+from pipeline.commands import Context, pass_ctx
 
 
 @click.command()
@@ -35,12 +35,7 @@ def identities(ctx: Context):  # type: ignore[no-untyped-def]
     from pipeline.identities import Identities
     from pipeline.store import EventStore
 
-    rc = ctx.config.recognition
-    return Identities(
-        EventStore(ctx.config.store_url), rc.threshold, rc.unknown_threshold,
-        ctx.config.attributes.min_gender_confidence, rc.min_unknown_quality,
-        rc.min_name_quality, rc.unknown_margin,
-    )  # fmt: skip
+    return Identities.from_config(EventStore(ctx.config.store_url), ctx.config)
 
 
 @click.command()

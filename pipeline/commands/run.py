@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 
 import click
 
-from pipeline.cli import Context, pass_ctx
+from pipeline.commands import Context, pass_ctx
 from pipeline.sources import describe
 
 
@@ -127,6 +127,7 @@ def run(
     separate processes, processes every source (files to the end; live sources until
     Ctrl-C), drains the queues, prints a summary and exits.
     """
+    ctx.config  # noqa: B018 - a bad config fails here, before Redis or any worker starts
     if len(streams) > len(sources):
         raise click.BadParameter("more --stream names than sources", param_hint="--stream")
     names = list(streams) + [default_stream_name(s) for s in sources[len(streams) :]]

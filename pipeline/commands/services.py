@@ -10,8 +10,8 @@ import time
 
 import click
 
-from pipeline.bus import STAGES
-from pipeline.cli import Context, pass_ctx
+from pipeline.commands import Context, pass_ctx
+from pipeline.stages import STAGE_NAMES
 
 
 def _runtime(ctx: Context):  # type: ignore[no-untyped-def]
@@ -60,7 +60,7 @@ def capture(ctx: Context, source: str, stream: str | None, wait: bool) -> None:
         last_poke = time.monotonic()
         while not bus.stream_done(result.stream, result.session):
             if time.monotonic() - last_poke > 2:
-                bus.enqueue("track", {"stream": result.stream, "session": result.session})
+                bus.poke_track(result.stream, result.session)
                 last_poke = time.monotonic()
             time.sleep(0.1)
         counts = bus.stream_counts(result.stream, result.session)
@@ -68,7 +68,7 @@ def capture(ctx: Context, source: str, stream: str | None, wait: bool) -> None:
 
 
 @click.command()
-@click.argument("stage", type=click.Choice(STAGES))
+@click.argument("stage", type=click.Choice(STAGE_NAMES))
 @click.option("--burst", is_flag=True, help="exit when the queue is empty")
 @click.option("--name", help="worker name (default: STAGE-HOST-PID)")
 @pass_ctx

@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING
 
 import click
 
+from pipeline.recognition.thresholds import CALIBRATED
+from pipeline.recognition.verify import DEFAULT_FLIP
+
 if TYPE_CHECKING:
     from pipeline.recognition.verify import Pair, PairEncoder
 
@@ -38,12 +41,17 @@ log = logging.getLogger(__name__)
     "--threshold",
     type=click.FloatRange(min=0, min_open=True, max=2),
     default=None,
-    help="same iff distance <= this (default: the value calibrated for --num-jitters and "
-    "--flip/--no-flip: 0.60 with flip, 0.62 without, for 1 jitter; see docs/recognition.md)",
+    help="same iff distance <= this (default: the accuracy-optimal value calibrated for "
+    "--num-jitters and --flip/--no-flip, pipeline/recognition/thresholds.py: "
+    + ", ".join(
+        f"{j} jitter(s) {'flip' if f else 'plain'} {p.accuracy:.2f}"
+        for (j, f), p in sorted(CALIBRATED.items())
+    )
+    + ")",
 )
 @click.option(
     "--flip/--no-flip",
-    default=True,
+    default=DEFAULT_FLIP,
     show_default=True,
     help="average each face's encoding with its mirror image's (2x the cost, 98.67 %% vs "
     "98.39 %% held-out LFW accuracy)",

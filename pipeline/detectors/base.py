@@ -1,10 +1,18 @@
-"""The detector interface: an RGB image in, faces out."""
+"""The detector interface: an RGB image in, faces out.
+
+A backend implements :meth:`Detector._detect` (its own model's faces, in pixels of the
+image, possibly reaching past its edges); :meth:`Detector.detect` checks the input, clips
+every box to the image, drops the empty ones and those shorter than ``min_size``, so this
+post-processing is the same for every backend and written once.
+"""
 
 from __future__ import annotations
 
 from abc import abstractmethod
+from typing import Any
 
 import numpy as np
+from pydantic import Field
 
 from pipeline.record import Face
 from pipeline.registry import Backend
@@ -15,13 +23,24 @@ class Detector(Backend):
 
     ``detect`` takes an RGB ``uint8`` array of shape ``(H, W, 3)`` and returns one
     :class:`~pipeline.record.Face` per face: ``box`` ``(x, y, w, h)`` in pixels of the
-    given image, ``score`` (higher = more confident, comparable within one detector) and
-    ``landmarks`` when the model gives them. ``min_size`` (pixels, face height) lets the
-    caller skip faces smaller than that; backends may use it to search fewer scales.
+    given image (inside it), ``score`` (higher = more confident, comparable within one
+    detector) and ``landmarks`` when the model gives them. ``min_size`` (pixels, face
+    height) skips faces smaller than that; backends may use it to search fewer scales.
     """
 
-    @abstractmethod
     def detect(self, image: np.ndarray, min_size: int = 0) -> list[Face]:
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"expected an RGB image (H, W, 3), got shape {image.shape}")
+        h, w = image.shape[:2]
+        faces = [f.clipped(w, h) for f in self._detect(image, max(0, int(min_size)))]
+        return [f for f in faces if f.box[2] > 0 and f.box[3] > 0 and f.box[3] >= min_size]
+
+    @abstractmethod
+    def _detect(self, image: np.ndarray, min_size: int) -> list[Face]:
+        """The backend's faces in ``image`` (RGB, checked), boxes in its pixels; they may
+        reach past the image and be smaller than ``min_size`` (a hint: :meth:`detect`
+        clips and filters)."""
         raise NotImplementedError
 
     def warmup(self) -> None:
@@ -29,7 +48,19 @@ class Detector(Backend):
         self.detect(np.zeros((64, 64, 3), dtype=np.uint8))
 
 
-def filter_min_size(faces: list[Face], min_size: int) -> list[Face]:
-    if min_size <= 0:
-        return faces
-    return [f for f in faces if f.box[3] >= min_size]
+def upsample_option(most: int, cost: str) -> Any:
+    """The ``upsample`` option of the dlib detectors (0 to ``most`` times)."""
+    return Field(
+        0,
+        ge=0,
+        le=most,
+        description=f"times to upsample the image (finds smaller faces, {cost} slower each)",
+    )
+
+
+def dlib_faces(rects: Any, scores: Any) -> list[Face]:
+    """Faces from dlib rectangles and their scores (boxes as dlib gives them, unclipped)."""
+    return [
+        Face(box=(r.left(), r.top(), r.width(), r.height()), score=float(s))
+        for r, s in zip(rects, scores, strict=True)
+    ]

@@ -34,7 +34,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from pipeline.detectors.base import Detector, filter_min_size
+from pipeline.detectors.base import Detector
 from pipeline.record import Face
 from pipeline.registry import BackendOptions
 
@@ -248,9 +248,7 @@ class BlazeFaceDetector(Detector):
         points = (points[valid] - offset) / scale
         return boxes, scores[valid], points
 
-    def detect(self, image: np.ndarray, min_size: int = 0) -> list[Face]:
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"expected an RGB image (H, W, 3), got shape {image.shape}")
+    def _detect(self, image: np.ndarray, min_size: int) -> list[Face]:
         h, w = image.shape[:2]
         parts = [self._candidates(image)]
         tile = self.options.tile_size
@@ -278,5 +276,5 @@ class BlazeFaceDetector(Detector):
         for box, score, pts in weighted_nms(boxes, scores, points, self.options.nms_iou):
             face = Face.from_xyxy(tuple(box), score=score)
             face.landmarks = [(float(x), float(y)) for x, y in pts]
-            faces.append(face.clipped(w, h))
-        return filter_min_size([f for f in faces if f.box[2] > 0 and f.box[3] > 0], min_size)
+            faces.append(face)
+        return faces

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
-from pipeline.detectors.base import Detector, filter_min_size
+from pipeline.detectors.base import Detector
 from pipeline.record import Face
 from pipeline.registry import BackendOptions
 
@@ -61,7 +61,7 @@ class CnnDetector(Detector):
             refine=o.refine,
         )
 
-    def detect(self, image: np.ndarray, min_size: int = 0) -> list[Face]:
+    def _detect(self, image: np.ndarray, min_size: int) -> list[Face]:
         from dataclasses import replace
 
         settings = self._settings
@@ -69,10 +69,7 @@ class CnnDetector(Detector):
             # search from a little below min_size: the box regression can grow a window
             settings = replace(settings, min_face=max(settings.min_face, 0.8 * min_size))
         boxes, scores = self._cascade.detect(image, settings)
-        h, w = image.shape[:2]
-        faces = []
-        for b, s in zip(boxes, scores, strict=True):
-            face = Face.from_xyxy(tuple(float(v) for v in b), score=float(s)).clipped(w, h)
-            if face.box[2] > 0 and face.box[3] > 0:
-                faces.append(face)
-        return filter_min_size(faces, min_size)
+        return [
+            Face.from_xyxy(tuple(float(v) for v in b), score=float(s))
+            for b, s in zip(boxes, scores, strict=True)
+        ]

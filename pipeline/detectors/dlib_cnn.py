@@ -9,20 +9,14 @@ own upsampling, so without ``upsample`` it misses faces smaller than ~40 px.
 from __future__ import annotations
 
 import numpy as np
-from pydantic import Field
 
-from pipeline.detectors.base import Detector, filter_min_size
+from pipeline.detectors.base import Detector, dlib_faces, upsample_option
 from pipeline.record import Face
 from pipeline.registry import BackendOptions
 
 
 class DlibCnnOptions(BackendOptions):
-    upsample: int = Field(
-        0,
-        ge=0,
-        le=2,
-        description="times to upsample the image (finds smaller faces, ~4x slower each)",
-    )
+    upsample: int = upsample_option(2, "~4x")
 
 
 class DlibCnnDetector(Detector):
@@ -40,14 +34,6 @@ class DlibCnnDetector(Detector):
             face_recognition_models.cnn_face_detector_model_location()
         )
 
-    def detect(self, image: np.ndarray, min_size: int = 0) -> list[Face]:
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"expected an RGB image (H, W, 3), got shape {image.shape}")
+    def _detect(self, image: np.ndarray, min_size: int) -> list[Face]:
         found = self._net(np.ascontiguousarray(image), self.options.upsample)
-        h, w = image.shape[:2]
-        faces = []
-        for d in found:
-            r = d.rect
-            face = Face(box=(r.left(), r.top(), r.width(), r.height()), score=d.confidence)
-            faces.append(face.clipped(w, h))
-        return filter_min_size([f for f in faces if f.box[2] > 0 and f.box[3] > 0], min_size)
+        return dlib_faces([d.rect for d in found], [d.confidence for d in found])

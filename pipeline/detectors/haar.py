@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field, field_validator
 
-from pipeline.detectors.base import Detector, filter_min_size
+from pipeline.detectors.base import Detector
 from pipeline.record import Face
 from pipeline.registry import BackendOptions
 
@@ -78,24 +78,19 @@ class HaarDetector(Detector):
             raise RuntimeError(f"OpenCV could not load the cascade {path}")
         self._cv2 = cv2
 
-    def detect(self, image: np.ndarray, min_size: int = 0) -> list[Face]:
+    def _detect(self, image: np.ndarray, min_size: int) -> list[Face]:
         cv2 = self._cv2
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"expected an RGB image (H, W, 3), got shape {image.shape}")
         gray = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
         if self.options.equalize:
             gray = cv2.equalizeHist(gray)
-        side = max(0, int(min_size))
         boxes, _levels, weights = self._cascade.detectMultiScale3(
             gray,
             scaleFactor=self.options.scale_factor,
             minNeighbors=self.options.min_neighbors,
-            minSize=(side, side),
+            minSize=(min_size, min_size),
             outputRejectLevels=True,
         )
-        h, w = gray.shape
-        faces = [
-            Face(box=tuple(int(v) for v in b), score=float(s)).clipped(w, h)
+        return [
+            Face(box=tuple(int(v) for v in b), score=float(s))
             for b, s in zip(np.reshape(boxes, (-1, 4)), np.reshape(weights, (-1,)), strict=True)
         ]
-        return filter_min_size([f for f in faces if f.box[2] > 0 and f.box[3] > 0], min_size)

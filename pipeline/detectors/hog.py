@@ -1,22 +1,16 @@
-"""dlib's HOG + linear SVM face detector, through face_recognition (the default)."""
+"""dlib's HOG + linear SVM face detector (``dlib.get_frontal_face_detector``)."""
 
 from __future__ import annotations
 
 import numpy as np
-from pydantic import Field
 
-from pipeline.detectors.base import Detector, filter_min_size
+from pipeline.detectors.base import Detector, dlib_faces, upsample_option
 from pipeline.record import Face
 from pipeline.registry import BackendOptions
 
 
 class HogOptions(BackendOptions):
-    upsample: int = Field(
-        0,
-        ge=0,
-        le=3,
-        description="times to upsample the image (finds smaller faces, 4x slower each)",
-    )
+    upsample: int = upsample_option(3, "4x")
 
 
 class HogDetector(Detector):
@@ -29,13 +23,8 @@ class HogDetector(Detector):
 
         self._detector = dlib.get_frontal_face_detector()
 
-    def detect(self, image: np.ndarray, min_size: int = 0) -> list[Face]:
+    def _detect(self, image: np.ndarray, min_size: int) -> list[Face]:
         rects, scores, _ = self._detector.run(
             np.ascontiguousarray(image), self.options.upsample, -0.0
         )
-        faces = []
-        h, w = image.shape[:2]
-        for r, s in zip(rects, scores, strict=True):
-            face = Face(box=(r.left(), r.top(), r.width(), r.height()), score=float(s))
-            faces.append(face.clipped(w, h))
-        return filter_min_size([f for f in faces if f.box[2] > 0 and f.box[3] > 0], min_size)
+        return dlib_faces(rects, scores)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from pipeline.detectors.base import Detector, filter_min_size
+from pipeline.detectors.base import Detector
 from pipeline.record import Face
 from pipeline.registry import BackendOptions
 
@@ -38,11 +38,8 @@ class MtcnnDetector(Detector):
 
         self._mtcnn = MTCNN(stages="face_and_landmarks_detection", device="CPU:0")
 
-    def detect(self, image: np.ndarray, min_size: int = 0) -> list[Face]:
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"expected an RGB image (H, W, 3), got shape {image.shape}")
-        h, w = image.shape[:2]
-        if min(h, w) < 12:  # smaller than P-Net's window: nothing to find
+    def _detect(self, image: np.ndarray, min_size: int) -> list[Face]:
+        if min(image.shape[:2]) < 12:  # smaller than P-Net's window: nothing to find
             return []
         o = self.options
         found = self._mtcnn.detect_faces(
@@ -60,6 +57,6 @@ class MtcnnDetector(Detector):
                 box=tuple(int(v) for v in d["box"]),
                 score=float(d["confidence"]),
                 landmarks=landmarks or None,
-            ).clipped(w, h)
+            )
             faces.append(face)
-        return filter_min_size([f for f in faces if f.box[2] > 0 and f.box[3] > 0], min_size)
+        return faces

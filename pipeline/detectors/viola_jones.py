@@ -13,12 +13,11 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
-from pipeline.detectors.base import Detector, filter_min_size
+from pipeline.detectors.base import Detector
 from pipeline.record import Face
 from pipeline.registry import BackendOptions
 from pipeline.vj.cascade import Cascade
-from pipeline.vj.data import to_gray
-from pipeline.vj.scan import detect
+from pipeline.vj.scan import detect, to_gray
 
 SHIPPED_CASCADE = Path(__file__).resolve().parent.parent / "models" / "viola_jones" / "cascade.json"
 
@@ -64,12 +63,8 @@ class ViolaJonesDetector(Detector):
             self.cascade.stages = self.cascade.stages[: self.options.stages]
         self._scale = float(self.cascade.box.get("scale", 1.0))
 
-    def detect(self, image: np.ndarray, min_size: int = 0) -> list[Face]:
-        img = np.asarray(image)
-        if img.ndim not in (2, 3) or img.size == 0:
-            raise ValueError(f"expected an RGB image (H, W, 3), got shape {img.shape}")
-        gray = to_gray(img)
-        h, w = gray.shape
+    def _detect(self, image: np.ndarray, min_size: int) -> list[Face]:
+        gray = to_gray(image)
         opts = self.options
         boxes, scores = detect(
             gray,
@@ -80,8 +75,4 @@ class ViolaJonesDetector(Detector):
             # faces of min_size px are reported from windows of min_size / scale px
             min_size=max(min_size / self._scale, 0.0),
         )
-        faces = [
-            Face(box=tuple(b), score=float(s)).clipped(w, h)
-            for b, s in zip(boxes, scores, strict=True)
-        ]
-        return filter_min_size([f for f in faces if f.box[2] > 0 and f.box[3] > 0], min_size)
+        return [Face(box=tuple(b), score=float(s)) for b, s in zip(boxes, scores, strict=True)]

@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.commands.detect import face_json, load_rgb
 from pipeline.datasets import REPO_ROOT
 from pipeline.evaluation.common import log
 from pipeline.evaluation.detection import evaluate_detections
+from pipeline.images import read_image
 
 DATASET = "wider-face-val-subset"
 SLOW = frozenset({"dlib-cnn"})  # backends run on a subset (seconds per image)
@@ -134,13 +134,14 @@ def run_backend(
                     fh.write(json.dumps({"version": version, "options": options}) + "\n")
                 t_start = time.time()
                 for i, rec in enumerate(todo, 1):
-                    image = load_rgb(images_dir / rec["image"])
+                    image = read_image(images_dir / rec["image"])
                     scale = 1.0
                     if res != "1024":
                         image, scale = resize_to_width(image, VIDEO_WIDTH)
                     t0, c0 = time.perf_counter(), time.process_time()
                     try:
-                        faces = [face_json(f) for f in detector.detect(image, min_size)]
+                        # the faces as the detect stage puts them on the wire
+                        faces = [f.to_dict() for f in detector.detect(image, min_size)]
                         error = None
                     except Exception as exc:  # a backend crash counts as "found nothing"
                         faces, error = [], f"{type(exc).__name__}: {exc}"
@@ -229,7 +230,7 @@ def time_backends(
         {"ms_1024": [], "cpu_ms_1024": [], "ms_640": [], "cpu_ms_640": []} for _ in specs
     ]
     for i, rec in enumerate(records):
-        full = load_rgb(images_dir / rec["image"])
+        full = read_image(images_dir / rec["image"])
         frames = {"1024": full, "640": resize_to_width(full, VIDEO_WIDTH)[0]}
         order = list(range(len(specs)))
         order = order[i % len(order) :] + order[: i % len(order)]

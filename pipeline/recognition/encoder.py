@@ -13,9 +13,14 @@ probes it is compared with.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from pipeline.record import Face
+
+if TYPE_CHECKING:
+    from pipeline.config import RecognitionConfig
 
 # dlib's face chip for the ResNet encoder: 150x150 px, 25 % padding around the landmarks
 # (the values compute_face_descriptor(image, shape) uses internally).
@@ -59,6 +64,13 @@ class DlibEncoder:
         self.flip = flip
         self._shape = dlib.shape_predictor(frm.pose_predictor_five_point_model_location())
         self._net = dlib.face_recognition_model_v1(frm.face_recognition_model_location())
+
+    @classmethod
+    def from_config(cls, config: RecognitionConfig) -> DlibEncoder:
+        """The recognize stage's encoder, as the ``recognition`` config section sets it."""
+        return cls(
+            num_jitters=config.num_jitters, min_face_px=config.upscale_below_px, flip=config.flip
+        )
 
     def encode(self, image: np.ndarray, faces: list[Face]) -> np.ndarray:
         """RGB uint8 image and boxes in it -> ``(len(faces), 128)`` float array."""

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from pipeline.images import ImageError, read_image
 from pipeline.recognition.encoder import DlibEncoder
 from pipeline.record import Face
 
@@ -16,13 +16,11 @@ class EnrollError(ValueError):
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
-    p = Path(path)
-    if not p.is_file():
-        raise EnrollError(f"{p}: file not found")
-    bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise EnrollError(f"{p}: not a readable image")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    """An enrolment photo as RGB ``uint8``; :class:`EnrollError` naming the file if unusable."""
+    try:
+        return read_image(path)
+    except ImageError as exc:
+        raise EnrollError(str(exc)) from None
 
 
 def find_one_face(image: np.ndarray, path: str | Path) -> Face:

@@ -13,8 +13,8 @@ are the **same person iff the Euclidean distance between their 128-d dlib encodi
 * the evaluation maths: the accuracy-maximising threshold, k-fold threshold selection
   (choose on the other folds, score on the held-out one), the threshold for a target
   false-accept rate and the true-accept rate it gives, and ROC points;
-* :data:`DEFAULT_THRESHOLD` and :func:`calibrated_threshold`, the calibrated operating
-  points per encoder setting (see their comments and ``docs/recognition.md``).
+* :data:`DEFAULT_THRESHOLD` and :func:`calibrated_threshold`, the accuracy-optimal
+  points of :mod:`pipeline.recognition.thresholds` (the table of calibrated thresholds).
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.images import ImageError, read_image
+from pipeline.recognition.thresholds import operating_points
 from pipeline.record import Face
 
 # Whether PairEncoder (and so `facepipe verify`) flip-averages encodings by default: the
@@ -38,42 +40,16 @@ from pipeline.record import Face
 # 24 instead of 29 errors on 1,800 pairs: about one standard error, docs/recognition.md).
 DEFAULT_FLIP = True
 
-# The calibrated distance thresholds (same person iff distance <= it), per encoder setting
-# (5-point landmarks), num_jitters -> threshold, from `python scripts/eval_verification.py`
-# on ../shared/datasets/lfw-pairs-subset (LFW folds 1-3, 1,800 pairs, 250x250 grayscale
-# LFW-a): the threshold that maximises accuracy over all 1,800 pairs, rounded to 0.01.
-#
-# Plain encodings (flip=False). 1 jitter: optimum 0.619 -> 0.62; the thresholds chosen on
-# two folds to score the third were 0.617, 0.620 and 0.619 (98.39 % mean held-out
-# accuracy); at 0.62 the LFW false-accept rate is ~1.9 % (TAR 99.0 %), dlib's published 0.6
-# gives FAR ~1.2 % (TAR 97.6 %). Jittering averages several descriptors, which shrinks
-# distances, so more jitters need a lower threshold: 5 jitters 0.592 -> 0.59 (folds 0.586,
-# 0.593, 0.602; 98.67 %).
-CALIBRATED_THRESHOLDS: dict[int, float] = {1: 0.62, 5: 0.59}
-
-# Flip-averaged encodings (flip=True) are a little closer together. 1 jitter: optimum
-# 0.596 -> 0.60 (folds 0.609, 0.615, 0.596; 98.67 % mean held-out accuracy; at 0.60 on all
-# pairs TAR 99.0 %, FAR 1.56 %; its FAR 1 % point is 0.585). 5 jitters (10 network runs
-# per face): optimum 0.585 -> 0.58 (folds 0.584, 0.588, 0.585; 98.94 %).
-CALIBRATED_FLIP_THRESHOLDS: dict[int, float] = {1: 0.60, 5: 0.58}
-
-# The default threshold of `facepipe verify`: the one calibrated for its default encoder
-# (1 jitter, flip-averaged when DEFAULT_FLIP).
-DEFAULT_THRESHOLD = (CALIBRATED_FLIP_THRESHOLDS if DEFAULT_FLIP else CALIBRATED_THRESHOLDS)[1]
+# The default threshold of `facepipe verify`: the accuracy-optimal point calibrated for
+# its default encoder (1 jitter, flip-averaged when DEFAULT_FLIP), from the one table of
+# calibrated thresholds (pipeline/recognition/thresholds.py).
+DEFAULT_THRESHOLD = operating_points(1, DEFAULT_FLIP).accuracy
 
 
 def calibrated_threshold(num_jitters: int = 1, flip: bool = DEFAULT_FLIP) -> float:
-    """The calibrated threshold for encodings made with ``num_jitters`` (and ``flip``).
-
-    Settings that were not calibrated get the entry with the nearest jitter count (ties go
-    to the larger count, whose threshold is stricter); re-run scripts/eval_verification.py
-    with ``--num-jitters N`` (and ``--flip``) to calibrate N itself.
-    """
-    if num_jitters < 1:
-        raise ValueError(f"num_jitters must be >= 1, got {num_jitters}")
-    table = CALIBRATED_FLIP_THRESHOLDS if flip else CALIBRATED_THRESHOLDS
-    nearest = min(table, key=lambda j: (abs(j - num_jitters), -j))
-    return table[nearest]
+    """The accuracy-optimal threshold calibrated for ``num_jitters`` (and ``flip``); see
+    :func:`pipeline.recognition.thresholds.operating_points` for uncalibrated settings."""
+    return operating_points(num_jitters, flip).accuracy
 
 
 # Where the face is when HOG does not find it, as fractions (x, y, w, h) of the image width
@@ -84,10 +60,6 @@ FALLBACK_BOX_FRACTIONS: tuple[float, float, float, float] = (0.268, 0.32, 0.436,
 
 class PairsFormatError(ValueError):
     """A pairs file line that does not follow ``FOLD<TAB>A<TAB>B<TAB>SAME``."""
-
-
-class ImageError(ValueError):
-    """An image file that is missing or cannot be decoded."""
 
 
 @dataclass(frozen=True)
@@ -158,26 +130,16 @@ def load_pairs(path: str | os.PathLike[str]) -> list[Pair]:
 
 
 def load_rgb(path: str | os.PathLike[str]) -> np.ndarray:
-    """An image file as RGB ``uint8`` ``(H, W, 3)``; grayscale is replicated to 3 channels.
+    """An image file as RGB ``uint8`` ``(H, W, 3)`` (:func:`pipeline.images.read_image`),
+    at least 8 x 8; grayscale is replicated to 3 channels.
 
     The dlib encoder was trained on colour faces and expects 3 channels; LFW-a is
     grayscale, so the gray value goes into R, G and B alike.
     """
-    from PIL import Image, UnidentifiedImageError
-
-    p = Path(path)
-    if not p.is_file():
-        raise ImageError(f"image not found: {p}")
-    try:
-        with Image.open(p) as im:
-            im.load()
-            rgb = im.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise ImageError(f"cannot read image {p}: {exc}") from None
-    arr = np.asarray(rgb, dtype=np.uint8)
-    if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] < 8 or arr.shape[1] < 8:
-        raise ImageError(f"image {p} has unusable shape {arr.shape}")
-    return np.ascontiguousarray(arr)
+    arr = read_image(path)
+    if arr.shape[0] < 8 or arr.shape[1] < 8:
+        raise ImageError(f"image {path} has unusable shape {arr.shape}")
+    return arr
 
 
 def fallback_box(width: int, height: int) -> tuple[int, int, int, int]:

@@ -13,8 +13,7 @@ from pipeline.identities import Identities
 from pipeline.record import Face, FrameRecord
 from pipeline.store import EventStore
 
-rng = np.random.default_rng(2)
-FACE = rng.normal(size=128) * 0.08
+FACE = np.random.default_rng(2).normal(size=128) * 0.08
 
 
 def test_parse_since():
@@ -34,11 +33,12 @@ def run(*args):
 
 
 def seed_unknown(home):
-    store = EventStore(load_config(None).store_url)
-    ids = Identities(store, 0.6, 0.5)
+    cfg = load_config(None)
+    store = EventStore(cfg.store_url)
+    ids = Identities.from_config(store, cfg)
     for seq in range(3):
-        f = Face(box=(0, 0, 40, 40), track_id=1, quality=40.0,
-                 encoding=list(FACE + rng.normal(size=128) * 0.01))  # fmt: skip
+        noise = np.random.default_rng(seq).normal(size=128) * 0.01
+        f = Face(box=(0, 0, 40, 40), track_id=1, quality=40.0, encoding=list(FACE + noise))
         rec = FrameRecord(stream="door", session="s", seq=seq, ts=1e9 + seq, faces=[f])
         store.observe([rec])
         (uid,) = store.add_samples(rec, "identity")

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from skimage import data
 
-from pipeline.detectors import registry
+from pipeline.detectors import Detector, registry
 from pipeline.evaluation import iou_matrix
+from pipeline.record import Face
 from pipeline.registry import BackendError
 
 # Eileen Collins' face in skimage.data.astronaut() (512 x 512): x 160-270, y 60-190
@@ -109,3 +110,40 @@ def test_blazeface_anchor_counts_match_the_models() -> None:
 def test_bad_options_name_the_key(name: str, options: dict, word: str) -> None:
     with pytest.raises(BackendError, match=word):
         registry.create(name, options)
+
+
+class _Fixed(Detector):
+    """A backend that returns given boxes whatever the image (for the base class)."""
+
+    name = "fixed-test"
+
+    def __init__(self, boxes: list[tuple[int, int, int, int]]) -> None:
+        super().__init__()
+        self.boxes = boxes
+        self.hints: list[int] = []
+
+    def _detect(self, image: np.ndarray, min_size: int) -> list[Face]:
+        self.hints.append(min_size)
+        return [Face(box=b, score=1.0) for b in self.boxes]
+
+
+def test_base_clips_boxes_to_the_image_and_drops_empty_ones() -> None:
+    det = _Fixed([(-10, -5, 40, 30), (90, 50, 30, 40), (120, 10, 20, 20), (5, 5, 20, 20)])
+    faces = det.detect(np.zeros((80, 100, 3), np.uint8))
+    # left/top overflow cut; right/bottom overflow cut; wholly outside dropped
+    assert [f.box for f in faces] == [(0, 0, 30, 25), (90, 50, 10, 30), (5, 5, 20, 20)]
+
+
+def test_base_filters_min_size_after_clipping() -> None:
+    det = _Fixed([(0, 0, 30, 30), (0, 70, 30, 30), (50, 10, 10, 12)])
+    faces = det.detect(np.zeros((80, 100, 3), np.uint8), min_size=20)
+    # the second box is 30 px tall but only 10 px of it are inside the image
+    assert [f.box for f in faces] == [(0, 0, 30, 30)]
+    assert det.hints == [20]
+
+
+def test_base_rejects_non_rgb_input() -> None:
+    det = _Fixed([])
+    for shape in [(10, 10), (10, 10, 4), (4, 4, 3, 2)]:
+        with pytest.raises(ValueError, match="RGB"):
+            det.detect(np.zeros(shape, np.uint8))

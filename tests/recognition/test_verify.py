@@ -17,6 +17,7 @@ from PIL import Image
 
 from pipeline.commands.verify import COMMANDS, verify
 from pipeline.recognition import verify as V
+from pipeline.recognition.thresholds import CALIBRATED, operating_points
 
 # ----- pairs files ------------------------------------------------------------------
 
@@ -181,7 +182,7 @@ def test_decision_rule_is_inclusive() -> None:
 def test_calibrated_threshold_per_jitter_count() -> None:
     assert V.calibrated_threshold(1) == V.DEFAULT_THRESHOLD
     assert V.calibrated_threshold(1, V.DEFAULT_FLIP) == V.DEFAULT_THRESHOLD
-    assert V.calibrated_threshold(5, flip=False) == V.CALIBRATED_THRESHOLDS[5]
+    assert V.calibrated_threshold(5, flip=False) == CALIBRATED[(5, False)].accuracy
     # more jitters shrink distances: never a looser threshold than with fewer
     assert V.calibrated_threshold(5, flip=False) <= V.calibrated_threshold(1, flip=False)
     assert V.calibrated_threshold(3, flip=False) == V.calibrated_threshold(5, flip=False)
@@ -194,17 +195,27 @@ def test_calibrated_threshold_per_jitter_count() -> None:
 
 
 def test_calibrated_threshold_with_flip() -> None:
-    # flip-averaged encodings have their own table; they are closer together, so for the
+    # flip-averaged encodings have their own entries; they are closer together, so for the
     # same jitter count their threshold is never looser than the plain one
+    flip_values = {p.accuracy for (_, flip), p in CALIBRATED.items() if flip}
     for j in (1, 2, 5, 10):
         flip_t = V.calibrated_threshold(j, flip=True)
-        assert flip_t in V.CALIBRATED_FLIP_THRESHOLDS.values()
+        assert flip_t in flip_values
         assert flip_t <= V.calibrated_threshold(j, flip=False)
-    assert V.calibrated_threshold(1, flip=True) == V.CALIBRATED_FLIP_THRESHOLDS[1]
+    assert V.calibrated_threshold(1, flip=True) == CALIBRATED[(1, True)].accuracy
     assert V.calibrated_threshold(1, flip=True) != V.calibrated_threshold(1, flip=False)
     # the default of `facepipe verify` is the entry of its default encoder
-    table = V.CALIBRATED_FLIP_THRESHOLDS if V.DEFAULT_FLIP else V.CALIBRATED_THRESHOLDS
-    assert V.DEFAULT_THRESHOLD == table[1]
+    assert V.DEFAULT_THRESHOLD == CALIBRATED[(1, V.DEFAULT_FLIP)].accuracy
+
+
+def test_pipeline_thresholds_are_the_far_1pct_points() -> None:
+    # the pipeline takes the stricter point where about 1 % of impostors are accepted
+    # (one face against every enrolled person), verify the accuracy optimum
+    for points in CALIBRATED.values():
+        assert 0.5 < points.far_1pct < 0.7 and 0.5 < points.accuracy < 0.7
+    assert operating_points(1, False).far_1pct < operating_points(1, False).accuracy
+    assert operating_points(1, True).far_1pct < operating_points(1, False).far_1pct
+    assert operating_points(3, True) == CALIBRATED[(5, True)]
 
 
 # ----- images, the real encoder and the cache --------------------------------------------

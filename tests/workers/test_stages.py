@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,7 @@ from rq.serializers import JSONSerializer
 
 from pipeline.capture import Capture
 from pipeline.config import load_config
-from pipeline.record import Face, FrameRecord
+from pipeline.record import Encodings, Face, FrameRecord, Merge, sink_message_from_dict
 from pipeline.runtime import Runtime
 from pipeline.sources import Source
 from pipeline.store import EventStore
@@ -80,8 +79,7 @@ def test_tracker_consumes_out_of_order_detections_in_order(rt, demo_media):
     sink_jobs = rt.bus.queue("sink")
     assert sink_jobs.count == 0
     assert rt.bus.stream_counts("demo", res.session)["processed"] == 30
-    state = rt.bus.conn.get(rt.bus.key("tracker", "demo", res.session))
-    assert json.loads(state)["next_seq"] == 30
+    assert rt.bus.load_tracker_state("demo", res.session)["next_seq"] == 30
     store = EventStore(rt.config.store_url)
     assert len(store.events()) == 1  # one face, one track, despite the shuffled order
 
@@ -93,7 +91,7 @@ def test_missing_frame_is_skipped_after_gap_timeout_and_counted(rt):
     bus.count_frame("cam", "s", "captured", 3)
     for seq in (0, 2):  # the detect result of frame 1 never arrives
         rec = FrameRecord(stream="cam", session="s", seq=seq, ts=1.0, last=seq == 2)
-        bus.conn.hset(bus.key("detected", "cam", "s"), str(seq), rec.to_json())
+        bus.buffer_put(rec)
     bus.set_end("cam", "s", 2)
     track = base.get_stage("track")
     track.handle({"stream": "cam", "session": "s"})
@@ -113,12 +111,10 @@ def test_stale_live_frame_dropped_by_detect(rt):
     bus = rt.bus
     rec = FrameRecord(stream="cam", session="s", seq=0, ts=1.0, live=True, key="gone")
     base.get_stage("detect").handle(rec.to_dict())
-    raw = bus.conn.hget(bus.key("detected", "cam", "s"), "0")
-    assert FrameRecord.from_json(raw).dropped == "stale"
+    assert bus.buffer_take("cam", "s", 0).dropped == "stale"
     rec2 = FrameRecord(stream="cam", session="s", seq=1, ts=9e12, key="expired-key")
     base.get_stage("detect").handle(rec2.to_dict())
-    raw = bus.conn.hget(bus.key("detected", "cam", "s"), "1")
-    assert FrameRecord.from_json(raw).dropped == "expired"
+    assert bus.buffer_take("cam", "s", 1).dropped == "expired"
     sums = rt.metrics.histogram_sums("facepipe_stage_seconds")
     assert sums[(("stage", "detect"),)][1] == 2 and np.isfinite(sums[(("stage", "detect"),)][0])
 
@@ -172,29 +168,41 @@ def test_a_track_that_comes_back_after_a_cut_is_merged_into_one_event(rt, tmp_pa
     snap = Path(ev["snapshot"])
     assert sorted(snap.parent.glob("*.jpg")) == [snap]
     # the tracker state knows the merge: the second track is an alias of the first
-    state = json.loads(rt.bus.conn.get(rt.bus.key("tracker", "cam", res.session)))
+    state = rt.bus.load_tracker_state("cam", res.session)
     assert [2, 1] in state["tracker"]["aliases"]
 
 
-def test_recognize_restarts_a_stream_whose_track_job_met_its_lock(rt):
-    """A track job that finds the lock held returns; the holder must restart the stream."""
-    from workers.recognize import RecognizeStage
+def test_a_track_job_that_meets_the_lock_leaves_the_work_to_the_holder(rt, monkeypatch):
+    """A track job that finds the stream's lock held returns at once; the holder looks
+    again after releasing it, for frames and for encodings that arrived meanwhile."""
+    import workers.track
+    from pipeline.tracking.state import TrackerStates
 
     bus = rt.bus
-    rec = FrameRecord(stream="cam", session="s", seq=0, ts=1.0)
-    bus.conn.hset(bus.key("detected", "cam", "s"), "0", rec.to_json())
-    stage = RecognizeStage(rt)
-    with stage.states.locked("cam", "s") as held:
+    bus.buffer_put(FrameRecord(stream="cam", session="s", seq=0, ts=1.0))
+    track = base.get_stage("track")
+    with TrackerStates(bus, rt.config.tracker).locked("cam", "s") as held:
         assert held
-        base.get_stage("track").handle({"stream": "cam", "session": "s"})
-    assert bus.conn.hexists(bus.key("detected", "cam", "s"), "0")  # not consumed
-    sample = FrameRecord(stream="cam", session="s", seq=5, ts=1.0)
-    sample.faces = [Face(box=(0, 0, 40, 40), track_id=3, encoding=[0.1] * 128, quality=0.5)]
-    assert bus.depth("track") == 0
-    assert stage._reidentify(sample) == []  # track 3 is unknown to the tracker
-    assert bus.depth("track") == 1
-    burst(rt, "track")
-    assert not bus.conn.hexists(bus.key("detected", "cam", "s"), "0")
+        track.handle({"stream": "cam", "session": "s"})  # refused
+    assert bus.buffer_has("cam", "s", 0)  # not consumed
+
+    advance = workers.track.TrackStage._advance
+    calls = []
+
+    def advance_then_recognize_sends(self, stream, session):
+        next_seq = advance(self, stream, session)
+        if not calls:  # while this job holds the lock, recognize sends encodings; the
+            # track job that send queued meets the lock and returns
+            face = Face(box=(0, 0, 40, 40), track_id=3, encoding=[0.1] * 128, quality=0.5)
+            bus.send_encodings(Encodings("cam", "s", 0, [face]))
+            bus.queue("track").empty()
+        calls.append(next_seq)
+        return next_seq
+
+    monkeypatch.setattr(workers.track.TrackStage, "_advance", advance_then_recognize_sends)
+    track.handle({"stream": "cam", "session": "s"})
+    assert calls == [1, 1]  # a second hold took the encodings
+    assert not bus.encodings_waiting("cam", "s") and not bus.buffer_has("cam", "s", 0)
 
 
 def test_detection_on_every_third_frame_tracks_and_names_through_the_gaps(rt, demo_media):
@@ -245,7 +253,7 @@ def test_a_shot_cut_ends_every_track(rt):
     for seq in range(8):
         rec = FrameRecord(stream="cam", session="s", seq=seq, ts=1.0 + seq, cut=seq == 4)
         rec.faces = [Face(box=(100 + seq, 50, 60, 60), score=0.9)]
-        bus.conn.hset(bus.detected_key("cam", "s"), str(seq), rec.to_json())
+        bus.buffer_put(rec)
     base.get_stage("track").handle({"stream": "cam", "session": "s"})
     burst(rt, "sink")
     before, after = EventStore(rt.config.store_url).events()
@@ -253,34 +261,70 @@ def test_a_shot_cut_ends_every_track(rt):
     assert after["track_id"] != before["track_id"] and after["first_frame"] == 4
 
 
-def test_a_sample_of_a_merged_track_resends_the_merge(rt):
-    """A merge whose sink job was lost (the worker died after saving the tracker state) is
-    completed by the next sample of the merged track."""
+def test_encodings_of_a_merged_track_resend_the_merge(rt):
+    """A merge whose sink message was lost (the worker died after saving the tracker state)
+    is completed by the next encodings of the merged track."""
     from pipeline.tracking.kalman import KalmanTrack
-    from pipeline.tracking.state import StreamState
-    from workers.recognize import RecognizeStage
+    from pipeline.tracking.state import TrackerStates
+    from pipeline.tracking.stream import StreamState
 
-    stage = RecognizeStage(rt)
-    tracker = stage.states.new_tracker()
+    states = TrackerStates(rt.bus, rt.config.tracker)
+    tracker = states.new_tracker()
     tracker.tracks.append(
         KalmanTrack(id=1, box=(0, 0, 40, 40), first_seq=0, last_seq=9, confirmed=True,
                     mean=[20.0, 20.0, 40.0, 40.0, 0, 0, 0, 0], cov=[0.0] * 64)
     )  # fmt: skip
     tracker.aliases = [[2, 1]]
-    stage.states.save("cam", "s", StreamState(tracker, next_seq=10))
+    states.save("cam", "s", StreamState(tracker, next_seq=10))
     store = EventStore(rt.config.store_url)
     for tid in (1, 2):  # both events exist: the merge never reached the sink
         store.observe([FrameRecord(stream="cam", session="s", seq=tid, ts=1.0,
                                    faces=[Face(box=(0, 0, 40, 40), track_id=tid)])])  # fmt: skip
-    sample = FrameRecord(stream="cam", session="s", seq=9, ts=2.0)
-    sample.faces = [Face(box=(0, 0, 40, 40), track_id=2, encoding=[0.1] * 128, quality=0.5)]
-    assert stage._reidentify(sample) == [(2, 1)]
-    assert sample.faces[0].track_id == 1
+    face = Face(box=(0, 0, 40, 40), track_id=2, encoding=[0.1] * 128, quality=0.5)
+    rt.bus.send_encodings(Encodings("cam", "s", 9, [face]))
+    burst(rt, "track")
+    q = rt.bus.queue("sink")
+    (msg,) = [sink_message_from_dict(q.fetch_job(i).args[0]) for i in q.job_ids]
+    assert msg == Merge("cam", "s", 2, 1)
     assert rt.metrics.total("facepipe_tracks_merged_total") == 0  # not a new merge
-    base.get_stage("sink").handle(
-        {"kind": "merge", "stream": "cam", "session": "s", "from": 2, "into": 1}
-    )
+    burst(rt, "sink")
     assert [e["track_id"] for e in store.events()] == [1]
+
+
+def test_recognize_sends_encodings_and_never_touches_the_tracker_state(rt, demo_media):
+    """One writer: the recognize stage's only way to the tracker is an Encodings message.
+    Any write (or lock) of a tracker key while it runs fails this test."""
+    from workers.recognize import RecognizeStage
+
+    res = Capture(rt, Source(str(demo_media["video"])), "demo").run()
+    for stage in ("detect", "track"):
+        burst(rt, stage)
+    bus = rt.bus
+    state_before = bus.load_tracker_state("demo", res.session)
+    assert state_before is not None and bus.depth("recognize") >= 2
+    bus.conn.config_set("notify-keyspace-events", "KA")
+    events = bus.conn.pubsub()
+    events.psubscribe(f"__keyspace@*__:{bus.key('tracker')}*")  # state and lock keys
+    events.get_message(timeout=1.0)  # the subscription's confirmation
+    stage = RecognizeStage(rt)
+    q = bus.queue("recognize")
+    jobs = [q.fetch_job(i) for i in q.job_ids]
+    q.empty()
+    for job in jobs:
+        stage.handle(job.args[0])
+    touched = []
+    while (m := events.get_message(timeout=0.2)) is not None:
+        touched.append((m["channel"], m["data"]))
+    events.close()
+    bus.conn.config_set("notify-keyspace-events", "")
+    assert touched == []
+    assert bus.load_tracker_state("demo", res.session) == state_before
+    sent = bus.take_encodings("demo", res.session)
+    assert len(sent) == len(jobs)
+    assert all(
+        f.track_id == 1 and len(f.encoding) == 128 and f.quality for m in sent for f in m.faces
+    )
+    assert bus.depth("track") == len(jobs)  # each send pokes the track stage
 
 
 def test_samples_are_the_best_face_of_each_window(rt):
@@ -299,7 +343,7 @@ def test_samples_are_the_best_face_of_each_window(rt):
         if seq == 9:  # a turned head: nose under one eye
             face.score, face.landmarks = 0.99, [(120.0, 70.0), (140.0, 70.0), (121.0, 80.0)]
         rec.faces = [face]
-        bus.conn.hset(bus.detected_key("cam", "s"), str(seq), rec.to_json())
+        bus.buffer_put(rec)
     base.get_stage("track").handle({"stream": "cam", "session": "s"})
     q = bus.queue("recognize")
     sampled = [FrameRecord.from_dict(q.fetch_job(i).args[0]) for i in q.job_ids]
@@ -317,7 +361,7 @@ def test_a_backlog_is_worked_off_in_batches_by_one_job(rt, monkeypatch):
     bus.register_stream("cam", "s", {"source": "x", "live": False})
     for seq in range(10):
         rec = FrameRecord(stream="cam", session="s", seq=seq, ts=1.0, last=seq == 9)
-        bus.conn.hset(bus.detected_key("cam", "s"), str(seq), rec.to_json())
+        bus.buffer_put(rec)
     base.get_stage("track").handle({"stream": "cam", "session": "s"})
     assert bus.depth("sink") == 3  # 4 + 4 + 2 frames, one lock hold each
     burst(rt, "sink")

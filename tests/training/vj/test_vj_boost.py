@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pipeline.vj.boost import Stump, StumpSearch, adaboost_update, initial_weights
+from training.vj.boost import Stump, StumpSearch, adaboost_update, initial_weights
 
 
 def brute_best(X: np.ndarray, w: np.ndarray, y: np.ndarray) -> float:

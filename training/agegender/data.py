@@ -10,7 +10,7 @@ feature kind, holding ``names``, ``ages``, ``genders``, ``races``, ``is_val`` an
   computes it (5-point landmarks in the detector-like box of
   :func:`~pipeline.agegender.framing.face_crop_box`), then the encoding of the mirrored
   face chip. Built in resumable chunks because it costs ~0.15-0.3 s per image on this
-  machine: ``nice -n 10 python -m pipeline.agegender.data`` (the "dev" files first, in
+  machine: ``nice -n 10 python -m training.agegender.data`` (the "dev" files first, in
   their own file, then validation, then training chunks).
 """
 
@@ -24,32 +24,13 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.agegender.framing import face_crop_box
+from pipeline.agegender.images import read_rgb, resize
 from pipeline.agegender.split import Sample, list_samples, split_of
 from pipeline.datasets import REPO_ROOT, require
 
 log = logging.getLogger(__name__)
 
 CACHE_DIR = REPO_ROOT / "runs" / "agegender" / "cache"
-
-
-def read_rgb(path: str | Path) -> np.ndarray:
-    """An image file as RGB uint8, or ValueError when it cannot be decoded."""
-    import cv2
-
-    data = np.fromfile(str(path), dtype=np.uint8)
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if bgr is None:
-        raise ValueError(f"cannot decode image: {path}")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def resize(image: np.ndarray, size: int) -> np.ndarray:
-    """Square resize with area interpolation (downscaling) or linear (upscaling)."""
-    import cv2
-
-    h, w = image.shape[:2]
-    interp = cv2.INTER_AREA if min(h, w) >= size else cv2.INTER_LINEAR
-    return cv2.resize(image, (size, size), interpolation=interp)
 
 
 def _labels(samples: list[Sample]) -> dict[str, np.ndarray]:
@@ -166,18 +147,6 @@ def feature_cache(
     return data
 
 
-def dlib_features(images: list[np.ndarray], encoder: object | None = None) -> np.ndarray:
-    """128-d dlib encodings of already-cropped UTKFace-like face images."""
-    from pipeline.recognition.encoder import DlibEncoder
-
-    enc = encoder if encoder is not None else DlibEncoder()
-    out = np.empty((len(images), 128), dtype=np.float32)
-    for i, im in enumerate(images):
-        h, w = im.shape[:2]
-        out[i] = enc.encode(im, [face_crop_box(h, w)])[0]  # type: ignore[attr-defined]
-    return out
-
-
 class MirroredDlibFeatures:
     """Plain and mirrored 128-d dlib encodings of UTKFace-like face images (256 columns).
 
@@ -217,7 +186,7 @@ class MirroredDlibFeatures:
 def cache_first(extract: MirroredDlibFeatures) -> dict[str, np.ndarray]:
     """The "dev" training files (what the ensemble's stacker is fitted on) first, in their
     own file, so the stacker can be fitted before the whole cache is built."""
-    from pipeline.agegender.training import sides_of
+    from pipeline.agegender.split import sides_of
 
     path = CACHE_DIR / "dev_dlib128pm.npz"
     if not path.exists():
@@ -285,6 +254,6 @@ def mirrored_cache(partial: bool = False) -> dict[str, np.ndarray]:
     return d
 
 
-if __name__ == "__main__":  # python -m pipeline.agegender.data (builds the mirrored cache)
+if __name__ == "__main__":  # python -m training.agegender.data (builds the mirrored cache)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     build_mirrored_cache()

@@ -27,7 +27,16 @@ import numpy as np
 
 from pipeline.cnn_detector.boxes import iou_matrix, square_around, window_boxes
 from pipeline.cnn_detector.crops import augment, crop_windows
-from pipeline.cnn_detector.data import (
+from pipeline.cnn_detector.model import (
+    PROPOSAL,
+    REFINE,
+    SPECS,
+    STAGES,
+    DetectorConfig,
+    build,
+    weights_name,
+)
+from training.cnn_detector.data import (
     NEG,
     NEG_IOU,
     PART,
@@ -44,15 +53,6 @@ from pipeline.cnn_detector.data import (
     split_holdout,
     synthetic_scene,
     youtube_scenes,
-)
-from pipeline.cnn_detector.model import (
-    PROPOSAL,
-    REFINE,
-    SPECS,
-    STAGES,
-    DetectorConfig,
-    build,
-    weights_name,
 )
 
 Log = Callable[[str], None]

@@ -12,7 +12,7 @@ pytest.importorskip("tensorflow")
 
 from pipeline.agegender.models import AGE_BINS  # noqa: E402
 from pipeline.agegender.runtime import HeadsRuntime, ScratchRuntime  # noqa: E402
-from pipeline.agegender.training import TrainConfig, synthetic_dataset, train  # noqa: E402
+from training.agegender.training import TrainConfig, synthetic_dataset, train  # noqa: E402
 
 
 def _history(run: Path) -> list[dict]:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from skimage.data import astronaut
 
-from pipeline.agegender import data
 from pipeline.agegender.framing import face_crop_box
+from training.agegender import data
 
 pytest.importorskip("dlib")
 
@@ -36,7 +36,7 @@ def test_first_half_is_the_pipeline_encoding(chip: np.ndarray) -> None:
 
 
 def test_training_set_adds_mirrored_training_rows_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipeline.agegender import training
+    from training.agegender import training
 
     names = np.array([f"{i}_{i % 2}_0_x.jpg" for i in range(400)])
     rng = np.random.default_rng(0)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
-from pipeline.agegender import stacking as st
+from pipeline.agegender.stacker import logit
+from training.agegender import stacking as st
 
 
 def _members(n: int = 600, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -32,7 +32,7 @@ def test_fit_age_weights_good_members_and_is_robust() -> None:
 
 def test_fit_gender_prefers_the_informative_member() -> None:
     _, pf, _, g = _members()
-    w, _ = st.fit_gender(st.logit(pf), g)
+    w, _ = st.fit_gender(logit(pf), g)
     assert w[0] > w[1] > abs(w[2])
 
 
@@ -44,31 +44,3 @@ def test_stacker_beats_the_mean_out_of_fold() -> None:
     s = st.fit(("a", "b", "c"), ages, pf, y, g)
     a, p = s(ages, pf)
     assert a.min() >= 0 and a.max() <= 100 and np.all((p > 0) & (p < 1))
-
-
-def test_dev_side_is_disjoint_from_validation() -> None:
-    pytest.importorskip("cv2")
-    from pipeline.agegender.split import split_of
-    from pipeline.agegender.training import sides_of
-
-    names = np.array([f"{i}_0_0_x.jpg" for i in range(3000)])
-    side = sides_of(names)
-    assert (side == "dev").sum() > 50
-    assert all(split_of(n) == "train" for n in names[side == "dev"])
-
-
-def test_calibration_of_another_model_version_is_ignored(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    import json
-
-    model = tmp_path / "m.tflite"
-    model.write_bytes(b"version 1")
-    path = st.calibration_path(model)
-    assert path.name == "m.calibration.json"
-    rec = {**st.Stacker.mean(("scratch",)).to_json(), "model_sha1": st._digest(model)}
-    rec["age_bias"] = -1.0
-    path.write_text(json.dumps(rec))
-    cal = st.load_calibration(model)
-    assert cal is not None and cal.age_bias == -1.0
-    model.write_bytes(b"version 2, retrained")
-    assert st.load_calibration(model) is None
-    assert st.load_calibration(tmp_path / "none.tflite") is None

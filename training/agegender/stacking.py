@@ -1,6 +1,7 @@
 """The ensemble's combination weights, fitted on held-out *training* files (never validation).
 
-The ``ensemble`` backend combines its members' predictions with a tiny linear stacker:
+The ``ensemble`` backend combines its members' predictions with a tiny linear stacker
+(:class:`pipeline.agegender.stacker.Stacker`, which applies it at run time); here it is fitted:
 
 * age: ``b + sum_i w_i * age_i`` (the members' expected ages, years), fitted by least
   absolute deviations (the reported metric is the MAE);
@@ -9,13 +10,13 @@ The ``ensemble`` backend combines its members' predictions with a tiny linear st
   of the members' p(female) in 10-fold cross-validation on the fitting files; otherwise
   (a tie included) gender stays the plain mean (``gender_combine: mean``).
 
-It is fitted on the "dev" files (:data:`pipeline.agegender.training.DEV_BUCKETS`, 4 % of
+It is fitted on the "dev" files (:data:`pipeline.agegender.split.DEV_BUCKETS`, 4 % of
 UTKFace, 721 images): they belong to the training side of the fixed split, but no member
 was trained on them (training only monitors them). The validation split is used for
 nothing but reporting. The fitted numbers are stored as JSON next to the models
 (``pipeline/models/age_gender/ensemble.json``, a few hundred bytes) with how they were fitted.
 
-``python -m pipeline.agegender.stacking`` computes the members' predictions on the dev and
+``python -m training.agegender.stacking`` computes the members' predictions on the dev and
 validation files (cached under ``runs/agegender/cache/``), fits the stacker on dev, writes
 ``ensemble.json`` and prints dev (cross-validated) and validation metrics.
 """
@@ -23,11 +24,9 @@ validation files (cached under ``runs/agegender/cache/``), fits the stacker on d
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import sys
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,70 +34,18 @@ from typing import Any
 import numpy as np
 
 from pipeline.agegender.runtime import MODELS_DIR
-from pipeline.attributes.base import AgeGender
+from pipeline.agegender.stacker import (
+    MEMBER_MODELS,
+    Stacker,
+    calibration_path,
+    digest,
+    logit,
+    sigmoid,
+)
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MEMBERS = ("scratch", "transfer")
-EPS = 1e-6
-
-
-def logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype=np.float64), EPS, 1.0 - EPS)
-    return np.log(p / (1.0 - p))
-
-
-def sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.asarray(z, dtype=np.float64)))
-
-
-@dataclass
-class Stacker:
-    """Linear combination of member predictions (see the module docstring)."""
-
-    members: tuple[str, ...]
-    age_weights: np.ndarray  # (M,)
-    age_bias: float
-    gender_weights: np.ndarray  # (M,)
-    gender_bias: float
-    gender_combine: str = "logistic"  # or "mean": plain mean of p(female)
-
-    @classmethod
-    def mean(cls, members: tuple[str, ...]) -> Stacker:
-        """The plain mean of ages; mean of p(female) is approximated by the mean logit."""
-        m = len(members)
-        return cls(members, np.full(m, 1.0 / m), 0.0, np.full(m, 1.0 / m), 0.0)
-
-    def __call__(self, ages: np.ndarray, p_female: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``ages``/``p_female``: (N, M) member predictions -> (age (N,), p_female (N,))."""
-        a = np.asarray(ages, dtype=np.float64) @ self.age_weights + self.age_bias
-        a = np.clip(a, 0.0, 100.0)
-        if self.gender_combine == "mean":
-            return a, np.asarray(p_female, dtype=np.float64).mean(axis=1)
-        p = sigmoid(logit(p_female) @ self.gender_weights + self.gender_bias)
-        return a, p
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "members": list(self.members),
-            "age_weights": [round(float(v), 6) for v in self.age_weights],
-            "age_bias": round(float(self.age_bias), 6),
-            "gender_weights": [round(float(v), 6) for v in self.gender_weights],
-            "gender_bias": round(float(self.gender_bias), 6),
-            "gender_combine": self.gender_combine,
-        }
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Stacker:
-        members = tuple(str(m) for m in d["members"])
-        aw = np.asarray(d["age_weights"], dtype=np.float64)
-        gw = np.asarray(d["gender_weights"], dtype=np.float64)
-        if aw.shape != (len(members),) or gw.shape != (len(members),):
-            raise ValueError("stacker weights do not match its members")
-        combine = str(d.get("gender_combine", "logistic"))
-        if combine not in ("logistic", "mean"):
-            raise ValueError(f"unknown gender_combine {combine!r}")
-        return cls(members, aw, float(d["age_bias"]), gw, float(d["gender_bias"]), combine)
 
 
 def fit_age(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
@@ -189,66 +136,6 @@ def cross_validate(
     return out_a, out_p
 
 
-def calibrate(
-    stacker: Stacker, ages: np.ndarray, p_female: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """One model's (age, p_female) through its one-member stacker (a calibration)."""
-    a = np.asarray(ages, dtype=np.float64)[:, None]
-    p = np.asarray(p_female, dtype=np.float64)[:, None]
-    return stacker(a, p)
-
-
-def stale_members(d: dict[str, Any]) -> list[str]:
-    """Members of a stored stacker whose model file changed since it was fitted."""
-    return [
-        m
-        for m, sha in d.get("member_models_sha1", {}).items()
-        if m in MEMBER_MODELS and MEMBER_MODELS[m].is_file() and _digest(MEMBER_MODELS[m]) != sha
-    ]
-
-
-def calibrated(stacker: Stacker | None, results: list[AgeGender]) -> list[AgeGender]:
-    """Results of one model through its calibration (unchanged when it has none)."""
-    if stacker is None or not results:
-        return results
-    ages, pf = calibrate(
-        stacker, np.array([r.age for r in results]), np.array([r.p_female for r in results])
-    )
-    return [AgeGender.from_p_female(float(a), float(p)) for a, p in zip(ages, pf, strict=True)]
-
-
-def calibration_path(model: Path) -> Path:
-    """Where a model file's calibration lives: ``NAME.calibration.json`` beside it."""
-    return model.with_name(model.stem + ".calibration.json")
-
-
-def load_calibration(model: Path) -> Stacker | None:
-    """The calibration of a model file, or None when it has none."""
-    path = calibration_path(model)
-    if not path.is_file():
-        return None
-    d = json.loads(path.read_text())
-    if d.get("model_sha1") and model.is_file() and d["model_sha1"] != _digest(model):
-        # fitted for another version of the model (it was retrained): do not apply
-        log.warning("ignoring %s: fitted for another version of %s", path.name, model.name)
-        return None
-    return Stacker.from_json(d)
-
-
-# --------------------------------------------------------------------------- data
-
-
-def _digest(path: Path) -> str:
-    return hashlib.sha1(path.read_bytes()).hexdigest()[:10]
-
-
-MEMBER_MODELS: dict[str, Path] = {
-    "scratch": MODELS_DIR / "scratch.tflite",
-    "transfer": MODELS_DIR / "transfer.npz",
-}
-"""The model file of each member facepipe trains (these can carry a calibration)."""
-
-
 def member_predictions(
     member: str, names: list[str], cache_dir: Path | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -256,17 +143,18 @@ def member_predictions(
     face-crop box (like ``scripts/eval_attributes.py``); cached per model file.
 
     ``transfer`` reads the plain dlib encodings from the feature cache (the same values
-    the backend computes, see ``pipeline.agegender.data``).
+    the backend computes, see ``training.agegender.data``).
     """
-    from pipeline.agegender import data
     from pipeline.agegender.framing import face_crop_box
+    from pipeline.agegender.images import read_rgb
     from pipeline.agegender.runtime import HeadsRuntime
     from pipeline.attributes import registry
     from pipeline.datasets import require
+    from training.agegender import data
 
     cache_dir = cache_dir or data.CACHE_DIR
     model = MEMBER_MODELS.get(member)
-    tag = _digest(model) if model else "pkg"
+    tag = digest(model) if model else "pkg"
     path = cache_dir / f"preds_{member}_{tag}.npz"
     known: dict[str, tuple[float, float]] = {}
     if path.exists():
@@ -288,7 +176,7 @@ def member_predictions(
         # raw outputs: calibrations and stackers are fitted on these
         est = registry.create(member, {"calibrate": False} if model else None)
         for k, n in enumerate(todo):
-            im = data.read_rgb(folder / n)
+            im = read_rgb(folder / n)
             (r,) = est.estimate(im, [face_crop_box(*im.shape[:2])])
             known[n] = (r.age, r.p_female)
             if (k + 1) % 500 == 0:
@@ -310,8 +198,7 @@ def member_predictions(
 
 def sides() -> dict[str, list]:
     """UTKFace samples on the dev (stacker fitting) and val (reporting) sides."""
-    from pipeline.agegender.split import list_samples
-    from pipeline.agegender.training import sides_of
+    from pipeline.agegender.split import list_samples, sides_of
     from pipeline.datasets import require
 
     samples = list_samples(require("utkface"))
@@ -344,7 +231,7 @@ def fit_checked(
     """:func:`fit`, keeping each fitted part only when it beats the plain mean (for one
     member: the raw prediction) in 10-fold cross-validation on the same files; returns the
     stacker and those cross-validated metrics."""
-    from pipeline.agegender.training import metrics
+    from training.agegender.training import metrics
 
     oa, op = cross_validate(members, ages, p_female, y_age, y_g)
     cv = metrics(oa, op, y_age, y_g)
@@ -359,7 +246,7 @@ def fit_checked(
 
 
 def _record(stacker: Stacker, checks: dict[str, Any], n: int, what: str) -> dict[str, Any]:
-    from pipeline.agegender.training import DEV_BUCKETS
+    from pipeline.agegender.split import DEV_BUCKETS
 
     cv = checks["cross_validated"]
     return {
@@ -381,7 +268,7 @@ def _record(stacker: Stacker, checks: dict[str, Any], n: int, what: str) -> dict
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pipeline.agegender.training import metrics
+    from training.agegender.training import metrics
 
     ap = argparse.ArgumentParser(description="fit the ensemble stacker on the dev files")
     ap.add_argument("--members", default=",".join(DEFAULT_MEMBERS))
@@ -435,10 +322,10 @@ def main(argv: list[str] | None = None) -> int:
                 what = f"calibration of the {name} backend's outputs (option calibrate)"
             rec = _record(st, ch, len(ya), what)
             if name in MEMBER_MODELS:
-                rec["model_sha1"] = _digest(MEMBER_MODELS[name])
+                rec["model_sha1"] = digest(MEMBER_MODELS[name])
             else:
                 rec["member_models_sha1"] = {
-                    m: _digest(MEMBER_MODELS[m]) for m in st.members if m in MEMBER_MODELS
+                    m: digest(MEMBER_MODELS[m]) for m in st.members if m in MEMBER_MODELS
                 }
             path.write_text(json.dumps(rec, indent=1) + "\n")
             print(f"wrote {path}")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -28,14 +27,13 @@ import numpy as np
 
 from pipeline.agegender import split as splitmod
 from pipeline.agegender.models import AGE_BINS, INPUT_SIZE, age_from_probs
+from pipeline.agegender.split import DEV_BUCKETS, sides_of
 from pipeline.datasets import REPO_ROOT, require
+from pipeline.machine import describe
 
 log = logging.getLogger(__name__)
 
 RUNS_DIR = REPO_ROOT / "runs" / "agegender"
-DEV_BUCKETS = range(splitmod.VAL_PERCENT, splitmod.VAL_PERCENT + 4)
-"""Hash buckets (4 % of all files, all from the training side) used to monitor training
-and to fit the ensemble's stacker and the calibrations (pipeline.agegender.stacking)."""
 HEADS_HIDDEN = 512
 HEADS_DROPOUT = 0.4
 """Transfer heads: width of the two hidden layers and their dropout (chosen on dev)."""
@@ -92,20 +90,11 @@ class Dataset:
         return self.x[idx], self.ages[idx].astype(np.float32), self.genders[idx].astype(np.float32)
 
 
-def sides_of(names: np.ndarray) -> np.ndarray:
-    """Side of each UTKFace file: val (never trained on), dev (monitoring), train."""
-    out = []
-    for n in names:
-        b = splitmod.bucket(str(n))
-        out.append("val" if b < splitmod.VAL_PERCENT else "dev" if b in DEV_BUCKETS else "train")
-    return np.array(out)
-
-
 def utkface_dataset(
     cfg: TrainConfig, progress: Callable[[int, int], None] | None = None
 ) -> Dataset:
     """The cached UTKFace arrays the model needs (built on first use)."""
-    from pipeline.agegender import data
+    from training.agegender import data
 
     if cfg.model == "scratch":
         d = data.image_cache(80)
@@ -186,17 +175,7 @@ def synthetic_dataset(n: int = 512, size: int = 80, dim: int = 0, seed: int = 0)
 
 def machine() -> str:
     """CPU model, core count and Python version (for model cards and result tables)."""
-    import os
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    return describe()
 
 
 # --------------------------------------------------------------------------- training
@@ -241,7 +220,7 @@ class _State:
 def _tf_datasets(cfg: TrainConfig, ds: Dataset) -> tuple[Any, Any, int]:
     import tensorflow as tf
 
-    from pipeline.agegender.augment import augment_batch, center_batch
+    from training.agegender.augment import augment_batch, center_batch
 
     xt, at, gt = ds.part("train", cfg.limit)
     xd, ad, gd = ds.part("dev")
@@ -283,7 +262,7 @@ def _tf_datasets(cfg: TrainConfig, ds: Dataset) -> tuple[Any, Any, int]:
 def _build(cfg: TrainConfig, ds: Dataset, steps: int) -> Any:
     import keras
 
-    from pipeline.agegender.models import build_heads, build_scratch, compile_multitask
+    from training.agegender.models import build_heads, build_scratch, compile_multitask
 
     keras.utils.set_random_seed(cfg.seed)
     if cfg.model == "scratch":
@@ -316,7 +295,7 @@ def train(
     """Train (or continue) one model; export it with its card. Returns the card."""
     import keras
 
-    from pipeline.agegender.models import age_loss, age_mae
+    from training.agegender.models import age_loss, age_mae
 
     run = cfg.run_path()
     ckpt = run / "checkpoint.keras"
@@ -431,7 +410,7 @@ def metrics(
 def _predict_keras(model: Any, x: np.ndarray, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
     import tensorflow as tf
 
-    from pipeline.agegender.augment import center_batch
+    from training.agegender.augment import center_batch
 
     probs, pf = [], []
     for i in range(0, len(x), 256):
@@ -449,7 +428,7 @@ def _float32_copy(model: Any, cfg: TrainConfig, ds: Dataset) -> Any:
     age probabilities then p(female) - what the LiteRT runtime reads."""
     import keras
 
-    from pipeline.agegender.models import build_scratch
+    from training.agegender.models import build_scratch
 
     keras.mixed_precision.set_global_policy("float32")
     clean = build_scratch(widths=tuple(cfg.widths))

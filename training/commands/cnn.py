@@ -70,7 +70,7 @@ def COMMAND(  # noqa: N802 - the training registry looks for this name
     `nice -n 10 facepipe train cnn --out pipeline/models/cnn_detector > runs/cnn.log`.
     """
     from pipeline.cnn_detector.model import PROPOSAL, REFINE, STAGES
-    from pipeline.cnn_detector.train import TrainConfig, train
+    from training.cnn_detector.train import TrainConfig, train
 
     if resume and restart:
         raise click.UsageError("--resume and --restart exclude each other")

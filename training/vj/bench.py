@@ -1,6 +1,6 @@
 """Speed of the `viola-jones` backend on 640 x 360 video frames, next to OpenCV's Haar.
 
-``python -m pipeline.vj.bench [--frames N] [--cascade PATH]`` decodes the first N frames
+``python -m training.vj.bench [--frames N] [--cascade PATH]`` decodes the first N frames
 of ``video/short_hamilton_clip.mp4`` from the datasets folder and times, interleaved
 frame by frame, ``viola-jones`` and ``haar`` (OpenCV's haarcascade_frontalface_default,
 when that backend is available), printing median wall-clock and process-CPU

@@ -26,6 +26,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipeline.vj.scan import to_gray
+
 # scikit-image sample images without faces (astronaut and camera show people)
 SKIMAGE_NEGATIVES: tuple[str, ...] = (
     "binary_blobs", "brick", "cat", "cell", "checkerboard", "chelsea", "clock", "coffee",
@@ -34,24 +36,6 @@ SKIMAGE_NEGATIVES: tuple[str, ...] = (
     "shepp_logan_phantom", "text",
 )  # fmt: skip
 UTK_NAME = re.compile(r"^(\d+)_([01])_([0-4])_(\d+)\.jpg\.chip\.jpg$")
-
-
-def to_gray(image: np.ndarray) -> np.ndarray:
-    """Any image (grey, RGB, RGBA, float in [0, 1] or uint8) as a 2-D uint8 grey array."""
-    img = np.asarray(image)
-    if img.dtype != np.uint8:
-        scale = 255.0 if img.dtype.kind == "f" and img.max() <= 1.0 else 1.0
-        img = np.clip(np.round(img.astype(np.float64) * scale), 0, 255).astype(np.uint8)
-    if img.ndim == 3:
-        if img.shape[2] == 4:
-            img = img[:, :, :3]
-        if img.shape[2] == 3:
-            img = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
-        elif img.shape[2] == 1:
-            img = img[:, :, 0]
-    if img.ndim != 2:
-        raise ValueError(f"cannot make a grey image from shape {np.asarray(image).shape}")
-    return np.ascontiguousarray(img)
 
 
 def crop_window(

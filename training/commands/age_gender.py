@@ -55,7 +55,7 @@ import click
     "instead of computing the rest first",
 )
 @click.option("--synthetic", is_flag=True, help="generated data (smoke test, no dataset)")
-def COMMAND(  # noqa: N802 - the training-command convention of pipeline.training
+def COMMAND(  # noqa: N802 - the training-command convention of training.commands
     model: str,
     epochs: int | None,
     resume: bool,
@@ -76,7 +76,7 @@ def COMMAND(  # noqa: N802 - the training-command convention of pipeline.trainin
     import shutil
     import sys
 
-    from pipeline.agegender.training import TrainConfig, synthetic_dataset, train
+    from training.agegender.training import TrainConfig, synthetic_dataset, train
 
     if resume and restart:
         raise click.UsageError("--resume and --restart exclude each other")

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from pipeline.vj.cascade import Cascade
-from pipeline.vj.data import NegativeImage, allowed_windows, crop_window
-from pipeline.vj.train import mine_negatives, train_cascade
+from training.vj.data import NegativeImage, allowed_windows, crop_window
+from training.vj.train import mine_negatives, train_cascade
 
 
 def mosaic(crops: np.ndarray, cols: int) -> np.ndarray:

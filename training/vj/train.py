@@ -30,11 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.vj.boost import StumpSearch, adaboost_update, initial_weights
 from pipeline.vj.cascade import Cascade, Stage
-from pipeline.vj.data import NegativeImage, allowed_windows
 from pipeline.vj.features import HaarFeatures
 from pipeline.vj.scan import level_windows, pyramid
+from training.vj.boost import StumpSearch, adaboost_update, initial_weights
+from training.vj.data import NegativeImage, allowed_windows
 
 Log = Callable[[str], None]
 

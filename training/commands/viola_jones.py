@@ -1,8 +1,8 @@
 """`facepipe train viola-jones`: train the from-scratch Viola-Jones cascade.
 
 Builds 24 x 24 face crops from UTKFace and LFW and a pool of face-free images (see
-:mod:`pipeline.vj.data`), then trains the cascade stage by stage with hard-negative mining
-(:mod:`pipeline.vj.train`), writing the JSON cascade after every stage. ``--resume``
+:mod:`training.vj.data`), then trains the cascade stage by stage with hard-negative mining
+(:mod:`training.vj.train`), writing the JSON cascade after every stage. ``--resume``
 continues an interrupted run from that file. The shipped cascade
 (``pipeline/models/viola_jones/cascade.json``) was made by this command; see
 docs/viola-jones.md for the exact invocation, data and timings.
@@ -84,8 +84,8 @@ def COMMAND(
     cache: Path,
 ) -> None:
     """Train the from-scratch Viola-Jones cascade (UTKFace + LFW faces, mined negatives)."""
-    from pipeline.vj.data import build_training_set
-    from pipeline.vj.train import train_cascade
+    from training.vj.data import build_training_set
+    from training.vj.train import train_cascade
 
     root = datasets_root()
     if root is None:

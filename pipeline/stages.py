@@ -1,0 +1,64 @@
+"""The stage table: the one place that names the stages.
+
+Each stage has a queue (``<redis.prefix>.<name>``), a job function that rq runs for each
+job on it (a dotted path into ``workers``, so that ``pipeline`` never imports the
+workers), the message type its jobs carry (JSON on the wire, read back with the type's
+``from_dict``) and the worker class that holds the stage's model in a worker process.
+Queue names, job functions, worker classes and the list of stages all come from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.record import FrameRecord, SinkMessage, TrackJob
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str
+    message: type[Any]  # the job payload's type: FrameRecord, TrackJob or SinkMessage
+    job: str  # dotted path of the job function
+    worker: str  # dotted path of the workers.base.Stage subclass
+
+    def queue_name(self, prefix: str) -> str:
+        return f"{prefix}.{self.name}"
+
+    def parse(self, payload: dict[str, Any]) -> Any:
+        """The job payload as this stage's message type (``ValueError`` if malformed)."""
+        return self.message.from_dict(payload)
+
+
+def _spec(name: str, message: type[Any], worker_class: str) -> StageSpec:
+    return StageSpec(name, message, f"workers.{name}.handle", f"workers.{name}.{worker_class}")
+
+
+# in pipeline order
+STAGES: dict[str, StageSpec] = {
+    s.name: s
+    for s in (
+        _spec("detect", FrameRecord, "DetectStage"),
+        _spec("track", TrackJob, "TrackStage"),
+        _spec("recognize", FrameRecord, "RecognizeStage"),
+        _spec("attributes", FrameRecord, "AttributesStage"),
+        _spec("sink", SinkMessage, "SinkStage"),
+    )
+}
+STAGE_NAMES: tuple[str, ...] = tuple(STAGES)
+
+
+def stage(name: str) -> StageSpec:
+    """The spec of stage ``name`` (``ValueError`` naming the stages if unknown)."""
+    try:
+        return STAGES[name]
+    except KeyError:
+        raise ValueError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}") from None
+
+
+def stage_of_worker(worker: str) -> StageSpec:
+    """The spec whose worker class is ``worker`` (a dotted path)."""
+    for spec in STAGES.values():
+        if spec.worker == worker:
+            return spec
+    raise ValueError(f"{worker} is no stage's worker class (pipeline/stages.py)")
