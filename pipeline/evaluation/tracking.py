@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.boxes import iou_xywh as iou
 from pipeline.config import SamplingConfig, TrackerConfig
-from pipeline.evaluation.detection import iou_matrix
 from pipeline.record import Box, Face, FrameRecord
 from pipeline.tracking.kalman import KalmanTracker
 from pipeline.tracking.stream import StreamState, StreamTracker
@@ -43,11 +43,6 @@ MATCH_IOU = 0.5
 DROP_RATE, DROP_SEEDS = 0.3, 5
 FPS = 30.0
 Detections = list[list[dict[str, Any]]]  # per frame: Face.to_dict() rows (+ "quality")
-
-
-def iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """IoU of two ``(x, y, w, h)`` boxes."""
-    return float(iou_matrix(np.asarray([a]), np.asarray([b]))[0, 0])
 
 
 # ----- data --------------------------------------------------------------------------

@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import machine
+from pipeline.boxes import iou_xywh
 from pipeline.evaluation.common import log
-from pipeline.evaluation.detection import iou_matrix
 from pipeline.recognition import verify as V
 from pipeline.recognition.encoder import CHIP_PADDING, CHIP_SIZE, DlibEncoder, flip_average
 from pipeline.record import Face
@@ -772,7 +772,7 @@ def run_variant(
         for k in sample:
             w, h = sizes[k]
             f = V.central_face([Face(box=tuple(b)) for b in found_det[k]], w, h)
-            if f is not None and iou_matrix([f.box], [hog_box[k]])[0, 0] > 0.3:
+            if f is not None and iou_xywh(f.box, hog_box[k]) > 0.3:
                 matched.append((list(f.box), hog_box[k]))
         box_map = fit_box_map(matched)
         n_det = 0
