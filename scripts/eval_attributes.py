@@ -39,7 +39,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from pipeline import machine  # noqa: E402
-from pipeline.agegender.split import AGE_GROUPS, list_samples, split_samples  # noqa: E402
+from pipeline.agegender.split import list_samples, split_samples  # noqa: E402
 from pipeline.attributes import registry  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 from pipeline.datasets import REPO_ROOT, require  # noqa: E402
@@ -109,7 +109,6 @@ def main(argv: list[str] | None = None) -> int:
                 est,
                 val,
                 lambda n: read_image(folder / n),
-                AGE_GROUPS,
                 detector=hog if args.boxes == "hog" else None,
                 encodings=encodings if ev.uses_encodings(est) else None,
                 time_n=args.time_n,
@@ -123,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     ages = [s.age for s in val]
     genders = [s.gender for s in val]
     for combo, (age, pf) in ev.combine(singles).items():
-        m = ev.age_gender_metrics(age, pf, ages, genders, AGE_GROUPS)
+        m = ev.age_gender_metrics(age, pf, ages, genders)
         members = combo[len("mean(") : -1].split(" + ")
         m["ms_per_face_median"] = sum(results[n]["ms_per_face_median"] or 0 for n in members)
         m["crop_margin"] = "-"

@@ -36,31 +36,24 @@ class Labelled(Protocol):
     gender: int
 
 
-def group_label(age: float, groups: Sequence[tuple[int, int]]) -> str:
-    """``"20-29"`` (or ``"70+"`` for the open last group) of the group ``age`` falls in."""
-    a = int(round(age))
-    for lo, hi in groups:
-        if lo <= a <= hi:
-            return f"{lo}+" if hi >= 200 else f"{lo}-{hi}"
-    return f"{groups[-1][0]}+"
-
-
 def age_gender_metrics(
     pred_age: Sequence[float],
     p_female: Sequence[float],
     ages: Sequence[float],
     genders: Sequence[int],
-    groups: Sequence[tuple[int, int]],
 ) -> dict[str, Any]:
-    """Age MAE (overall and by true age group) and gender accuracy (1 = female)."""
+    """Age MAE (overall and by true age group, ``pipeline.agegender.split.AGE_GROUPS``) and
+    gender accuracy (1 = female)."""
+    from pipeline.agegender.split import AGE_GROUPS, age_group
+
     pred = np.asarray(pred_age, dtype=np.float64)
     true = np.asarray(ages, dtype=np.float64)
     err = np.abs(pred - true)
     correct = (np.asarray(p_female, dtype=np.float64) >= 0.5) == (np.asarray(genders) == 1)
-    labels = np.array([group_label(a, groups) for a in true])
+    labels = np.array([age_group(a) for a in true])
     by_group: dict[str, dict[str, float]] = {}
-    for lo, _hi in groups:
-        g = group_label(lo, groups)
+    for lo, _hi in AGE_GROUPS:
+        g = age_group(lo)
         m = labels == g
         if m.any():
             by_group[g] = {
@@ -188,7 +181,6 @@ def evaluate_estimator(
     estimator: Any,
     samples: Sequence[Labelled],
     read: Callable[[str], np.ndarray],
-    groups: Sequence[tuple[int, int]],
     detector: Any | None = None,
     encodings: Callable[[str, np.ndarray, Face], list[float]] | None = None,
     time_n: int = 200,
@@ -229,7 +221,7 @@ def evaluate_estimator(
     if encodings is not None and hasattr(encodings, "flush"):
         encodings.flush()
     preds = (np.array(pred_age, dtype=np.float64), np.array(p_female, dtype=np.float64))
-    m = age_gender_metrics(*preds, [s.age for s in samples], [s.gender for s in samples], groups)
+    m = age_gender_metrics(*preds, [s.age for s in samples], [s.gender for s in samples])
     if encodings is not None:
         m["ms_per_face_median"] = median_ms(alone_s)
         m["ms_per_face_reusing_encoding"] = median_ms(reused_s)

@@ -12,8 +12,6 @@ from pipeline.attributes.base import AgeGender
 from pipeline.evaluation import attributes as ev
 from pipeline.evaluation.common import spread
 
-GROUPS = ((0, 12), (13, 19), (20, 200))
-
 
 @dataclass
 class Sample:
@@ -22,19 +20,12 @@ class Sample:
     gender: int
 
 
-def test_group_labels():
-    assert ev.group_label(5, GROUPS) == "0-12"
-    assert ev.group_label(12.4, GROUPS) == "0-12"
-    assert ev.group_label(12.6, GROUPS) == "13-19"
-    assert ev.group_label(80, GROUPS) == "20+"
-
-
 def test_metrics_by_hand():
     ages = [10, 15, 30, 40]
     genders = [0, 1, 1, 0]  # 1 = female
     pred = [12, 15, 20, 40]  # errors 2, 0, 10, 0
     pf = [0.6, 0.9, 0.4, 0.1]  # wrong, right, wrong, right
-    m = ev.age_gender_metrics(pred, pf, ages, genders, GROUPS)
+    m = ev.age_gender_metrics(pred, pf, ages, genders)
     assert m["n"] == 4
     assert m["age_mae"] == pytest.approx(3.0)
     assert m["gender_accuracy"] == pytest.approx(0.5)
@@ -42,7 +33,8 @@ def test_metrics_by_hand():
     assert m["by_age_group"] == {
         "0-12": {"n": 1, "age_mae": 2.0, "gender_accuracy": 0.0},
         "13-19": {"n": 1, "age_mae": 0.0, "gender_accuracy": 1.0},
-        "20+": {"n": 2, "age_mae": 5.0, "gender_accuracy": 0.5},
+        "30-39": {"n": 1, "age_mae": 10.0, "gender_accuracy": 0.0},
+        "40-49": {"n": 1, "age_mae": 0.0, "gender_accuracy": 1.0},
     }
 
 
@@ -91,7 +83,7 @@ def test_evaluate_estimator_passes_the_stage_encoding_and_times_both_paths():
 
     est = Stub()
     m, (age, pf) = ev.evaluate_estimator(
-        est, samples, images.__getitem__, GROUPS, encodings=encodings, time_n=1
+        est, samples, images.__getitem__, encodings=encodings, time_n=1
     )
     np.testing.assert_allclose(age, [22.0, 41.0])
     assert m["age_mae"] == pytest.approx(1.5)
