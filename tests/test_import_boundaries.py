@@ -22,10 +22,11 @@ import workers
 REPO = Path(pipeline.__file__).resolve().parent.parent
 FORBIDDEN = ("training", "tensorflow", "keras")
 
-# Imports every module of the given packages (a package's __main__ runs a command: not
-# imported), then, for each stage given with --stages, runs `facepipe worker STAGE
-# --burst` with the default config (builds and warms up the stage's model); prints the
-# modules that failed to import and the forbidden top-level packages found in sys.modules.
+# Imports every module of the given packages (a package's __main__ runs a command, and
+# Alembic's env.py runs only inside Alembic's migration context: not imported), then, for
+# each stage given with --stages, runs `facepipe worker STAGE --burst` with the default
+# config (builds and warms up the stage's model); prints the modules that failed to
+# import and the forbidden top-level packages found in sys.modules.
 PROBE = """
 import importlib, json, pkgutil, sys
 
@@ -34,7 +35,7 @@ failed = {}
 for name in packages:
     pkg = importlib.import_module(name)
     for info in pkgutil.walk_packages(pkg.__path__, name + "."):
-        if info.name.rsplit(".", 1)[-1] == "__main__":
+        if info.name.rsplit(".", 1)[-1] == "__main__" or info.name == "pipeline.migrations.env":
             continue
         try:
             importlib.import_module(info.name)

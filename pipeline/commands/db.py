@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from pipeline.cli import Context, pass_ctx
+from pipeline.commands import Context, pass_ctx
 
 
 @click.group()

@@ -22,7 +22,7 @@ from typing import Any
 
 import click
 
-from pipeline.cli import Context, pass_ctx
+from pipeline.commands import Context, pass_ctx
 from pipeline.images import read_image
 
 IMAGE_EXTENSIONS = frozenset(
