@@ -379,32 +379,9 @@ def metrics(
     pred_age: np.ndarray, p_female: np.ndarray, ages: np.ndarray, genders: np.ndarray
 ) -> dict[str, Any]:
     """Age MAE (overall and by true age group) and gender accuracy of predictions."""
-    pred_age = np.asarray(pred_age, dtype=np.float64)
-    ages = np.asarray(ages, dtype=np.float64)
-    err = np.abs(pred_age - ages)
-    correct = (np.asarray(p_female) >= 0.5) == (np.asarray(genders) == 1)
-    groups: dict[str, dict[str, float]] = {}
-    labels = np.array([splitmod.age_group(a) for a in ages])
-    for lo, _hi in splitmod.AGE_GROUPS:
-        g = splitmod.age_group(lo)
-        m = labels == g
-        if m.any():
-            groups[g] = {
-                "n": int(m.sum()),
-                "age_mae": round(float(err[m].mean()), 3),
-                "gender_accuracy": round(float(correct[m].mean()), 4),
-            }
-    return {
-        "n": int(len(ages)),
-        "age_mae": round(float(err.mean()), 3) if len(ages) else float("nan"),
-        "gender_accuracy": round(float(correct.mean()), 4) if len(ages) else float("nan"),
-        # children's gender is hard for every model (and often for people): report adults
-        # and teenagers separately, as most cameras see them
-        "gender_accuracy_13plus": round(float(correct[ages >= 13].mean()), 4)
-        if (ages >= 13).any()
-        else float("nan"),
-        "by_age_group": groups,
-    }
+    from pipeline.evaluation.attributes import age_gender_metrics
+
+    return age_gender_metrics(pred_age, p_female, ages, genders)
 
 
 def _predict_keras(model: Any, x: np.ndarray, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
