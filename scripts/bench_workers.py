@@ -39,8 +39,8 @@ from rq import Worker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.stages import STAGE_NAMES  # noqa: E402
 from pipeline.redis_server import PrivateRedis  # noqa: E402
+from pipeline.stages import STAGE_NAMES  # noqa: E402
 
 HEAVY = ("tensorflow", "keras", "dlib", "cv2", "onnxruntime", "scipy", "skimage")
 # training code, before (pipeline.training, pipeline.vj.train, ...) and after the split
