@@ -125,11 +125,7 @@ def recognition_encoder(recognition: Any) -> Any:
     """The recognize stage's encoder for a config's ``recognition`` section."""
     from pipeline.recognition.encoder import DlibEncoder
 
-    return DlibEncoder(
-        num_jitters=recognition.num_jitters,
-        min_face_px=recognition.upscale_below_px,
-        flip=recognition.flip,
-    )
+    return DlibEncoder.from_config(recognition)
 
 
 def uses_encodings(estimator: Any) -> bool:
