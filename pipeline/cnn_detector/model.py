@@ -69,6 +69,17 @@ def _conv_block(x: Any, filters: int, kernel: int, name: str) -> Any:
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
+def _trunk(x: Any, filters: tuple[int, int, int, int]) -> Any:
+    """Both nets' convolutions: three 3x3 blocks each followed by 2x2 pooling, a 2x2 block."""
+    from keras import layers
+
+    f1, f2, f3, f4 = filters
+    for i, f in enumerate((f1, f2, f3), start=1):
+        x = _conv_block(x, f, 3, f"c{i}")
+        x = layers.MaxPooling2D(2, name=f"p{i}")(x)
+    return _conv_block(x, f4, 2, "c4")
+
+
 def build_proposal_net() -> Any:
     """Fully convolutional 32x32 / stride-8 face classifier + box regressor.
 
@@ -82,13 +93,7 @@ def build_proposal_net() -> Any:
     f1, f2, f3, f4 = SPECS[PROPOSAL].filters
     inp = keras.Input((None, None, 3), name="image")
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale")(inp)
-    x = _conv_block(x, f1, 3, "c1")  # 32 -> 30
-    x = layers.MaxPooling2D(2, name="p1")(x)  # 15
-    x = _conv_block(x, f2, 3, "c2")  # 13
-    x = layers.MaxPooling2D(2, name="p2")(x)  # 6
-    x = _conv_block(x, f3, 3, "c3")  # 4
-    x = layers.MaxPooling2D(2, name="p3")(x)  # 2
-    x = _conv_block(x, f4, 2, "c4")  # 1
+    x = _trunk(x, (f1, f2, f3, f4))  # 32 -> 30 -> 15 -> 13 -> 6 -> 4 -> 2 -> 1
     out = layers.Conv2D(5, 1, name="head")(x)
     return keras.Model(inp, out, name=PROPOSAL)
 
@@ -103,13 +108,7 @@ def build_refine_net() -> Any:
     w = spec.window
     inp = keras.Input((w, w, 3), name="crop")
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale")(inp)
-    x = _conv_block(x, f1, 3, "c1")  # 48 -> 46
-    x = layers.MaxPooling2D(2, name="p1")(x)  # 23
-    x = _conv_block(x, f2, 3, "c2")  # 21
-    x = layers.MaxPooling2D(2, name="p2")(x)  # 10
-    x = _conv_block(x, f3, 3, "c3")  # 8
-    x = layers.MaxPooling2D(2, name="p3")(x)  # 4
-    x = _conv_block(x, f4, 2, "c4")  # 3
+    x = _trunk(x, (f1, f2, f3, f4))  # 48 -> 46 -> 23 -> 21 -> 10 -> 8 -> 4 -> 3
     x = layers.Flatten(name="flat")(x)
     x = layers.Dense(spec.dense, use_bias=False, name="fc")(x)
     x = layers.BatchNormalization(momentum=0.9, name="fc_bn")(x)
