@@ -138,6 +138,7 @@ def invoke(*args: str, **env: str):  # type: ignore[no-untyped-def]
     return CliRunner().invoke(main, list(args), env={**environ, **env})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["detect", "analyze", "enroll", "verify"])
 def test_every_image_command_refuses_an_image_over_the_configured_limit(videos, tmp_path, command):
     photo = videos["photo"]  # 220 x 260 = 57,200 pixels

@@ -43,6 +43,7 @@ def run_all(rt: Runtime) -> None:
             return
 
 
+@pytest.mark.slow
 def test_pipeline_in_process_names_the_enrolled_face(rt, demo_media):
     from pipeline.demo import DEMO_NAME
     from pipeline.recognition.enroll import encode_photos
@@ -146,6 +147,7 @@ def make_cut_video(path, frames=30, cut=12, gap=3):
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("reid_window", [60, 0])
 def test_a_track_that_comes_back_after_a_cut_is_merged_into_one_event(rt, tmp_path, reid_window):
     rt.config.tracker.reid_window = reid_window
@@ -205,6 +207,7 @@ def test_a_track_job_that_meets_the_lock_leaves_the_work_to_the_holder(rt, monke
     assert not bus.encodings_waiting("cam", "s") and not bus.buffer_has("cam", "s", 0)
 
 
+@pytest.mark.slow
 def test_detection_on_every_third_frame_tracks_and_names_through_the_gaps(rt, demo_media):
     from pipeline.demo import DEMO_NAME
     from pipeline.recognition.enroll import encode_photos
@@ -222,6 +225,7 @@ def test_detection_on_every_third_frame_tracks_and_names_through_the_gaps(rt, de
     assert ev["n_frames"] >= 27
 
 
+@pytest.mark.slow
 def test_skipped_frames_report_only_tracks_seen_in_the_latest_detection(rt, tmp_path):
     rt.config.detector.every_n_frames = 3
     rt.config.tracker.reid_window = 0  # keep the two sides of the cut apart
@@ -235,6 +239,7 @@ def test_skipped_frames_report_only_tracks_seen_in_the_latest_detection(rt, tmp_
     assert second["first_frame"] == 15 and second["last_frame"] == 29
 
 
+@pytest.mark.slow
 def test_one_stranger_on_two_cameras_becomes_one_unknown(rt, demo_media, tmp_path):
     Capture(rt, Source(str(demo_media["video"])), "door").run()
     Capture(rt, Source(str(make_cut_video(tmp_path / "cut.mp4"))), "hall").run()
@@ -291,6 +296,7 @@ def test_encodings_of_a_merged_track_resend_the_merge(rt):
     assert [e["track_id"] for e in store.events()] == [1]
 
 
+@pytest.mark.slow
 def test_recognize_sends_encodings_and_never_touches_the_tracker_state(rt, demo_media):
     """One writer: the recognize stage's only way to the tracker is an Encodings message.
     Any write (or lock) of a tracker key while it runs fails this test."""

@@ -19,6 +19,7 @@ def _history(run: Path) -> list[dict]:
     return json.loads((run / "state.json").read_text())["history"]
 
 
+@pytest.mark.slow
 def test_heads_training_reduces_loss_resumes_and_exports(tmp_path: Path) -> None:
     run, out = tmp_path / "run", tmp_path / "out"
     ds = synthetic_dataset(n=640, dim=16, seed=3)
@@ -56,6 +57,7 @@ def test_heads_training_reduces_loss_resumes_and_exports(tmp_path: Path) -> None
     assert np.allclose(probs.sum(1), 1.0, atol=1e-6) and np.all((pf >= 0) & (pf <= 1))
 
 
+@pytest.mark.slow
 def test_scratch_training_reduces_loss_and_exports_litert(tmp_path: Path) -> None:
     run, out = tmp_path / "run", tmp_path / "out"
     ds = synthetic_dataset(n=256, seed=4)

@@ -4,6 +4,7 @@ training run, the `facepipe train cnn` command."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from pipeline.cnn_detector.boxes import iou_matrix, window_boxes
 from pipeline.cnn_detector.model import PROPOSAL
@@ -55,6 +56,7 @@ def test_scene_windows_avoid_forbidden_boxes() -> None:
     assert crops.x.shape == (50, 32, 32, 3) and (crops.y == NEG).all()
 
 
+@pytest.mark.slow
 def test_short_training_on_lfw_subset_separates_faces(tmp_path) -> None:
     """A few hundred steps on skimage's 100 faces / 100 non-faces lower the loss a lot."""
     import cv2

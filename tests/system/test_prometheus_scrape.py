@@ -29,7 +29,7 @@ def free_port() -> int:
 
 
 def dashboard_exprs() -> list[str]:
-    path = Path(__file__).parents[1] / "config" / "grafana" / "dashboards" / "facepipe.json"
+    path = Path(__file__).parents[2] / "config" / "grafana" / "dashboards" / "facepipe.json"
     panels = json.loads(path.read_text())["panels"]
     return [t["expr"] for p in panels for t in p.get("targets", [])]
 

@@ -57,6 +57,7 @@ def _mirrored(img: np.ndarray, face: Face) -> tuple[np.ndarray, Face]:
     return np.ascontiguousarray(img[:, ::-1]), Face(box=(img.shape[1] - x - w, y, w, h))
 
 
+@pytest.mark.slow
 def test_default_is_the_plain_dlib_descriptor(
     astronaut: tuple[np.ndarray, Face], encoders: tuple[DlibEncoder, DlibEncoder]
 ) -> None:

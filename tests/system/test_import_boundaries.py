@@ -64,6 +64,7 @@ def probe(packages: list[str], stages: list[str] = (), env: dict | None = None) 
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_runtime_modules_import_no_training_and_no_tensorflow() -> None:
     result = probe(["pipeline", "workers"])
     assert result["failed"] == {}
@@ -132,6 +133,7 @@ def test_inner_packages_do_not_import_their_users(inner: str, outer: str) -> Non
     assert _offending(folder, outer) == []
 
 
+@pytest.mark.slow
 def test_facepipe_train_lists_its_commands_and_help_does_not_load_them() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "pipeline", "train", "--help"],

@@ -39,6 +39,7 @@ def make(name: str, options: dict) -> object:
     return _cache[key]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "options"), BACKENDS, ids=lambda v: str(v) if v else "")
 def test_finds_the_astronaut(name: str, options: dict, astronaut: np.ndarray) -> None:
     faces = make(name, options).detect(astronaut)

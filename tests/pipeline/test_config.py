@@ -7,7 +7,7 @@ import pytest
 
 from pipeline.config import ConfigError, load_config
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_defaults_without_file():

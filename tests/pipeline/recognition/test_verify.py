@@ -264,6 +264,7 @@ def test_load_rgb_gray_to_three_channels_and_errors(faces_dir: Path) -> None:
         V.load_rgb(faces_dir / "broken.png")
 
 
+@pytest.mark.slow
 def test_real_encoder_same_person_and_different_person(
     faces_dir: Path, pair_encoder: V.PairEncoder
 ) -> None:
@@ -288,6 +289,7 @@ def test_fallback_box_when_hog_finds_nothing(faces_dir: Path, pair_encoder: V.Pa
     assert 0 < x < 125 < x + w <= 250 and 0 < y < 125 < y + h <= 250
 
 
+@pytest.mark.slow
 def test_cache_round_trip_without_pickle(faces_dir: Path, tmp_path: Path) -> None:
     cache = V.EncodingCache(tmp_path / "cache")
     first = V.PairEncoder(cache=cache)
@@ -308,6 +310,7 @@ def test_cache_round_trip_without_pickle(faces_dir: Path, tmp_path: Path) -> Non
     assert fb.fallback and second.fallbacks == {"noface.png"}
 
 
+@pytest.mark.slow
 def test_pair_encoder_flip_and_the_cache_keeps_settings_apart(
     faces_dir: Path, tmp_path: Path
 ) -> None:
@@ -368,6 +371,7 @@ def _pairs_file(faces_dir: Path, tmp_path: Path) -> Path:
     return p
 
 
+@pytest.mark.slow
 def test_verify_cli_json(faces_dir: Path, tmp_path: Path) -> None:
     assert verify in COMMANDS
     pairs = _pairs_file(faces_dir, tmp_path)
@@ -409,6 +413,7 @@ def test_verify_cli_json(faces_dir: Path, tmp_path: Path) -> None:
     assert plain[1]["distance"] > V.calibrated_threshold(1, flip=False)
 
 
+@pytest.mark.slow
 def test_verify_cli_summary_and_bad_input(faces_dir: Path, tmp_path: Path) -> None:
     pairs = _pairs_file(faces_dir, tmp_path)
     res = _invoke(verify, ["--pairs", str(pairs), "--root", str(faces_dir)])

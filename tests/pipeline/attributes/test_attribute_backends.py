@@ -98,6 +98,7 @@ def test_bad_options_are_errors() -> None:
         registry.create("scratch", {"model": "/nonexistent/model.tflite"})
 
 
+@pytest.mark.slow
 def test_transfer_vgg16_with_a_user_weights_file(tmp_path, astronaut: np.ndarray) -> None:  # type: ignore[no-untyped-def]
     """The VGG16 path end to end, with randomly initialised weights standing in for the
     ImageNet file a user would supply, and random heads on its 512-d features."""
