@@ -2,13 +2,13 @@ import numpy as np
 
 from pipeline.fusion import fuse_attributes, fuse_identity
 
-rng = np.random.default_rng(0)
-A = rng.normal(size=128) * 0.1
-B = rng.normal(size=128) * 0.1
+A = np.random.default_rng(0).normal(size=128) * 0.1
+B = np.random.default_rng(1).normal(size=128) * 0.1
 
 
-def noisy(center, n, scale):
-    return center + rng.normal(size=(n, 128)) * scale
+def noisy(center, n, scale, seed=0):
+    """``n`` encodings around ``center``; the same for the same arguments, in any test order."""
+    return center + np.random.default_rng(seed).normal(size=(n, 128)) * scale
 
 
 def test_mean_encoding_names_the_right_person():
