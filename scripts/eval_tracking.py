@@ -56,6 +56,7 @@ from pipeline.config import load_config  # noqa: E402
 from pipeline.datasets import REPO_ROOT, require  # noqa: E402
 from pipeline.evaluation import tracking as ev  # noqa: E402
 from pipeline.evaluation.common import log  # noqa: E402
+from pipeline.evaluation.video import read_video, shot_cuts  # noqa: E402
 from pipeline.reports import write_results  # noqa: E402
 
 DATASET = "youtube-faces-clips"
@@ -77,7 +78,7 @@ def clip_frames(clip: Path, source: str, labels: list[tuple[str, Any]]) -> list[
     videos = sorted(clip.glob("*.avi"))
     if not videos:
         raise FileNotFoundError(f"{clip}: no .avi (use --source jpg)")
-    frames = ev.read_video(videos[0])
+    frames = read_video(videos[0])
     if len(frames) != len(labels):
         raise ValueError(
             f"{videos[0].name}: {len(frames)} frames but {len(labels)} label lines; "
@@ -217,8 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.encodings and not args.no_video:
         video = root.parent / "video" / "short_hamilton_clip.mp4"
         if video.exists():
-            vbgr = ev.read_video(video)
-            vcuts = ev.shot_cuts(vbgr, cut_threshold)
+            vbgr = read_video(video)
+            vcuts = shot_cuts(vbgr, cut_threshold)
             d = detections(video.stem, vbgr, detector, encoder, enc_key)
             del vbgr
             photos = sorted((video.parent / "known").glob("*.png"))
@@ -234,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     for clip in clips:
         labels = ev.read_labels(next(clip.glob("*.labeled_faces.txt")))
         bgr = clip_frames(clip, args.source, labels)
-        cuts = ev.shot_cuts(bgr, cut_threshold)
+        cuts = shot_cuts(bgr, cut_threshold)
         d = detections(f"{clip.name}-{args.source}", bgr, detector, encoder, enc_key)
         del bgr
         log(f"{clip.name}: tracking")

@@ -35,6 +35,7 @@ import numpy as np
 
 from pipeline.boxes import iou_xywh as iou
 from pipeline.config import SamplingConfig, TrackerConfig
+from pipeline.evaluation.tracking_pipeline import render_pipeline
 from pipeline.record import Box, Face, FrameRecord
 from pipeline.tracking.kalman import KalmanTracker
 from pipeline.tracking.stream import StreamState, StreamTracker
@@ -59,32 +60,6 @@ def read_labels(path: Path) -> list[tuple[str, Box]]:
         name = parts[0].replace("\\", "/").rsplit("/", 1)[-1]
         out.append((name, (cx - w / 2.0, cy - h / 2.0, w, h)))  # type: ignore[arg-type]
     return out
-
-
-def read_video(path: Path) -> list[np.ndarray]:
-    """Every frame of a video file, BGR as the capture reads them."""
-    import cv2
-
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
-    return frames
-
-
-def shot_cuts(frames_bgr: Sequence[np.ndarray], threshold: float | None) -> list[int]:
-    """Frames the capture marks as a shot's first (``FrameRecord.cut``): the product's
-    :class:`pipeline.shots.CutDetector` fed every frame; ``threshold`` None: never."""
-    from pipeline.shots import CutDetector
-
-    if threshold is None:
-        return []
-    det = CutDetector(threshold)
-    return [i for i, bgr in enumerate(frames_bgr) if det.update(bgr)]
 
 
 def detect_frames(
@@ -542,8 +517,6 @@ def render(report: dict[str, Any]) -> str:
                 )
         lines.append("")
     if report.get("pipeline"):
-        from pipeline.evaluation.tracking_pipeline import render_pipeline
-
         lines += render_pipeline(report["pipeline"])
     return "\n".join(lines).rstrip("\n")
 

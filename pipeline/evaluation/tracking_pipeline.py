@@ -26,7 +26,7 @@ from typing import Any
 
 from pipeline.datasets import REPO_ROOT as REPO
 from pipeline.evaluation.common import log
-from pipeline.evaluation.tracking import read_video, shot_cuts
+from pipeline.evaluation.video import read_video, shot_cuts
 
 HAMILTON = "short_hamilton_clip.mp4"
 HAMILTON_CUTS = [20, 82, 211]  # what shot_cuts() finds; each checked by eye

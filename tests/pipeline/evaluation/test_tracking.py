@@ -8,6 +8,7 @@ import pytest
 
 from pipeline.config import SamplingConfig, TrackerConfig
 from pipeline.evaluation import tracking as ev
+from pipeline.evaluation.video import shot_cuts
 
 
 def clip(n: int, x0: float = 100, step: float = 2, size: int = 60) -> ev.Detections:
@@ -135,8 +136,8 @@ def test_shot_cuts_use_the_capture_detector():
     grey = np.full((120, 320, 3), 128, np.uint8)
     red = np.zeros((120, 320, 3), np.uint8)
     red[..., 2] = 255
-    assert ev.shot_cuts([grey, grey, red, red, grey], 0.4) == [2, 4]
-    assert ev.shot_cuts([grey, red], None) == []
+    assert shot_cuts([grey, grey, red, red, grey], 0.4) == [2, 4]
+    assert shot_cuts([grey, red], None) == []
 
 
 def test_synthetic_speed_reports_every_tracker():
