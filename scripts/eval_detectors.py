@@ -50,7 +50,7 @@ from pipeline.datasets import REPO_ROOT, require  # noqa: E402
 from pipeline.detectors import registry  # noqa: E402
 from pipeline.evaluation import detectors as ev  # noqa: E402
 from pipeline.evaluation.common import log, spread  # noqa: E402
-from pipeline.reports import write_results  # noqa: E402
+from pipeline.evaluation.reports import write_results  # noqa: E402
 
 CACHE_DIR = REPO_ROOT / "runs" / "eval_detectors"
 DOCS_MD = REPO_ROOT / "docs" / "detectors.md"

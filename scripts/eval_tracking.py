@@ -56,8 +56,8 @@ from pipeline.config import load_config  # noqa: E402
 from pipeline.datasets import REPO_ROOT, require  # noqa: E402
 from pipeline.evaluation import tracking as ev  # noqa: E402
 from pipeline.evaluation.common import log  # noqa: E402
+from pipeline.evaluation.reports import write_results  # noqa: E402
 from pipeline.evaluation.video import read_video, shot_cuts  # noqa: E402
-from pipeline.reports import write_results  # noqa: E402
 
 DATASET = "youtube-faces-clips"
 CACHE = REPO_ROOT / "runs" / "eval_tracking"

@@ -1,6 +1,6 @@
 import json
 
-from pipeline.reports import END, START, write_results
+from pipeline.evaluation.reports import END, START, write_results
 
 
 def test_results_block_replaced_and_rest_of_page_kept(tmp_path):
