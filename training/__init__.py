@@ -10,5 +10,5 @@ Everything that makes the models facepipe ships, beside the runtime in :mod:`pip
   Keras model definitions and the ensemble/calibration fit.
 
 This package imports :mod:`pipeline` (to reuse the inference code and the model formats);
-``pipeline`` and ``workers`` never import it (``tests/test_import_boundaries.py``).
+``pipeline`` and ``workers`` never import it (``tests/system/test_import_boundaries.py``).
 """

@@ -16,7 +16,7 @@ current. DDL is transactional on both, so a failed upgrade leaves nothing half d
 
 To change the schema: edit the tables in :mod:`pipeline.store`, then add a revision file
 in ``versions/`` (next number, ``down_revision`` the previous one) whose ``upgrade`` makes
-the same change; ``tests/test_migrations.py`` checks that the revisions end at the
+the same change; ``tests/pipeline/test_migrations.py`` checks that the revisions end at the
 models.
 """
 
