@@ -34,10 +34,13 @@ def sighting(
     n: int = 3,
     quality: float = 0.5,
     t0: float = 1000.0,
+    frame0: int | None = None,
 ) -> str:
-    """A track of n identity samples through the same path the sink uses."""
+    """A track of n identity samples through the same path the sink uses, in frames
+    ``frame0``.. of session "s" (default: 100 * track, apart from other tracks)."""
     store = ids.store
-    for seq in range(n):
+    frame0 = 100 * track if frame0 is None else frame0
+    for seq in range(frame0, frame0 + n):
         f = Face(box=(0, 0, 50, 50), track_id=track, quality=quality,
                  encoding=list(near(face, [zlib.crc32(stream.encode()), track, seq])))  # fmt: skip
         rec = FrameRecord(stream=stream, session="s", seq=seq, ts=t0 + seq, faces=[f])
@@ -46,6 +49,8 @@ def sighting(
         values = store.refuse(uid, store.gallery(), ids.threshold)
         if values.get("person") is None:
             ids.assign_unknown(uid)
+        for other in values.get("displaced", []):
+            ids.assign_unknown(other)
     return uid
 
 
@@ -80,7 +85,8 @@ def test_enrolment_relabels_past_unknown_events(ids):
     a = sighting(ids, "door", 1, ALICE)
     assert by_uid(ids)[a]["person"] is None
     ids.store.enroll("alice", [ALICE], ["alice.jpg"])
-    assert ids.relabel_all() == 1
+    (change,) = ids.after_enrolment("alice")
+    assert (change.track_uid, change.old, change.new) == (a, "unknown-1", "alice")
     assert by_uid(ids)[a]["person"] == "alice"
 
 
@@ -149,8 +155,8 @@ def test_a_track_between_two_unknowns_joins_neither(ids):
 def test_two_people_in_the_same_frames_are_never_one_unknown(ids):
     axis = np.zeros(128)
     axis[0] = 1.0
-    a = sighting(ids, "cam", 1, BOB)
-    b = sighting(ids, "cam", 2, BOB + 0.3 * axis)  # near enough to join, but on screen with a
+    a = sighting(ids, "cam", 1, BOB, frame0=0)
+    b = sighting(ids, "cam", 2, BOB + 0.3 * axis, frame0=0)  # near enough to join, but on screen with a
     later = sighting(ids, "other-cam", 3, BOB)  # the first one again, elsewhere
     ev = by_uid(ids)
     assert ev[a]["unknown_id"] and ev[b]["unknown_id"]
