@@ -254,6 +254,8 @@ class Identities:
             rivals = [x for x in co_present(conn, r.track_uid) if getattr(x, col) == new]
             old = _label(r.person, r.unknown_id)
             where = events.c.track_uid == r.track_uid
+            if rivals and col == "unknown_id":
+                continue  # stays in its cluster
             if rivals:
                 conn.execute(
                     events.update()
@@ -502,16 +504,19 @@ class Identities:
 
         * the normal rule names ``name`` (:meth:`EventStore.fused`: the recognition
           threshold, min_name_quality, negatives),
-        * are clearly nearer ``name``'s photos than any other identity: another person's
-          photos, an unknown-N centroid (their own cluster's without themselves), by at
-          least ``unknown_margin``,
-        * if in an unknown-N, are within ``unknown_threshold`` of ``name``'s photos (the
-          threshold that kept the clusters apart, never a looser one),
-        * are not seen in the same frames as an event of ``name``.
+        * are not seen in the same frames as an event of ``name``,
+        * are clearly nearer ``name``'s photos than any other identity (another person's
+          photos, an unknown-N's centroid) by at least ``unknown_margin``; an unknown-N
+          member is judged by its cluster's centroid, which must also be within
+          ``unknown_threshold`` of ``name``'s photos (the threshold that kept the
+          clusters apart, never a looser one): a cluster moves as a whole or not at all.
         """
         skip = skip or set()
         gallery = self.store.gallery()
         names = np.asarray(gallery.names, dtype=object)
+        mine = gallery.matrix[names == name]
+        if not len(mine):
+            return []
         changes: list[Change] = []
         touched: set[str] = set()
         with self.store.engine.begin() as conn:
@@ -520,14 +525,20 @@ class Identities:
                 .where(events.c.person.is_(None) | (events.c.person != name))
                 .order_by(events.c.id)
             ).all()  # fmt: skip
-            clusters = {
-                c.name: (np.asarray(json.loads(c.centroid)), c.events)
+            templates = {p: gallery.matrix[names == p] for p in set(gallery.names) - {name}} | {
+                c.name: np.asarray(json.loads(c.centroid))[None, :]
                 for c in conn.execute(
-                    sa.select(unknowns.c.name, unknowns.c.centroid, unknowns.c.events).where(
-                        unknowns.c.events > 0
-                    )
+                    sa.select(unknowns.c.name, unknowns.c.centroid).where(unknowns.c.events > 0)
                 )
             }
+
+            def judged(vec: np.ndarray, itself: str | None) -> tuple[float, float, str | None]:
+                """Distance to name's photos, to the nearest other identity, and who."""
+                d = float(np.linalg.norm(mine - vec, axis=1).min())
+                others = [(float(np.linalg.norm(t - vec, axis=1).min()), k)
+                          for k, t in templates.items() if k != itself]  # fmt: skip
+                return (d, *min(others, default=(np.inf, None)))
+
             for r in rows:
                 if r.track_uid in skip:
                     continue
@@ -538,20 +549,14 @@ class Identities:
                 vec = self.track_encoding(conn, r.track_uid)
                 if values.get("person") != name or vec is None:
                     continue
-                d = float(values["person_distance"])
-                others = [
-                    (float(np.linalg.norm(gallery.matrix[names == p] - vec, axis=1).min()), p)
-                    for p in set(gallery.names) - {name}
-                ]
-                for cname, (centroid, n) in clusters.items():
-                    if cname == r.unknown_id:  # its cluster without it
-                        if n < 2:
-                            continue
-                        centroid = (centroid * n - vec) / (n - 1)
-                    others.append((float(np.linalg.norm(centroid - vec)), cname))
-                d2, second = min(others, default=(np.inf, None))
-                if r.unknown_id is not None and d > self.unknown_threshold:
-                    continue  # further than the clusters are apart
+                if r.unknown_id in templates:
+                    d, d2, second = judged(templates[r.unknown_id][0], r.unknown_id)
+                    if d > self.unknown_threshold:
+                        continue  # further than the clusters are apart
+                    why = f"{r.unknown_id}'s centroid at {d:.3f} <= {self.unknown_threshold:.3f}"
+                else:
+                    d, d2, second = judged(vec, r.person)
+                    why = f"at {d:.3f} <= {self.threshold:.3f}"
                 if d2 - d < self.unknown_margin:
                     continue  # about as near someone else: not clearly name
                 if any(x.person == name for x in co_present(conn, r.track_uid)):
@@ -561,7 +566,7 @@ class Identities:
                 )
                 if r.unknown_id:
                     touched.add(r.unknown_id)
-                why = f"enrolled {name}: nearest {name} at {d:.3f} <= {self.threshold:.3f}"
+                why = f"enrolled {name}: {why}"
                 if second is not None:
                     why += f", next {second} at {d2:.3f} (margin {self.unknown_margin:.3f})"
                 changes.append(Change(r.id, r.track_uid, _label(r.person, r.unknown_id), name, why))

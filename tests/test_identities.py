@@ -242,3 +242,124 @@ def test_prune_deletes_what_is_older_than_the_cutoff_and_keeps_corrections(ids):
 
     everything = ids.prune(older_than=time.time() + 1)  # empty clusters older than that go
     assert everything.events == 1 and rows(ids, unknowns) == [] and ids.store.events() == []
+
+
+# ----- corrections touch only what they name (the measured scenario of issue 10) ------------
+
+
+def three_strangers() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Three faces 0.54 apart: further than the clustering threshold (0.5) keeps
+    clusters, nearer than the recognition threshold (0.6) names people."""
+    axes = np.eye(128)[:3] * 0.54 / np.sqrt(2)
+    return tuple(CAROL + a for a in axes)  # type: ignore[return-value]
+
+
+@pytest.fixture()
+def scene(ids):
+    """Two people in the same frames (tracks 1 and 2, frames 0-19 of stream cam), and
+    three unknown clusters seen on other streams too."""
+    assert (ids.unknown_threshold, ids.threshold) == (0.5, 0.6)  # the scenario needs them
+    u1, u2, u3 = three_strangers()
+    uids = {
+        "t1": sighting(ids, "cam", 1, u1, n=20, frame0=0),
+        "t2": sighting(ids, "cam", 2, u2, n=20, frame0=0),
+        "t3": sighting(ids, "cam2", 3, u1),
+        "t4": sighting(ids, "cam2", 4, u2),
+        "t5": sighting(ids, "cam2", 5, u3),
+        "t6": sighting(ids, "cam3", 6, u3),
+        "t7": sighting(ids, "cam3", 7, u1),
+    }
+    ev = by_uid(ids)
+    label = {k: ev[u]["unknown_id"] for k, u in uids.items()}
+    assert label == {"t1": "unknown-1", "t2": "unknown-2", "t3": "unknown-1", "t4": "unknown-2",
+                     "t5": "unknown-3", "t6": "unknown-3", "t7": "unknown-1"}  # fmt: skip
+    return uids
+
+
+def labels(ids) -> dict[str, str]:
+    return {e["track_uid"]: e["person"] or e["unknown_id"] or "unknown" for e in ids.store.events()}
+
+
+def test_renaming_an_unknown_changes_its_events_and_nothing_else(ids, scene):
+    before = labels(ids)
+    changes = ids.rename("unknown-1", "NEWNAME")
+    after = labels(ids)
+    moved = {u for u in after if after[u] != before[u]}
+    mine = {scene["t1"], scene["t3"], scene["t7"]}
+    assert moved == mine  # main relabelled unknown-2's and unknown-3's events too
+    assert {after[u] for u in mine} == {"NEWNAME"}
+    assert after[scene["t2"]] == "unknown-2"  # seen with t1: never the same name
+    # the report lists exactly the changed events, from what to what
+    by_id = {e["id"]: e["track_uid"] for e in ids.store.events()}
+    assert sorted((by_id[c.event], c.old, c.new) for c in changes) == sorted(
+        (u, "unknown-1", "NEWNAME") for u in mine
+    )
+    assert all("renamed unknown-1 to NEWNAME" in c.reason for c in changes)
+    assert {u["name"] for u in ids.unknown_list()} == {"unknown-2", "unknown-3"}
+
+
+def test_merging_unknowns_keeps_co_present_tracks_apart(ids, scene):
+    before = labels(ids)
+    changes = ids.merge("unknown-1", "unknown-2")
+    after = labels(ids)
+    moved = {u for u in after if after[u] != before[u]}
+    assert moved == {scene["t4"]}  # t2 is on screen with t1 (unknown-1): it stays
+    assert after[scene["t2"]] == "unknown-2" and after[scene["t1"]] == "unknown-1"
+    assert [(c.track_uid, c.old, c.new) for c in changes] == [
+        (scene["t4"], "unknown-2", "unknown-1")
+    ]
+    # a person absorbing an unknown: only that unknown's events (and t2 stays apart)
+    ids.store.enroll("zed", [ALICE], ["zed.jpg"])
+    before = labels(ids)
+    changes = ids.merge("zed", "unknown-1")
+    after = labels(ids)
+    moved = {u for u in after if after[u] != before[u]}
+    assert moved == {scene[k] for k in ("t1", "t3", "t4", "t7")}
+    assert {c.track_uid for c in changes} == moved
+    assert after[scene["t2"]] == "unknown-2"
+
+
+def test_not_name_changes_that_event_only(ids, scene):
+    ids.rename("unknown-1", "NEWNAME")
+    before = labels(ids)
+    event = by_uid(ids)[scene["t3"]]["id"]
+    changes = ids.mark_not(event, "NEWNAME")
+    after = labels(ids)
+    moved = {u for u in after if after[u] != before[u]}
+    assert moved == {scene["t3"]}
+    (c,) = changes
+    assert (c.event, c.old, c.new) == (event, "NEWNAME", after[scene["t3"]])
+    assert after[scene["t3"]] not in ("NEWNAME", "unknown-2", "unknown-3")
+    assert f"event {event} is not NEWNAME" in c.reason
+
+
+def test_enrolment_moves_an_unknown_only_within_the_clustering_threshold(ids, scene):
+    u1, u2, _ = three_strangers()
+    # a photo 0.52 from unknown-1's faces, away from the others: within the recognition
+    # threshold (0.6), so the normal rule would name them, but further than clusters are
+    # apart (0.5): unknown-1 stays (main named it, at 0.6)
+    cy = u1 + 0.52 * np.eye(128)[0]
+    ids.store.enroll("cy", [cy], ["cy.jpg"])
+    assert ids.store.fused(scene["t3"], ids.store.gallery(), ids.threshold)["person"] == "cy"
+    before = labels(ids)
+    assert ids.after_enrolment("cy") == []
+    assert labels(ids) == before
+    # a photo of the person of unknown-2: their events move, nobody else's
+    ids.store.enroll("bea", [u2], ["bea.jpg"])
+    changes = ids.after_enrolment("bea")
+    assert {c.track_uid for c in changes} == {scene["t2"], scene["t4"]}
+    assert all(c.old == "unknown-2" and c.new == "bea" and "margin" in c.reason
+               for c in changes)  # fmt: skip
+    assert {u for u, v in labels(ids).items() if v != before[u]} == {scene["t2"], scene["t4"]}
+
+
+def test_co_present_tracks_matching_one_person_only_the_nearer_keeps_the_name(ids):
+    ids.store.enroll("al", [ALICE], ["a.jpg"])
+    far = sighting(ids, "cam", 1, near(ALICE, 3, scale=0.03), frame0=0)
+    assert by_uid(ids)[far]["person"] == "al"
+    close = sighting(ids, "cam", 2, ALICE, frame0=0)  # nearer, in the same frames
+    ev = by_uid(ids)
+    assert ev[close]["person"] == "al"
+    assert ev[far]["person"] is None and ev[far]["unknown_id"]  # displaced
+    again = sighting(ids, "cam", 3, near(ALICE, 4, scale=0.03), frame0=1)
+    assert by_uid(ids)[again]["person"] is None  # further than `close`, same frames
