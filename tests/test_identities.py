@@ -156,7 +156,7 @@ def test_two_people_in_the_same_frames_are_never_one_unknown(ids):
     axis = np.zeros(128)
     axis[0] = 1.0
     a = sighting(ids, "cam", 1, BOB, frame0=0)
-    b = sighting(ids, "cam", 2, BOB + 0.3 * axis, frame0=0)  # near enough to join, but on screen with a
+    b = sighting(ids, "cam", 2, BOB + 0.3 * axis, frame0=0)  # near enough, but with a
     later = sighting(ids, "other-cam", 3, BOB)  # the first one again, elsewhere
     ev = by_uid(ids)
     assert ev[a]["unknown_id"] and ev[b]["unknown_id"]
