@@ -502,7 +502,7 @@ class Identities:
         """After ``name`` got new photos (enroll, or naming an unknown-N): move the other
         events that now match ``name``, and only those that
 
-        * the normal rule names ``name`` (:meth:`EventStore.fused`: the recognition
+        * the normal rule names ``name`` (:meth:`EventStore.refuse`: the recognition
           threshold, min_name_quality, negatives),
         * are not seen in the same frames as an event of ``name``,
         * are clearly nearer ``name``'s photos than any other identity (another person's
@@ -542,9 +542,9 @@ class Identities:
             for r in rows:
                 if r.track_uid in skip:
                     continue
-                values = self.store.fused(
+                values = self.store.refuse(
                     r.track_uid, gallery, self.threshold, self.min_gender_confidence,
-                    self.min_name_quality,
+                    self.min_name_quality, write=False,
                 )  # fmt: skip
                 vec = self.track_encoding(conn, r.track_uid)
                 if values.get("person") != name or vec is None:

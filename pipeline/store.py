@@ -448,8 +448,10 @@ class EventStore:
         threshold: float,
         min_gender_confidence: float = 0.6,
         min_quality: float = 0.0,
+        write: bool = True,
     ) -> dict[str, Any]:
-        """Recompute an event's identity and attributes from all its samples, and store it.
+        """Recompute an event's identity and attributes from all its samples, and store it
+        (``write=False``: only say what the normal rule gives, co-occurrence aside).
 
         The track gets no name unless its best identity sample's quality reaches
         ``min_quality`` (dark, blurred, tiny faces have encodings that sit between people),
@@ -458,37 +460,6 @@ class EventStore:
         track is the nearer one, the other event loses the name: its track uid is listed in
         ``values["displaced"]`` (the caller gives it an unknown-N).
         """
-        values = self.fused(track_uid, gallery, threshold, min_gender_confidence, min_quality)
-        with self.engine.begin() as conn:
-            name = values.get("person")
-            displaced: list[str] = []
-            if name is not None:
-                rivals = [r for r in co_present(conn, track_uid) if r.person == name]
-                if any((r.person_distance or 0.0) <= values["person_distance"] for r in rivals):
-                    values.update(person=None, person_confidence=None)
-                    values.pop("unknown_id", None)
-                else:
-                    displaced = [r.track_uid for r in rivals]
-                    conn.execute(
-                        events.update()
-                        .where(events.c.track_uid.in_(displaced))
-                        .values(person=None, person_confidence=None)
-                    )
-            conn.execute(events.update().where(events.c.track_uid == track_uid).values(**values))
-        if displaced:
-            values["displaced"] = displaced
-        return values
-
-    def fused(
-        self,
-        track_uid: str,
-        gallery: Gallery,
-        threshold: float,
-        min_gender_confidence: float = 0.6,
-        min_quality: float = 0.0,
-    ) -> dict[str, Any]:
-        """What :meth:`refuse` would store for an event, from its samples alone (the
-        normal matching rule; nothing is written, the co-occurrence rule is not applied)."""
         with self.engine.connect() as conn:
             rows = conn.execute(
                 sa.select(samples.c.kind, samples.c.encoding, samples.c.age, samples.c.p_female,
@@ -527,6 +498,26 @@ class EventStore:
                 gender_confidence=fused.gender_confidence,
                 attribute_samples=len(attrs),
             )
+        if not write:
+            return values
+        with self.engine.begin() as conn:
+            name = values.get("person")
+            displaced: list[str] = []
+            if name is not None:
+                rivals = [r for r in co_present(conn, track_uid) if r.person == name]
+                if any((r.person_distance or 0.0) <= values["person_distance"] for r in rivals):
+                    values.update(person=None, person_confidence=None)
+                    values.pop("unknown_id", None)
+                else:
+                    displaced = [r.track_uid for r in rivals]
+                    conn.execute(
+                        events.update()
+                        .where(events.c.track_uid.in_(displaced))
+                        .values(person=None, person_confidence=None)
+                    )
+            conn.execute(events.update().where(events.c.track_uid == track_uid).values(**values))
+        if displaced:
+            values["displaced"] = displaced
         return values
 
     def snapshot_quality(self, track_uid: str) -> float | None:

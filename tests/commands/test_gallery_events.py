@@ -191,4 +191,4 @@ def test_rename_merge_and_not_report_exactly_the_events_they_change(home):
     assert (c["event"], c["old"]) == (3, "NEWNAME") and "event 3 is not NEWNAME" in c["reason"]
     assert {k: v for k, v in who().items() if k != 3} == {
         1: "NEWNAME", 2: "unknown-3", 4: "unknown-3", 5: "unknown-3"
-    }
+    }  # fmt: skip
