@@ -364,3 +364,33 @@ def test_co_present_tracks_matching_one_person_only_the_nearer_keeps_the_name(id
     assert ev[far]["person"] is None and ev[far]["unknown_id"]  # displaced
     again = sighting(ids, "cam", 3, near(ALICE, 4, scale=0.03), frame0=1)
     assert by_uid(ids)[again]["person"] is None  # further than `close`, same frames
+
+
+def test_merging_people_seen_in_the_same_frames_keeps_them_apart(ids):
+    ids.store.enroll("al", [ALICE], ["a.jpg"])
+    ids.store.enroll("bo", [BOB], ["b.jpg"])
+    a = sighting(ids, "cam", 1, ALICE, frame0=0)
+    b = sighting(ids, "cam", 2, BOB, frame0=0)  # on screen with a
+    b2 = sighting(ids, "cam2", 3, BOB)
+    before = labels(ids)
+    assert (before[a], before[b], before[b2]) == ("al", "bo", "bo")
+    changes = ids.merge("al", "bo")
+    after = labels(ids)
+    assert after[a] == "al" and after[b2] == "al"
+    assert after[b] not in ("al", "bo")  # never one name with a: unknown (an unknown-N)
+    ea = by_uid(ids)[a]["id"]
+    assert sorted((c.track_uid, c.old, c.new, c.reason) for c in changes) == sorted([
+        (b, "bo", after[b], f"co-occurs with event {ea} (al)"),
+        (b2, "bo", "al", "merged bo into al"),
+    ])  # fmt: skip
+
+
+def test_removing_a_person_rematches_their_events_only(ids):
+    ids.store.enroll("al", [ALICE], ["a.jpg"])
+    a = sighting(ids, "cam", 1, ALICE)
+    c = sighting(ids, "cam", 2, CAROL)
+    assert ids.store.remove_person("al")
+    (change,) = ids.relabel_person("al", "removed al")
+    assert (change.track_uid, change.old) == (a, "al")
+    assert change.new.startswith("unknown-") and "removed al" in change.reason
+    assert labels(ids)[c] == "unknown-1"
