@@ -555,7 +555,7 @@ class Identities:
                         continue  # further than the clusters are apart
                     why = f"{r.unknown_id}'s centroid at {d:.3f} <= {self.unknown_threshold:.3f}"
                 else:
-                    d, d2, second = judged(vec, r.person)
+                    d, d2, second = judged(vec, None)
                     why = f"at {d:.3f} <= {self.threshold:.3f}"
                 if d2 - d < self.unknown_margin:
                     continue  # about as near someone else: not clearly name

@@ -394,3 +394,15 @@ def test_removing_a_person_rematches_their_events_only(ids):
     assert (change.track_uid, change.old) == (a, "al")
     assert change.new.startswith("unknown-") and "removed al" in change.reason
     assert labels(ids)[c] == "unknown-1"
+
+
+def test_enrolment_takes_an_event_from_another_person_only_when_clearly_nearer(ids):
+    axis = np.eye(128)[0]
+    ids.store.enroll("al", [ALICE], ["a.jpg"])
+    a = sighting(ids, "cam", 1, ALICE + 0.3 * axis)
+    assert labels(ids)[a] == "al"
+    ids.store.enroll("ann", [ALICE + 0.55 * axis], ["ann.jpg"])  # nearer, but not by 0.1
+    assert ids.after_enrolment("ann") == [] and labels(ids)[a] == "al"
+    ids.store.enroll("amy", [ALICE + 0.3 * axis], ["amy.jpg"])  # clearly nearer
+    (c,) = ids.after_enrolment("amy")
+    assert (c.track_uid, c.old, c.new) == (a, "al", "amy") and "next ann" in c.reason
