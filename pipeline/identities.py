@@ -8,8 +8,13 @@
   ``merge(a, b)`` joins two people or clusters; ``mark_not(event_id, "bob")`` stores the
   event's face as a negative example of bob (it stops that match, for this and similar
   faces).
-* After any of these, every past event is re-fused from its stored encodings
-  (:meth:`Identities.relabel_all`), without re-reading any video.
+* A correction touches only what it names: the events of the renamed or merged
+  identities, of the person marked "not", plus, after an enrolment, the events
+  :meth:`Identities.after_enrolment` moves (they must match under the normal rule, be
+  clearly nearer the new photos than anyone else, and an unknown-N's member be within
+  the clustering threshold). An identity never covers two tracks seen in the same
+  frames of one stream. Every method returns :class:`Change` records (event, from, to,
+  why), re-fused from stored encodings without re-reading any video.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,6 +31,7 @@ import sqlalchemy as sa
 from pipeline.store import (
     Deleted,
     EventStore,
+    co_present,
     encodings,
     events,
     negatives,
@@ -119,12 +126,10 @@ class Identities:
         """Give an unrecognised track its ``unknown-N`` (joining or starting a cluster)."""
         with self.store.engine.begin() as conn:
             ev = conn.execute(
-                sa.select(
-                    events.c.person, events.c.unknown_id, events.c.stream, events.c.session,
-                    events.c.first_frame, events.c.last_frame, events.c.first_seen,
-                    events.c.last_seen,
-                ).where(events.c.track_uid == track_uid)
-            ).first()  # fmt: skip
+                sa.select(events.c.person, events.c.unknown_id).where(
+                    events.c.track_uid == track_uid
+                )
+            ).first()
             if ev is None or ev.person is not None or ev.unknown_id is not None:
                 return ev.unknown_id if ev is not None else None
             # dark, blurred or tiny faces have encodings that sit "between" people: they
@@ -141,7 +146,7 @@ class Identities:
             )
             # a cluster with a member seen in the same frames of the same stream is
             # someone else (one person is not in two places of a picture at once)
-            busy = self._present_clusters(conn, track_uid, ev)
+            busy = {r.unknown_id for r in co_present(conn, track_uid) if r.unknown_id}
             free = [(d, n) for d, n in dists if n not in busy]
             best, best_d = (free[0][1], free[0][0]) if free else (None, np.inf)
             rivals = [d for d, n in dists if n != best]
@@ -168,23 +173,6 @@ class Identities:
             )
             self._recompute_centroid(conn, best)
             return best
-
-    @staticmethod
-    def _present_clusters(conn: sa.Connection, track_uid: str, ev: Any) -> set[str]:
-        """unknown-N clusters with a member event on screen together with this one."""
-        q = sa.select(events.c.unknown_id).where(
-            events.c.unknown_id.is_not(None),
-            events.c.stream == ev.stream,
-            events.c.session == ev.session,
-            events.c.track_uid != track_uid,
-        )
-        if ev.first_frame is not None and ev.last_frame is not None:
-            q = q.where(
-                events.c.first_frame <= ev.last_frame, events.c.last_frame >= ev.first_frame
-            )
-        else:
-            q = q.where(events.c.first_seen <= ev.last_seen, events.c.last_seen >= ev.first_seen)
-        return {r[0] for r in conn.execute(q)}
 
     def unknown_list(self) -> list[dict[str, Any]]:
         q = (
@@ -213,62 +201,111 @@ class Identities:
         return out
 
     # ----- user corrections ---------------------------------------------------------------
-    def rename(self, old: str, new: str) -> int:
-        """unknown-N -> a name (enrolls it), or rename an enrolled person. Relabels."""
+    def rename(self, old: str, new: str) -> list[Change]:
+        """unknown-N -> a name (enrolls it), or rename an enrolled person.
+
+        Only ``old``'s events change, plus, after naming an unknown-N, the events the
+        enrolment rule moves (:meth:`after_enrolment`). Returns the changes."""
         if not new or UNKNOWN_RE.match(new) or new == "unknown":
             raise IdentityError(f"{new!r} cannot be a person's name")
         if UNKNOWN_RE.match(old):
-            self._enroll_unknown(old, new)
-        else:
-            with self.store.engine.begin() as conn:
-                if (
-                    conn.execute(sa.select(people.c.name).where(people.c.name == old)).first()
-                    is None
-                ):
-                    raise IdentityError(f"no enrolled person or unknown identity named {old!r}")
-                if conn.execute(sa.select(people.c.name).where(people.c.name == new)).first():
-                    raise IdentityError(f"{new!r} exists already; use merge")
-                conn.execute(people.insert().values(name=new, created=time.time()))
-                conn.execute(encodings.update().where(encodings.c.person == old).values(person=new))
-                conn.execute(negatives.update().where(negatives.c.person == old).values(person=new))
-                conn.execute(people.delete().where(people.c.name == old))
-                conn.execute(events.update().where(events.c.person == old).values(person=new))
-        return self.relabel_all()
-
-    def _enroll_unknown(self, unknown: str, name: str) -> None:
+            return self._name_unknown(old, new, f"renamed {old} to {new}")
         with self.store.engine.begin() as conn:
-            members = self._members(conn, unknown)
-            if not members:
+            if conn.execute(sa.select(people.c.name).where(people.c.name == old)).first() is None:
+                raise IdentityError(f"no enrolled person or unknown identity named {old!r}")
+            if conn.execute(sa.select(people.c.name).where(people.c.name == new)).first():
+                raise IdentityError(f"{new!r} exists already; use merge")
+            conn.execute(people.insert().values(name=new, created=time.time()))
+            conn.execute(encodings.update().where(encodings.c.person == old).values(person=new))
+            conn.execute(negatives.update().where(negatives.c.person == old).values(person=new))
+            conn.execute(people.delete().where(people.c.name == old))
+            changes, loose = self._move(conn, events.c.person == old, "person", new,
+                                        f"renamed {old} to {new}")  # fmt: skip
+        return self._settle(changes, loose)
+
+    def _name_unknown(self, unknown: str, name: str, cause: str) -> list[Change]:
+        """Name an unknown-N's events ``name`` and enroll their encodings (except those
+        of events seen together with an event of ``name``), then :meth:`after_enrolment`."""
+        with self.store.engine.begin() as conn:
+            if not self._members(conn, unknown):
                 raise IdentityError(f"no unknown identity named {unknown!r}")
-            vecs = [
-                (uid, v) for uid in members if (v := self.track_encoding(conn, uid)) is not None
-            ]
-        self.store.enroll(name, [v for _, v in vecs], [f"{unknown}:{uid}" for uid, _ in vecs])
-        with self.store.engine.begin() as conn:
-            conn.execute(
-                events.update().where(events.c.unknown_id == unknown).values(unknown_id=None)
-            )
+            changes, loose = self._move(conn, events.c.unknown_id == unknown, "person", name, cause)
+            named = [c.track_uid for c in changes if c.new == name]
+            vecs = [(uid, v) for uid in named if (v := self.track_encoding(conn, uid)) is not None]
             self._recompute_centroid(conn, unknown)
+        self.store.enroll(name, [v for _, v in vecs], [f"{unknown}:{uid}" for uid, _ in vecs])
+        changes = self._settle(changes, loose)
+        return changes + self.after_enrolment(name, skip={c.track_uid for c in changes})
 
-    def merge(self, keep: str, other: str) -> int:
-        """Join ``other`` into ``keep`` (people or unknown-N, in any combination)."""
+    def _move(
+        self, conn: sa.Connection, which: Any, col: str, new: str, cause: str
+    ) -> tuple[list[Change], list[str]]:
+        """Give the events ``which`` selects ``new`` in column ``col`` (person or
+        unknown_id), in id order, except events seen in the same frames as an event that
+        holds ``new`` already: those are cleared (their track uids are returned, for
+        :meth:`_settle`). A person name clears the unknown-N."""
+        rows = conn.execute(
+            sa.select(events.c.id, events.c.track_uid, events.c.person, events.c.unknown_id)
+            .where(which)
+            .order_by(events.c.id)
+        ).all()  # fmt: skip
+        changes, loose = [], []
+        for r in rows:
+            rivals = [x for x in co_present(conn, r.track_uid) if getattr(x, col) == new]
+            old = _label(r.person, r.unknown_id)
+            where = events.c.track_uid == r.track_uid
+            if rivals and col == "unknown_id":
+                continue  # stays in its cluster
+            if rivals:
+                conn.execute(
+                    events.update()
+                    .where(where)
+                    .values(person=None, person_confidence=None, unknown_id=None)
+                )
+                changes.append(Change(r.id, r.track_uid, old, "unknown",
+                                      f"co-occurs with event {rivals[0].id} ({new})"))  # fmt: skip
+                loose.append(r.track_uid)
+                continue
+            values: dict[str, Any] = {col: new}
+            if col == "person":
+                values["unknown_id"] = None
+            conn.execute(events.update().where(where).values(**values))
+            changes.append(Change(r.id, r.track_uid, old, new, cause))
+        return changes, loose
+
+    def _settle(self, changes: list[Change], loose: list[str] | None = None) -> list[Change]:
+        """Events left without a name by a correction join (or start) an unknown-N; their
+        change records say where they went."""
+        for uid in loose or []:
+            got = self.assign_unknown(uid)
+            for c in changes:
+                if c.track_uid == uid and got:
+                    c.new = got
+        return [c for c in changes if c.old != c.new]
+
+    def merge(self, keep: str, other: str) -> list[Change]:
+        """Join ``other`` into ``keep`` (people or unknown-N, in any combination).
+
+        Only ``other``'s events change (an event seen in the same frames as one of
+        ``keep``'s does not join it), plus, when a person absorbs an unknown-N, the
+        events the enrolment rule moves (:meth:`after_enrolment`)."""
         if keep == other:
             raise IdentityError("cannot merge an identity with itself")
         ku, ou = bool(UNKNOWN_RE.match(keep)), bool(UNKNOWN_RE.match(other))
+        cause = f"merged {other} into {keep}"
         if ku and ou:
             with self.store.engine.begin() as conn:
                 if not self._members(conn, other):
                     raise IdentityError(f"no unknown identity named {other!r}")
-                conn.execute(
-                    events.update().where(events.c.unknown_id == other).values(unknown_id=keep)
+                changes, loose = self._move(
+                    conn, events.c.unknown_id == other, "unknown_id", keep, cause
                 )
                 self._recompute_centroid(conn, keep)
                 self._recompute_centroid(conn, other)
-            return self.relabel_all()
+            return self._settle(changes, loose)
         if ou:  # a person absorbs an unknown: enroll it as that person
             self._require_person(keep)
-            self._enroll_unknown(other, keep)
-            return self.relabel_all()
+            return self._name_unknown(other, keep, cause)
         if ku:
             raise IdentityError(f"merge into the person: merge {other} {keep}")
         self._require_person(keep)
@@ -277,15 +314,17 @@ class Identities:
             conn.execute(encodings.update().where(encodings.c.person == other).values(person=keep))
             conn.execute(negatives.update().where(negatives.c.person == other).values(person=keep))
             conn.execute(people.delete().where(people.c.name == other))
-        return self.relabel_all()
+            changes, loose = self._move(conn, events.c.person == other, "person", keep, cause)
+        return self._settle(changes, loose)
 
     def _require_person(self, name: str) -> None:
         with self.store.engine.connect() as conn:
             if conn.execute(sa.select(people.c.name).where(people.c.name == name)).first() is None:
                 raise IdentityError(f"no enrolled person named {name!r}")
 
-    def mark_not(self, event_id: int, name: str) -> int:
-        """ "Event EVENT_ID is not NAME": store a negative example and relabel."""
+    def mark_not(self, event_id: int, name: str) -> list[Change]:
+        """ "Event EVENT_ID is not NAME": store a negative example; re-match that event and
+        ``name``'s other events (only they can change: a negative only removes matches)."""
         with self.store.engine.begin() as conn:
             ev = conn.execute(sa.select(events.c.track_uid).where(events.c.id == event_id)).first()
             if ev is None:
@@ -305,7 +344,69 @@ class Identities:
                     encodings.c.person == name, encodings.c.source.like(f"%:{ev.track_uid}")
                 )
             )
-        return self.relabel_all()
+        return self.rematch(
+            (events.c.person == name) | (events.c.id == event_id), f"event {event_id} is not {name}"
+        )
+
+    def rematch(self, which: Any, cause: str) -> list[Change]:
+        """Re-match the events ``which`` selects under the normal rule (what the sink
+        does for a new event: threshold, min_name_quality, negatives, co-occurrence);
+        events left without a name join or start an unknown-N. Returns the changes."""
+        gallery = self.store.gallery()
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(events.c.id, events.c.track_uid, events.c.person, events.c.unknown_id)
+                .where(which)
+                .order_by(events.c.id)
+            ).all()  # fmt: skip
+        changes: list[Change] = []
+        for r in rows:
+            with self.store.engine.connect() as conn:
+                around = [r, *co_present(conn, r.track_uid)]
+            values = self.store.refuse(
+                r.track_uid, gallery, self.threshold, self.min_gender_confidence,
+                self.min_name_quality,
+            )  # fmt: skip
+            loose = list(values.get("displaced", []))
+            if values.get("person") is None and "person" in values:
+                loose.append(r.track_uid)
+            for uid in loose:
+                self.assign_unknown(uid)
+            changes += self._diff(around, r, cause, values.get("person_distance"))
+        return changes
+
+    def _diff(
+        self, before: list[Any], main: Any, cause: str, distance: float | None
+    ) -> list[Change]:
+        """Change records of the events ``before`` (rows as they were: id, track_uid,
+        person, unknown_id) after ``main`` was re-matched: ``main`` with its distance,
+        the others lost a name to it (seen in the same frames, nearer)."""
+        out = []
+        with self.store.engine.connect() as conn:
+            for r in before:
+                now = conn.execute(
+                    sa.select(events.c.person, events.c.unknown_id).where(
+                        events.c.track_uid == r.track_uid
+                    )
+                ).one()
+                old, new = _label(r.person, r.unknown_id), _label(now.person, now.unknown_id)
+                if old == new:
+                    continue
+                if r.track_uid != main.track_uid:
+                    why = f"{cause}: co-occurs with event {main.id}, nearer to {old}"
+                elif now.person is not None and distance is not None:
+                    why = f"{cause}: nearest {now.person} at {distance:.3f} <= {self.threshold:.3f}"
+                elif distance is not None and distance > self.threshold:
+                    why = f"{cause}: no name within {self.threshold:.3f} (nearest {distance:.3f})"
+                elif distance is not None:
+                    why = (
+                        f"{cause}: nearest at {distance:.3f} not accepted (a face marked "
+                        "not them, too poor a face, or a nearer face in the same frames)"
+                    )
+                else:
+                    why = cause
+                out.append(Change(r.id, r.track_uid, old, new, why))
+        return out
 
     # ----- erasure and retention -------------------------------------------------------------
     def erase(self, name: str) -> Deleted:
@@ -333,7 +434,10 @@ class Identities:
                 raise IdentityError(f"no {what} named {name!r}")
             deleted = self.store.delete_events(conn, uids)
             from_tracks = sa.or_(*(encodings.c.source.like(f"%:{uid}") for uid in uids))
+            lost: set[str] = set()  # people who had photos enrolled from these tracks
             if uids:
+                q = sa.select(encodings.c.person).where(from_tracks).distinct()
+                lost = {r[0] for r in conn.execute(q)} - {name}
                 conn.execute(encodings.delete().where(from_tracks))
             if unknown:
                 conn.execute(unknowns.delete().where(unknowns.c.name == name))
@@ -347,7 +451,8 @@ class Identities:
             # person keeps its row, and its centroid was this person's face)
             self._settle_clusters(conn, [c for c in deleted.clusters if c != name])
             self._settle_clusters(conn, self._empty_clusters(conn))
-        self.relabel_all()
+        for person in sorted(lost):
+            self.relabel_person(person, f"erased {name}")
         return deleted
 
     def prune(self, older_than: float) -> Deleted:
@@ -393,19 +498,103 @@ class Identities:
                 )
 
     # ----- relabelling ----------------------------------------------------------------------
-    def relabel_all(self) -> int:
-        """Re-fuse every event from its stored samples; returns how many changed name."""
+    def after_enrolment(self, name: str, skip: set[str] | None = None) -> list[Change]:
+        """After ``name`` got new photos (enroll, or naming an unknown-N): move the other
+        events that now match ``name``, and only those that
+
+        * the normal rule names ``name`` (:meth:`EventStore.refuse`: the recognition
+          threshold, min_name_quality, negatives),
+        * are not seen in the same frames as an event of ``name``,
+        * are clearly nearer ``name``'s photos than any other identity (another person's
+          photos, an unknown-N's centroid) by at least ``unknown_margin``; an unknown-N
+          member is judged by its cluster's centroid, which must also be within
+          ``unknown_threshold`` of ``name``'s photos (the threshold that kept the
+          clusters apart, never a looser one): a cluster moves as a whole or not at all.
+        """
+        skip = skip or set()
         gallery = self.store.gallery()
-        with self.store.engine.connect() as conn:
-            rows = conn.execute(sa.select(events.c.track_uid, events.c.person)).all()
-        changed = 0
-        for r in rows:
-            values = self.store.refuse(
-                r.track_uid, gallery, self.threshold, self.min_gender_confidence,
-                self.min_name_quality,
-            )  # fmt: skip
-            if "person" in values and values["person"] != r.person:
-                changed += 1
-            if values.get("person") is None and "person" in values:
-                self.assign_unknown(r.track_uid)
-        return changed
+        names = np.asarray(gallery.names, dtype=object)
+        mine = gallery.matrix[names == name]
+        if not len(mine):
+            return []
+        changes: list[Change] = []
+        touched: set[str] = set()
+        with self.store.engine.begin() as conn:
+            rows = conn.execute(
+                sa.select(events.c.id, events.c.track_uid, events.c.person, events.c.unknown_id)
+                .where(events.c.person.is_(None) | (events.c.person != name))
+                .order_by(events.c.id)
+            ).all()  # fmt: skip
+            templates = {p: gallery.matrix[names == p] for p in set(gallery.names) - {name}} | {
+                c.name: np.asarray(json.loads(c.centroid))[None, :]
+                for c in conn.execute(
+                    sa.select(unknowns.c.name, unknowns.c.centroid).where(unknowns.c.events > 0)
+                )
+            }
+
+            def judged(vec: np.ndarray, itself: str | None) -> tuple[float, float, str | None]:
+                """Distance to name's photos, to the nearest other identity, and who."""
+                d = float(np.linalg.norm(mine - vec, axis=1).min())
+                others = [(float(np.linalg.norm(t - vec, axis=1).min()), k)
+                          for k, t in templates.items() if k != itself]  # fmt: skip
+                return (d, *min(others, default=(np.inf, None)))
+
+            for r in rows:
+                if r.track_uid in skip:
+                    continue
+                values = self.store.refuse(
+                    r.track_uid, gallery, self.threshold, self.min_gender_confidence,
+                    self.min_name_quality, write=False,
+                )  # fmt: skip
+                vec = self.track_encoding(conn, r.track_uid)
+                if values.get("person") != name or vec is None:
+                    continue
+                if r.unknown_id in templates:
+                    d, d2, second = judged(templates[r.unknown_id][0], r.unknown_id)
+                    if d > self.unknown_threshold:
+                        continue  # further than the clusters are apart
+                    why = f"{r.unknown_id}'s centroid at {d:.3f} <= {self.unknown_threshold:.3f}"
+                else:
+                    d, d2, second = judged(vec, None)
+                    why = f"at {d:.3f} <= {self.threshold:.3f}"
+                if d2 - d < self.unknown_margin:
+                    continue  # about as near someone else: not clearly name
+                if any(x.person == name for x in co_present(conn, r.track_uid)):
+                    continue  # name is somebody else in those frames
+                conn.execute(
+                    events.update().where(events.c.track_uid == r.track_uid).values(**values)
+                )
+                if r.unknown_id:
+                    touched.add(r.unknown_id)
+                why = f"enrolled {name}: {why}"
+                if second is not None:
+                    why += f", next {second} at {d2:.3f} (margin {self.unknown_margin:.3f})"
+                changes.append(Change(r.id, r.track_uid, _label(r.person, r.unknown_id), name, why))
+            for c in touched:
+                self._recompute_centroid(conn, c)
+        return changes
+
+    def relabel_person(self, name: str, cause: str) -> list[Change]:
+        """Re-match the events named ``name`` (their photos changed or went)."""
+        return self.rematch(events.c.person == name, cause)
+
+
+@dataclass
+class Change:
+    """One event a correction relabelled: from what to what, and why."""
+
+    event: int  # the event's id
+    track_uid: str
+    old: str  # a person, an unknown-N or "unknown"
+    new: str
+    reason: str
+
+    def line(self) -> str:
+        return f"event {self.event}: {self.old} -> {self.new} ({self.reason})"
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _label(person: str | None, unknown_id: str | None) -> str:
+    return person or unknown_id or "unknown"

@@ -243,6 +243,33 @@ def _track_id(track_uid: str) -> int:
     return int(track_uid.rsplit("/", 1)[1])
 
 
+def co_present(conn: sa.Connection, track_uid: str) -> list[sa.Row]:
+    """Events seen in the same frames of the same stream as ``track_uid``'s (same stream
+    and capture session, overlapping [first_frame, last_frame]; by time when frames are
+    missing). Per-frame presence is not stored: overlapping ranges count as together.
+    Rows: id, track_uid, person, unknown_id, person_distance."""
+    ev = conn.execute(
+        sa.select(events.c.stream, events.c.session, events.c.first_frame, events.c.last_frame,
+                  events.c.first_seen, events.c.last_seen)
+        .where(events.c.track_uid == track_uid)
+    ).first()  # fmt: skip
+    if ev is None:
+        return []
+    q = sa.select(
+        events.c.id, events.c.track_uid, events.c.person, events.c.unknown_id,
+        events.c.person_distance,
+    ).where(
+        events.c.stream == ev.stream,
+        events.c.session == ev.session,
+        events.c.track_uid != track_uid,
+    )  # fmt: skip
+    if ev.first_frame is not None and ev.last_frame is not None:
+        q = q.where(events.c.first_frame <= ev.last_frame, events.c.last_frame >= ev.first_frame)
+    else:
+        q = q.where(events.c.first_seen <= ev.last_seen, events.c.last_seen >= ev.first_seen)
+    return list(conn.execute(q.order_by(events.c.id)))
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite:///"):
         path = Path(url[len("sqlite:///") :])
@@ -421,51 +448,76 @@ class EventStore:
         threshold: float,
         min_gender_confidence: float = 0.6,
         min_quality: float = 0.0,
+        write: bool = True,
     ) -> dict[str, Any]:
-        """Recompute an event's identity and attributes from all its samples.
+        """Recompute an event's identity and attributes from all its samples, and store it
+        (``write=False``: only say what the normal rule gives, co-occurrence aside).
 
         The track gets no name unless its best identity sample's quality reaches
-        ``min_quality`` (dark, blurred, tiny faces have encodings that sit between people).
+        ``min_quality`` (dark, blurred, tiny faces have encodings that sit between people),
+        and not a name that an event seen in the same frames of the same stream holds at a
+        smaller distance (one person is not in two places of a picture at once). When this
+        track is the nearer one, the other event loses the name: its track uid is listed in
+        ``values["displaced"]`` (the caller gives it an unknown-N).
         """
-        with self.engine.begin() as conn:
+        with self.engine.connect() as conn:
             rows = conn.execute(
                 sa.select(samples.c.kind, samples.c.encoding, samples.c.age, samples.c.p_female,
                           samples.c.quality)
                 .where(samples.c.track_uid == track_uid)
             ).all()  # fmt: skip
-            ident_rows = [r for r in rows if r.kind == "identity" and r.encoding]
-            encs = [json.loads(r.encoding) for r in ident_rows]
-            weights = [max(r.quality or 0.0, 0.05) for r in ident_rows]
-            attrs = [r for r in rows if r.kind == "attributes"]
-            values: dict[str, Any] = {"updated_at": time.time()}
-            if encs:
-                ident = fuse_identity(
-                    np.array(encs), gallery.names, gallery.matrix, threshold,
-                    gallery.negative_names, gallery.negatives, weights,
-                )  # fmt: skip
-                name = ident.name
-                if max((r.quality or 0.0) for r in ident_rows) < min_quality:
-                    name = None  # too poor to name anyone
-                values.update(
-                    person=name,
-                    person_confidence=ident.agreement if name else None,
-                    person_distance=ident.distance,
-                    identity_samples=len(encs),
-                )
-                if name is not None:
-                    values["unknown_id"] = None
-            if attrs:
-                fused = fuse_attributes(
-                    [r.age for r in attrs], [r.p_female for r in attrs], min_gender_confidence
-                )
-                values.update(
-                    age=fused.age,
-                    age_spread=fused.age_spread,
-                    gender=fused.gender,
-                    gender_confidence=fused.gender_confidence,
-                    attribute_samples=len(attrs),
-                )
+        ident_rows = [r for r in rows if r.kind == "identity" and r.encoding]
+        encs = [json.loads(r.encoding) for r in ident_rows]
+        weights = [max(r.quality or 0.0, 0.05) for r in ident_rows]
+        attrs = [r for r in rows if r.kind == "attributes"]
+        values: dict[str, Any] = {"updated_at": time.time()}
+        if encs:
+            ident = fuse_identity(
+                np.array(encs), gallery.names, gallery.matrix, threshold,
+                gallery.negative_names, gallery.negatives, weights,
+            )  # fmt: skip
+            name = ident.name
+            if max((r.quality or 0.0) for r in ident_rows) < min_quality:
+                name = None  # too poor to name anyone
+            values.update(
+                person=name,
+                person_confidence=ident.agreement if name else None,
+                person_distance=ident.distance,
+                identity_samples=len(encs),
+            )
+            if name is not None:
+                values["unknown_id"] = None
+        if attrs:
+            fused = fuse_attributes(
+                [r.age for r in attrs], [r.p_female for r in attrs], min_gender_confidence
+            )
+            values.update(
+                age=fused.age,
+                age_spread=fused.age_spread,
+                gender=fused.gender,
+                gender_confidence=fused.gender_confidence,
+                attribute_samples=len(attrs),
+            )
+        if not write:
+            return values
+        with self.engine.begin() as conn:
+            name = values.get("person")
+            displaced: list[str] = []
+            if name is not None:
+                rivals = [r for r in co_present(conn, track_uid) if r.person == name]
+                if any((r.person_distance or 0.0) <= values["person_distance"] for r in rivals):
+                    values.update(person=None, person_confidence=None)
+                    values.pop("unknown_id", None)
+                else:
+                    displaced = [r.track_uid for r in rivals]
+                    conn.execute(
+                        events.update()
+                        .where(events.c.track_uid.in_(displaced))
+                        .values(person=None, person_confidence=None)
+                    )
             conn.execute(events.update().where(events.c.track_uid == track_uid).values(**values))
+        if displaced:
+            values["displaced"] = displaced
         return values
 
     def snapshot_quality(self, track_uid: str) -> float | None:

@@ -123,6 +123,8 @@ class SinkStage(Stage):
             )
             if kind == "identity" and values.get("person") is None:
                 self.identities.assign_unknown(uid)
+            for other in values.get("displaced", []):  # lost the name to a nearer face
+                self.identities.assign_unknown(other)
         self.rt.metrics.inc("facepipe_events_updated_total", {"stream": rec.stream})
         if kind == "identity":
             self._snapshots(rec)
@@ -141,6 +143,8 @@ class SinkStage(Stage):
         )
         if values.get("person") is None:
             self.identities.assign_unknown(res.into_uid)
+        for other in values.get("displaced", []):
+            self.identities.assign_unknown(other)
         self.identities.refresh_clusters(res.unknown_ids)
         self._remove_snapshot(res.orphan_snapshot)
         self.rt.metrics.inc("facepipe_events_updated_total", {"stream": stream})

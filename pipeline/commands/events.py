@@ -74,7 +74,8 @@ def event_json(ev: dict[str, Any]) -> dict[str, Any]:
     "not_",
     nargs=2,
     metavar="NAME EVENT_ID",
-    help="correct: event EVENT_ID is not NAME (a negative example; relabels)",
+    help="correct: event EVENT_ID is not NAME (a negative example; relabels that event "
+    "and NAME's events that look like it, one line per change)",
 )
 @pass_ctx
 def events(
@@ -95,13 +96,15 @@ def events(
         name, event_id = not_
         if not event_id.isdigit():
             raise click.BadParameter(f"{event_id!r} is not an event id", param_hint="--not")
+        from pipeline.commands.gallery import report
+
         try:
-            changed = identities(ctx).mark_not(int(event_id), name)
+            changes = identities(ctx).mark_not(int(event_id), name)
         except IdentityError as exc:
             raise click.ClickException(str(exc)) from None
         (ev,) = store.events(event_id=int(event_id))
         now = ev["person"] or ev["unknown_id"] or "unknown"
-        click.echo(f"event {event_id} is not {name}: now {now}; {changed} event(s) relabelled")
+        report(f"event {event_id} is not {name}: now {now}", changes, as_json)
         return
     rows = store.events(
         person=person, stream=stream, since=parse_since(since) if since else None, limit=limit

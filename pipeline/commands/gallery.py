@@ -14,9 +14,13 @@ from pipeline.names import BadName, check_person
 @click.command()
 @click.argument("name")
 @click.argument("photos", nargs=-1, required=True, type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="the result and its changes as JSON")
 @pass_ctx
-def enroll(ctx: Context, name: str, photos: tuple[str, ...]) -> None:
-    """Enroll NAME from PHOTOS (each showing exactly one face)."""
+def enroll(ctx: Context, name: str, photos: tuple[str, ...], as_json: bool) -> None:
+    """Enroll NAME from PHOTOS (each showing exactly one face).
+
+    Past events that now match NAME are relabelled only when clearly NAME (see
+    docs/recognition.md, "Corrections"); one line per changed event says why."""
     from pipeline.recognition.enroll import EnrollError, encode_photos
     from pipeline.store import EventStore
 
@@ -34,8 +38,19 @@ def enroll(ctx: Context, name: str, photos: tuple[str, ...]) -> None:
         raise click.ClickException(str(exc)) from None
     store = EventStore(ctx.config.store_url)
     n = store.enroll(name, vectors, [str(Path(p).resolve()) for p in photos])
-    changed = identities(ctx).relabel_all()
-    click.echo(f"enrolled {name}: {n} photo(s); {changed} past event(s) relabelled")
+    changes = identities(ctx).after_enrolment(name)
+    report(f"enrolled {name}: {n} photo(s)", changes, as_json)
+
+
+def report(what: str, changes: list, as_json: bool) -> None:  # type: ignore[type-arg]
+    """What a correction did and one line per relabelled event (from, to, why), or
+    one JSON object {"result", "changes": [{event, track_uid, old, new, reason}]}."""
+    if as_json:
+        click.echo(json.dumps({"result": what, "changes": [c.as_json() for c in changes]}))
+        return
+    click.echo(f"{what}; {len(changes)} past event(s) relabelled")
+    for c in changes:
+        click.echo(f"  {c.line()}")
 
 
 def identities(ctx: Context):  # type: ignore[no-untyped-def]
@@ -67,13 +82,20 @@ def erase_report(ctx: Context, what: str, deleted) -> str:  # type: ignore[no-un
               help="rename a person, or name an unknown-N (enrolls it)")  # fmt: skip
 @click.option("--merge", nargs=2, metavar="KEEP OTHER",
               help="join OTHER into KEEP (people or unknown-N)")  # fmt: skip
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True,
+              help="one JSON object per person; with --rename/--merge/--remove: the "
+              "result and its changes")  # fmt: skip
 @pass_ctx
 def people(
     ctx: Context, remove: str | None, erase: str | None, rename: tuple[str, str] | None,
     merge: tuple[str, str] | None, as_json: bool,
 ) -> None:  # fmt: skip
     """List enrolled people; remove, erase, rename or merge them (past events are relabelled).
+
+    --rename and --merge change the events of the identities they name and nothing else
+    (naming an unknown-N enrolls it: other events move only when clearly that person,
+    docs/recognition.md "Corrections"); two tracks seen in the same frames never get one
+    name. One line per changed event: from, to, why.
 
     --remove un-enrolls a person: their photos' encodings go, their past events stay and
     are relabelled (typically to an unknown-N). --erase deletes every trace of a person
@@ -100,7 +122,7 @@ def people(
     if rename or merge:
         ids = identities(ctx)
         try:
-            changed = ids.rename(*rename) if rename else ids.merge(*merge)  # type: ignore[misc]
+            changes = ids.rename(*rename) if rename else ids.merge(*merge)  # type: ignore[misc]
         except IdentityError as exc:
             raise click.ClickException(str(exc)) from None
         what = (
@@ -108,13 +130,16 @@ def people(
             if rename
             else f"merged {merge[1]} into {merge[0]}"
         )  # type: ignore[index]
-        click.echo(f"{what}; {changed} past event(s) relabelled")
+        report(what, changes, as_json)
         return
     if remove:
         if not store.remove_person(remove):
             raise click.ClickException(f"no enrolled person named {remove!r}")
-        changed = identities(ctx).relabel_all()
-        click.echo(f"removed {remove}; {changed} past event(s) relabelled")
+        report(
+            f"removed {remove}",
+            identities(ctx).relabel_person(remove, f"removed {remove}"),
+            as_json,
+        )
         return
     rows = store.people()
     for r in rows:

@@ -34,10 +34,13 @@ def sighting(
     n: int = 3,
     quality: float = 0.5,
     t0: float = 1000.0,
+    frame0: int | None = None,
 ) -> str:
-    """A track of n identity samples through the same path the sink uses."""
+    """A track of n identity samples through the same path the sink uses, in frames
+    ``frame0``.. of session "s" (default: 100 * track, apart from other tracks)."""
     store = ids.store
-    for seq in range(n):
+    frame0 = 100 * track if frame0 is None else frame0
+    for seq in range(frame0, frame0 + n):
         f = Face(box=(0, 0, 50, 50), track_id=track, quality=quality,
                  encoding=list(near(face, [zlib.crc32(stream.encode()), track, seq])))  # fmt: skip
         rec = FrameRecord(stream=stream, session="s", seq=seq, ts=t0 + seq, faces=[f])
@@ -46,6 +49,8 @@ def sighting(
         values = store.refuse(uid, store.gallery(), ids.threshold)
         if values.get("person") is None:
             ids.assign_unknown(uid)
+        for other in values.get("displaced", []):
+            ids.assign_unknown(other)
     return uid
 
 
@@ -80,7 +85,8 @@ def test_enrolment_relabels_past_unknown_events(ids):
     a = sighting(ids, "door", 1, ALICE)
     assert by_uid(ids)[a]["person"] is None
     ids.store.enroll("alice", [ALICE], ["alice.jpg"])
-    assert ids.relabel_all() == 1
+    (change,) = ids.after_enrolment("alice")
+    assert (change.track_uid, change.old, change.new) == (a, "unknown-1", "alice")
     assert by_uid(ids)[a]["person"] == "alice"
 
 
@@ -149,8 +155,8 @@ def test_a_track_between_two_unknowns_joins_neither(ids):
 def test_two_people_in_the_same_frames_are_never_one_unknown(ids):
     axis = np.zeros(128)
     axis[0] = 1.0
-    a = sighting(ids, "cam", 1, BOB)
-    b = sighting(ids, "cam", 2, BOB + 0.3 * axis)  # near enough to join, but on screen with a
+    a = sighting(ids, "cam", 1, BOB, frame0=0)
+    b = sighting(ids, "cam", 2, BOB + 0.3 * axis, frame0=0)  # near enough, but with a
     later = sighting(ids, "other-cam", 3, BOB)  # the first one again, elsewhere
     ev = by_uid(ids)
     assert ev[a]["unknown_id"] and ev[b]["unknown_id"]
@@ -236,3 +242,167 @@ def test_prune_deletes_what_is_older_than_the_cutoff_and_keeps_corrections(ids):
 
     everything = ids.prune(older_than=time.time() + 1)  # empty clusters older than that go
     assert everything.events == 1 and rows(ids, unknowns) == [] and ids.store.events() == []
+
+
+# ----- corrections touch only what they name (the measured scenario of issue 10) ------------
+
+
+def three_strangers() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Three faces 0.54 apart: further than the clustering threshold (0.5) keeps
+    clusters, nearer than the recognition threshold (0.6) names people."""
+    axes = np.eye(128)[:3] * 0.54 / np.sqrt(2)
+    return tuple(CAROL + a for a in axes)  # type: ignore[return-value]
+
+
+@pytest.fixture()
+def scene(ids):
+    """Two people in the same frames (tracks 1 and 2, frames 0-19 of stream cam), and
+    three unknown clusters seen on other streams too."""
+    assert (ids.unknown_threshold, ids.threshold) == (0.5, 0.6)  # the scenario needs them
+    u1, u2, u3 = three_strangers()
+    uids = {
+        "t1": sighting(ids, "cam", 1, u1, n=20, frame0=0),
+        "t2": sighting(ids, "cam", 2, u2, n=20, frame0=0),
+        "t3": sighting(ids, "cam2", 3, u1),
+        "t4": sighting(ids, "cam2", 4, u2),
+        "t5": sighting(ids, "cam2", 5, u3),
+        "t6": sighting(ids, "cam3", 6, u3),
+        "t7": sighting(ids, "cam3", 7, u1),
+    }
+    ev = by_uid(ids)
+    label = {k: ev[u]["unknown_id"] for k, u in uids.items()}
+    assert label == {"t1": "unknown-1", "t2": "unknown-2", "t3": "unknown-1", "t4": "unknown-2",
+                     "t5": "unknown-3", "t6": "unknown-3", "t7": "unknown-1"}  # fmt: skip
+    return uids
+
+
+def labels(ids) -> dict[str, str]:
+    return {e["track_uid"]: e["person"] or e["unknown_id"] or "unknown" for e in ids.store.events()}
+
+
+def test_renaming_an_unknown_changes_its_events_and_nothing_else(ids, scene):
+    before = labels(ids)
+    changes = ids.rename("unknown-1", "NEWNAME")
+    after = labels(ids)
+    moved = {u for u in after if after[u] != before[u]}
+    mine = {scene["t1"], scene["t3"], scene["t7"]}
+    assert moved == mine  # main relabelled unknown-2's and unknown-3's events too
+    assert {after[u] for u in mine} == {"NEWNAME"}
+    assert after[scene["t2"]] == "unknown-2"  # seen with t1: never the same name
+    # the report lists exactly the changed events, from what to what
+    by_id = {e["id"]: e["track_uid"] for e in ids.store.events()}
+    assert sorted((by_id[c.event], c.old, c.new) for c in changes) == sorted(
+        (u, "unknown-1", "NEWNAME") for u in mine
+    )
+    assert all("renamed unknown-1 to NEWNAME" in c.reason for c in changes)
+    assert {u["name"] for u in ids.unknown_list()} == {"unknown-2", "unknown-3"}
+
+
+def test_merging_unknowns_keeps_co_present_tracks_apart(ids, scene):
+    before = labels(ids)
+    changes = ids.merge("unknown-1", "unknown-2")
+    after = labels(ids)
+    moved = {u for u in after if after[u] != before[u]}
+    assert moved == {scene["t4"]}  # t2 is on screen with t1 (unknown-1): it stays
+    assert after[scene["t2"]] == "unknown-2" and after[scene["t1"]] == "unknown-1"
+    assert [(c.track_uid, c.old, c.new) for c in changes] == [
+        (scene["t4"], "unknown-2", "unknown-1")
+    ]
+    # a person absorbing an unknown: only that unknown's events (and t2 stays apart)
+    ids.store.enroll("zed", [ALICE], ["zed.jpg"])
+    before = labels(ids)
+    changes = ids.merge("zed", "unknown-1")
+    after = labels(ids)
+    moved = {u for u in after if after[u] != before[u]}
+    assert moved == {scene[k] for k in ("t1", "t3", "t4", "t7")}
+    assert {c.track_uid for c in changes} == moved
+    assert after[scene["t2"]] == "unknown-2"
+
+
+def test_not_name_changes_that_event_only(ids, scene):
+    ids.rename("unknown-1", "NEWNAME")
+    before = labels(ids)
+    event = by_uid(ids)[scene["t3"]]["id"]
+    changes = ids.mark_not(event, "NEWNAME")
+    after = labels(ids)
+    moved = {u for u in after if after[u] != before[u]}
+    assert moved == {scene["t3"]}
+    (c,) = changes
+    assert (c.event, c.old, c.new) == (event, "NEWNAME", after[scene["t3"]])
+    assert after[scene["t3"]] not in ("NEWNAME", "unknown-2", "unknown-3")
+    assert f"event {event} is not NEWNAME" in c.reason
+
+
+def test_enrolment_moves_an_unknown_only_within_the_clustering_threshold(ids, scene):
+    u1, u2, _ = three_strangers()
+    # a photo 0.52 from unknown-1's faces, away from the others: within the recognition
+    # threshold (0.6), so the normal rule would name them, but further than clusters are
+    # apart (0.5): unknown-1 stays (main named it, at 0.6)
+    cy = u1 + 0.52 * np.eye(128)[0]
+    ids.store.enroll("cy", [cy], ["cy.jpg"])
+    would = ids.store.refuse(scene["t3"], ids.store.gallery(), ids.threshold, write=False)
+    assert would["person"] == "cy"
+    before = labels(ids)
+    assert ids.after_enrolment("cy") == []
+    assert labels(ids) == before
+    # a photo of the person of unknown-2: their events move, nobody else's
+    ids.store.enroll("bea", [u2], ["bea.jpg"])
+    changes = ids.after_enrolment("bea")
+    assert {c.track_uid for c in changes} == {scene["t2"], scene["t4"]}
+    assert all(c.old == "unknown-2" and c.new == "bea" and "margin" in c.reason
+               for c in changes)  # fmt: skip
+    assert {u for u, v in labels(ids).items() if v != before[u]} == {scene["t2"], scene["t4"]}
+
+
+def test_co_present_tracks_matching_one_person_only_the_nearer_keeps_the_name(ids):
+    ids.store.enroll("al", [ALICE], ["a.jpg"])
+    far = sighting(ids, "cam", 1, near(ALICE, 3, scale=0.03), frame0=0)
+    assert by_uid(ids)[far]["person"] == "al"
+    close = sighting(ids, "cam", 2, ALICE, frame0=0)  # nearer, in the same frames
+    ev = by_uid(ids)
+    assert ev[close]["person"] == "al"
+    assert ev[far]["person"] is None and ev[far]["unknown_id"]  # displaced
+    again = sighting(ids, "cam", 3, near(ALICE, 4, scale=0.03), frame0=1)
+    assert by_uid(ids)[again]["person"] is None  # further than `close`, same frames
+
+
+def test_merging_people_seen_in_the_same_frames_keeps_them_apart(ids):
+    ids.store.enroll("al", [ALICE], ["a.jpg"])
+    ids.store.enroll("bo", [BOB], ["b.jpg"])
+    a = sighting(ids, "cam", 1, ALICE, frame0=0)
+    b = sighting(ids, "cam", 2, BOB, frame0=0)  # on screen with a
+    b2 = sighting(ids, "cam2", 3, BOB)
+    before = labels(ids)
+    assert (before[a], before[b], before[b2]) == ("al", "bo", "bo")
+    changes = ids.merge("al", "bo")
+    after = labels(ids)
+    assert after[a] == "al" and after[b2] == "al"
+    assert after[b] not in ("al", "bo")  # never one name with a: unknown (an unknown-N)
+    ea = by_uid(ids)[a]["id"]
+    assert sorted((c.track_uid, c.old, c.new, c.reason) for c in changes) == sorted([
+        (b, "bo", after[b], f"co-occurs with event {ea} (al)"),
+        (b2, "bo", "al", "merged bo into al"),
+    ])  # fmt: skip
+
+
+def test_removing_a_person_rematches_their_events_only(ids):
+    ids.store.enroll("al", [ALICE], ["a.jpg"])
+    a = sighting(ids, "cam", 1, ALICE)
+    c = sighting(ids, "cam", 2, CAROL)
+    assert ids.store.remove_person("al")
+    (change,) = ids.relabel_person("al", "removed al")
+    assert (change.track_uid, change.old) == (a, "al")
+    assert change.new.startswith("unknown-") and "removed al" in change.reason
+    assert labels(ids)[c] == "unknown-1"
+
+
+def test_enrolment_takes_an_event_from_another_person_only_when_clearly_nearer(ids):
+    axis = np.eye(128)[0]
+    ids.store.enroll("al", [ALICE], ["a.jpg"])
+    a = sighting(ids, "cam", 1, ALICE + 0.3 * axis)
+    assert labels(ids)[a] == "al"
+    ids.store.enroll("ann", [ALICE + 0.55 * axis], ["ann.jpg"])  # nearer, but not by 0.1
+    assert ids.after_enrolment("ann") == [] and labels(ids)[a] == "al"
+    ids.store.enroll("amy", [ALICE + 0.3 * axis], ["amy.jpg"])  # clearly nearer
+    (c,) = ids.after_enrolment("amy")
+    assert (c.track_uid, c.old, c.new) == (a, "al", "amy") and "next ann" in c.reason

@@ -33,18 +33,24 @@ def run(*args):
     return r
 
 
-def seed_unknown(home):
+def seed_track(face, stream="door", track=1, frames=range(3)) -> str:
+    """A track's identity samples stored as the sink does (unmatched: an unknown-N)."""
     cfg = load_config(None)
     store = EventStore(cfg.store_url)
     ids = Identities.from_config(store, cfg)
-    for seq in range(3):
-        noise = np.random.default_rng(seq).normal(size=128) * 0.01
-        f = Face(box=(0, 0, 40, 40), track_id=1, quality=40.0, encoding=list(FACE + noise))
-        rec = FrameRecord(stream="door", session="s", seq=seq, ts=1e9 + seq, faces=[f])
+    for seq in frames:
+        noise = np.random.default_rng([track, seq]).normal(size=128) * 0.003
+        f = Face(box=(0, 0, 40, 40), track_id=track, quality=40.0, encoding=list(face + noise))
+        rec = FrameRecord(stream=stream, session="s", seq=seq, ts=1e9 + seq, faces=[f])
         store.observe([rec])
         (uid,) = store.add_samples(rec, "identity")
-        store.refuse(uid, store.gallery(), 0.6)
-        ids.assign_unknown(uid)
+        if store.refuse(uid, store.gallery(), cfg.recognition.threshold).get("person") is None:
+            ids.assign_unknown(uid)
+    return uid
+
+
+def seed_unknown(home):
+    seed_track(FACE)
 
 
 def test_unknowns_rename_not_and_events_json(home):
@@ -141,3 +147,48 @@ def test_the_sink_applies_retention_at_most_once_an_hour(home, redis_url, monkey
     monkeypatch.setattr(stage, "_next_prune", 0.0)  # an hour later
     stage.maybe_prune()
     assert store.events() == []
+
+
+def test_rename_merge_and_not_report_exactly_the_events_they_change(home):
+    """The measured scenario: two people in the same frames (tracks 1 and 2, frames
+    0-19), three unknown clusters 0.54 apart (clusters at 0.5, names at 0.6)."""
+    u1, u2, u3 = FACE + np.eye(128)[:3] * 0.54 / np.sqrt(2)
+    seed_track(u1, "cam", 1, range(20))
+    seed_track(u2, "cam", 2, range(20))
+    seed_track(u1, "cam2", 3)
+    seed_track(u2, "cam2", 4)
+    seed_track(u3, "cam2", 5, range(10, 13))
+
+    def who():
+        return {e["id"]: e["unknown_id"] or e["person"]
+                for e in map(json.loads, run("events", "--json").output.splitlines())}  # fmt: skip
+
+    assert who() == {1: "unknown-1", 2: "unknown-2", 3: "unknown-1", 4: "unknown-2",
+                     5: "unknown-3"}  # fmt: skip
+    r = run("people", "--rename", "unknown-1", "NEWNAME")
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    assert lines[0] == "renamed unknown-1 to NEWNAME; 2 past event(s) relabelled"
+    assert lines[1:] == [
+        f"  event {i}: unknown-1 -> NEWNAME (renamed unknown-1 to NEWNAME)" for i in (1, 3)
+    ]
+    assert who() == {1: "NEWNAME", 2: "unknown-2", 3: "NEWNAME", 4: "unknown-2",
+                     5: "unknown-3"}  # fmt: skip
+
+    r = run("people", "--json", "--merge", "unknown-3", "unknown-2")
+    out = json.loads(r.output)
+    assert out["result"] == "merged unknown-2 into unknown-3"
+    assert [(c["event"], c["old"], c["new"]) for c in out["changes"]] == [
+        (2, "unknown-2", "unknown-3"), (4, "unknown-2", "unknown-3")
+    ]  # fmt: skip
+    r = run("people", "--json", "--merge", "unknown-3", "unknown-1")
+    assert r.exit_code == 1 and "no unknown identity named 'unknown-1'" in r.output
+
+    r = run("events", "--json", "--not", "NEWNAME", "3")
+    out = json.loads(r.output)
+    assert out["result"].startswith("event 3 is not NEWNAME: now unknown-")
+    ((c),) = out["changes"]
+    assert (c["event"], c["old"]) == (3, "NEWNAME") and "event 3 is not NEWNAME" in c["reason"]
+    assert {k: v for k, v in who().items() if k != 3} == {
+        1: "NEWNAME", 2: "unknown-3", 4: "unknown-3", 5: "unknown-3"
+    }  # fmt: skip
