@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import MISSING, dataclass, field, fields
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
 Box = tuple[int, int, int, int]
@@ -336,3 +337,10 @@ class Merge(SinkMessage):
 
 
 sink_message_from_dict = SinkMessage.from_dict
+
+
+def iso_utc(ts: float | None) -> str | None:
+    """A capture time (seconds since the epoch) as ISO 8601 UTC, milliseconds, ``Z``."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -60,7 +60,7 @@ def prune(ctx: Context, days: float | None) -> None:
     """
     import time
 
-    from pipeline.commands.gallery import erase_report, identities
+    from pipeline.commands._identities import erase_report, identities
 
     days = ctx.config.store.retention_days if days is None else days
     if days is None:

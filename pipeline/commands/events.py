@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import re
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import click
 
 from pipeline.commands import Context, pass_ctx
+from pipeline.record import iso_utc as iso
 
 _REL = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -30,12 +31,6 @@ def parse_since(value: str, now: float | None = None) -> float:
             param_hint="--since",
         ) from None
     return dt.timestamp() if dt.tzinfo else dt.astimezone().timestamp()
-
-
-def iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def event_json(ev: dict[str, Any]) -> dict[str, Any]:
@@ -90,13 +85,13 @@ def events(
 
     store = EventStore(ctx.config.store_url)
     if not_:
-        from pipeline.commands.gallery import identities
+        from pipeline.commands._identities import identities
         from pipeline.identities import IdentityError
 
         name, event_id = not_
         if not event_id.isdigit():
             raise click.BadParameter(f"{event_id!r} is not an event id", param_hint="--not")
-        from pipeline.commands.gallery import report
+        from pipeline.commands._identities import report
 
         try:
             changes = identities(ctx).mark_not(int(event_id), name)

@@ -8,7 +8,9 @@ from pathlib import Path
 import click
 
 from pipeline.commands import Context, pass_ctx
+from pipeline.commands._identities import erase_report, identities, report
 from pipeline.names import BadName, check_person
+from pipeline.record import iso_utc as iso
 
 
 @click.command()
@@ -40,35 +42,6 @@ def enroll(ctx: Context, name: str, photos: tuple[str, ...], as_json: bool) -> N
     n = store.enroll(name, vectors, [str(Path(p).resolve()) for p in photos])
     changes = identities(ctx).after_enrolment(name)
     report(f"enrolled {name}: {n} photo(s)", changes, as_json)
-
-
-def report(what: str, changes: list, as_json: bool) -> None:  # type: ignore[type-arg]
-    """What a correction did and one line per relabelled event (from, to, why), or
-    one JSON object {"result", "changes": [{event, track_uid, old, new, reason}]}."""
-    if as_json:
-        click.echo(json.dumps({"result": what, "changes": [c.as_json() for c in changes]}))
-        return
-    click.echo(f"{what}; {len(changes)} past event(s) relabelled")
-    for c in changes:
-        click.echo(f"  {c.line()}")
-
-
-def identities(ctx: Context):  # type: ignore[no-untyped-def]
-    from pipeline.identities import Identities
-    from pipeline.store import EventStore
-
-    return Identities.from_config(EventStore(ctx.config.store_url), ctx.config)
-
-
-def erase_report(ctx: Context, what: str, deleted) -> str:  # type: ignore[no-untyped-def]
-    """Delete the snapshot files an erase or prune freed; one line saying what went."""
-    from pipeline.store import delete_snapshot_files
-
-    files = delete_snapshot_files(deleted.snapshots, ctx.config.snapshots_path)
-    return (
-        f"{what}: {deleted.events} event(s), {deleted.samples} sample(s), "
-        f"{deleted.negatives} negative(s), {files} snapshot file(s) deleted"
-    )
 
 
 @click.command()
@@ -156,7 +129,6 @@ def people(
 @pass_ctx
 def unknowns(ctx: Context, as_json: bool) -> None:
     """List unknown-N identities (unrecognised people, clustered across streams)."""
-    from pipeline.commands.events import iso
 
     rows = identities(ctx).unknown_list()
     for r in rows:

@@ -71,7 +71,7 @@ def store_extras(db: Path, stream: str, session: str) -> tuple[dict[str, list[li
     neither."""
     import sqlalchemy as sa
 
-    from pipeline.commands.events import iso
+    from pipeline.record import iso_utc as iso
     from pipeline.store import make_engine, samples, track_aliases
 
     prefix = f"{stream}/{session}/"
