@@ -22,12 +22,18 @@ enrolled, never probed). Every image of every person not enrolled is a non-mated
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from pipeline import machine
+from pipeline.evaluation.common import log
 from pipeline.fusion import fuse_identity
 from pipeline.recognition.verify import threshold_at_far
 
@@ -91,9 +97,13 @@ def draw(
 
 def rank1(probes: np.ndarray, gallery: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Index and Euclidean distance of each probe's nearest gallery row."""
-    d = np.linalg.norm(probes[:, None, :] - gallery[None, :, :], axis=2)
-    best = d.argmin(axis=1)
-    return best, d[np.arange(len(probes)), best]
+    best = np.empty(len(probes), dtype=int)
+    dist = np.empty(len(probes))
+    for i, p in enumerate(probes):  # one row at a time: a 1,000 x 2,000 x 128 block is 2 GB
+        d = np.linalg.norm(gallery - p, axis=1)
+        best[i] = int(d.argmin())
+        dist[i] = d[best[i]]
+    return best, dist
 
 
 def dir_at_fpir(
@@ -210,4 +220,219 @@ def summarise(rows: list[dict[str, object]]) -> dict[str, object]:
     for k in ("mated_probes", "non_mated_probes"):
         out[k] = stats([float(r[k]) for r in rows])  # type: ignore[arg-type]
     out["draws"] = len(rows)
+    return out
+
+
+# ----- the LFW run and the page -----------------------------------------------------------
+
+
+def run_lfw(
+    gallery_enc: dict[str, np.ndarray],
+    probe_enc: dict[str, np.ndarray],
+    threshold: float,
+    sizes: Sequence[int],
+    draws: int,
+    seed: int = 0,
+    mated_share: float = 0.5,
+) -> dict[str, object]:
+    """Every gallery size, ``draws`` seeded draws each (draw ``i`` of size ``n`` uses
+    ``default_rng([seed, n, i])``); the dataset's counts and each size's summary."""
+    people = people_of(probe_enc)
+    multi = sum(len(v) >= 2 for v in people.values())
+    out: dict[str, object] = {
+        "images": len(probe_enc),
+        "people": len(people),
+        "people_2plus": multi,
+        "people_single": len(people) - multi,
+        "max_mated_people": max_mated(people, mated_share),
+        "mated_share": mated_share,
+        "threshold": threshold,
+        "seed": seed,
+        "sizes": {},
+    }
+    for n in sizes:
+        rows = [
+            evaluate_draw(
+                draw(people, n, np.random.default_rng([seed, n, i]), mated_share),
+                gallery_enc,
+                probe_enc,
+                threshold,
+            )
+            for i in range(draws)
+        ]
+        out["sizes"][str(n)] = summarise(rows)  # type: ignore[index]
+    return out
+
+
+def _pct(s: dict[str, float], digits: int = 1) -> str:
+    return (
+        f"{100 * s['mean']:.{digits}f} % ({100 * s['min']:.{digits}f}-{100 * s['max']:.{digits}f})"
+    )
+
+
+def lfw_tables(r: dict[str, Any]) -> list[str]:
+    """The LFW section's tables (markdown lines)."""
+    sizes = r["sizes"]
+    lines = [
+        "| gallery | enrolled with probes | distractors | mated probes | non-mated probes "
+        "| rank-1 | DIR @ FPIR 1 % | DIR @ FPIR 0.1 % | threshold @ FPIR 1 % "
+        "| threshold @ FPIR 0.1 % |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for n, s in sizes.items():
+        lines.append(
+            f"| {n} | {s['mated_people']} | {s['distractors']} "
+            f"| {s['mated_probes']['mean']:.0f} | {s['non_mated_probes']['mean']:.0f} "
+            f"| {_pct(s['rank1'])} | {_pct(s['dir_at_fpir_0.01'])} "
+            f"| {_pct(s['dir_at_fpir_0.001'])} | {s['threshold_at_fpir_0.01']['mean']:.3f} "
+            f"| {s['threshold_at_fpir_0.001']['mean']:.3f} |"
+        )
+    lines += [
+        "",
+        f"The product's rule at its default threshold {r['threshold']:.2f}:",
+        "",
+        "| gallery | wrong names (all probes) | non-mated probes named (FPIR) "
+        "| mated probes named someone else | mated probes named right (DIR) |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for n, s in sizes.items():
+        lines.append(
+            f"| {n} | {_pct(s['wrong_name_rate'])} | {_pct(s['fpir_default'])} "
+            f"| {_pct(s['mated_wrong_rate'])} | {_pct(s['dir_default'])} |"
+        )
+    return lines
+
+
+def _meta_lines(rec: dict[str, Any]) -> list[str]:
+    m = rec["machine"]
+    return [
+        f"Command: `{rec['command']}`; run {rec['date']} on {m['cpu']} ({m['cores']} cores, "
+        f"shared; load average {m['loadavg_start'][0]} at the start), Python {m['python']}, "
+        f"dlib {m.get('dlib', '?')}.",
+    ]
+
+
+def lfw_section(rec: dict[str, Any]) -> list[str]:
+    r = rec["results"]
+    sizes = list(r["sizes"])
+    first, last = r["sizes"][sizes[0]], r["sizes"][sizes[-1]]
+    return [
+        "## LFW: open-set identification",
+        "",
+        *_meta_lines(rec),
+        "",
+        f"Data: `lfw-pairs-subset` (LFW folds 1-3): {r['images']:,} images of "
+        f"{r['people']:,} people, {r['people_2plus']} of them with 2+ images, "
+        f"{r['people_single']} with one. Encodings: the recognize stage's "
+        f"(`DlibEncoder.from_config`, {rec['probe_encoder']}) for probes, `facepipe enroll`'s "
+        f"(`DlibEncoder(num_jitters={rec['gallery_jitters']})`) for gallery photos; the face is "
+        "the verification protocol's (HOG's central face, else the fixed fallback box), "
+        "cached under `runs/verification/`.",
+        "",
+        f"Construction, per draw (gallery size N, {rec['draws']} draws per size, seeded "
+        f"`numpy.random.default_rng([{r['seed']}, N, draw])`): "
+        f"min(N, {r['max_mated_people']}) of the {r['people_2plus']} people with 2+ images are "
+        "enrolled (at most half of them, so that the other half stays as non-mated probes); "
+        "each enrolled person's gallery photo is their first image by file name, their other "
+        "images are the mated probes. When N is larger, the gallery is padded with "
+        "N - " + str(r["max_mated_people"]) + " randomly drawn single-image people "
+        "(distractors: enrolled, never probed). Every image of every person not enrolled "
+        "(the other people with 2+ images and the single-image people not drawn) is a "
+        "non-mated probe. One gallery photo per person; each probe is one photo, i.e. a "
+        "track with one sample; the product's face-quality gate (`min_name_quality`) is "
+        "not applied (LFW faces are large and sharp).",
+        "",
+        "DIR (detection-and-identification rate) at an FPIR (false-positive identification "
+        "rate): the threshold accepts at most floor(FPIR x n) of the n non-mated probes' "
+        "best-match distances (set on the same probes, so the FPIR is met exactly); DIR is "
+        "the share of mated probes whose nearest gallery photo is their own and within it. "
+        "With under 1,000 non-mated probes, FPIR 0.1 % means that none may pass. Figures: "
+        "mean over draws (min-max).",
+        "",
+        *lfw_tables(r),
+        "",
+        f"Wrong names at the default threshold {r['threshold']:.2f}: "
+        f"{100 * first['wrong_name_rate']['mean']:.1f} % of all probes with {sizes[0]} "
+        f"people enrolled, {100 * last['wrong_name_rate']['mean']:.1f} % with {sizes[-1]}; "
+        f"a not-enrolled person gets a name {100 * first['fpir_default']['mean']:.1f} % of the "
+        f"time with {sizes[0]}, {100 * last['fpir_default']['mean']:.1f} % with {sizes[-1]}. "
+        f"The threshold that keeps that at 1 % falls from "
+        f"{first['threshold_at_fpir_0.01']['mean']:.3f} to "
+        f"{last['threshold_at_fpir_0.01']['mean']:.3f}: a pair threshold (1:1) does not hold "
+        "for 1:N.",
+    ]
+
+
+def write_markdown(docs: Path) -> None:
+    """``docs/openset.md`` from the result files present in ``docs/openset/``."""
+    parts = [
+        "# Open-set identification and where the default rule errs",
+        "",
+        "Generated by `scripts/eval_openset.py` (library: `pipeline/evaluation/openset.py`) "
+        "from `docs/openset/*.json`; do not edit by hand. It measures today's decision rule "
+        "(issue 10): a track is named after the nearest enrolled photo when the distance is "
+        "within `recognition.threshold` (`pipeline/fusion.py` `fuse_identity`, the function "
+        "the sink calls to name an event), whatever the size of the gallery.",
+        "",
+    ]
+    for path in sorted((docs / "openset").glob("lfw*.json")):
+        parts += lfw_section(json.loads(path.read_text())) + [""]
+    (docs / "openset.md").write_text("\n".join(parts))
+
+
+def evaluate_lfw(
+    data: Path,
+    runs: Path,
+    recognition: Any,
+    sizes: Sequence[int],
+    draws: int,
+    seed: int = 0,
+    gallery_jitters: int | None = None,
+    command: str = "",
+) -> dict[str, Any]:
+    """The LFW run with the ``recognition`` config section's encoders and threshold.
+
+    Probes: the recognize stage's encodings (``num_jitters``); gallery photos: enrolment's
+    (``gallery_jitters``, default ``enroll_jitters``); both cached under ``runs`` by
+    :func:`pipeline.evaluation.verification.lfw_encodings`.
+    """
+    from pipeline.evaluation.verification import _dlib_version, lfw_encodings
+
+    if recognition.flip:
+        raise ValueError("recognition.flip: the cached LFW encodings are not flip-averaged")
+    started = machine.info(dlib=_dlib_version(), numpy=np.__version__)
+    g_jitters = gallery_jitters or recognition.enroll_jitters
+    probe_enc = lfw_encodings(data, runs, recognition.num_jitters)
+    firsts = sorted(ims[0] for ims in people_of(probe_enc).values())
+    gallery_enc = lfw_encodings(data, runs, g_jitters, keys=firsts)
+    log(f"encodings ready; threshold {recognition.threshold}")
+    results = run_lfw(gallery_enc, probe_enc, recognition.threshold, sizes, draws, seed)
+    for n, s in results["sizes"].items():  # type: ignore[attr-defined]
+        log(
+            f"gallery {n}: wrong names {100 * s['wrong_name_rate']['mean']:.2f} %, "
+            f"non-mated named {100 * s['fpir_default']['mean']:.2f} %, "
+            f"DIR@FPIR1% {100 * s['dir_at_fpir_0.01']['mean']:.1f} %, "
+            f"DIR@FPIR0.1% {100 * s['dir_at_fpir_0.001']['mean']:.1f} %"
+        )
+    return {
+        "name": "lfw"
+        if g_jitters == recognition.enroll_jitters
+        else f"lfw-gallery-jitter{g_jitters}",
+        "command": command,
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": started,
+        "probe_encoder": f"num_jitters={recognition.num_jitters}, flip={recognition.flip}",
+        "gallery_jitters": g_jitters,
+        "enroll_jitters": recognition.enroll_jitters,
+        "draws": draws,
+        "results": results,
+    }
+
+
+def save(record: dict[str, Any], docs: Path) -> Path:
+    """Write ``docs/openset/<name>.json`` and regenerate ``docs/openset.md``."""
+    out = docs / "openset" / f"{record['name']}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1) + "\n")
+    write_markdown(docs)
     return out
