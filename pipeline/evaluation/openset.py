@@ -33,9 +33,9 @@ from typing import Any
 import numpy as np
 
 from pipeline import machine
-from pipeline.evaluation.common import log
+from pipeline.evaluation.common import log, spread
 from pipeline.fusion import fuse_identity
-from pipeline.recognition.verify import threshold_at_far
+from pipeline.recognition.verify import load_pairs, threshold_at_far
 
 FPIRS = (0.01, 0.001)
 
@@ -375,8 +375,9 @@ def write_markdown(docs: Path) -> None:
         "the sink calls to name an event), whatever the size of the gallery.",
         "",
     ]
-    for path in sorted((docs / "openset").glob("lfw*.json")):
-        parts += lfw_section(json.loads(path.read_text())) + [""]
+    for pattern, section in (("lfw*.json", lfw_section), ("utkface*.json", utkface_section)):
+        for path in sorted((docs / "openset").glob(pattern)):
+            parts += section(json.loads(path.read_text())) + [""]
     (docs / "openset.md").write_text("\n".join(parts))
 
 
@@ -389,6 +390,7 @@ def evaluate_lfw(
     seed: int = 0,
     gallery_jitters: int | None = None,
     command: str = "",
+    max_people: int = 0,
 ) -> dict[str, Any]:
     """The LFW run with the ``recognition`` config section's encoders and threshold.
 
@@ -402,9 +404,22 @@ def evaluate_lfw(
         raise ValueError("recognition.flip: the cached LFW encodings are not flip-averaged")
     started = machine.info(dlib=_dlib_version(), numpy=np.__version__)
     g_jitters = gallery_jitters or recognition.enroll_jitters
-    probe_enc = lfw_encodings(data, runs, recognition.num_jitters)
-    firsts = sorted(ims[0] for ims in people_of(probe_enc).values())
+    pairs = load_pairs(data / "pairs.tsv")
+    people = people_of({k for p in pairs for k in (p.a, p.b)})
+    if max_people:  # the first people (by name) with 2+ images and as many with one
+        multi = [p for p in people if len(people[p]) >= 2][:max_people]
+        single = [p for p in people if len(people[p]) == 1][:max_people]
+        people = {p: people[p] for p in multi + single}
+    keys = sorted(k for ims in people.values() for k in ims)
+    probe_enc = lfw_encodings(data, runs, recognition.num_jitters, keys)
+    firsts = sorted(ims[0] for ims in people.values())
     gallery_enc = lfw_encodings(data, runs, g_jitters, keys=firsts)
+    check = None
+    if g_jitters != recognition.enroll_jitters:
+        enrol = lfw_encodings(data, runs, recognition.enroll_jitters, firsts, cached_only=True)
+        if enrol:
+            check = enrolment_check(gallery_enc, enrol, probe_enc, recognition.threshold)
+            log(f"enrolment check: {check}")
     log(f"encodings ready; threshold {recognition.threshold}")
     results = run_lfw(gallery_enc, probe_enc, recognition.threshold, sizes, draws, seed)
     for n, s in results["sizes"].items():  # type: ignore[attr-defined]
@@ -415,9 +430,7 @@ def evaluate_lfw(
             f"DIR@FPIR0.1% {100 * s['dir_at_fpir_0.001']['mean']:.1f} %"
         )
     return {
-        "name": "lfw"
-        if g_jitters == recognition.enroll_jitters
-        else f"lfw-gallery-jitter{g_jitters}",
+        "name": f"lfw-gallery-jitter{g_jitters}" + (f"-people{max_people}" if max_people else ""),
         "command": command,
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": started,
@@ -426,7 +439,40 @@ def evaluate_lfw(
         "enroll_jitters": recognition.enroll_jitters,
         "draws": draws,
         "results": results,
+        "enrolment_check": check,
     }
+
+
+def enrolment_check(
+    plain: dict[str, np.ndarray],
+    enrolled: dict[str, np.ndarray],
+    probe_enc: dict[str, np.ndarray],
+    threshold: float,
+) -> dict[str, Any]:
+    """Pair rates at ``threshold`` of the gallery photos encoded both ways (``plain``: as
+    probes are; ``enrolled``: as ``facepipe enroll`` does), against every probe image:
+    impostor pairs (another person) accepted, genuine pairs (the same person) accepted."""
+    keys = sorted(set(plain) & set(enrolled))
+    probes = sorted(set(probe_enc) - set(keys))
+    p = np.stack([probe_enc[k] for k in probes])
+    who = np.array([person_of(k) for k in probes], dtype=object)
+    out: dict[str, Any] = {"gallery_photos": len(keys)}
+    for label, enc in (("plain", plain), ("enrolled", enrolled)):
+        imp_hit = imp = gen_hit = gen = 0
+        for k in keys:
+            d = np.linalg.norm(p - enc[k], axis=1)
+            same = who == person_of(k)
+            imp += int((~same).sum())
+            imp_hit += int((d[~same] <= threshold).sum())
+            gen += int(same.sum())
+            gen_hit += int((d[same] <= threshold).sum())
+        out[label] = {
+            "impostor_pairs": imp,
+            "impostor_accept": imp_hit / imp if imp else None,
+            "genuine_pairs": gen,
+            "genuine_accept": gen_hit / gen if gen else None,
+        }
+    return out
 
 
 def save(record: dict[str, Any], docs: Path) -> Path:
@@ -436,3 +482,156 @@ def save(record: dict[str, Any], docs: Path) -> Path:
     out.write_text(json.dumps(record, indent=1) + "\n")
     write_markdown(docs)
     return out
+
+
+# ----- false matches by demographic group (UTKFace) ---------------------------------------
+
+RACES = ("white", "black", "asian", "indian", "other")
+GENDERS = ("male", "female")
+
+
+def false_matches_by_group(
+    enc: np.ndarray, labels: Sequence[str], threshold: float
+) -> dict[str, dict[str, float | int]]:
+    """False matches among faces of different people, by the pair's groups.
+
+    Every pair ``i < j`` is an impostor pair; it counts for ``"G"`` when both faces are in
+    group G (within) and for ``"G|H"`` (G < H) when they are in two groups (across). A
+    false match: distance <= ``threshold``. Returns pairs, matches and their rate.
+    """
+    groups = sorted(set(labels))
+    g_of = np.array([groups.index(g) for g in labels])
+    n_g = len(groups)
+    matches = np.zeros((n_g, n_g), dtype=np.int64)
+    x = np.asarray(enc, dtype=np.float64)
+    for i in range(len(x) - 1):
+        d = np.linalg.norm(x[i + 1 :] - x[i], axis=1)
+        hit = g_of[i + 1 :][d <= threshold]
+        np.add.at(matches[g_of[i]], hit, 1)
+    sizes = np.bincount(g_of, minlength=n_g)
+    out: dict[str, dict[str, float | int]] = {}
+    for a in range(n_g):
+        for b in range(a, n_g):
+            pairs = int(sizes[a] * (sizes[a] - 1) // 2) if a == b else int(sizes[a] * sizes[b])
+            m = int(matches[a, b] + (matches[b, a] if a != b else 0))
+            key = groups[a] if a == b else f"{groups[a]}|{groups[b]}"
+            out[key] = {"pairs": pairs, "matches": m, "fmr": m / pairs if pairs else float("nan")}
+    return out
+
+
+def evaluate_utkface(
+    folder: Path,
+    runs: Path,
+    recognition: Any,
+    command: str = "",
+    min_age: int = 0,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """False-match rates by race and gender at ``recognition.threshold`` on UTKFace's
+    validation split (faces of ``min_age`` and older), every pair of images an impostor pair.
+
+    Encodings: the recognize stage's encoder on the box ``facepipe analyze --face-crop``
+    gives a crop, cached under ``runs/<encoding_cache_name>/utkface`` as
+    ``scripts/eval_attributes.py`` caches them.
+    """
+    from pipeline.agegender.split import list_samples, split_samples
+    from pipeline.evaluation import attributes as ev
+    from pipeline.evaluation.verification import _dlib_version
+    from pipeline.images import read_image
+
+    started = machine.info(dlib=_dlib_version(), numpy=np.__version__)
+    _, val = split_samples(list_samples(folder))
+    val = spread([s for s in val if s.age >= min_age], limit)
+    encode = ev.StageEncodings(
+        ev.recognition_encoder(recognition),
+        runs / ev.encoding_cache_name(recognition) / "utkface",
+    )
+    enc = []
+    for s in val:
+        image = read_image(folder / s.name)
+        enc.append(encode(s.name, image, ev.face_crop_box(image)))
+    encode.flush()
+    log(f"utkface: {len(val)} encodings ({encode.computed} computed)")
+    x = np.array(enc)
+    t = recognition.threshold
+    race = [RACES[s.race] for s in val]
+    gender = [GENDERS[s.gender] for s in val]
+    groups = [f"{r} {g}" for r, g in zip(race, gender, strict=True)]
+    return {
+        "name": ("utkface" if min_age == 0 else f"utkface-age{min_age}plus")
+        + (f"-limit{limit}" if limit else ""),
+        "command": command,
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": started,
+        "encoder": ev.encoding_cache_name(recognition),
+        "threshold": t,
+        "min_age": min_age,
+        "images": len(val),
+        "sizes": {g: groups.count(g) for g in sorted(set(groups))},
+        "race_gender": false_matches_by_group(x, groups, t),
+        "race": false_matches_by_group(x, race, t),
+        "gender": false_matches_by_group(x, gender, t),
+        "all": false_matches_by_group(x, ["all"] * len(val), t)["all"],
+    }
+
+
+def _fmr(e: dict[str, Any]) -> str:
+    return f"{100 * e['fmr']:.3f} %"
+
+
+def _one_of(fmr: float, n: int) -> str:
+    """Chance that a stranger falsely matches at least one of n enrolled people."""
+    return f"{100 * (1 - (1 - fmr) ** n):.0f} %"
+
+
+def utkface_section(rec: dict[str, Any]) -> list[str]:
+    rg, race = rec["race_gender"], rec["race"]
+    ages = "all ages" if rec["min_age"] == 0 else f"aged {rec['min_age']} and over"
+    lines = [
+        f"## UTKFace: false matches by group at the default rule ({ages})",
+        "",
+        *_meta_lines(rec),
+        "",
+        f"Data: UTKFace's validation split (the one no project model trains on), {ages}: "
+        f"{rec['images']:,} aligned face crops, encoded by the recognize stage's encoder "
+        f"(`{rec['encoder']}`) on the box `facepipe analyze --face-crop` gives a crop. UTKFace "
+        "has no identity labels: every pair of images counts as two different people (a few "
+        "pairs may be the same person photographed twice, which would count as false "
+        f"matches). A false match: distance <= {rec['threshold']:.2f}, the default "
+        "`recognition.threshold`. Group labels from the file names (race as UTKFace codes it: "
+        "white, black, asian, indian, other). Overall: "
+        f"{_fmr(rec['all'])} of {rec['all']['pairs']:,} pairs. The last two columns: the "
+        "chance that a stranger of that group matches at least one of 10 or 100 enrolled "
+        "people of the same group, 1 - (1 - FMR)^N (independence assumed).",
+        "",
+        "| group (both faces) | images | impostor pairs | false matches | FMR "
+        "| 1 of 10 | 1 of 100 |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for g in sorted(k for k in rg if "|" not in k):
+        e = rg[g]
+        lines.append(
+            f"| {g} | {rec['sizes'][g]} | {e['pairs']:,} | {e['matches']:,} | {_fmr(e)} "
+            f"| {_one_of(e['fmr'], 10)} | {_one_of(e['fmr'], 100)} |"
+        )
+    races = [r for r in RACES if r in race]
+    lines += [
+        "",
+        "By race, within and across (pairs of one face of each group):",
+        "",
+        "| | " + " | ".join(races) + " |",
+        "|---|" + "---:|" * len(races),
+    ]
+    for a in races:
+        cells = []
+        for b in races:
+            key = a if a == b else "|".join(sorted((a, b)))
+            cells.append(_fmr(race[key]))
+        lines.append(f"| {a} | " + " | ".join(cells) + " |")
+    gd = rec["gender"]
+    lines += [
+        "",
+        f"By gender: male pairs {_fmr(gd['male'])}, female pairs {_fmr(gd['female'])}, "
+        f"male-female pairs {_fmr(gd['female|male'])}.",
+    ]
+    return lines

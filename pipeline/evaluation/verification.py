@@ -731,7 +731,11 @@ def detect_faces(
 
 
 def lfw_encodings(
-    data: Path, runs: Path, num_jitters: int = 1, keys: list[str] | None = None
+    data: Path,
+    runs: Path,
+    num_jitters: int = 1,
+    keys: list[str] | None = None,
+    cached_only: bool = False,
 ) -> dict[str, np.ndarray]:
     """The product encoder's encodings (5-point, ``num_jitters``, no flip) of LFW images.
 
@@ -739,6 +743,7 @@ def lfw_encodings(
     fallback box. Cached under ``runs/cache-5pt-jitter<N>``, the directory
     :func:`run_variant` uses for the same settings (so either run fills it for the other).
     ``keys``: the images (paths under ``data/images``); default every image of the pairs.
+    ``cached_only``: return the encodings already cached, compute none.
     """
     root = data / "images"
     if keys is None:
@@ -748,6 +753,9 @@ def lfw_encodings(
     cache = V.EncodingCache(runs / f"cache-5pt-jitter{num_jitters}")
     sizes, hog_box = detect_faces(keys, root, cache, runs)
     boxes = {k: hog_box[k] if k in hog_box else V.fallback_box(*sizes[k]) for k in keys}
+    if cached_only:
+        found = {k: cache.get(k, boxes[k]) for k in keys}  # type: ignore[arg-type]
+        return {k: np.asarray(v, dtype=np.float64) for k, v in found.items() if v is not None}
     encoder = DlibEncoder(num_jitters=num_jitters)  # what `facepipe enroll` builds
     return encode_all(keys, root, boxes, encoder, cache, f"jitter{num_jitters} encoded")
 

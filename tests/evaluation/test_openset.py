@@ -112,3 +112,73 @@ def test_evaluate_draw_and_summary():
     s = summarise([row, other])
     assert s["wrong_name_rate"] == {"mean": 0.25, "min": 0.0, "max": 0.5}
     assert s["draws"] == 2 and s["gallery"] == 2
+
+
+def test_false_matches_by_group_by_hand():
+    from pipeline.evaluation.openset import false_matches_by_group
+
+    # x: 0, 0.5, 3 (group a), 0.4 (group b); threshold 0.6
+    enc = np.array([[0.0], [0.5], [3.0], [0.4]])
+    out = false_matches_by_group(enc, ["a", "a", "a", "b"], 0.6)
+    # within a: pairs (0,.5) match, (0,3) and (.5,3) do not -> 1 of 3
+    assert out["a"] == {"pairs": 3, "matches": 1, "fmr": pytest.approx(1 / 3)}
+    # across a|b: 0-0.4 (0.4) and 0.5-0.4 (0.1) match, 3-0.4 does not -> 2 of 3
+    assert out["a|b"] == {"pairs": 3, "matches": 2, "fmr": pytest.approx(2 / 3)}
+    assert out["b"] == {"pairs": 0, "matches": 0, "fmr": pytest.approx(float("nan"), nan_ok=True)}
+
+
+# ----- the script on a handful of real images (../shared/datasets; skipped when absent) ----
+
+
+def _script():
+    import importlib.util
+
+    from pipeline.datasets import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location(
+        "eval_openset", REPO_ROOT / "scripts" / "eval_openset.py"
+    )
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def _need(sub: str):
+    from pipeline.datasets import datasets_root
+
+    root = datasets_root()
+    if root is None or not (root / sub).exists():
+        pytest.skip(f"dataset {sub} absent")
+
+
+@pytest.mark.dataset
+@pytest.mark.slow
+def test_eval_openset_lfw_on_a_few_people(tmp_path):
+    import json
+
+    _need("lfw-pairs-subset")
+    argv = ["--people", "4", "--sizes", "2", "4", "--draws", "2", "--gallery-jitters", "1"]
+    assert _script().main([*argv, "--runs", str(tmp_path / "runs"), "--docs", str(tmp_path)]) == 0
+    rec = json.loads((tmp_path / "openset" / "lfw-gallery-jitter1-people4.json").read_text())
+    r = rec["results"]
+    assert (r["people_2plus"], r["people_single"], r["max_mated_people"]) == (4, 4, 2)
+    big = r["sizes"]["4"]
+    assert (big["mated_people"], big["distractors"], big["draws"]) == (2, 2, 2)
+    # same-person photos of LFW: the nearest of 2-4 enrolled people is nearly always right
+    assert big["rank1"]["mean"] >= 0.5
+    md = (tmp_path / "openset.md").read_text()
+    assert "| 4 | 2 | 2 |" in md and "default threshold 0.60" in md
+
+
+@pytest.mark.dataset
+@pytest.mark.slow
+def test_eval_openset_utkface_on_a_few_faces(tmp_path):
+    import json
+
+    _need("utkface")
+    argv = ["--utkface", "--limit", "12", "--runs", str(tmp_path), "--docs", str(tmp_path)]
+    assert _script().main(argv) == 0
+    rec = json.loads((tmp_path / "openset" / "utkface-limit12.json").read_text())
+    assert rec["images"] == 12 and rec["all"]["pairs"] == 66
+    assert sum(rec["sizes"].values()) == 12
+    assert "## UTKFace" in (tmp_path / "openset.md").read_text()
