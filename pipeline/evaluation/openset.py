@@ -671,8 +671,9 @@ def utkface_section(rec: dict[str, Any]) -> list[str]:
         f"By gender: male pairs {_fmr(gd['male'])}, female pairs {_fmr(gd['female'])}, "
         f"male-female pairs {_fmr(gd['female|male'])}.",
         "",
-        f"At the one threshold, two strangers are falsely matched {within[hi] / within[lo]:.0f} "
-        f"times as often when both are {hi} ({_fmr(rg[hi])}) as when both are {lo} "
+        "At the one threshold, two strangers are falsely matched "
+        + (f"{within[hi] / within[lo]:.0f} times as often" if within[lo] else "more often")
+        + f" when both are {hi} ({_fmr(rg[hi])}) as when both are {lo} "
         f"({_fmr(rg[lo])}). The threshold was calibrated on LFW "
         "pairs (mostly white men); it does not hold for every group.",
     ]
