@@ -182,3 +182,44 @@ def test_eval_openset_utkface_on_a_few_faces(tmp_path):
     assert rec["images"] == 12 and rec["all"]["pairs"] == 66
     assert sum(rec["sizes"].values()) == 12
     assert "## UTKFace" in (tmp_path / "openset.md").read_text()
+
+
+def test_run_lfw_and_page_on_synthetic_people(tmp_path):
+    from pipeline.evaluation.openset import false_matches_by_group, run_lfw, save
+
+    # person i at x = i; their first image on it, the others 0.1 away; people 1 unit apart
+    enc = {
+        k: np.array([float(i) + (0.0 if n == 0 else 0.1), 0.0])
+        for i, ims in enumerate(people_of(KEYS).values())
+        for n, k in enumerate(ims)
+    }
+    r = run_lfw(enc, enc, 0.6, sizes=[2, 4], draws=3)
+    assert (r["people_2plus"], r["people_single"], r["max_mated_people"]) == (4, 3, 2)
+    two = r["sizes"]["2"]
+    # every mated probe is 0.1 from its own photo: named right; no probe lies within 0.6 of
+    # another person's photo, so no wrong name at any size
+    assert two["dir_default"]["mean"] == 1.0 and two["wrong_name_rate"]["max"] == 0.0
+    assert r["sizes"]["4"]["distractors"] == 2
+    machine = {"cpu": "test", "cores": 1, "python": "3", "loadavg_start": [0.0]}
+    common = {"command": "c", "date": "d", "machine": machine, "draws": 3}
+    save(
+        {**common, "name": "lfw-gallery-jitter1", "probe_encoder": "p", "gallery_jitters": 1,
+         "enroll_jitters": 10, "results": r, "enrolment_check": None},
+        tmp_path,
+    )  # fmt: skip
+    labels = ["x", "x", "y", "y"]
+    v = np.array([[0.0], [0.5], [3.0], [5.0]])
+    save(
+        {**common, "name": "utkface", "encoder": "e", "threshold": 0.6, "min_age": 0,
+         "images": 4, "sizes": {"x": 2, "y": 2},
+         "race_gender": false_matches_by_group(v, labels, 0.6),
+         "race": false_matches_by_group(v, ["white", "white", "black", "black"], 0.6),
+         "gender": false_matches_by_group(v, ["male", "female", "male", "female"], 0.6),
+         "all": false_matches_by_group(v, ["all"] * 4, 0.6)["all"]},
+        tmp_path,
+    )  # fmt: skip
+    md = (tmp_path / "openset.md").read_text()
+    assert md.index("## LFW") < md.index("## UTKFace")
+    assert "| 4 | 2 | 2 |" in md and "encoded the gallery with 1" in md
+    # x: 1 of 1 pair matches, y: 0 of 1
+    assert "| x | 2 | 1 | 1 | 100.000 % |" in md and "| y | 2 | 1 | 0 | 0.000 % |" in md
