@@ -690,6 +690,76 @@ def _dlib_version() -> str:
     return str(dlib.__version__)
 
 
+def detect_faces(
+    keys: list[str], root: Path, cache: V.EncodingCache, runs: Path, upsample: int = 1
+) -> tuple[dict[str, tuple[int, int]], dict[str, tuple[int, ...]]]:
+    """HOG (as :class:`V.PairEncoder` runs it) on every image, stored in ``cache``.
+
+    Detections do not depend on the encoder settings: any sibling ``runs/cache-*`` with the
+    same upsampling lends its detections. Returns each image's ``(width, height)`` and the
+    central HOG face's box of the images where HOG found one.
+    """
+    pe = V.PairEncoder(upsample=upsample, cache=cache, encoder=object())
+    for sib in sorted(runs.glob("cache-*")):
+        if (
+            sib != cache.dir
+            and _upsample_of(sib.name) == upsample
+            and (sib / "index.json").is_file()
+        ):
+            other = V.EncodingCache(sib)
+            for k in keys:
+                found = other.get_detection(k)
+                if found is not None and cache.get_detection(k) is None:
+                    cache.put_detection(k, *found)
+    for i, k in enumerate(keys, 1):
+        if cache.get_detection(k) is None:
+            img = V.load_rgb(root / k)
+            cache.put_detection(k, (img.shape[1], img.shape[0]), [f.box for f in pe.detect(img)])
+        if i % 500 == 0:
+            cache.flush()
+            log(f"detected {i}/{len(keys)}")
+    cache.flush()
+    sizes: dict[str, tuple[int, int]] = {}
+    hog_box: dict[str, tuple[int, ...]] = {}
+    for k in keys:
+        (w, h), found = cache.get_detection(k)  # type: ignore[misc]
+        sizes[k] = (w, h)
+        face = V.central_face([Face(box=b) for b in found], w, h)
+        if face is not None:
+            hog_box[k] = face.box
+    return sizes, hog_box
+
+
+def lfw_encodings(
+    data: Path,
+    runs: Path,
+    num_jitters: int = 1,
+    keys: list[str] | None = None,
+    cached_only: bool = False,
+) -> dict[str, np.ndarray]:
+    """The product encoder's encodings (5-point, ``num_jitters``, no flip) of LFW images.
+
+    The faces are the verification protocol's: HOG's central face, else the fixed
+    fallback box. Cached under ``runs/cache-5pt-jitter<N>``, the directory
+    :func:`run_variant` uses for the same settings (so either run fills it for the other).
+    ``keys``: the images (paths under ``data/images``); default every image of the pairs.
+    ``cached_only``: return the encodings already cached, compute none.
+    """
+    root = data / "images"
+    if keys is None:
+        pairs = V.load_pairs(data / "pairs.tsv")
+        keys = sorted({p.a for p in pairs} | {p.b for p in pairs})
+    runs.mkdir(parents=True, exist_ok=True)
+    cache = V.EncodingCache(runs / f"cache-5pt-jitter{num_jitters}")
+    sizes, hog_box = detect_faces(keys, root, cache, runs)
+    boxes = {k: hog_box[k] if k in hog_box else V.fallback_box(*sizes[k]) for k in keys}
+    if cached_only:
+        found = {k: cache.get(k, boxes[k]) for k in keys}  # type: ignore[arg-type]
+        return {k: np.asarray(v, dtype=np.float64) for k, v in found.items() if v is not None}
+    encoder = DlibEncoder(num_jitters=num_jitters)  # what `facepipe enroll` builds
+    return encode_all(keys, root, boxes, encoder, cache, f"jitter{num_jitters} encoded")
+
+
 def run_variant(
     v: Variant, data: Path, runs: Path, docs: Path, bench: int = 40, command: str = ""
 ) -> dict[str, object]:
@@ -718,47 +788,19 @@ def run_variant(
         variant += f"-{v.metric}"
     runs.mkdir(parents=True, exist_ok=True)
     cache = V.EncodingCache(runs / f"cache-{enc_name}")
-    pe = V.PairEncoder(upsample=v.upsample, cache=cache, encoder=object())
 
     keys = sorted({p.a for p in pairs} | {p.b for p in pairs})
     log(f"{variant}: {len(pairs)} pairs, {len(keys)} images")
 
     # 1. HOG on every image, then the fallback box from the images where HOG found a face.
-    # Detections do not depend on the encoder settings: reuse any sibling cache's.
-    for sib in sorted(runs.glob("cache-*")):
-        if (
-            sib != cache.dir
-            and _upsample_of(sib.name) == v.upsample
-            and (sib / "index.json").is_file()
-        ):
-            other = V.EncodingCache(sib)
-            for k in keys:
-                found = other.get_detection(k)
-                if found is not None and cache.get_detection(k) is None:
-                    cache.put_detection(k, *found)
     t0 = time.perf_counter()
-    for i, k in enumerate(keys, 1):
-        if cache.get_detection(k) is None:
-            img = V.load_rgb(root / k)
-            cache.put_detection(k, (img.shape[1], img.shape[0]), [f.box for f in pe.detect(img)])
-        if i % 500 == 0:
-            cache.flush()
-            log(f"detected {i}/{len(keys)}")
-    cache.flush()
+    sizes, hog_box = detect_faces(keys, root, cache, runs, v.upsample)
     calibrated, n_found, n_missing = calibrate_fallback(cache, keys)
     log(
         f"HOG found a face in {n_found}/{len(keys)} images ({time.perf_counter() - t0:.0f} s); "
         f"calibrated fallback box {calibrated}, in use {V.FALLBACK_BOX_FRACTIONS}"
     )
     boxes: dict[str, tuple[int, int, int, int]] = {}
-    sizes: dict[str, tuple[int, int]] = {}
-    hog_box: dict[str, tuple[int, ...]] = {}
-    for k in keys:
-        (w, h), found = cache.get_detection(k)  # type: ignore[misc]
-        sizes[k] = (w, h)
-        face = V.central_face([Face(box=b) for b in found], w, h)
-        if face is not None:
-            hog_box[k] = face.box
     misses = [k for k in keys if k not in hog_box]
 
     # 1b. another detector for the images HOG misses (its boxes mapped to HOG's framing)

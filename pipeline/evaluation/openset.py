@@ -1,0 +1,680 @@
+"""Open-set identification (1:N): the protocol, its metrics and the product's decision.
+
+A gallery holds one photo per enrolled person; a probe is either *mated* (another photo
+of an enrolled person) or *non-mated* (a person who is not enrolled). Two kinds of figure:
+
+* the detection-and-identification rate (DIR) at a false-positive identification rate
+  (FPIR): the threshold is the largest one that accepts at most ``floor(FPIR * n)`` of
+  the non-mated probes' best-match distances; DIR is the share of mated probes whose
+  nearest gallery photo is their own person's *and* within that threshold;
+* the product's rule as it is: every probe goes through :func:`pipeline.fusion.fuse_identity`
+  (what the sink calls, via ``EventStore.refuse``, to name an event) with the configured
+  recognition threshold. A *wrong name* is a non-mated probe named anyone, or a mated
+  probe named someone else.
+
+Gallery construction (:func:`draw`): people with >= 2 images can be enrolled (their first
+image by file name is the gallery photo, the others are mated probes); at most
+``mated_share`` of them are enrolled in a draw, so the rest stay as non-mated probes. A
+gallery larger than that is padded with people who have a single image (distractors:
+enrolled, never probed). Every image of every person not enrolled is a non-mated probe.
+``scripts/eval_openset.py`` is the command line; results in docs/openset.md.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline import machine
+from pipeline.evaluation.common import log, spread
+from pipeline.fusion import fuse_identity
+from pipeline.recognition.verify import load_pairs, threshold_at_far
+
+FPIRS = (0.01, 0.001)
+
+
+def person_of(key: str) -> str:
+    """LFW image path -> person (``Name/Name_0001.jpg`` -> ``Name``)."""
+    return key.split("/")[0]
+
+
+def people_of(keys: Iterable[str]) -> dict[str, list[str]]:
+    """Person -> their images, sorted by file name."""
+    out: dict[str, list[str]] = defaultdict(list)
+    for k in sorted(keys):
+        out[person_of(k)].append(k)
+    return dict(out)
+
+
+@dataclass(frozen=True)
+class Draw:
+    gallery: list[str]  # one image per enrolled person (mated people first, then distractors)
+    mated: list[str]  # probes of enrolled people
+    non_mated: list[str]  # probes of people not enrolled
+    mated_people: int
+    distractors: int
+
+
+def max_mated(people: dict[str, list[str]], mated_share: float = 0.5) -> int:
+    """How many of the people with >= 2 images a draw may enrol."""
+    return int(sum(len(v) >= 2 for v in people.values()) * mated_share)
+
+
+def draw(
+    people: dict[str, list[str]],
+    size: int,
+    rng: np.random.Generator,
+    mated_share: float = 0.5,
+) -> Draw:
+    """One random gallery of ``size`` people and its probes (see the module docstring)."""
+    multi = sorted(p for p, ims in people.items() if len(ims) >= 2)
+    single = sorted(p for p, ims in people.items() if len(ims) == 1)
+    n_mated = min(size, max_mated(people, mated_share))
+    n_pad = size - n_mated
+    if n_mated < 1 or n_pad > len(single):
+        raise ValueError(
+            f"gallery of {size}: {len(multi)} people with 2+ images "
+            f"({n_mated} may be enrolled), {len(single)} single-image people to pad with"
+        )
+    enrolled = [multi[i] for i in sorted(rng.choice(len(multi), n_mated, replace=False))]
+    pad = [single[i] for i in sorted(rng.choice(len(single), n_pad, replace=False))]
+    chosen = set(enrolled) | set(pad)
+    return Draw(
+        gallery=[people[p][0] for p in enrolled + pad],
+        mated=[k for p in enrolled for k in people[p][1:]],
+        non_mated=[k for p in sorted(people) if p not in chosen for k in people[p]],
+        mated_people=n_mated,
+        distractors=n_pad,
+    )
+
+
+def rank1(probes: np.ndarray, gallery: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index and Euclidean distance of each probe's nearest gallery row."""
+    best = np.empty(len(probes), dtype=int)
+    dist = np.empty(len(probes))
+    for i, p in enumerate(probes):  # one row at a time: a 1,000 x 2,000 x 128 block is 2 GB
+        d = np.linalg.norm(gallery - p, axis=1)
+        best[i] = int(d.argmin())
+        dist[i] = d[best[i]]
+    return best, dist
+
+
+def dir_at_fpir(
+    mated_correct: np.ndarray, mated_dist: np.ndarray, non_mated_dist: np.ndarray, fpir: float
+) -> tuple[float, float]:
+    """(DIR, threshold) at ``fpir``: the threshold accepts at most ``floor(fpir * n)``
+    non-mated best matches; DIR = share of mated probes rank-1 correct and accepted."""
+    t = threshold_at_far(non_mated_dist, fpir)
+    return float(np.mean(mated_correct & (mated_dist <= t))), t
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The product's answers for one draw."""
+
+    mated_right: int  # mated probes named as themselves
+    mated_wrong: int  # mated probes named as someone else
+    mated: int
+    non_mated_named: int  # non-mated probes given any name (a wrong name)
+    non_mated: int
+
+    @property
+    def wrong_names(self) -> int:
+        return self.mated_wrong + self.non_mated_named
+
+    @property
+    def probes(self) -> int:
+        return self.mated + self.non_mated
+
+
+def product_names(
+    probes: np.ndarray, gallery_names: Sequence[str], gallery: np.ndarray, threshold: float
+) -> list[str | None]:
+    """The name the product gives each probe (a one-sample track): ``fuse_identity``."""
+    return [fuse_identity(p[None, :], gallery_names, gallery, threshold).name for p in probes]
+
+
+def decide(
+    draw_: Draw,
+    gallery_enc: dict[str, np.ndarray],
+    probe_enc: dict[str, np.ndarray],
+    threshold: float,
+) -> tuple[Decision, list[str | None], list[str | None]]:
+    """Run the product's rule on every probe of a draw and count its right and wrong names."""
+    names = [person_of(k) for k in draw_.gallery]
+    gal = np.stack([gallery_enc[k] for k in draw_.gallery])
+    mated = product_names(np.stack([probe_enc[k] for k in draw_.mated]), names, gal, threshold)
+    non = product_names(np.stack([probe_enc[k] for k in draw_.non_mated]), names, gal, threshold)
+    truth = [person_of(k) for k in draw_.mated]
+    return (
+        Decision(
+            mated_right=sum(n == t for n, t in zip(mated, truth, strict=True)),
+            mated_wrong=sum(n is not None and n != t for n, t in zip(mated, truth, strict=True)),
+            mated=len(mated),
+            non_mated_named=sum(n is not None for n in non),
+            non_mated=len(non),
+        ),
+        mated,
+        non,
+    )
+
+
+def evaluate_draw(
+    draw_: Draw,
+    gallery_enc: dict[str, np.ndarray],
+    probe_enc: dict[str, np.ndarray],
+    threshold: float,
+    fpirs: Sequence[float] = FPIRS,
+) -> dict[str, object]:
+    """Every figure of one draw: DIR at each FPIR and the product rule's counts."""
+    gal = np.stack([gallery_enc[k] for k in draw_.gallery])
+    names = np.array([person_of(k) for k in draw_.gallery], dtype=object)
+    m_idx, m_dist = rank1(np.stack([probe_enc[k] for k in draw_.mated]), gal)
+    _, n_dist = rank1(np.stack([probe_enc[k] for k in draw_.non_mated]), gal)
+    correct = names[m_idx] == np.array([person_of(k) for k in draw_.mated], dtype=object)
+    dec, _, _ = decide(draw_, gallery_enc, probe_enc, threshold)
+    out: dict[str, object] = {
+        "gallery": len(draw_.gallery),
+        "mated_people": draw_.mated_people,
+        "distractors": draw_.distractors,
+        "mated_probes": len(draw_.mated),
+        "non_mated_probes": len(draw_.non_mated),
+        "rank1": float(correct.mean()),
+        "non_mated_named": dec.non_mated_named,
+        "mated_wrong": dec.mated_wrong,
+        "mated_right": dec.mated_right,
+        "fpir_default": dec.non_mated_named / dec.non_mated,
+        "mated_wrong_rate": dec.mated_wrong / dec.mated,
+        "dir_default": dec.mated_right / dec.mated,
+        "wrong_name_rate": dec.wrong_names / dec.probes,
+        "dir_at_fpir": {},
+    }
+    for f in fpirs:
+        rate, t = dir_at_fpir(correct, m_dist, n_dist, f)
+        out["dir_at_fpir"][f"{f:g}"] = {"dir": rate, "threshold": round(t, 4)}  # type: ignore[index]
+    return out
+
+
+def summarise(rows: list[dict[str, object]]) -> dict[str, object]:
+    """Mean, minimum and maximum over draws of each rate, and the sizes of the first draw."""
+
+    def stats(values: list[float]) -> dict[str, float]:
+        return {"mean": float(np.mean(values)), "min": min(values), "max": max(values)}
+
+    keys = ("rank1", "fpir_default", "mated_wrong_rate", "dir_default", "wrong_name_rate")
+    out: dict[str, object] = {k: stats([float(r[k]) for r in rows]) for k in keys}  # type: ignore[arg-type]
+    for f in rows[0]["dir_at_fpir"]:  # type: ignore[union-attr]
+        out[f"dir_at_fpir_{f}"] = stats([r["dir_at_fpir"][f]["dir"] for r in rows])  # type: ignore[index]
+        out[f"threshold_at_fpir_{f}"] = stats(
+            [r["dir_at_fpir"][f]["threshold"] for r in rows]  # type: ignore[index]
+        )
+    for k in ("gallery", "mated_people", "distractors"):
+        out[k] = rows[0][k]
+    for k in ("mated_probes", "non_mated_probes"):
+        out[k] = stats([float(r[k]) for r in rows])  # type: ignore[arg-type]
+    out["draws"] = len(rows)
+    return out
+
+
+# ----- the LFW run and the page -----------------------------------------------------------
+
+
+def run_lfw(
+    gallery_enc: dict[str, np.ndarray],
+    probe_enc: dict[str, np.ndarray],
+    threshold: float,
+    sizes: Sequence[int],
+    draws: int,
+    seed: int = 0,
+    mated_share: float = 0.5,
+) -> dict[str, object]:
+    """Every gallery size, ``draws`` seeded draws each (draw ``i`` of size ``n`` uses
+    ``default_rng([seed, n, i])``); the dataset's counts and each size's summary."""
+    people = people_of(probe_enc)
+    multi = sum(len(v) >= 2 for v in people.values())
+    out: dict[str, object] = {
+        "images": len(probe_enc),
+        "people": len(people),
+        "people_2plus": multi,
+        "people_single": len(people) - multi,
+        "max_mated_people": max_mated(people, mated_share),
+        "mated_share": mated_share,
+        "threshold": threshold,
+        "seed": seed,
+        "sizes": {},
+    }
+    for n in sizes:
+        rows = [
+            evaluate_draw(
+                draw(people, n, np.random.default_rng([seed, n, i]), mated_share),
+                gallery_enc,
+                probe_enc,
+                threshold,
+            )
+            for i in range(draws)
+        ]
+        out["sizes"][str(n)] = summarise(rows)  # type: ignore[index]
+    return out
+
+
+def _pct(s: dict[str, float], digits: int = 1) -> str:
+    return (
+        f"{100 * s['mean']:.{digits}f} % ({100 * s['min']:.{digits}f}-{100 * s['max']:.{digits}f})"
+    )
+
+
+def lfw_tables(r: dict[str, Any]) -> list[str]:
+    """The LFW section's tables (markdown lines)."""
+    sizes = r["sizes"]
+    lines = [
+        "| gallery | enrolled with probes | distractors | mated probes | non-mated probes "
+        "| rank-1 | DIR @ FPIR 1 % | DIR @ FPIR 0.1 % | threshold @ FPIR 1 % "
+        "| threshold @ FPIR 0.1 % |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for n, s in sizes.items():
+        lines.append(
+            f"| {n} | {s['mated_people']} | {s['distractors']} "
+            f"| {s['mated_probes']['mean']:.0f} | {s['non_mated_probes']['mean']:.0f} "
+            f"| {_pct(s['rank1'])} | {_pct(s['dir_at_fpir_0.01'])} "
+            f"| {_pct(s['dir_at_fpir_0.001'])} | {s['threshold_at_fpir_0.01']['mean']:.3f} "
+            f"| {s['threshold_at_fpir_0.001']['mean']:.3f} |"
+        )
+    lines += [
+        "",
+        f"The product's rule at its default threshold {r['threshold']:.2f}:",
+        "",
+        "| gallery | wrong names (all probes) | non-mated probes named (FPIR) "
+        "| mated probes named someone else | mated probes named right (DIR) |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for n, s in sizes.items():
+        lines.append(
+            f"| {n} | {_pct(s['wrong_name_rate'])} | {_pct(s['fpir_default'])} "
+            f"| {_pct(s['mated_wrong_rate'])} | {_pct(s['dir_default'])} |"
+        )
+    return lines
+
+
+def _meta_lines(rec: dict[str, Any]) -> list[str]:
+    m = rec["machine"]
+    return [
+        f"Command: `{rec['command']}`; run {rec['date']} on {m['cpu']} ({m['cores']} cores, "
+        f"shared; load average {m['loadavg_start'][0]} at the start), Python {m['python']}, "
+        f"dlib {m.get('dlib', '?')}.",
+    ]
+
+
+def _enrolment_lines(rec: dict[str, Any]) -> list[str]:
+    """What encoding the gallery with fewer jitters than enrolment does changes."""
+    if rec["gallery_jitters"] == rec["enroll_jitters"]:
+        return []
+    lines = [
+        f"`facepipe enroll` encodes photos with {rec['enroll_jitters']} jitters; this run "
+        f"encoded the gallery with {rec['gallery_jitters']} (as the probes), because "
+        f"{rec['enroll_jitters']} jitters cost ~10x per photo (~1.6 s of CPU each on the "
+        "shared 2-core machine of the first run, ~30 min for the 1,241 candidate gallery photos).",
+    ]
+    c = rec.get("enrolment_check")
+    if c:
+        p, e = c["plain"], c["enrolled"]
+        lines[0] += (
+            f" The difference, measured on the {c['gallery_photos']} gallery photos encoded "
+            f"both ways: against every other image, {100 * p['impostor_accept']:.2f} % of "
+            f"impostor pairs are within {rec['results']['threshold']:.2f} with "
+            f"{rec['gallery_jitters']} jitter(s), {100 * e['impostor_accept']:.2f} % with "
+            f"{rec['enroll_jitters']} ({p['impostor_pairs']:,} pairs); genuine pairs "
+            f"accepted {100 * p['genuine_accept']:.0f} % and {100 * e['genuine_accept']:.0f} % "
+            f"({p['genuine_pairs']} pairs). "
+            + (
+                "Enrolment's jitters do not make false matches rarer, so the wrong-name "
+                "rates below are not pessimistic on that account."
+                if e["impostor_accept"] >= p["impostor_accept"]
+                else "Enrolment's jitters make false matches rarer: the wrong-name rates "
+                "below overstate the product's by about that ratio."
+            )
+        )
+    return [*lines, ""]
+
+
+def lfw_section(rec: dict[str, Any]) -> list[str]:
+    r = rec["results"]
+    sizes = list(r["sizes"])
+    first, last = r["sizes"][sizes[0]], r["sizes"][sizes[-1]]
+    return [
+        "## LFW: open-set identification",
+        "",
+        *_meta_lines(rec),
+        "",
+        f"Data: `lfw-pairs-subset` (LFW folds 1-3): {r['images']:,} images of "
+        f"{r['people']:,} people, {r['people_2plus']} of them with 2+ images, "
+        f"{r['people_single']} with one. Encodings: the recognize stage's "
+        f"(`DlibEncoder.from_config`, {rec['probe_encoder']}) for probes, `facepipe enroll`'s "
+        f"(`DlibEncoder(num_jitters={rec['gallery_jitters']})`) for gallery photos; the face is "
+        "the verification protocol's (HOG's central face, else the fixed fallback box), "
+        "cached under `runs/verification/`.",
+        "",
+        *_enrolment_lines(rec),
+        f"Construction, per draw (gallery size N, {rec['draws']} draws per size, seeded "
+        f"`numpy.random.default_rng([{r['seed']}, N, draw])`): "
+        f"min(N, {r['max_mated_people']}) of the {r['people_2plus']} people with 2+ images are "
+        "enrolled (at most half of them, so that the other half stays as non-mated probes); "
+        "each enrolled person's gallery photo is their first image by file name, their other "
+        "images are the mated probes. When N is larger, the gallery is padded with "
+        "N - " + str(r["max_mated_people"]) + " randomly drawn single-image people "
+        "(distractors: enrolled, never probed). Every image of every person not enrolled "
+        "(the other people with 2+ images and the single-image people not drawn) is a "
+        "non-mated probe. One gallery photo per person; each probe is one photo, i.e. a "
+        "track with one sample; the product's face-quality gate (`min_name_quality`) is "
+        "not applied (LFW faces are large and sharp).",
+        "",
+        "DIR (detection-and-identification rate) at an FPIR (false-positive identification "
+        "rate): the threshold accepts at most floor(FPIR x n) of the n non-mated probes' "
+        "best-match distances (set on the same probes, so the FPIR is met exactly); DIR is "
+        "the share of mated probes whose nearest gallery photo is their own and within it. "
+        "With under 1,000 non-mated probes, FPIR 0.1 % means that none may pass. Figures: "
+        "mean over draws (min-max).",
+        "",
+        *lfw_tables(r),
+        "",
+        f"Wrong names at the default threshold {r['threshold']:.2f}: "
+        f"{100 * first['wrong_name_rate']['mean']:.1f} % of all probes with {sizes[0]} "
+        f"people enrolled, {100 * last['wrong_name_rate']['mean']:.1f} % with {sizes[-1]}; "
+        f"a not-enrolled person gets a name {100 * first['fpir_default']['mean']:.1f} % of the "
+        f"time with {sizes[0]}, {100 * last['fpir_default']['mean']:.1f} % with {sizes[-1]}. "
+        f"The threshold that keeps that at 1 % falls from "
+        f"{first['threshold_at_fpir_0.01']['mean']:.3f} to "
+        f"{last['threshold_at_fpir_0.01']['mean']:.3f}: a pair threshold (1:1) does not hold "
+        "for 1:N.",
+    ]
+
+
+def write_markdown(docs: Path) -> None:
+    """``docs/openset.md`` from the result files present in ``docs/openset/``."""
+    parts = [
+        "# Open-set identification and where the default rule errs",
+        "",
+        "Generated by `scripts/eval_openset.py` (library: `pipeline/evaluation/openset.py`) "
+        "from `docs/openset/*.json`; do not edit by hand. It measures today's decision rule "
+        "(issue 10): a track is named after the nearest enrolled photo when the distance is "
+        "within `recognition.threshold` (`pipeline/fusion.py` `fuse_identity`, the function "
+        "the sink calls to name an event), whatever the size of the gallery.",
+        "",
+    ]
+    for pattern, section in (("lfw*.json", lfw_section), ("utkface*.json", utkface_section)):
+        # the plain runs first (lfw-gallery-jitterN, utkface), then their variants
+        paths = sorted((docs / "openset").glob(pattern), key=lambda p: (p.stem.count("-"), p.stem))
+        for path in paths:
+            parts += section(json.loads(path.read_text())) + [""]
+    (docs / "openset.md").write_text("\n".join(parts))
+
+
+def evaluate_lfw(
+    data: Path,
+    runs: Path,
+    recognition: Any,
+    sizes: Sequence[int],
+    draws: int,
+    seed: int = 0,
+    gallery_jitters: int | None = None,
+    command: str = "",
+    max_people: int = 0,
+) -> dict[str, Any]:
+    """The LFW run with the ``recognition`` config section's encoders and threshold.
+
+    Probes: the recognize stage's encodings (``num_jitters``); gallery photos: enrolment's
+    (``gallery_jitters``, default ``enroll_jitters``); both cached under ``runs`` by
+    :func:`pipeline.evaluation.verification.lfw_encodings`.
+    """
+    from pipeline.evaluation.verification import _dlib_version, lfw_encodings
+
+    if recognition.flip:
+        raise ValueError("recognition.flip: the cached LFW encodings are not flip-averaged")
+    started = machine.info(dlib=_dlib_version(), numpy=np.__version__)
+    g_jitters = gallery_jitters or recognition.enroll_jitters
+    pairs = load_pairs(data / "pairs.tsv")
+    people = people_of({k for p in pairs for k in (p.a, p.b)})
+    if max_people:  # the first people (by name) with 2+ images and as many with one
+        multi = [p for p in people if len(people[p]) >= 2][:max_people]
+        single = [p for p in people if len(people[p]) == 1][:max_people]
+        people = {p: people[p] for p in multi + single}
+    keys = sorted(k for ims in people.values() for k in ims)
+    probe_enc = lfw_encodings(data, runs, recognition.num_jitters, keys)
+    firsts = sorted(ims[0] for ims in people.values())
+    gallery_enc = lfw_encodings(data, runs, g_jitters, keys=firsts)
+    check = None
+    if g_jitters != recognition.enroll_jitters:
+        enrol = lfw_encodings(data, runs, recognition.enroll_jitters, firsts, cached_only=True)
+        if enrol:
+            check = enrolment_check(gallery_enc, enrol, probe_enc, recognition.threshold)
+            log(f"enrolment check: {check}")
+    log(f"encodings ready; threshold {recognition.threshold}")
+    results = run_lfw(gallery_enc, probe_enc, recognition.threshold, sizes, draws, seed)
+    for n, s in results["sizes"].items():  # type: ignore[attr-defined]
+        log(
+            f"gallery {n}: wrong names {100 * s['wrong_name_rate']['mean']:.2f} %, "
+            f"non-mated named {100 * s['fpir_default']['mean']:.2f} %, "
+            f"DIR@FPIR1% {100 * s['dir_at_fpir_0.01']['mean']:.1f} %, "
+            f"DIR@FPIR0.1% {100 * s['dir_at_fpir_0.001']['mean']:.1f} %"
+        )
+    return {
+        "name": f"lfw-gallery-jitter{g_jitters}" + (f"-people{max_people}" if max_people else ""),
+        "command": command,
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": started,
+        "probe_encoder": f"num_jitters={recognition.num_jitters}, flip={recognition.flip}",
+        "gallery_jitters": g_jitters,
+        "enroll_jitters": recognition.enroll_jitters,
+        "draws": draws,
+        "results": results,
+        "enrolment_check": check,
+    }
+
+
+def enrolment_check(
+    plain: dict[str, np.ndarray],
+    enrolled: dict[str, np.ndarray],
+    probe_enc: dict[str, np.ndarray],
+    threshold: float,
+) -> dict[str, Any]:
+    """Pair rates at ``threshold`` of the gallery photos encoded both ways (``plain``: as
+    probes are; ``enrolled``: as ``facepipe enroll`` does), against every probe image:
+    impostor pairs (another person) accepted, genuine pairs (the same person) accepted."""
+    keys = sorted(set(plain) & set(enrolled))
+    probes = sorted(set(probe_enc) - set(keys))
+    p = np.stack([probe_enc[k] for k in probes])
+    who = np.array([person_of(k) for k in probes], dtype=object)
+    out: dict[str, Any] = {"gallery_photos": len(keys)}
+    for label, enc in (("plain", plain), ("enrolled", enrolled)):
+        imp_hit = imp = gen_hit = gen = 0
+        for k in keys:
+            d = np.linalg.norm(p - enc[k], axis=1)
+            same = who == person_of(k)
+            imp += int((~same).sum())
+            imp_hit += int((d[~same] <= threshold).sum())
+            gen += int(same.sum())
+            gen_hit += int((d[same] <= threshold).sum())
+        out[label] = {
+            "impostor_pairs": imp,
+            "impostor_accept": imp_hit / imp if imp else None,
+            "genuine_pairs": gen,
+            "genuine_accept": gen_hit / gen if gen else None,
+        }
+    return out
+
+
+def save(record: dict[str, Any], docs: Path) -> Path:
+    """Write ``docs/openset/<name>.json`` and regenerate ``docs/openset.md``."""
+    out = docs / "openset" / f"{record['name']}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1) + "\n")
+    write_markdown(docs)
+    return out
+
+
+# ----- false matches by demographic group (UTKFace) ---------------------------------------
+
+RACES = ("white", "black", "asian", "indian", "other")
+GENDERS = ("male", "female")
+
+
+def false_matches_by_group(
+    enc: np.ndarray, labels: Sequence[str], threshold: float
+) -> dict[str, dict[str, float | int]]:
+    """False matches among faces of different people, by the pair's groups.
+
+    Every pair ``i < j`` is an impostor pair; it counts for ``"G"`` when both faces are in
+    group G (within) and for ``"G|H"`` (G < H) when they are in two groups (across). A
+    false match: distance <= ``threshold``. Returns pairs, matches and their rate.
+    """
+    groups = sorted(set(labels))
+    g_of = np.array([groups.index(g) for g in labels])
+    n_g = len(groups)
+    matches = np.zeros((n_g, n_g), dtype=np.int64)
+    x = np.asarray(enc, dtype=np.float64)
+    for i in range(len(x) - 1):
+        d = np.linalg.norm(x[i + 1 :] - x[i], axis=1)
+        hit = g_of[i + 1 :][d <= threshold]
+        np.add.at(matches[g_of[i]], hit, 1)
+    sizes = np.bincount(g_of, minlength=n_g)
+    out: dict[str, dict[str, float | int]] = {}
+    for a in range(n_g):
+        for b in range(a, n_g):
+            pairs = int(sizes[a] * (sizes[a] - 1) // 2) if a == b else int(sizes[a] * sizes[b])
+            m = int(matches[a, b] + (matches[b, a] if a != b else 0))
+            key = groups[a] if a == b else f"{groups[a]}|{groups[b]}"
+            out[key] = {"pairs": pairs, "matches": m, "fmr": m / pairs if pairs else float("nan")}
+    return out
+
+
+def evaluate_utkface(
+    folder: Path,
+    runs: Path,
+    recognition: Any,
+    command: str = "",
+    min_age: int = 0,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """False-match rates by race and gender at ``recognition.threshold`` on UTKFace's
+    validation split (faces of ``min_age`` and older), every pair of images an impostor pair.
+
+    Encodings: the recognize stage's encoder on the box ``facepipe analyze --face-crop``
+    gives a crop, cached under ``runs/<encoding_cache_name>/utkface`` as
+    ``scripts/eval_attributes.py`` caches them.
+    """
+    from pipeline.agegender.split import list_samples, split_samples
+    from pipeline.evaluation import attributes as ev
+    from pipeline.evaluation.verification import _dlib_version
+    from pipeline.images import read_image
+
+    started = machine.info(dlib=_dlib_version(), numpy=np.__version__)
+    _, val = split_samples(list_samples(folder))
+    val = spread([s for s in val if s.age >= min_age], limit)
+    encode = ev.StageEncodings(
+        ev.recognition_encoder(recognition),
+        runs / ev.encoding_cache_name(recognition) / "utkface",
+    )
+    enc = []
+    for s in val:
+        image = read_image(folder / s.name)
+        enc.append(encode(s.name, image, ev.face_crop_box(image)))
+    encode.flush()
+    log(f"utkface: {len(val)} encodings ({encode.computed} computed)")
+    x = np.array(enc)
+    t = recognition.threshold
+    race = [RACES[s.race] for s in val]
+    gender = [GENDERS[s.gender] for s in val]
+    groups = [f"{r} {g}" for r, g in zip(race, gender, strict=True)]
+    return {
+        "name": ("utkface" if min_age == 0 else f"utkface-age{min_age}plus")
+        + (f"-limit{limit}" if limit else ""),
+        "command": command,
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": started,
+        "encoder": ev.encoding_cache_name(recognition),
+        "threshold": t,
+        "min_age": min_age,
+        "images": len(val),
+        "sizes": {g: groups.count(g) for g in sorted(set(groups))},
+        "race_gender": false_matches_by_group(x, groups, t),
+        "race": false_matches_by_group(x, race, t),
+        "gender": false_matches_by_group(x, gender, t),
+        "all": false_matches_by_group(x, ["all"] * len(val), t)["all"],
+    }
+
+
+def _fmr(e: dict[str, Any]) -> str:
+    return f"{100 * e['fmr']:.3f} %"
+
+
+def _one_of(fmr: float, n: int) -> str:
+    """Chance that a stranger falsely matches at least one of n enrolled people."""
+    return f"{100 * (1 - (1 - fmr) ** n):.0f} %"
+
+
+def utkface_section(rec: dict[str, Any]) -> list[str]:
+    rg, race = rec["race_gender"], rec["race"]
+    ages = "all ages" if rec["min_age"] == 0 else f"aged {rec['min_age']} and over"
+    lines = [
+        f"## UTKFace: false matches by group at the default rule ({ages})",
+        "",
+        *_meta_lines(rec),
+        "",
+        f"Data: UTKFace's validation split (the one no project model trains on), {ages}: "
+        f"{rec['images']:,} aligned face crops, encoded by the recognize stage's encoder "
+        f"(`{rec['encoder']}`) on the box `facepipe analyze --face-crop` gives a crop. UTKFace "
+        "has no identity labels: every pair of images counts as two different people (a few "
+        "pairs may be the same person photographed twice, which would count as false "
+        f"matches). A false match: distance <= {rec['threshold']:.2f}, the default "
+        "`recognition.threshold`. Group labels from the file names (race as UTKFace codes it: "
+        "white, black, asian, indian, other). Overall: "
+        f"{_fmr(rec['all'])} of {rec['all']['pairs']:,} pairs. The last two columns: the "
+        "chance that a stranger of that group matches at least one of 10 or 100 enrolled "
+        "people of the same group, 1 - (1 - FMR)^N (independence assumed).",
+        "",
+        "| group (both faces) | images | impostor pairs | false matches | FMR "
+        "| 1 of 10 | 1 of 100 |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for g in sorted(k for k in rg if "|" not in k):
+        e = rg[g]
+        lines.append(
+            f"| {g} | {rec['sizes'][g]} | {e['pairs']:,} | {e['matches']:,} | {_fmr(e)} "
+            f"| {_one_of(e['fmr'], 10)} | {_one_of(e['fmr'], 100)} |"
+        )
+    races = [r for r in RACES if r in race]
+    lines += [
+        "",
+        "By race, within and across (pairs of one face of each group):",
+        "",
+        "| | " + " | ".join(races) + " |",
+        "|---|" + "---:|" * len(races),
+    ]
+    for a in races:
+        cells = []
+        for b in races:
+            key = a if a == b else "|".join(sorted((a, b)))
+            cells.append(_fmr(race[key]))
+        lines.append(f"| {a} | " + " | ".join(cells) + " |")
+    gd = rec["gender"]
+    within = {g: e["fmr"] for g, e in rg.items() if "|" not in g and e["pairs"]}
+    hi, lo = max(within, key=within.get), min(within, key=within.get)  # type: ignore[arg-type]
+    lines += [
+        "",
+        f"By gender: male pairs {_fmr(gd['male'])}, female pairs {_fmr(gd['female'])}, "
+        f"male-female pairs {_fmr(gd['female|male'])}.",
+        "",
+        "At the one threshold, two strangers are falsely matched "
+        + (f"{within[hi] / within[lo]:.0f} times as often" if within[lo] else "more often")
+        + f" when both are {hi} ({_fmr(rg[hi])}) as when both are {lo} "
+        f"({_fmr(rg[lo])}). The threshold was calibrated on LFW "
+        "pairs (mostly white men); it does not hold for every group.",
+    ]
+    return lines
