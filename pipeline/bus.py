@@ -13,7 +13,16 @@ serializer, never pickle) that carry the stage's message type (``pipeline/stages
   ``take_encodings``);
 * ``tracker:<stream>:<session>``: the track stage's state (JSON), its only writer being
   the track stage, under ``tracker-lock:<stream>:<session>`` (redis-py's ``Lock``);
-* ``streams``, ``stream:<stream>/<session>``: registered streams and their frame counts.
+* ``streams``, ``stream:<stream>/<session>``: registered streams and their frame counts;
+  ``accounted:<stream>:<session>``: which frames (by ``seq``) the sink has counted, so a
+  retried batch is never counted twice (``account_frames``);
+* ``dead:<stage>``: queue entries a worker could not read (undecodable, oversized), set
+  aside with the reason (``dead_letter``);
+* ``alive:<worker>``: a worker's heartbeat, expiring ``workers.job_recovery_s`` after the
+  last beat; the jobs of a worker without one are requeued (``workers/base.py``).
+
+Every per-session key expires ``redis.session_ttl_s`` after its last write, so an
+abandoned session leaves nothing behind.
 
 Key and queue names all start with ``redis.prefix`` so several pipelines can share one
 Redis server.
@@ -21,6 +30,7 @@ Redis server.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from typing import Any
@@ -33,7 +43,20 @@ from rq.serializers import JSONSerializer
 from pipeline.record import Encodings, FrameRecord, TrackJob
 from pipeline.stages import stage as stage_spec
 
-STATE_TTL_S = 7 * 24 * 3600  # the tracker state and encodings of an idle stream expire
+# account_frames: KEYS = counts hash, accounted hash; ARGV = ttl, seq1, field1, seq2, ...
+# a frame is counted under its field only the first time its seq is accounted
+_ACCOUNT_LUA = """
+local new = {}
+for i = 2, #ARGV, 2 do
+  if redis.call('HSETNX', KEYS[2], ARGV[i], ARGV[i + 1]) == 1 then
+    redis.call('HINCRBY', KEYS[1], ARGV[i + 1], 1)
+    new[#new + 1] = ARGV[i]
+  end
+end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+return new
+"""
 
 
 def connect(url: str) -> redis.Redis:
@@ -44,10 +67,14 @@ def connect(url: str) -> redis.Redis:
 class Bus:
     """Redis connection, queue names and key names of one pipeline."""
 
-    def __init__(self, conn: redis.Redis, prefix: str = "facepipe") -> None:
+    def __init__(
+        self, conn: redis.Redis, prefix: str = "facepipe", session_ttl_s: int = 86400
+    ) -> None:
         self.conn = conn
         self.prefix = prefix
+        self.session_ttl_s = session_ttl_s
         self._queues: dict[str, Queue] = {}
+        self._account = conn.register_script(_ACCOUNT_LUA)
 
     # ----- keys ----------------------------------------------------------------
     def key(self, *parts: object) -> str:
@@ -100,7 +127,11 @@ class Bus:
 
     def buffer_put(self, rec: FrameRecord) -> None:
         """Frame ``rec`` waits for the track stage; the stream's track stage is poked."""
-        self.conn.hset(self._buffer(rec.stream, rec.session), str(rec.seq), rec.to_json())
+        key = self._buffer(rec.stream, rec.session)
+        pipe = self.conn.pipeline()
+        pipe.hset(key, str(rec.seq), rec.to_json())
+        pipe.expire(key, self.session_ttl_s)
+        pipe.execute()
         self.poke_track(rec.stream, rec.session)
 
     def buffer_take(self, stream: str, session: str, seq: int) -> FrameRecord | None:
@@ -130,7 +161,7 @@ class Bus:
         key = self._encodings(msg.stream, msg.session)
         pipe = self.conn.pipeline()
         pipe.rpush(key, json.dumps(msg.to_dict(), separators=(",", ":")))
-        pipe.expire(key, STATE_TTL_S)
+        pipe.expire(key, self.session_ttl_s)
         pipe.execute()
         self.poke_track(msg.stream, msg.session)
 
@@ -155,7 +186,7 @@ class Bus:
         self.conn.set(
             self.key("tracker", stream, session),
             json.dumps(state, separators=(",", ":")),
-            ex=STATE_TTL_S,
+            ex=self.session_ttl_s,
         )
 
     def tracker_lock(self, stream: str, session: str, timeout_s: float) -> Lock:
@@ -165,8 +196,15 @@ class Bus:
     # ----- streams and frame accounting ------------------------------------------
     def register_stream(self, stream: str, session: str, info: dict[str, Any]) -> None:
         sid = self.stream_id(stream, session)
-        self.conn.hset(self.key("streams"), sid, json.dumps({**info, "started": time.time()}))
-        self.conn.hset(self.key("stream", sid), mapping={"captured": 0, "processed": 0})
+        pipe = self.conn.pipeline()
+        pipe.hset(self.key("streams"), sid, json.dumps({**info, "started": time.time()}))
+        pipe.hset(self.key("stream", sid), mapping={"captured": 0, "processed": 0})
+        pipe.expire(self.key("stream", sid), self.session_ttl_s)
+        pipe.execute()
+
+    def stream_exists(self, stream: str, session: str) -> bool:
+        """False once Redis lost the stream's counts (restarted without persistence)."""
+        return bool(self.conn.exists(self.key("stream", self.stream_id(stream, session))))
 
     def streams(self) -> dict[str, dict[str, Any]]:
         raw = self.conn.hgetall(self.key("streams"))
@@ -174,11 +212,36 @@ class Bus:
 
     def count_frame(self, stream: str, session: str, field: str, n: int = 1) -> None:
         """Per-stream counters: ``captured``, ``processed`` or ``dropped:REASON``."""
-        self.conn.hincrby(self.key("stream", self.stream_id(stream, session)), field, n)
+        key = self.key("stream", self.stream_id(stream, session))
+        pipe = self.conn.pipeline()
+        pipe.hincrby(key, field, n)
+        pipe.expire(key, self.session_ttl_s)
+        pipe.execute()
+
+    def account_frames(self, stream: str, session: str, fields: dict[int, str]) -> set[int]:
+        """Count each frame ``seq -> field`` (``processed``, ``dropped:REASON``) once.
+
+        Returns the seqs counted now; a seq counted before (a retried sink batch) is
+        skipped, so frame counts never exceed what was captured.
+        """
+        if not fields:
+            return set()
+        argv: list[object] = [self.session_ttl_s]
+        for seq, field in fields.items():
+            argv += [seq, field]
+        keys = [
+            self.key("stream", self.stream_id(stream, session)),
+            self.key("accounted", stream, session),
+        ]
+        return {int(s) for s in self._account(keys=keys, args=argv)}
 
     def set_end(self, stream: str, session: str, last_seq: int) -> None:
         """A finite source is done; ``last_seq`` is -1 when no frame was enqueued."""
-        self.conn.hset(self.key("stream", self.stream_id(stream, session)), "end_seq", last_seq)
+        key = self.key("stream", self.stream_id(stream, session))
+        pipe = self.conn.pipeline()
+        pipe.hset(key, "end_seq", last_seq)
+        pipe.expire(key, self.session_ttl_s)
+        pipe.execute()
 
     def stream_counts(self, stream: str, session: str) -> dict[str, int]:
         raw = self.conn.hgetall(self.key("stream", self.stream_id(stream, session)))
@@ -191,3 +254,36 @@ class Bus:
             return False
         dropped = sum(v for k, v in c.items() if k.startswith("dropped:"))
         return c.get("captured", 0) == c.get("processed", 0) + dropped
+
+    # ----- faults: dead letters and worker heartbeats ----------------------------
+    def dead_key(self, stage: str) -> str:
+        return self.key("dead", stage)
+
+    def dead_letter(self, stage: str, entry: bytes, reason: str, max_bytes: int = 65536) -> None:
+        """Set a queue entry aside that no worker can read (kept, base64, up to
+        ``max_bytes``, with the reason; the newest 1000 per stage)."""
+        record = {
+            "stage": stage,
+            "reason": reason,
+            "at": time.time(),
+            "size": len(entry),
+            "entry": base64.b64encode(entry[:max_bytes]).decode(),
+        }
+        pipe = self.conn.pipeline()
+        pipe.lpush(self.dead_key(stage), json.dumps(record))
+        pipe.ltrim(self.dead_key(stage), 0, 999)
+        pipe.execute()
+
+    def dead_letters(self, stage: str) -> list[dict[str, Any]]:
+        return [json.loads(r) for r in self.conn.lrange(self.dead_key(stage), 0, -1)]
+
+    def beat(self, worker: str, ttl_s: float) -> None:
+        """Worker ``worker`` is alive for the next ``ttl_s`` seconds."""
+        self.conn.set(self.key("alive", worker), 1, px=max(1, int(ttl_s * 1000)))
+
+    def alive(self, worker: str) -> bool:
+        return bool(self.conn.exists(self.key("alive", worker)))
+
+    def forget(self, worker: str) -> None:
+        """A worker that stops cleanly withdraws its heartbeat."""
+        self.conn.delete(self.key("alive", worker))

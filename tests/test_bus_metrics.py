@@ -102,7 +102,8 @@ def test_the_stage_table_names_real_job_functions_and_worker_classes():
     # `facepipe run` starts workers.<stage> processes of every stage in the table
     from pipeline.config import load_config
 
-    assert set(load_config(None, environ={}).workers.model_dump()) == set(STAGES)
+    counts = load_config(None, environ={}).workers.model_dump()
+    assert all(isinstance(counts[name], int) and counts[name] >= 1 for name in STAGES)
 
 
 def test_the_ordered_buffer(redis_url):

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from rq.serializers import JSONSerializer
 
 from pipeline.capture import Capture
 from pipeline.config import load_config
@@ -15,7 +14,7 @@ from pipeline.runtime import Runtime
 from pipeline.sources import Source
 from pipeline.store import EventStore
 from workers import base
-from workers.base import StageWorker
+from workers.base import stage_worker
 
 
 @pytest.fixture()
@@ -30,9 +29,7 @@ def rt(redis_url, home):
 
 
 def burst(rt: Runtime, stage: str) -> None:
-    StageWorker([rt.bus.queue(stage)], connection=rt.bus.conn, serializer=JSONSerializer).work(
-        burst=True, logging_level="WARNING"
-    )
+    stage_worker(stage, rt, name=f"{stage}-test").work(burst=True, logging_level="WARNING")
 
 
 def run_all(rt: Runtime) -> None:
