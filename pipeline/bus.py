@@ -36,7 +36,9 @@ import time
 from typing import Any
 
 import redis
+from redis.backoff import ExponentialWithJitterBackoff
 from redis.lock import Lock
+from redis.retry import Retry as RedisRetry
 from rq import Queue, Retry
 from rq.serializers import JSONSerializer
 
@@ -60,8 +62,18 @@ return new
 
 
 def connect(url: str) -> redis.Redis:
-    """A Redis client for ``redis://``, ``rediss://`` or ``unix://`` URLs."""
-    return redis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+    """A Redis client for ``redis://``, ``rediss://`` or ``unix://`` URLs.
+
+    redis-py itself retries a failed command only briefly (a blip); a longer outage
+    surfaces as ``ConnectionError`` to the caller's :class:`pipeline.retry.RedisHealth`,
+    which waits it out with backoff, logs and counts it.
+    """
+    return redis.Redis.from_url(
+        url,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+        retry=RedisRetry(ExponentialWithJitterBackoff(base=0.02, cap=0.2), retries=2),
+    )
 
 
 class Bus:

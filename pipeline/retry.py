@@ -59,6 +59,8 @@ class RedisHealth:
     outages: int = 0
     on_reconnect: list[Callable[[float], None]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _attempt: int = 0  # failed attempts in a row (``try_now``'s backoff)
+    _next_try: float = 0.0
 
     def mark_down(self, exc: BaseException) -> None:
         with self._lock:
@@ -83,6 +85,26 @@ class RedisHealth:
                 self.mark_down(exc)
             except Exception:  # a hook must not break the reconnect
                 log.exception("%s: reconnect hook failed", self.who)
+
+    def try_now(self, op: Callable[[], T]) -> tuple[bool, T | None]:
+        """``(True, op())``, or ``(False, None)`` if Redis is down; never blocks on an
+        outage: while down, ``op`` is only attempted once per backoff delay (for a live
+        source, which must go on reading frames meanwhile)."""
+        if not self.up and time.monotonic() < self._next_try:
+            return False, None
+        try:
+            result = op()
+        except REDIS_DOWN as exc:
+            self.mark_down(exc)
+            self._next_try = time.monotonic() + backoff_delays(self.base_s, self.cap_s)(
+                self._attempt
+            )
+            self._attempt += 1
+            return False, None
+        self._attempt = 0
+        if not self.up:
+            self.mark_up()
+        return True, result
 
     def ping(self) -> bool:
         """True if Redis answers now (updates up/down)."""
