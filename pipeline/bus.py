@@ -210,13 +210,14 @@ class Bus:
         sid = self.stream_id(stream, session)
         pipe = self.conn.pipeline()
         pipe.hset(self.key("streams"), sid, json.dumps({**info, "started": time.time()}))
-        pipe.hset(self.key("stream", sid), mapping={"captured": 0, "processed": 0})
+        pipe.hset(self.key("stream", sid), mapping={"captured": 0, "processed": 0, "registered": 1})
         pipe.expire(self.key("stream", sid), self.session_ttl_s)
         pipe.execute()
 
     def stream_exists(self, stream: str, session: str) -> bool:
         """False once Redis lost the stream's counts (restarted without persistence)."""
-        return bool(self.conn.exists(self.key("stream", self.stream_id(stream, session))))
+        key = self.key("stream", self.stream_id(stream, session))
+        return bool(self.conn.hexists(key, "registered"))  # counts alone may be re-created
 
     def streams(self) -> dict[str, dict[str, Any]]:
         raw = self.conn.hgetall(self.key("streams"))
@@ -257,7 +258,7 @@ class Bus:
 
     def stream_counts(self, stream: str, session: str) -> dict[str, int]:
         raw = self.conn.hgetall(self.key("stream", self.stream_id(stream, session)))
-        return {k.decode(): int(v) for k, v in raw.items()}
+        return {k.decode(): int(v) for k, v in raw.items() if k != b"registered"}
 
     def stream_done(self, stream: str, session: str) -> bool:
         """True once a finite stream's every captured frame is processed or dropped."""

@@ -42,7 +42,7 @@ from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
-from rq.utils import get_version, now
+from rq.utils import get_version, now, str_to_date
 from rq.worker_registration import REDIS_WORKER_KEYS
 
 from pipeline.bus import Bus
@@ -408,18 +408,26 @@ def recover_dead_jobs(bus: Bus, metrics: Any, recovery_s: float) -> int:
     recovered = 0
     for stage in STAGE_NAMES:
         registry = StartedJobRegistry(queue=bus.queue(stage))
-        dead = []
+        dead: dict[bytes, str] = {}
         for entry in bus.conn.zrange(registry.key, 0, -1):
             job_id = _text(entry).split(":")[0]
-            worker = bus.conn.hget(Job.key_for(job_id), "worker_name")
-            if worker is not None and not bus.alive(_text(worker)):
-                dead.append(entry)
+            worker, started = bus.conn.hmget(Job.key_for(job_id), ["worker_name", "started_at"])
+            if worker is None or bus.alive(_text(worker)):
+                continue
+            # a worker that just started the job (or just reconnected) has had less than
+            # one recovery period to beat: only jobs started before that are orphans
+            if not started or (now() - str_to_date(started)).total_seconds() < recovery_s:
+                continue
+            dead[entry] = _text(worker)
         if dead:
             bus.conn.zadd(registry.key, {e: 1 for e in dead}, xx=True)
             registry.cleanup()
             recovered += len(dead)
             metrics.inc("facepipe_jobs_recovered_total", {"stage": stage}, len(dead))
-            log.warning("requeued %d %s job(s) of dead workers", len(dead), stage)
+            log.warning(
+                "requeued %d %s job(s) of dead worker(s) %s",
+                len(dead), stage, ", ".join(sorted(set(dead.values()))),
+            )  # fmt: skip
     return recovered
 
 
