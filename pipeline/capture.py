@@ -284,11 +284,11 @@ class WaitResult:
         return max(0, c.get("captured", 0) - c.get("processed", 0) - dropped)
 
 
-def pipeline_busy(bus: Bus) -> bool:
-    """True while any stage has a job queued or running."""
+def pipeline_busy(bus: Bus, queued: bool = True) -> bool:
+    """True while any stage has a job running (or, with ``queued``, waiting)."""
     for stage in STAGE_NAMES:
         q = bus.queue(stage)
-        if q.count or StartedJobRegistry(queue=q).count:
+        if StartedJobRegistry(queue=q).count or (queued and q.count):
             return True
     return False
 
@@ -314,11 +314,11 @@ def wait_accounted(
     stall_s = rt.config.tracker.gap_timeout_s + 3 * rt.config.workers.job_recovery_s
     last, last_change, last_poke = None, time.monotonic(), 0.0
 
-    def snapshot() -> tuple[dict[str, dict[str, int]], bool, list[str]]:
+    def snapshot() -> tuple[dict[str, dict[str, int]], bool, bool, list[str]]:
         counts = {f"{s}/{sess}": bus.stream_counts(s, sess) for s, sess in streams}
         vanished = [k for (s, sess), k in zip(streams, counts, strict=True)
                     if not bus.stream_exists(s, sess)]  # fmt: skip
-        return counts, pipeline_busy(bus), vanished
+        return counts, pipeline_busy(bus), pipeline_busy(bus, queued=False), vanished
 
     def total(counts: dict[str, dict[str, int]]) -> dict[str, int]:
         out: Counter[str] = Counter()
@@ -330,7 +330,7 @@ def wait_accounted(
         if check is not None:
             check()
         try:
-            counts, busy, vanished = health.call(snapshot, stop)
+            counts, busy, running, vanished = health.call(snapshot, stop)
         except Stopped:
             return WaitResult(False, {}, "stopped")
         if vanished:
@@ -343,14 +343,14 @@ def wait_accounted(
         if all(bus.stream_done(s, sess) for s, sess in streams) and not busy:
             return WaitResult(True, total(counts))
         now = time.monotonic()
-        if counts != last or busy:
+        if counts != last or running:
             last, last_change = counts, now
         elif now - last_change > stall_s:
             return WaitResult(
                 False,
                 total(counts),
-                f"no progress for {stall_s:.0f} s and no job left: frames of a lost job "
-                "(see the failed registry)",
+                f"no progress for {stall_s:.0f} s and no job running: frames of a lost job "
+                "(see the failed registry) or no worker for a stage",
             )
         if now - last_poke > 2.0:
             for s, sess in streams:
