@@ -15,7 +15,7 @@ from .conftest import wait_for
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_stopped_run_prints_a_summary_that_adds_up(bus, procs, env, tmp_path, sig):
     env["FACEPIPE__CAPTURE__REALTIME"] = "true"  # 90 frames at 15 fps: 6 s of capture
     video = make_demo_video(tmp_path / "clip.mp4", frames=90)
