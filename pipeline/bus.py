@@ -66,11 +66,13 @@ def connect(url: str) -> redis.Redis:
 
     redis-py itself retries a failed command only briefly (a blip); a longer outage
     surfaces as ``ConnectionError`` to the caller's :class:`pipeline.retry.RedisHealth`,
-    which waits it out with backoff, logs and counts it.
+    which waits it out with backoff, logs and counts it. A server that stops answering
+    (hung, partitioned) counts as down after ``socket_timeout``.
     """
     return redis.Redis.from_url(
         url,
         socket_connect_timeout=5,
+        socket_timeout=30,  # a hung server is an outage too (rq raises it for its BLMOVE)
         health_check_interval=30,
         retry=RedisRetry(ExponentialWithJitterBackoff(base=0.02, cap=0.2), retries=2),
     )
