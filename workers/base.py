@@ -38,6 +38,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 from rq import Queue, SimpleWorker
+from rq.exceptions import NoSuchJobError
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job
 from rq.registry import StartedJobRegistry
@@ -48,7 +49,7 @@ from rq.worker_registration import REDIS_WORKER_KEYS
 from pipeline.bus import Bus
 from pipeline.config import load_config
 from pipeline.record import FrameRecord
-from pipeline.retry import REDIS_DOWN, RedisHealth
+from pipeline.retry import REDIS_DOWN, RedisHealth, backoff_delays
 from pipeline.runtime import Runtime
 from pipeline.stages import STAGE_NAMES, StageSpec, stage_of_worker
 from pipeline.stages import stage as stage_spec
@@ -277,9 +278,33 @@ class StageWorker(SimpleWorker):
 
     def run_maintenance_tasks(self) -> None:
         try:
+            self._sweep_intermediate()
             super().run_maintenance_tasks()
         except REDIS_DOWN as exc:
             self._wait_redis(exc)
+        except Exception:  # rq's cleanup must never stop the worker
+            log.exception("%s: maintenance failed; skipped until the next round", self.name)
+            self.last_cleaned_at = now()
+
+    def _sweep_intermediate(self) -> None:
+        """Set aside unreadable entries left in the intermediate queue (by a worker from
+        before, or pushed there by hand): rq's cleanup of it raises on them."""
+        queue_class = self.queue_class
+        for queue in self.queues:
+            key = IntermediateQueue(queue.key, self.connection).key
+            for raw in self.connection.lrange(key, 0, -1):
+                reason = queue_class._unreadable(self.connection, raw)
+                if reason is None:
+                    try:
+                        job = Job.fetch(raw.decode(), connection=self.connection,
+                                        serializer=self.serializer)  # fmt: skip
+                        job.func_name, job.args, job.kwargs  # noqa: B018 - decodes the data
+                    except NoSuchJobError:
+                        continue
+                    except Exception as exc:
+                        reason = f"undecodable job: {type(exc).__name__}: {exc}"[:500]
+                if reason is not None:
+                    queue_class._set_aside(self.connection, queue.key, raw, reason)
 
     def set_state(self, state: str, pipeline: Any = None) -> None:
         try:
@@ -443,15 +468,21 @@ def run_worker(stage: str, rt: Runtime, burst: bool = False, name: str | None = 
     worker = stage_worker(stage, rt, name)
     worker.health.call(worker.beat_now)
     worker.start_beating()
+    pause = backoff_delays(0.5, rt.config.redis.reconnect_max_s)
+    quick_exits = 0
     try:
         while True:
+            started = time.monotonic()
             try:
                 worker.work(burst=burst, logging_level="WARNING", with_scheduler=False)
             except REDIS_DOWN as exc:
                 worker._wait_redis(exc)
             if burst or worker.stopping.is_set() or worker._stop_requested:
                 return
+            quick_exits = quick_exits + 1 if time.monotonic() - started < 5 else 0
             log.warning("%s: worker loop ended; restarting it", worker.name)
+            if worker.stopping.wait(pause(quick_exits)):  # no busy loop if it ends at once
+                return
             worker.health.wait(worker.stopping)
             worker._stop_requested = False
             with_key = worker.connection.exists(worker.key)

@@ -30,6 +30,8 @@ def test_foreign_jobs_are_refused_and_unreadable_entries_set_aside(
     redis_proc, bus, procs, env, tmp_path: Path
 ) -> None:
     env["FACEPIPE__WORKERS__MAX_JOB_BYTES"] = "65536"
+    # 0. left in the intermediate queue by an earlier worker (rq's cleanup raises on it)
+    bus.conn.rpush(f"rq:queue:{bus.queue_name('detect')}:intermediate", b"\xfe\x00stuck")
     workers = start_workers(procs, bus, ("detect", "sink"))
     pids = {s: p.pid for s, p in workers.items()}
     metrics = Metrics(bus)
@@ -39,6 +41,9 @@ def test_foreign_jobs_are_refused_and_unreadable_entries_set_aside(
 
     def refused(reason: str) -> float:
         return metrics.total("facepipe_jobs_refused_total", stage="detect", reason=reason)
+
+    wait_for(lambda: bus.dead_letters("detect"), 20, "the stuck entry to be set aside")
+    assert bus.dead_letters("detect")[0]["reason"] == "undecodable job id"
 
     # 1. a job naming os.system on the detect queue: failed with the reason, never run
     pwned = tmp_path / "pwned"
