@@ -163,6 +163,14 @@ class Bus:
     def buffer_len(self, stream: str, session: str) -> int:
         return int(self.conn.hlen(self._buffer(stream, session)))
 
+    def buffer_discard_before(self, stream: str, session: str, seq: int) -> int:
+        """Remove frames older than ``seq`` (a detect job retried after the track stage
+        gave its frame up as lost); returns how many."""
+        stale = [s for s in self.buffer_seqs(stream, session) if s < seq]
+        if stale:
+            self.conn.hdel(self._buffer(stream, session), *map(str, stale))
+        return len(stale)
+
     def buffer_seqs(self, stream: str, session: str) -> list[int]:
         """Sequence numbers of the frames waiting, in order."""
         return sorted(int(k) for k in self.conn.hkeys(self._buffer(stream, session)))

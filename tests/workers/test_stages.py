@@ -102,6 +102,11 @@ def test_missing_frame_is_skipped_after_gap_timeout_and_counted(rt):
     c = bus.stream_counts("cam", "s")
     assert c["processed"] == 2 and c["dropped:lost"] == 1
     assert bus.stream_done("cam", "s")
+    # frame 1's detect job, recovered from a dead worker, arrives too late: discarded
+    bus.buffer_put(FrameRecord(stream="cam", session="s", seq=1, ts=1.0))
+    track.handle({"stream": "cam", "session": "s"})
+    assert bus.buffer_len("cam", "s") == 0
+    assert bus.stream_counts("cam", "s") == c
 
 
 def test_stale_live_frame_dropped_by_detect(rt):
