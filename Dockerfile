@@ -5,6 +5,7 @@ WORKDIR /app
 COPY pyproject.toml requirements-nodeps.txt README.md ./
 COPY pipeline ./pipeline
 COPY workers ./workers
+COPY training ./training
 COPY config ./config
 RUN pip install --no-cache-dir -e ".[postgres]" \
  && pip install --no-cache-dir --no-deps -r requirements-nodeps.txt

@@ -8,7 +8,9 @@ dropped with a reason:
   one (the reader keeps only the newest frame);
 * ``backpressure``: a live source's detect queue is full (``capture.max_queue``).
 
-A file source never drops: it waits until the detect queue has room.
+A file source never drops: it waits until the detect queue has room. Frames of a file
+that its decoder could not read (corrupt data) were never captured; they are counted as
+``unreadable`` in the stream's counts, and the result says the run was cut short.
 
 With ``detector.every_n_frames`` > 1, only every n-th frame goes to the detect queue;
 the others skip detection (no image is stored) and go straight to the stream's buffer for
@@ -39,6 +41,7 @@ from typing import Any, TypeVar
 from rq.registry import StartedJobRegistry
 
 from pipeline.bus import Bus
+from pipeline.names import check_stream
 from pipeline.record import FrameRecord
 from pipeline.retry import RedisHealth, Stopped
 from pipeline.runtime import Runtime
@@ -59,8 +62,13 @@ class CaptureResult:
     enqueued: int = 0
     dropped: int = 0
     seconds: float = 0.0
+    unreadable: int = 0  # frames of a file that could not be decoded (corrupt data)
     # sessions whose state Redis lost (restart without persistence): (session, frames)
     lost_sessions: list[tuple[str, int]] = field(default_factory=list)
+
+    @property
+    def cut_short(self) -> bool:
+        return self.unreadable > 0
 
     @property
     def lost(self) -> int:
@@ -75,8 +83,7 @@ class Capture:
     def __init__(
         self, rt: Runtime, source: Source, stream: str, session: str | None = None
     ) -> None:
-        if not stream or "/" in stream or ":" in stream:
-            raise ValueError(f"bad stream name {stream!r}: must be non-empty without '/' or ':'")
+        check_stream(stream)  # becomes a snapshot directory and part of Redis keys
         self.rt = rt
         self.source = source
         self.stream = stream
@@ -117,7 +124,7 @@ class Capture:
         self._unsent[field] += n
         if field == "captured":
             self._unsent_metrics[("facepipe_frames_captured_total", None)] += n
-        else:
+        elif field.startswith("dropped:"):
             reason = field.split(":", 1)[1]
             self._unsent_metrics[("facepipe_frames_dropped_total", reason)] += n
 
@@ -260,6 +267,9 @@ class Capture:
                 pending.last = True
                 if not send(pending):
                     seq -= 1  # the end marks the last frame that went out
+            result.unreadable = self.source.unreadable
+            if result.unreadable:
+                self._count("unreadable", result.unreadable)
             self._flush()
             self._redis(lambda: bus.set_end(self.stream, self.session, seq))
             self.source.close()
@@ -268,6 +278,11 @@ class Capture:
             "%s: captured %d, enqueued %d, dropped %d in %.1f s",
             self.stream, result.captured, result.enqueued, result.dropped, result.seconds,
         )  # fmt: skip
+        if result.cut_short:
+            log.warning(
+                "%s: cut short: %d frame(s) of %s unreadable (corrupt data)",
+                self.stream, result.unreadable, self.source.spec,
+            )  # fmt: skip
         return result
 
 

@@ -1,8 +1,10 @@
 """The `facepipe` command.
 
 Sub-commands live in :mod:`pipeline.commands`, one module per concern; each module lists
-its click commands in ``COMMANDS``. Command modules import heavy libraries (dlib,
-TensorFlow) inside the command functions, so ``facepipe --help`` stays fast.
+its click commands in ``COMMANDS`` and receives a :class:`pipeline.commands.Context`
+(defined there, so no command module imports this one). Command modules import heavy
+libraries (dlib, TensorFlow) inside the command functions, so ``facepipe --help`` stays
+fast.
 """
 
 from __future__ import annotations
@@ -14,27 +16,8 @@ import pkgutil
 import click
 
 from pipeline import commands
-from pipeline.config import Config, ConfigError, load_config
-
-
-class Context:
-    """What every sub-command receives: the config path and the loaded config."""
-
-    def __init__(self, config_path: str | None) -> None:
-        self.config_path = config_path
-        self._config: Config | None = None
-
-    @property
-    def config(self) -> Config:
-        if self._config is None:
-            try:
-                self._config = load_config(self.config_path)
-            except ConfigError as exc:
-                raise click.ClickException(f"invalid configuration:\n{exc}") from None
-        return self._config
-
-
-pass_ctx = click.make_pass_decorator(Context)
+from pipeline.commands import Context
+from pipeline.privacy import private_umask, redact_logs
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -53,6 +36,8 @@ def main(ctx: click.Context, config_path: str | None, verbose: int) -> None:
     """facepipe: face detection, tracking, recognition and age/gender on video streams."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    redact_logs()  # no password of a Redis or store URL in any log line
+    private_umask()  # events.db, snapshots, logs: 0600 files, 0700 directories
     ctx.obj = Context(config_path)
 
 

@@ -292,11 +292,31 @@ class StoreConfig(Section):
     snapshots_dir: str | None = Field(
         None, description="where best snapshots go; null: snapshots/ in the data directory"
     )
+    retention_days: float | None = Field(
+        None,
+        gt=0,
+        description="delete events (with their samples and snapshots) last seen more than "
+        "this many days ago, and unknown-N clusters left without events; null: keep forever. "
+        "The sink prunes at most once an hour; `facepipe db prune` does it now",
+    )
 
 
 class MetricsConfig(Section):
     port: int = Field(9108, ge=0, le=65535, description="Prometheus endpoint port (0: off)")
-    host: str = "0.0.0.0"
+    host: str = Field(
+        "127.0.0.1",
+        description="address the metrics endpoint listens on; 127.0.0.1: this machine only "
+        "(0.0.0.0: every interface, e.g. in a container)",
+    )
+
+
+class LimitsConfig(Section):
+    max_image_pixels: int = Field(
+        50_000_000,
+        ge=1,
+        description="largest image or video frame accepted (width x height), at every entry "
+        "point: detect, analyze, enroll, verify, capture; larger ones are refused",
+    )
 
 
 class WorkersConfig(Section):
@@ -330,6 +350,7 @@ class Config(Section):
     store: StoreConfig = Field(default_factory=StoreConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     workers: WorkersConfig = Field(default_factory=WorkersConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
 
     # ----- derived locations -------------------------------------------------
     @property

@@ -22,7 +22,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import sqlalchemy as sa
 
-from pipeline.store import EventStore, encodings, events, negatives, people, samples, unknowns
+from pipeline.store import (
+    Deleted,
+    EventStore,
+    encodings,
+    events,
+    negatives,
+    people,
+    samples,
+    unknowns,
+)
 
 if TYPE_CHECKING:
     from pipeline.config import Config, RecognitionConfig
@@ -297,6 +306,91 @@ class Identities:
                 )
             )
         return self.relabel_all()
+
+    # ----- erasure and retention -------------------------------------------------------------
+    def erase(self, name: str) -> Deleted:
+        """Forget a person or an ``unknown-N`` entirely.
+
+        Deletes their enrolled encodings and negatives, every event named after them (or
+        in the cluster) with its samples (face encodings) and aliases, encodings that
+        were enrolled from those tracks, and the cluster; clusters that lost members
+        get their centroid recomputed from the rest (or go, if none is left). Other
+        events are relabelled against the smaller gallery. Returns what went, including
+        the snapshot files to delete (the caller knows the snapshots directory).
+        """
+        unknown = bool(UNKNOWN_RE.match(name))
+        with self.store.engine.begin() as conn:
+            col = events.c.unknown_id if unknown else events.c.person
+            uids = [r[0] for r in conn.execute(sa.select(events.c.track_uid).where(col == name))]
+            known = conn.execute(
+                sa.select(unknowns.c.name).where(unknowns.c.name == name)
+                if unknown
+                else sa.select(people.c.name).where(people.c.name == name)
+            ).first()
+            neg = conn.execute(sa.select(negatives.c.id).where(negatives.c.person == name)).first()
+            if not uids and known is None and neg is None:
+                what = "unknown identity" if unknown else "person"
+                raise IdentityError(f"no {what} named {name!r}")
+            deleted = self.store.delete_events(conn, uids)
+            from_tracks = sa.or_(*(encodings.c.source.like(f"%:{uid}") for uid in uids))
+            if uids:
+                conn.execute(encodings.delete().where(from_tracks))
+            if unknown:
+                conn.execute(unknowns.delete().where(unknowns.c.name == name))
+            else:
+                conn.execute(encodings.delete().where(encodings.c.person == name))
+                deleted.negatives += conn.execute(
+                    negatives.delete().where(negatives.c.person == name)
+                ).rowcount
+                conn.execute(people.delete().where(people.c.name == name))
+            # clusters that lost members, and empty ones (an unknown-N renamed to this
+            # person keeps its row, and its centroid was this person's face)
+            self._settle_clusters(conn, [c for c in deleted.clusters if c != name])
+            self._settle_clusters(conn, self._empty_clusters(conn))
+        self.relabel_all()
+        return deleted
+
+    def prune(self, older_than: float) -> Deleted:
+        """Retention: delete events last seen before ``older_than`` (a time.time()), with
+        their samples and aliases, and unknown-N clusters left without events. Negatives
+        (user corrections) and the enrolled gallery are kept. Returns what went."""
+        with self.store.engine.begin() as conn:
+            uids = [
+                r[0]
+                for r in conn.execute(
+                    sa.select(events.c.track_uid).where(events.c.last_seen < older_than)
+                )
+            ]
+            deleted = self.store.delete_events(conn, uids, keep_negatives=True)
+            self._settle_clusters(conn, deleted.clusters)
+            old = self._empty_clusters(conn, older_than)
+            conn.execute(unknowns.delete().where(unknowns.c.name.in_(old)))
+            deleted.clusters = sorted(set(deleted.clusters) | set(old))
+        return deleted
+
+    @staticmethod
+    def _empty_clusters(conn: sa.Connection, updated_before: float | None = None) -> list[str]:
+        """unknown-N clusters without member events (optionally: unchanged since a time)."""
+        q = sa.select(unknowns.c.name).where(
+            ~sa.exists().where(events.c.unknown_id == unknowns.c.name)
+        )
+        if updated_before is not None:
+            q = q.where(unknowns.c.updated < updated_before)
+        return [r[0] for r in conn.execute(q)]
+
+    def _settle_clusters(self, conn: sa.Connection, names: list[str]) -> None:
+        """Clusters that lost members: recompute their centroid from the rest; an empty
+        one keeps its row (its number is not reused) but not its centroid, a face
+        template that must not outlive the faces it came from."""
+        for name in names:
+            if self._members(conn, name):
+                self._recompute_centroid(conn, name)
+            else:
+                conn.execute(
+                    unknowns.update()
+                    .where(unknowns.c.name == name)
+                    .values(centroid="[]", events=0, updated=time.time())
+                )
 
     # ----- relabelling ----------------------------------------------------------------------
     def relabel_all(self) -> int:

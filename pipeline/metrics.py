@@ -12,6 +12,7 @@ Metric names follow Prometheus conventions (``_total`` counters, ``_seconds`` un
 from __future__ import annotations
 
 import bisect
+import errno
 import json
 import logging
 from collections.abc import Iterator
@@ -275,9 +276,31 @@ class RedisCollector(Collector):
         yield dead
 
 
-def serve(bus: Bus, port: int, host: str = "0.0.0.0") -> CollectorRegistry:
-    """Start the HTTP exporter in a daemon thread; returns its registry."""
+class MetricsServeError(OSError):
+    """The metrics endpoint cannot listen (port in use, address not on this machine)."""
+
+
+def metrics_url(host: str, port: int) -> str:
+    """The endpoint's URL as a user would open it (``[::1]`` for IPv6 addresses)."""
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/metrics"
+
+
+def serve(bus: Bus, port: int, host: str = "127.0.0.1") -> CollectorRegistry:
+    """Start the HTTP exporter in a daemon thread; returns its registry.
+
+    Listens on ``host`` (``metrics.host``, this machine only by default: the endpoint
+    has no authentication). Raises :class:`MetricsServeError` with a one-line reason if
+    it cannot listen.
+    """
     registry = CollectorRegistry()
     registry.register(RedisCollector(bus))
-    start_http_server(port, addr=host, registry=registry)
+    try:
+        start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        reason = "port in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
+        raise MetricsServeError(
+            exc.errno,
+            f"cannot serve metrics on {host}:{port}: {reason} "
+            "(set metrics.port / --metrics-port to another port, or 0 for none)",
+        ) from None
     return registry

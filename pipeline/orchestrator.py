@@ -147,9 +147,8 @@ class LocalPipeline:
 
             try:
                 serve(self.rt.bus, self.config.metrics.port, self.config.metrics.host)
-            except OSError as exc:
-                log.warning("metrics endpoint not started on port %s: %s",
-                            self.config.metrics.port, exc)  # fmt: skip
+            except OSError as exc:  # a busy port: one clear line, not a traceback
+                raise PipelineError(exc.strerror or str(exc)) from None
         self._wait_workers(counts, timeout)
         return self.rt
 
@@ -196,7 +195,8 @@ class LocalPipeline:
     def capture(self, spec: str, stream: str) -> Capture:
         assert self.rt is not None
         cfg = self.config.capture
-        source = Source(spec, reconnect_s=cfg.reconnect_s, realtime=cfg.realtime)
+        source = Source(spec, reconnect_s=cfg.reconnect_s, realtime=cfg.realtime,
+                        max_pixels=self.config.limits.max_image_pixels)  # fmt: skip
         cap = Capture(self.rt, source, stream)
         self.captures.append(cap)
         return cap

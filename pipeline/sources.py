@@ -5,6 +5,15 @@ webcam; ``open_source("rtsp://...")`` / ``"http(s)://..."`` a network stream. We
 streams are *live*: a reader thread keeps only the newest frame, so a slow pipeline sees
 fresh frames and the frames it could not take are counted as dropped (``stale``) rather
 than piling up in a buffer.
+
+Bad input is refused or reported, never silently truncated:
+
+* a frame larger than ``max_pixels`` (``limits.max_image_pixels``) is refused: a source
+  whose header says so does not open; a live frame that large is skipped with a warning;
+* a file with corrupt data: OpenCV returns no frame for the damaged part. If the file
+  has more frames (its header gives the count), reading goes on, and the frames the
+  decoder could not read are counted in :attr:`Source.unreadable` with a warning that
+  names the file and the frames; :attr:`Source.cut_short` tells the caller.
 """
 
 from __future__ import annotations
@@ -18,6 +27,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from pipeline.images import DEFAULT_MAX_PIXELS
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +55,13 @@ def describe(spec: str) -> tuple[str, bool]:
     return "file", False
 
 
+def _too_large(spec: str, width: int, height: int, max_pixels: int) -> str:
+    return (
+        f"{spec}: frames of {width} x {height} pixels are more than the limit of "
+        f"{max_pixels:,} (limits.max_image_pixels); refused"
+    )
+
+
 def _open(spec: str) -> cv2.VideoCapture:
     kind, _ = describe(spec)
     if kind == "webcam":
@@ -62,17 +80,39 @@ def _open(spec: str) -> cv2.VideoCapture:
 class Source:
     """Iterate :class:`Frame` objects; ``stop()`` ends the iteration from another thread."""
 
-    def __init__(self, spec: str, reconnect_s: float = 2.0, realtime: bool = False) -> None:
+    # a file whose reads fail this many frames in a row (with frames left) is given up
+    MAX_BAD_RUN = 500
+
+    def __init__(
+        self,
+        spec: str,
+        reconnect_s: float = 2.0,
+        realtime: bool = False,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> None:
         self.spec = spec
         self.kind, self.live = describe(spec)
         self.reconnect_s = reconnect_s
         self.realtime = realtime
+        self.max_pixels = max_pixels
+        self.unreadable = 0  # frames of a file the decoder could not read (corrupt data)
+        self.refused = 0  # frames larger than max_pixels
         self._stop = threading.Event()
         self._cap = _open(spec)
+        width = int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
+        height = int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+        if width * height > max_pixels:
+            self._cap.release()
+            raise SourceError(_too_large(spec, width, height, max_pixels))
         fps = self._cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and fps == fps and 0 < fps < 1000 else 0.0
         count = self._cap.get(cv2.CAP_PROP_FRAME_COUNT)
         self.frame_count = int(count) if not self.live and count and count > 0 else None
+
+    @property
+    def cut_short(self) -> bool:
+        """Some frames of a file could not be read (corrupt data)."""
+        return self.unreadable > 0
 
     def stop(self) -> None:
         self._stop.set()
@@ -86,17 +126,54 @@ class Source:
 
     def _iter_file(self) -> Iterator[Frame]:
         start = time.monotonic()
-        n = 0
+        n = 0  # frames yielded
+        pos = 0  # index of the next frame in the file (read or not)
+        bad_from: int | None = None  # first frame of the current run of failed reads
         while not self._stop.is_set():
             ok, bgr = self._cap.read()
             if not ok:
-                return
+                if bad_from is None:
+                    bad_from = pos
+                if self._at_end(pos + 1) or pos + 1 - bad_from >= self.MAX_BAD_RUN:
+                    self._give_up(bad_from)
+                    return
+                pos += 1
+                continue
+            if bad_from is not None:
+                self.unreadable += pos - bad_from
+                log.warning(
+                    "%s: frames %d-%d unreadable (corrupt data); resumed at frame %d",
+                    self.spec, bad_from, pos - 1, pos,
+                )  # fmt: skip
+                bad_from = None
+            pos += 1
+            if bgr.shape[0] * bgr.shape[1] > self.max_pixels:
+                raise SourceError(
+                    _too_large(self.spec, bgr.shape[1], bgr.shape[0], self.max_pixels)
+                )
             if self.realtime and self.fps:
                 delay = start + n / self.fps - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
             n += 1
             yield Frame(bgr=bgr, ts=time.time())
+
+    def _at_end(self, pos: int) -> bool:
+        """No frame is expected at ``pos`` (or the file does not say how many it has)."""
+        return self.frame_count is None or pos >= self.frame_count
+
+    def _give_up(self, bad_from: int) -> None:
+        """Reads failed from frame ``bad_from`` to the end of the file (or too long)."""
+        if self.frame_count is None:
+            return  # the end of a file that gives no frame count
+        missing = self.frame_count - bad_from
+        # containers that estimate the count (from duration x fps) may be off by a frame
+        if missing > max(1, self.frame_count // 100):
+            self.unreadable += missing
+            log.warning(
+                "%s: frames %d-%d of %d unreadable (corrupt or truncated file); stopped",
+                self.spec, bad_from, self.frame_count - 1, self.frame_count,
+            )  # fmt: skip
 
     def _iter_live(self) -> Iterator[Frame]:
         latest: list[Frame | None] = [None]
@@ -129,6 +206,12 @@ class Source:
                     log.warning("%s: reading again after %.1f s down",
                                 self.spec, time.monotonic() - down_since)  # fmt: skip
                     failures = 0
+                if bgr.shape[0] * bgr.shape[1] > self.max_pixels:
+                    if not self.refused:
+                        log.warning("%s", _too_large(self.spec, bgr.shape[1], bgr.shape[0],
+                                                     self.max_pixels))  # fmt: skip
+                    self.refused += 1
+                    continue
                 with cond:
                     if latest[0] is not None:
                         overwritten[0] += 1

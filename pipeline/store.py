@@ -1,7 +1,9 @@
 """The event store and the enrolled gallery (SQLAlchemy Core: SQLite or PostgreSQL).
 
 SQLite (a file in the data directory) is the default; any SQLAlchemy URL works, e.g.
-``postgresql+psycopg://user@host/db``, without changing the stages.
+``postgresql+psycopg://user@host/db``, without changing the stages. The tables below are
+the models; the database gets them through the Alembic revisions in
+:mod:`pipeline.migrations`, applied when a store opens.
 
 Tables:
 
@@ -30,6 +32,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from pipeline import migrations
 from pipeline.fusion import fuse_attributes, fuse_identity
 from pipeline.record import FrameRecord
 
@@ -115,7 +118,7 @@ negatives = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("person", sa.String(200), nullable=False, index=True),
     sa.Column("encoding", sa.Text, nullable=False),  # a face that is NOT `person`
-    sa.Column("track_uid", sa.String(200)),
+    sa.Column("track_uid", sa.String(200), index=True),
     sa.Column("created", sa.Float, nullable=False),
 )
 
@@ -123,7 +126,7 @@ track_aliases = sa.Table(
     "track_aliases",
     metadata,
     sa.Column("from_uid", sa.String(200), primary_key=True),  # merged (younger) track
-    sa.Column("into_uid", sa.String(200), nullable=False),  # the event that continues
+    sa.Column("into_uid", sa.String(200), nullable=False, index=True),  # the event that continues
     sa.Column("created", sa.Float, nullable=False),
 )
 
@@ -136,6 +139,49 @@ class MergeResult:
     folded: bool  # an event of the merged track existed and was folded in
     unknown_ids: list[str] = field(default_factory=list)  # clusters whose members changed
     orphan_snapshot: str | None = None  # the losing event's snapshot file, no longer used
+
+
+@dataclass
+class Deleted:
+    """What :meth:`EventStore.delete_events` removed (for a report and the files)."""
+
+    events: int = 0
+    samples: int = 0
+    negatives: int = 0
+    snapshots: list[str] = field(default_factory=list)  # files the events used
+    clusters: list[str] = field(default_factory=list)  # unknown-N that lost members
+
+    def __iadd__(self, other: Deleted) -> Deleted:
+        self.events += other.events
+        self.samples += other.samples
+        self.negatives += other.negatives
+        self.snapshots += other.snapshots
+        self.clusters = sorted(set(self.clusters) | set(other.clusters))
+        return self
+
+
+def delete_snapshot_files(paths: Iterable[str | None], root: Path) -> int:
+    """Delete snapshot files, only those under ``root`` (the snapshots directory);
+    returns how many were deleted. Empty directories they leave are removed too."""
+    root = root.resolve()
+    n = 0
+    for p in paths:
+        if not p:
+            continue
+        path = Path(p).resolve()
+        if not path.is_relative_to(root) or path == root:
+            continue
+        if path.is_file():
+            path.unlink()
+            n += 1
+        parent = path.parent
+        while parent != root and parent.is_relative_to(root):
+            try:
+                parent.rmdir()  # only if empty
+            except OSError:
+                break
+            parent = parent.parent
+    return n
 
 
 @dataclass
@@ -192,15 +238,6 @@ def _max_opt(a: int | None, b: int | None) -> int | None:
     return b if a is None else a if b is None else max(a, b)
 
 
-def _upgrade(engine: Engine) -> None:
-    """Add columns that newer versions added to an existing store (all nullable)."""
-    have = {c["name"] for c in sa.inspect(engine).get_columns("events")}
-    with engine.begin() as conn:
-        for col in ("first_frame", "last_frame"):
-            if col not in have:
-                conn.execute(sa.text(f"ALTER TABLE events ADD COLUMN {col} INTEGER"))
-
-
 def _track_id(track_uid: str) -> int:
     """The track number at the end of a ``stream/session/N`` uid."""
     return int(track_uid.rsplit("/", 1)[1])
@@ -227,8 +264,7 @@ class EventStore:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = make_engine(url)
-        metadata.create_all(self.engine)
-        _upgrade(self.engine)
+        migrations.upgrade(self.engine)  # creates or upgrades the schema (Alembic, under a lock)
 
     # ----- tracking observations --------------------------------------------------
     def observe(self, records: Iterable[FrameRecord]) -> int:
@@ -617,6 +653,42 @@ class EventStore:
         )
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
+
+    def delete_events(
+        self, conn: sa.Connection, track_uids: Iterable[str], keep_negatives: bool = False
+    ) -> Deleted:
+        """Delete these events and everything about their tracks: samples (with face
+        encodings), negatives learnt from them (``keep_negatives``: kept, unlinked from
+        the track), track aliases. Snapshot files are the caller's to delete
+        (:func:`delete_snapshot_files`): the result lists them."""
+        uids = sorted(set(track_uids))
+        out = Deleted()
+        for i in range(0, len(uids), 500):  # bounded IN lists
+            chunk = uids[i : i + 500]
+            rows = conn.execute(
+                sa.select(events.c.snapshot, events.c.unknown_id).where(
+                    events.c.track_uid.in_(chunk)
+                )
+            ).all()
+            out.snapshots += [r.snapshot for r in rows if r.snapshot]
+            out.clusters = sorted(set(out.clusters) | {r.unknown_id for r in rows if r.unknown_id})
+            out.samples += conn.execute(
+                samples.delete().where(samples.c.track_uid.in_(chunk))
+            ).rowcount
+            linked = negatives.c.track_uid.in_(chunk)
+            if keep_negatives:
+                conn.execute(negatives.update().where(linked).values(track_uid=None))
+            else:
+                out.negatives += conn.execute(negatives.delete().where(linked)).rowcount
+            conn.execute(
+                track_aliases.delete().where(
+                    track_aliases.c.into_uid.in_(chunk) | track_aliases.c.from_uid.in_(chunk)
+                )
+            )
+            out.events += conn.execute(
+                events.delete().where(events.c.track_uid.in_(chunk))
+            ).rowcount
+        return out
 
     def remove_person(self, name: str) -> bool:
         with self.engine.begin() as conn:

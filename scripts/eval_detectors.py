@@ -7,8 +7,14 @@ For each backend (or ``--detectors a,b,name:key=value:key=value``):
   images spread evenly over the events), average precision at IoU 0.5 over all valid
   faces and over faces >= 32 px tall (smaller ones become ignore regions), and the
   median detector time per image;
-* **at 640 px wide** (the pipeline's video width): the same images downscaled, AP over
-  faces >= 32 px tall *in the 640-px frame*, median ms per frame and frames per second.
+* **at 640 px wide** (a video frame): the same images downscaled, AP over faces >= 32 px
+  tall *in the 640-px frame*, median ms per frame and frames per second.
+
+Each backend is called as the detect stage calls it (``registry.create(name, options)``,
+``detect(image, detector.min_size)``); ``--detectors config`` names the configured
+backend with its configured options. The evaluation is
+:mod:`pipeline.evaluation.detectors` (running, caching, timing, report) and
+:mod:`pipeline.evaluation.detection` (AP); this is its command line.
 
 Detections are cached per backend, option set, resolution and image under
 ``runs/eval_detectors/`` (a cache is dropped when the backend's source file changes), so
@@ -28,15 +34,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
-import inspect
 import json
 import os
-import re
-import statistics
 import sys
-import time
-from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -44,321 +44,38 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from pipeline.commands.detect import face_json, load_rgb  # noqa: E402
-from pipeline.datasets import require  # noqa: E402
+from pipeline import machine  # noqa: E402
+from pipeline.config import load_config  # noqa: E402
+from pipeline.datasets import REPO_ROOT, require  # noqa: E402
 from pipeline.detectors import registry  # noqa: E402
-from pipeline.evaluation import evaluate_detections  # noqa: E402
-from pipeline.machine import info as machine_info  # noqa: E402
+from pipeline.evaluation import detectors as ev  # noqa: E402
+from pipeline.evaluation.common import log, spread  # noqa: E402
 from pipeline.reports import write_results  # noqa: E402
 
-DATASET = "wider-face-val-subset"
-SLOW = {"dlib-cnn"}
-VIDEO_WIDTH = 640
-MIN_HEIGHT = 32
-CACHE_DIR = REPO / "runs" / "eval_detectors"
-DOCS_MD = REPO / "docs" / "detectors.md"
-DOCS_JSON = REPO / "docs" / "detectors-results.json"
+CACHE_DIR = REPO_ROOT / "runs" / "eval_detectors"
+DOCS_MD = REPO_ROOT / "docs" / "detectors.md"
+DOCS_JSON = REPO_ROOT / "docs" / "detectors-results.json"
 
 
-def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
-    """``name`` or ``name:key=value:key=value`` -> (name, options)."""
-    import yaml
-
-    name, *pairs = spec.split(":")
-    options: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"bad detector spec {spec!r}: expected name:key=value")
-        options[key] = yaml.safe_load(value)
-    return name, options
-
-
-def spread(items: list[Any], n: int | None) -> list[Any]:
-    """``n`` items evenly spaced over ``items`` (all when ``n`` is None or too large).
-
-    The annotations are sorted by event, so this samples every kind of scene."""
-    if n is None or n >= len(items):
-        return list(items)
-    idx = np.unique(np.linspace(0, len(items) - 1, n).round().astype(int))
-    return [items[i] for i in idx]
-
-
-def source_hash(name: str) -> str:
-    """Hash of the backend's module source and of its shipped weights (the folders of
-    ``pipeline/models/`` named after the module): a changed backend or retrained model
-    invalidates its cache."""
-    module = sys.modules[registry.get(name).__module__]
-    digest = hashlib.sha1(inspect.getsource(module).encode())
-    short = module.__name__.rsplit(".", 1)[-1]
-    models = REPO / "pipeline" / "models"
-    for folder in sorted(models.glob(f"{short}*")) if models.is_dir() else []:
-        for f in sorted(p for p in folder.rglob("*") if p.is_file()):
-            digest.update(f.relative_to(models).as_posix().encode())
-            digest.update(hashlib.sha1(f.read_bytes()).digest())
-    return digest.hexdigest()[:12]
-
-
-def cache_path(name: str, options: dict[str, Any], res: str) -> Path:
-    opt = "-".join(f"{k}={options[k]}" for k in sorted(options))
-    slug = re.sub(r"[^A-Za-z0-9=._-]+", "_", f"{name}{'-' + opt if opt else ''}")
-    return CACHE_DIR / slug / f"{res}.jsonl"
-
-
-def load_cache(path: Path, version: str) -> dict[str, dict[str, Any]]:
-    if not path.exists():
-        return {}
-    lines = path.read_text().splitlines()
-    if not lines or json.loads(lines[0]).get("version") != version:
-        path.unlink()
-        return {}
-    out = {}
-    for line in lines[1:]:
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:  # a line cut short by an interruption
-            continue
-        if isinstance(rec, dict) and "image" in rec and "faces" in rec:  # not a 2nd header
-            out[rec["image"]] = rec
-    return out
-
-
-def resize_to_width(image: np.ndarray, width: int) -> tuple[np.ndarray, float]:
-    h, w = image.shape[:2]
-    scale = width / w
-    small = cv2.resize(image, (width, max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-    return small, scale
-
-
-def run_backend(
-    name: str,
-    options: dict[str, Any],
-    records: list[dict[str, Any]],
-    images_dir: Path,
-) -> dict[str, dict[str, dict[str, Any]]]:
-    """Detections of one backend at both resolutions, from the cache or computed now."""
-    detector = None
-    version = source_hash(name)
-    out: dict[str, dict[str, dict[str, Any]]] = {}
-    for res in ("1024", str(VIDEO_WIDTH)):
-        path = cache_path(name, options, res)
-        cached = load_cache(path, version)
-        todo = [r for r in records if r["image"] not in cached]
-        if todo:
-            if detector is None:
-                detector = registry.create(name, options)
-                detector.warmup()
-            path.parent.mkdir(parents=True, exist_ok=True)
-            new_file = not path.exists()
-            with path.open("a") as fh:
-                if new_file:
-                    fh.write(json.dumps({"version": version, "options": options}) + "\n")
-                t_start = time.time()
-                for i, rec in enumerate(todo, 1):
-                    image = load_rgb(images_dir / rec["image"])
-                    scale = 1.0
-                    if res != "1024":
-                        image, scale = resize_to_width(image, VIDEO_WIDTH)
-                    t0, c0 = time.perf_counter(), time.process_time()
-                    try:
-                        faces = [face_json(f) for f in detector.detect(image)]
-                        error = None
-                    except Exception as exc:  # a backend crash counts as "found nothing"
-                        faces, error = [], f"{type(exc).__name__}: {exc}"
-                    ms = (time.perf_counter() - t0) * 1000.0
-                    cpu_ms = (time.process_time() - c0) * 1000.0
-                    entry = {"image": rec["image"], "faces": faces, "ms": round(ms, 2)}
-                    entry.update(cpu_ms=round(cpu_ms, 2), scale=scale)
-                    if error:
-                        entry["error"] = error
-                    fh.write(json.dumps(entry) + "\n")
-                    fh.flush()
-                    cached[rec["image"]] = entry
-                    if i % 20 == 0 or i == len(todo):
-                        el = time.time() - t_start
-                        print(
-                            f"  {name} {options or ''} @{res}: {i}/{len(todo)} images, "
-                            f"{el:.0f} s, ~{el / i * (len(todo) - i):.0f} s left",
-                            flush=True,
-                        )
-        out[res] = {r["image"]: cached[r["image"]] for r in records}
-    return out
-
-
-def scaled_annotations(records: list[dict[str, Any]], scales: dict[str, float]) -> list[dict]:
-    """Ground truth mapped into the downscaled frames."""
-    out = []
-    for rec in records:
-        s = scales[rec["image"]]
-        faces = [{**f, "box": [v * s for v in f["box"]]} for f in rec["faces"]]
-        out.append({"image": rec["image"], "faces": faces})
-    return out
-
-
-def score_backend(
-    records: list[dict[str, Any]], dets: dict[str, dict[str, dict[str, Any]]]
-) -> dict[str, Any]:
-    full = {k: v["faces"] for k, v in dets["1024"].items()}
-    video = {k: v["faces"] for k, v in dets[str(VIDEO_WIDTH)].items()}
-    scales = {k: v.get("scale", VIDEO_WIDTH / 1024) for k, v in dets[str(VIDEO_WIDTH)].items()}
-    ap_all = evaluate_detections(records, full)
-    ap_32 = evaluate_detections(records, full, min_height=MIN_HEIGHT)
-    ap_v32 = evaluate_detections(scaled_annotations(records, scales), video, MIN_HEIGHT)
-    ms_full = statistics.median(v["ms"] for v in dets["1024"].values())
-    ms_video = statistics.median(v["ms"] for v in dets[str(VIDEO_WIDTH)].values())
-    cpu_video = statistics.median(v.get("cpu_ms", 0.0) for v in dets[str(VIDEO_WIDTH)].values())
-    errors = sum("error" in v for d in dets.values() for v in d.values())
-    return {
-        "images": len(records),
-        "ap_all": ap_all.ap,
-        "ap_32": ap_32.ap,
-        "ap_32_at_640": ap_v32.ap,
-        "recall_all": ap_all.recall,
-        "recall_32": ap_32.recall,
-        "ms_1024": ms_full,
-        "ms_640": ms_video,
-        "fps_640": 1000.0 / ms_video if ms_video > 0 else float("inf"),
-        "cpu_ms_640": cpu_video,
-        "errors": errors,
-        "details": {"all": ap_all.to_dict(), "32": ap_32.to_dict(), "32@640": ap_v32.to_dict()},
-    }
-
-
-def time_backends(
-    specs: list[tuple[str, dict[str, Any]]],
-    records: list[dict[str, Any]],
-    images_dir: Path,
-    slow: set[str] | frozenset[str] = frozenset(),
-    slow_images: int = 5,
-) -> list[dict[str, float]]:
-    """Median wall and CPU ms per image of each backend, at 1024 px and 640 px wide.
-
-    All backends are loaded at once and run image by image in turn (the order rotating
-    from image to image), so that load from other jobs on a shared machine falls on every
-    backend alike instead of on whichever happened to run at a busy moment. Backends
-    named in ``slow`` are timed on only about ``slow_images`` of the images (every k-th).
-    """
-    slow_step = max(1, -(-len(records) // max(1, slow_images)))
-    detectors = []
-    for name, options in specs:
-        det = registry.create(name, options)
-        det.warmup()
-        detectors.append(det)
-    samples: list[dict[str, list[float]]] = [
-        {"ms_1024": [], "cpu_ms_1024": [], "ms_640": [], "cpu_ms_640": []} for _ in specs
-    ]
-    for i, rec in enumerate(records):
-        full = load_rgb(images_dir / rec["image"])
-        frames = {"1024": full, "640": resize_to_width(full, VIDEO_WIDTH)[0]}
-        order = list(range(len(specs)))
-        order = order[i % len(order) :] + order[: i % len(order)]
-        for res, frame in frames.items():
-            for k in order:
-                if specs[k][0] in slow and i % slow_step:
-                    continue
-                t0, c0 = time.perf_counter(), time.process_time()
-                detectors[k].detect(frame)
-                samples[k][f"ms_{res}"].append((time.perf_counter() - t0) * 1000.0)
-                samples[k][f"cpu_ms_{res}"].append((time.process_time() - c0) * 1000.0)
-        print(f"  timing: {i + 1}/{len(records)} images", flush=True)
-    return [{key: statistics.median(v) for key, v in s.items()} for s in samples]
-
-
-def machine() -> dict[str, Any]:
-    return machine_info(numpy=np.__version__, opencv=cv2.__version__)
-
-
-def label(name: str, options: dict[str, Any]) -> str:
-    opts = ", ".join(f"{k}={v}" for k, v in options.items())
-    return f"`{name}`" + (f" ({opts})" if opts else "")
-
-
-def operating_point(scores: dict[str, Any]) -> str:
-    """Precision / recall of all reported detections (faces >= 32 px at 640 px): where the
-    backend's own score threshold puts it."""
-    d = scores["details"]["32@640"]
-    found = d["true_positives"] + d["false_positives"]
-    precision = d["true_positives"] / found if found else 0.0
-    return f"{precision:.2f} / {d['recall']:.2f}"
-
-
-def timing_note(report: dict[str, Any]) -> str:
-    t = report.get("timing") or {}
-    if t.get("interleaved"):
-        return (
-            f"Times: median over {t['images']} images spread over the events "
-            f"({t.get('slow_images', t['images'])} for {', '.join(t.get('slow', []))}), all "
-            "backends loaded together and run in turn on each image (so shared-core load hits "
-            "them alike); detector call only (no decoding), after a warm-up call."
-        )
-    return "Times: median over the accuracy pass; detector call only, after a warm-up call."
-
-
-def render(report: dict[str, Any]) -> str:
-    m = report["machine"]
-    lines = [
-        f"Measured {report['date']} on {m['cpu']}, {m['cores']} cores, GPU: {m['gpu']} "
-        f"(load average {m['loadavg_start']} at start, {m.get('loadavg_end')} at end: "
-        "the cores were shared with other jobs, so times are upper bounds).",
-        "",
-        f"Command: `{report['command']}`",
-        "",
-        timing_note(report),
-        "",
-        "| detector | images | AP all | AP >= 32 px | ms / image (1024 px) "
-        "| AP >= 32 px @ 640 | P / R @ 640 | ms / frame @ 640 | fps @ 640 "
-        "| CPU ms / frame @ 640 |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for row in report["results"]:
-        if "error" in row:
-            lines.append(
-                f"| {label(row['name'], row['options'])} | - | unavailable: "
-                f"{row['error'][:160].replace('|', '/')} | | | | | | | |"
-            )
-            continue
-        r = row["scores"]
-        note = " (subset)" if r["images"] < report["n_images"] else ""
-        lines.append(
-            f"| {label(row['name'], row['options'])} | {r['images']}{note} | {r['ap_all']:.3f} "
-            f"| {r['ap_32']:.3f} | {r['ms_1024']:.0f} | {r['ap_32_at_640']:.3f} "
-            f"| {operating_point(r)} "
-            f"| {r['ms_640']:.1f} | {r['fps_640']:.1f} | {r['cpu_ms_640']:.1f} |"
-        )
-    for subset in report.get("subsets", []):
-        lines += [
-            "",
-            f"The same backends on the {subset['images']}-image subset used for "
-            f"{', '.join(subset['for'])}:",
-            "",
-            "| detector | AP all | AP >= 32 px | AP >= 32 px @ 640 |",
-            "|---|---:|---:|---:|",
-        ]
-        for row in subset["results"]:
-            r = row["scores"]
-            lines.append(
-                f"| {label(row['name'], row['options'])} | {r['ap_all']:.3f} | {r['ap_32']:.3f} "
-                f"| {r['ap_32_at_640']:.3f} |"
-            )
-    return "\n".join(lines)
-
-
-def write_docs(report: dict[str, Any]) -> None:
-    write_results(DOCS_JSON, DOCS_MD, report, render(report), "Face detectors")
+def config_spec() -> str:
+    """``backend:key=value...`` of the configured detector."""
+    cfg = load_config().detector
+    opts = "".join(f":{k}={json.dumps(v)}" for k, v in dict(cfg.options).items())
+    return f"{cfg.backend}{opts}"
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--detectors", help="comma-separated backends (default: all registered)")
+    ap.add_argument(
+        "--detectors",
+        help="comma-separated backends (default: all registered; `config`: the configured one)",
+    )
     ap.add_argument("--limit", type=int, help="evaluate on N images spread over the events")
     ap.add_argument(
         "--slow-limit",
         type=int,
         default=40,
-        help=f"images for the slow backends {sorted(SLOW)} (default 40)",
+        help=f"images for the slow backends {sorted(ev.SLOW)} (default 40)",
     )
     ap.add_argument(
         "--slow",
@@ -375,80 +92,40 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-docs", action="store_true", help="print, do not write docs/")
     args = ap.parse_args(argv)
 
-    root = require(DATASET)
+    try:
+        root = require(ev.DATASET)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     records = [json.loads(ln) for ln in (root / "annotations.jsonl").read_text().splitlines()]
+    n_all = len(records)
     records = spread(records, args.limit)
     specs = args.detectors.split(",") if args.detectors else registry.names()
+    specs = [config_spec() if s.strip() == "config" else s for s in specs]
     report: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": "python scripts/eval_detectors.py " + " ".join(argv or sys.argv[1:]),
-        "machine": machine(),
-        "dataset": DATASET,
-        "n_images": len(records),
-        "results": [],
+        "command": "python scripts/eval_detectors.py "
+        + " ".join(sys.argv[1:] if argv is None else argv),
+        "machine": machine.info(numpy=np.__version__, opencv=cv2.__version__),
+        "dataset": ev.DATASET,
+        "dataset_images": n_all,
     }
-    all_dets: dict[str, Any] = {}
-    slow = SLOW | {n for n in args.slow.split(",") if n}
-    for spec in specs:
-        name, options = parse_spec(spec.strip())
-        subset = spread(records, args.slow_limit) if name in slow else records
-        print(f"{spec}: {len(subset)} images", flush=True)
-        row: dict[str, Any] = {"name": name, "options": options}
-        try:
-            dets = run_backend(name, options, subset, root / "images")
-        except Exception as exc:  # unknown/broken backend: report it, go on with the rest
-            row["error"] = f"{type(exc).__name__}: {exc}"
-            print(f"  {spec} failed: {row['error']}", flush=True)
-            report["results"].append(row)
-            continue
-        row["scores"] = score_backend(subset, dets)
-        all_dets[spec] = (row, dets)
-        report["results"].append(row)
-        s = row["scores"]
-        print(
-            f"  AP all {s['ap_all']:.3f}  AP>=32 {s['ap_32']:.3f}  AP>=32@640 "
-            f"{s['ap_32_at_640']:.3f}  {s['ms_1024']:.0f} ms @1024  {s['ms_640']:.1f} ms @640",
-            flush=True,
-        )
-
-    # every backend on each smaller subset a slow backend used, for a like-for-like view
-    report["subsets"] = []
-    sizes = {r["scores"]["images"] for r in report["results"] if "scores" in r}
-    for size in sorted(sizes - {len(records)}):
-        keys = [r["image"] for r in spread(records, size)]
-        sub_records = [r for r in records if r["image"] in set(keys)]
-        rows = []
-        for _spec, (row, dets) in all_dets.items():
-            sub = {res: {k: d[k] for k in keys} for res, d in dets.items()}
-            rows.append({**row, "scores": score_backend(sub_records, sub)})
-        users = [r["name"] for r in report["results"] if r.get("scores", {}).get("images") == size]
-        report["subsets"].append({"images": size, "for": users, "results": rows})
-
-    ok = [(spec, row) for spec, (row, _dets) in all_dets.items()]
-    if args.timing_images > 0 and ok:
-        timing_set = spread(records, args.timing_images)
-        print(f"timing {len(ok)} backends, interleaved, on {len(timing_set)} images", flush=True)
-        report["timing"] = {"images": len(timing_set), "interleaved": True}
-        specs_ok = [(row["name"], row["options"]) for _spec, row in ok]
-        slow_n = max(3, args.timing_images // 6)
-        report["timing"]["slow_images"] = slow_n
-        report["timing"]["slow"] = sorted(slow)
-        timings = time_backends(specs_ok, timing_set, root / "images", slow, slow_n)
-        for (_spec, row), t in zip(ok, timings, strict=True):
-            row["scores"]["accuracy_pass_ms"] = {
-                "ms_1024": row["scores"]["ms_1024"],
-                "ms_640": row["scores"]["ms_640"],
-            }
-            row["scores"].update(t)
-            row["scores"]["fps_640"] = 1000.0 / t["ms_640"] if t["ms_640"] > 0 else 0.0
-    else:
-        report["timing"] = {"images": None, "interleaved": False}
-
+    ev.evaluate(
+        specs,
+        records,
+        root / "images",
+        CACHE_DIR,
+        report,
+        slow=ev.SLOW | {n for n in args.slow.split(",") if n},
+        slow_limit=args.slow_limit,
+        timing_images=args.timing_images,
+        min_size=load_config().detector.min_size,
+    )
     report["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
-    print(render(report))
+    print(ev.render(report))
     if not args.no_docs:
-        write_docs(report)
-        print(f"wrote {DOCS_JSON.relative_to(REPO)} and {DOCS_MD.relative_to(REPO)}")
+        write_results(DOCS_JSON, DOCS_MD, report, ev.render(report), "Face detectors")
+        log(f"wrote {DOCS_JSON.relative_to(REPO_ROOT)} and {DOCS_MD.relative_to(REPO_ROOT)}")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: a real private Redis server, data directories, demo media."""
+"""Shared fixtures: a real private Redis server, data directories, demo media, the LFW
+subset scikit-image ships (Viola-Jones runtime and training tests)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pipeline.bus import connect
@@ -39,6 +41,17 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture(scope="session")
+def lfw_subset() -> tuple[np.ndarray, np.ndarray]:
+    """(faces, non_faces): 100 + 100 grey 25 x 25 uint8 crops that scikit-image ships."""
+    from skimage import data
+
+    from pipeline.vj.scan import to_gray
+
+    imgs = np.stack([to_gray(i) for i in data.lfw_subset()])
+    return imgs[:100], imgs[100:]
+
+
+@pytest.fixture(scope="session")
 def demo_media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A short clip of a real face (scikit-image's astronaut) and an enrolment photo."""
     from pipeline.demo import make_demo_video, write_enrollment_photo
@@ -48,3 +61,30 @@ def demo_media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "photo": write_enrollment_photo(d / "eileen.png"),
         "video": make_demo_video(d / "demo.mp4", frames=30),
     }
+
+
+@pytest.fixture()
+def pg_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database (127.0.0.1:5432, trust auth) for one test.
+
+    Skips when no server answers. Each test gets its own database, so tests running at
+    the same time (other checkouts too) never see each other's tables.
+    """
+    import uuid
+
+    import sqlalchemy as sa
+
+    server = "postgresql+psycopg://postgres@127.0.0.1:5432"
+    try:
+        admin = sa.create_engine(f"{server}/test", isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            name = f"facepipe_test_{uuid.uuid4().hex[:12]}"
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # no driver, no server
+        pytest.skip(f"no PostgreSQL on 127.0.0.1:5432 ({type(exc).__name__})")
+    try:
+        yield f"{server}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

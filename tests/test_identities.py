@@ -1,14 +1,16 @@
 """Unknown people, renames, merges, corrections and relabelling on stored encodings."""
 
+import time
 import zlib
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 
 from pipeline.config import Config
 from pipeline.identities import Identities, IdentityError
 from pipeline.record import Face, FrameRecord
-from pipeline.store import EventStore
+from pipeline.store import EventStore, GalleryCache, encodings, negatives, samples, unknowns
 
 ALICE, BOB, CAROL = np.random.default_rng(1).normal(size=(3, 128)) * 0.08
 
@@ -25,14 +27,20 @@ def ids(tmp_path):
 
 
 def sighting(
-    ids: Identities, stream: str, track: int, face: np.ndarray, n: int = 3, quality: float = 0.5
+    ids: Identities,
+    stream: str,
+    track: int,
+    face: np.ndarray,
+    n: int = 3,
+    quality: float = 0.5,
+    t0: float = 1000.0,
 ) -> str:
     """A track of n identity samples through the same path the sink uses."""
     store = ids.store
     for seq in range(n):
         f = Face(box=(0, 0, 50, 50), track_id=track, quality=quality,
                  encoding=list(near(face, [zlib.crc32(stream.encode()), track, seq])))  # fmt: skip
-        rec = FrameRecord(stream=stream, session="s", seq=seq, ts=1000.0 + seq, faces=[f])
+        rec = FrameRecord(stream=stream, session="s", seq=seq, ts=t0 + seq, faces=[f])
         store.observe([rec])
         (uid,) = store.add_samples(rec, "identity")
         values = store.refuse(uid, store.gallery(), ids.threshold)
@@ -148,3 +156,83 @@ def test_two_people_in_the_same_frames_are_never_one_unknown(ids):
     assert ev[a]["unknown_id"] and ev[b]["unknown_id"]
     assert ev[a]["unknown_id"] != ev[b]["unknown_id"]
     assert ev[later]["unknown_id"] == ev[a]["unknown_id"]
+
+
+# ----- erasure and retention -------------------------------------------------------------
+
+
+def rows(ids, table, where=None):
+    q = sa.select(table) if where is None else sa.select(table).where(where)
+    with ids.store.engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def test_erase_a_person_removes_every_trace_and_the_cached_gallery_follows(ids):
+    ids.store.enroll("alice", [ALICE], ["alice.jpg"])
+    cache = GalleryCache(ids.store, poll_s=0)  # what a running worker holds
+    a1, a2 = sighting(ids, "door", 1, ALICE), sighting(ids, "lobby", 2, ALICE)
+    b = sighting(ids, "door", 3, BOB)
+    for uid in (a1, a2, b):
+        ids.store.set_snapshot(uid, f"/snaps/{uid}.jpg", 0.5)
+    ids.mark_not(by_uid(ids)[b]["id"], "alice")  # a negative learnt from bob's face
+    assert "alice" in cache.get().names
+    assert {e["person"] for e in ids.store.events()} == {"alice", None}
+
+    deleted = ids.erase("alice")
+    assert (deleted.events, deleted.samples, deleted.negatives) == (2, 6, 1)
+    assert sorted(deleted.snapshots) == sorted(f"/snaps/{u}.jpg" for u in (a1, a2))
+    assert ids.store.people() == [] and rows(ids, encodings) == [] and rows(ids, negatives) == []
+    assert list(by_uid(ids)) == [b]  # bob's sighting stays, with its samples
+    assert {r["track_uid"] for r in rows(ids, samples)} == {b}
+    assert "alice" not in cache.get().names and len(cache.get().names) == 0
+    with pytest.raises(IdentityError, match="no person named 'alice'"):
+        ids.erase("alice")
+
+
+def test_erase_an_unknown_removes_its_events_and_cluster(ids):
+    c1, c2 = sighting(ids, "door", 1, CAROL), sighting(ids, "lobby", 2, CAROL)
+    b = sighting(ids, "door", 3, BOB)
+    ev = by_uid(ids)
+    assert ev[c1]["unknown_id"] == ev[c2]["unknown_id"] == "unknown-1"
+    assert ev[b]["unknown_id"] == "unknown-2"
+    deleted = ids.erase("unknown-1")
+    assert deleted.events == 2 and deleted.samples == 6
+    assert list(by_uid(ids)) == [b]
+    assert [u["name"] for u in rows(ids, unknowns)] == ["unknown-2"]
+    with pytest.raises(IdentityError, match="no unknown identity named 'unknown-1'"):
+        ids.erase("unknown-1")
+
+
+def test_erase_a_person_named_from_an_unknown_leaves_no_centroid_of_them(ids):
+    sighting(ids, "door", 1, CAROL)
+    ids.rename("unknown-1", "carol")  # enrolls the cluster's encodings as carol
+    (cluster,) = rows(ids, unknowns)
+    assert cluster["centroid"] != "[]"  # the renamed cluster keeps carol's face
+    ids.erase("carol")
+    assert ids.store.events() == [] and rows(ids, encodings) == [] and rows(ids, samples) == []
+    (cluster,) = rows(ids, unknowns)  # the number stays taken, the face template goes
+    assert cluster["centroid"] == "[]" and cluster["events"] == 0
+
+
+def test_prune_deletes_what_is_older_than_the_cutoff_and_keeps_corrections(ids):
+    old = sighting(ids, "door", 1, CAROL, t0=1000.0)  # unknown-1, only old sightings
+    mixed_old = sighting(ids, "door", 2, BOB, t0=1000.0)  # unknown-2, also seen lately
+    new = sighting(ids, "lobby", 3, BOB, t0=9000.0)
+    ids.store.set_snapshot(old, "/snaps/old.jpg", 0.5)
+    ids.store.enroll("alice", [ALICE], ["alice.jpg"])
+    ids.mark_not(by_uid(ids)[old]["id"], "alice")
+    assert by_uid(ids)[new]["unknown_id"] == by_uid(ids)[mixed_old]["unknown_id"] == "unknown-2"
+
+    deleted = ids.prune(older_than=5000.0)
+    assert deleted.events == 2 and deleted.samples == 6 and deleted.snapshots == ["/snaps/old.jpg"]
+    assert list(by_uid(ids)) == [new]
+    assert {r["track_uid"] for r in rows(ids, samples)} == {new}
+    clusters = {u["name"]: u for u in rows(ids, unknowns)}
+    assert clusters["unknown-1"]["centroid"] == "[]"  # no members left: no face template
+    assert clusters["unknown-2"]["events"] == 1  # recomputed from the remaining sighting
+    (neg,) = rows(ids, negatives)  # a user's correction stays, unlinked from the track
+    assert neg["person"] == "alice" and neg["track_uid"] is None
+    assert ids.store.people()[0]["name"] == "alice"  # the gallery is not pruned
+
+    everything = ids.prune(older_than=time.time() + 1)  # empty clusters older than that go
+    assert everything.events == 1 and rows(ids, unknowns) == [] and ids.store.events() == []

@@ -1,37 +1,15 @@
 import numpy as np
 import pytest
-import sqlalchemy as sa
 
 from pipeline.record import Face, FrameRecord
 from pipeline.store import EventStore
-
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
-def _pg_available() -> bool:
-    try:
-        import psycopg  # noqa: F401
-
-        eng = sa.create_engine(PG_URL)
-        with eng.connect():
-            pass
-        return True
-    except Exception:
-        return False
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request, tmp_path):
     if request.param == "sqlite":
-        yield EventStore(f"sqlite:///{tmp_path / 'e.db'}")
-        return
-    if not _pg_available():
-        pytest.skip("no PostgreSQL on 127.0.0.1:5432")
-    from pipeline.store import metadata
-
-    s = EventStore(PG_URL)
-    yield s
-    metadata.drop_all(s.engine)
+        return EventStore(f"sqlite:///{tmp_path / 'e.db'}")
+    return EventStore(request.getfixturevalue("pg_url"))
 
 
 def frame(seq, ts, *faces, ended=(), starts=None):
@@ -176,17 +154,6 @@ def test_events_record_first_and_last_frame_numbers(store):
     store.merge_tracks("cam/s/2", "cam/s/1")
     (ev,) = store.events()
     assert (ev["first_frame"], ev["last_frame"]) == (4, 30)
-
-
-def test_an_older_store_without_frame_columns_is_upgraded(tmp_path):
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    store = EventStore(url)
-    with store.engine.begin() as conn:
-        conn.execute(sa.text("ALTER TABLE events DROP COLUMN first_frame"))
-        conn.execute(sa.text("ALTER TABLE events DROP COLUMN last_frame"))
-    store = EventStore(url)
-    store.observe([frame(3, 1.0, Face(box=(0, 0, 9, 9), track_id=1))])
-    assert store.events()[0]["last_frame"] == 3
 
 
 def test_a_track_of_poor_faces_is_never_named(store):

@@ -14,10 +14,14 @@ Its jobs carry one of the sink messages of ``pipeline/record.py``:
   one's, which is re-fused. The store records the merged track as an alias of the
   survivor, so observations and samples of the merged id, sent before or after, land on
   the survivor's event.
+
+With ``store.retention_days`` set, the sink also prunes old events (with their samples
+and snapshots) and empty unknown-N clusters, at start and then at most once an hour.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -26,10 +30,15 @@ import cv2
 
 from pipeline.attributes.base import crop_face
 from pipeline.identities import Identities
+from pipeline.names import check_stream
 from pipeline.record import FrameRecord, Merge, Observations, Samples, SinkMessage, track_uid
 from pipeline.runtime import Runtime
-from pipeline.store import EventStore, GalleryCache
+from pipeline.store import EventStore, GalleryCache, delete_snapshot_files
 from workers.base import Stage, run_job
+
+log = logging.getLogger(__name__)
+
+PRUNE_EVERY_S = 3600.0  # retention passes (store.retention_days) at most this often
 
 
 class SinkStage(Stage):
@@ -39,8 +48,10 @@ class SinkStage(Stage):
         self.gallery = GalleryCache(self.store)
         self.identities = Identities.from_config(self.store, rt.config)
         self.snapshots = rt.config.snapshots_path
+        self._next_prune = 0.0  # time.monotonic() of the next retention pass
 
     def process(self, message: SinkMessage) -> None:
+        self.check_names(message)
         match message:
             case Observations(records=records):
                 self.observations(records)
@@ -50,6 +61,39 @@ class SinkStage(Stage):
                 self.merge(stream, session, from_id, into_id)
             case _:
                 raise ValueError(f"the sink does not take {type(message).__name__}")
+        self.maybe_prune()
+
+    @staticmethod
+    def check_names(message: SinkMessage) -> None:
+        """Refuse (ValueError) a message whose stream or session name is not a valid one
+        before anything is stored: names become paths under the snapshots directory."""
+        match message:
+            case Observations(records=records):
+                pairs = {(r.stream, r.session) for r in records}
+            case Samples(record=rec):
+                pairs = {(rec.stream, rec.session)}
+            case Merge(stream=stream, session=session):
+                pairs = {(stream, session)}
+            case _:
+                pairs = set()
+        for stream, session in pairs:
+            check_stream(stream)
+            if session:  # records made outside a capture may have none
+                check_stream(session)
+
+    def maybe_prune(self) -> None:
+        """Apply ``store.retention_days`` if the last pass is an hour old (or none ran)."""
+        days = self.rt.config.store.retention_days
+        if days is None or time.monotonic() < self._next_prune:
+            return
+        self._next_prune = time.monotonic() + PRUNE_EVERY_S
+        deleted = self.identities.prune(time.time() - days * 86400)
+        files = delete_snapshot_files(deleted.snapshots, self.snapshots)
+        if deleted.events or deleted.clusters:
+            log.info(
+                "retention (%g days): deleted %d event(s), %d sample(s), %d snapshot file(s)",
+                days, deleted.events, deleted.samples, files,
+            )  # fmt: skip
 
     def observations(self, records: list[FrameRecord]) -> None:
         """Count and store a batch of tracked frames, each frame once.
@@ -131,16 +175,29 @@ class SinkStage(Stage):
                 image = self.image(rec)
                 if image is None:
                     return
-            path = self.snapshots / rec.stream / rec.session / f"{face.track_id}.jpg"
+            path = self.snapshot_path(rec, face.track_id)
             path.parent.mkdir(parents=True, exist_ok=True)
             crop = crop_face(image, face, 0.4)
             cv2.imwrite(str(path), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
             self._remove_snapshot(self.store.set_snapshot(uid, str(path), face.quality))
 
+    def snapshot_path(self, rec: FrameRecord, track_id: int) -> Path:
+        """Where a track's snapshot goes: always inside the snapshots directory.
+
+        The stream name was checked where the stream started; a message that reaches the
+        queue some other way is checked again here, and the resolved path must stay under
+        the snapshots directory (defence in depth: a refused job goes to the failed
+        registry with the reason)."""
+        self.check_names(Samples("identity", rec))
+        root = self.snapshots.resolve()
+        path = (root / rec.stream / rec.session / f"{int(track_id)}.jpg").resolve()
+        if not path.is_relative_to(root):
+            raise ValueError(f"snapshot path {path} is outside {root}; refused")
+        return path
+
     def _remove_snapshot(self, path: str | None) -> None:
         """Delete a snapshot file no event uses any more (only under the snapshots dir)."""
-        if path and Path(path).resolve().is_relative_to(self.snapshots.resolve()):
-            Path(path).unlink(missing_ok=True)
+        delete_snapshot_files([path], self.snapshots)
 
 
 def handle(payload: dict[str, Any]) -> None:

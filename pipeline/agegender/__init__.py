@@ -1,11 +1,15 @@
-"""Age/gender models facepipe trains itself: data, split, augmentation, models, training.
+"""Running the age/gender models facepipe trains itself (no TensorFlow at run time).
 
-* :mod:`~pipeline.agegender.split`: the fixed UTKFace train/validation split (by a stable
-  hash of the file name), shared by training and evaluation.
-* :mod:`~pipeline.agegender.data`: decoding UTKFace once into cached numpy arrays.
-* :mod:`~pipeline.agegender.models`: the from-scratch CNN (Keras) and the transfer heads.
-* :mod:`~pipeline.agegender.runtime`: light inference (LiteRT / numpy), no TensorFlow.
-* :mod:`~pipeline.agegender.training`: the resumable training loop and model cards.
+* :mod:`~pipeline.agegender.split`: the fixed UTKFace train/dev/validation split (by a
+  stable hash of the file name), shared by training and evaluation.
+* :mod:`~pipeline.agegender.framing`: where the face is in a UTKFace-like crop.
+* :mod:`~pipeline.agegender.images`: reading and resizing face images.
+* :mod:`~pipeline.agegender.models`: the models' outputs (age bins) and how to read them.
+* :mod:`~pipeline.agegender.runtime`: light inference (LiteRT / numpy).
+* :mod:`~pipeline.agegender.stacker`: applying the ensemble's stacker and calibrations.
+* :mod:`~pipeline.agegender.vgg16`: VGG16 features for the ``transfer`` backend (Keras,
+  imported only when that feature kind is configured).
 
-TensorFlow is imported only inside the functions that train or export.
+This package does not import :mod:`pipeline.attributes` (the backends there import it).
+Training is :mod:`training.agegender`.
 """

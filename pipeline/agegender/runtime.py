@@ -5,8 +5,9 @@
 * :class:`HeadsRuntime`: transfer heads (a small MLP) stored as an ``.npz`` of weight
   arrays and run in numpy.
 
-Both return ``(age_probs (N, AGE_BINS), p_female (N,))``; :func:`to_attributes` turns
-those into :class:`~pipeline.attributes.base.AgeGender`.
+Both return ``(age_probs (N, AGE_BINS), p_female (N,))``;
+:func:`pipeline.attributes.base.to_attributes` turns those into
+:class:`~pipeline.attributes.base.AgeGender`.
 """
 
 from __future__ import annotations
@@ -17,17 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.agegender.models import AGE_BINS, age_from_probs
-from pipeline.attributes.base import AgeGender
+from pipeline.agegender.models import AGE_BINS
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models" / "age_gender"
-
-
-def to_attributes(probs: np.ndarray, p_female: np.ndarray) -> list[AgeGender]:
-    ages, _ = age_from_probs(probs)
-    return [
-        AgeGender.from_p_female(float(a), float(p)) for a, p in zip(ages, p_female, strict=True)
-    ]
 
 
 def read_card(path: Path) -> dict[str, Any]:
@@ -72,7 +65,7 @@ class ScratchRuntime:
         self.flip = flip
 
     def _prepare(self, crops: list[np.ndarray]) -> np.ndarray:
-        from pipeline.agegender.data import resize
+        from pipeline.agegender.images import resize
 
         x = np.empty((len(crops), self.size, self.size, 3), dtype=np.float32)
         for i, c in enumerate(crops):

@@ -18,8 +18,14 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 VAL_PERCENT = 18
 """Share of files (percent) in the validation split."""
+
+DEV_BUCKETS = range(VAL_PERCENT, VAL_PERCENT + 4)
+"""Hash buckets (4 % of all files, all from the training side) used to monitor training
+and to fit the ensemble's stacker and the calibrations (training.agegender.stacking)."""
 
 SALT = "facepipe-utkface-v1"
 """Mixed into the hash so the split is not correlated with other hash-based splits."""
@@ -65,6 +71,15 @@ def bucket(name: str) -> int:
 def split_of(name: str) -> str:
     """``"val"`` or ``"train"`` for a file name (deterministic)."""
     return "val" if bucket(name) < VAL_PERCENT else "train"
+
+
+def sides_of(names: np.ndarray) -> np.ndarray:
+    """Side of each UTKFace file: val (never trained on), dev (monitoring), train."""
+    out = []
+    for n in names:
+        b = bucket(str(n))
+        out.append("val" if b < VAL_PERCENT else "dev" if b in DEV_BUCKETS else "train")
+    return np.array(out)
 
 
 def list_samples(folder: str | Path) -> list[Sample]:

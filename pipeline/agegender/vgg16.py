@@ -58,7 +58,7 @@ class Vgg16Features:
         """``(N, 512)`` features of RGB uint8 crops (any size; resized here)."""
         from keras.applications.vgg16 import preprocess_input
 
-        from pipeline.agegender.data import resize
+        from pipeline.agegender.images import resize
 
         if not crops:
             return np.zeros((0, DIM), dtype=np.float32)

@@ -2,7 +2,7 @@
 
 Default: the members and combination weights stored in
 ``pipeline/models/age_gender/ensemble.json`` (option ``stacker``), fitted with
-``python -m pipeline.agegender.stacking`` on held-out *training* files that no member was
+``python -m training.agegender.stacking`` on held-out *training* files that no member was
 trained on (the "dev" files; never the validation split): age = bias + weighted sum of
 the members' ages (least absolute deviations), p(female) = logistic regression on the
 members' gender logits. ``combine: mean`` gives the plain mean of ``members`` instead
@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import Field
 
 from pipeline.agegender.runtime import MODELS_DIR
-from pipeline.agegender.stacking import Stacker, stale_members
+from pipeline.agegender.stacker import Stacker, stale_members
 from pipeline.attributes.base import AgeGender, AttributeEstimator, CalibratedOptions
 from pipeline.record import Face
 from pipeline.registry import BackendOptions
@@ -54,14 +54,14 @@ def load_stacker(path: str | Path | None = None) -> Stacker:
     p = Path(path) if path else MODELS_DIR / "ensemble.json"
     if not p.is_file():
         raise FileNotFoundError(
-            f"ensemble stacker not found: {p} (fit it with `python -m pipeline.agegender.stacking`)"
+            f"ensemble stacker not found: {p} (fit it with `python -m training.agegender.stacking`)"
         )
     d = json.loads(p.read_text())
     stale = stale_members(d)
     if stale:
         log.warning(
             "%s was fitted for other versions of %s: refit it with "
-            "`python -m pipeline.agegender.stacking`",
+            "`python -m training.agegender.stacking`",
             p.name,
             ", ".join(stale),
         )

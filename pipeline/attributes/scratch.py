@@ -11,7 +11,7 @@ side, so a HOG box grown by 0.062 on each side frames a face like the training i
 
 ``calibrate`` (default on): the outputs go through ``scratch.calibration.json``, a linear
 age correction (and gender, when it helps) fitted on held-out *training* files, the
-"dev" files no model here was trained on (:mod:`pipeline.agegender.stacking`).
+"dev" files no model here was trained on (:mod:`training.agegender.stacking`).
 """
 
 from __future__ import annotations
@@ -22,9 +22,15 @@ import numpy as np
 from pydantic import Field
 
 from pipeline.agegender.framing import UTKFACE_MARGIN
-from pipeline.agegender.runtime import MODELS_DIR, ScratchRuntime, to_attributes
-from pipeline.agegender.stacking import calibrated, load_calibration
-from pipeline.attributes.base import AgeGender, AttributeEstimator, CalibratedOptions
+from pipeline.agegender.runtime import MODELS_DIR, ScratchRuntime
+from pipeline.agegender.stacker import load_calibration
+from pipeline.attributes.base import (
+    AgeGender,
+    AttributeEstimator,
+    CalibratedOptions,
+    calibrated,
+    to_attributes,
+)
 
 
 class ScratchOptions(CalibratedOptions):

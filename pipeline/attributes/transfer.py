@@ -26,9 +26,16 @@ import numpy as np
 from pydantic import Field
 
 from pipeline.agegender.framing import UTKFACE_MARGIN, inner_box
-from pipeline.agegender.runtime import MODELS_DIR, HeadsRuntime, to_attributes
-from pipeline.agegender.stacking import calibrated, load_calibration
-from pipeline.attributes.base import AgeGender, AttributeEstimator, CalibratedOptions, crop_face
+from pipeline.agegender.runtime import MODELS_DIR, HeadsRuntime
+from pipeline.agegender.stacker import load_calibration
+from pipeline.attributes.base import (
+    AgeGender,
+    AttributeEstimator,
+    CalibratedOptions,
+    calibrated,
+    crop_face,
+    to_attributes,
+)
 from pipeline.record import Face
 
 

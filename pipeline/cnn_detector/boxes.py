@@ -1,4 +1,5 @@
-"""Box geometry for the CNN detector: IoU, NMS, regression targets, score-map decoding.
+"""Box geometry for the CNN detector: regression targets, score-map decoding (IoU and NMS:
+:mod:`pipeline.boxes`).
 
 Pure numpy, so it is testable without TensorFlow. Boxes here are ``(x1, y1, x2, y2)``
 float arrays in pixels; a *window* is a square ``(x, y, side)`` the classifier looked at.
@@ -12,45 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of boxes ``a`` (N, 4) and ``b`` (M, 4), both ``x1, y1, x2, y2``."""
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    ix1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    iy1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    ix2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    iy2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
-
-
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Greedy non-maximum suppression; returns the kept indices, best score first."""
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-    if len(boxes) != len(scores):
-        raise ValueError(f"{len(boxes)} boxes but {len(scores)} scores")
-    order = np.argsort(-scores, kind="stable")
-    keep: list[int] = []
-    x1, y1, x2, y2 = boxes.T
-    areas = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    while order.size:
-        i = order[0]
-        keep.append(int(i))
-        rest = order[1:]
-        ix1 = np.maximum(x1[i], x1[rest])
-        iy1 = np.maximum(y1[i], y1[rest])
-        ix2 = np.minimum(x2[i], x2[rest])
-        iy2 = np.minimum(y2[i], y2[rest])
-        inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
-        union = areas[i] + areas[rest] - inter
-        iou = np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
-        order = rest[iou <= iou_threshold]
-    return np.asarray(keep, dtype=np.int64)
+# re-exported for the detector and its training code (boxes here are xyxy)
+from pipeline.boxes import iou_matrix_xyxy as iou_matrix  # noqa: F401
+from pipeline.boxes import nms as nms
 
 
 def square_around(boxes: np.ndarray) -> np.ndarray:

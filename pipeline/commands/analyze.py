@@ -24,7 +24,7 @@ from typing import Any
 
 import click
 
-from pipeline.cli import Context, pass_ctx
+from pipeline.commands import Context, pass_ctx
 from pipeline.commands.detect import options_flag
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -95,10 +95,10 @@ def analyze(
     as_json: bool,
 ) -> None:
     """Estimate age and gender of the faces in images (files or folders)."""
-    from pipeline.agegender.data import read_rgb
     from pipeline.attributes import registry as attr_registry
     from pipeline.commands.detect import chosen_backend
     from pipeline.detectors import registry as det_registry
+    from pipeline.images import read_image
     from pipeline.registry import BackendError
 
     cfg = ctx.config
@@ -117,7 +117,7 @@ def analyze(
     failed = 0
     for path in expand_paths(paths):
         try:
-            image = read_rgb(path)
+            image = read_image(path, cfg.limits.max_image_pixels)
             t0 = time.perf_counter()
             faces = analyze_image(image, estimator, detector, min_size)
             ms = (time.perf_counter() - t0) * 1000.0

@@ -21,31 +21,17 @@ from pathlib import Path
 from typing import Any
 
 import click
-import numpy as np
 
-from pipeline.cli import Context, pass_ctx
+from pipeline.commands import Context, pass_ctx
+from pipeline.images import read_image
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".pbm"}
 )
 
 
-def load_rgb(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an image file as an RGB ``uint8`` array (H, W, 3); ``ValueError`` if unreadable.
-
-    Grey images are expanded to three channels and alpha is dropped, so every detector gets
-    the same input.
-    """
-    import cv2
-
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError("no such file" if not p.exists() else "not a file")
-    data = np.fromfile(p, dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise ValueError("not a readable image (corrupt or unsupported format)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+# the reader of every command (the name stays for scripts that import it from here)
+load_rgb = read_image
 
 
 def iter_images(paths: Iterable[str]) -> Iterator[str]:
@@ -160,7 +146,7 @@ def detect(
     for image_path in iter_images(paths):
         result: dict[str, Any]
         try:
-            image = load_rgb(image_path)
+            image = read_image(image_path, ctx.config.limits.max_image_pixels)
         except (ValueError, OSError) as exc:
             result = {"image": image_path, "error": str(exc)}
         else:

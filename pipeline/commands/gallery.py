@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli import Context, pass_ctx
+from pipeline.commands import Context, pass_ctx
+from pipeline.names import BadName, check_person
 
 
 @click.command()
@@ -19,10 +20,16 @@ def enroll(ctx: Context, name: str, photos: tuple[str, ...]) -> None:
     from pipeline.recognition.enroll import EnrollError, encode_photos
     from pipeline.store import EventStore
 
-    if not name.strip() or name == "unknown":
-        raise click.BadParameter(f"{name!r} cannot be a person's name", param_hint="NAME")
     try:
-        vectors = encode_photos(list(photos), num_jitters=ctx.config.recognition.enroll_jitters)
+        check_person(name)
+    except BadName as exc:
+        raise click.BadParameter(str(exc), param_hint="NAME") from None
+    try:
+        vectors = encode_photos(
+            list(photos),
+            num_jitters=ctx.config.recognition.enroll_jitters,
+            max_pixels=ctx.config.limits.max_image_pixels,
+        )
     except EnrollError as exc:
         raise click.ClickException(str(exc)) from None
     store = EventStore(ctx.config.store_url)
@@ -38,8 +45,24 @@ def identities(ctx: Context):  # type: ignore[no-untyped-def]
     return Identities.from_config(EventStore(ctx.config.store_url), ctx.config)
 
 
+def erase_report(ctx: Context, what: str, deleted) -> str:  # type: ignore[no-untyped-def]
+    """Delete the snapshot files an erase or prune freed; one line saying what went."""
+    from pipeline.store import delete_snapshot_files
+
+    files = delete_snapshot_files(deleted.snapshots, ctx.config.snapshots_path)
+    return (
+        f"{what}: {deleted.events} event(s), {deleted.samples} sample(s), "
+        f"{deleted.negatives} negative(s), {files} snapshot file(s) deleted"
+    )
+
+
 @click.command()
-@click.option("--remove", metavar="NAME", help="remove NAME and their encodings")
+@click.option("--remove", metavar="NAME",
+              help="un-enroll NAME: delete their encodings (past events are relabelled, "
+              "their sightings stay)")  # fmt: skip
+@click.option("--erase", metavar="NAME",
+              help="forget NAME or an unknown-N entirely: encodings, negatives, events, "
+              "samples, snapshots")  # fmt: skip
 @click.option("--rename", nargs=2, metavar="OLD NEW",
               help="rename a person, or name an unknown-N (enrolls it)")  # fmt: skip
 @click.option("--merge", nargs=2, metavar="KEEP OTHER",
@@ -47,14 +70,33 @@ def identities(ctx: Context):  # type: ignore[no-untyped-def]
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def people(
-    ctx: Context, remove: str | None, rename: tuple[str, str] | None,
+    ctx: Context, remove: str | None, erase: str | None, rename: tuple[str, str] | None,
     merge: tuple[str, str] | None, as_json: bool,
 ) -> None:  # fmt: skip
-    """List enrolled people; remove, rename or merge them (past events are relabelled)."""
+    """List enrolled people; remove, erase, rename or merge them (past events are relabelled).
+
+    --remove un-enrolls a person: their photos' encodings go, their past events stay and
+    are relabelled (typically to an unknown-N). --erase deletes every trace of a person
+    or an unknown-N: encodings, negatives, their events with the samples (face encodings)
+    and snapshots, and their cluster; running workers drop the encodings from their
+    gallery cache within seconds (it follows the store).
+    """
     from pipeline.identities import IdentityError
     from pipeline.store import EventStore
 
     store = EventStore(ctx.config.store_url)
+    if rename:
+        try:
+            check_person(rename[1])
+        except BadName as exc:
+            raise click.BadParameter(str(exc), param_hint="--rename") from None
+    if erase:
+        try:
+            deleted = identities(ctx).erase(erase)
+        except IdentityError as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(erase_report(ctx, f"erased {erase}", deleted))
+        return
     if rename or merge:
         ids = identities(ctx)
         try:

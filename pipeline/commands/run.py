@@ -12,8 +12,11 @@ from urllib.parse import urlparse
 
 import click
 
-from pipeline.cli import Context, pass_ctx
+from pipeline.commands import Context, pass_ctx
+from pipeline.names import STREAM_MAX, BadName, check_person, check_stream
 from pipeline.sources import describe
+
+CUT_SHORT_EXIT = 3  # exit status when a source could not be read to its end (corrupt data)
 
 
 def default_stream_name(spec: str) -> str:
@@ -25,7 +28,17 @@ def default_stream_name(spec: str) -> str:
         name = (u.hostname or "camera") + (u.path or "").replace("/", "_")
     else:
         name = Path(spec).stem
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "stream"
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+    name = re.sub(r"\.{2,}", ".", name).strip("_.-")[:STREAM_MAX].rstrip("_.-")
+    return name or "stream"
+
+
+def stream_option(name: str) -> str:
+    """A stream name given on the command line, checked (a click error otherwise)."""
+    try:
+        return check_stream(name)
+    except BadName as exc:
+        raise click.BadParameter(str(exc), param_hint="--stream") from None
 
 
 def parse_enroll(values: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -34,6 +47,10 @@ def parse_enroll(values: tuple[str, ...]) -> list[tuple[str, str]]:
         name, sep, photo = v.partition("=")
         if not sep or not name or not photo:
             raise click.BadParameter(f"{v!r}: expected NAME=PHOTO", param_hint="--enroll")
+        try:
+            check_person(name)
+        except BadName as exc:
+            raise click.BadParameter(str(exc), param_hint="--enroll") from None
         out.append((name, photo))
     return out
 
@@ -45,7 +62,11 @@ def enroll_people(ctx: Context, pairs: list[tuple[str, str]]) -> None:
     store = EventStore(ctx.config.store_url)
     for name, photo in pairs:
         try:
-            (vec,) = encode_photos([photo], num_jitters=ctx.config.recognition.enroll_jitters)
+            (vec,) = encode_photos(
+                [photo],
+                num_jitters=ctx.config.recognition.enroll_jitters,
+                max_pixels=ctx.config.limits.max_image_pixels,
+            )
         except EnrollError as exc:
             raise click.ClickException(str(exc)) from None
         store.enroll(name, [vec], [str(Path(photo).resolve())])
@@ -68,6 +89,11 @@ def print_summary(summary_dict: dict, as_json: bool) -> None:
             f"processed {st.get('processed', 0)}, dropped {sum(dropped.values())}"
             + (f" {dropped}" if dropped else "")
         )
+        if st.get("unreadable"):
+            click.echo(
+                f"  CUT SHORT: stream {name}: {st['unreadable']} frame(s) of {st['source']} "
+                "unreadable (corrupt data; see the warnings above)"
+            )
     if s.get("latency_s"):
         lat = s["latency_s"]
         click.echo(
@@ -102,8 +128,10 @@ def run_pipeline(ctx: Context, sources: list[tuple[str, str]], as_json: bool) ->
         click.echo("starting workers...", err=True)
         pipe.start()
         if ctx.config.metrics.port:
-            port = ctx.config.metrics.port
-            click.echo(f"metrics: http://localhost:{port}/metrics; logs: {pipe.log_dir}", err=True)
+            from pipeline.metrics import metrics_url
+
+            url = metrics_url(ctx.config.metrics.host, ctx.config.metrics.port)
+            click.echo(f"metrics: {url}; logs: {pipe.log_dir}", err=True)
         summary = pipe.run(sources)
     except (PipelineError, SourceError) as exc:
         raise click.ClickException(str(exc)) from None
@@ -112,10 +140,14 @@ def run_pipeline(ctx: Context, sources: list[tuple[str, str]], as_json: bool) ->
         return 130
     finally:
         pipe.stop()
-    print_summary(summary.to_dict(), as_json)
+    summary_dict = summary.to_dict()
+    summary_dict["cut_short"] = sorted(
+        name for name, st in summary.streams.items() if st.get("unreadable")
+    )
+    print_summary(summary_dict, as_json)
     if summary.interrupted:
         return 130
-    return 3 if summary.incomplete else 0
+    return CUT_SHORT_EXIT if summary_dict["cut_short"] or summary.incomplete else 0
 
 
 @click.command()
@@ -137,7 +169,8 @@ def run(
     ctx.config  # noqa: B018 - a bad config fails here, before Redis or any worker starts
     if len(streams) > len(sources):
         raise click.BadParameter("more --stream names than sources", param_hint="--stream")
-    names = list(streams) + [default_stream_name(s) for s in sources[len(streams) :]]
+    names = [stream_option(s) for s in streams]
+    names += [default_stream_name(s) for s in sources[len(streams) :]]
     if len(set(names)) != len(names):
         raise click.BadParameter(f"stream names must be unique: {names}", param_hint="--stream")
     for spec in sources:

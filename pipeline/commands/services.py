@@ -9,7 +9,8 @@ import threading
 
 import click
 
-from pipeline.cli import Context, pass_ctx
+from pipeline.commands import Context, pass_ctx
+from pipeline.privacy import redact_url
 from pipeline.stages import STAGE_NAMES
 
 
@@ -22,7 +23,9 @@ def _runtime(ctx: Context):  # type: ignore[no-untyped-def]
     except NoRedisError as exc:
         raise click.ClickException(str(exc)) from None
     except Exception as exc:
-        raise click.ClickException(f"cannot reach Redis at {ctx.config.redis.url}: {exc}") from None
+        raise click.ClickException(
+            redact_url(f"cannot reach Redis at {ctx.config.redis.url}: {exc}")
+        ) from None
     return rt
 
 
@@ -35,15 +38,19 @@ def _runtime(ctx: Context):  # type: ignore[no-untyped-def]
 def capture(ctx: Context, source: str, stream: str | None, wait: bool) -> None:
     """Read SOURCE (file, webcam index, rtsp/http URL) into the pipeline (needs REDIS_URL)."""
     from pipeline.capture import Capture
-    from pipeline.commands.run import default_stream_name
+    from pipeline.commands.run import CUT_SHORT_EXIT, default_stream_name, stream_option
     from pipeline.sources import Source, SourceError
 
+    name = stream_option(stream) if stream else default_stream_name(source)
     rt = _runtime(ctx)
     try:
-        src = Source(source, ctx.config.capture.reconnect_s, ctx.config.capture.realtime)
+        src = Source(
+            source, ctx.config.capture.reconnect_s, ctx.config.capture.realtime,
+            max_pixels=ctx.config.limits.max_image_pixels,
+        )  # fmt: skip
     except SourceError as exc:
         raise click.ClickException(str(exc)) from None
-    cap = Capture(rt, src, stream or default_stream_name(source))
+    cap = Capture(rt, src, name)
     signal.signal(signal.SIGTERM, lambda *_: cap.stop())
     try:
         result = cap.run()
@@ -72,9 +79,16 @@ def capture(ctx: Context, source: str, stream: str | None, wait: bool) -> None:
                 f"counts {waited.counts}",
                 err=True,
             )
-            sys.exit(3)
+            sys.exit(CUT_SHORT_EXIT)
+    if result.cut_short:
+        click.echo(
+            f"CUT SHORT: {result.stream}: {result.unreadable} frame(s) of {source} unreadable "
+            "(corrupt data)",
+            err=True,
+        )
+        sys.exit(CUT_SHORT_EXIT)
     if result.lost_sessions:
-        sys.exit(3)
+        sys.exit(CUT_SHORT_EXIT)
 
 
 @click.command()
@@ -90,12 +104,15 @@ def worker(ctx: Context, stage: str, burst: bool, name: str | None) -> None:
 
 
 def _serve_metrics(ctx: Context, rt, port: int | None) -> int:  # type: ignore[no-untyped-def]
-    from pipeline.metrics import serve
+    from pipeline.metrics import MetricsServeError, metrics_url, serve
 
     port = ctx.config.metrics.port if port is None else port
     if port:
-        serve(rt.bus, port, ctx.config.metrics.host)
-        click.echo(f"metrics on http://{ctx.config.metrics.host}:{port}/metrics", err=True)
+        try:
+            serve(rt.bus, port, ctx.config.metrics.host)
+        except MetricsServeError as exc:
+            raise click.ClickException(exc.strerror) from None
+        click.echo(f"metrics on {metrics_url(ctx.config.metrics.host, port)}", err=True)
     return port
 
 

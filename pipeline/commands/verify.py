@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from pipeline.commands import Context, pass_ctx
 from pipeline.recognition.thresholds import CALIBRATED
 from pipeline.recognition.verify import DEFAULT_FLIP
 
@@ -72,7 +73,9 @@ log = logging.getLogger(__name__)
     help="directory to cache encodings in (.npy + .json, keyed by absolute image path and "
     "face box, one sub-folder per --num-jitters), reused across runs",
 )
+@pass_ctx
 def verify(
+    ctx: Context,
     pairs_path: Path,
     root: Path | None,
     threshold: float | None,
@@ -100,7 +103,10 @@ def verify(
 
     # one sub-folder per encoder setting, so a cache never mixes jitter counts
     cache = V.EncodingCache(cache_dir / f"5pt-jitter{num_jitters}") if cache_dir else None
-    encoder = V.PairEncoder(num_jitters=num_jitters, cache=cache, flip=flip)
+    encoder = V.PairEncoder(
+        num_jitters=num_jitters, cache=cache, flip=flip,
+        max_pixels=ctx.config.limits.max_image_pixels,
+    )  # fmt: skip
     failed: dict[str, str] = {}
 
     def encode(rel: str) -> V.Encoded:

@@ -17,8 +17,7 @@ from pipeline.detectors.base import Detector
 from pipeline.record import Face
 from pipeline.registry import BackendOptions
 from pipeline.vj.cascade import Cascade
-from pipeline.vj.data import to_gray
-from pipeline.vj.scan import detect
+from pipeline.vj.scan import detect, to_gray
 
 SHIPPED_CASCADE = Path(__file__).resolve().parent.parent / "models" / "viola_jones" / "cascade.json"
 

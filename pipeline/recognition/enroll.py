@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from pipeline.images import DEFAULT_MAX_PIXELS, ImageError, read_image
 from pipeline.recognition.encoder import DlibEncoder
 from pipeline.record import Face
 
@@ -15,14 +15,12 @@ class EnrollError(ValueError):
     """A photo cannot be enrolled (unreadable, no face, several faces)."""
 
 
-def read_rgb(path: str | Path) -> np.ndarray:
-    p = Path(path)
-    if not p.is_file():
-        raise EnrollError(f"{p}: file not found")
-    bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise EnrollError(f"{p}: not a readable image")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+def read_rgb(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """An enrolment photo as RGB ``uint8``; :class:`EnrollError` naming the file if unusable."""
+    try:
+        return read_image(path, max_pixels)
+    except ImageError as exc:
+        raise EnrollError(str(exc)) from None
 
 
 def find_one_face(image: np.ndarray, path: str | Path) -> Face:
@@ -46,7 +44,10 @@ def find_one_face(image: np.ndarray, path: str | Path) -> Face:
 
 
 def encode_photos(
-    paths: list[str], encoder: DlibEncoder | None = None, num_jitters: int = 10
+    paths: list[str],
+    encoder: DlibEncoder | None = None,
+    num_jitters: int = 10,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> list[np.ndarray]:
     """One encoding per photo; raises :class:`EnrollError` naming the first bad file.
 
@@ -58,7 +59,7 @@ def encode_photos(
     encoder = encoder or DlibEncoder(num_jitters=num_jitters)
     out = []
     for path in paths:
-        image = read_rgb(path)
+        image = read_rgb(path, max_pixels)
         face = find_one_face(image, path)
         out.append(encoder.encode(image, [face])[0])
     return out

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.images import DEFAULT_MAX_PIXELS, ImageError, read_image
 from pipeline.recognition.thresholds import operating_points
 from pipeline.record import Face
 
@@ -59,10 +60,6 @@ FALLBACK_BOX_FRACTIONS: tuple[float, float, float, float] = (0.268, 0.32, 0.436,
 
 class PairsFormatError(ValueError):
     """A pairs file line that does not follow ``FOLD<TAB>A<TAB>B<TAB>SAME``."""
-
-
-class ImageError(ValueError):
-    """An image file that is missing or cannot be decoded."""
 
 
 @dataclass(frozen=True)
@@ -132,27 +129,17 @@ def load_pairs(path: str | os.PathLike[str]) -> list[Pair]:
 # ----- images and encodings -----------------------------------------------------------
 
 
-def load_rgb(path: str | os.PathLike[str]) -> np.ndarray:
-    """An image file as RGB ``uint8`` ``(H, W, 3)``; grayscale is replicated to 3 channels.
+def load_rgb(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """An image file as RGB ``uint8`` ``(H, W, 3)`` (:func:`pipeline.images.read_image`),
+    at least 8 x 8; grayscale is replicated to 3 channels.
 
     The dlib encoder was trained on colour faces and expects 3 channels; LFW-a is
     grayscale, so the gray value goes into R, G and B alike.
     """
-    from PIL import Image, UnidentifiedImageError
-
-    p = Path(path)
-    if not p.is_file():
-        raise ImageError(f"image not found: {p}")
-    try:
-        with Image.open(p) as im:
-            im.load()
-            rgb = im.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise ImageError(f"cannot read image {p}: {exc}") from None
-    arr = np.asarray(rgb, dtype=np.uint8)
-    if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] < 8 or arr.shape[1] < 8:
-        raise ImageError(f"image {p} has unusable shape {arr.shape}")
-    return np.ascontiguousarray(arr)
+    arr = read_image(path, max_pixels)
+    if arr.shape[0] < 8 or arr.shape[1] < 8:
+        raise ImageError(f"image {path} has unusable shape {arr.shape}")
+    return arr
 
 
 def fallback_box(width: int, height: int) -> tuple[int, int, int, int]:
@@ -296,6 +283,7 @@ class PairEncoder:
         cache: EncodingCache | None = None,
         encoder: object | None = None,
         flip: bool = DEFAULT_FLIP,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
         import dlib
 
@@ -306,6 +294,7 @@ class PairEncoder:
         self.encoder = encoder
         self.flip = bool(getattr(encoder, "flip", False))
         self.upsample = upsample
+        self.max_pixels = max_pixels  # larger images are refused (ImageError)
         self.cache = cache
         self._hog = dlib.get_frontal_face_detector()
         self.fallbacks: set[str] = set()
@@ -340,7 +329,7 @@ class PairEncoder:
         image: np.ndarray | None = None
         found = self.cache.get_detection(key) if self.cache is not None else None
         if found is None:
-            image = load_rgb(path)
+            image = load_rgb(path, self.max_pixels)
             t0 = time.perf_counter()
             faces = self.detect(image)
             self.detect_s += time.perf_counter() - t0
@@ -360,7 +349,7 @@ class PairEncoder:
         enc = self.cache.get(key, box, variant) if self.cache is not None else None
         if enc is None:
             if image is None:
-                image = load_rgb(path)
+                image = load_rgb(path, self.max_pixels)
             t0 = time.perf_counter()
             enc = self.encoder.encode(image, [Face(box=box)])[0]  # type: ignore[attr-defined]
             self.encode_s += time.perf_counter() - t0

@@ -11,17 +11,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+
+from pipeline.boxes import iou_matrix_xywh
+from pipeline.boxes import iou_xywh as iou  # noqa: F401  (re-exported by pipeline.tracking)
 from pipeline.record import Box, Face
-
-
-def iou(a: Box, b: Box) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    ix = max(0, min(ax + aw, bx + bw) - max(ax, bx))
-    iy = max(0, min(ay + ah, by + bh) - max(ay, by))
-    inter = ix * iy
-    union = aw * ah + bw * bh - inter
-    return inter / union if union > 0 else 0.0
 
 
 def confirm(faces: list[Face], assign: dict[int, Track], min_hits: int) -> list[Track]:
@@ -69,12 +63,9 @@ class IoUTracker:
         ``track_id`` and the track is returned, with ``first_ts`` and ``hits`` covering
         its tentative frames too. Ended tentative tracks are dropped silently.
         """
+        overlap = iou_matrix_xywh([t.box for t in self.tracks], [f.box for f in faces])
         pairs = sorted(
-            (
-                (iou(t.box, f.box), ti, fi)
-                for ti, t in enumerate(self.tracks)
-                for fi, f in enumerate(faces)
-            ),
+            ((float(overlap[ti, fi]), ti, fi) for ti, fi in np.ndindex(overlap.shape)),
             reverse=True,
         )
         used_t: set[int] = set()

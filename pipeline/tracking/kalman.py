@@ -20,7 +20,7 @@ jobs and any worker can continue a stream. What it adds:
   encodings it was given, in ``update`` or through
   :meth:`KalmanTracker.observe_encoding`), their Euclidean distance must be at most
   ``appearance_threshold`` and is added to the cost. The assignment minimises the total
-  cost (Hungarian, ``scipy.optimize.linear_sum_assignment``; greedy without scipy).
+  cost (Hungarian, ``scipy.optimize.linear_sum_assignment``).
 * **Lifecycle.** *tentative* (seen in fewer than ``min_hits`` detection runs; its faces
   keep ``track_id = None``; dropped after more than ``max_tentative_missed`` runs without
   a match, so a one-frame false detection never becomes a track) -> *confirmed* ->
@@ -49,14 +49,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
+from pipeline.boxes import iou_matrix_xywh
 from pipeline.record import Box, Face
 from pipeline.tracking.iou import Track, confirm
-
-try:  # scipy comes with scikit-image; fall back to a greedy assignment without it
-    from scipy.optimize import linear_sum_assignment as _lsa
-except ImportError:  # pragma: no cover - exercised only without scipy
-    _lsa = None
 
 _DIM = 4  # measured: cx, cy, w, h
 _INFEASIBLE = 1e6
@@ -481,7 +478,7 @@ class KalmanTracker:
         zs = np.stack([box_to_z(f.box) for f in faces])
         diff = zs[None, :, :] - pred.mean[:, None, :_DIM]  # (tracks, faces, 4)
         d2 = np.einsum("tfi,tij,tfj->tf", diff, np.linalg.inv(pred.innov), diff)
-        overlap = _iou_matrix(pred.boxes, [f.box for f in faces])
+        overlap = iou_matrix_xywh(pred.boxes, [f.box for f in faces])
         tentative = np.array([not t.confirmed for t in self.tracks])[:, None]
         motion_ok = (d2 <= self.gate) | (tentative & (overlap >= self.iou_threshold))
         cost = 1.0 - overlap + 0.1 * np.minimum(d2 / self.gate, 10.0)
@@ -508,20 +505,9 @@ class KalmanTracker:
         cost = self._cost(faces, encodings, pred)
         if cost.size == 0:
             return []
-        if _lsa is not None:
-            rows, cols = _lsa(cost)
-            pairs = list(zip(rows.tolist(), cols.tolist(), strict=True))
-        else:  # greedy: cheapest feasible pair first
-            order = np.dstack(np.unravel_index(np.argsort(cost, axis=None), cost.shape))[0]
-            used_r: set[int] = set()
-            used_c: set[int] = set()
-            pairs = []
-            for r, c in order.tolist():
-                if r not in used_r and c not in used_c:
-                    used_r.add(r)
-                    used_c.add(c)
-                    pairs.append((r, c))
-        return sorted((r, c) for r, c in pairs if cost[r, c] < _INFEASIBLE)
+        rows, cols = linear_sum_assignment(cost)
+        return sorted((r, c) for r, c in zip(rows.tolist(), cols.tolist(), strict=True)
+                      if cost[r, c] < _INFEASIBLE)  # fmt: skip
 
 
 @dataclass
@@ -550,18 +536,6 @@ def _boxes(mean: np.ndarray) -> list[Box]:
     wh = np.maximum(mean[:, 2:4], 1.0)
     xy = mean[:, 0:2] - wh / 2.0
     return [tuple(int(v) for v in row) for row in np.round(np.hstack([xy, wh]))]
-
-
-def _iou_matrix(a: list[Box], b: list[Box]) -> np.ndarray:
-    """IoU of every box in ``a`` with every box in ``b`` (``(len(a), len(b))``)."""
-    aa, bb = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    ax1, ay1, aw, ah = (aa[:, i : i + 1] for i in range(4))
-    bx1, by1, bw, bh = (bb[:, i] for i in range(4))
-    ix = np.clip(np.minimum(ax1 + aw, bx1 + bw) - np.maximum(ax1, bx1), 0, None)
-    iy = np.clip(np.minimum(ay1 + ah, by1 + bh) - np.maximum(ay1, by1), 0, None)
-    inter = ix * iy
-    union = aw * ah + bw * bh - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
 def _track_dict(t: KalmanTrack) -> dict[str, Any]:

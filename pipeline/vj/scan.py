@@ -25,6 +25,24 @@ from pipeline.vj.features import STD_FLOOR
 from pipeline.vj.integral import integral_image, window_stats
 
 
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """Any image (grey, RGB, RGBA, float in [0, 1] or uint8) as a 2-D uint8 grey array."""
+    img = np.asarray(image)
+    if img.dtype != np.uint8:
+        scale = 255.0 if img.dtype.kind == "f" and img.max() <= 1.0 else 1.0
+        img = np.clip(np.round(img.astype(np.float64) * scale), 0, 255).astype(np.uint8)
+    if img.ndim == 3:
+        if img.shape[2] == 4:
+            img = img[:, :, :3]
+        if img.shape[2] == 3:
+            img = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+        elif img.shape[2] == 1:
+            img = img[:, :, 0]
+    if img.ndim != 2:
+        raise ValueError(f"cannot make a grey image from shape {np.asarray(image).shape}")
+    return np.ascontiguousarray(img)
+
+
 @dataclass
 class Level:
     """One pyramid level: the shrunk image and its scale back to the original."""

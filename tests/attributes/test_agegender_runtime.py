@@ -9,8 +9,8 @@ import pytest
 
 from pipeline.agegender.framing import UTKFACE_MARGIN, face_crop_box, inner_box
 from pipeline.agegender.models import AGE_BINS, age_from_probs
-from pipeline.agegender.runtime import HeadsRuntime, to_attributes
-from pipeline.attributes.base import crop_face
+from pipeline.agegender.runtime import HeadsRuntime
+from pipeline.attributes.base import crop_face, to_attributes
 
 
 def test_age_from_probs_mean_and_spread() -> None:

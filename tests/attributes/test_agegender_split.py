@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from pipeline.agegender import split
-from pipeline.agegender.training import sides_of
 
 
 def _names(n: int) -> list[str]:
@@ -44,7 +43,7 @@ def test_split_is_deterministic_disjoint_and_sized() -> None:
 
 def test_dev_side_comes_from_training_files_only() -> None:
     names = np.array(_names(3000))
-    sides = sides_of(names)
+    sides = split.sides_of(names)
     is_val = np.array([split.split_of(n) == "val" for n in names])
     assert set(sides[is_val]) == {"val"}
     assert set(sides[~is_val]) == {"train", "dev"}
@@ -64,3 +63,13 @@ def test_age_groups() -> None:
     assert split.age_group(0) == "0-12"
     assert split.age_group(25.4) == "20-29"
     assert split.age_group(99) == "70+"
+
+
+def test_dev_side_is_disjoint_from_validation() -> None:
+    pytest.importorskip("cv2")
+    from pipeline.agegender.split import sides_of, split_of
+
+    names = np.array([f"{i}_0_0_x.jpg" for i in range(3000)])
+    side = sides_of(names)
+    assert (side == "dev").sum() > 50
+    assert all(split_of(n) == "train" for n in names[side == "dev"])

@@ -10,7 +10,7 @@ import pytest
 from skimage.data import astronaut
 
 from pipeline.agegender.runtime import MODELS_DIR
-from pipeline.agegender.stacking import Stacker, logit
+from pipeline.agegender.stacker import Stacker, calibration_path, digest, load_calibration, logit
 from pipeline.attributes import crop_face, registry
 from pipeline.record import Face
 
@@ -104,7 +104,7 @@ def test_stacker_roundtrip_and_logit_mean() -> None:
 
 @pytest.mark.parametrize("name", ["scratch", "transfer"])
 def test_calibration_is_applied_by_default(name: str, image: np.ndarray) -> None:
-    from pipeline.agegender.stacking import calibrate, load_calibration
+    from pipeline.agegender.stacker import calibrate
 
     est = registry.create(name)
     (raw,) = registry.create(name, RAW).estimate(image, [FACE])
@@ -118,3 +118,20 @@ def test_calibration_is_applied_by_default(name: str, image: np.ndarray) -> None
     age, pf = calibrate(stacker, np.array([raw.age]), np.array([raw.p_female]))
     assert cal.age == pytest.approx(age[0], abs=1e-6) and cal.age != pytest.approx(raw.age)
     assert cal.p_female == pytest.approx(pf[0], abs=1e-6)
+
+
+def test_calibration_of_another_model_version_is_ignored(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"version 1")
+    path = calibration_path(model)
+    assert path.name == "m.calibration.json"
+    rec = {**Stacker.mean(("scratch",)).to_json(), "model_sha1": digest(model)}
+    rec["age_bias"] = -1.0
+    path.write_text(json.dumps(rec))
+    cal = load_calibration(model)
+    assert cal is not None and cal.age_bias == -1.0
+    model.write_bytes(b"version 2, retrained")
+    assert load_calibration(model) is None
+    assert load_calibration(tmp_path / "none.tflite") is None

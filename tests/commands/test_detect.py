@@ -76,7 +76,7 @@ def test_min_size_and_options_are_applied(images: Path) -> None:
 def test_nothing_processable_is_a_failure(images: Path) -> None:
     code, lines, _ = run("-d", "haar", "--json", str(images / "corrupt.jpg"), "missing.png")
     assert code != 0
-    assert [r["error"] for r in lines] == [lines[0]["error"], "no such file"]
+    assert [r["error"] for r in lines] == [lines[0]["error"], "image not found: missing.png"]
 
 
 def test_unknown_detector_lists_the_available_ones(images: Path) -> None:

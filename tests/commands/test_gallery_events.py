@@ -1,6 +1,7 @@
 """The gallery and event-log commands through the CLI (click's runner, real SQLite)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -73,3 +74,70 @@ def test_unknowns_rename_not_and_events_json(home):
     assert bad.exit_code != 0 and "no event 999" in bad.output
     bad = CliRunner().invoke(main, ["people", "--merge", "zoe", "nobody"])
     assert bad.exit_code != 0 and "nobody" in bad.output
+
+
+def snapshot_of(store: EventStore, uid: str, root) -> str:
+    """A snapshot file for the event of ``uid`` under the snapshots directory ``root``."""
+    path = root / "door" / "s" / f"{uid.rsplit('/', 1)[1]}.jpg"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"jpeg")
+    store.set_snapshot(uid, str(path), 0.9)
+    return str(path)
+
+
+def test_people_erase_deletes_events_samples_and_snapshot_files(home, tmp_path):
+    seed_unknown(home)
+    cfg = load_config(None)
+    store = EventStore(cfg.store_url)
+    (ev,) = store.events()
+    snap = snapshot_of(store, ev["track_uid"], cfg.snapshots_path)
+    outside = tmp_path / "not-ours.jpg"  # a path the store names outside the directory
+    outside.write_bytes(b"keep")
+    r = run("people", "--rename", "unknown-1", "zoe")
+    assert r.exit_code == 0, r.output
+    r = run("people", "--erase", "zoe")
+    assert r.exit_code == 0, r.output
+    assert r.output.strip() == (
+        "erased zoe: 1 event(s), 3 sample(s), 0 negative(s), 1 snapshot file(s) deleted"
+    )
+    assert store.events() == [] and store.people() == [] and not Path(snap).exists()
+    assert not (cfg.snapshots_path / "door").exists()  # emptied directories go too
+    assert outside.exists()
+    bad = CliRunner().invoke(main, ["people", "--erase", "zoe"])
+    assert bad.exit_code == 1 and "no person named 'zoe'" in bad.output
+
+
+def test_db_prune_by_days_or_by_the_retention_setting(home, monkeypatch):
+    seed_unknown(home)  # seen in 2001
+    cfg = load_config(None)
+    store = EventStore(cfg.store_url)
+    (ev,) = store.events()
+    snap = snapshot_of(store, ev["track_uid"], cfg.snapshots_path)
+    bad = CliRunner().invoke(main, ["db", "prune"])
+    assert bad.exit_code == 2 and "store.retention_days" in bad.output  # nothing to go by
+    assert run("db", "prune", "--days", "100000").output.startswith(
+        "pruned what was last seen over 100000 day(s) ago: 0 event(s)"
+    )
+    monkeypatch.setenv("FACEPIPE__STORE__RETENTION_DAYS", "30")
+    r = run("db", "prune")
+    assert "30 day(s) ago: 1 event(s), 3 sample(s), 0 negative(s), 1 snapshot file(s)" in r.output
+    assert store.events() == [] and not Path(snap).exists()
+
+
+def test_the_sink_applies_retention_at_most_once_an_hour(home, redis_url, monkeypatch):
+    from pipeline.runtime import Runtime
+    from workers import sink as sink_module
+
+    seed_unknown(home)
+    monkeypatch.setenv("FACEPIPE__STORE__RETENTION_DAYS", "30")
+    cfg = load_config(None)
+    stage = sink_module.SinkStage(Runtime.from_config(cfg, redis_url))
+    store = stage.store
+    stage.maybe_prune()  # the first message a sink handles prunes
+    assert store.events() == []
+    seed_unknown(home)
+    stage.maybe_prune()  # within the hour: nothing
+    assert len(store.events()) == 1
+    monkeypatch.setattr(stage, "_next_prune", 0.0)  # an hour later
+    stage.maybe_prune()
+    assert store.events() == []

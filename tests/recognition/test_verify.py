@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from pipeline.commands import Context
 from pipeline.commands.verify import COMMANDS, verify
 from pipeline.recognition import verify as V
 from pipeline.recognition.thresholds import CALIBRATED, operating_points
@@ -351,6 +352,11 @@ def test_pair_encoder_flip_and_the_cache_keeps_settings_apart(
 # ----- the `facepipe verify` command --------------------------------------------------
 
 
+def _invoke(command, args):  # type: ignore[no-untyped-def]
+    """Run a command as the CLI group would (with its Context, the config from the env)."""
+    return CliRunner().invoke(command, args, obj=Context(None))
+
+
 def _pairs_file(faces_dir: Path, tmp_path: Path) -> Path:
     p = tmp_path / "pairs.tsv"
     p.write_text(
@@ -365,7 +371,7 @@ def _pairs_file(faces_dir: Path, tmp_path: Path) -> Path:
 def test_verify_cli_json(faces_dir: Path, tmp_path: Path) -> None:
     assert verify in COMMANDS
     pairs = _pairs_file(faces_dir, tmp_path)
-    res = CliRunner().invoke(verify, ["--pairs", str(pairs), "--root", str(faces_dir), "--json"])
+    res = _invoke(verify, ["--pairs", str(pairs), "--root", str(faces_dir), "--json"])
     assert res.exit_code == 0, res.output
     rows = [json.loads(line) for line in res.output.splitlines()]
     assert [(r["a"], r["b"]) for r in rows] == [
@@ -382,23 +388,21 @@ def test_verify_cli_json(faces_dir: Path, tmp_path: Path) -> None:
     # with a cache: same output, encodings stored per jitter setting, reused
     cache = tmp_path / "cache"
     args = ["--pairs", str(pairs), "--root", str(faces_dir), "--json", "--cache", str(cache)]
-    first = CliRunner().invoke(verify, args)
-    again = CliRunner().invoke(verify, args)
+    first = _invoke(verify, args)
+    again = _invoke(verify, args)
     assert first.output == again.output == res.output
     assert (cache / "5pt-jitter1" / "encodings.npy").is_file()
 
     # an explicit threshold below the genuine distance flips the decision
     t = rows[0]["distance"] / 2
-    res = CliRunner().invoke(
+    res = _invoke(
         verify,
         ["--pairs", str(pairs), "--root", str(faces_dir), "--json", "--threshold", str(t)],
     )
     assert json.loads(res.output.splitlines()[0])["same"] is False
 
     # --no-flip: the plain encodings (other distances), judged at their own threshold
-    res = CliRunner().invoke(
-        verify, ["--pairs", str(pairs), "--root", str(faces_dir), "--json", "--no-flip"]
-    )
+    res = _invoke(verify, ["--pairs", str(pairs), "--root", str(faces_dir), "--json", "--no-flip"])
     plain = [json.loads(line) for line in res.output.splitlines()]
     assert plain[0]["same"] is True and plain[1]["same"] is False
     assert plain[0]["distance"] != rows[0]["distance"]
@@ -407,7 +411,7 @@ def test_verify_cli_json(faces_dir: Path, tmp_path: Path) -> None:
 
 def test_verify_cli_summary_and_bad_input(faces_dir: Path, tmp_path: Path) -> None:
     pairs = _pairs_file(faces_dir, tmp_path)
-    res = CliRunner().invoke(verify, ["--pairs", str(pairs), "--root", str(faces_dir)])
+    res = _invoke(verify, ["--pairs", str(pairs), "--root", str(faces_dir)])
     assert res.exit_code == 0, res.output
     assert "pairs: 4  verified: 2  errors: 2" in res.output
     assert "accuracy: 100.00 % on 2 labelled pairs" in res.output
@@ -415,7 +419,7 @@ def test_verify_cli_summary_and_bad_input(faces_dir: Path, tmp_path: Path) -> No
 
     bad = tmp_path / "bad.tsv"
     bad.write_text("1\ta.png\tb.png\tmaybe\n")
-    res = CliRunner().invoke(verify, ["--pairs", str(bad), "--root", str(faces_dir)])
+    res = _invoke(verify, ["--pairs", str(bad), "--root", str(faces_dir)])
     assert res.exit_code != 0 and "SAME must be 1 or 0" in res.output
-    res = CliRunner().invoke(verify, ["--pairs", str(tmp_path / "none.tsv")])
+    res = _invoke(verify, ["--pairs", str(tmp_path / "none.tsv")])
     assert res.exit_code != 0 and "pairs file not found" in res.output

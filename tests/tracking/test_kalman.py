@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pipeline.record import Face
-from pipeline.tracking import IoUTracker, iou, kalman
+from pipeline.tracking import IoUTracker, iou
 from pipeline.tracking.kalman import KalmanTracker
 
 RNG_ENC = np.random.default_rng(7)
@@ -366,12 +366,6 @@ def test_bad_input_is_rejected():
         )
 
 
-def test_greedy_fallback_without_scipy(monkeypatch):
-    monkeypatch.setattr(kalman, "_lsa", None)
-    ids = run(KalmanTracker(min_hits=1), crossing_frames())
-    assert all(i == ids[0] for i in ids)
-
-
 def test_many_faces_each_keep_their_id():
     t = KalmanTracker(min_hits=1)
     ids = None
@@ -400,15 +394,6 @@ def test_prediction_over_a_gap_equals_stepping_frame_by_frame():
         tr.mean, tr.cov, tr.kf_seq = p.mean[0].tolist(), p.cov[0].ravel().tolist(), seq
     assert np.allclose(jump.mean[0], tr.mean)
     assert np.allclose(jump.cov[0].ravel(), tr.cov)
-
-
-def test_iou_matrix_matches_pairwise_iou():
-    rng = np.random.default_rng(0)
-    a = [tuple(int(v) for v in r) for r in rng.integers(0, 60, (7, 4))]
-    b = [tuple(int(v) for v in r) for r in rng.integers(0, 60, (5, 4))]
-    m = kalman._iou_matrix(a, b)
-    assert m.shape == (7, 5)
-    assert np.allclose(m, [[iou(x, y) for y in b] for x in a])
 
 
 def test_an_iou_tracker_state_continues_as_a_kalman_tracker():

@@ -8,7 +8,7 @@ import pytest
 from pipeline.vj.cascade import Cascade, Stage
 from pipeline.vj.features import HaarFeatures
 from pipeline.vj.scan import level_windows
-from pipeline.vj.train import train_stage
+from training.vj.train import train_stage
 
 
 @pytest.fixture(scope="module")

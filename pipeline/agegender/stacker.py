@@ -1,0 +1,136 @@
+"""Applying the ensemble's stacker and the per-model calibrations (fitted by
+:mod:`training.agegender.stacking`).
+
+The ``ensemble`` backend combines its members' predictions with a tiny linear stacker:
+
+* age: ``b + sum_i w_i * age_i`` (the members' expected ages, years);
+* gender: ``p(female) = sigmoid(c + sum_i v_i * logit(p_i))``, or the plain mean of the
+  members' p(female) (``gender_combine: mean``).
+
+A calibration is a one-member stacker of one model file (``NAME.calibration.json`` beside
+it). Both are stored as JSON next to the models with the SHA-1 of the model files they
+were fitted for; this module reads and applies them (numpy only, no fitting).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.agegender.runtime import MODELS_DIR
+
+log = logging.getLogger(__name__)
+
+EPS = 1e-6
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), EPS, 1.0 - EPS)
+    return np.log(p / (1.0 - p))
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(z, dtype=np.float64)))
+
+
+@dataclass
+class Stacker:
+    """Linear combination of member predictions (see the module docstring)."""
+
+    members: tuple[str, ...]
+    age_weights: np.ndarray  # (M,)
+    age_bias: float
+    gender_weights: np.ndarray  # (M,)
+    gender_bias: float
+    gender_combine: str = "logistic"  # or "mean": plain mean of p(female)
+
+    @classmethod
+    def mean(cls, members: tuple[str, ...]) -> Stacker:
+        """The plain mean of ages; mean of p(female) is approximated by the mean logit."""
+        m = len(members)
+        return cls(members, np.full(m, 1.0 / m), 0.0, np.full(m, 1.0 / m), 0.0)
+
+    def __call__(self, ages: np.ndarray, p_female: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``ages``/``p_female``: (N, M) member predictions -> (age (N,), p_female (N,))."""
+        a = np.asarray(ages, dtype=np.float64) @ self.age_weights + self.age_bias
+        a = np.clip(a, 0.0, 100.0)
+        if self.gender_combine == "mean":
+            return a, np.asarray(p_female, dtype=np.float64).mean(axis=1)
+        p = sigmoid(logit(p_female) @ self.gender_weights + self.gender_bias)
+        return a, p
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "members": list(self.members),
+            "age_weights": [round(float(v), 6) for v in self.age_weights],
+            "age_bias": round(float(self.age_bias), 6),
+            "gender_weights": [round(float(v), 6) for v in self.gender_weights],
+            "gender_bias": round(float(self.gender_bias), 6),
+            "gender_combine": self.gender_combine,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Stacker:
+        members = tuple(str(m) for m in d["members"])
+        aw = np.asarray(d["age_weights"], dtype=np.float64)
+        gw = np.asarray(d["gender_weights"], dtype=np.float64)
+        if aw.shape != (len(members),) or gw.shape != (len(members),):
+            raise ValueError("stacker weights do not match its members")
+        combine = str(d.get("gender_combine", "logistic"))
+        if combine not in ("logistic", "mean"):
+            raise ValueError(f"unknown gender_combine {combine!r}")
+        return cls(members, aw, float(d["age_bias"]), gw, float(d["gender_bias"]), combine)
+
+
+def digest(path: Path) -> str:
+    """Short SHA-1 of a model file (what a fitted stacker or calibration records)."""
+    return hashlib.sha1(path.read_bytes()).hexdigest()[:10]
+
+
+MEMBER_MODELS: dict[str, Path] = {
+    "scratch": MODELS_DIR / "scratch.tflite",
+    "transfer": MODELS_DIR / "transfer.npz",
+}
+"""The model file of each member facepipe trains (these can carry a calibration)."""
+
+
+def calibrate(
+    stacker: Stacker, ages: np.ndarray, p_female: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """One model's (age, p_female) through its one-member stacker (a calibration)."""
+    a = np.asarray(ages, dtype=np.float64)[:, None]
+    p = np.asarray(p_female, dtype=np.float64)[:, None]
+    return stacker(a, p)
+
+
+def stale_members(d: dict[str, Any]) -> list[str]:
+    """Members of a stored stacker whose model file changed since it was fitted."""
+    return [
+        m
+        for m, sha in d.get("member_models_sha1", {}).items()
+        if m in MEMBER_MODELS and MEMBER_MODELS[m].is_file() and digest(MEMBER_MODELS[m]) != sha
+    ]
+
+
+def calibration_path(model: Path) -> Path:
+    """Where a model file's calibration lives: ``NAME.calibration.json`` beside it."""
+    return model.with_name(model.stem + ".calibration.json")
+
+
+def load_calibration(model: Path) -> Stacker | None:
+    """The calibration of a model file, or None when it has none."""
+    path = calibration_path(model)
+    if not path.is_file():
+        return None
+    d = json.loads(path.read_text())
+    if d.get("model_sha1") and model.is_file() and d["model_sha1"] != digest(model):
+        # fitted for another version of the model (it was retrained): do not apply
+        log.warning("ignoring %s: fitted for another version of %s", path.name, model.name)
+        return None
+    return Stacker.from_json(d)

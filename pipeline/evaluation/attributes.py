@@ -1,0 +1,316 @@
+"""Age/gender evaluation: the product's estimators on labelled face crops, and the metrics.
+
+A face goes through the product as the attributes stage handles it: the estimator the
+registry builds for the backend (``registry.create(name, options)``, with the config's
+options for the configured backend) and one ``estimate(image, faces)`` call. Its box is
+where ``facepipe analyze --face-crop`` puts it on a face crop (:func:`face_crop_box`), or
+the box HOG finds (``boxes="hog"``). In the pipeline the recognize stage has encoded the
+face before the attributes stage sees it, and the backends that use dlib encodings
+(``transfer``, ``ensemble``) reuse that encoding: with ``encodings`` given, each face
+carries the encoding made by the recognize stage's encoder (:func:`recognition_encoder`,
+built from the config's ``recognition`` section, rounded like the stage rounds it).
+
+Metrics (:func:`age_gender_metrics`): age mean absolute error in years and gender
+accuracy (p(female) >= 0.5), overall, for ages >= 13 and by true age group.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from pipeline.evaluation.common import log, median_ms
+from pipeline.record import Face
+
+CANVAS = 200  # grey border around an image when HOG looks for its face
+ENCODING_DIGITS = 6  # the recognize stage rounds encodings to this many decimals
+
+
+class Labelled(Protocol):
+    name: str
+    age: int
+    gender: int
+
+
+def age_gender_metrics(
+    pred_age: Sequence[float],
+    p_female: Sequence[float],
+    ages: Sequence[float],
+    genders: Sequence[int],
+) -> dict[str, Any]:
+    """Age MAE (overall and by true age group, ``pipeline.agegender.split.AGE_GROUPS``) and
+    gender accuracy (1 = female)."""
+    from pipeline.agegender.split import AGE_GROUPS, age_group
+
+    pred = np.asarray(pred_age, dtype=np.float64)
+    true = np.asarray(ages, dtype=np.float64)
+    err = np.abs(pred - true)
+    correct = (np.asarray(p_female, dtype=np.float64) >= 0.5) == (np.asarray(genders) == 1)
+    labels = np.array([age_group(a) for a in true])
+    by_group: dict[str, dict[str, float]] = {}
+    for lo, _hi in AGE_GROUPS:
+        g = age_group(lo)
+        m = labels == g
+        if m.any():
+            by_group[g] = {
+                "n": int(m.sum()),
+                "age_mae": round(float(err[m].mean()), 3),
+                "gender_accuracy": round(float(correct[m].mean()), 4),
+            }
+    adult = true >= 13
+    return {
+        "n": int(len(true)),
+        "age_mae": round(float(err.mean()), 3) if len(true) else float("nan"),
+        "gender_accuracy": round(float(correct.mean()), 4) if len(true) else float("nan"),
+        # children's gender is hard for every model (and often for people): report adults
+        # and teenagers separately, as most cameras see them
+        "gender_accuracy_13plus": round(float(correct[adult].mean()), 4)
+        if adult.any()
+        else float("nan"),
+        "by_age_group": by_group,
+    }
+
+
+def combine(
+    predictions: dict[str, tuple[np.ndarray, np.ndarray]], min_members: int = 2
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Plain means (age, p(female)) of backends' predictions: all of them (when more than
+    two) and every pair. Nothing is fitted, so nothing is tuned to the evaluation split."""
+    names = list(predictions)
+    combos = [names] if len(names) > min_members else []
+    combos += [[a, b] for i, a in enumerate(names) for b in names[i + 1 :]]
+    out = {}
+    for combo in combos:
+        age = np.mean([predictions[n][0] for n in combo], axis=0)
+        pf = np.mean([predictions[n][1] for n in combo], axis=0)
+        out["mean(" + " + ".join(combo) + ")"] = (age, pf)
+    return out
+
+
+# ----- the product's path ---------------------------------------------------------------
+
+
+def face_crop_box(image: np.ndarray) -> Face:
+    """The box ``facepipe analyze --face-crop`` gives a face crop."""
+    from pipeline.agegender.framing import face_crop_box as box
+
+    h, w = image.shape[:2]
+    return box(h, w)
+
+
+def hog_box(detector: Any, image: np.ndarray) -> Face | None:
+    """The detector's box of the central face of a face crop placed in a grey canvas."""
+    import cv2
+
+    h, w = image.shape[:2]
+    canvas = cv2.copyMakeBorder(
+        image, CANVAS, CANVAS, CANVAS, CANVAS, cv2.BORDER_CONSTANT, value=(120, 120, 120)
+    )
+    faces = detector.detect(canvas)
+    if not faces:
+        return None
+    cx, cy = CANVAS + w / 2, CANVAS + h / 2
+    best = min(
+        faces, key=lambda f: abs(f.box[0] + f.box[2] / 2 - cx) + abs(f.box[1] + f.box[3] / 2 - cy)
+    )
+    x, y, bw, bh = best.box
+    return Face(box=(x - CANVAS, y - CANVAS, bw, bh))
+
+
+def recognition_encoder(recognition: Any) -> Any:
+    """The recognize stage's encoder for a config's ``recognition`` section."""
+    from pipeline.recognition.encoder import DlibEncoder
+
+    return DlibEncoder.from_config(recognition)
+
+
+def uses_encodings(estimator: Any) -> bool:
+    """Whether the estimator (or a member of an ensemble) reuses ``Face.encoding``."""
+    members = getattr(estimator, "members", None) or [estimator]
+    return any(
+        getattr(getattr(m, "options", None), "reuse_encoding", False)
+        and getattr(m, "_encoder", None) is not None
+        for m in members
+    )
+
+
+class StageEncodings:
+    """Encodings of evaluation faces as the recognize stage makes them, cached on disk.
+
+    ``cache_dir`` is an :class:`pipeline.recognition.verify.EncodingCache` directory; its
+    name should carry the encoder settings (:func:`encoding_cache_name`).
+    """
+
+    def __init__(self, encoder: Any, cache_dir: Path) -> None:
+        from pipeline.recognition.verify import EncodingCache
+
+        self.encoder = encoder
+        self.cache = EncodingCache(cache_dir)
+        self.computed = 0
+
+    def __call__(self, key: str, image: np.ndarray, face: Face) -> list[float]:
+        box = tuple(int(round(v)) for v in face.box)
+        vec = self.cache.get(key, box)  # type: ignore[arg-type]
+        if vec is None:
+            vec = self.encoder.encode(np.ascontiguousarray(image), [face])[0]
+            self.cache.put(key, box, vec)  # type: ignore[arg-type]
+            self.computed += 1
+            if self.computed % 100 == 0:
+                self.cache.flush()
+        return [round(float(x), ENCODING_DIGITS) for x in vec]
+
+    def flush(self) -> None:
+        self.cache.flush()
+
+
+def encoding_cache_name(recognition: Any) -> str:
+    """A cache directory name for the recognize stage's encoder settings."""
+    flip = "-flip" if recognition.flip else ""
+    return f"encodings-jitter{recognition.num_jitters}-up{recognition.upscale_below_px}{flip}"
+
+
+def evaluate_estimator(
+    estimator: Any,
+    samples: Sequence[Labelled],
+    read: Callable[[str], np.ndarray],
+    detector: Any | None = None,
+    encodings: Callable[[str, np.ndarray, Face], list[float]] | None = None,
+    time_n: int = 200,
+    label: str = "",
+) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray]]:
+    """Metrics of one estimator on ``samples`` and its predictions (age, p(female)).
+
+    Each face is estimated with one ``estimator.estimate(image, [face])`` call, as the
+    attributes stage does; with ``encodings`` the face carries the recognize stage's
+    encoding. ``detector``: find the box with it (its misses fall back to the face-crop
+    box and are counted). Timing: the median wall time of that call on the first
+    ``time_n`` faces, and - with ``encodings`` - of the same call without the encoding (the
+    ``facepipe analyze`` path, where the backend encodes the face itself).
+    """
+    pred_age, p_female = [], []
+    reused_s: list[float] = []
+    alone_s: list[float] = []
+    missed = 0
+    for k, s in enumerate(samples):
+        image = read(s.name)
+        box = hog_box(detector, image) if detector is not None else None
+        missed += detector is not None and box is None
+        face = box or face_crop_box(image)
+        if encodings is not None:
+            face = Face(box=face.box, encoding=encodings(s.name, image, face))
+        t0 = time.perf_counter()
+        result = estimator.estimate(image, [face])[0]
+        if k < time_n:
+            reused_s.append(time.perf_counter() - t0)
+            if encodings is not None:
+                t0 = time.perf_counter()
+                estimator.estimate(image, [Face(box=face.box)])
+                alone_s.append(time.perf_counter() - t0)
+        pred_age.append(result.age)
+        p_female.append(result.p_female)
+        if (k + 1) % 500 == 0:
+            log(f"{label}: {k + 1}/{len(samples)}")
+    if encodings is not None and hasattr(encodings, "flush"):
+        encodings.flush()
+    preds = (np.array(pred_age, dtype=np.float64), np.array(p_female, dtype=np.float64))
+    m = age_gender_metrics(*preds, [s.age for s in samples], [s.gender for s in samples])
+    if encodings is not None:
+        m["ms_per_face_median"] = median_ms(alone_s)
+        m["ms_per_face_reusing_encoding"] = median_ms(reused_s)
+    else:
+        m["ms_per_face_median"] = median_ms(reused_s)
+    m["ms_timed_faces"] = len(reused_s)
+    m["crop_margin"] = getattr(estimator, "crop_margin", None)
+    if detector is not None:
+        m["hog_missed"] = int(missed)
+    return m, preds
+
+
+def measure_framing(detector: Any, images: Iterable[np.ndarray], seed: int = 0) -> dict[str, Any]:
+    """The detector's box side / image side on face crops shown at random sizes (110-320
+    px): the margin that turns its box into a UTKFace-like crop."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    rel, centres, missed = [], [], 0
+    for im in images:
+        side = int(rng.integers(110, 321))
+        im = cv2.resize(im, (side, side), interpolation=cv2.INTER_AREA)
+        f = hog_box(detector, im)
+        if f is None:
+            missed += 1
+            continue
+        x, y, w, h = f.box
+        rel.append(w / side)
+        centres.append(((x + w / 2) / side, (y + h / 2) / side))
+    rel_a = np.array(rel)
+    c = np.array(centres)
+    margins = (1.0 / rel_a - 1.0) / 2.0
+    return {
+        "images": len(rel) + missed,
+        "missed": missed,
+        "box_side_median": round(float(np.median(rel_a)), 3),
+        "box_side_p10_p90": [round(float(v), 3) for v in np.percentile(rel_a, [10, 90])],
+        "margin_median": round(float(np.median(margins)), 3),
+        "centre_median": [round(float(v), 3) for v in np.median(c, axis=0)],
+    }
+
+
+def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
+    """The results page (``docs/attributes_eval*.md``)."""
+    lines = [
+        "# Age/gender backends on the UTKFace validation split",
+        "",
+        f"- machine: {meta['machine']}"
+        + (f"; load average at start {meta['loadavg_start']}" if "loadavg_start" in meta else ""),
+        f"- command: `{meta['command']}`",
+        f"- images: {meta['images']} (validation split, never trained on); boxes: {meta['boxes']}",
+        f"- encodings: {meta.get('encodings', 'computed by each backend')}",
+        f"- date: {meta['date']}",
+        "",
+        "| backend | age MAE (years) | gender accuracy | gender, age >= 13 | ms / face (median) "
+        "| ms / face, encoding reused | crop_margin |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, m in results.items():
+        if "error" in m:
+            lines.append(f"| {name} | error: {m['error']} | | | | | |")
+            continue
+        ms = f"{m['ms_per_face_median']:.1f}" if m.get("ms_per_face_median") else "n/a"
+        reuse = m.get("ms_per_face_reusing_encoding")
+        lines.append(
+            f"| {name} | {m['age_mae']:.2f} | {m['gender_accuracy']:.1%} | "
+            f"{m['gender_accuracy_13plus']:.1%} | {ms} | {reuse if reuse is not None else '-'} | "
+            f"{m['crop_margin']} |"
+        )
+    groups = [g for m in results.values() if "by_age_group" in m for g in m["by_age_group"]]
+    groups = list(dict.fromkeys(groups))
+    if groups:
+        ok = [n for n, m in results.items() if "by_age_group" in m]
+        lines += ["", "Age MAE (years) / gender accuracy by true age group:", ""]
+        lines.append("| age | n | " + " | ".join(ok) + " |")
+        lines.append("|---|---|" + "---|" * len(ok))
+        for g in groups:
+            n = next(
+                results[b]["by_age_group"][g]["n"] for b in ok if g in results[b]["by_age_group"]
+            )
+            cells = []
+            for b in ok:
+                v = results[b]["by_age_group"].get(g)
+                cells.append(f"{v['age_mae']:.1f} / {v['gender_accuracy']:.0%}" if v else "")
+            lines.append(f"| {g} | {n} | " + " | ".join(cells) + " |")
+    if meta.get("framing"):
+        f = meta["framing"]
+        lines += [
+            "",
+            f"HOG framing on {f['images']} validation images shown at 110-320 px "
+            f"({f['missed']} missed): box side = {f['box_side_median']} of the image side "
+            f"(p10-p90 {f['box_side_p10_p90']}), centre {f['centre_median']}, so a margin of "
+            f"{f['margin_median']} per side turns a HOG box into a UTKFace-like crop "
+            f"(pipeline uses {meta.get('utkface_box_fraction')}).",
+        ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,46 @@
+"""The ensemble's stacker fits: robust age weights, logistic gender weights, no dataset."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline.agegender.stacker import logit
+from training.agegender import stacking as st
+
+
+def _members(n: int = 600, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    age = rng.uniform(1, 90, n)
+    gender = rng.integers(0, 2, n).astype(float)
+    # member 0 is good, member 1 is biased (+3 years) and noisy, member 2 is useless
+    ages = np.stack(
+        [age + rng.normal(0, 2, n), age + 3 + rng.normal(0, 8, n), rng.uniform(1, 90, n)], 1
+    )
+    z = (2 * gender - 1)[:, None] * np.array([3.0, 1.0, 0.0]) + rng.normal(0, 1.5, (n, 3))
+    return ages, 1 / (1 + np.exp(-z)), age, gender
+
+
+def test_fit_age_weights_good_members_and_is_robust() -> None:
+    ages, _, y, _ = _members()
+    y = y.copy()
+    y[:30] += 200  # gross label errors must not drag a least-absolute-deviation fit
+    w, b = st.fit_age(ages, y)
+    assert w[0] > 0.7 and abs(w[2]) < 0.05
+    pred = ages @ w + b
+    assert np.abs(pred - y)[30:].mean() < np.abs(ages.mean(1) - y)[30:].mean()
+
+
+def test_fit_gender_prefers_the_informative_member() -> None:
+    _, pf, _, g = _members()
+    w, _ = st.fit_gender(logit(pf), g)
+    assert w[0] > w[1] > abs(w[2])
+
+
+def test_stacker_beats_the_mean_out_of_fold() -> None:
+    ages, pf, y, g = _members(seed=1)
+    oa, op = st.cross_validate(("a", "b", "c"), ages, pf, y, g)
+    assert np.abs(oa - y).mean() < np.abs(ages.mean(1) - y).mean()
+    assert ((op >= 0.5) == (g == 1)).mean() >= ((pf.mean(1) >= 0.5) == (g == 1)).mean()
+    s = st.fit(("a", "b", "c"), ages, pf, y, g)
+    a, p = s(ages, pf)
+    assert a.min() >= 0 and a.max() <= 100 and np.all((p > 0) & (p < 1))

@@ -1,0 +1,337 @@
+"""The ensemble's combination weights, fitted on held-out *training* files (never validation).
+
+The ``ensemble`` backend combines its members' predictions with a tiny linear stacker
+(:class:`pipeline.agegender.stacker.Stacker`, which applies it at run time); here it is fitted:
+
+* age: ``b + sum_i w_i * age_i`` (the members' expected ages, years), fitted by least
+  absolute deviations (the reported metric is the MAE);
+* gender: ``p(female) = sigmoid(c + sum_i v_i * logit(p_i))``, a logistic regression on
+  the members' gender logits (small L2 penalty), kept only when it beats the plain mean
+  of the members' p(female) in 10-fold cross-validation on the fitting files; otherwise
+  (a tie included) gender stays the plain mean (``gender_combine: mean``).
+
+It is fitted on the "dev" files (:data:`pipeline.agegender.split.DEV_BUCKETS`, 4 % of
+UTKFace, 721 images): they belong to the training side of the fixed split, but no member
+was trained on them (training only monitors them). The validation split is used for
+nothing but reporting. The fitted numbers are stored as JSON next to the models
+(``pipeline/models/age_gender/ensemble.json``, a few hundred bytes) with how they were fitted.
+
+``python -m training.agegender.stacking`` computes the members' predictions on the dev and
+validation files (cached under ``runs/agegender/cache/``), fits the stacker on dev, writes
+``ensemble.json`` and prints dev (cross-validated) and validation metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.agegender.runtime import MODELS_DIR
+from pipeline.agegender.stacker import (
+    MEMBER_MODELS,
+    Stacker,
+    calibration_path,
+    digest,
+    logit,
+    sigmoid,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MEMBERS = ("scratch", "transfer")
+
+
+def fit_age(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+    """Least-absolute-deviation fit of ``y ~ b + x @ w`` (iteratively reweighted LS)."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    a = np.hstack([x, np.ones((len(x), 1))])
+    coef = np.linalg.lstsq(a, y, rcond=None)[0]
+    for _ in range(100):
+        r = np.abs(y - a @ coef)
+        w = 1.0 / np.maximum(r, 0.5)
+        new = np.linalg.lstsq(a * w[:, None] ** 0.5, y * w**0.5, rcond=None)[0]
+        if np.max(np.abs(new - coef)) < 1e-7:
+            coef = new
+            break
+        coef = new
+    return coef[:-1], float(coef[-1])
+
+
+def fit_gender(z: np.ndarray, y: np.ndarray, l2: float = 1e-2) -> tuple[np.ndarray, float]:
+    """Logistic regression of ``y`` (0/1) on member logits ``z`` (Newton, L2 on weights)."""
+    z = np.asarray(z, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    a = np.hstack([z, np.ones((len(z), 1))])
+    coef = np.zeros(a.shape[1])
+    coef[:-1] = 1.0 / z.shape[1]
+    reg = np.full(a.shape[1], l2 * len(y))
+    reg[-1] = 0.0
+    for _ in range(50):
+        p = sigmoid(a @ coef)
+        grad = a.T @ (p - y) + reg * coef
+        hess = (a * (p * (1 - p))[:, None]).T @ a + np.diag(reg) + 1e-9 * np.eye(a.shape[1])
+        step = np.linalg.solve(hess, grad)
+        coef -= step
+        if np.max(np.abs(step)) < 1e-8:
+            break
+    return coef[:-1], float(coef[-1])
+
+
+def fit(
+    members: tuple[str, ...],
+    ages: np.ndarray,
+    p_female: np.ndarray,
+    y_age: np.ndarray,
+    y_g: np.ndarray,
+    gender_combine: str = "logistic",
+) -> Stacker:
+    """Fit the stacker on member predictions ``(N, M)`` and true labels (``gender_combine``
+    as given; :func:`choose_gender` decides it by cross-validation)."""
+    aw, ab = fit_age(ages, y_age)
+    gw, gb = fit_gender(logit(p_female), y_g)
+    return Stacker(tuple(members), aw, ab, gw, gb, gender_combine)
+
+
+def choose_gender(
+    members: tuple[str, ...],
+    ages: np.ndarray,
+    p_female: np.ndarray,
+    y_age: np.ndarray,
+    y_g: np.ndarray,
+) -> str:
+    """ "logistic" when the fitted gender combination beats the plain mean of p(female)
+    in cross-validation on these files (strictly), else "mean"."""
+    _, op = cross_validate(members, ages, p_female, y_age, y_g)
+    fitted = float(((op >= 0.5) == (y_g == 1)).mean())
+    mean = float(((p_female.mean(axis=1) >= 0.5) == (y_g == 1)).mean())
+    return "logistic" if fitted > mean else "mean"
+
+
+def cross_validate(
+    members: tuple[str, ...],
+    ages: np.ndarray,
+    p_female: np.ndarray,
+    y_age: np.ndarray,
+    y_g: np.ndarray,
+    folds: int = 10,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold stacker predictions (to compare stackers on the fitting data itself)."""
+    n = len(y_age)
+    fold = np.arange(n) % folds
+    rng = np.random.default_rng(0)
+    rng.shuffle(fold)
+    out_a, out_p = np.empty(n), np.empty(n)
+    for k in range(folds):
+        tr, te = fold != k, fold == k
+        s = fit(members, ages[tr], p_female[tr], y_age[tr], y_g[tr])
+        out_a[te], out_p[te] = s(ages[te], p_female[te])
+    return out_a, out_p
+
+
+def member_predictions(
+    member: str, names: list[str], cache_dir: Path | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """A backend's (age, p_female) on UTKFace files through ``estimate`` with the
+    face-crop box (like ``scripts/eval_attributes.py``); cached per model file.
+
+    ``transfer`` reads the plain dlib encodings from the feature cache (the same values
+    the backend computes, see ``training.agegender.data``).
+    """
+    from pipeline.agegender.framing import face_crop_box
+    from pipeline.agegender.images import read_rgb
+    from pipeline.agegender.runtime import HeadsRuntime
+    from pipeline.attributes import registry
+    from pipeline.datasets import require
+    from training.agegender import data
+
+    cache_dir = cache_dir or data.CACHE_DIR
+    model = MEMBER_MODELS.get(member)
+    tag = digest(model) if model else "pkg"
+    path = cache_dir / f"preds_{member}_{tag}.npz"
+    known: dict[str, tuple[float, float]] = {}
+    if path.exists():
+        z = data.load_npz(path)
+        known = {
+            str(n): (float(a), float(p))
+            for n, a, p in zip(z["names"], z["age"], z["p"], strict=True)
+        }
+    todo = [n for n in names if n not in known]
+    if todo and member == "transfer":
+        rows = data.mirrored_features(todo)[:, :128].astype(np.float64)
+        from pipeline.agegender.models import age_from_probs
+
+        probs, pf = HeadsRuntime(model)(rows)  # type: ignore[arg-type]
+        a, _ = age_from_probs(probs)
+        known.update({n: (float(x), float(p)) for n, x, p in zip(todo, a, pf, strict=True)})
+    elif todo:
+        folder = require("utkface")
+        # raw outputs: calibrations and stackers are fitted on these
+        est = registry.create(member, {"calibrate": False} if model else None)
+        for k, n in enumerate(todo):
+            im = read_rgb(folder / n)
+            (r,) = est.estimate(im, [face_crop_box(*im.shape[:2])])
+            known[n] = (r.age, r.p_female)
+            if (k + 1) % 500 == 0:
+                log.info("%s: %d/%d", member, k + 1, len(todo))
+    if todo:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        keys = sorted(known)
+        np.savez(
+            path,
+            names=np.array(keys),
+            age=np.array([known[k][0] for k in keys]),
+            p=np.array([known[k][1] for k in keys]),
+        )
+    return (
+        np.array([known[n][0] for n in names]),
+        np.array([known[n][1] for n in names]),
+    )
+
+
+def sides() -> dict[str, list]:
+    """UTKFace samples on the dev (stacker fitting) and val (reporting) sides."""
+    from pipeline.agegender.split import list_samples, sides_of
+    from pipeline.datasets import require
+
+    samples = list_samples(require("utkface"))
+    side = sides_of(np.array([s.name for s in samples]))
+    return {
+        "dev": [s for s, x in zip(samples, side, strict=True) if x == "dev"],
+        "val": [s for s, x in zip(samples, side, strict=True) if x == "val"],
+    }
+
+
+def matrix(
+    members: tuple[str, ...], samples: list
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    names = [s.name for s in samples]
+    preds = [member_predictions(m, names) for m in members]
+    ages = np.stack([p[0] for p in preds], 1)
+    pf = np.stack([p[1] for p in preds], 1)
+    y_age = np.array([s.age for s in samples], dtype=np.float64)
+    y_g = np.array([s.gender for s in samples], dtype=np.float64)
+    return ages, pf, y_age, y_g
+
+
+def fit_checked(
+    members: tuple[str, ...],
+    ages: np.ndarray,
+    p_female: np.ndarray,
+    y_age: np.ndarray,
+    y_g: np.ndarray,
+) -> tuple[Stacker, dict[str, Any]]:
+    """:func:`fit`, keeping each fitted part only when it beats the plain mean (for one
+    member: the raw prediction) in 10-fold cross-validation on the same files; returns the
+    stacker and those cross-validated metrics."""
+    from training.agegender.training import metrics
+
+    oa, op = cross_validate(members, ages, p_female, y_age, y_g)
+    cv = metrics(oa, op, y_age, y_g)
+    mean = metrics(ages.mean(1), p_female.mean(1), y_age, y_g)
+    stacker = fit(
+        members, ages, p_female, y_age, y_g, choose_gender(members, ages, p_female, y_age, y_g)
+    )
+    plain = Stacker.mean(members)
+    if cv["age_mae"] >= mean["age_mae"]:
+        stacker.age_weights, stacker.age_bias = plain.age_weights, plain.age_bias
+    return stacker, {"cross_validated": cv, "mean": mean}
+
+
+def _record(stacker: Stacker, checks: dict[str, Any], n: int, what: str) -> dict[str, Any]:
+    from pipeline.agegender.split import DEV_BUCKETS
+
+    cv = checks["cross_validated"]
+    return {
+        **stacker.to_json(),
+        "what": what,
+        "fitted_on": (
+            f"UTKFace dev files (training side, buckets {DEV_BUCKETS.start}-"
+            f"{DEV_BUCKETS.stop - 1}, {n} images, no model here was trained on them); "
+            "the validation split was not used"
+        ),
+        "method": "age: least absolute deviations on the ages + bias; gender: logistic "
+        "regression (L2 0.01 x n on weights) on the gender logits + bias; each part kept only "
+        "if it beats the plain mean (one model: its raw output) in 10-fold cross-validation on "
+        f"the same files (gender here: {stacker.gender_combine})",
+        "dev_cross_validated": {k: cv[k] for k in ("n", "age_mae", "gender_accuracy")},
+        "dev_unfitted": {k: checks["mean"][k] for k in ("n", "age_mae", "gender_accuracy")},
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    from training.agegender.training import metrics
+
+    ap = argparse.ArgumentParser(description="fit the ensemble stacker on the dev files")
+    ap.add_argument("--members", default=",".join(DEFAULT_MEMBERS))
+    ap.add_argument("--out", default=str(MODELS_DIR / "ensemble.json"))
+    ap.add_argument(
+        "--calibrations",
+        action="store_true",
+        help="also fit each member's own calibration (NAME.calibration.json beside its model)",
+    )
+    ap.add_argument("--no-write", action="store_true", help="only print the metrics")
+    args = ap.parse_args(argv)
+    members = tuple(args.members.split(","))
+    parts = sides()
+    a, p, ya, yg = matrix(members, parts["dev"])
+    try:  # reported only, never used for fitting
+        va, vp, vya, vyg = matrix(members, parts["val"])
+    except KeyError as exc:
+        log.warning("no validation report: %s", exc)
+        va = None
+    fits: dict[str, tuple[Stacker, dict[str, Any], tuple[int, ...]]] = {}
+    stacker, checks = fit_checked(members, a, p, ya, yg)
+    fits["ensemble"] = (stacker, checks, tuple(range(len(members))))
+    if args.calibrations:
+        for i, m in enumerate(members):
+            if m in MEMBER_MODELS:
+                s1, c1 = fit_checked((m,), a[:, [i]], p[:, [i]], ya, yg)
+                fits[m] = (s1, c1, (i,))
+    for name, (st, ch, cols) in fits.items():
+        line = [
+            f"{name}: dev raw/mean {ch['mean']['age_mae']:.3f} {ch['mean']['gender_accuracy']:.4f}"
+        ]
+        line.append(
+            f"dev cv {ch['cross_validated']['age_mae']:.3f} "
+            f"{ch['cross_validated']['gender_accuracy']:.4f}"
+        )
+        if va is not None:
+            c = list(cols)
+            raw = metrics(va[:, c].mean(1), vp[:, c].mean(1), vya, vyg)
+            fitted = metrics(*st(va[:, c], vp[:, c]), vya, vyg)
+            line.append(f"val raw/mean {raw['age_mae']:.3f} {raw['gender_accuracy']:.4f}")
+            line.append(f"val fitted {fitted['age_mae']:.3f} {fitted['gender_accuracy']:.4f}")
+        print(" | ".join(line))
+        print("   ", json.dumps(st.to_json()))
+    if not args.no_write:
+        for name, (st, ch, _) in fits.items():
+            if name == "ensemble":
+                path = Path(args.out)
+                what = "the ensemble backend's combination of its members (raw member outputs)"
+            else:
+                path = calibration_path(MEMBER_MODELS[name])
+                what = f"calibration of the {name} backend's outputs (option calibrate)"
+            rec = _record(st, ch, len(ya), what)
+            if name in MEMBER_MODELS:
+                rec["model_sha1"] = digest(MEMBER_MODELS[name])
+            else:
+                rec["member_models_sha1"] = {
+                    m: digest(MEMBER_MODELS[m]) for m in st.members if m in MEMBER_MODELS
+                }
+            path.write_text(json.dumps(rec, indent=1) + "\n")
+            print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    sys.exit(main())
