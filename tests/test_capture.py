@@ -177,7 +177,7 @@ def test_waiting_for_a_stream_redis_lost_ends_at_once(redis_url):
 class PacedCamera:
     """A live source at 30 frames/s until stopped (a camera that never fails)."""
 
-    live, spec = True, "fake-camera"
+    live, spec, unreadable = True, "fake-camera", 0
 
     def __init__(self) -> None:
         self._stop = threading.Event()
