@@ -13,7 +13,16 @@ serializer, never pickle) that carry the stage's message type (``pipeline/stages
   ``take_encodings``);
 * ``tracker:<stream>:<session>``: the track stage's state (JSON), its only writer being
   the track stage, under ``tracker-lock:<stream>:<session>`` (redis-py's ``Lock``);
-* ``streams``, ``stream:<stream>/<session>``: registered streams and their frame counts.
+* ``streams``, ``stream:<stream>/<session>``: registered streams and their frame counts;
+  ``accounted:<stream>:<session>``: a bitmap of the frames (by ``seq``) the sink
+  counted, so a retried batch is never counted twice (``account_frames``);
+* ``dead:<stage>``: queue entries a worker could not read (undecodable, oversized), set
+  aside with the reason (``dead_letter``);
+* ``alive:<worker>``: a worker's heartbeat, expiring ``workers.job_recovery_s`` after the
+  last beat; the jobs of a worker without one are requeued (``workers/base.py``).
+
+Every per-session key expires ``redis.session_ttl_s`` after its last write, so an
+abandoned session leaves nothing behind.
 
 Key and queue names all start with ``redis.prefix`` so several pipelines can share one
 Redis server.
@@ -21,33 +30,66 @@ Redis server.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from typing import Any
 
 import redis
+from redis.backoff import ExponentialWithJitterBackoff
 from redis.lock import Lock
+from redis.retry import Retry as RedisRetry
 from rq import Queue, Retry
 from rq.serializers import JSONSerializer
 
 from pipeline.record import Encodings, FrameRecord, TrackJob
 from pipeline.stages import stage as stage_spec
 
-STATE_TTL_S = 7 * 24 * 3600  # the tracker state and encodings of an idle stream expire
+# account_frames: KEYS = counts hash, accounted bitmap; ARGV = ttl, seq1, field1, seq2, ...
+# a frame is counted under its field only the first time its seq is accounted (one bit
+# per frame: a day of a 25 frames/s camera takes 270 kB)
+_ACCOUNT_LUA = """
+local new = {}
+for i = 2, #ARGV, 2 do
+  if redis.call('SETBIT', KEYS[2], ARGV[i], 1) == 0 then
+    redis.call('HINCRBY', KEYS[1], ARGV[i + 1], 1)
+    new[#new + 1] = ARGV[i]
+  end
+end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+return new
+"""
 
 
 def connect(url: str) -> redis.Redis:
-    """A Redis client for ``redis://``, ``rediss://`` or ``unix://`` URLs."""
-    return redis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+    """A Redis client for ``redis://``, ``rediss://`` or ``unix://`` URLs.
+
+    redis-py itself retries a failed command only briefly (a blip); a longer outage
+    surfaces as ``ConnectionError`` to the caller's :class:`pipeline.retry.RedisHealth`,
+    which waits it out with backoff, logs and counts it. A server that stops answering
+    (hung, partitioned) counts as down after ``socket_timeout``.
+    """
+    return redis.Redis.from_url(
+        url,
+        socket_connect_timeout=5,
+        socket_timeout=30,  # a hung server is an outage too (rq raises it for its BLMOVE)
+        health_check_interval=30,
+        retry=RedisRetry(ExponentialWithJitterBackoff(base=0.02, cap=0.2), retries=2),
+    )
 
 
 class Bus:
     """Redis connection, queue names and key names of one pipeline."""
 
-    def __init__(self, conn: redis.Redis, prefix: str = "facepipe") -> None:
+    def __init__(
+        self, conn: redis.Redis, prefix: str = "facepipe", session_ttl_s: int = 86400
+    ) -> None:
         self.conn = conn
         self.prefix = prefix
+        self.session_ttl_s = session_ttl_s
         self._queues: dict[str, Queue] = {}
+        self._account = conn.register_script(_ACCOUNT_LUA)
 
     # ----- keys ----------------------------------------------------------------
     def key(self, *parts: object) -> str:
@@ -100,7 +142,11 @@ class Bus:
 
     def buffer_put(self, rec: FrameRecord) -> None:
         """Frame ``rec`` waits for the track stage; the stream's track stage is poked."""
-        self.conn.hset(self._buffer(rec.stream, rec.session), str(rec.seq), rec.to_json())
+        key = self._buffer(rec.stream, rec.session)
+        pipe = self.conn.pipeline()
+        pipe.hset(key, str(rec.seq), rec.to_json())
+        pipe.expire(key, self.session_ttl_s)
+        pipe.execute()
         self.poke_track(rec.stream, rec.session)
 
     def buffer_take(self, stream: str, session: str, seq: int) -> FrameRecord | None:
@@ -117,6 +163,14 @@ class Bus:
     def buffer_len(self, stream: str, session: str) -> int:
         return int(self.conn.hlen(self._buffer(stream, session)))
 
+    def buffer_discard_before(self, stream: str, session: str, seq: int) -> int:
+        """Remove frames older than ``seq`` (a detect job retried after the track stage
+        gave its frame up as lost); returns how many."""
+        stale = [s for s in self.buffer_seqs(stream, session) if s < seq]
+        if stale:
+            self.conn.hdel(self._buffer(stream, session), *map(str, stale))
+        return len(stale)
+
     def buffer_seqs(self, stream: str, session: str) -> list[int]:
         """Sequence numbers of the frames waiting, in order."""
         return sorted(int(k) for k in self.conn.hkeys(self._buffer(stream, session)))
@@ -130,7 +184,7 @@ class Bus:
         key = self._encodings(msg.stream, msg.session)
         pipe = self.conn.pipeline()
         pipe.rpush(key, json.dumps(msg.to_dict(), separators=(",", ":")))
-        pipe.expire(key, STATE_TTL_S)
+        pipe.expire(key, self.session_ttl_s)
         pipe.execute()
         self.poke_track(msg.stream, msg.session)
 
@@ -155,7 +209,7 @@ class Bus:
         self.conn.set(
             self.key("tracker", stream, session),
             json.dumps(state, separators=(",", ":")),
-            ex=STATE_TTL_S,
+            ex=self.session_ttl_s,
         )
 
     def tracker_lock(self, stream: str, session: str, timeout_s: float) -> Lock:
@@ -165,8 +219,16 @@ class Bus:
     # ----- streams and frame accounting ------------------------------------------
     def register_stream(self, stream: str, session: str, info: dict[str, Any]) -> None:
         sid = self.stream_id(stream, session)
-        self.conn.hset(self.key("streams"), sid, json.dumps({**info, "started": time.time()}))
-        self.conn.hset(self.key("stream", sid), mapping={"captured": 0, "processed": 0})
+        pipe = self.conn.pipeline()
+        pipe.hset(self.key("streams"), sid, json.dumps({**info, "started": time.time()}))
+        pipe.hset(self.key("stream", sid), mapping={"captured": 0, "processed": 0, "registered": 1})
+        pipe.expire(self.key("stream", sid), self.session_ttl_s)
+        pipe.execute()
+
+    def stream_exists(self, stream: str, session: str) -> bool:
+        """False once Redis lost the stream's counts (restarted without persistence)."""
+        key = self.key("stream", self.stream_id(stream, session))
+        return bool(self.conn.hexists(key, "registered"))  # counts alone may be re-created
 
     def streams(self) -> dict[str, dict[str, Any]]:
         raw = self.conn.hgetall(self.key("streams"))
@@ -174,15 +236,40 @@ class Bus:
 
     def count_frame(self, stream: str, session: str, field: str, n: int = 1) -> None:
         """Per-stream counters: ``captured``, ``processed`` or ``dropped:REASON``."""
-        self.conn.hincrby(self.key("stream", self.stream_id(stream, session)), field, n)
+        key = self.key("stream", self.stream_id(stream, session))
+        pipe = self.conn.pipeline()
+        pipe.hincrby(key, field, n)
+        pipe.expire(key, self.session_ttl_s)
+        pipe.execute()
+
+    def account_frames(self, stream: str, session: str, fields: dict[int, str]) -> set[int]:
+        """Count each frame ``seq -> field`` (``processed``, ``dropped:REASON``) once.
+
+        Returns the seqs counted now; a seq counted before (a retried sink batch) is
+        skipped, so frame counts never exceed what was captured.
+        """
+        if not fields:
+            return set()
+        argv: list[object] = [self.session_ttl_s]
+        for seq, field in fields.items():
+            argv += [seq, field]
+        keys = [
+            self.key("stream", self.stream_id(stream, session)),
+            self.key("accounted", stream, session),
+        ]
+        return {int(s) for s in self._account(keys=keys, args=argv)}
 
     def set_end(self, stream: str, session: str, last_seq: int) -> None:
         """A finite source is done; ``last_seq`` is -1 when no frame was enqueued."""
-        self.conn.hset(self.key("stream", self.stream_id(stream, session)), "end_seq", last_seq)
+        key = self.key("stream", self.stream_id(stream, session))
+        pipe = self.conn.pipeline()
+        pipe.hset(key, "end_seq", last_seq)
+        pipe.expire(key, self.session_ttl_s)
+        pipe.execute()
 
     def stream_counts(self, stream: str, session: str) -> dict[str, int]:
         raw = self.conn.hgetall(self.key("stream", self.stream_id(stream, session)))
-        return {k.decode(): int(v) for k, v in raw.items()}
+        return {k.decode(): int(v) for k, v in raw.items() if k != b"registered"}
 
     def stream_done(self, stream: str, session: str) -> bool:
         """True once a finite stream's every captured frame is processed or dropped."""
@@ -191,3 +278,36 @@ class Bus:
             return False
         dropped = sum(v for k, v in c.items() if k.startswith("dropped:"))
         return c.get("captured", 0) == c.get("processed", 0) + dropped
+
+    # ----- faults: dead letters and worker heartbeats ----------------------------
+    def dead_key(self, stage: str) -> str:
+        return self.key("dead", stage)
+
+    def dead_letter(self, stage: str, entry: bytes, reason: str, max_bytes: int = 65536) -> None:
+        """Set a queue entry aside that no worker can read (kept, base64, up to
+        ``max_bytes``, with the reason; the newest 1000 per stage)."""
+        record = {
+            "stage": stage,
+            "reason": reason,
+            "at": time.time(),
+            "size": len(entry),
+            "entry": base64.b64encode(entry[:max_bytes]).decode(),
+        }
+        pipe = self.conn.pipeline()
+        pipe.lpush(self.dead_key(stage), json.dumps(record))
+        pipe.ltrim(self.dead_key(stage), 0, 999)
+        pipe.execute()
+
+    def dead_letters(self, stage: str) -> list[dict[str, Any]]:
+        return [json.loads(r) for r in self.conn.lrange(self.dead_key(stage), 0, -1)]
+
+    def beat(self, worker: str, ttl_s: float) -> None:
+        """Worker ``worker`` is alive for the next ``ttl_s`` seconds."""
+        self.conn.set(self.key("alive", worker), 1, px=max(1, int(ttl_s * 1000)))
+
+    def alive(self, worker: str) -> bool:
+        return bool(self.conn.exists(self.key("alive", worker)))
+
+    def forget(self, worker: str) -> None:
+        """A worker that stops cleanly withdraws its heartbeat."""
+        self.conn.delete(self.key("alive", worker))

@@ -16,6 +16,15 @@ With ``detector.every_n_frames`` > 1, only every n-th frame goes to the detect q
 the others skip detection (no image is stored) and go straight to the stream's buffer for
 the track stage, which fills in the tracker's predicted faces. They are counted like any
 other frame.
+
+Redis outages (``pipeline/retry.py``): a file source waits them out (backoff with
+jitter) and loses nothing; a live source goes on reading and counts the frames it could
+not enqueue meanwhile as dropped (``redis_down``); counts that could not be written wait
+in the process and are written once Redis is back. If Redis comes back *empty* (restarted
+without persistence), the session's queued frames and counts are gone: the capture says
+so, counts the frames of that session as ``dropped:redis_lost`` in its result, and goes
+on in a new session. :func:`wait_accounted` waits until a stream's every frame is
+accounted for, but never forever.
 """
 
 from __future__ import annotations
@@ -24,15 +33,25 @@ import logging
 import secrets
 import threading
 import time
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
+from rq.registry import StartedJobRegistry
+
+from pipeline.bus import Bus
 from pipeline.names import check_stream
 from pipeline.record import FrameRecord
+from pipeline.retry import RedisHealth, Stopped
 from pipeline.runtime import Runtime
 from pipeline.shots import CutDetector
 from pipeline.sources import Source
+from pipeline.stages import STAGE_NAMES
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -44,10 +63,20 @@ class CaptureResult:
     dropped: int = 0
     seconds: float = 0.0
     unreadable: int = 0  # frames of a file that could not be decoded (corrupt data)
+    # sessions whose state Redis lost (restart without persistence): (session, frames)
+    lost_sessions: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def cut_short(self) -> bool:
         return self.unreadable > 0
+
+    @property
+    def lost(self) -> int:
+        return sum(n for _, n in self.lost_sessions)
+
+
+def new_session() -> str:
+    return time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(2)
 
 
 class Capture:
@@ -58,29 +87,105 @@ class Capture:
         self.rt = rt
         self.source = source
         self.stream = stream
-        self.session = session or time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(2)
+        self.session = session or new_session()
         self.stop_event = threading.Event()
+        self.health = RedisHealth(
+            rt.bus.conn, who=f"capture {stream}", cap_s=rt.config.redis.reconnect_max_s
+        )
+        self.health.on_reconnect.append(self._reconnected)
+        self._unsent: Counter[str] = Counter()  # stream counts not yet written to Redis
+        self._unsent_metrics: Counter[tuple[str, str | None]] = Counter()
+        self._session_captured = 0
+        self._check_state = False
+        self._last_check = time.monotonic()
 
     def stop(self) -> None:
         self.stop_event.set()
         self.source.stop()
 
+    # ----- Redis, through the outage helper ----------------------------------------
+    def _redis(self, op: Callable[[], T]) -> tuple[bool, T | None]:
+        """``(True, op())``; while Redis is down a file source waits (``(False, None)``
+        only if stopped meanwhile), a live source gets ``(False, None)`` at once."""
+        if self.source.live:
+            return self.health.try_now(op)
+        try:
+            return True, self.health.call(op, self.stop_event)
+        except Stopped:
+            return False, None
+
+    def _reconnected(self, took: float) -> None:
+        self._check_state = True
+        labels = {"process": "capture"}
+        self.rt.metrics.inc("facepipe_redis_outages_total", labels)
+        self.rt.metrics.inc("facepipe_redis_outage_seconds_total", labels, took)
+
+    def _count(self, field: str, n: int = 1) -> None:
+        self._unsent[field] += n
+        if field == "captured":
+            self._unsent_metrics[("facepipe_frames_captured_total", None)] += n
+        elif field.startswith("dropped:"):
+            reason = field.split(":", 1)[1]
+            self._unsent_metrics[("facepipe_frames_dropped_total", reason)] += n
+
+    def _flush(self) -> None:
+        """Write the counts kept while Redis was down (each field once)."""
+        bus, metrics = self.rt.bus, self.rt.metrics
+        for f, n in list(self._unsent.items()):
+            ok, _ = self._redis(lambda f=f, n=n: bus.count_frame(self.stream, self.session, f, n))
+            if not ok:
+                return
+            del self._unsent[f]
+        for (name, reason), n in list(self._unsent_metrics.items()):
+            labels = {"stream": self.stream} | ({"reason": reason} if reason else {})
+            ok, _ = self._redis(lambda name=name, labels=labels, n=n: metrics.inc(name, labels, n))
+            if not ok:
+                return
+            del self._unsent_metrics[(name, reason)]
+
     def _drop(self, result: CaptureResult, reason: str, n: int = 1) -> None:
         result.dropped += n
-        self.rt.bus.count_frame(self.stream, self.session, f"dropped:{reason}", n)
-        self.rt.metrics.inc(
-            "facepipe_frames_dropped_total", {"stream": self.stream, "reason": reason}, n
-        )
+        self._count(f"dropped:{reason}", n)
 
     def _captured(self, result: CaptureResult, n: int) -> None:
         result.captured += n
-        self.rt.bus.count_frame(self.stream, self.session, "captured", n)
-        self.rt.metrics.inc("facepipe_frames_captured_total", {"stream": self.stream}, n)
+        self._session_captured += n
+        self._count("captured", n)
 
+    def _register(self) -> None:
+        info = {"source": self.source.spec, "live": self.source.live}
+        self._redis(lambda: self.rt.bus.register_stream(self.stream, self.session, info))
+
+    def _state_lost(self) -> bool:
+        """True if Redis lost this session's state (checked after an outage, and every
+        second, as redis-py hides a quick restart)."""
+        if not (self._check_state or time.monotonic() - self._last_check > 1.0):
+            return False
+        ok, exists = self._redis(lambda: self.rt.bus.stream_exists(self.stream, self.session))
+        if not ok:
+            return False
+        self._check_state, self._last_check = False, time.monotonic()
+        return not exists
+
+    def _new_session(self, result: CaptureResult) -> None:
+        lost = self._session_captured
+        result.lost_sessions.append((self.session, lost))
+        old, self.session = self.session, new_session()
+        log.warning(
+            "%s: Redis lost session %s (restarted without persistence?): its %d captured "
+            "frames are unaccounted (dropped:redis_lost); going on as session %s",
+            self.stream, old, lost, self.session,
+        )  # fmt: skip
+        self._unsent.clear()
+        self._session_captured = 0
+        result.session = self.session
+        self._register()
+
+    # ----- the capture loop --------------------------------------------------------
     def run(self) -> CaptureResult:
         bus, cfg = self.rt.bus, self.rt.config.capture
         live = self.source.live
-        bus.register_stream(self.stream, self.session, {"source": self.source.spec, "live": live})
+        self._register()
         result = CaptureResult(self.stream, self.session)
         t0 = time.monotonic()
         seq = -1
@@ -90,15 +195,28 @@ class Capture:
         cuts = CutDetector(cfg.shot_cut_threshold) if cfg.shot_cut_threshold else None
         cut_pending = False  # a cut on a frame that was then dropped marks the next one
 
-        def send(rec: FrameRecord) -> None:
+        def send(rec: FrameRecord) -> bool:
+            if rec.session != self.session:
+                return False  # its session was lost with Redis' data
             if rec.detected:
-                bus.send("detect", rec)
+                ok, _ = self._redis(lambda: bus.send("detect", rec))
             else:  # straight to the track stage's buffer; it predicts the faces
-                bus.buffer_put(rec)
-            result.enqueued += 1
+                ok, _ = self._redis(lambda: bus.buffer_put(rec))
+            if ok:
+                result.enqueued += 1
+            else:
+                self._drop(result, "redis_down")
+            return ok
+
+        def depth() -> int:
+            ok, n = self._redis(lambda: bus.depth("detect"))
+            return n if ok and n is not None else 0
 
         try:
             for frame in self.source:
+                if self._state_lost():
+                    self._new_session(result)
+                    seq, pending = -1, None
                 if frame.skipped:
                     self._captured(result, frame.skipped)
                     self._drop(result, "stale", frame.skipped)
@@ -106,10 +224,11 @@ class Capture:
                 if cuts is not None and cuts.update(frame.bgr):
                     cut_pending = True
                 detect = (seq + 1) % every_n == 0
-                if detect and live and bus.depth("detect") >= cfg.max_queue:
+                if detect and live and depth() >= cfg.max_queue:
                     self._drop(result, "backpressure")
+                    self._flush()
                     continue
-                while detect and not live and bus.depth("detect") >= cfg.max_queue:
+                while detect and not live and depth() >= cfg.max_queue:
                     if self.stop_event.wait(0.005):
                         break
                 bgr = self.rt.frames.prepare(frame.bgr)
@@ -128,20 +247,31 @@ class Capture:
                 cut_pending = False
                 if detect:  # frames detection skips are never needed as images
                     rec.key = bus.frame_key(rec)
-                    self.rt.frames.put(rec.key, bgr)
-                if pending is not None:
-                    send(pending)
+                    ok, _ = self._redis(lambda key=rec.key, img=bgr: self.rt.frames.put(key, img))
+                    if not ok:  # live, Redis down: this frame is dropped, seq reused
+                        seq -= 1
+                        self._drop(result, "redis_down")
+                        self._flush()
+                        continue
+                if pending is not None and not send(pending):
+                    rec.seq = seq = pending.seq  # (live) no hole in the sequence
                 pending = rec
+                self._flush()
                 if self.stop_event.is_set():
                     break
         finally:
+            if self._state_lost():
+                self._new_session(result)
+                seq, pending = -1, None
             if pending is not None:
                 pending.last = True
-                send(pending)
+                if not send(pending):
+                    seq -= 1  # the end marks the last frame that went out
             result.unreadable = self.source.unreadable
             if result.unreadable:
-                bus.count_frame(self.stream, self.session, "unreadable", result.unreadable)
-            bus.set_end(self.stream, self.session, seq)
+                self._count("unreadable", result.unreadable)
+            self._flush()
+            self._redis(lambda: bus.set_end(self.stream, self.session, seq))
             self.source.close()
             result.seconds = time.monotonic() - t0
         log.info(
@@ -154,3 +284,96 @@ class Capture:
                 self.stream, result.unreadable, self.source.spec,
             )  # fmt: skip
         return result
+
+
+@dataclass
+class WaitResult:
+    done: bool
+    counts: dict[str, int]
+    reason: str = ""  # why it stopped waiting though not done
+
+    @property
+    def unaccounted(self) -> int:
+        c = self.counts
+        dropped = sum(v for k, v in c.items() if k.startswith("dropped:"))
+        return max(0, c.get("captured", 0) - c.get("processed", 0) - dropped)
+
+
+def pipeline_busy(bus: Bus, queued: bool = True) -> bool:
+    """True while any stage has a job running (or, with ``queued``, waiting)."""
+    for stage in STAGE_NAMES:
+        q = bus.queue(stage)
+        if StartedJobRegistry(queue=q).count or (queued and q.count):
+            return True
+    return False
+
+
+def wait_accounted(
+    rt: Runtime,
+    streams: list[tuple[str, str]],
+    stop: threading.Event | None = None,
+    check: Callable[[], Any] | None = None,
+    health: RedisHealth | None = None,
+) -> WaitResult:
+    """Wait until every frame of the finite ``streams`` is accounted for and no job is
+    left, waiting out Redis outages; never forever.
+
+    It gives up (``done`` False, with the reason) when a stream's state vanished (Redis
+    lost its data), or when nothing moved for ``tracker.gap_timeout_s`` + 3 ×
+    ``workers.job_recovery_s`` while no job was queued or running: a lost job that was
+    not recovered. The track stage is poked every 2 s so that it skips frames whose
+    detect job was lost. ``check`` runs each round (e.g. to notice dead workers).
+    """
+    bus = rt.bus
+    health = health or RedisHealth(bus.conn, who="wait", cap_s=rt.config.redis.reconnect_max_s)
+    stall_s = rt.config.tracker.gap_timeout_s + 3 * rt.config.workers.job_recovery_s
+    last, last_change, last_poke = None, time.monotonic(), 0.0
+
+    def snapshot() -> tuple[dict[str, dict[str, int]], bool, bool, list[str]]:
+        counts = {f"{s}/{sess}": bus.stream_counts(s, sess) for s, sess in streams}
+        vanished = [k for (s, sess), k in zip(streams, counts, strict=True)
+                    if not bus.stream_exists(s, sess)]  # fmt: skip
+        return counts, pipeline_busy(bus), pipeline_busy(bus, queued=False), vanished
+
+    def total(counts: dict[str, dict[str, int]]) -> dict[str, int]:
+        out: Counter[str] = Counter()
+        for c in counts.values():
+            out.update({k: v for k, v in c.items() if k != "end_seq"})
+        return dict(out)
+
+    while True:
+        if check is not None:
+            check()
+        try:
+            counts, busy, running, vanished = health.call(snapshot, stop)
+        except Stopped:
+            return WaitResult(False, {}, "stopped")
+        if vanished:
+            return WaitResult(
+                False,
+                total(counts),
+                f"Redis lost the state of {', '.join(vanished)} (restarted without "
+                "persistence?): its queued frames and counts are gone",
+            )
+        if all(bus.stream_done(s, sess) for s, sess in streams) and not busy:
+            return WaitResult(True, total(counts))
+        now = time.monotonic()
+        if counts != last or running:
+            last, last_change = counts, now
+        elif now - last_change > stall_s:
+            return WaitResult(
+                False,
+                total(counts),
+                f"no progress for {stall_s:.0f} s and no job running: frames of a lost job "
+                "(see the failed registry) or no worker for a stage",
+            )
+        if now - last_poke > 2.0:
+            for s, sess in streams:
+                if not bus.stream_done(s, sess):
+                    health.call(lambda s=s, sess=sess: bus.poke_track(s, sess), stop)
+            last_poke = now
+        if stop is not None:
+            if stop.wait(0.05):
+                return WaitResult(False, total(counts), "stopped")
+        else:
+            time.sleep(0.05)

@@ -122,6 +122,19 @@ class RedisConfig(Section):
     )
     prefix: str = Field("facepipe", description="prefix of every key and queue name")
     frame_ttl_s: int = Field(300, ge=5, description="seconds an encoded frame lives in Redis")
+    session_ttl_s: int = Field(
+        86400,
+        ge=60,
+        description="seconds a stream session's keys (frame counts, detect->track buffer, "
+        "tracker state, encodings) outlive its last write; leftovers of an abandoned session "
+        "expire",
+    )
+    reconnect_max_s: float = Field(
+        5.0,
+        gt=0,
+        description="cap of the backoff between reconnect attempts while Redis is down "
+        "(exponential from 0.1 s, with jitter)",
+    )
 
 
 class CaptureConfig(Section):
@@ -312,6 +325,18 @@ class WorkersConfig(Section):
     recognize: int = Field(1, ge=1)
     attributes: int = Field(1, ge=1)
     sink: int = Field(1, ge=1)
+    job_recovery_s: float = Field(
+        10.0,
+        ge=1,
+        description="a job whose worker sent no heartbeat for this long (killed, machine "
+        "gone) is requeued by the other workers; callers waiting for a stream give up after "
+        "a few of these without progress",
+    )
+    max_job_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=1024,
+        description="a queued job larger than this is moved to the dead-letter list unread",
+    )
 
 
 class Config(Section):

@@ -54,6 +54,32 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "facepipe_attribute_samples_total": ("Age/gender samples estimated.", ("stream",)),
     "facepipe_events_updated_total": ("Person-event updates written by the sink.", ("stream",)),
+    "facepipe_frames_duplicate_total": (
+        "Frames of a retried sink batch that were counted already (and skipped).",
+        ("stream",),
+    ),
+    "facepipe_jobs_refused_total": (
+        "Jobs a worker refused to run (not its stage's job function, bad arguments or "
+        "payload), by stage and reason; they are in the failed registry.",
+        ("stage", "reason"),
+    ),
+    "facepipe_queue_entries_dead_total": (
+        "Queue entries no worker could read (undecodable, oversized), moved to the "
+        "dead-letter list, by stage and reason.",
+        ("stage", "reason"),
+    ),
+    "facepipe_jobs_recovered_total": (
+        "Jobs of dead workers (no heartbeat for workers.job_recovery_s) requeued, by stage.",
+        ("stage",),
+    ),
+    "facepipe_redis_outages_total": (
+        "Redis outages a process waited out (counted once Redis is back), by process.",
+        ("process",),
+    ),
+    "facepipe_redis_outage_seconds_total": (
+        "Seconds processes waited for Redis, by process.",
+        ("process",),
+    ),
 }
 
 STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -167,12 +193,19 @@ class RedisCollector(Collector):
 
     def collect(self) -> Iterator:  # type: ignore[override]
         conn = self.bus.conn
+        up = GaugeMetricFamily(
+            "facepipe_redis_up", "1 if this exporter reached Redis at the last scrape, else 0."
+        )
         try:
             counters = conn.hgetall(self.metrics.counters_key)
             hists = conn.hgetall(self.metrics.hist_key)
         except Exception as exc:  # a scrape must not crash the exporter
             log.warning("metrics scrape failed: %s", exc)
+            up.add_metric([], 0)
+            yield up
             return
+        up.add_metric([], 1)
+        yield up
         families = {
             name: CounterMetricFamily(name, doc, labels=list(labels))
             for name, (doc, labels) in COUNTERS.items()
@@ -217,6 +250,11 @@ class RedisCollector(Collector):
         workers = GaugeMetricFamily(
             "facepipe_workers", "Live rq workers listening on each stage.", labels=["stage"]
         )
+        dead = GaugeMetricFamily(
+            "facepipe_dead_letters",
+            "Queue entries set aside in each stage's dead-letter list.",
+            labels=["stage"],
+        )
         try:
             all_workers = Worker.all(connection=conn)
             for stage in STAGE_NAMES:
@@ -227,6 +265,7 @@ class RedisCollector(Collector):
                 workers.add_metric(
                     [stage], sum(1 for w in all_workers if q.name in w.queue_names())
                 )
+                dead.add_metric([stage], conn.llen(self.bus.dead_key(stage)))
         except Exception as exc:
             log.warning("queue scrape failed: %s", exc)
             return
@@ -234,6 +273,7 @@ class RedisCollector(Collector):
         yield busy
         yield failed
         yield workers
+        yield dead
 
 
 class MetricsServeError(OSError):

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from rq import Worker
-from rq.registry import StartedJobRegistry
 
-from pipeline.capture import Capture, CaptureResult
+from pipeline.capture import Capture, CaptureResult, wait_accounted
 from pipeline.config import Config
 from pipeline.redis_server import PrivateRedis, die_with_parent
+from pipeline.retry import RedisHealth
 from pipeline.runtime import Runtime
 from pipeline.sources import Source
 from pipeline.stages import STAGE_NAMES
@@ -60,6 +60,8 @@ class RunSummary:
     tracks_merged: int = 0  # re-identification merges (several tracks, one event)
     failed_jobs: int = 0
     interrupted: bool = False
+    incomplete: str = ""  # why the run stopped waiting before every frame was accounted
+    lost: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # Redis lost these
     latency_s: dict[str, float] = field(default_factory=dict)  # capture->event p50/p95
 
     @property
@@ -84,6 +86,7 @@ class RunSummary:
             "failed_jobs": self.failed_jobs,
             "latency_s": {k: round(v, 3) for k, v in self.latency_s.items()},
             "interrupted": self.interrupted,
+            "incomplete": self.incomplete,
         }
 
 
@@ -105,6 +108,7 @@ class LocalPipeline:
         self.rt: Runtime | None = None
         self.log_dir = log_dir or (config.home / "logs" / time.strftime("run-%Y%m%dT%H%M%S"))
         self.captures: list[Capture] = []
+        self.health: RedisHealth | None = None
 
     # ----- lifecycle ---------------------------------------------------------------
     def start(self, timeout: float = 180.0) -> Runtime:
@@ -115,6 +119,9 @@ class LocalPipeline:
             log.info("started private redis-server at %s", url)
         self.rt = Runtime.from_config(self.config, url)
         self.rt.bus.conn.ping()
+        self.health = RedisHealth(
+            self.rt.bus.conn, who="run", cap_s=self.config.redis.reconnect_max_s
+        )
         self.log_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, REDIS_URL=url, PYTHONUNBUFFERED="1")
         if self.config_path:
@@ -194,8 +201,18 @@ class LocalPipeline:
         self.captures.append(cap)
         return cap
 
-    def run(self, sources: list[tuple[str, str]], drain_timeout: float = 600.0) -> RunSummary:
-        """Capture every ``(source, stream)`` and wait until all frames are accounted for."""
+    def run(
+        self,
+        sources: list[tuple[str, str]],
+        drain_timeout: float = 600.0,
+        stop_drain_s: float = 10.0,
+    ) -> RunSummary:
+        """Capture every ``(source, stream)`` and wait until all frames are accounted for.
+
+        Interrupted (SIGINT, or SIGTERM as ``facepipe run`` maps it), the captures stop,
+        the frames already enqueued get ``stop_drain_s`` to finish (a second interrupt
+        skips that), and the summary counts what is left as ``dropped:interrupted``.
+        """
         assert self.rt is not None
         t0 = time.monotonic()
         caps = [self.capture(spec, stream) for spec, stream in sources]
@@ -218,45 +235,48 @@ class LocalPipeline:
                 time.sleep(0.2)
             if errors:
                 raise errors[0]
-            self.drain([(c.stream, c.session) for c in caps], drain_timeout)
+            self.drain([(c.stream, c.session) for c in caps], drain_timeout, summary)
         except KeyboardInterrupt:
             summary.interrupted = True
             for c in caps:
                 c.stop()
-            for t in threads:
-                t.join(timeout=5)
+            try:
+                for t in threads:
+                    t.join(timeout=5)
+                self.drain([(c.stream, c.session) for c in caps], stop_drain_s, summary)
+            except (KeyboardInterrupt, PipelineError):
+                pass  # what is left is counted as interrupted
         summary.seconds = time.monotonic() - t0
+        summary.lost = {c.stream: results[c.stream].lost_sessions for c in caps
+                        if c.stream in results}  # fmt: skip
         return self.summarize(summary, caps)
 
-    def drain(self, streams: list[tuple[str, str]], timeout: float) -> None:
-        """Wait until every stream is accounted for and the queues are empty."""
-        assert self.rt is not None
-        bus = self.rt.bus
-        deadline = time.monotonic() + timeout
-        last_poke = time.monotonic()
-        while True:
-            self._check_workers()
-            done = all(bus.stream_done(s, sess) for s, sess in streams)
-            if done and self._idle():
-                return
-            if time.monotonic() - last_poke > 2.0:
-                # a frame whose detect job failed is skipped by the tracker after
-                # gap_timeout_s; make sure the tracker looks again even if nothing else comes
-                for s, sess in streams:
-                    if not bus.stream_done(s, sess):
-                        bus.poke_track(s, sess)
-                last_poke = time.monotonic()
-            if time.monotonic() > deadline:
-                raise PipelineError(f"pipeline did not drain within {timeout:.0f} s")
-            time.sleep(0.05)
+    def drain(
+        self, streams: list[tuple[str, str]], timeout: float, summary: RunSummary | None = None
+    ) -> None:
+        """Wait until every stream is accounted for and the queues are empty.
 
-    def _idle(self) -> bool:
+        Gives up (noted in ``summary.incomplete``) when Redis lost a stream's state or a
+        lost job left frames unaccounted (``capture.wait_accounted``); raises
+        :class:`PipelineError` after ``timeout`` seconds or if a worker died.
+        """
         assert self.rt is not None
-        for stage in STAGE_NAMES:
-            q = self.rt.bus.queue(stage)
-            if q.count or StartedJobRegistry(queue=q).count:
-                return False
-        return True
+        deadline = time.monotonic() + timeout
+        stop = threading.Event()
+
+        def check() -> None:
+            self._check_workers()
+            if time.monotonic() > deadline:
+                stop.set()
+
+        waited = wait_accounted(self.rt, streams, stop=stop, check=check, health=self.health)
+        if waited.done:
+            return
+        if waited.reason == "stopped":
+            raise PipelineError(f"pipeline did not drain within {timeout:.0f} s")
+        log.warning("not every frame is accounted for: %s", waited.reason)
+        if summary is not None:
+            summary.incomplete = waited.reason
 
     def summarize(self, summary: RunSummary, caps: list[Capture]) -> RunSummary:
         assert self.rt is not None
@@ -265,9 +285,20 @@ class LocalPipeline:
         from pipeline.store import EventStore
 
         bus = self.rt.bus
+        if self.health is not None:  # Redis down at the end: wait for it (bounded)
+            self.health.wait(timeout=max(10.0, 3 * self.config.redis.reconnect_max_s))
         for c in caps:
             counts = bus.stream_counts(c.stream, c.session)
             counts.pop("end_seq", None)
+            lost = sum(n for _, n in summary.lost.get(c.stream, []))
+            if lost:  # sessions Redis lost: their frames are counted, as lost
+                counts["captured"] = counts.get("captured", 0) + lost
+                counts["dropped:redis_lost"] = lost
+            dropped = sum(v for k, v in counts.items() if k.startswith("dropped:"))
+            left = counts.get("captured", 0) - counts.get("processed", 0) - dropped
+            if left > 0:  # every frame is in the summary: those still in flight, too
+                reason = "interrupted" if summary.interrupted else "unaccounted"
+                counts[f"dropped:{reason}"] = counts.get(f"dropped:{reason}", 0) + left
             summary.streams[c.stream] = {"session": c.session, "source": c.source.spec, **counts}
         for labels, (total, n) in self.rt.metrics.histogram_sums("facepipe_stage_seconds").items():
             stage = dict(labels).get("stage", "?")

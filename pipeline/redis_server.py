@@ -86,7 +86,8 @@ class PrivateRedis:
         return f"unix://{auth}{self.socket}?db=0"
 
     def start(self, timeout: float = 10.0) -> PrivateRedis:
-        self.dir = Path(tempfile.mkdtemp(prefix="facepipe-redis-"))
+        if self.dir is None:  # a restart keeps the directory, so the socket path
+            self.dir = Path(tempfile.mkdtemp(prefix="facepipe-redis-"))
         args = [
             self.binary,
             "--port", "0",
@@ -136,7 +137,9 @@ class PrivateRedis:
         self.stop()
         raise TimeoutError(f"redis-server did not start within {timeout} s")
 
-    def stop(self) -> None:
+    def stop(self, keep_dir: bool = False) -> None:
+        """Stop the server (its data is lost: nothing is saved); ``keep_dir`` keeps the
+        socket's directory for a :meth:`restart` on the same URL."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -145,9 +148,18 @@ class PrivateRedis:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
-        if self.dir is not None:
+        if self.dir is not None and keep_dir:
+            self.socket.unlink(missing_ok=True)
+        elif self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
+
+    def restart(self, down_s: float = 0.0) -> None:
+        """Stop the server, stay down ``down_s`` seconds, start an empty one on the same
+        socket (what a Redis restart without persistence looks like to clients)."""
+        self.stop(keep_dir=True)
+        time.sleep(down_s)
+        self.start()
 
     def __enter__(self) -> PrivateRedis:
         return self.start()

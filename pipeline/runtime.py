@@ -30,7 +30,7 @@ class Runtime:
                 "e.g. REDIS_URL=redis://localhost:6379/0; `facepipe run` starts its own"
             )
         conn = connect(url)
-        bus = Bus(conn, config.redis.prefix)
+        bus = Bus(conn, config.redis.prefix, config.redis.session_ttl_s)
         frames = FrameStore(
             conn,
             ttl_s=config.redis.frame_ttl_s,

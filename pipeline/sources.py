@@ -181,19 +181,31 @@ class Source:
         cond = threading.Condition()
 
         def reader() -> None:
-            cap = self._cap
+            from pipeline.retry import backoff_delays
+
+            # reopen after reconnect_s, doubling up to 30x (with jitter) while it stays down
+            delay = backoff_delays(self.reconnect_s, 30 * self.reconnect_s)
+            cap, failures, down_since = self._cap, 0, 0.0
             while not self._stop.is_set():
                 ok, bgr = cap.read()
                 if not ok:
-                    log.warning("%s: read failed; reopening in %.1f s", self.spec, self.reconnect_s)
+                    pause = delay(failures)
+                    if failures == 0:
+                        down_since = time.monotonic()
+                    log.warning("%s: read failed; reopening in %.1f s", self.spec, pause)
+                    failures += 1
                     cap.release()
-                    if self._stop.wait(self.reconnect_s):
+                    if self._stop.wait(pause):
                         break
                     try:
                         cap = self._cap = _open(self.spec)
                     except SourceError as exc:
                         log.warning("%s", exc)
                     continue
+                if failures:
+                    log.warning("%s: reading again after %.1f s down",
+                                self.spec, time.monotonic() - down_since)  # fmt: skip
+                    failures = 0
                 if bgr.shape[0] * bgr.shape[1] > self.max_pixels:
                     if not self.refused:
                         log.warning("%s", _too_large(self.spec, bgr.shape[1], bgr.shape[0],

@@ -6,6 +6,21 @@ reloading a model per job would waste seconds. :class:`StageWorker` is rq's
 its model, is created once per process by :func:`get_stage`. Which class serves which
 stage, and which job function rq calls, is the stage table's (``pipeline/stages.py``);
 a job's payload is parsed into the stage's message type before :meth:`Stage.process`.
+
+Faults are handled here, once for every stage (the README's "Faults"):
+
+* Redis outages: every Redis call of the worker loop that fails with a connection error
+  waits for Redis (``pipeline/retry.py``: capped exponential backoff with jitter), then
+  the worker registers again and goes on; a job interrupted by the outage is requeued.
+* Hostile or broken queue entries: an entry that is not a readable job (undecodable id
+  or data, larger than ``workers.max_job_bytes``) is moved to the stage's dead-letter list
+  (:meth:`Bus.dead_letter`); a job that names any other function than the stage's job
+  function, has other arguments than one payload, callbacks, or a payload that does not
+  parse as the stage's message type is refused: failed with the reason, never retried,
+  never run. Both are counted and neither stops the worker.
+* Dead workers: each worker beats a heartbeat key; a watchdog thread in every worker
+  requeues the started jobs of workers whose heartbeat expired
+  (``workers.job_recovery_s``).
 """
 
 from __future__ import annotations
@@ -13,18 +28,30 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import re
 import socket
+import threading
 import time
+import zlib
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import numpy as np
-from rq import SimpleWorker
+from rq import Queue, SimpleWorker
+from rq.exceptions import NoSuchJobError
+from rq.intermediate_queue import IntermediateQueue
+from rq.job import Job
+from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
+from rq.utils import get_version, now, str_to_date
+from rq.worker_registration import REDIS_WORKER_KEYS
 
+from pipeline.bus import Bus
 from pipeline.config import load_config
 from pipeline.record import FrameRecord
+from pipeline.retry import REDIS_DOWN, RedisHealth, backoff_delays
 from pipeline.runtime import Runtime
-from pipeline.stages import StageSpec, stage_of_worker
+from pipeline.stages import STAGE_NAMES, StageSpec, stage_of_worker
 from pipeline.stages import stage as stage_spec
 
 log = logging.getLogger(__name__)
@@ -96,20 +123,374 @@ def run_job(cls: type[Stage], payload: dict[str, Any]) -> None:
     get_stage(cls.spec().name).handle(payload)
 
 
+JOB_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class GuardedQueue(Queue):
+    """rq's queue, but an entry that is not a readable job is set aside, not raised.
+
+    rq's ``dequeue_any`` raises on an undecodable id or job hash (which stops the
+    worker loop and leaves the entry in the intermediate queue for the next worker to
+    choke on). This one moves such entries to the dead-letter list of the worker's bus
+    (``StageWorker.queue_class`` is a subclass bound to it) and dequeues the next.
+    """
+
+    bus: ClassVar[Bus | None] = None
+    max_job_bytes: ClassVar[int] = 16 * 1024 * 1024
+    on_dead: ClassVar[Any] = None  # (stage, reason) -> None, counts the entry
+
+    @classmethod
+    def dequeue_any(  # type: ignore[override]
+        cls,
+        queues: Iterable[Queue],
+        timeout: int | None,
+        connection: Any,
+        job_class: Any = None,
+        serializer: Any = None,
+        death_penalty_class: Any = None,
+    ) -> tuple[Job, Queue] | None:
+        queue_keys = [queue.key for queue in queues]
+        while True:
+            if len(queue_keys) == 1 and get_version(connection) >= (6, 2, 0):
+                result = cls.lmove(connection, queue_keys[0], timeout)
+            else:
+                result = cls.lpop(queue_keys, timeout, connection=connection)
+            if result is None:
+                return None
+            queue_key, raw = _text(result[0]), result[1]
+            raw = raw.encode() if isinstance(raw, str) else raw
+            reason = cls._unreadable(connection, raw)
+            if reason is None:
+                try:
+                    fetched = cls._fetch_dequeued_job(
+                        connection, queue_key, raw.decode(), job_class=job_class,
+                        serializer=serializer, death_penalty_class=death_penalty_class,
+                    )  # fmt: skip
+                    if fetched is None:
+                        continue
+                    job, queue = fetched
+                    job.func_name, job.args, job.kwargs  # noqa: B018 - decodes the data
+                    return job, queue
+                except Exception as exc:
+                    reason = f"undecodable job: {type(exc).__name__}: {exc}"[:500]
+            cls._set_aside(connection, queue_key, raw, reason)
+
+    @classmethod
+    def _unreadable(cls, connection: Any, raw: bytes) -> str | None:
+        try:
+            job_id = raw.decode("ascii")
+        except UnicodeDecodeError:
+            return "undecodable job id"
+        if not JOB_ID.fullmatch(job_id):
+            return "malformed job id"
+        data = connection.hget(Job.key_for(job_id), "data") or b""
+        size = len(data)
+        if size <= cls.max_job_bytes:  # rq compresses job data: measure it inflated
+            try:  # bounded, so a zip bomb is measured without being inflated
+                size = len(zlib.decompressobj().decompress(data, cls.max_job_bytes + 1))
+            except zlib.error:
+                pass  # stored uncompressed
+        if size > cls.max_job_bytes:
+            return f"oversized job: over workers.max_job_bytes ({cls.max_job_bytes})"
+        return None
+
+    @classmethod
+    def _set_aside(cls, connection: Any, queue_key: str, raw: bytes, reason: str) -> None:
+        bus = cls.bus
+        assert bus is not None, "GuardedQueue used without a bus"
+        stage = queue_key.rsplit(".", 1)[-1]
+        entry = raw
+        if JOB_ID.fullmatch(raw.decode("ascii", "replace")):
+            job_key = Job.key_for(raw.decode())
+            data = connection.hget(job_key, "data") or b""
+            entry = raw + b"\n" + data[: 64 * 1024]
+            connection.delete(job_key)
+        bus.dead_letter(stage, entry, reason)
+        connection.lrem(IntermediateQueue(queue_key, connection).key, 1, raw)
+        log.warning("%s queue: entry set aside (%s): %r", stage, reason, raw[:80])
+        if cls.on_dead is not None:
+            cls.on_dead(stage, reason.split(":")[0])
+
+
 class StageWorker(SimpleWorker):
-    """A non-forking rq worker (models stay loaded between jobs)."""
+    """A non-forking rq worker (models stay loaded between jobs) that survives Redis
+    outages, sets unreadable entries aside, refuses foreign jobs and recovers the jobs
+    of dead workers (see the module's docstring)."""
+
+    def __init__(self, *args: Any, rt: Runtime, stage: str, **kwargs: Any) -> None:
+        self.rt = rt
+        self.stage = stage_spec(stage)
+        bus = rt.bus
+        self.queue_class = type(
+            "StageQueue",
+            (GuardedQueue,),
+            {
+                "bus": bus,
+                "max_job_bytes": rt.config.workers.max_job_bytes,
+                "on_dead": staticmethod(self._count_dead),
+            },
+        )
+        super().__init__(*args, queue_class=self.queue_class, **kwargs)
+        self.health = RedisHealth(bus.conn, who=self.name, cap_s=rt.config.redis.reconnect_max_s)
+        self.health.on_reconnect.append(self._reconnected)
+        self.max_connection_wait_time = 1  # rq's own retry pause; ours is the health's
+        self.stopping = threading.Event()
+        self.recovery_s = rt.config.workers.job_recovery_s
+        self._beat_thread: threading.Thread | None = None
+
+    # ----- counters ----------------------------------------------------------------
+    def _count_dead(self, stage: str, reason: str) -> None:
+        self.rt.metrics.inc("facepipe_queue_entries_dead_total", {"stage": stage, "reason": reason})
+
+    # ----- Redis outages ------------------------------------------------------------
+    def _wait_redis(self, exc: BaseException) -> None:
+        """Redis is gone: wait (backoff with jitter) until it is back or we stop."""
+        self.health.mark_down(exc)
+        self.health.wait(self.stopping)
+
+    def _reconnected(self, took: float) -> None:
+        """Redis is back (maybe empty, if it restarted without persistence): register."""
+        if not self.connection.sismember(REDIS_WORKER_KEYS, self.key):
+            self.connection.delete(self.key)
+            self.register_birth()
+            self.set_state(self.get_state() or "idle")
+        labels = {"process": self.stage.name}
+        self.rt.metrics.inc("facepipe_redis_outages_total", labels)
+        self.rt.metrics.inc("facepipe_redis_outage_seconds_total", labels, took)
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        try:
+            super().heartbeat(timeout, pipeline)
+        except REDIS_DOWN as exc:
+            if pipeline is not None:
+                raise
+            self._wait_redis(exc)
+
+    def check_for_suspension(self, burst: bool) -> None:
+        try:
+            super().check_for_suspension(burst)
+        except REDIS_DOWN as exc:
+            self._wait_redis(exc)
+
+    def run_maintenance_tasks(self) -> None:
+        try:
+            self._sweep_intermediate()
+            super().run_maintenance_tasks()
+        except REDIS_DOWN as exc:
+            self._wait_redis(exc)
+        except Exception:  # rq's cleanup must never stop the worker
+            log.exception("%s: maintenance failed; skipped until the next round", self.name)
+            self.last_cleaned_at = now()
+
+    def _sweep_intermediate(self) -> None:
+        """Set aside unreadable entries left in the intermediate queue (by a worker from
+        before, or pushed there by hand): rq's cleanup of it raises on them."""
+        queue_class = self.queue_class
+        for queue in self.queues:
+            key = IntermediateQueue(queue.key, self.connection).key
+            for raw in self.connection.lrange(key, 0, -1):
+                reason = queue_class._unreadable(self.connection, raw)
+                if reason is None:
+                    try:
+                        job = Job.fetch(raw.decode(), connection=self.connection,
+                                        serializer=self.serializer)  # fmt: skip
+                        job.func_name, job.args, job.kwargs  # noqa: B018 - decodes the data
+                    except NoSuchJobError:
+                        continue
+                    except Exception as exc:
+                        reason = f"undecodable job: {type(exc).__name__}: {exc}"[:500]
+                if reason is not None:
+                    queue_class._set_aside(self.connection, queue.key, raw, reason)
+
+    def set_state(self, state: str, pipeline: Any = None) -> None:
+        try:
+            super().set_state(state, pipeline)
+        except REDIS_DOWN as exc:
+            if pipeline is not None:
+                raise
+            self._state = state
+            self._wait_redis(exc)
+
+    def set_shutdown_requested_date(self) -> None:
+        try:
+            super().set_shutdown_requested_date()
+        except REDIS_DOWN:
+            pass  # informational; the stop itself is local
+
+    def register_death(self) -> None:
+        try:
+            super().register_death()
+        except REDIS_DOWN:
+            log.warning("%s: Redis unreachable while stopping; not unregistered", self.name)
+
+    def request_stop(self, signum: Any, frame: Any) -> None:
+        self.stopping.set()
+        super().request_stop(signum, frame)
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        try:
+            super().execute_job(job, queue)
+        except REDIS_DOWN as exc:
+            log.warning("%s: job %s interrupted by a Redis outage", self.name, job.id)
+            self._wait_redis(exc)
+            if not self.stopping.is_set():
+                self._requeue_interrupted(job, queue)
+            self._state = "idle"
+
+    def _requeue_interrupted(self, job: Job, queue: Queue) -> None:
+        """After an outage: the interrupted job, if Redis still has it, runs again."""
+        registry = StartedJobRegistry(queue=queue)
+        mine = [e for e in self.connection.zrange(registry.key, 0, -1)
+                if _text(e).split(":")[0] == job.id]  # fmt: skip
+        if mine:
+            self.connection.zadd(registry.key, {e: 1 for e in mine}, xx=True)
+            registry.cleanup()
+            log.warning("%s: job %s requeued after the outage", self.name, job.id)
+
+    # ----- only the stage's own jobs run ------------------------------------------
+    def refusal(self, job: Job) -> tuple[str, str] | None:
+        """``(reason, message)`` if ``job`` must not run on this stage, else None."""
+        spec = self.stage
+        if job.func_name != spec.job:
+            return "function", f"{job.func_name!r} is not the {spec.name} job function {spec.job}"
+        callbacks = (job._success_callback_name, job._failure_callback_name,
+                     job._stopped_callback_name)  # fmt: skip
+        if job.instance is not None or any(callbacks):
+            return "arguments", "a stage job has no instance and no callbacks"
+        if job.kwargs or len(job.args) != 1 or not isinstance(job.args[0], dict):
+            return "arguments", "a stage job takes exactly one payload object"
+        try:
+            spec.parse(job.args[0])
+        except Exception as exc:
+            return "payload", f"not a {spec.message.__name__}: {exc}"[:500]
+        return None
+
+    def perform_job(self, job: Job, queue: Queue, execution: Any) -> bool:
+        refused = self.refusal(job)
+        if refused is None:
+            return super().perform_job(job, queue, execution)
+        reason, message = refused
+        log.warning("%s: refused job %s (%s): %s", self.name, job.id, reason, message)
+        self.prepare_job_execution(job, remove_from_intermediate_queue=len(self.queues) == 1)
+        job.retries_left = 0  # a refused job is never retried
+        job.ended_at = now()
+        self.handle_job_failure(
+            job=job, queue=queue, started_job_registry=queue.started_job_registry,
+            exc_string=f"refused by {self.name} ({reason}): {message}", execution=execution,
+        )  # fmt: skip
+        self.rt.metrics.inc(
+            "facepipe_jobs_refused_total", {"stage": self.stage.name, "reason": reason}
+        )
+        return False
+
+    # ----- heartbeat and the watchdog for dead workers' jobs ----------------------
+    def start_beating(self) -> None:
+        self._beat_thread = threading.Thread(target=self._beat_loop, daemon=True,
+                                             name="facepipe-heartbeat")  # fmt: skip
+        self._beat_thread.start()
+
+    def _beat_loop(self) -> None:
+        period = self.recovery_s / 4
+        bus = self.rt.bus  # thread-safe: each command takes a pooled connection
+        while not self.stopping.wait(period):
+            try:
+                bus.beat(self.name, self.recovery_s)
+                if bus.conn.set(bus.key("watchdog"), self.name, nx=True, px=int(period * 900)):
+                    recover_dead_jobs(bus, self.rt.metrics, self.recovery_s)
+            except REDIS_DOWN:
+                pass  # the worker loop waits for Redis
+            except Exception:
+                log.exception("%s: watchdog pass failed", self.name)
+
+    def beat_now(self) -> None:
+        self.rt.bus.beat(self.name, self.recovery_s)
 
 
-def run_worker(stage: str, rt: Runtime, burst: bool = False, name: str | None = None) -> None:
-    """Load the stage's model once, then process its queue until stopped."""
-    set_runtime(rt)
-    st = get_stage(stage)
-    st.warmup()
-    worker = StageWorker(
-        [rt.bus.queue(stage)],
+def stage_worker(stage: str, rt: Runtime, name: str | None = None) -> StageWorker:
+    """The worker of ``stage`` on ``rt``'s bus (named ``STAGE-HOST-PID`` by default)."""
+    return StageWorker(
+        [rt.bus.queue_name(stage)],
         connection=rt.bus.conn,
         serializer=JSONSerializer,
         name=name or f"{stage}-{socket.gethostname()}-{os.getpid()}",
         log_job_description=False,
+        rt=rt,
+        stage=stage,
     )
-    worker.work(burst=burst, logging_level="WARNING", with_scheduler=False)
+
+
+def recover_dead_jobs(bus: Bus, metrics: Any, recovery_s: float) -> int:
+    """Requeue the started jobs whose worker's heartbeat expired; returns how many.
+
+    rq would only notice them when their timeout (minutes) ran out. The job is retried
+    if it has retries left (every job of the bus has two), else it goes to the failed
+    registry (``AbandonedJobError``): rq's own cleanup, applied to these entries now.
+    """
+    recovered = 0
+    for stage in STAGE_NAMES:
+        registry = StartedJobRegistry(queue=bus.queue(stage))
+        dead: dict[bytes, str] = {}
+        for entry in bus.conn.zrange(registry.key, 0, -1):
+            job_id = _text(entry).split(":")[0]
+            worker, started = bus.conn.hmget(Job.key_for(job_id), ["worker_name", "started_at"])
+            if worker is None or bus.alive(_text(worker)):
+                continue
+            # a worker that just started the job (or just reconnected) has had less than
+            # one recovery period to beat: only jobs started before that are orphans
+            if not started or (now() - str_to_date(started)).total_seconds() < recovery_s:
+                continue
+            dead[entry] = _text(worker)
+        if dead:
+            bus.conn.zadd(registry.key, {e: 1 for e in dead}, xx=True)
+            registry.cleanup()
+            recovered += len(dead)
+            metrics.inc("facepipe_jobs_recovered_total", {"stage": stage}, len(dead))
+            log.warning(
+                "requeued %d %s job(s) of dead worker(s) %s",
+                len(dead), stage, ", ".join(sorted(set(dead.values()))),
+            )  # fmt: skip
+    return recovered
+
+
+def run_worker(stage: str, rt: Runtime, burst: bool = False, name: str | None = None) -> None:
+    """Load the stage's model once, then process its queue until stopped.
+
+    rq's loop ends on errors it does not handle; unless a stop was requested (SIGTERM,
+    SIGINT) or ``burst`` emptied the queue, it is started again once Redis answers.
+    """
+    set_runtime(rt)
+    st = get_stage(stage)
+    st.warmup()
+    worker = stage_worker(stage, rt, name)
+    worker.health.call(worker.beat_now)
+    worker.start_beating()
+    pause = backoff_delays(0.5, rt.config.redis.reconnect_max_s)
+    quick_exits = 0
+    try:
+        while True:
+            started = time.monotonic()
+            try:
+                worker.work(burst=burst, logging_level="WARNING", with_scheduler=False)
+            except REDIS_DOWN as exc:
+                worker._wait_redis(exc)
+            if burst or worker.stopping.is_set() or worker._stop_requested:
+                return
+            quick_exits = quick_exits + 1 if time.monotonic() - started < 5 else 0
+            log.warning("%s: worker loop ended; restarting it", worker.name)
+            if worker.stopping.wait(pause(quick_exits)):  # no busy loop if it ends at once
+                return
+            worker.health.wait(worker.stopping)
+            worker._stop_requested = False
+            with_key = worker.connection.exists(worker.key)
+            if with_key:
+                worker.connection.delete(worker.key)  # ours: register again
+    finally:
+        worker.stopping.set()
+        try:
+            rt.bus.forget(worker.name)
+        except REDIS_DOWN:
+            pass

@@ -96,20 +96,37 @@ class SinkStage(Stage):
             )  # fmt: skip
 
     def observations(self, records: list[FrameRecord]) -> None:
+        """Count and store a batch of tracked frames, each frame once.
+
+        The frames are accounted (by ``seq``) before their observations are stored: a
+        batch retried after a crash skips the frames it counted, so a frame is never
+        counted or observed twice (a crash between the two loses its observations, which
+        the event's other frames usually cover).
+        """
         bus, metrics = self.rt.bus, self.rt.metrics
-        touched = self.store.observe(r for r in records if r.dropped is None)
+        if not records:
+            return
+        stream, session = records[0].stream, records[0].session
+        fields = {
+            r.seq: "processed" if r.dropped is None else f"dropped:{r.dropped}" for r in records
+        }
+        new = bus.account_frames(stream, session, fields)
+        fresh = [r for r in records if r.seq in new]
+        touched = self.store.observe(r for r in fresh if r.dropped is None)
         now = time.time()
-        for rec in records:
+        for rec in fresh:
             labels = {"stream": rec.stream}
             if rec.dropped is not None:
-                bus.count_frame(rec.stream, rec.session, f"dropped:{rec.dropped}")
                 metrics.inc("facepipe_frames_dropped_total", {**labels, "reason": rec.dropped})
             else:
-                bus.count_frame(rec.stream, rec.session, "processed")
                 metrics.inc("facepipe_frames_processed_total", labels)
                 metrics.observe("facepipe_capture_to_event_seconds", labels, now - rec.ts)
-        if touched and records:
-            metrics.inc("facepipe_events_updated_total", {"stream": records[0].stream}, touched)
+        if len(fresh) < len(records):
+            metrics.inc(
+                "facepipe_frames_duplicate_total", {"stream": stream}, len(records) - len(fresh)
+            )
+        if touched:
+            metrics.inc("facepipe_events_updated_total", {"stream": stream}, touched)
 
     def samples(self, rec: FrameRecord, kind: str) -> None:
         cfg = self.rt.config

@@ -21,6 +21,7 @@ message was lost.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -29,6 +30,8 @@ from pipeline.runtime import Runtime
 from pipeline.tracking.state import TrackerStates
 from pipeline.tracking.stream import StreamTracker
 from workers.base import Stage, run_job
+
+log = logging.getLogger(__name__)
 
 # frames advanced per hold of the stream's lock: a backlog is worked off in batches, so the
 # lock is never held near its expiry and encodings are applied in between
@@ -86,6 +89,9 @@ class TrackStage(Stage):
             samples += chosen
             out.append(rec)
         self.states.save(stream, session, state)
+        if bus.buffer_discard_before(stream, session, state.next_seq):
+            log.info("%s/%s: discarded frames that arrived after they were given up", stream,
+                     session)  # fmt: skip
         self._emit(merges, out, samples)
         return state.next_seq
 

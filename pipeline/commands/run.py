@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -110,6 +111,10 @@ def print_summary(summary_dict: dict, as_json: bool) -> None:
         click.echo("stage time: " + ", ".join(parts))
     if s["failed_jobs"]:
         click.echo(f"WARNING: {s['failed_jobs']} failed jobs (see `rq info` / worker logs)")
+    if s.get("incomplete"):
+        click.echo(f"WARNING: stopped waiting before every frame was processed: {s['incomplete']}")
+    if s.get("interrupted"):
+        click.echo("interrupted: frames still in flight are counted as dropped (interrupted)")
 
 
 def run_pipeline(ctx: Context, sources: list[tuple[str, str]], as_json: bool) -> int:
@@ -117,6 +122,8 @@ def run_pipeline(ctx: Context, sources: list[tuple[str, str]], as_json: bool) ->
     from pipeline.sources import SourceError
 
     pipe = LocalPipeline(ctx.config, ctx.config_path)
+    # SIGTERM (a service manager, `kill`) stops the run like Ctrl-C: summary included
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         click.echo("starting workers...", err=True)
         pipe.start()
@@ -140,7 +147,7 @@ def run_pipeline(ctx: Context, sources: list[tuple[str, str]], as_json: bool) ->
     print_summary(summary_dict, as_json)
     if summary.interrupted:
         return 130
-    return CUT_SHORT_EXIT if summary_dict["cut_short"] else 0
+    return CUT_SHORT_EXIT if summary_dict["cut_short"] or summary.incomplete else 0
 
 
 @click.command()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-import time
 
 import click
 
@@ -62,22 +61,33 @@ def capture(ctx: Context, source: str, stream: str | None, wait: bool) -> None:
         f"{result.stream}: captured {result.captured}, enqueued {result.enqueued}, "
         f"dropped {result.dropped} in {result.seconds:.1f} s (session {result.session})"
     )
+    for session, n in result.lost_sessions:
+        click.echo(
+            f"{result.stream}: WARNING: Redis lost session {session} (restarted without "
+            f"persistence?): {n} frames captured in it are unaccounted",
+            err=True,
+        )
     if wait and not src.live:
-        bus = rt.bus
-        last_poke = time.monotonic()
-        while not bus.stream_done(result.stream, result.session):
-            if time.monotonic() - last_poke > 2:
-                bus.poke_track(result.stream, result.session)
-                last_poke = time.monotonic()
-            time.sleep(0.1)
-        counts = bus.stream_counts(result.stream, result.session)
-        click.echo(f"{result.stream}: all frames accounted for: {counts}")
+        from pipeline.capture import wait_accounted
+
+        waited = wait_accounted(rt, [(result.stream, result.session)])
+        if waited.done:
+            click.echo(f"{result.stream}: all frames accounted for: {waited.counts}")
+        else:
+            click.echo(
+                f"{result.stream}: {waited.unaccounted} frames unaccounted: {waited.reason}; "
+                f"counts {waited.counts}",
+                err=True,
+            )
+            sys.exit(CUT_SHORT_EXIT)
     if result.cut_short:
         click.echo(
             f"CUT SHORT: {result.stream}: {result.unreadable} frame(s) of {source} unreadable "
             "(corrupt data)",
             err=True,
         )
+        sys.exit(CUT_SHORT_EXIT)
+    if result.lost_sessions:
         sys.exit(CUT_SHORT_EXIT)
 
 

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from rq.serializers import JSONSerializer
 
 from pipeline.capture import Capture
 from pipeline.cli import main
@@ -33,7 +32,7 @@ from pipeline.runtime import Runtime
 from pipeline.sources import Source, SourceError
 from pipeline.store import EventStore
 from workers import base
-from workers.base import StageWorker
+from workers.base import stage_worker
 
 FRAMES = 60
 WARNING_RE = re.compile(r"bad\.mp4: frames (\d+)-(\d+) unreadable .*resumed at frame (\d+)")
@@ -231,9 +230,7 @@ def test_a_hostile_stream_name_in_a_queue_message_writes_nothing(redis_url, home
         with pytest.raises(BadName):
             sink.snapshot_path(hostile, 1)
         rt.bus.send("sink", Samples("identity", hostile))
-    StageWorker([rt.bus.queue("sink")], connection=rt.bus.conn, serializer=JSONSerializer).work(
-        burst=True, logging_level="CRITICAL"
-    )
+    stage_worker("sink", rt, name="sink-test").work(burst=True, logging_level="CRITICAL")
     assert rt.bus.depth("sink") == 0
     assert EventStore(cfg.store_url).events() == []  # refused before anything was stored
     written = [p for p in home.parent.rglob("*.jpg")]

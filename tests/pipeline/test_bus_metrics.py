@@ -1,3 +1,4 @@
+import base64
 import json
 import zlib
 
@@ -102,7 +103,8 @@ def test_the_stage_table_names_real_job_functions_and_worker_classes():
     # `facepipe run` starts workers.<stage> processes of every stage in the table
     from pipeline.config import load_config
 
-    assert set(load_config(None, environ={}).workers.model_dump()) == set(STAGES)
+    counts = load_config(None, environ={}).workers.model_dump()
+    assert all(isinstance(counts[name], int) and counts[name] >= 1 for name in STAGES)
 
 
 def test_the_ordered_buffer(redis_url):
@@ -160,3 +162,38 @@ def test_sink_messages_travel_as_tagged_json(redis_url):
     assert payload[2][0] == {
         "type": "merge", "stream": "cam", "session": "s", "from_id": 2, "into_id": 1,
     }  # fmt: skip
+
+
+def test_frames_are_accounted_once_by_seq(redis_url):
+    bus = Bus(connect(redis_url), "t")
+    bus.register_stream("cam", "s", {})
+    assert bus.account_frames("cam", "s", {0: "processed", 1: "dropped:lost"}) == {0, 1}
+    # a retried batch: frames 0 and 1 again, 2 new
+    assert bus.account_frames("cam", "s", {0: "processed", 1: "dropped:lost", 2: "processed"}) == {
+        2
+    }
+    c = bus.stream_counts("cam", "s")
+    assert c["processed"] == 2 and c["dropped:lost"] == 1
+
+
+def test_every_per_session_key_expires(redis_url):
+    bus = Bus(connect(redis_url), "t", session_ttl_s=120)
+    bus.register_stream("cam", "s", {})
+    bus.count_frame("cam", "s", "captured", 3)
+    bus.set_end("cam", "s", 2)
+    bus.buffer_put(FrameRecord(stream="cam", session="s", seq=0, ts=0.0))
+    bus.send_encodings(Encodings("cam", "s", 0, []))
+    bus.save_tracker_state("cam", "s", {"x": 1})
+    bus.account_frames("cam", "s", {0: "processed"})
+    session_keys = [k for k in bus.conn.keys("t:*") if b"cam" in k and b"streams" not in k]
+    assert len(session_keys) == 5, session_keys  # stream, detected, encodings, tracker, accounted
+    for key in session_keys:
+        assert 0 < bus.conn.ttl(key) <= 120, key
+
+
+def test_dead_letters_keep_the_entry_and_the_reason(redis_url):
+    bus = Bus(connect(redis_url), "t")
+    bus.dead_letter("sink", b"\x00\xff{{{", "undecodable job id")
+    (d,) = bus.dead_letters("sink")
+    assert d["reason"] == "undecodable job id" and d["size"] == 5
+    assert base64.b64decode(d["entry"]) == b"\x00\xff{{{"

@@ -137,3 +137,98 @@ def test_the_first_frame_of_a_new_shot_is_marked(redis_url, tmp_path):
     q.empty()
     Capture(rt, Source(str(path)), "clip").run()
     assert not any(FrameRecord.from_dict(q.fetch_job(i).args[0]).cut for i in q.job_ids)
+
+
+def test_waiting_for_a_stream_with_a_lost_job_ends(redis_url):
+    """Frames whose job was lost for good (failed, no retries left): the wait gives up
+    after tracker.gap_timeout_s + 3 x workers.job_recovery_s without progress."""
+    import time
+
+    from pipeline.capture import wait_accounted
+
+    rt = runtime(redis_url)
+    rt.config.tracker.gap_timeout_s = 0.2
+    rt.config.workers.job_recovery_s = 1.0
+    bus = rt.bus
+    bus.register_stream("cam", "s", {})
+    bus.count_frame("cam", "s", "captured", 5)
+    bus.account_frames("cam", "s", {0: "processed", 1: "processed"})
+    bus.set_end("cam", "s", 4)
+    bus.queue("track").empty()  # the pokes of the wait: nobody runs them here
+    t0 = time.monotonic()
+    waited = wait_accounted(rt, [("cam", "s")])
+    assert not waited.done and waited.unaccounted == 3
+    assert "no progress" in waited.reason
+    assert time.monotonic() - t0 < 10
+
+
+def test_waiting_for_a_stream_redis_lost_ends_at_once(redis_url):
+    from pipeline.capture import wait_accounted
+
+    rt = runtime(redis_url)
+    rt.bus.register_stream("cam", "s", {})
+    rt.bus.count_frame("cam", "s", "captured", 5)
+    rt.bus.conn.delete(rt.bus.key("stream", "cam/s"))  # what a restart without persistence does
+    rt.bus.count_frame("cam", "s", "processed", 1)  # a late worker re-creates the counts
+    waited = wait_accounted(rt, [("cam", "s")])
+    assert not waited.done and "lost the state" in waited.reason
+
+
+class PacedCamera:
+    """A live source at 30 frames/s until stopped (a camera that never fails)."""
+
+    live, spec, unreadable = True, "fake-camera", 0
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+
+    def __iter__(self):
+        import time
+
+        import numpy as np
+
+        from pipeline.sources import Frame
+
+        while not self._stop.wait(1 / 30):
+            yield Frame(bgr=np.zeros((48, 64, 3), np.uint8), ts=time.time())
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_live_capture_goes_on_through_a_redis_restart(home):
+    """While Redis is down a live source goes on; Redis comes back empty: the capture says
+    which session was lost and goes on in a new one, whose frames are all counted."""
+    import time
+
+    from pipeline.redis_server import PrivateRedis
+
+    with PrivateRedis() as server:
+        cfg = load_config(None, environ={})
+        cfg.redis.reconnect_max_s = 0.2
+        cfg.capture.max_queue = 1000
+        rt = Runtime.from_config(cfg, server.url)
+        cap = Capture(rt, PacedCamera(), "cam")  # type: ignore[arg-type]
+        first = cap.session
+
+        results = []
+        t = threading.Thread(target=lambda: results.append(cap.run()))
+        t.start()
+        time.sleep(0.5)
+        # restarted from this thread: the server's parent-death signal follows its thread
+        server.stop(keep_dir=True)
+        time.sleep(0.5)
+        server.start()
+        time.sleep(1.5)
+        cap.stop()
+        t.join(10)
+        (res,) = results
+        assert res.lost_sessions and res.lost_sessions[0][0] == first
+        assert res.session != first and cap.health.outages == 1
+        c = rt.bus.stream_counts("cam", res.session)
+        dropped = sum(v for k, v in c.items() if k.startswith("dropped:"))
+        assert c["captured"] == res.captured - res.lost > 20
+        assert c["end_seq"] + 1 + dropped == c["captured"]  # every frame enqueued or dropped

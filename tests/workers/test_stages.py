@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from rq.serializers import JSONSerializer
 
 from pipeline.capture import Capture
 from pipeline.config import load_config
@@ -15,7 +14,7 @@ from pipeline.runtime import Runtime
 from pipeline.sources import Source
 from pipeline.store import EventStore
 from workers import base
-from workers.base import StageWorker
+from workers.base import stage_worker
 
 
 @pytest.fixture()
@@ -30,9 +29,7 @@ def rt(redis_url, home):
 
 
 def burst(rt: Runtime, stage: str) -> None:
-    StageWorker([rt.bus.queue(stage)], connection=rt.bus.conn, serializer=JSONSerializer).work(
-        burst=True, logging_level="WARNING"
-    )
+    stage_worker(stage, rt, name=f"{stage}-test").work(burst=True, logging_level="WARNING")
 
 
 def run_all(rt: Runtime) -> None:
@@ -106,6 +103,11 @@ def test_missing_frame_is_skipped_after_gap_timeout_and_counted(rt):
     c = bus.stream_counts("cam", "s")
     assert c["processed"] == 2 and c["dropped:lost"] == 1
     assert bus.stream_done("cam", "s")
+    # frame 1's detect job, recovered from a dead worker, arrives too late: discarded
+    bus.buffer_put(FrameRecord(stream="cam", session="s", seq=1, ts=1.0))
+    track.handle({"stream": "cam", "session": "s"})
+    assert bus.buffer_len("cam", "s") == 0
+    assert bus.stream_counts("cam", "s") == c
 
 
 def test_stale_live_frame_dropped_by_detect(rt):

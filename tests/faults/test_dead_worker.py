@@ -1,0 +1,72 @@
+"""A worker killed mid-job (kill -9): its job is recovered within a few heartbeats, and
+the retried sink batch counts no frame twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import time
+
+import pytest
+from rq.job import Job, JobStatus
+from rq.registry import StartedJobRegistry
+from rq.serializers import JSONSerializer
+
+from pipeline.metrics import Metrics
+from pipeline.record import Face, FrameRecord, Observations
+
+from .conftest import start_workers, wait_for, workers_of
+
+pytestmark = pytest.mark.slow
+
+RECOVERY_S = 2.0  # workers.job_recovery_s in the test's environment (conftest)
+
+
+def test_a_killed_sinks_batch_is_recovered_and_counted_once(bus, procs, env, home):
+    start_workers(procs, bus, ("sink",))
+    procs.start("worker", "sink", name="worker-sink-2")
+    wait_for(lambda: len(workers_of(bus, "sink")) == 2, 30, "a second sink worker")
+    pids = {w.name: w.pid for w in workers_of(bus, "sink")}
+
+    # hold the event store's write lock: the sink's batch stops mid-job, deterministically
+    db = sqlite3.connect(home / "events.db", timeout=30, isolation_level=None)
+    db.execute("BEGIN EXCLUSIVE")
+    records = [
+        FrameRecord(stream="cam", session="s", seq=i, ts=time.time(),
+                    faces=[Face(box=(10, 10, 40, 40), score=0.9, track_id=1)])
+        for i in range(20)
+    ]  # fmt: skip
+    bus.register_stream("cam", "s", {"source": "test", "live": False})
+    bus.count_frame("cam", "s", "captured", len(records))
+    bus.set_end("cam", "s", len(records) - 1)
+    bus.send("sink", Observations(records))
+    registry = StartedJobRegistry(queue=bus.queue("sink"))
+    (job_id,) = wait_for(registry.get_job_ids, 20, "the batch to start")
+    job = Job.fetch(job_id, connection=bus.conn, serializer=JSONSerializer)
+    victim = pids[job.worker_name]
+    os.kill(victim, signal.SIGKILL)
+    killed_at = time.monotonic()
+    db.execute("ROLLBACK")
+    db.close()
+
+    # the other sink worker's watchdog requeues it; the other sink runs it
+    wait_for(
+        lambda: (
+            not bus.conn.exists(job.key)  # result_ttl=0: a finished job is deleted
+            or job.get_status(refresh=True) == JobStatus.FINISHED
+        ),
+        6 * RECOVERY_S,
+        "the batch to be recovered and run again",
+    )
+    took = time.monotonic() - killed_at
+    print(f"sink batch recovered {took:.1f} s after the kill")
+    assert took < 3 * RECOVERY_S + 2, took  # a few heartbeats, not rq's minutes
+    assert Metrics(bus).total("facepipe_jobs_recovered_total", stage="sink") == 1
+
+    # the frames were counted by the killed worker already: counted once, not twice
+    counts = bus.stream_counts("cam", "s")
+    assert counts["processed"] == len(records), counts
+    assert bus.stream_done("cam", "s")
+    assert Metrics(bus).total("facepipe_frames_duplicate_total") == len(records)
+    assert registry.count == 0
