@@ -58,6 +58,9 @@ log = logging.getLogger(__name__)
 
 _runtime: Runtime | None = None
 _stages: dict[str, Stage] = {}
+# the payload the worker just validated and what it parsed to: the job function gets the
+# same dict object, so its handler takes the message instead of parsing the payload again
+_validated: tuple[dict[str, Any], Any] | None = None
 
 
 def set_runtime(rt: Runtime) -> None:
@@ -97,10 +100,12 @@ class Stage:
 
     def handle(self, payload: dict[str, Any]) -> None:
         """Run one job: its payload parsed into the stage's message type."""
+        global _validated
         spec = self.spec()
         t0 = time.perf_counter()
+        pre, _validated = _validated, None
         try:
-            self.process(spec.parse(payload))
+            self.process(pre[1] if pre is not None and pre[0] is payload else spec.parse(payload))
         finally:
             self.rt.metrics.observe(
                 "facepipe_stage_seconds", {"stage": spec.name}, time.perf_counter() - t0
@@ -363,8 +368,9 @@ class StageWorker(SimpleWorker):
             return "arguments", "a stage job has no instance and no callbacks"
         if job.kwargs or len(job.args) != 1 or not isinstance(job.args[0], dict):
             return "arguments", "a stage job takes exactly one payload object"
+        global _validated
         try:
-            spec.parse(job.args[0])
+            _validated = (job.args[0], spec.parse(job.args[0]))
         except Exception as exc:
             return "payload", f"not a {spec.message.__name__}: {exc}"[:500]
         return None

@@ -129,42 +129,36 @@ class SinkStage(Stage):
             metrics.inc("facepipe_events_updated_total", {"stream": stream}, touched)
 
     def samples(self, rec: FrameRecord, kind: str) -> None:
-        cfg = self.rt.config
         for uid in self.store.add_samples(rec, kind):
-            values = self.store.refuse(
-                uid,
-                self.gallery.get(),
-                threshold=cfg.recognition.threshold,
-                min_gender_confidence=cfg.attributes.min_gender_confidence,
-                min_quality=cfg.recognition.min_name_quality,
-            )
-            if kind == "identity" and values.get("person") is None:
-                self.identities.assign_unknown(uid)
-            for other in values.get("displaced", []):  # lost the name to a nearer face
-                self.identities.assign_unknown(other)
+            self._refuse(uid, cluster_if_unnamed=kind == "identity")
         self.rt.metrics.inc("facepipe_events_updated_total", {"stream": rec.stream})
         if kind == "identity":
             self._snapshots(rec)
 
     def merge(self, stream: str, session: str, from_id: int, into_id: int) -> None:
-        cfg = self.rt.config
         res = self.store.merge_tracks(
             track_uid(stream, session, from_id), track_uid(stream, session, into_id)
         )
+        self._refuse(res.into_uid, cluster_if_unnamed=True)
+        self.identities.refresh_clusters(res.unknown_ids)
+        self._remove_snapshot(res.orphan_snapshot)
+        self.rt.metrics.inc("facepipe_events_updated_total", {"stream": stream})
+
+    def _refuse(self, uid: str, cluster_if_unnamed: bool) -> None:
+        """Re-fuse a track's event from all its samples; an unnamed one joins an unknown-N
+        (when asked), and so does any track that lost its name to a nearer face."""
+        cfg = self.rt.config
         values = self.store.refuse(
-            res.into_uid,
+            uid,
             self.gallery.get(),
             threshold=cfg.recognition.threshold,
             min_gender_confidence=cfg.attributes.min_gender_confidence,
             min_quality=cfg.recognition.min_name_quality,
         )
-        if values.get("person") is None:
-            self.identities.assign_unknown(res.into_uid)
+        if cluster_if_unnamed and values.get("person") is None:
+            self.identities.assign_unknown(uid)
         for other in values.get("displaced", []):
             self.identities.assign_unknown(other)
-        self.identities.refresh_clusters(res.unknown_ids)
-        self._remove_snapshot(res.orphan_snapshot)
-        self.rt.metrics.inc("facepipe_events_updated_total", {"stream": stream})
 
     def _snapshots(self, rec: FrameRecord) -> None:
         image = None
