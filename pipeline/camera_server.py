@@ -192,7 +192,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         camera = MjpegCamera(args.video, fps=args.fps, host=args.host, port=args.port)
     except OSError as exc:
-        raise SystemExit(f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}") from None
+        raise SystemExit(
+            f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}"
+        ) from None
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
     with camera:
