@@ -25,6 +25,12 @@ without persistence), the session's queued frames and counts are gone: the captu
 so, counts the frames of that session as ``dropped:redis_lost`` in its result, and goes
 on in a new session. :func:`wait_accounted` waits until a stream's every frame is
 accounted for, but never forever.
+
+A live source that is down (a camera off, unreachable, or down already at start) is
+reconnected by the source itself with backoff, forever (``pipeline/sources.py``); the
+capture keeps running and publishes the source's health every second:
+``facepipe_source_up{stream}`` (1/0, a gauge that vanishes when the capture ends or dies),
+``facepipe_source_reconnects_total`` and ``facepipe_source_down_seconds_total``.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ from rq.registry import StartedJobRegistry
 from pipeline.bus import Bus
 from pipeline.names import check_stream
 from pipeline.record import FrameRecord
-from pipeline.retry import RedisHealth, Stopped
+from pipeline.retry import REDIS_DOWN, RedisHealth, Stopped
 from pipeline.runtime import Runtime
 from pipeline.shots import CutDetector
 from pipeline.sources import Source
@@ -181,11 +187,55 @@ class Capture:
         result.session = self.session
         self._register()
 
+    # ----- a live source's health, as metrics ---------------------------------------
+    SOURCE_PUBLISH_S = 1.0  # how often the source's state is written
+
+    def _watch_source(self, done: threading.Event) -> None:
+        """Write the live source's up/down state and outage counters every second until
+        ``done``, then remove the gauge (no capture, no series). Runs in a thread: while
+        the camera is down the capture loop itself waits for a frame."""
+        metrics, labels = self.rt.metrics, {"stream": self.stream}
+        ttl = 10 * self.SOURCE_PUBLISH_S  # a capture that died stops showing after this
+        reconnects, down_s = 0, 0.0  # what the counters hold already
+
+        def publish(final: bool) -> None:
+            nonlocal reconnects, down_s
+            st = self.source.status()
+            if final:
+                metrics.clear_gauge("facepipe_source_up", labels)
+            else:
+                metrics.set_gauge("facepipe_source_up", labels, 1.0 if st.up else 0.0, ttl)
+            if st.reconnects > reconnects:
+                metrics.inc("facepipe_source_reconnects_total", labels, st.reconnects - reconnects)
+                reconnects = st.reconnects
+            if st.down_s > down_s:
+                metrics.inc("facepipe_source_down_seconds_total", labels, st.down_s - down_s)
+                down_s = st.down_s
+
+        final = False
+        while True:
+            try:
+                publish(final)
+            except REDIS_DOWN:
+                pass  # Redis is down: the capture loop logs that; written once it is back
+            except Exception:  # metrics must never stop a capture
+                log.exception("%s: cannot publish the source's state", self.stream)
+            if final:
+                return
+            final = done.wait(self.SOURCE_PUBLISH_S)
+
     # ----- the capture loop --------------------------------------------------------
     def run(self) -> CaptureResult:
         bus, cfg = self.rt.bus, self.rt.config.capture
         live = self.source.live
         self._register()
+        watch_done = threading.Event()
+        watcher = None
+        if live:
+            watcher = threading.Thread(
+                target=self._watch_source, args=(watch_done,), name="source-watch", daemon=True
+            )
+            watcher.start()
         result = CaptureResult(self.stream, self.session)
         t0 = time.monotonic()
         seq = -1
@@ -273,6 +323,9 @@ class Capture:
             self._flush()
             self._redis(lambda: bus.set_end(self.stream, self.session, seq))
             self.source.close()
+            if watcher is not None:
+                watch_done.set()
+                watcher.join(timeout=5)
             result.seconds = time.monotonic() - t0
         log.info(
             "%s: captured %d, enqueued %d, dropped %d in %.1f s",

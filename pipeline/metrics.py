@@ -80,6 +80,24 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
         "Seconds processes waited for Redis, by process.",
         ("process",),
     ),
+    "facepipe_source_reconnects_total": (
+        "Times a live source (camera) came back after being down (or down at start).",
+        ("stream",),
+    ),
+    "facepipe_source_down_seconds_total": (
+        "Seconds a live source (camera) was down, growing during an outage.",
+        ("stream",),
+    ),
+}
+
+# gauges a process sets with a lifetime (Metrics.set_gauge): a series whose process died
+# without clearing it vanishes after that lifetime instead of showing a stale value
+GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "facepipe_source_up": (
+        "1 while a live source (camera) delivers frames, 0 while it is down and being "
+        "reconnected; absent when no capture of the stream runs.",
+        ("stream",),
+    ),
 }
 
 STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -112,12 +130,44 @@ class Metrics:
         self.bus = bus
         self.counters_key = bus.key("metrics", "counters")
         self.hist_key = bus.key("metrics", "histograms")
+        self.gauges_key = bus.key("metrics", "gauges")
 
     def inc(self, name: str, labels: dict[str, str], value: float = 1.0) -> None:
         if name not in COUNTERS:
             raise KeyError(f"unknown counter {name}")
         if value:
             self.bus.conn.hincrbyfloat(self.counters_key, _field(name, labels), value)
+
+    def set_gauge(self, name: str, labels: dict[str, str], value: float, ttl_s: float) -> None:
+        """Set a gauge that lives ``ttl_s`` seconds unless set again (Redis-side expiry:
+        no clock of another machine is involved)."""
+        if name not in GAUGES:
+            raise KeyError(f"unknown gauge {name}")
+        field = _field(name, labels)
+        pipe = self.bus.conn.pipeline(transaction=False)
+        pipe.set(self.bus.key("metrics", "gauge", field), value, px=max(1, int(ttl_s * 1000)))
+        pipe.sadd(self.gauges_key, field)
+        pipe.execute()
+
+    def clear_gauge(self, name: str, labels: dict[str, str]) -> None:
+        field = _field(name, labels)
+        pipe = self.bus.conn.pipeline(transaction=False)
+        pipe.delete(self.bus.key("metrics", "gauge", field))
+        pipe.srem(self.gauges_key, field)
+        pipe.execute()
+
+    def gauge_values(self) -> dict[str, tuple[dict[str, str], float]]:
+        """Live gauges as ``{field: (labels, value)}`` (expired ones are left out)."""
+        fields = sorted(f.decode() for f in self.bus.conn.smembers(self.gauges_key))
+        if not fields:
+            return {}
+        values = self.bus.conn.mget([self.bus.key("metrics", "gauge", f) for f in fields])
+        out = {}
+        for f, v in zip(fields, values, strict=True):
+            if v is not None:
+                _name, labels, _ = f.split(SEP)
+                out[f] = (json.loads(labels), float(v))
+        return out
 
     def observe(self, name: str, labels: dict[str, str], value: float) -> None:
         if name not in HISTOGRAMS:
@@ -216,6 +266,17 @@ class RedisCollector(Collector):
                 lab = json.loads(labels)
                 families[name].add_metric([lab.get(k, "") for k in COUNTERS[name][1]], float(value))
         yield from families.values()
+        try:
+            gauges = self.metrics.gauge_values()
+        except Exception as exc:
+            log.warning("gauge scrape failed: %s", exc)
+            gauges = {}
+        for gname, (doc, label_names) in GAUGES.items():
+            gfam = GaugeMetricFamily(gname, doc, labels=list(label_names))
+            for f, (lab, value) in gauges.items():
+                if f.split(SEP, 1)[0] == gname:
+                    gfam.add_metric([lab.get(k, "") for k in label_names], value)
+            yield gfam
 
         grouped: dict[tuple[str, str], dict[str, float]] = {}
         for field, value in hists.items():

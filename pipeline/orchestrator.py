@@ -194,9 +194,7 @@ class LocalPipeline:
     # ----- work --------------------------------------------------------------------
     def capture(self, spec: str, stream: str) -> Capture:
         assert self.rt is not None
-        cfg = self.config.capture
-        source = Source(spec, reconnect_s=cfg.reconnect_s, realtime=cfg.realtime,
-                        max_pixels=self.config.limits.max_image_pixels)  # fmt: skip
+        source = Source.from_config(spec, self.config)
         cap = Capture(self.rt, source, stream)
         self.captures.append(cap)
         return cap

@@ -33,29 +33,42 @@ def _runtime(ctx: Context):  # type: ignore[no-untyped-def]
 @click.argument("source")
 @click.option("--stream", help="stream name (default: from the source)")
 @click.option("--wait/--no-wait", default=True, show_default=True,
-              help="for files: wait until every frame is processed before exiting")  # fmt: skip
+              help="wait until every frame sent is processed before exiting (a file at its "
+              "end, a live source once stopped)")  # fmt: skip
 @pass_ctx
 def capture(ctx: Context, source: str, stream: str | None, wait: bool) -> None:
-    """Read SOURCE (file, webcam index, rtsp/http URL) into the pipeline (needs REDIS_URL)."""
+    """Read SOURCE (file, webcam index, rtsp/http URL) into the pipeline (needs REDIS_URL).
+
+    A file ends at its end; a live source runs until SIGINT/SIGTERM (a camera that is down
+    is retried meanwhile). Either way the summary is printed once the frames sent are
+    accounted for.
+    """
     from pipeline.capture import Capture
     from pipeline.commands.run import CUT_SHORT_EXIT, default_stream_name, stream_option
     from pipeline.sources import Source, SourceError
 
     name = stream_option(stream) if stream else default_stream_name(source)
     rt = _runtime(ctx)
-    try:
-        src = Source(
-            source, ctx.config.capture.reconnect_s, ctx.config.capture.realtime,
-            max_pixels=ctx.config.limits.max_image_pixels,
-        )  # fmt: skip
+    try:  # a live source that is down is not an error: it is retried (with backoff)
+        src = Source.from_config(source, ctx.config)
     except SourceError as exc:
         raise click.ClickException(str(exc)) from None
     cap = Capture(rt, src, name)
-    signal.signal(signal.SIGTERM, lambda *_: cap.stop())
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        """SIGINT/SIGTERM: stop capturing, account for what was sent, print the summary;
+        a second one stops at once."""
+        if stopping.is_set():
+            raise KeyboardInterrupt
+        stopping.set()
+        cap.stop()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
     try:
         result = cap.run()
     except KeyboardInterrupt:
-        cap.stop()
         sys.exit(130)
     click.echo(
         f"{result.stream}: captured {result.captured}, enqueued {result.enqueued}, "
@@ -67,10 +80,14 @@ def capture(ctx: Context, source: str, stream: str | None, wait: bool) -> None:
             f"persistence?): {n} frames captured in it are unaccounted",
             err=True,
         )
-    if wait and not src.live:
+    if wait:  # a file's frames, or what a stopped live source sent
         from pipeline.capture import wait_accounted
 
-        waited = wait_accounted(rt, [(result.stream, result.session)])
+        try:
+            waited = wait_accounted(rt, [(result.stream, result.session)])
+        except KeyboardInterrupt:
+            click.echo(f"{result.stream}: interrupted while waiting for the workers", err=True)
+            sys.exit(130)
         if waited.done:
             click.echo(f"{result.stream}: all frames accounted for: {waited.counts}")
         else:
@@ -89,6 +106,8 @@ def capture(ctx: Context, source: str, stream: str | None, wait: bool) -> None:
         sys.exit(CUT_SHORT_EXIT)
     if result.lost_sessions:
         sys.exit(CUT_SHORT_EXIT)
+    if stopping.is_set() and not src.live:
+        sys.exit(130)  # a file stopped before its end
 
 
 @click.command()
