@@ -27,6 +27,7 @@ too). A file that cannot be opened is an error at once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -100,6 +101,18 @@ def _open(spec: str, timeout_s: float = 10.0) -> cv2.VideoCapture:
     if not cap.isOpened():
         raise SourceError(f"cannot open {kind} source {spec!r} (OpenCV/FFmpeg could not read it)")
     return cap
+
+
+@contextlib.contextmanager
+def _quiet_opencv() -> Iterator[None]:
+    """OpenCV's own warnings off (while a source that is down is retried: the outage is
+    logged once, not once per attempt)."""
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(min(level, cv2.utils.logging.LOG_LEVEL_ERROR))
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(level)
 
 
 class Source:
@@ -286,7 +299,8 @@ class Source:
                 while not self._stop.is_set():
                     if cap is None:
                         try:
-                            cap = self._cap = _open(self.spec, self.timeout_s)
+                            with _quiet_opencv():
+                                cap = self._cap = _open(self.spec, self.timeout_s)
                         except SourceError as exc:
                             self._went_down(str(exc))
                             pause = delay(attempts)
