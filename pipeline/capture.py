@@ -367,6 +367,7 @@ def wait_accounted(
     stop: threading.Event | None = None,
     check: Callable[[], Any] | None = None,
     health: RedisHealth | None = None,
+    settle_s: float | None = None,
 ) -> WaitResult:
     """Wait until every frame of the finite ``streams`` is accounted for and no job is
     left, waiting out Redis outages; never forever.
@@ -376,11 +377,16 @@ def wait_accounted(
     ``workers.job_recovery_s`` while no job was queued or running: a lost job that was
     not recovered. The track stage is poked every 2 s so that it skips frames whose
     detect job was lost. ``check`` runs each round (e.g. to notice dead workers).
+
+    Once every frame of ``streams`` is accounted for, it also waits until no job is left
+    (the last identity/attribute samples of their tracks); with ``settle_s`` at most that
+    long (other streams' jobs may keep a shared pipeline busy for ever).
     """
     bus = rt.bus
     health = health or RedisHealth(bus.conn, who="wait", cap_s=rt.config.redis.reconnect_max_s)
     stall_s = rt.config.tracker.gap_timeout_s + 3 * rt.config.workers.job_recovery_s
     last, last_change, last_poke = None, time.monotonic(), 0.0
+    done_since: float | None = None  # every frame accounted for since, the pipeline busy
 
     def snapshot() -> tuple[dict[str, dict[str, int]], bool, bool, list[str]]:
         counts = {f"{s}/{sess}": bus.stream_counts(s, sess) for s, sess in streams}
@@ -408,9 +414,13 @@ def wait_accounted(
                 f"Redis lost the state of {', '.join(vanished)} (restarted without "
                 "persistence?): its queued frames and counts are gone",
             )
-        if all(bus.stream_done(s, sess) for s, sess in streams) and not busy:
-            return WaitResult(True, total(counts))
         now = time.monotonic()
+        if all(bus.stream_done(s, sess) for s, sess in streams):
+            done_since = now if done_since is None else done_since
+            if not busy or (settle_s is not None and now - done_since >= settle_s):
+                return WaitResult(True, total(counts))
+        else:
+            done_since = None
         if counts != last or running:
             last, last_change = counts, now
         elif now - last_change > stall_s:

@@ -84,7 +84,9 @@ def capture(ctx: Context, source: str, stream: str | None, wait: bool) -> None:
         from pipeline.capture import wait_accounted
 
         try:
-            waited = wait_accounted(rt, [(result.stream, result.session)])
+            waited = wait_accounted(  # other streams' jobs: waited for a little only
+                rt, [(result.stream, result.session)], settle_s=ctx.config.workers.job_recovery_s
+            )
         except KeyboardInterrupt:
             click.echo(f"{result.stream}: interrupted while waiting for the workers", err=True)
             sys.exit(130)
