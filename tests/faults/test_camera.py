@@ -9,6 +9,7 @@ power does, or a raw TCP server that answers with garbage, closes at once or say
 from __future__ import annotations
 
 import ast
+import json
 import re
 import signal
 import socket
@@ -211,3 +212,24 @@ def test_a_camera_that_talks_garbage_is_retried_and_stops_cleanly(bus, procs, qu
     assert "Traceback" not in out
     assert re.search(r"^junk: captured 0, enqueued 0, dropped 0 ", out, re.MULTILINE), out
     assert accounted(out, "junk") == {"captured": 0, "processed": 0}
+
+
+def test_facepipe_run_waits_for_a_camera_down_at_start(bus, procs, quick_env, video):
+    """The operator's entry point: `facepipe run URL` with the camera off, switched on
+    later; SIGINT ends it with a summary in which every captured frame is accounted."""
+    with MjpegCamera(video, fps=10) as cam:
+        cam.down()
+        run = procs.start("run", cam.url, "--stream", "lobby", "--json", name="run")
+        wait_for(lambda: "source down (" in procs.log(run), 60, "the outage to be logged")
+        time.sleep(2)
+        assert run.poll() is None, procs.log(run)
+        cam.up()
+        wait_for(lambda: counts(bus, "lobby").get("processed", 0) >= 5, 60, "frames processed")
+        run.send_signal(signal.SIGINT)
+        assert run.wait(60) == 130, procs.log(run)
+    out = procs.log(run)
+    summary = json.loads(next(ln for ln in out.splitlines() if ln.startswith("{")))
+    lobby = summary["streams"]["lobby"]
+    dropped = sum(v for k, v in lobby.items() if k.startswith("dropped:"))
+    assert lobby["processed"] >= 5 and lobby["captured"] == lobby["processed"] + dropped, lobby
+    assert "source back after" in out and "Traceback" not in out
