@@ -193,11 +193,14 @@ class LocalPipeline:
 
     # ----- work --------------------------------------------------------------------
     def capture(self, spec: str, stream: str) -> Capture:
+        """A capture of ``spec`` as ``stream``; a configured camera of that name runs with
+        its own capture keys and detection rate."""
         assert self.rt is not None
-        cfg = self.config.capture
+        config = self.config.for_camera(stream) if stream in self.config.cameras else self.config
+        cfg = config.capture
         source = Source(spec, reconnect_s=cfg.reconnect_s, realtime=cfg.realtime,
-                        max_pixels=self.config.limits.max_image_pixels)  # fmt: skip
-        cap = Capture(self.rt, source, stream)
+                        max_pixels=config.limits.max_image_pixels)  # fmt: skip
+        cap = Capture(self.rt.with_config(config), source, stream)
         self.captures.append(cap)
         return cap
 
