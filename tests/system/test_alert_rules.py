@@ -40,9 +40,7 @@ def test_every_alert_has_a_unit_test():
     rules = yaml.safe_load((CONFIG / "alerts.yml").read_text())
     names = {r["alert"] for g in rules["groups"] for r in g["rules"]}
     tests = yaml.safe_load((CONFIG / "alerts.test.yml").read_text())["tests"]
-    tested = {
-        t["alertname"] for case in tests for t in case["alert_rule_test"] if t["exp_alerts"]
-    }
+    tested = {t["alertname"] for case in tests for t in case["alert_rule_test"] if t["exp_alerts"]}
     assert names == tested, names ^ tested
 
 
