@@ -33,6 +33,14 @@ def default_stream_name(spec: str) -> str:
     return name or "stream"
 
 
+PROGRESS_OPTION = click.option(
+    "--progress-every", type=click.FloatRange(min=0), default=10.0, show_default=True,
+    metavar="SECONDS",
+    help="live status per stream on stderr: a table on a terminal, else a line per stream "
+    "every SECONDS (0: off)",
+)  # fmt: skip
+
+
 def stream_option(name: str) -> str:
     """A stream name given on the command line, checked (a click error otherwise)."""
     try:
@@ -117,7 +125,9 @@ def print_summary(summary_dict: dict, as_json: bool) -> None:
         click.echo("interrupted: frames still in flight are counted as dropped (interrupted)")
 
 
-def run_pipeline(ctx: Context, sources: list[tuple[str, str]], as_json: bool) -> int:
+def run_pipeline(
+    ctx: Context, sources: list[tuple[str, str]], as_json: bool, progress_s: float = 0.0
+) -> int:
     from pipeline.orchestrator import LocalPipeline, PipelineError
     from pipeline.sources import SourceError
 
@@ -132,7 +142,7 @@ def run_pipeline(ctx: Context, sources: list[tuple[str, str]], as_json: bool) ->
 
             url = metrics_url(ctx.config.metrics.host, ctx.config.metrics.port)
             click.echo(f"metrics: {url}; logs: {pipe.log_dir}", err=True)
-        summary = pipe.run(sources)
+        summary = pipe.run(sources, progress_s=progress_s or None)
     except (PipelineError, SourceError) as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
@@ -174,10 +184,11 @@ def camera_sources(ctx: Context, cameras: tuple[str, ...]) -> list[tuple[str, st
               help="run this camera of the config's cameras: (repeatable)")  # fmt: skip
 @click.option("--enroll", "enroll", multiple=True, metavar="NAME=PHOTO", help="enroll first")
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
+@PROGRESS_OPTION
 @pass_ctx
 def run(
     ctx: Context, sources: tuple[str, ...], streams: tuple[str, ...], cameras: tuple[str, ...],
-    enroll: tuple[str, ...], as_json: bool,
+    enroll: tuple[str, ...], as_json: bool, progress_every: float,
 ) -> None:  # fmt: skip
     """Run the whole pipeline on SOURCES (video files, webcam index, rtsp/http URLs), or,
     without SOURCES, on the cameras of the config (`cameras:`; those named by --camera,
@@ -207,7 +218,7 @@ def run(
         if describe(spec)[0] == "file" and not Path(spec).is_file():
             raise click.BadParameter(f"video file not found: {spec}", param_hint="SOURCES")
     enroll_people(ctx, parse_enroll(enroll))
-    sys.exit(run_pipeline(ctx, pairs, as_json))
+    sys.exit(run_pipeline(ctx, pairs, as_json, progress_every))
 
 
 @click.command()
@@ -258,7 +269,7 @@ def demo(ctx: Context, frames: int, keep: str | None, as_json: bool) -> None:
     video = make_demo_video(folder / "demo.mp4", frames=frames)
     click.echo(f"demo clip {video} ({frames} frames); enrolling {DEMO_NAME}", err=True)
     enroll_people(ctx, [(DEMO_NAME, str(photo))])
-    code = run_pipeline(ctx, [(str(video), "demo")], as_json)
+    code = run_pipeline(ctx, [(str(video), "demo")], as_json, progress_s=10.0)
     if code == 0 and not as_json:
         click.echo("query the events with: facepipe events --stream demo")
     sys.exit(code)

@@ -10,6 +10,7 @@ import threading
 import click
 
 from pipeline.commands import Context, pass_ctx
+from pipeline.commands.run import PROGRESS_OPTION
 from pipeline.privacy import redact_url
 from pipeline.stages import STAGE_NAMES
 
@@ -36,10 +37,12 @@ def _runtime(ctx: Context):  # type: ignore[no-untyped-def]
               help="capture this camera of the config's cameras: (instead of SOURCE)")  # fmt: skip
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="for files: wait until every frame is processed before exiting")  # fmt: skip
+@PROGRESS_OPTION
 @pass_ctx
 def capture(
-    ctx: Context, source: str | None, stream: str | None, camera: str | None, wait: bool
-) -> None:
+    ctx: Context, source: str | None, stream: str | None, camera: str | None, wait: bool,
+    progress_every: float,
+) -> None:  # fmt: skip
     """Read SOURCE (file, webcam index, rtsp/http URL), or the configured camera --camera
     NAME, into the pipeline (needs REDIS_URL)."""
     from pipeline.capture import Capture
@@ -72,11 +75,20 @@ def capture(
         raise click.ClickException(str(exc)) from None
     cap = Capture(rt, src, name)
     signal.signal(signal.SIGTERM, lambda *_: cap.stop())
+    progress = None
+    if progress_every:
+        from pipeline.progress import Progress
+
+        # no event store here: it lives with the sink, maybe on another machine
+        progress = Progress(rt.bus, lambda: [(name, cap.session)], None, progress_every).start()
     try:
         result = cap.run()
     except KeyboardInterrupt:
         cap.stop()
         sys.exit(130)
+    finally:
+        if progress is not None:
+            progress.close()
     click.echo(
         f"{result.stream}: captured {result.captured}, enqueued {result.enqueued}, "
         f"dropped {result.dropped} in {result.seconds:.1f} s (session {result.session})"
