@@ -102,6 +102,8 @@ def capture(
     finally:
         if progress is not None:
             progress.close()
+    interrupted = stopping.is_set()  # stopped by a signal (a live source's normal end)
+    stopping.set()  # from here on a signal stops the wait at once
     click.echo(
         f"{result.stream}: captured {result.captured}, enqueued {result.enqueued}, "
         f"dropped {result.dropped} in {result.seconds:.1f} s (session {result.session})"
@@ -140,7 +142,7 @@ def capture(
         sys.exit(CUT_SHORT_EXIT)
     if result.lost_sessions:
         sys.exit(CUT_SHORT_EXIT)
-    if stopping.is_set() and not src.live:
+    if interrupted and not src.live:
         sys.exit(130)  # a file stopped before its end
 
 

@@ -233,3 +233,18 @@ def test_facepipe_run_waits_for_a_camera_down_at_start(bus, procs, quick_env, vi
     dropped = sum(v for k, v in lobby.items() if k.startswith("dropped:"))
     assert lobby["processed"] >= 5 and lobby["captured"] == lobby["processed"] + dropped, lobby
     assert "source back after" in out and "Traceback" not in out
+
+
+def test_a_file_capture_stopped_by_a_signal_says_so(bus, procs, env, tmp_path):
+    """The same stop for a file: the summary is printed, the exit status (130) says the
+    file was not read to its end."""
+    env["FACEPIPE__CAPTURE__REALTIME"] = "true"  # 60 frames at 15 fps: 4 s
+    clip = make_demo_video(tmp_path / "long.mp4", frames=60)
+    capture = procs.start("capture", str(clip), "--stream", "file", "--no-wait", name="capture")
+    wait_for(lambda: counts(bus, "file").get("captured", 0) >= 5, 30, "frames captured")
+    capture.send_signal(signal.SIGINT)
+    assert capture.wait(30) == 130, procs.log(capture)
+    out = procs.log(capture)
+    m = re.search(r"^file: captured (\d+), enqueued (\d+), dropped 0 ", out, re.MULTILINE)
+    assert m and 5 <= int(m.group(1)) < 60 and m.group(1) == m.group(2), out
+    assert counts(bus, "file")["end_seq"] == int(m.group(1)) - 1  # the end is marked
