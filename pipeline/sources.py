@@ -127,7 +127,7 @@ class Source:
         reconnect_s: float = 2.0,
         realtime: bool = False,
         max_pixels: int = DEFAULT_MAX_PIXELS,
-        reconnect_max_s: float = 30.0,
+        reconnect_max_s: float = 10.0,
         timeout_s: float = 10.0,
     ) -> None:
         self.spec = spec
