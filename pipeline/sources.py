@@ -151,7 +151,7 @@ class Source:
         self.frame_count: int | None = None
         try:
             self._cap: cv2.VideoCapture | None = _open(spec, timeout_s)
-        except SourceError as exc:
+        except (SourceError, cv2.error) as exc:
             if not self.live:
                 raise
             self._cap = None  # a camera down at start: the reader keeps trying
@@ -301,7 +301,7 @@ class Source:
                         try:
                             with _quiet_opencv():
                                 cap = self._cap = _open(self.spec, self.timeout_s)
-                        except SourceError as exc:
+                        except (SourceError, cv2.error) as exc:
                             self._went_down(str(exc))
                             pause = delay(attempts)
                             attempts += 1
