@@ -80,6 +80,11 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
         "Seconds processes waited for Redis, by process.",
         ("process",),
     ),
+    "facepipe_notifications_total": (
+        "Notifications (MQTT, webhooks) by backend and outcome: sent, failed, unconfirmed, "
+        "dropped (queue full), expired (waited longer than notify.max_delay_s).",
+        ("backend", "outcome"),
+    ),
 }
 
 STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

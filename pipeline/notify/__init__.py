@@ -1,0 +1,85 @@
+"""Notifications: person events and stream status to MQTT and webhooks.
+
+The ``notify:`` section of the configuration chooses the backends (all off by default);
+this package holds one module per backend, named in :data:`BACKENDS` and imported only
+when configured:
+
+* ``mqtt`` (:mod:`pipeline.notify.mqtt`): paho-mqtt, Frigate-like topics;
+* ``webhook`` (:mod:`pipeline.notify.webhook`): an HTTP POST of JSON per URL.
+
+:mod:`pipeline.notify.base` is what they share (a bounded queue and a thread each, so a
+backend never blocks or crashes its caller; outcomes counted in
+``facepipe_notifications_total{backend, outcome}``), :mod:`pipeline.notify.events` turns
+the sink's stored changes into notifications, each told once. Topics and payloads:
+docs/notifications.md.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipeline.notify.base import Backend, Counter, Notification
+from pipeline.notify.events import EventNotifier, NullNotifier
+
+if TYPE_CHECKING:
+    from pipeline.config import NotifyConfig
+    from pipeline.runtime import Runtime
+    from pipeline.store import EventStore
+
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "EventNotifier",
+    "Notification",
+    "NullNotifier",
+    "backends",
+    "for_sink",
+    "notifier",
+]
+
+# backend name -> "module:class", imported when configured
+BACKENDS: dict[str, str] = {
+    "mqtt": "pipeline.notify.mqtt:MqttNotifier",
+    "webhook": "pipeline.notify.webhook:WebhookNotifier",
+}
+
+
+def backend_class(name: str) -> type[Backend]:
+    module, _, cls = BACKENDS[name].partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def backends(cfg: NotifyConfig, count: Counter | None = None) -> list[Backend]:
+    """The backends ``cfg`` configures (MQTT if enabled, one per webhook URL)."""
+    common: dict[str, Any] = {
+        "count": count,
+        "queue_size": cfg.queue_size,
+        "max_delay_s": cfg.max_delay_s,
+    }
+    out: list[Backend] = []
+    if cfg.mqtt.enabled:
+        out.append(backend_class("mqtt")(cfg.mqtt, **common))
+    out += [backend_class("webhook")(hook, **common) for hook in cfg.webhooks]
+    return out
+
+
+def notifier(
+    rt: Runtime, store: EventStore | None = None, snapshots_root: Path | None = None
+) -> NullNotifier:
+    """This process's notifier: an :class:`EventNotifier` when ``notify`` configures a
+    backend, else a :class:`NullNotifier` that does nothing (and costs nothing)."""
+    cfg = rt.config.notify
+    if not cfg.enabled:
+        return NullNotifier()
+
+    def count(backend: str, outcome: str) -> None:
+        rt.metrics.inc("facepipe_notifications_total", {"backend": backend, "outcome": outcome})
+
+    return EventNotifier(cfg, backends(cfg, count), rt.bus, store, snapshots_root)
+
+
+def for_sink(rt: Runtime, store: EventStore) -> NullNotifier:
+    """The sink's notifier (events from ``store``, snapshot paths under the snapshots dir)."""
+    return notifier(rt, store, rt.config.snapshots_path)
