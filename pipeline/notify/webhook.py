@@ -8,19 +8,20 @@ jitter); any other 4xx is final (the request is wrong, repeating it will not hel
 The body is the events topic's object (``{"type", "before", "after"}``) or the stream
 object (``{"type": "stream", ...}``); see docs/notifications.md.
 
-The URL may hold a secret (``https://user:pw@host/hook?token=...``) and so may the
-headers: log lines show the URL with its password and query values as ``***`` and
-never show headers.
+The URL may hold a secret (``https://user:pw@host/hook?token=...``; a user and password
+are sent as HTTP Basic authentication) and so may the headers: log lines show the URL
+with its password and query values as ``***`` and never show headers.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import urllib.error
 import urllib.request
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from pipeline.notify.base import Backend, Counter, Notification
 from pipeline.retry import backoff_delays
@@ -45,6 +46,18 @@ def safe_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
+def split_userinfo(url: str) -> tuple[str, str | None]:
+    """``(url without user:password@, its Basic Authorization header or None)``
+    (urllib would take ``user:password@host`` for a host name)."""
+    parts = urlsplit(url)
+    if parts.username is None:
+        return url, None
+    host = parts.netloc.rsplit("@", 1)[1]
+    token = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+    auth = "Basic " + base64.b64encode(token).decode()
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment)), auth
+
+
 class WebhookNotifier(Backend):
     name = "webhook"
 
@@ -67,8 +80,11 @@ class WebhookNotifier(Backend):
 
     def _request(self, body: bytes) -> urllib.request.Request:
         headers = {"Content-Type": "application/json", "User-Agent": "facepipe"}
+        url, auth = split_userinfo(self.cfg.url)
+        if auth is not None:
+            headers["Authorization"] = auth
         headers.update(self.cfg.headers)
-        return urllib.request.Request(self.cfg.url, data=body, headers=headers, method="POST")
+        return urllib.request.Request(url, data=body, headers=headers, method="POST")
 
     def deliver(self, note: Notification) -> str:
         body = json.dumps(note.message).encode()

@@ -18,13 +18,17 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 
 from pipeline.config import load_config
+from pipeline.record import Face, FrameRecord
 from pipeline.runtime import Runtime
 from workers import base
+from workers.base import stage_worker
 
 MOSQUITTO = shutil.which("mosquitto") or (
     "/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None
@@ -182,3 +186,54 @@ def make_rt(redis_url: str, home: Path) -> Iterator[Callable[[dict[str, str]], R
             notifier.close(0.5)
     if made:
         base.set_runtime(made[-1])  # drops the cached stages
+
+
+# ----- the sink, fed as the track/recognize stages feed it ---------------------------
+STREAM, SESSION = "door", "s1"
+
+
+def encoding(seed: int) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=128)
+    return v / np.linalg.norm(v)  # random unit vectors are ~1.4 apart: strangers
+
+
+def mqtt_env(port: int, **more: str) -> dict[str, str]:
+    return {
+        "FACEPIPE__NOTIFY__MQTT__ENABLED": "true",
+        "FACEPIPE__NOTIFY__MQTT__PORT": str(port),
+        "FACEPIPE__NOTIFY__MQTT__RECONNECT_MAX_S": "1",
+        **more,
+    }
+
+
+def frame(
+    seq: int, track: int, enc: np.ndarray | None = None, ended: tuple[int, ...] = ()
+) -> FrameRecord:
+    face = Face(box=(40, 40, 60, 60), score=0.99, track_id=track)
+    if enc is not None:
+        face.quality, face.encoding = 0.9, [float(x) for x in enc]
+    return FrameRecord(stream=STREAM, session=SESSION, seq=seq, ts=time.time(), width=160,
+                       height=160, faces=[face], ended_tracks=list(ended))  # fmt: skip
+
+
+def sink(rt: Runtime, *messages: object) -> None:
+    """Queue ``messages`` for the sink and run the sink worker until its queue is empty."""
+    for m in messages:
+        rt.bus.send("sink", m)
+    stage_worker("sink", rt, name="sink-test").work(burst=True, logging_level="WARNING")
+    assert rt.bus.depth("sink") == 0
+
+
+def with_image(rt: Runtime, rec: FrameRecord) -> FrameRecord:
+    """``rec`` with a grey image in Redis (so the sink writes a snapshot)."""
+    rec.key = rt.bus.frame_key(rec)
+    rt.frames.put(rec.key, np.full((160, 160, 3), 128, np.uint8))
+    return rec
+
+
+@pytest.fixture()
+def kit() -> SimpleNamespace:
+    """The helpers above, for the test modules (which cannot import this one)."""
+    return SimpleNamespace(STREAM=STREAM, SESSION=SESSION, encoding=encoding,
+                           mqtt_env=mqtt_env, frame=frame, sink=sink,
+                           with_image=with_image)  # fmt: skip
