@@ -151,10 +151,14 @@ class EventNotifier(NullNotifier):
         on a backend (one store query and one Redis command per changed event)."""
         try:
             uids = touched_uids(message)
-            if uids:
-                for row in self.rows(uids):
-                    for note in self.changes(row):
-                        self.publish(note)
+            rows = self.rows(uids) if uids else []
+            for row in rows:
+                for note in self.changes(row):
+                    self.publish(note)
+            if isinstance(message, Merge):
+                gone = track_uid(message.stream, message.session, message.from_id)
+                for note in self.merged(gone, rows[0] if rows else None):
+                    self.publish(note)
         except Exception:
             log.exception("notify: cannot notify about a %s message", type(message).__name__)
 
@@ -203,6 +207,28 @@ class EventNotifier(NullNotifier):
             message = {"type": "end", "before": before, "after": after}
             out.append(Notification("end", row["stream"], message))
         return out
+
+    def merged(self, from_uid: str, into: dict[str, Any] | None) -> list[Notification]:
+        """The event of ``from_uid`` was folded into ``into``: if it was told as seen and
+        not as ended, it ends now, with ``merged_into`` naming the survivor's event id."""
+        key = self.bus.key("notify", "event", from_uid)
+        old_sig = self.bus.conn.get(f"{key}:sig")
+        if old_sig is None:
+            return []
+        old = json.loads(old_sig)
+        if not old[0] or old[4]:
+            return []  # never told as seen, or told as ended
+        pipe = self.bus.conn.pipeline(transaction=True)
+        pipe.getset(f"{key}:sig", json.dumps([*old[:4], True]))
+        pipe.get(f"{key}:last")
+        again, last_raw = pipe.execute()
+        if again != old_sig or not last_raw:
+            return []  # another sink told it meanwhile
+        before = json.loads(last_raw)
+        # the person did not leave: the track goes on as the survivor's (end_time stays null)
+        after = {**before, "ended": True, "merged_into": into["id"] if into else None}
+        message = {"type": "end", "before": before, "after": after}
+        return [Notification("end", before["stream"], message)]
 
     # ----- streams (for the process that knows: the capture) ------------------------
     def stream_status(self, stream: str, up: bool, reason: str | None = None) -> None:

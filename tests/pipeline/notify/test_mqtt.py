@@ -68,7 +68,7 @@ def test_an_unknown_person_is_published_as_unknown_then_named_when_clustered(
     assert seen["age"] is None and seen["snapshot"] is None and seen["snapshot_url"] is None
 
 
-def test_only_known_and_min_confidence_filter_what_is_sent(kit, broker, subscribe, make_rt):
+def test_only_known_leaves_strangers_out(kit, broker, subscribe, make_rt):
     rt = make_rt(kit.mqtt_env(broker.port, FACEPIPE__NOTIFY__ONLY_KNOWN="true"))
     alice = kit.encoding(1)
     EventStore(rt.config.store_url).enroll("alice", [alice], ["photo"])
