@@ -170,3 +170,20 @@ def test_config_off_by_default_validated_and_secret(make_rt, tmp_path):
     path.write_text("notify:\n  webhooks:\n    - url: http://h/x\n      timeout: 3\n")
     with pytest.raises(ConfigError, match=r"notify\.webhooks\.0\.timeout: unknown key"):
         load_config(path, environ={})
+
+
+def test_every_notify_key_is_documented_in_the_shipped_config():
+    from pathlib import Path
+
+    import yaml
+
+    from pipeline.config import MqttConfig, NotifyConfig, WebhookConfig
+
+    path = Path(__file__).resolve().parents[3] / "config" / "facepipe.yaml"
+    text = path.read_text()
+    shipped = yaml.safe_load(text)["notify"]
+    assert set(shipped) == set(NotifyConfig.model_fields)
+    assert set(shipped["mqtt"]) == set(MqttConfig.model_fields)
+    example = text[text.index("  webhooks:\n  #") :]  # the commented webhook example
+    for key in WebhookConfig.model_fields:
+        assert f"{key}:" in example, key
