@@ -44,7 +44,7 @@ def free_port() -> int:
 class Broker:
     """One mosquitto process on 127.0.0.1:``port``; ``stop``/``start`` keep the port."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, extra: str = "allow_anonymous true\n") -> None:
         assert MOSQUITTO is not None
         self.port = free_port()
         self.dir = workdir
@@ -52,10 +52,13 @@ class Broker:
         self.conf = workdir / "mosquitto.conf"
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
+            f"{extra}"
             "persistence true\n"
             f"persistence_location {workdir}/\n"
             f"log_dest file {workdir}/mosquitto.log\n"
+            # started as root, mosquitto would switch to its own user, who cannot read the
+            # test's private temp directory
+            + ("user root\n" if os.geteuid() == 0 else "")
         )
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -96,7 +99,14 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
 class Subscriber:
     """A paho client that records every message of ``topic`` (QoS 1)."""
 
-    def __init__(self, port: int, topic: str = "facepipe/#", client_id: str | None = None):
+    def __init__(
+        self,
+        port: int,
+        topic: str = "facepipe/#",
+        client_id: str | None = None,
+        ca: Path | None = None,
+        auth: tuple[str, str] | None = None,
+    ):
         import paho.mqtt.client as mqtt
 
         self.messages: list[tuple[str, bytes, bool]] = []
@@ -110,6 +120,10 @@ class Subscriber:
             protocol=mqtt.MQTTv311,
         )
         self.client.reconnect_delay_set(1, 1)
+        if ca is not None:
+            self.client.tls_set(ca_certs=str(ca))
+        if auth is not None:
+            self.client.username_pw_set(*auth)
 
         def on_connect(client: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
             client.subscribe(topic, qos=1)
@@ -158,8 +172,8 @@ class Subscriber:
 def subscribe(broker: Broker) -> Iterator[Callable[..., Subscriber]]:
     made: list[Subscriber] = []
 
-    def make(topic: str = "facepipe/#", client_id: str | None = None) -> Subscriber:
-        sub = Subscriber(broker.port, topic, client_id)
+    def make(topic: str = "facepipe/#", client_id: str | None = None, **kw: Any) -> Subscriber:
+        sub = Subscriber(broker.port, topic, client_id, **kw)
         made.append(sub)
         return sub
 
@@ -235,5 +249,5 @@ def with_image(rt: Runtime, rec: FrameRecord) -> FrameRecord:
 def kit() -> SimpleNamespace:
     """The helpers above, for the test modules (which cannot import this one)."""
     return SimpleNamespace(STREAM=STREAM, SESSION=SESSION, encoding=encoding,
-                           mqtt_env=mqtt_env, frame=frame, sink=sink,
-                           with_image=with_image)  # fmt: skip
+                           mqtt_env=mqtt_env, frame=frame, sink=sink, with_image=with_image,
+                           MOSQUITTO=MOSQUITTO, Broker=Broker, Subscriber=Subscriber)  # fmt: skip

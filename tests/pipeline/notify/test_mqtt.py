@@ -6,7 +6,12 @@ as the pipeline's own do; a paho subscriber checks what the broker delivers.
 
 from __future__ import annotations
 
+import functools
+import logging
+import shutil
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -128,3 +133,57 @@ def test_availability_is_retained_and_offline_after_close(kit, broker, subscribe
     late = subscribe()  # retained messages reach a subscriber that comes later
     assert late.wait(lambda: late.received("facepipe/available")) == ["offline"]
     assert late.wait(lambda: late.received("facepipe/door/available")) == ["offline"]
+
+
+def make_tls_files(d: Path) -> dict[str, Path]:
+    """A throw-away CA and a server certificate for 127.0.0.1 (openssl), a password file."""
+    run = functools.partial(subprocess.run, check=True, capture_output=True, cwd=d)
+    run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
+         "-out", "ca.pem", "-days", "1", "-subj", "/CN=facepipe-test-ca"])  # fmt: skip
+    run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key",
+         "-out", "server.csr", "-subj", "/CN=127.0.0.1"])  # fmt: skip
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    run(["openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+         "-CAcreateserial", "-out", "server.pem", "-days", "1", "-extfile", "san.ext"])  # fmt: skip
+    run(["mosquitto_passwd", "-b", "-c", "passwd", "cam", "hunter2"])
+    return {n: d / n for n in ("ca.pem", "server.pem", "server.key", "passwd")}
+
+
+@pytest.mark.slow
+def test_tls_with_a_password_and_a_wrong_password_that_is_never_logged(
+    kit, make_rt, tmp_path, caplog
+):
+    if kit.MOSQUITTO is None or not shutil.which("openssl") or not shutil.which("mosquitto_passwd"):
+        pytest.skip("needs mosquitto (with mosquitto_passwd) and openssl")
+    (tmp_path / "tls").mkdir()
+    files = make_tls_files(tmp_path / "tls")
+    broker = kit.Broker(
+        tmp_path / "broker",
+        f"allow_anonymous false\npassword_file {files['passwd']}\ncafile {files['ca.pem']}\n"
+        f"certfile {files['server.pem']}\nkeyfile {files['server.key']}\n",
+    )
+    broker.start()
+    try:
+        sub = kit.Subscriber(broker.port, ca=files["ca.pem"], auth=("cam", "hunter2"))
+        tls = {"FACEPIPE__NOTIFY__MQTT__TLS": "true",
+               "FACEPIPE__NOTIFY__MQTT__TLS_CA_CERTS": str(files["ca.pem"]),
+               "FACEPIPE__NOTIFY__MQTT__USERNAME": "cam"}  # fmt: skip
+        with caplog.at_level(logging.DEBUG):
+            wrong = make_rt(kit.mqtt_env(broker.port, **tls,
+                                         FACEPIPE__NOTIFY__MQTT__PASSWORD="wr0ngpass",
+                                         FACEPIPE__NOTIFY__MAX_DELAY_S="1"))  # fmt: skip
+            kit.sink(wrong, Samples("identity", kit.frame(0, 1, kit.encoding(1))))
+            assert wrong.bus.depth("sink") == 0  # stored, not waiting for the broker
+            time.sleep(2.5)
+            rt = make_rt(
+                kit.mqtt_env(broker.port, **tls, FACEPIPE__NOTIFY__MQTT__PASSWORD="hunter2")
+            )
+            kit.sink(rt, Samples("identity", kit.frame(0, 7, kit.encoding(2))))
+            (seen,) = sub.wait(lambda: sub.received(f"facepipe/{kit.STREAM}/person"))
+        assert seen["track_id"] == 7  # the refused client's message never arrived
+        assert "refused the connection" in caplog.text and "mqtts://127.0.0.1" in caplog.text
+        assert "wr0ngpass" not in caplog.text and "hunter2" not in caplog.text
+        assert outcomes(wrong, "expired") == 1
+        sub.close()
+    finally:
+        broker.stop()
