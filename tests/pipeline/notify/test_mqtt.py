@@ -187,3 +187,44 @@ def test_tls_with_a_password_and_a_wrong_password_that_is_never_logged(
         sub.close()
     finally:
         broker.stop()
+
+
+LWT_CHILD = """
+import sys, time
+from pipeline.config import MqttConfig
+from pipeline.notify.mqtt import MqttNotifier
+n = MqttNotifier(MqttConfig(enabled=True, port=int(sys.argv[1]), keepalive_s=5))
+n.start()
+assert n.connected.wait(10)
+print("connected", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_sink_is_announced_offline_by_its_last_will(broker, subscribe):
+    import os
+    import signal
+    import sys
+
+    repo = Path(__file__).resolve().parents[3]
+    child = subprocess.Popen(
+        [sys.executable, "-c", LWT_CHILD, str(broker.port)],
+        stdout=subprocess.PIPE,
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+    )
+    try:
+        assert child.stdout.readline().strip() == b"connected"
+        sub = subscribe("facepipe/available")
+        assert sub.wait(lambda: sub.received("facepipe/available")) == ["online"]
+        # no goodbye: the broker publishes the will when the connection drops (a dead
+        # machine: after 1.5 x keepalive_s of silence)
+        child.send_signal(signal.SIGKILL)
+        t0 = time.monotonic()
+        got = sub.wait(lambda: sub.received("facepipe/available")[1:], 15)
+        assert got == ["offline"], sub.received("facepipe/available")
+        assert time.monotonic() - t0 < 1.5 * 5 + 2
+    finally:
+        child.kill()
+        child.wait()
