@@ -367,6 +367,7 @@ class WebhookConfig(Section):
     url: str = Field(..., pattern=r"^https?://", description="http(s) URL that gets a JSON POST")
     events: list[Literal["new", "update", "end", "stream"]] = Field(
         default_factory=lambda: ["new", "update", "end", "stream"],
+        min_length=1,
         description="which notifications this URL gets",
     )
     timeout_s: float = Field(5.0, gt=0, le=300, description="per attempt (connect + response)")
@@ -403,6 +404,16 @@ class NotifyConfig(Section):
     max_delay_s: float = Field(
         60.0, gt=0, description="a notification waiting longer than this (backend down) is dropped"
     )
+
+    @field_validator("snapshot_url")
+    @classmethod
+    def _template(cls, value: str | None) -> str | None:
+        try:
+            if value is not None:
+                value.format(id=1, path="cam/session/1.jpg")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"only {{id}} and {{path}} may be filled in ({exc!r})") from None
+        return value
 
     @property
     def enabled(self) -> bool:

@@ -67,8 +67,6 @@ class Backend:
         self._queue: queue.Queue[Notification | None] = queue.Queue(maxsize=queue_size)
         self.stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._idle = threading.Condition()
-        self._busy = 0  # notifications taken from the queue, not yet done
 
     # ----- what the sink calls ---------------------------------------------------
     def wants(self, note: Notification) -> bool:
@@ -117,12 +115,13 @@ class Backend:
     def flush(self, timeout: float) -> bool:
         """Wait until every queued notification is done; False on timeout."""
         deadline = time.monotonic() + timeout
-        with self._idle:
-            while self._queue.qsize() or self._busy:
+        done = self._queue.all_tasks_done
+        with done:
+            while self._queue.unfinished_tasks:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-                self._idle.wait(min(left, 0.1))
+                done.wait(left)
         return True
 
     # ----- delivery ----------------------------------------------------------------
@@ -144,16 +143,15 @@ class Backend:
     def _run(self) -> None:
         while not self.stopping.is_set():
             note = self._queue.get()
-            if note is None:
-                continue
-            with self._idle:
-                self._busy += 1
             try:
-                outcome = "expired" if self.expired(note) else self.deliver(note)
-            except Exception:  # a backend's bug must not end the thread
-                log.exception("notify %s: delivery failed", self.name)
-                outcome = "failed"
-            self.count(outcome)
-            with self._idle:
-                self._busy -= 1
-                self._idle.notify_all()
+                if note is not None:
+                    self.count(self._outcome(note))
+            finally:
+                self._queue.task_done()
+
+    def _outcome(self, note: Notification) -> str:
+        try:
+            return "expired" if self.expired(note) else self.deliver(note)
+        except Exception:  # a backend's bug must not end the thread
+            log.exception("notify %s: delivery failed", self.name)
+            return "failed"

@@ -72,6 +72,7 @@ class MqttNotifier(Backend):
         client.reconnect_delay_set(1, max(1, int(cfg.reconnect_max_s)))
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = self._on_connect_fail
         self.client = client
 
     @property
@@ -99,6 +100,13 @@ class MqttNotifier(Backend):
         self._ever_connected = True
         self._down_since = None
         self.connected.set()
+
+    def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
+        if self._down_since is None and not self.stopping.is_set():
+            self._down_since = time.monotonic()
+            log.warning(
+                "notify: cannot reach MQTT broker %s; retrying, notifications wait", self.where
+            )
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         self.connected.clear()

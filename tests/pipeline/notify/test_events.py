@@ -163,6 +163,9 @@ def test_config_off_by_default_validated_and_secret(make_rt, tmp_path):
          "notify.webhooks.0.events.0"),
         ({"FACEPIPE__NOTIFY__MQTT__TOPIC_PREFIX": "a/#"}, "notify.mqtt.topic_prefix"),
         ({"FACEPIPE__NOTIFY__MIN_CONFIDENCE": "2"}, "notify.min_confidence"),
+        ({"FACEPIPE__NOTIFY__SNAPSHOT_URL": "http://h/{event}"}, "notify.snapshot_url: only"),
+        ({"FACEPIPE__NOTIFY__WEBHOOKS": "[{url: 'http://h', events: []}]"},
+         "notify.webhooks.0.events"),
     ]:  # fmt: skip
         with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
             load_config(None, environ=env)

@@ -228,3 +228,23 @@ def test_a_killed_sink_is_announced_offline_by_its_last_will(broker, subscribe):
     finally:
         child.kill()
         child.wait()
+
+
+def test_no_broker_at_all_is_logged_once_and_the_sink_goes_on(kit, make_rt, caplog):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with caplog.at_level(logging.INFO, "pipeline.notify"):
+        rt = make_rt(kit.mqtt_env(port, FACEPIPE__NOTIFY__MAX_DELAY_S="0.5"))
+        t0 = time.monotonic()
+        kit.sink(rt, Samples("identity", kit.frame(0, 1, kit.encoding(1))))
+        kit.sink(rt, Samples("identity", kit.frame(0, 2, kit.encoding(2))))
+        assert time.monotonic() - t0 < 3
+        assert len(EventStore(rt.config.store_url).events()) == 2
+        deadline = time.monotonic() + 10
+        while outcomes(rt, "expired") < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert outcomes(rt, "expired") == 2 and outcomes(rt, "sent") == 0
+    assert caplog.text.count("cannot reach MQTT broker") == 1
