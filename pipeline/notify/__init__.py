@@ -35,6 +35,7 @@ __all__ = [
     "Notification",
     "NullNotifier",
     "backends",
+    "for_capture",
     "for_sink",
     "notifier",
 ]
@@ -51,8 +52,11 @@ def backend_class(name: str) -> type[Backend]:
     return getattr(importlib.import_module(module), cls)
 
 
-def backends(cfg: NotifyConfig, count: Counter | None = None) -> list[Backend]:
-    """The backends ``cfg`` configures (MQTT if enabled, one per webhook URL)."""
+def backends(
+    cfg: NotifyConfig, count: Counter | None = None, stream: str | None = None
+) -> list[Backend]:
+    """The backends ``cfg`` configures (MQTT if enabled, one per webhook URL); with
+    ``stream``, a capture's (MQTT availability and last will on the stream's topic)."""
     common: dict[str, Any] = {
         "count": count,
         "queue_size": cfg.queue_size,
@@ -60,13 +64,16 @@ def backends(cfg: NotifyConfig, count: Counter | None = None) -> list[Backend]:
     }
     out: list[Backend] = []
     if cfg.mqtt.enabled:
-        out.append(backend_class("mqtt")(cfg.mqtt, **common))
+        out.append(backend_class("mqtt")(cfg.mqtt, stream=stream, **common))
     out += [backend_class("webhook")(hook, **common) for hook in cfg.webhooks]
     return out
 
 
 def notifier(
-    rt: Runtime, store: EventStore | None = None, snapshots_root: Path | None = None
+    rt: Runtime,
+    store: EventStore | None = None,
+    snapshots_root: Path | None = None,
+    stream: str | None = None,
 ) -> NullNotifier:
     """This process's notifier: an :class:`EventNotifier` when ``notify`` configures a
     backend, else a :class:`NullNotifier` that does nothing (and costs nothing)."""
@@ -77,9 +84,18 @@ def notifier(
     def count(backend: str, outcome: str) -> None:
         rt.metrics.inc("facepipe_notifications_total", {"backend": backend, "outcome": outcome})
 
-    return EventNotifier(cfg, backends(cfg, count), rt.bus, store, snapshots_root)
+    return EventNotifier(cfg, backends(cfg, count, stream), rt.bus, store, snapshots_root)
 
 
 def for_sink(rt: Runtime, store: EventStore) -> NullNotifier:
     """The sink's notifier (events from ``store``, snapshot paths under the snapshots dir)."""
     return notifier(rt, store, rt.config.snapshots_path)
+
+
+def for_capture(rt: Runtime, stream: str) -> NullNotifier:
+    """A capture's notifier, for :meth:`~EventNotifier.stream_status` of ``stream``: MQTT
+    ``PREFIX/STREAM/available`` (``online`` only once told the stream is up; ``offline``
+    when told it is down, when the capture closes it, and as the last will of a capture
+    that dies) and the webhooks' ``stream`` notifications. Call ``stream_status`` on each
+    change of the source (opened, lost, reopened)."""
+    return notifier(rt, stream=stream)

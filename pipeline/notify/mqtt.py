@@ -11,7 +11,9 @@ docs/notifications.md for the payloads):
   when an event gets its identity (``new``) or its identity changes (an ``update``
   whose person or unknown-N differs);
 * ``PREFIX/STREAM/available``: ``online`` / ``offline``, retained, when a stream goes
-  up or down (only when the process that knows, the capture, reports it).
+  up or down, from the capture's notifier (:func:`pipeline.notify.for_capture`), whose
+  last will (and goodbye) is ``offline`` there: a capture that dies marks its stream
+  offline.
 
 paho's network thread connects in the background and reconnects with exponential
 backoff (1 s doubling to ``reconnect_max_s``); meanwhile notifications wait in the
@@ -51,11 +53,17 @@ class MqttNotifier(Backend):
         count: Counter | None = None,
         queue_size: int = 1000,
         max_delay_s: float = 60.0,
+        stream: str | None = None,
     ) -> None:
         super().__init__(count, queue_size, max_delay_s)
         self.cfg = cfg
         self.prefix = cfg.topic_prefix.rstrip("/")
-        self.availability = f"{self.prefix}/available"
+        # a capture's connection stands for its stream: its last will marks the stream
+        # offline, and it says online only when the stream is up (stream_status)
+        self.stream = stream
+        self.availability = (
+            f"{self.prefix}/{stream}/available" if stream else f"{self.prefix}/available"
+        )
         self.connected = threading.Event()
         self._ever_connected = False
         self._down_since: float | None = None
@@ -89,7 +97,8 @@ class MqttNotifier(Backend):
         if reason.is_failure:
             log.warning("notify: MQTT broker %s refused the connection: %s", self.where, reason)
             return
-        client.publish(self.availability, "online", qos=1, retain=True)
+        if self.stream is None:
+            client.publish(self.availability, "online", qos=1, retain=True)
         if self._down_since is not None:
             log.info(
                 "notify: MQTT broker %s back after %.1f s",
@@ -136,6 +145,8 @@ class MqttNotifier(Backend):
         if note.kind == "stream":
             status = "online" if note.message.get("status") == "up" else "offline"
             return [(f"{self.prefix}/{note.stream}/available", status, True)]
+        if self.stream is not None:
+            return []  # a capture's notifier tells only its stream's status
         out = [(f"{self.prefix}/events", json.dumps(note.message), False)]
         if note.person_seen:
             after = note.message["after"]

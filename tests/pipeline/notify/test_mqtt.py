@@ -128,11 +128,30 @@ def test_availability_is_retained_and_offline_after_close(kit, broker, subscribe
     n = notifier(rt)
     sub = subscribe("facepipe/available")
     assert sub.wait(lambda: sub.received("facepipe/available")) == ["online"]
-    n.stream_status("door", up=False, reason="cannot open url source")
     n.close()
     late = subscribe()  # retained messages reach a subscriber that comes later
     assert late.wait(lambda: late.received("facepipe/available")) == ["offline"]
-    assert late.wait(lambda: late.received("facepipe/door/available")) == ["offline"]
+
+
+def test_a_capture_tells_its_stream_down_and_up(kit, broker, subscribe, make_rt):
+    from pipeline.notify import for_capture
+
+    rt = make_rt(kit.mqtt_env(broker.port))
+    sub = subscribe()
+    n = for_capture(rt, "door")
+    assert n.backends[0].connected.wait(10)
+    time.sleep(0.3)
+    assert sub.received("facepipe/door/available") == []  # connected is not "camera up"
+    n.stream_status("door", up=True)
+    n.stream_status("door", up=False, reason="cannot open url source")
+    n.stream_status("door", up=True)
+    topic = "facepipe/door/available"
+    assert sub.wait(lambda: sub.received(topic) == ["online", "offline", "online"])
+    n.close()  # the capture ends: its stream is offline
+    assert sub.wait(lambda: sub.received(topic)[3:] == ["offline"])
+    assert sub.received("facepipe/available") == []  # the sink's topic is not the capture's
+    late = subscribe()
+    assert late.wait(lambda: late.received(topic)) == ["offline"]  # retained
 
 
 def make_tls_files(d: Path) -> dict[str, Path]:
@@ -193,7 +212,8 @@ LWT_CHILD = """
 import sys, time
 from pipeline.config import MqttConfig
 from pipeline.notify.mqtt import MqttNotifier
-n = MqttNotifier(MqttConfig(enabled=True, port=int(sys.argv[1]), keepalive_s=5))
+n = MqttNotifier(MqttConfig(enabled=True, port=int(sys.argv[1]), keepalive_s=5),
+                 stream=sys.argv[2] or None)
 n.start()
 assert n.connected.wait(10)
 print("connected", flush=True)
@@ -202,28 +222,34 @@ time.sleep(60)
 
 
 @pytest.mark.slow
-def test_a_killed_sink_is_announced_offline_by_its_last_will(broker, subscribe):
+@pytest.mark.parametrize(
+    ("stream", "topic"), [("", "facepipe/available"), ("door", "facepipe/door/available")]
+)
+def test_a_killed_sink_or_capture_is_announced_offline_by_its_last_will(
+    broker, subscribe, stream, topic
+):
+    """The sink's connection stands for the sink, a capture's for its stream."""
     import os
     import signal
     import sys
 
     repo = Path(__file__).resolve().parents[3]
     child = subprocess.Popen(
-        [sys.executable, "-c", LWT_CHILD, str(broker.port)],
+        [sys.executable, "-c", LWT_CHILD, str(broker.port), stream],
         stdout=subprocess.PIPE,
         cwd=repo,
         env={**os.environ, "PYTHONPATH": str(repo)},
     )
     try:
         assert child.stdout.readline().strip() == b"connected"
-        sub = subscribe("facepipe/available")
-        assert sub.wait(lambda: sub.received("facepipe/available")) == ["online"]
+        sub = subscribe(topic)
+        if not stream:  # a capture says online only when told its stream is up
+            assert sub.wait(lambda: sub.received(topic)) == ["online"]
         # no goodbye: the broker publishes the will when the connection drops (a dead
         # machine: after 1.5 x keepalive_s of silence)
         child.send_signal(signal.SIGKILL)
         t0 = time.monotonic()
-        got = sub.wait(lambda: sub.received("facepipe/available")[1:], 15)
-        assert got == ["offline"], sub.received("facepipe/available")
+        assert sub.wait(lambda: sub.received(topic)[-1:] == ["offline"], 15), sub.received(topic)
         assert time.monotonic() - t0 < 1.5 * 5 + 2
     finally:
         child.kill()
