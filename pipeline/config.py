@@ -160,6 +160,35 @@ class CaptureConfig(Section):
     )
 
 
+class CameraConfig(Section):
+    """One camera of ``cameras:``; its ``capture`` keys override the ``capture`` section."""
+
+    source: str = Field(
+        ..., min_length=1, description="video file, webcam index (0, 1, ...) or rtsp/http URL"
+    )
+    enabled: bool = Field(True, description="false: kept in the config but not run")
+    every_n_frames: int | None = Field(
+        None, ge=1, description="detection rate of this camera (default detector.every_n_frames)"
+    )
+    capture: dict[str, Any] = Field(
+        default_factory=dict,
+        description="keys of the capture section that differ for this camera "
+        "(realtime, max_queue, resize_width, jpeg_quality, reconnect_s, ...)",
+    )
+
+    @field_validator("capture")
+    @classmethod
+    def _capture_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(value) - set(CaptureConfig.model_fields))
+        if unknown:
+            raise ValueError(
+                f"unknown capture key(s) {', '.join(unknown)} (capture keys: "
+                f"{', '.join(CaptureConfig.model_fields)})"
+            )
+        CaptureConfig.model_validate(value)  # each value checked as the capture section does
+        return value
+
+
 class DetectorConfig(BackendSection):
     registry_package = "pipeline.detectors"
     # blazeface also runs on overlapping 384-px tiles: 25-40 px faces in 640-px frames
@@ -433,6 +462,57 @@ class Config(Section):
     workers: WorkersConfig = Field(default_factory=WorkersConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
+    cameras: dict[str, CameraConfig] = Field(
+        default_factory=dict,
+        description="named cameras `facepipe run` runs when given no SOURCES; the name is "
+        "the stream name",
+    )
+
+    @field_validator("cameras", mode="before")
+    @classmethod
+    def _camera_keys_are_strings(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            for key in value:
+                if not isinstance(key, str):
+                    raise ValueError(
+                        f"camera name {key!r} is not a string: quote it in the YAML "
+                        "(YAML reads off/on/yes/no as booleans and 1, 2 as numbers)"
+                    )
+        return value
+
+    @field_validator("cameras")
+    @classmethod
+    def _camera_names(cls, value: dict[str, CameraConfig]) -> dict[str, CameraConfig]:
+        from pipeline.names import BadName, check_stream
+
+        for name in value:
+            try:
+                check_stream(name)
+            except BadName as exc:
+                raise ValueError(f"camera {exc}") from None
+        return value
+
+    def camera(self, name: str) -> CameraConfig:
+        """The camera ``name`` of ``cameras:``; :class:`ConfigError` names the known ones."""
+        if name not in self.cameras:
+            known = ", ".join(sorted(self.cameras)) or "none configured"
+            raise ConfigError(f"no camera {name!r} in the config's cameras: ({known})")
+        return self.cameras[name]
+
+    def for_camera(self, name: str) -> Config:
+        """This config as camera ``name`` runs it: its capture keys and detection rate
+        replace the global ones."""
+        cam = self.camera(name)
+        update: dict[str, Any] = {}
+        if cam.capture:
+            update["capture"] = CaptureConfig.model_validate(
+                {**self.capture.model_dump(), **cam.capture}
+            )
+        if cam.every_n_frames is not None:
+            update["detector"] = self.detector.model_copy(
+                update={"every_n_frames": cam.every_n_frames}
+            )
+        return self.model_copy(update=update) if update else self
 
     # ----- derived locations -------------------------------------------------
     @property

@@ -15,6 +15,7 @@ import bisect
 import errno
 import json
 import logging
+import platform
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, start_http_server
@@ -27,6 +28,7 @@ from prometheus_client.registry import Collector
 from rq import Worker
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
+from pipeline import __version__
 from pipeline.bus import Bus
 from pipeline.stages import STAGE_NAMES
 
@@ -104,6 +106,31 @@ HISTOGRAMS: dict[str, tuple[str, tuple[str, ...], tuple[float, ...]]] = {
 }
 
 SEP = "\x1f"
+
+# Label values that exist from the start (at 0), so that a dashboard's rate() and
+# increase() see the first real event instead of a series appearing at 1 (which they
+# cannot tell from "always was 1"). Streams come from the stream registry and the
+# counters; these are the other labels' known values.
+DROP_REASONS = ("stale", "backpressure", "expired", "lost", "redis_down")
+RECOGNITION_RESULTS = ("known", "unknown")
+REFUSAL_REASONS = ("function", "arguments", "payload")
+DEAD_REASONS = ("undecodable job id", "malformed job id", "oversized job", "undecodable job")
+ZERO_SERIES: dict[str, tuple[tuple[str, ...], ...]] = {
+    # name -> the values of its labels after the first ("stream" or "stage")
+    "facepipe_frames_captured_total": ((),),
+    "facepipe_frames_processed_total": ((),),
+    "facepipe_frames_dropped_total": tuple((r,) for r in DROP_REASONS),
+    "facepipe_faces_detected_total": ((),),
+    "facepipe_tracks_started_total": ((),),
+    "facepipe_tracks_merged_total": ((),),
+    "facepipe_recognitions_total": tuple((r,) for r in RECOGNITION_RESULTS),
+    "facepipe_attribute_samples_total": ((),),
+    "facepipe_events_updated_total": ((),),
+    "facepipe_frames_duplicate_total": ((),),
+    "facepipe_jobs_refused_total": tuple((r,) for r in REFUSAL_REASONS),
+    "facepipe_queue_entries_dead_total": tuple((r,) for r in DEAD_REASONS),
+    "facepipe_jobs_recovered_total": ((),),
+}
 
 
 def _field(name: str, labels: dict[str, str], suffix: str = "") -> str:
@@ -189,6 +216,16 @@ class Metrics:
         return out
 
 
+def build_info() -> GaugeMetricFamily:
+    """``facepipe_build_info{version, python}`` 1: which release an exporter runs."""
+    info = GaugeMetricFamily(
+        "facepipe_build_info", "facepipe version and Python of this exporter (always 1).",
+        labels=["version", "python"],
+    )  # fmt: skip
+    info.add_metric([__version__, platform.python_version()], 1)
+    return info
+
+
 class RedisCollector(Collector):
     """Read side: turns the Redis hashes and rq state into Prometheus metric families."""
 
@@ -198,6 +235,7 @@ class RedisCollector(Collector):
 
     def collect(self) -> Iterator:  # type: ignore[override]
         conn = self.bus.conn
+        yield build_info()
         up = GaugeMetricFamily(
             "facepipe_redis_up", "1 if this exporter reached Redis at the last scrape, else 0."
         )
@@ -215,11 +253,28 @@ class RedisCollector(Collector):
             name: CounterMetricFamily(name, doc, labels=list(labels))
             for name, (doc, labels) in COUNTERS.items()
         }
+        values: dict[str, dict[tuple[str, ...], float]] = {name: {} for name in COUNTERS}
+        streams: set[str] = set()
         for field, value in counters.items():
             name, labels, _ = field.decode().split(SEP)
             if name in families:
                 lab = json.loads(labels)
-                families[name].add_metric([lab.get(k, "") for k in COUNTERS[name][1]], float(value))
+                key = tuple(lab.get(k, "") for k in COUNTERS[name][1])
+                values[name][key] = values[name].get(key, 0.0) + float(value)
+                if "stream" in lab:
+                    streams.add(lab["stream"])
+        try:
+            streams |= {sid.rsplit("/", 1)[0] for sid in self.bus.streams()}
+        except Exception as exc:
+            log.warning("stream registry scrape failed: %s", exc)
+        for name, rest in ZERO_SERIES.items():
+            first = COUNTERS[name][1][0]
+            for head in sorted(streams) if first == "stream" else STAGE_NAMES:
+                for tail in rest:
+                    values[name].setdefault((head, *tail), 0.0)
+        for name, series in values.items():
+            for key, value in sorted(series.items()):
+                families[name].add_metric(list(key), value)
         yield from families.values()
 
         grouped: dict[tuple[str, str], dict[str, float]] = {}
@@ -253,7 +308,9 @@ class RedisCollector(Collector):
             "facepipe_jobs_failed", "Jobs in each stage's failed registry.", labels=["stage"]
         )
         workers = GaugeMetricFamily(
-            "facepipe_workers", "Live rq workers listening on each stage.", labels=["stage"]
+            "facepipe_workers",
+            "Workers listening on each stage whose heartbeat is fresh.",
+            labels=["stage"],
         )
         dead = GaugeMetricFamily(
             "facepipe_dead_letters",
@@ -261,7 +318,10 @@ class RedisCollector(Collector):
             labels=["stage"],
         )
         try:
-            all_workers = Worker.all(connection=conn)
+            # alive = registered with rq AND its facepipe heartbeat is fresh: rq keeps a
+            # killed worker registered for minutes, the heartbeat lapses within
+            # workers.job_recovery_s
+            all_workers = [w for w in Worker.all(connection=conn) if self.bus.alive(w.name)]
             for stage in STAGE_NAMES:
                 q = self.bus.queue(stage)
                 depth.add_metric([stage], q.count)

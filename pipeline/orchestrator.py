@@ -193,11 +193,14 @@ class LocalPipeline:
 
     # ----- work --------------------------------------------------------------------
     def capture(self, spec: str, stream: str) -> Capture:
+        """A capture of ``spec`` as ``stream``; a configured camera of that name runs with
+        its own capture keys and detection rate."""
         assert self.rt is not None
-        cfg = self.config.capture
+        config = self.config.for_camera(stream) if stream in self.config.cameras else self.config
+        cfg = config.capture
         source = Source(spec, reconnect_s=cfg.reconnect_s, realtime=cfg.realtime,
-                        max_pixels=self.config.limits.max_image_pixels)  # fmt: skip
-        cap = Capture(self.rt, source, stream)
+                        max_pixels=config.limits.max_image_pixels)  # fmt: skip
+        cap = Capture(self.rt.with_config(config), source, stream)
         self.captures.append(cap)
         return cap
 
@@ -206,16 +209,27 @@ class LocalPipeline:
         sources: list[tuple[str, str]],
         drain_timeout: float = 600.0,
         stop_drain_s: float = 10.0,
+        progress_s: float | None = None,
     ) -> RunSummary:
         """Capture every ``(source, stream)`` and wait until all frames are accounted for.
 
         Interrupted (SIGINT, or SIGTERM as ``facepipe run`` maps it), the captures stop,
         the frames already enqueued get ``stop_drain_s`` to finish (a second interrupt
         skips that), and the summary counts what is left as ``dropped:interrupted``.
+        ``progress_s``: show a live status (:mod:`pipeline.progress`) meanwhile, a line per
+        stream every ``progress_s`` seconds when stderr is no terminal.
         """
         assert self.rt is not None
         t0 = time.monotonic()
         caps = [self.capture(spec, stream) for spec, stream in sources]
+        progress = None
+        if progress_s is not None:
+            from pipeline.progress import Progress
+
+            progress = Progress(
+                self.rt.bus, lambda: [(c.stream, c.session) for c in caps],
+                self.config.store_url, interval_s=progress_s,
+            ).start()  # fmt: skip
         results: dict[str, CaptureResult] = {}
         errors: list[BaseException] = []
 
@@ -246,6 +260,9 @@ class LocalPipeline:
                 self.drain([(c.stream, c.session) for c in caps], stop_drain_s, summary)
             except (KeyboardInterrupt, PipelineError):
                 pass  # what is left is counted as interrupted
+        finally:
+            if progress is not None:
+                progress.close(final=not summary.interrupted)
         summary.seconds = time.monotonic() - t0
         summary.lost = {c.stream: results[c.stream].lost_sessions for c in caps
                         if c.stream in results}  # fmt: skip

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pipeline.bus import Bus, connect
 from pipeline.config import Config
@@ -38,3 +38,16 @@ class Runtime:
             resize_width=config.capture.resize_width,
         )
         return cls(config=config, bus=bus, frames=frames, metrics=Metrics(bus))
+
+    def with_config(self, config: Config) -> Runtime:
+        """The same Redis connection under another config (a camera's overrides): the
+        frame store follows its capture section."""
+        if config is self.config:
+            return self
+        frames = FrameStore(
+            self.bus.conn,
+            ttl_s=config.redis.frame_ttl_s,
+            jpeg_quality=config.capture.jpeg_quality,
+            resize_width=config.capture.resize_width,
+        )
+        return replace(self, config=config, frames=frames)

@@ -246,6 +246,7 @@ class StageWorker(SimpleWorker):
         self.stopping = threading.Event()
         self.recovery_s = rt.config.workers.job_recovery_s
         self._beat_thread: threading.Thread | None = None
+        self.activity = Activity(self.name)
 
     # ----- counters ----------------------------------------------------------------
     def _count_dead(self, stage: str, reason: str) -> None:
@@ -378,7 +379,10 @@ class StageWorker(SimpleWorker):
     def perform_job(self, job: Job, queue: Queue, execution: Any) -> bool:
         refused = self.refusal(job)
         if refused is None:
-            return super().perform_job(job, queue, execution)
+            t0 = time.monotonic()
+            ok = super().perform_job(job, queue, execution)
+            self.activity.job(ok, time.monotonic() - t0)
+            return ok
         reason, message = refused
         log.warning("%s: refused job %s (%s): %s", self.name, job.id, reason, message)
         self.prepare_job_execution(job, remove_from_intermediate_queue=len(self.queues) == 1)
@@ -460,6 +464,39 @@ def recover_dead_jobs(bus: Bus, metrics: Any, recovery_s: float) -> int:
                 len(dead), stage, ", ".join(sorted(set(dead.values()))),
             )  # fmt: skip
     return recovered
+
+
+activity_log = logging.getLogger("workers.activity")
+activity_log.setLevel(logging.INFO)  # shown without -v: a worker's log says it is working
+
+
+class Activity:
+    """A worker's log line about its work, at most one per ``every_s`` seconds (INFO,
+    logger ``workers.activity``): ``detect-0: 143 jobs in 10.0 s (14.3/s), 0 failed,
+    mean 35 ms``. Nothing is logged while the worker is idle."""
+
+    def __init__(self, name: str, every_s: float = 10.0) -> None:
+        self.name, self.every_s = name, every_s
+        self._reset(time.monotonic())
+        self.total = 0
+
+    def _reset(self, now: float) -> None:
+        self.since, self.jobs, self.failed, self.busy_s = now, 0, 0, 0.0
+
+    def job(self, ok: bool, seconds: float) -> None:
+        self.jobs += 1
+        self.total += 1
+        self.failed += 0 if ok else 1
+        self.busy_s += seconds
+        now = time.monotonic()
+        span = now - self.since
+        if span >= self.every_s:
+            activity_log.info(
+                "%s: %d jobs in %.1f s (%.1f/s), %d failed, mean %.0f ms; %d since start",
+                self.name, self.jobs, span, self.jobs / span, self.failed,
+                1000 * self.busy_s / self.jobs, self.total,
+            )  # fmt: skip
+            self._reset(now)
 
 
 def run_worker(stage: str, rt: Runtime, burst: bool = False, name: str | None = None) -> None:

@@ -33,6 +33,14 @@ def default_stream_name(spec: str) -> str:
     return name or "stream"
 
 
+PROGRESS_OPTION = click.option(
+    "--progress-every", type=click.FloatRange(min=0), default=10.0, show_default=True,
+    metavar="SECONDS",
+    help="live status per stream on stderr: a table on a terminal, else a line per stream "
+    "every SECONDS (0: off)",
+)  # fmt: skip
+
+
 def stream_option(name: str) -> str:
     """A stream name given on the command line, checked (a click error otherwise)."""
     try:
@@ -117,7 +125,9 @@ def print_summary(summary_dict: dict, as_json: bool) -> None:
         click.echo("interrupted: frames still in flight are counted as dropped (interrupted)")
 
 
-def run_pipeline(ctx: Context, sources: list[tuple[str, str]], as_json: bool) -> int:
+def run_pipeline(
+    ctx: Context, sources: list[tuple[str, str]], as_json: bool, progress_s: float = 0.0
+) -> int:
     from pipeline.orchestrator import LocalPipeline, PipelineError
     from pipeline.sources import SourceError
 
@@ -132,7 +142,7 @@ def run_pipeline(ctx: Context, sources: list[tuple[str, str]], as_json: bool) ->
 
             url = metrics_url(ctx.config.metrics.host, ctx.config.metrics.port)
             click.echo(f"metrics: {url}; logs: {pipe.log_dir}", err=True)
-        summary = pipe.run(sources)
+        summary = pipe.run(sources, progress_s=progress_s or None)
     except (PipelineError, SourceError) as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
@@ -150,17 +160,39 @@ def run_pipeline(ctx: Context, sources: list[tuple[str, str]], as_json: bool) ->
     return CUT_SHORT_EXIT if summary_dict["cut_short"] or summary.incomplete else 0
 
 
+def camera_sources(ctx: Context, cameras: tuple[str, ...]) -> list[tuple[str, str]]:
+    """``(source, stream)`` of the named cameras of the config (``cameras:``), or of every
+    enabled one when none is named."""
+    from pipeline.config import ConfigError
+
+    config = ctx.config
+    if not cameras:
+        return [(c.source, name) for name, c in config.cameras.items() if c.enabled]
+    out = []
+    for name in cameras:
+        try:
+            out.append((config.camera(name).source, name))
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc), param_hint="--camera") from None
+    return out
+
+
 @click.command()
-@click.argument("sources", nargs=-1, required=True)
+@click.argument("sources", nargs=-1)
 @click.option("--stream", "streams", multiple=True, help="stream name per source (in order)")
+@click.option("--camera", "cameras", multiple=True, metavar="NAME",
+              help="run this camera of the config's cameras: (repeatable)")  # fmt: skip
 @click.option("--enroll", "enroll", multiple=True, metavar="NAME=PHOTO", help="enroll first")
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
+@PROGRESS_OPTION
 @pass_ctx
 def run(
-    ctx: Context, sources: tuple[str, ...], streams: tuple[str, ...], enroll: tuple[str, ...],
-    as_json: bool,
+    ctx: Context, sources: tuple[str, ...], streams: tuple[str, ...], cameras: tuple[str, ...],
+    enroll: tuple[str, ...], as_json: bool, progress_every: float,
 ) -> None:  # fmt: skip
-    """Run the whole pipeline on SOURCES (video files, webcam index, rtsp/http URLs).
+    """Run the whole pipeline on SOURCES (video files, webcam index, rtsp/http URLs), or,
+    without SOURCES, on the cameras of the config (`cameras:`; those named by --camera,
+    else every enabled one).
 
     Starts a private Redis server unless REDIS_URL is set, starts the stage workers as
     separate processes, processes every source (files to the end; live sources until
@@ -171,13 +203,56 @@ def run(
         raise click.BadParameter("more --stream names than sources", param_hint="--stream")
     names = [stream_option(s) for s in streams]
     names += [default_stream_name(s) for s in sources[len(streams) :]]
+    pairs = list(zip(sources, names, strict=True))
+    if cameras or not sources:
+        pairs += camera_sources(ctx, cameras)
+    if not pairs:
+        raise click.UsageError(
+            "nothing to run: give SOURCES, or configure cameras (the config's cameras: "
+            "section, see config/facepipe.yaml)"
+        )
+    names = [name for _, name in pairs]
     if len(set(names)) != len(names):
         raise click.BadParameter(f"stream names must be unique: {names}", param_hint="--stream")
-    for spec in sources:
+    for spec, _ in pairs:
         if describe(spec)[0] == "file" and not Path(spec).is_file():
             raise click.BadParameter(f"video file not found: {spec}", param_hint="SOURCES")
     enroll_people(ctx, parse_enroll(enroll))
-    sys.exit(run_pipeline(ctx, list(zip(sources, names, strict=True)), as_json))
+    sys.exit(run_pipeline(ctx, pairs, as_json, progress_every))
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="print them as JSON")
+@pass_ctx
+def cameras(ctx: Context, as_json: bool) -> None:
+    """List the cameras of the config (`cameras:`), passwords in URLs hidden."""
+    from pipeline.privacy import redact_url
+
+    rows = [
+        {
+            "name": name,
+            "source": redact_url(cam.source),
+            "kind": describe(cam.source)[0],
+            "enabled": cam.enabled,
+            "every_n_frames": ctx.config.for_camera(name).detector.every_n_frames,
+            "capture": cam.capture,
+        }
+        for name, cam in ctx.config.cameras.items()
+    ]
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    if not rows:
+        click.echo("no cameras configured (add a cameras: section to the config)")
+        return
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        state = "enabled " if r["enabled"] else "disabled"
+        extra = f" capture {r['capture']}" if r["capture"] else ""
+        click.echo(
+            f"{r['name']:<{width}}  {state}  {r['kind']:<6}  {r['source']}"
+            f"  (detect every {r['every_n_frames']} frame(s)){extra}"
+        )
 
 
 @click.command()
@@ -194,10 +269,10 @@ def demo(ctx: Context, frames: int, keep: str | None, as_json: bool) -> None:
     video = make_demo_video(folder / "demo.mp4", frames=frames)
     click.echo(f"demo clip {video} ({frames} frames); enrolling {DEMO_NAME}", err=True)
     enroll_people(ctx, [(DEMO_NAME, str(photo))])
-    code = run_pipeline(ctx, [(str(video), "demo")], as_json)
+    code = run_pipeline(ctx, [(str(video), "demo")], as_json, progress_s=10.0)
     if code == 0 and not as_json:
         click.echo("query the events with: facepipe events --stream demo")
     sys.exit(code)
 
 
-COMMANDS = [run, demo]
+COMMANDS = [run, demo, cameras]

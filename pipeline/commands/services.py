@@ -10,6 +10,7 @@ import threading
 import click
 
 from pipeline.commands import Context, pass_ctx
+from pipeline.commands.run import PROGRESS_OPTION
 from pipeline.privacy import redact_url
 from pipeline.stages import STAGE_NAMES
 
@@ -30,33 +31,64 @@ def _runtime(ctx: Context):  # type: ignore[no-untyped-def]
 
 
 @click.command()
-@click.argument("source")
+@click.argument("source", required=False)
 @click.option("--stream", help="stream name (default: from the source)")
+@click.option("--camera", metavar="NAME",
+              help="capture this camera of the config's cameras: (instead of SOURCE)")  # fmt: skip
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="for files: wait until every frame is processed before exiting")  # fmt: skip
+@PROGRESS_OPTION
 @pass_ctx
-def capture(ctx: Context, source: str, stream: str | None, wait: bool) -> None:
-    """Read SOURCE (file, webcam index, rtsp/http URL) into the pipeline (needs REDIS_URL)."""
+def capture(
+    ctx: Context, source: str | None, stream: str | None, camera: str | None, wait: bool,
+    progress_every: float,
+) -> None:  # fmt: skip
+    """Read SOURCE (file, webcam index, rtsp/http URL), or the configured camera --camera
+    NAME, into the pipeline (needs REDIS_URL)."""
     from pipeline.capture import Capture
     from pipeline.commands.run import CUT_SHORT_EXIT, default_stream_name, stream_option
+    from pipeline.config import ConfigError
     from pipeline.sources import Source, SourceError
 
-    name = stream_option(stream) if stream else default_stream_name(source)
-    rt = _runtime(ctx)
+    config = ctx.config
+    if camera:
+        if source or stream:
+            raise click.UsageError("--camera names the source and the stream: no SOURCE/--stream")
+        try:
+            source, config = config.camera(camera).source, config.for_camera(camera)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc), param_hint="--camera") from None
+        name = camera
+    elif source:
+        name = stream_option(stream) if stream else default_stream_name(source)
+        if name in config.cameras:  # a configured camera's stream keeps its settings
+            config = config.for_camera(name)
+    else:
+        raise click.UsageError("give a SOURCE or --camera NAME")
+    rt = _runtime(ctx).with_config(config)
     try:
         src = Source(
-            source, ctx.config.capture.reconnect_s, ctx.config.capture.realtime,
-            max_pixels=ctx.config.limits.max_image_pixels,
+            source, config.capture.reconnect_s, config.capture.realtime,
+            max_pixels=config.limits.max_image_pixels,
         )  # fmt: skip
     except SourceError as exc:
         raise click.ClickException(str(exc)) from None
     cap = Capture(rt, src, name)
     signal.signal(signal.SIGTERM, lambda *_: cap.stop())
+    progress = None
+    if progress_every:
+        from pipeline.progress import Progress
+
+        # no event store here: it lives with the sink, maybe on another machine
+        progress = Progress(rt.bus, lambda: [(name, cap.session)], None, progress_every).start()
     try:
         result = cap.run()
     except KeyboardInterrupt:
         cap.stop()
         sys.exit(130)
+    finally:
+        if progress is not None:
+            progress.close()
     click.echo(
         f"{result.stream}: captured {result.captured}, enqueued {result.enqueued}, "
         f"dropped {result.dropped} in {result.seconds:.1f} s (session {result.session})"

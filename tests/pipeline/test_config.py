@@ -198,3 +198,51 @@ def test_readme_lists_every_backend_option_with_its_default():
         documented = [line for line in table.splitlines() if line.startswith("| `")]
         expected = backend_option_rows(section)
         assert documented == expected, "README rows should be:\n" + "\n".join(expected)
+
+
+CAMERAS = """
+cameras:
+  door:
+    source: rtsp://viewer:secret@127.0.0.1:8554/door
+    every_n_frames: 2
+    capture: {max_queue: 4, realtime: true}
+  archive:
+    source: /srv/monday.mp4
+    enabled: false
+"""
+
+
+def test_cameras_apply_their_own_capture_keys(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(CAMERAS + "capture: {max_queue: 20, jpeg_quality: 70}\n")
+    cfg = load_config(path, environ={})
+    door = cfg.for_camera("door")
+    assert (door.capture.max_queue, door.capture.realtime) == (4, True)
+    assert door.capture.jpeg_quality == 70  # not overridden: the global value
+    assert door.detector.every_n_frames == 2
+    assert cfg.capture.max_queue == 20 and cfg.detector.every_n_frames == 1  # unchanged
+    assert cfg.for_camera("archive") is cfg  # nothing to override
+    assert not cfg.cameras["archive"].enabled
+    with pytest.raises(ConfigError, match="no camera 'gate'.*archive, door"):
+        cfg.camera("gate")
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("cameras: {door: {sorce: x}}", "cameras.door.sorce: unknown key"),
+        ("cameras: {door: {enabled: true}}", "cameras.door.source: Field required"),
+        ("cameras: {door: {source: x, capture: {max_queu: 3}}}", "unknown capture key(s) max_queu"),
+        ("cameras: {door: {source: x, capture: {max_queue: 0}}}",
+         "cameras.door.capture.max_queue: Input should be greater than or equal to 1"),
+        ("cameras: {door: {source: x, every_n_frames: 0}}", "cameras.door.every_n_frames"),
+        ("cameras: {'../up': {source: x}}", "cameras: camera bad stream name '../up'"),
+        ("cameras: {off: {source: x}}", "camera name False is not a string: quote it"),
+    ],
+)  # fmt: skip
+def test_bad_cameras_name_the_key(tmp_path, text, error):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as exc:
+        load_config(path, environ={})
+    assert error in str(exc.value)

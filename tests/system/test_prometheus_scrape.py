@@ -31,12 +31,25 @@ def free_port() -> int:
 def dashboard_exprs() -> list[str]:
     path = Path(__file__).parents[2] / "config" / "grafana" / "dashboards" / "facepipe.json"
     panels = json.loads(path.read_text())["panels"]
-    return [t["expr"] for p in panels for t in p.get("targets", [])]
+    # the dashboard's stream variable, as "All" sets it
+    return [t["expr"].replace("$stream", ".*") for p in panels for t in p.get("targets", [])]
 
 
 def test_the_dashboard_has_queries():
     exprs = dashboard_exprs()
     assert len(exprs) >= 10 and all("facepipe_" in e for e in exprs)
+
+
+def test_the_dashboard_filters_by_stream():
+    path = Path(__file__).parents[2] / "config" / "grafana" / "dashboards" / "facepipe.json"
+    board = json.loads(path.read_text())
+    (var,) = [v for v in board["templating"]["list"] if v["name"] == "stream"]
+    assert "label_values(facepipe_frames_captured_total, stream)" in var["definition"]
+    for panel in board["panels"]:
+        for target in panel.get("targets", []):
+            for name in re.findall(r"facepipe_\w+", target["expr"]):
+                if name.startswith(("facepipe_frames_", "facepipe_capture_to_event")):
+                    assert 'stream=~"$stream"' in target["expr"], target["expr"]
 
 
 def query(port: int, expr: str) -> list:
