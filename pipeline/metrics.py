@@ -151,6 +151,13 @@ class Metrics:
         if value:
             self.bus.conn.hincrbyfloat(self.counters_key, _field(name, labels), value)
 
+    def declare(self, name: str, labels: dict[str, str]) -> None:
+        """Make a counter's series exist (at 0 unless it counted already): for label
+        values ZERO_SERIES cannot know, e.g. the configured notification backends."""
+        if name not in COUNTERS:
+            raise KeyError(f"unknown counter {name}")
+        self.bus.conn.hincrbyfloat(self.counters_key, _field(name, labels), 0)
+
     def observe(self, name: str, labels: dict[str, str], value: float) -> None:
         if name not in HISTOGRAMS:
             raise KeyError(f"unknown histogram {name}")

@@ -20,7 +20,7 @@ import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.notify.base import Backend, Counter, Notification
+from pipeline.notify.base import OUTCOMES, Backend, Counter, Notification
 from pipeline.notify.events import EventNotifier, NullNotifier
 
 if TYPE_CHECKING:
@@ -81,10 +81,15 @@ def notifier(
     if not cfg.enabled:
         return NullNotifier()
 
-    def count(backend: str, outcome: str) -> None:
-        rt.metrics.inc("facepipe_notifications_total", {"backend": backend, "outcome": outcome})
+    name = "facepipe_notifications_total"
 
-    return EventNotifier(cfg, backends(cfg, count, stream), rt.bus, store, snapshots_root)
+    def count(backend: str, outcome: str) -> None:
+        rt.metrics.inc(name, {"backend": backend, "outcome": outcome})
+
+    made = backends(cfg, count, stream)
+    for backend, outcome in {(b.name, o) for b in made for o in OUTCOMES}:
+        rt.metrics.declare(name, {"backend": backend, "outcome": outcome})  # at 0 from start
+    return EventNotifier(cfg, made, rt.bus, store, snapshots_root)
 
 
 def for_sink(rt: Runtime, store: EventStore) -> NullNotifier:
