@@ -148,7 +148,7 @@ class EventNotifier(NullNotifier):
     # ----- the sink's hook ---------------------------------------------------------
     def after(self, message: SinkMessage) -> None:
         """Tell what ``message`` (stored already) changed; never raises, never blocks
-        on a backend (one store query and one Redis command per changed event)."""
+        on a backend (one store query, one or two Redis round trips per event)."""
         try:
             uids = touched_uids(message)
             rows = self.rows(uids) if uids else []
