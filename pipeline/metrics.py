@@ -82,6 +82,11 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
         "Seconds processes waited for Redis, by process.",
         ("process",),
     ),
+    "facepipe_notifications_total": (
+        "Notifications (MQTT, webhooks) by backend and outcome: sent, failed, unconfirmed, "
+        "dropped (queue full), expired (waited longer than notify.max_delay_s).",
+        ("backend", "outcome"),
+    ),
 }
 
 STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -145,6 +150,13 @@ class Metrics:
             raise KeyError(f"unknown counter {name}")
         if value:
             self.bus.conn.hincrbyfloat(self.counters_key, _field(name, labels), value)
+
+    def declare(self, name: str, labels: dict[str, str]) -> None:
+        """Make a counter's series exist (at 0 unless it counted already): for label
+        values ZERO_SERIES cannot know, e.g. the configured notification backends."""
+        if name not in COUNTERS:
+            raise KeyError(f"unknown counter {name}")
+        self.bus.conn.hincrbyfloat(self.counters_key, _field(name, labels), 0)
 
     def observe(self, name: str, labels: dict[str, str], value: float) -> None:
         if name not in HISTOGRAMS:
