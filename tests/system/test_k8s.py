@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import re
 import shutil
 import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -26,13 +29,15 @@ from pipeline.bus import Bus, connect
 from pipeline.cli import main as cli_main
 from pipeline.config import Config, ConfigError, load_config
 from pipeline.record import FrameRecord
+from pipeline.redis_server import PrivateRedis
 from pipeline.sources import describe
 from pipeline.stages import STAGE_NAMES
 
 ROOT = Path(__file__).parents[2]
 K8S = ROOT / "deploy" / "k8s"
 BENCHMARKS = ROOT / "docs" / "benchmarks.md"
-# the oldest and the newest Kubernetes the schemas are checked against
+# the Kubernetes versions the schemas are checked against: 1.28 (the oldest KEDA 2.x
+# still supports) and the newest kubernetes-validate ships
 K8S_VERSIONS = ("1.28.0", "1.37.0")
 KEDA_API = "keda.sh/v1alpha1"
 AUTOSCALED = ("detect", "recognize", "attributes")
@@ -686,3 +691,73 @@ def test_a_broken_manifest_fails_its_check(docs, tmp_path, breakage):
     break_it(broken)
     with pytest.raises(AssertionError):
         check(broken, tmp_path)
+
+
+# ----- the pods' commands and probes, run as processes ----------------------------------
+def _run_probe(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    assert command[0] == "facepipe"
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *command[1:]],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_stage_pods_pass_their_probes_while_the_worker_runs_and_fail_after(docs, tmp_path):
+    """Each stage Deployment's command, with the pod's environment (Redis at a private
+    server with the Secret's password, the ConfigMap's file, a SQLite store), started as a
+    process: its startup, readiness and liveness probes fail before it runs, pass once it
+    beats its heartbeat, and fail again after it stopped."""
+    password = secret_data(docs)["redis-password"]
+    (tmp_path / "home").mkdir()
+    config = tmp_path / "facepipe.yaml"
+    config.write_text(config_text(docs))
+    pods = [(dep, c) for dep, c in facepipe_containers(docs) if worker_stage(c) is not None]
+    assert len(pods) == len(STAGE_NAMES)
+    with PrivateRedis(password=password) as server:
+        envs, procs = {}, {}
+        for dep, c in pods:
+            env = pod_environ(docs, c)
+            assert env["REDIS_URL"].startswith(f"redis://:{password}@")
+            env.update(
+                REDIS_URL=server.url,
+                FACEPIPE_CONFIG=str(config),
+                HOME=str(tmp_path / "home"),
+                FACEPIPE_HOME=str(tmp_path / "home"),
+                PATH=os.environ["PATH"],
+                PYTHONPATH=str(ROOT),
+            )
+            if "FACEPIPE__STORE__URL" in env:
+                env["FACEPIPE__STORE__URL"] = f"sqlite:///{tmp_path / 'events.db'}"
+            if "FACEPIPE__STORE__SNAPSHOTS_DIR" in env:
+                env["FACEPIPE__STORE__SNAPSHOTS_DIR"] = str(tmp_path / "snapshots")
+            envs[dep] = env
+            assert _run_probe(c["readinessProbe"]["exec"]["command"], env).returncode == 1, dep
+        try:
+            for dep, c in pods:
+                procs[dep] = subprocess.Popen(
+                    [sys.executable, "-m", "pipeline", *c["command"][1:]],
+                    env=envs[dep], stdout=subprocess.DEVNULL,
+                    stderr=open(tmp_path / f"{dep}.log", "wb"),
+                )  # fmt: skip
+            for dep, c in pods:
+                startup = c["startupProbe"]
+                deadline = time.monotonic() + startup["periodSeconds"] * startup["failureThreshold"]
+                while _run_probe(startup["exec"]["command"], envs[dep]).returncode != 0:
+                    assert procs[dep].poll() is None, (tmp_path / f"{dep}.log").read_text()
+                    assert time.monotonic() < deadline, f"{dep}: startup probe never passed"
+                    time.sleep(1)
+                for probe in ("readinessProbe", "livenessProbe"):
+                    r = _run_probe(c[probe]["exec"]["command"], envs[dep])
+                    assert r.returncode == 0, f"{dep} {probe}: {r.stdout}{r.stderr}"
+        finally:
+            for proc in procs.values():
+                proc.terminate()
+            for proc in procs.values():
+                proc.wait(timeout=60)
+        for dep, c in pods:  # stopped: its heartbeat is gone (or expires) and liveness fails
+            cmd = c["livenessProbe"]["exec"]["command"]
+            deadline = time.monotonic() + 30
+            while _run_probe(cmd, envs[dep]).returncode == 0:
+                assert time.monotonic() < deadline, f"{dep}: liveness passes without a worker"
+                time.sleep(1)
