@@ -36,8 +36,8 @@ from pipeline.stages import STAGE_NAMES
 ROOT = Path(__file__).parents[2]
 K8S = ROOT / "deploy" / "k8s"
 BENCHMARKS = ROOT / "docs" / "benchmarks.md"
-# the Kubernetes versions the schemas are checked against: 1.28 (the oldest KEDA 2.x
-# still supports) and the newest kubernetes-validate ships
+# the Kubernetes versions the schemas are checked against: an older one and the newest
+# kubernetes-validate ships
 K8S_VERSIONS = ("1.28.0", "1.37.0")
 KEDA_API = "keda.sh/v1alpha1"
 AUTOSCALED = ("detect", "recognize", "attributes")
