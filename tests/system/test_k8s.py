@@ -218,6 +218,14 @@ def check_references(docs: list[Doc]) -> None:
                 if ref:
                     assert ref["name"] in secrets, f"{name}: no Secret {ref['name']}"
                     assert ref["key"] in secret_data(docs), f"{name}: no key {ref['key']}"
+            ports = {p.get("name") for p in c.get("ports", [])} | {
+                p["containerPort"] for p in c.get("ports", [])
+            }
+            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                for how in ("httpGet", "tcpSocket"):
+                    if how in c.get(probe, {}):
+                        port = c[probe][how]["port"]
+                        assert port in ports, f"{name} {probe}: no container port {port}"
             mounts = {m["name"] for m in c.get("volumeMounts", [])}
             volumes = {v["name"] for v in pod["spec"].get("volumes", [])}
             assert mounts <= volumes, f"{name}: mounts {mounts - volumes} have no volume"
@@ -653,6 +661,10 @@ BREAKAGES: dict[str, tuple[Callable[[list[Doc]], None], Callable[[list[Doc], Pat
             command=["facepipe", "capture", "--camera", "hall"]
         ),
         lambda d, p: check_cameras(d, p),
+    ),
+    "probe on an undeclared port": (
+        lambda d: _container(d, "metrics")["readinessProbe"]["httpGet"].update(port="http"),
+        lambda d, _: check_references(d),
     ),
     "secret key missing": (
         lambda d: _env_var(_container(d, "recognize"), "FACEPIPE__STORE__URL")["valueFrom"][
