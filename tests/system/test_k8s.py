@@ -40,6 +40,14 @@ BENCHMARKS = ROOT / "docs" / "benchmarks.md"
 # kubernetes-validate ships
 K8S_VERSIONS = ("1.28.0", "1.37.0")
 KEDA_API = "keda.sh/v1alpha1"
+# fields of KEDA's v1alpha1 ScaledObject spec and trigger (its CRD's openAPIV3Schema); the
+# CRD is not in the Kubernetes schemas, so a typo here is caught by this list
+SCALED_OBJECT_SPEC = {
+    "scaleTargetRef", "pollingInterval", "cooldownPeriod", "initialCooldownPeriod",
+    "idleReplicaCount", "minReplicaCount", "maxReplicaCount", "advanced", "fallback",
+    "triggers",
+}  # fmt: skip
+TRIGGER = {"type", "name", "metadata", "authenticationRef", "metricType", "useCachedMetrics"}
 AUTOSCALED = ("detect", "recognize", "attributes")
 
 Doc = dict[str, Any]
@@ -272,7 +280,9 @@ def check_keda(docs: list[Doc], tmp_path: Path) -> None:
             assert doc["apiVersion"] == KEDA_API, doc["apiVersion"]
             assert doc["kind"] in ("ScaledObject", "TriggerAuthentication"), doc["kind"]
     for name, auth in auths.items():
+        assert set(auth["spec"]) == {"secretTargetRef"}, name
         for ref in auth["spec"]["secretTargetRef"]:
+            assert set(ref) == {"parameter", "name", "key"}, f"{name}: {ref}"
             assert ref["parameter"] in ("password", "username"), name
             assert ref["name"] in of_kind(docs, "Secret"), f"{name}: no Secret {ref['name']}"
             assert ref["key"] in secret_data(docs), f"{name}: no key {ref['key']}"
@@ -281,6 +291,9 @@ def check_keda(docs: list[Doc], tmp_path: Path) -> None:
     assert set(scaled) == set(AUTOSCALED), sorted(scaled)
     for name, so in scaled.items():
         spec = so["spec"]
+        assert set(spec) <= SCALED_OBJECT_SPEC, f"{name}: unknown {set(spec) - SCALED_OBJECT_SPEC}"
+        for key in ("pollingInterval", "minReplicaCount", "maxReplicaCount"):
+            assert isinstance(spec.get(key, 0), int), f"{name}: {key} must be an integer"
         target = spec["scaleTargetRef"]["name"]
         assert spec["scaleTargetRef"].get("kind", "Deployment") == "Deployment", name
         assert target in deployments, f"ScaledObject {name}: no Deployment {target}"
@@ -291,7 +304,10 @@ def check_keda(docs: list[Doc], tmp_path: Path) -> None:
         assert 1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"], name
         assert "replicas" not in deployments[target]["spec"], f"{target}: KEDA owns replicas"
         (trigger,) = spec["triggers"]
+        assert set(trigger) <= TRIGGER, f"{name}: unknown {set(trigger) - TRIGGER}"
         meta = trigger["metadata"]
+        # the CRD types trigger metadata as a map of strings
+        assert all(isinstance(v, str) for v in meta.values()), f"{name}: quote {meta}"
         assert trigger["type"] == "redis", name
         assert meta["listName"] == bus.queue(stage).key, f"{name}: {meta['listName']}"
         assert meta["listName"] == f"rq:queue:{bus.queue_name(stage)}"
@@ -638,6 +654,16 @@ BREAKAGES: dict[str, tuple[Callable[[list[Doc]], None], Callable[[list[Doc], Pat
         lambda d: of_kind(d, "ScaledObject")["recognize"]["spec"]["triggers"][0]["metadata"].update(
             listName="rq:queue:facepipe.detect"
         ),
+        lambda d, p: check_keda(d, p),
+    ),
+    "listLength not a string": (
+        lambda d: of_kind(d, "ScaledObject")["recognize"]["spec"]["triggers"][0]["metadata"].update(
+            listLength=5
+        ),
+        lambda d, p: check_keda(d, p),
+    ),
+    "ScaledObject field typo": (
+        lambda d: of_kind(d, "ScaledObject")["detect"]["spec"].update(maxReplicas=8),
         lambda d, p: check_keda(d, p),
     ),
     "scale target missing": (
