@@ -363,10 +363,14 @@ def check_cameras(docs: list[Doc], tmp_path: Path) -> None:
 
 
 def check_security(docs: list[Doc]) -> None:
+    (ns,) = of_kind(docs, "Namespace").values()
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     for name, dep in of_kind(docs, "Deployment").items():
         pod = dep["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True, name
         assert pod["securityContext"]["runAsUser"] > 0, name
+        # what the namespace's Pod Security level `restricted` demands as well
+        assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", name
         assert pod.get("automountServiceAccountToken") is False, name
         for c in pod["containers"]:
             sc = c["securityContext"]
