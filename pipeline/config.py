@@ -339,6 +339,28 @@ class WorkersConfig(Section):
     )
 
 
+class ApiConfig(Section):
+    host: str = Field(
+        "127.0.0.1",
+        description="address `facepipe serve` listens on; 127.0.0.1: this machine only "
+        "(0.0.0.0: every interface; set a token then)",
+    )
+    port: int = Field(8108, ge=1, le=65535, description="HTTP API port of `facepipe serve`")
+    token: str | None = Field(
+        None,
+        min_length=16,
+        max_length=512,
+        pattern=r"^[A-Za-z0-9._~+/=-]+$",
+        description="bearer token every API request must carry (Authorization: Bearer "
+        "TOKEN); null: no authentication (keep host 127.0.0.1 then)",
+    )
+    max_upload_bytes: int = Field(
+        10 * 1024 * 1024,
+        ge=1024,
+        description="largest request body (photo uploads) accepted; larger ones get 413",
+    )
+
+
 class Config(Section):
     redis: RedisConfig = Field(default_factory=RedisConfig)
     capture: CaptureConfig = Field(default_factory=CaptureConfig)
@@ -351,6 +373,7 @@ class Config(Section):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     workers: WorkersConfig = Field(default_factory=WorkersConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
 
     # ----- derived locations -------------------------------------------------
     @property

@@ -1,0 +1,152 @@
+"""The application factory: configuration, store and Redis in, a FastAPI app out."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from pipeline.api.models import Error
+from pipeline.api.search import SearchIndex
+from pipeline.config import Config
+from pipeline.store import EventStore
+
+if TYPE_CHECKING:
+    from pipeline.bus import Bus
+    from pipeline.identities import Identities
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An error answered as ``{"detail": message}`` with ``status``."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+@dataclass
+class State:
+    """What the routes share: the configuration, the store, Redis (None without one)."""
+
+    config: Config
+    store: EventStore
+    bus: Bus | None
+    index: SearchIndex
+    encoder_factory: Any  # () -> an object with encode(rgb, [Face]) -> [vector]
+    _encoder: Any = field(default=None, repr=False)
+
+    def identities(self) -> Identities:
+        from pipeline.identities import Identities
+
+        return Identities.from_config(self.store, self.config)
+
+    def encoder(self) -> Any:
+        if self._encoder is None:
+            self._encoder = self.encoder_factory()
+        return self._encoder
+
+
+def state(request: Request) -> State:
+    return request.app.state.facepipe
+
+
+def _default_encoder(config: Config):  # type: ignore[no-untyped-def]
+    def make():  # type: ignore[no-untyped-def]
+        from pipeline.recognition.encoder import DlibEncoder
+
+        return DlibEncoder(num_jitters=config.recognition.enroll_jitters)
+
+    return make
+
+
+def _default_bus(config: Config) -> Bus | None:
+    if not config.redis.url:
+        return None
+    from pipeline.bus import Bus, connect
+
+    return Bus(connect(config.redis.url), config.redis.prefix, config.redis.session_ttl_s)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "request"
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+def create_app(
+    config: Config,
+    store: EventStore | None = None,
+    bus: Bus | None = None,
+    encoder_factory: Any = None,
+) -> FastAPI:
+    """The API over ``store`` (default: the configured one) and ``bus`` (default: the
+    configured Redis, or none: streams then come from the store only, health says so).
+    ``encoder_factory`` makes the face encoder of uploads (default: dlib's, as enrolment)."""
+    from pipeline.api.routers import events, health, people, search, streams, unknowns
+
+    store = store or EventStore(config.store_url)
+    if bus is None:
+        bus = _default_bus(config)
+    token = config.api.token
+    bearer = HTTPBearer(auto_error=False, description="api.token, when configured")
+
+    def authorized(
+        credentials: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
+    ) -> None:
+        if token is None:
+            return
+        given = credentials.credentials if credentials else ""
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            raise ApiError(401, "missing or wrong bearer token (Authorization: Bearer TOKEN)")
+
+    app = FastAPI(
+        title="facepipe",
+        version="1",
+        description="Person events of the facepipe pipeline: query, correct, search by face. "
+        'Errors are JSON {"detail": message}. See docs/api.md.',
+        responses={401: {"model": Error}, 422: {"model": Error}},
+        max_body_size=config.api.max_upload_bytes,  # 413 beyond, before reading it all
+    )
+    app.state.facepipe = State(
+        config=config,
+        store=store,
+        bus=bus,
+        index=SearchIndex(store),
+        encoder_factory=encoder_factory or _default_encoder(config),
+    )
+    for module in (events, people, unknowns, search, streams, health):
+        app.include_router(module.router, prefix="/api", dependencies=[Depends(authorized)])
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            {"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _validation_message(exc)}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("%s %s failed", request.method, request.url.path)
+        return JSONResponse({"detail": f"internal error ({type(exc).__name__})"}, status_code=500)
+
+    return app
