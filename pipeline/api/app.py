@@ -42,31 +42,29 @@ class State:
     store: EventStore
     bus: Bus | None
     index: SearchIndex
-    encoder_factory: Any  # () -> an object with encode(rgb, [Face]) -> [vector]
-    _encoder: Any = field(default=None, repr=False)
+    encoder_factory: Any  # (num_jitters) -> an object with encode(rgb, [Face]) -> [vector]
+    _encoders: dict[int, Any] = field(default_factory=dict, repr=False)
 
     def identities(self) -> Identities:
         from pipeline.identities import Identities
 
         return Identities.from_config(self.store, self.config)
 
-    def encoder(self) -> Any:
-        if self._encoder is None:
-            self._encoder = self.encoder_factory()
-        return self._encoder
+    def encoder(self, num_jitters: int) -> Any:
+        """The face encoder at ``num_jitters`` re-samplings (made once, on first use)."""
+        if num_jitters not in self._encoders:
+            self._encoders[num_jitters] = self.encoder_factory(num_jitters)
+        return self._encoders[num_jitters]
 
 
 def state(request: Request) -> State:
     return request.app.state.facepipe
 
 
-def _default_encoder(config: Config):  # type: ignore[no-untyped-def]
-    def make():  # type: ignore[no-untyped-def]
-        from pipeline.recognition.encoder import DlibEncoder
+def _dlib_encoder(num_jitters: int):  # type: ignore[no-untyped-def]
+    from pipeline.recognition.encoder import DlibEncoder
 
-        return DlibEncoder(num_jitters=config.recognition.enroll_jitters)
-
-    return make
+    return DlibEncoder(num_jitters=num_jitters)
 
 
 def _default_bus(config: Config) -> Bus | None:
@@ -93,7 +91,8 @@ def create_app(
 ) -> FastAPI:
     """The API over ``store`` (default: the configured one) and ``bus`` (default: the
     configured Redis, or none: streams then come from the store only, health says so).
-    ``encoder_factory`` makes the face encoder of uploads (default: dlib's, as enrolment)."""
+    ``encoder_factory(num_jitters)`` makes the face encoder of uploads (default: dlib's,
+    as enrolment and the recognize stage use)."""
     from pipeline.api.routers import events, health, people, search, streams, unknowns
 
     store = store or EventStore(config.store_url)
@@ -124,7 +123,7 @@ def create_app(
         store=store,
         bus=bus,
         index=SearchIndex(store),
-        encoder_factory=encoder_factory or _default_encoder(config),
+        encoder_factory=encoder_factory or _dlib_encoder,
     )
     for module in (events, people, unknowns, search, streams, health):
         app.include_router(module.router, prefix="/api", dependencies=[Depends(authorized)])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,7 +15,6 @@ from pipeline.names import BadName, check_person, check_stream
 from pipeline.record import iso_utc
 
 EventId = Annotated[int, PathParam(ge=1, le=2**31 - 1, description="an event's id")]
-ENCODE_LOCK = threading.Lock()  # one face encoding at a time (dlib's models are shared)
 
 
 def person_name(name: str, allow_unknown: bool = False) -> str:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+import threading
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from pipeline.images import ImageError, read_image
 from pipeline.record import Face
 
 MAX_FILES = 20  # photos per request
+ENCODE_LOCK = threading.Lock()  # one encoding at a time (the encoder's dlib models)
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -25,8 +27,12 @@ def upload_name(upload: UploadFile, i: int) -> str:
     return name or f"photo-{i + 1}"
 
 
-def encode_uploads(st: State, uploads: list[UploadFile]) -> list[tuple[str, np.ndarray, Face]]:
-    """``(name, encoding, face)`` of each uploaded photo, which must show exactly one face.
+def encode_uploads(
+    st: State, uploads: list[UploadFile], num_jitters: int
+) -> list[tuple[str, np.ndarray, Face]]:
+    """``(name, encoding, face)`` of each uploaded photo, which must show exactly one face
+    (encoded with ``num_jitters`` re-samplings: enrolment's for photos of the gallery,
+    the recognize stage's for a search, like the tracks it is compared with).
 
     413 for a photo over ``limits.max_image_pixels``; 422 for no image, an unreadable
     one, no face or several faces (the message names the upload)."""
@@ -51,10 +57,11 @@ def encode_uploads(st: State, uploads: list[UploadFile]) -> list[tuple[str, np.n
                 face = find_one_face(image, name)
             except EnrollError as exc:
                 raise ApiError(422, str(exc)) from None
-            out.append((name, _encode(st, image, face), face))
+            out.append((name, _encode(st, image, face, num_jitters), face))
     return out
 
 
-def _encode(st: State, image: np.ndarray, face: Face) -> np.ndarray:
-    encoder: Any = st.encoder()
-    return np.asarray(encoder.encode(image, [face])[0], dtype=np.float64)
+def _encode(st: State, image: np.ndarray, face: Face, num_jitters: int) -> np.ndarray:
+    encoder: Any = st.encoder(num_jitters)
+    with ENCODE_LOCK:
+        return np.asarray(encoder.encode(image, [face])[0], dtype=np.float64)

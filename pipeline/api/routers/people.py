@@ -55,7 +55,7 @@ def enroll(
     """Enrol NAME from uploaded photos (each showing exactly one face), as `facepipe
     enroll` does; past events move to NAME only when clearly NAME."""
     name = person_name(name)
-    encoded = encode_uploads(st, photos)
+    encoded = encode_uploads(st, photos, st.config.recognition.enroll_jitters)
     n = st.store.enroll(name, [v for _, v, _ in encoded], [f"upload:{f}" for f, _, _ in encoded])
     changes = st.identities().after_enrolment(name)
     return correction(f"enrolled {name}: {n} photo(s)", changes)

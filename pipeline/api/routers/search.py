@@ -8,7 +8,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Query, UploadFile
 
 from pipeline.api.app import State, state
-from pipeline.api.common import ENCODE_LOCK
 from pipeline.api.models import Error, Event, SearchHit, SearchResult
 from pipeline.api.uploads import encode_uploads
 
@@ -31,8 +30,8 @@ def search(
 ) -> SearchResult:
     """Events whose track (the quality-weighted mean of its encodings) lies within
     ``max_distance`` of the photo's face, nearest first."""
-    with ENCODE_LOCK:
-        ((_, vector, face),) = encode_uploads(st, [photo])
+    jitters = st.config.recognition.num_jitters  # as the tracks' samples were encoded
+    ((_, vector, face),) = encode_uploads(st, [photo], jitters)
     threshold = max_distance if max_distance is not None else st.config.recognition.threshold
     st.index.refresh()
     hits, seconds = st.index.nearest(vector, threshold, limit + 50)  # some may be gone
