@@ -70,6 +70,7 @@ class SearchIndex:
     def _rebuild(self, version: tuple[int, int, int]) -> None:
         self.uids, self._row = [], {}
         self._sums, self._weights = np.zeros((0, DIM)), np.zeros(0)
+        self._means, self._norms = np.zeros((0, DIM), np.float32), np.zeros(0, np.float32)
         self._add(self.store.identity_encodings())
         self._version = version
         self.rebuilds += 1
