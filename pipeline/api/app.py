@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipeline.api.models import Error
 from pipeline.api.search import SearchIndex
@@ -75,6 +76,41 @@ def _default_bus(config: Config) -> Bus | None:
     return Bus(connect(config.redis.url), config.redis.prefix, config.redis.session_ttl_s)
 
 
+class BodyLimit:
+    """Refuse request bodies over ``max_bytes`` with a JSON 413: by the Content-Length
+    header before anything is read, and while a body without one is being read (the
+    route's body parsing then fails with the 413, through the app's error handler)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _detail(self) -> str:
+        return f"request body larger than {self.max_bytes:,} bytes (api.max_upload_bytes)"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                response = JSONResponse({"detail": self._detail()}, status_code=413)
+                await response(scope, receive, send)
+                return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise StarletteHTTPException(413, self._detail())
+            return message
+
+        await self.app(scope, counted, send)
+
+
 def _validation_message(exc: RequestValidationError) -> str:
     parts = []
     for err in exc.errors():
@@ -116,7 +152,6 @@ def create_app(
         description="Person events of the facepipe pipeline: query, correct, search by face. "
         'Errors are JSON {"detail": message}. See docs/api.md.',
         responses={401: {"model": Error}, 422: {"model": Error}},
-        max_body_size=config.api.max_upload_bytes,  # 413 beyond, before reading it all
     )
     app.state.facepipe = State(
         config=config,
@@ -148,4 +183,5 @@ def create_app(
         log.exception("%s %s failed", request.method, request.url.path)
         return JSONResponse({"detail": f"internal error ({type(exc).__name__})"}, status_code=500)
 
+    app.add_middleware(BodyLimit, max_bytes=config.api.max_upload_bytes)
     return app

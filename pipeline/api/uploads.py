@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import re
-import threading
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 

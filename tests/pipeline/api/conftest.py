@@ -140,3 +140,9 @@ def make_client(w: World, **api: object):  # type: ignore[no-untyped-def]
 @pytest.fixture()
 def client(world: World):  # type: ignore[no-untyped-def]
     return make_client(world)
+
+
+@pytest.fixture()
+def client_for():  # type: ignore[no-untyped-def]
+    """``client_for(world, **api settings)``: a test client of an app over ``world``."""
+    return make_client
