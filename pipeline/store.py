@@ -903,18 +903,20 @@ class EventStore:
         with self.engine.connect() as conn:
             return {r.stream: dict(r._mapping) for r in conn.execute(q)}
 
-    def identity_samples_version(self) -> tuple[int, int, int]:
-        """(identity samples with an encoding, their largest id, track aliases): changes
-        whenever a track's encodings do (new samples, deletions, merges); cheap to poll."""
+    def samples_version(self) -> tuple[int, int, int]:
+        """(samples, their largest id, track aliases): changes whenever a track's samples
+        do (new samples, deletions, merges). Cheap: an index count, a primary-key max."""
         with self.engine.connect() as conn:
-            top_id = sa.func.coalesce(sa.func.max(samples.c.id), 0)
-            n, top = conn.execute(
-                sa.select(sa.func.count(samples.c.id), top_id).where(
-                    samples.c.kind == "identity", samples.c.encoding.is_not(None)
-                )
-            ).one()
+            n = conn.execute(sa.select(sa.func.count()).select_from(samples)).scalar()
+            top = conn.execute(sa.select(sa.func.coalesce(sa.func.max(samples.c.id), 0))).scalar()
             aliases = conn.execute(sa.select(sa.func.count()).select_from(track_aliases)).scalar()
-        return int(n), int(top), int(aliases or 0)
+        return int(n or 0), int(top or 0), int(aliases or 0)
+
+    def samples_after(self, after_id: int) -> int:
+        """How many samples have an id above ``after_id`` (a primary-key range)."""
+        with self.engine.connect() as conn:
+            q = sa.select(sa.func.count()).select_from(samples).where(samples.c.id > after_id)
+            return int(conn.execute(q).scalar() or 0)
 
     def identity_encodings(
         self, after_id: int = 0, track_uids: Iterable[str] | None = None

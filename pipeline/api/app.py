@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -111,6 +112,13 @@ class BodyLimit:
         await self.app(scope, counted, send)
 
 
+def _warm(index: SearchIndex) -> None:
+    try:
+        index.refresh(force=True)
+    except Exception:  # the first search tries again and reports
+        log.exception("building the search index failed")
+
+
 def _validation_message(exc: RequestValidationError) -> str:
     parts = []
     for err in exc.errors():
@@ -124,11 +132,14 @@ def create_app(
     store: EventStore | None = None,
     bus: Bus | None = None,
     encoder_factory: Any = None,
+    warm_index: bool = False,
 ) -> FastAPI:
     """The API over ``store`` (default: the configured one) and ``bus`` (default: the
     configured Redis, or none: streams then come from the store only, health says so).
     ``encoder_factory(num_jitters)`` makes the face encoder of uploads (default: dlib's,
-    as enrolment and the recognize stage use)."""
+    as enrolment and the recognize stage use). ``warm_index`` builds the search index in
+    a background thread now rather than at the first search (it reads every stored
+    encoding: seconds to minutes on a large store, docs/api.md)."""
     from pipeline.api.routers import events, health, people, search, streams, unknowns
 
     store = store or EventStore(config.store_url)
@@ -160,6 +171,9 @@ def create_app(
         index=SearchIndex(store),
         encoder_factory=encoder_factory or _dlib_encoder,
     )
+    if warm_index:
+        index = app.state.facepipe.index
+        threading.Thread(target=_warm, args=(index,), name="search-index", daemon=True).start()
     for module in (events, people, unknowns, search, streams, health):
         app.include_router(module.router, prefix="/api", dependencies=[Depends(authorized)])
 

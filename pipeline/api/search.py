@@ -4,10 +4,12 @@ Each track is represented as the sink and the identity code represent it: the
 quality-weighted mean of its identity samples' encodings (weights ``max(quality, 0.05)``,
 as :meth:`pipeline.identities.Identities.track_encoding`). The index holds one row per
 track and follows the store: before a query it polls
-:meth:`~pipeline.store.EventStore.identity_samples_version`; new samples are folded in
-incrementally (only their tracks' rows change), anything else (a deletion, a merge of
-tracks) rebuilds it. A query is one matrix-vector product (squared distances from
-cached norms). ``scripts/bench_search.py`` measures it (docs/api.md).
+:meth:`~pipeline.store.EventStore.samples_version` (at most every ``poll_s`` seconds);
+new samples are folded in incrementally (only their tracks' rows change), anything else
+(a deletion, a merge of tracks) rebuilds it. Hits are looked up in the events table
+afterwards, so an event erased since the last poll is never returned. A query is one
+matrix-vector product (squared distances from cached norms).
+``scripts/bench_search.py`` measures it (docs/api.md).
 """
 
 from __future__ import annotations
@@ -37,9 +39,11 @@ def parse_encodings(texts: Sequence[str]) -> np.ndarray:
 class SearchIndex:
     """Track encodings of one store, for nearest-neighbour queries."""
 
-    def __init__(self, store: EventStore) -> None:
+    def __init__(self, store: EventStore, poll_s: float = 1.0) -> None:
         self.store = store
+        self.poll_s = poll_s
         self._lock = threading.Lock()
+        self._checked = 0.0  # time.monotonic() of the last look at the store
         self._version: tuple[int, int, int] | None = None
         self.uids: list[str] = []
         self._row: dict[str, int] = {}
@@ -52,17 +56,22 @@ class SearchIndex:
     def __len__(self) -> int:
         return len(self.uids)
 
-    def refresh(self) -> None:
-        """Bring the index up to the store's samples (cheap when nothing changed)."""
+    def refresh(self, force: bool = False) -> None:
+        """Bring the index up to the store's samples. The store is asked at most every
+        ``poll_s`` seconds (unless ``force``); nothing is read when nothing changed."""
         with self._lock:
-            version = self.store.identity_samples_version()
+            now = time.monotonic()
+            if not force and self._version is not None and now - self._checked < self.poll_s:
+                return
+            self._checked = now
+            version = self.store.samples_version()
             old = self._version
             if version == old:
                 return
             if old is not None and version[2] == old[2] and version[1] >= old[1]:
-                rows = self.store.identity_encodings(after_id=old[1])
-                if len(rows) == version[0] - old[0]:  # only additions since
-                    self._add(rows)
+                # only additions since (no sample went, no track was merged)?
+                if version[0] - old[0] == self.store.samples_after(old[1]):
+                    self._add(self.store.identity_encodings(after_id=old[1]))
                     self._version = version
                     return
             self._rebuild(version)

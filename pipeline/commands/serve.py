@@ -64,7 +64,7 @@ def serve(ctx: Context, host: str | None, port: int | None) -> None:
             err=True,
         )
     try:
-        app = create_app(cfg)
+        app = create_app(cfg, warm_index=True)
     except Exception as exc:
         raise click.ClickException(redact_url(f"cannot open the event store: {exc}")) from None
     try:

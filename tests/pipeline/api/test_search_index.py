@@ -50,7 +50,7 @@ def test_nearest_follows_new_samples_deletions_and_merges(store):
     for t in range(6):
         for k in range(3):
             add(store, t + 1, 10 * t + k, faces[t] + rng.normal(size=128) * 0.01, 0.1 + 0.2 * k)
-    index = SearchIndex(store)
+    index = SearchIndex(store, poll_s=0)
     index.refresh()
     assert len(index) == 6 and index.rebuilds == 1
     q = faces[2] + rng.normal(size=128) * 0.02
