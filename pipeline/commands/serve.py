@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import errno
+import signal
 import socket
+import sys
 
 import click
 
@@ -74,7 +76,13 @@ def serve(ctx: Context, host: str | None, port: int | None) -> None:
     port = sock.getsockname()[1]
     click.echo(f"API on {api_url(host, port)}/api (docs: {api_url(host, port)}/docs)", err=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-    server.run(sockets=[sock])
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then raises the signal again with
+    # the handlers it found: exit 0 for SIGTERM, 130 for Ctrl-C (as `facepipe run`)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        sys.exit(130)
 
 
 COMMANDS = [serve]
