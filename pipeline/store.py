@@ -912,17 +912,43 @@ class EventStore:
             aliases = conn.execute(sa.select(sa.func.count()).select_from(track_aliases)).scalar()
         return int(n or 0), int(top or 0), int(aliases or 0)
 
-    def samples_after(self, after_id: int) -> int:
-        """How many samples have an id above ``after_id`` (a primary-key range)."""
+    def aliases(self) -> dict[str, str]:
+        """``{merged track uid: the uid it continues as}`` (re-identification merges)."""
         with self.engine.connect() as conn:
-            q = sa.select(sa.func.count()).select_from(samples).where(samples.c.id > after_id)
+            q = sa.select(track_aliases.c.from_uid, track_aliases.c.into_uid)
+            return {r.from_uid: r.into_uid for r in conn.execute(q)}
+
+    def sampled_tracks(self) -> set[str]:
+        """Track uids that have samples (read from the samples' track index)."""
+        with self.engine.connect() as conn:
+            return set(conn.execute(sa.select(samples.c.track_uid).distinct()).scalars())
+
+    def sample_key(self, sample_id: int) -> tuple[str, int, float] | None:
+        """(kind, seq, ts) of a sample, or None: tells a row from a later one that got
+        its id (SQLite reuses the ids of the newest rows once they are deleted)."""
+        with self.engine.connect() as conn:
+            q = sa.select(samples.c.kind, samples.c.seq, samples.c.ts).where(
+                samples.c.id == sample_id
+            )
+            row = conn.execute(q).first()
+        return None if row is None else (row.kind, int(row.seq), float(row.ts))
+
+    def samples_after(self, after_id: int, upto: int | None = None) -> int:
+        """How many samples have an id above ``after_id`` (and at most ``upto``)."""
+        q = sa.select(sa.func.count()).select_from(samples).where(samples.c.id > after_id)
+        if upto is not None:
+            q = q.where(samples.c.id <= upto)
+        with self.engine.connect() as conn:
             return int(conn.execute(q).scalar() or 0)
 
     def identity_encodings(
-        self, after_id: int = 0, track_uids: Iterable[str] | None = None
+        self,
+        after_id: int = 0,
+        track_uids: Iterable[str] | None = None,
+        upto: int | None = None,
     ) -> list[sa.Row]:
         """Identity samples with an encoding (rows: id, track_uid, encoding JSON, quality),
-        by id; those after ``after_id``, or of the given tracks."""
+        by id; those after ``after_id`` (up to id ``upto``), or of the given tracks."""
         q = (
             sa.select(samples.c.id, samples.c.track_uid, samples.c.encoding, samples.c.quality)
             .where(samples.c.kind == "identity", samples.c.encoding.is_not(None))
@@ -930,6 +956,8 @@ class EventStore:
         )
         if after_id:
             q = q.where(samples.c.id > after_id)
+        if upto is not None:
+            q = q.where(samples.c.id <= upto)
         with self.engine.connect() as conn:
             if track_uids is None:
                 return list(conn.execute(q))

@@ -6,7 +6,8 @@ tracks, each one event and S identity samples (128-d encodings around one of P
 "people", the sink's JSON encoding), through the store's own tables; then measures:
 
 * the cold index build (read every identity sample, weighted means per track),
-* an incremental refresh after new samples of 100 tracks (the common case),
+* an incremental refresh after new samples of 100 tracks (the common case), after
+  merges of tracks and after an erase,
 * a refresh when nothing changed (the poll before each query),
 * the query itself: M random photos' encodings against every track (p50/p95),
 * the query plus fetching the hits' events (what /api/search does after encoding).
@@ -126,6 +127,20 @@ def main(argv: list[str] | None = None) -> int:
     incr_s = time.perf_counter() - t
     assert index.rebuilds == 1, "an addition should not rebuild the index"
 
+    # re-identification merges of 10 tracks into others, then an erase of 10 tracks
+    for t in range(1000, 1010):
+        store.merge_tracks(f"cam{t % 8}/s/{t}", f"cam{(t + 8) % 8}/s/{t + 8}")
+    t = time.perf_counter()
+    index.refresh(force=True)
+    merge_s = time.perf_counter() - t
+    with store.engine.begin() as conn:
+        store.delete_events(conn, [f"cam{t % 8}/s/{t}" for t in range(2000, 2010)])
+    t = time.perf_counter()
+    index.refresh(force=True)
+    erase_s = time.perf_counter() - t
+    assert index.rebuilds == 1, "merges and erasures should not rebuild the index"
+    assert len(index) == args.tracks - 20
+
     encode = ""
     if args.encode:
         from pipeline.recognition.encoder import DlibEncoder
@@ -154,6 +169,10 @@ SQLite store of {size_mb:,.0f} MB filled in {fill_s:.0f} s; index of {len(index)
 {build_s:.1f} s |
 | refresh, nothing changed (at most once a second, before a query) | {ms(polls)} |
 | refresh after new samples of 100 tracks (incremental) | {incr_s * 1000:.1f} ms |
+| refresh after 10 tracks were merged into others (re-identification) | \
+{merge_s * 1000:.1f} ms |
+| refresh after 10 tracks were erased (reads the samples' track index) | \
+{erase_s * 1000:.1f} ms |
 | query: distances to every track, top 20 within 0.6 | {ms(query_s)} |
 | query + fetch the hits' events | {ms(fetch_s)} |
 {encode}

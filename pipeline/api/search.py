@@ -4,10 +4,10 @@ Each track is represented as the sink and the identity code represent it: the
 quality-weighted mean of its identity samples' encodings (weights ``max(quality, 0.05)``,
 as :meth:`pipeline.identities.Identities.track_encoding`). The index holds one row per
 track and follows the store: before a query it polls
-:meth:`~pipeline.store.EventStore.samples_version` (at most every ``poll_s`` seconds);
-new samples are folded in incrementally (only their tracks' rows change), anything else
-(a deletion, a merge of tracks) rebuilds it. Hits are looked up in the events table
-afterwards, so an event erased since the last poll is never returned. A query is one
+:meth:`~pipeline.store.EventStore.samples_version` (at most every ``poll_s`` seconds)
+and applies what changed (:meth:`SearchIndex.refresh`): new samples, merges of tracks,
+deletions, without re-reading the stored encodings. Hits are looked up in the events
+table afterwards, so an event erased since the last poll is never returned. A query is one
 matrix-vector product (squared distances from cached norms).
 ``scripts/bench_search.py`` measures it (docs/api.md).
 """
@@ -51,14 +51,22 @@ class SearchIndex:
         self._weights = np.zeros(0)
         self._means = np.zeros((0, DIM), dtype=np.float32)
         self._norms = np.zeros(0, dtype=np.float32)
+        self._aliases: dict[str, str] = {}
+        self._top: tuple[str, int, float] | None = None  # key of the newest sample seen
         self.rebuilds = 0  # full rebuilds so far (tests and the benchmark look)
 
     def __len__(self) -> int:
-        return len(self.uids)
+        return len(self._row)
 
     def refresh(self, force: bool = False) -> None:
         """Bring the index up to the store's samples. The store is asked at most every
-        ``poll_s`` seconds (unless ``force``); nothing is read when nothing changed."""
+        ``poll_s`` seconds (unless ``force``); nothing is read when nothing changed.
+
+        Changes are applied incrementally: new samples by primary-key range; merges of
+        tracks (new aliases) move the merged track's sums onto the survivor's row;
+        deletions (erase, retention) are found from the samples' track index and their
+        rows dropped. The encodings are read again only when the newest sample seen
+        last time was deleted (its id may have been reused since)."""
         with self._lock:
             now = time.monotonic()
             if not force and self._version is not None and now - self._checked < self.poll_s:
@@ -68,21 +76,73 @@ class SearchIndex:
             old = self._version
             if version == old:
                 return
-            if old is not None and version[2] == old[2] and version[1] >= old[1]:
-                # only additions since (no sample went, no track was merged)?
-                if version[0] - old[0] == self.store.samples_after(old[1]):
-                    self._add(self.store.identity_encodings(after_id=old[1]))
-                    self._version = version
-                    return
-            self._rebuild(version)
+            # SQLite reuses the ids of the newest rows once they are deleted: then "after
+            # the last id seen" is no longer "new", and the index is read again
+            if old is None or self.store.sample_key(old[1]) != self._top:
+                self._rebuild(version)
+                return
+            added = self.store.samples_after(old[1], upto=version[1])
+            if version[2] != old[2]:
+                self._merge(self.store.aliases())
+            if version[0] - old[0] != added:  # some samples went
+                self._drop(self.store.sampled_tracks())
+            self._add(self.store.identity_encodings(after_id=old[1], upto=version[1]))
+            self._version, self._top = version, self.store.sample_key(version[1])
 
     def _rebuild(self, version: tuple[int, int, int]) -> None:
         self.uids, self._row = [], {}
         self._sums, self._weights = np.zeros((0, DIM)), np.zeros(0)
         self._means, self._norms = np.zeros((0, DIM), np.float32), np.zeros(0, np.float32)
-        self._add(self.store.identity_encodings())
-        self._version = version
+        self._aliases = self.store.aliases()
+        self._add(self.store.identity_encodings(upto=version[1]))  # later ones: next time
+        self._version, self._top = version, self.store.sample_key(version[1])
         self.rebuilds += 1
+
+    def _merge(self, aliases: dict[str, str]) -> None:
+        """Tracks merged since: their samples now belong to the surviving track."""
+        for from_uid, into_uid in aliases.items():
+            if self._aliases.get(from_uid) == into_uid:
+                continue
+            i = self._row.get(from_uid)
+            if i is not None:
+                self._ensure(into_uid)
+                j = self._row[into_uid]
+                self._sums[j] += self._sums[i]
+                self._weights[j] += self._weights[i]
+                self._update([j])
+                self._clear(from_uid)
+        self._aliases = aliases
+
+    def _drop(self, sampled: set[str]) -> None:
+        """Tracks whose samples were deleted leave the index."""
+        for uid in [u for u in self._row if u not in sampled]:
+            self._clear(uid)
+
+    def _clear(self, uid: str) -> None:
+        i = self._row.pop(uid)
+        self.uids[i] = ""
+        self._sums[i] = 0.0
+        self._weights[i] = 0.0
+        self._means[i] = 0.0
+        self._norms[i] = np.inf  # never within any distance
+
+    def _ensure(self, uid: str) -> None:
+        if uid in self._row:
+            return
+        self._row[uid] = len(self.uids)
+        self.uids.append(uid)
+        self._sums = np.vstack([self._sums, np.zeros((1, DIM))])
+        self._weights = np.concatenate([self._weights, np.zeros(1)])
+        self._means = np.vstack([self._means, np.zeros((1, DIM), dtype=np.float32)])
+        self._norms = np.concatenate([self._norms, np.zeros(1, dtype=np.float32)])
+
+    def _update(self, rows: Sequence[int]) -> None:
+        idx = np.asarray(rows)
+        means = (self._sums[idx] / np.maximum(self._weights[idx], 1e-12)[:, None]).astype(
+            np.float32
+        )
+        self._means[idx] = means
+        self._norms[idx] = np.einsum("ij,ij->i", means, means)
 
     def _add(self, rows: Sequence) -> None:  # type: ignore[type-arg]
         if not rows:
@@ -99,14 +159,11 @@ class SearchIndex:
         idx = np.array([self._row[r.track_uid] for r in rows])
         np.add.at(self._sums, idx, vecs * weights[:, None])
         np.add.at(self._weights, idx, weights)
-        touched = np.unique(idx)
-        means = (self._sums[touched] / self._weights[touched, None]).astype(np.float32)
         if len(self._means) < len(self.uids):
             grow = len(self.uids) - len(self._means)
             self._means = np.vstack([self._means, np.zeros((grow, DIM), dtype=np.float32)])
             self._norms = np.concatenate([self._norms, np.zeros(grow, dtype=np.float32)])
-        self._means[touched] = means
-        self._norms[touched] = np.einsum("ij,ij->i", means, means)
+        self._update(np.unique(idx))
 
     def nearest(
         self, vector: np.ndarray, max_distance: float, limit: int

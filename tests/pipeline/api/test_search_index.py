@@ -74,17 +74,52 @@ def test_nearest_follows_new_samples_deletions_and_merges(store):
     assert all(abs(d - want[u]) < 1e-4 for u, d in hits)
     assert hits[0] == ("cam/s/7", pytest.approx(0.0, abs=1e-5))
 
-    # a merge moves samples to another track: rebuilt
+    # a merge moves samples to another track: applied without re-reading encodings
     store.merge_tracks("cam/s/7", "cam/s/3")
     index.refresh()
-    assert index.rebuilds == 2 and "cam/s/7" not in index.uids
+    assert index.rebuilds == 1 and "cam/s/7" not in index.uids and len(index) == 6
     want = brute(store, q)
-    assert index.nearest(q, 2.0, 1)[0][0][1] == pytest.approx(min(want.values()), abs=1e-4)
+    hits, _ = index.nearest(q, 2.0, 10)
+    assert [u for u, _ in hits] == sorted(want, key=want.get)
+    assert all(abs(d - want[u]) < 1e-4 for u, d in hits)
 
-    # a deletion (an erase): rebuilt, the track is gone
+    # a deletion (an erase): the track leaves the index, the others stay as they were
     with store.engine.begin() as conn:
-        store.delete_events(conn, ["cam/s/1"])
+        store.delete_events(conn, ["cam/s/2"])
+    add(store, 8, 200, faces[4], 0.5)  # and a new track in the same poll
     index.refresh()
-    assert index.rebuilds == 3 and "cam/s/1" not in index.uids and len(index) == 5
+    assert index.rebuilds == 1 and "cam/s/2" not in index.uids and len(index) == 6
+    want = brute(store, q)
+    hits, _ = index.nearest(q, 2.0, 10)
+    assert [u for u, _ in hits] == sorted(want, key=want.get)
+    assert all(abs(d - want[u]) < 1e-4 for u, d in hits)
+    # the same, built from scratch
+    fresh = SearchIndex(store, poll_s=0)
+    fresh.refresh()
+    again = fresh.nearest(q, 2.0, 10)[0]
+    assert [u for u, _ in again] == [u for u, _ in hits]
+    assert [d for _, d in again] == pytest.approx([d for _, d in hits], abs=1e-5)
     index.refresh()
-    assert index.rebuilds == 3  # nothing changed: nothing done
+    assert index.rebuilds == 1  # nothing changed: nothing done
+
+    # the newest samples deleted (SQLite may reuse their ids): read again, still right
+    with store.engine.begin() as conn:
+        store.delete_events(conn, ["cam/s/8"])
+    for k in range(3):
+        add(store, 9, 300 + k, faces[5], 0.5)
+    index.refresh()
+    assert index.rebuilds == 2 and "cam/s/8" not in index.uids and "cam/s/9" in index.uids
+    want = brute(store, q)
+    hits, _ = index.nearest(q, 2.0, 10)
+    assert [u for u, _ in hits] == sorted(want, key=want.get)
+
+
+def test_polls_the_store_at_most_every_poll_s(store):
+    add(store, 1, 0, np.zeros(128), 0.5)
+    index = SearchIndex(store, poll_s=60)
+    index.refresh()
+    add(store, 2, 1, np.ones(128) * 0.01, 0.5)
+    index.refresh()
+    assert len(index) == 1  # not asked again within a minute
+    index.refresh(force=True)
+    assert len(index) == 2
