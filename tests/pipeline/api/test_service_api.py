@@ -52,6 +52,8 @@ def test_health_without_redis_and_with_redis_down(sqlite_world, tmp_path):
     assert r.status_code == 503 and r.json()["status"] == "down"
     assert not r.json()["redis"]["ok"] and "pw" not in r.text
     assert down.get("/api/events").status_code == 200  # the store still answers
+    r = down.get("/api/streams")
+    assert r.status_code == 503 and r.json() == {"detail": "Redis is unavailable"}
 
 
 TOKEN = "s3cret-token-0123456789"
@@ -115,3 +117,17 @@ def test_api_config_defaults():
         "127.0.0.1", 8108, None, 10 * 1024 * 1024
     )  # fmt: skip
     assert load_config(None, environ={"FACEPIPE__API__TOKEN": TOKEN}).api.token == TOKEN
+
+
+def test_a_store_that_does_not_answer_is_503(sqlite_world, tmp_path):
+    import sqlalchemy as sa
+
+    from pipeline.store import EventStore
+
+    store = EventStore(f"sqlite:///{tmp_path / 'gone.db'}")
+    store.engine = sa.create_engine(f"sqlite:///{tmp_path}/no/such/dir/x.db")
+    c = TestClient(create_app(sqlite_world.config, store=store, bus=sqlite_world.rt.bus))
+    r = c.get("/api/events")
+    assert r.status_code == 503 and r.json() == {"detail": "the event store is unavailable"}
+    r = c.get("/api/health")
+    assert r.status_code == 503 and r.json()["status"] == "down" and not r.json()["store"]["ok"]
