@@ -14,9 +14,11 @@ from pipeline.record import Face, FrameRecord
 from pipeline.store import EventStore
 
 
-@pytest.fixture()
-def store(tmp_path):
-    return EventStore(f"sqlite:///{tmp_path / 'e.db'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        return EventStore(f"sqlite:///{tmp_path / 'e.db'}")
+    return EventStore(request.getfixturevalue("pg_url"))
 
 
 def add(store: EventStore, track: int, seq: int, enc: np.ndarray, quality: float) -> None:
