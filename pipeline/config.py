@@ -448,6 +448,27 @@ class NotifyConfig(Section):
     def enabled(self) -> bool:
         return self.mqtt.enabled or bool(self.webhooks)
 
+class ApiConfig(Section):
+    host: str = Field(
+        "127.0.0.1",
+        description="address `facepipe serve` listens on; 127.0.0.1: this machine only "
+        "(0.0.0.0: every interface; set a token then)",
+    )
+    port: int = Field(8108, ge=1, le=65535, description="HTTP API port of `facepipe serve`")
+    token: str | None = Field(
+        None,
+        min_length=16,
+        max_length=512,
+        pattern=r"^[A-Za-z0-9._~+/=-]+$",
+        description="bearer token every API request must carry (Authorization: Bearer "
+        "TOKEN); null: no authentication (keep host 127.0.0.1 then)",
+    )
+    max_upload_bytes: int = Field(
+        10 * 1024 * 1024,
+        ge=1024,
+        description="largest request body (photo uploads) accepted; larger ones get 413",
+    )
+
 
 class Config(Section):
     redis: RedisConfig = Field(default_factory=RedisConfig)
@@ -513,6 +534,7 @@ class Config(Section):
                 update={"every_n_frames": cam.every_n_frames}
             )
         return self.model_copy(update=update) if update else self
+    api: ApiConfig = Field(default_factory=ApiConfig)
 
     # ----- derived locations -------------------------------------------------
     @property
