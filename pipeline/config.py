@@ -40,6 +40,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     SerializeAsAny,
     ValidationError,
     ValidationInfo,
@@ -380,6 +381,107 @@ class WorkersConfig(Section):
     )
 
 
+class MqttConfig(Section):
+    enabled: bool = Field(False, description="publish events to an MQTT broker")
+    host: str = Field("127.0.0.1", description="broker host name or address")
+    port: int = Field(1883, ge=1, le=65535, description="broker port (8883 is usual with TLS)")
+    username: str | None = Field(None, description="broker user name; null: anonymous")
+    password: SecretStr | None = Field(None, description="broker password (never logged)")
+    topic_prefix: str = Field(
+        "facepipe",
+        pattern=r"^[^#+\x00]+$",
+        description="first level of every topic (no MQTT wildcards): PREFIX/events, ...",
+    )
+    tls: bool = Field(False, description="connect with TLS (the system's CA certificates)")
+    tls_ca_certs: str | None = Field(None, description="CA bundle file for tls (null: system's)")
+    qos: int = Field(1, ge=0, le=2, description="MQTT QoS of event messages")
+    client_id: str | None = Field(None, description="MQTT client id; null: facepipe-HOST-PID")
+    keepalive_s: int = Field(
+        30, ge=5, description="MQTT keep-alive; the broker's LWT fires after ~1.5x"
+    )
+    reconnect_max_s: float = Field(
+        30.0, ge=1, description="cap of the backoff between reconnect attempts (from 1 s)"
+    )
+
+
+class WebhookConfig(Section):
+    url: str = Field(..., pattern=r"^https?://", description="http(s) URL that gets a JSON POST")
+    events: list[Literal["new", "update", "end", "stream"]] = Field(
+        default_factory=lambda: ["new", "update", "end", "stream"],
+        min_length=1,
+        description="which notifications this URL gets",
+    )
+    timeout_s: float = Field(5.0, gt=0, le=300, description="per attempt (connect + response)")
+    retries: int = Field(3, ge=0, le=20, description="extra attempts after a failed one")
+    max_backoff_s: float = Field(
+        30.0, gt=0, description="cap of the wait between attempts (exponential from 0.5 s)"
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="extra HTTP headers (e.g. Authorization; never logged)"
+    )
+
+
+class NotifyConfig(Section):
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    webhooks: list[WebhookConfig] = Field(default_factory=list)
+    only_known: bool = Field(
+        False, description="send only about events of enrolled people (not unknowns)"
+    )
+    min_confidence: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="send about a named person only when the event's confidence (agreement "
+        "of its samples) is at least this; unknowns are not affected",
+    )
+    snapshot_url: str | None = Field(
+        None,
+        description="template of the snapshot link in payloads, with {id} (event id) and "
+        "{path} (snapshot path under the snapshots directory); null: no link",
+    )
+    queue_size: int = Field(
+        1000, ge=1, description="notifications waiting per backend; beyond, new ones are dropped"
+    )
+    max_delay_s: float = Field(
+        60.0, gt=0, description="a notification waiting longer than this (backend down) is dropped"
+    )
+
+    @field_validator("snapshot_url")
+    @classmethod
+    def _template(cls, value: str | None) -> str | None:
+        try:
+            if value is not None:
+                value.format(id=1, path="cam/session/1.jpg")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"only {{id}} and {{path}} may be filled in ({exc!r})") from None
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        return self.mqtt.enabled or bool(self.webhooks)
+
+class ApiConfig(Section):
+    host: str = Field(
+        "127.0.0.1",
+        description="address `facepipe serve` listens on; 127.0.0.1: this machine only "
+        "(0.0.0.0: every interface; set a token then)",
+    )
+    port: int = Field(8108, ge=1, le=65535, description="HTTP API port of `facepipe serve`")
+    token: str | None = Field(
+        None,
+        min_length=16,
+        max_length=512,
+        pattern=r"^[A-Za-z0-9._~+/=-]+$",
+        description="bearer token every API request must carry (Authorization: Bearer "
+        "TOKEN); null: no authentication (keep host 127.0.0.1 then)",
+    )
+    max_upload_bytes: int = Field(
+        10 * 1024 * 1024,
+        ge=1024,
+        description="largest request body (photo uploads) accepted; larger ones get 413",
+    )
+
+
 class Config(Section):
     redis: RedisConfig = Field(default_factory=RedisConfig)
     capture: CaptureConfig = Field(default_factory=CaptureConfig)
@@ -392,6 +494,7 @@ class Config(Section):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     workers: WorkersConfig = Field(default_factory=WorkersConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
     cameras: dict[str, CameraConfig] = Field(
         default_factory=dict,
         description="named cameras `facepipe run` runs when given no SOURCES; the name is "
@@ -443,6 +546,7 @@ class Config(Section):
                 update={"every_n_frames": cam.every_n_frames}
             )
         return self.model_copy(update=update) if update else self
+    api: ApiConfig = Field(default_factory=ApiConfig)
 
     # ----- derived locations -------------------------------------------------
     @property

@@ -90,6 +90,11 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
         "Seconds a live source (camera) was down, growing during an outage.",
         ("stream",),
     ),
+    "facepipe_notifications_total": (
+        "Notifications (MQTT, webhooks) by backend and outcome: sent, failed, unconfirmed, "
+        "dropped (queue full), expired (waited longer than notify.max_delay_s).",
+        ("backend", "outcome"),
+    ),
 }
 
 # gauges a process sets with a lifetime (Metrics.set_gauge): a series whose process died
@@ -197,6 +202,13 @@ class Metrics:
                 _name, labels, _ = f.split(SEP)
                 out[f] = (json.loads(labels), float(v))
         return out
+
+    def declare(self, name: str, labels: dict[str, str]) -> None:
+        """Make a counter's series exist (at 0 unless it counted already): for label
+        values ZERO_SERIES cannot know, e.g. the configured notification backends."""
+        if name not in COUNTERS:
+            raise KeyError(f"unknown counter {name}")
+        self.bus.conn.hincrbyfloat(self.counters_key, _field(name, labels), 0)
 
     def observe(self, name: str, labels: dict[str, str], value: float) -> None:
         if name not in HISTOGRAMS:

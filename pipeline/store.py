@@ -767,3 +767,207 @@ class EventStore:
                 ).one()
                 out += [int(row[0]), int(row[1])]
         return tuple(out)
+
+    # ----- queries of the HTTP API and `facepipe events` (filters, paging, stats) ----
+    def _event_filters(
+        self,
+        person: str | None = None,
+        stream: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        min_confidence: float | None = None,
+    ) -> list[Any]:
+        """WHERE clauses of the event filters: ``person`` is a name, ``unknown`` (every
+        unrecognised event) or an ``unknown-N``; an event is in [since, until] when it was
+        seen in that span (last seen >= since, first seen <= until)."""
+        out: list[Any] = []
+        if person == "unknown":
+            out.append(events.c.person.is_(None))
+        elif person is not None and person.startswith("unknown-"):
+            out.append(events.c.unknown_id == person)
+        elif person is not None:
+            out.append(events.c.person == person)
+        if stream is not None:
+            out.append(events.c.stream == stream)
+        if since is not None:
+            out.append(events.c.last_seen >= since)
+        if until is not None:
+            out.append(events.c.first_seen <= until)
+        if min_confidence is not None:
+            out.append(events.c.person_confidence >= min_confidence)
+        return out
+
+    def find_events(
+        self,
+        person: str | None = None,
+        stream: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        min_confidence: float | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        newest_first: bool = True,
+    ) -> list[dict[str, Any]]:
+        """Events matching the filters, newest first (by first seen, then id) unless
+        ``newest_first`` is false; ``limit``/``offset`` page through them."""
+        where = self._event_filters(person, stream, since, until, min_confidence)
+        order = (
+            (events.c.first_seen.desc(), events.c.id.desc())
+            if newest_first
+            else (events.c.first_seen, events.c.id)
+        )
+        q = sa.select(events).where(*where).order_by(*order)
+        if limit is not None:
+            q = q.limit(limit)
+        if offset:
+            q = q.offset(offset)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def count_events(
+        self,
+        person: str | None = None,
+        stream: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        min_confidence: float | None = None,
+    ) -> int:
+        where = self._event_filters(person, stream, since, until, min_confidence)
+        q = sa.select(sa.func.count()).select_from(events).where(*where)
+        with self.engine.connect() as conn:
+            return int(conn.execute(q).scalar() or 0)
+
+    def event_by_id(self, event_id: int) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(events).where(events.c.id == event_id)).first()
+        return None if row is None else dict(row._mapping)
+
+    def events_by_uid(self, track_uids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """``{track_uid: event row}`` of those uids that have an event."""
+        uids = sorted(set(track_uids))
+        out: dict[str, dict[str, Any]] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(uids), 500):
+                q = sa.select(events).where(events.c.track_uid.in_(uids[i : i + 500]))
+                out.update({r.track_uid: dict(r._mapping) for r in conn.execute(q)})
+        return out
+
+    def event_samples(self, track_uid: str) -> list[dict[str, Any]]:
+        """A track's samples in order, without their face encodings."""
+        cols = [c for c in samples.c if c.name != "encoding"]
+        q = sa.select(*cols).where(samples.c.track_uid == track_uid)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q.order_by(samples.c.seq, samples.c.id))]
+
+    def identity_exists(self, name: str) -> bool:
+        """True if ``name`` is ``unknown``, an enrolled person, a name some event holds,
+        or an ``unknown-N`` that exists (a cluster row or an event in it)."""
+        if name == "unknown":
+            return True
+        with self.engine.connect() as conn:
+            if name.startswith("unknown-"):
+                checks = [
+                    sa.select(unknowns.c.name).where(unknowns.c.name == name),
+                    sa.select(events.c.id).where(events.c.unknown_id == name).limit(1),
+                ]
+            else:
+                checks = [
+                    sa.select(people.c.name).where(people.c.name == name),
+                    sa.select(events.c.id).where(events.c.person == name).limit(1),
+                ]
+            return any(conn.execute(q).first() is not None for q in checks)
+
+    def person_stats(self) -> dict[str, dict[str, Any]]:
+        """``{person: {"events", "first_seen", "last_seen"}}`` over the named events."""
+        q = (
+            sa.select(
+                events.c.person,
+                sa.func.count().label("events"),
+                sa.func.min(events.c.first_seen).label("first_seen"),
+                sa.func.max(events.c.last_seen).label("last_seen"),
+            )
+            .where(events.c.person.is_not(None))
+            .group_by(events.c.person)
+        )
+        with self.engine.connect() as conn:
+            return {r.person: dict(r._mapping) for r in conn.execute(q)}
+
+    def stream_stats(self) -> dict[str, dict[str, Any]]:
+        """``{stream: {"events", "first_seen", "last_seen"}}`` over all events."""
+        q = sa.select(
+            events.c.stream,
+            sa.func.count().label("events"),
+            sa.func.min(events.c.first_seen).label("first_seen"),
+            sa.func.max(events.c.last_seen).label("last_seen"),
+        ).group_by(events.c.stream)
+        with self.engine.connect() as conn:
+            return {r.stream: dict(r._mapping) for r in conn.execute(q)}
+
+    def samples_version(self) -> tuple[int, int, int]:
+        """(samples, their largest id, track aliases): changes whenever a track's samples
+        do (new samples, deletions, merges). Cheap: an index count, a primary-key max."""
+        with self.engine.connect() as conn:
+            n = conn.execute(sa.select(sa.func.count()).select_from(samples)).scalar()
+            top = conn.execute(sa.select(sa.func.coalesce(sa.func.max(samples.c.id), 0))).scalar()
+            aliases = conn.execute(sa.select(sa.func.count()).select_from(track_aliases)).scalar()
+        return int(n or 0), int(top or 0), int(aliases or 0)
+
+    def aliases(self) -> dict[str, str]:
+        """``{merged track uid: the uid it continues as}`` (re-identification merges)."""
+        with self.engine.connect() as conn:
+            q = sa.select(track_aliases.c.from_uid, track_aliases.c.into_uid)
+            return {r.from_uid: r.into_uid for r in conn.execute(q)}
+
+    def sampled_tracks(self) -> set[str]:
+        """Track uids that have samples (read from the samples' track index)."""
+        with self.engine.connect() as conn:
+            return set(conn.execute(sa.select(samples.c.track_uid).distinct()).scalars())
+
+    def sample_key(self, sample_id: int) -> tuple[str, int, float] | None:
+        """(kind, seq, ts) of a sample, or None: tells a row from a later one that got
+        its id (SQLite reuses the ids of the newest rows once they are deleted)."""
+        with self.engine.connect() as conn:
+            q = sa.select(samples.c.kind, samples.c.seq, samples.c.ts).where(
+                samples.c.id == sample_id
+            )
+            row = conn.execute(q).first()
+        return None if row is None else (row.kind, int(row.seq), float(row.ts))
+
+    def samples_after(self, after_id: int, upto: int | None = None) -> int:
+        """How many samples have an id above ``after_id`` (and at most ``upto``)."""
+        q = sa.select(sa.func.count()).select_from(samples).where(samples.c.id > after_id)
+        if upto is not None:
+            q = q.where(samples.c.id <= upto)
+        with self.engine.connect() as conn:
+            return int(conn.execute(q).scalar() or 0)
+
+    def identity_encodings(
+        self,
+        after_id: int = 0,
+        track_uids: Iterable[str] | None = None,
+        upto: int | None = None,
+    ) -> list[sa.Row]:
+        """Identity samples with an encoding (rows: id, track_uid, encoding JSON, quality),
+        by id; those after ``after_id`` (up to id ``upto``), or of the given tracks."""
+        q = (
+            sa.select(samples.c.id, samples.c.track_uid, samples.c.encoding, samples.c.quality)
+            .where(samples.c.kind == "identity", samples.c.encoding.is_not(None))
+            .order_by(samples.c.id)
+        )
+        if after_id:
+            q = q.where(samples.c.id > after_id)
+        if upto is not None:
+            q = q.where(samples.c.id <= upto)
+        with self.engine.connect() as conn:
+            if track_uids is None:
+                return list(conn.execute(q))
+            uids = sorted(set(track_uids))
+            rows: list[sa.Row] = []
+            for i in range(0, len(uids), 500):
+                rows += conn.execute(q.where(samples.c.track_uid.in_(uids[i : i + 500]))).all()
+            return rows
+
+    def ping(self) -> None:
+        """Raise if the store cannot be reached."""
+        with self.engine.connect() as conn:
+            conn.execute(sa.select(1))

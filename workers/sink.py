@@ -31,6 +31,7 @@ import cv2
 from pipeline.attributes.base import crop_face
 from pipeline.identities import Identities
 from pipeline.names import check_stream
+from pipeline.notify import for_sink as notifier_for_sink
 from pipeline.record import FrameRecord, Merge, Observations, Samples, SinkMessage, track_uid
 from pipeline.runtime import Runtime
 from pipeline.store import EventStore, GalleryCache, delete_snapshot_files
@@ -49,6 +50,7 @@ class SinkStage(Stage):
         self.identities = Identities.from_config(self.store, rt.config)
         self.snapshots = rt.config.snapshots_path
         self._next_prune = 0.0  # time.monotonic() of the next retention pass
+        self.notifier = notifier_for_sink(rt, self.store)  # notify: section; off by default
 
     def process(self, message: SinkMessage) -> None:
         self.check_names(message)
@@ -61,6 +63,7 @@ class SinkStage(Stage):
                 self.merge(stream, session, from_id, into_id)
             case _:
                 raise ValueError(f"the sink does not take {type(message).__name__}")
+        self.notifier.after(message)  # what it changed, told once (never raises or blocks)
         self.maybe_prune()
 
     @staticmethod

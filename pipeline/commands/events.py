@@ -17,7 +17,7 @@ _REL = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-def parse_since(value: str, now: float | None = None) -> float:
+def parse_since(value: str, now: float | None = None, param_hint: str = "--since") -> float:
     """``1h``, ``30m``, ``2d``, ``90s``, ``1w`` ago, or an ISO-8601 time (local if naive)."""
     now = time.time() if now is None else now
     m = _REL.match(value.strip())
@@ -28,7 +28,7 @@ def parse_since(value: str, now: float | None = None) -> float:
     except ValueError:
         raise click.BadParameter(
             f"{value!r}: use a duration like 30m, 1h, 2d or an ISO time like 2026-11-25T14:00",
-            param_hint="--since",
+            param_hint=param_hint,
         ) from None
     return dt.timestamp() if dt.tzinfo else dt.astimezone().timestamp()
 
@@ -62,7 +62,8 @@ def event_json(ev: dict[str, Any]) -> dict[str, Any]:
 @click.option("--person", help="only this person ('unknown' for unrecognised people)")
 @click.option("--stream", help="only this stream")
 @click.option("--since", help="only events seen since: 30m, 1h, 2d, or an ISO time")
-@click.option("--limit", type=int, help="at most this many events")
+@click.option("--until", help="only events seen until: 30m, 1h, 2d (ago), or an ISO time")
+@click.option("--limit", type=click.IntRange(min=1), help="the newest N events")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
 @click.option(
     "--not",
@@ -74,12 +75,15 @@ def event_json(ev: dict[str, Any]) -> dict[str, Any]:
 )
 @pass_ctx
 def events(
-    ctx: Context, person: str | None, stream: str | None, since: str | None, limit: int | None,
-    as_json: bool, not_: tuple[str, str] | None,
+    ctx: Context, person: str | None, stream: str | None, since: str | None, until: str | None,
+    limit: int | None, as_json: bool, not_: tuple[str, str] | None,
 ) -> None:  # fmt: skip
-    """List person events (one per track): who, where, when, age, gender, snapshot.
+    """List person events (one per track), oldest first: who, where, when, age, gender,
+    snapshot. --limit N shows the newest N.
 
-    --person takes a name, 'unknown' (every unrecognised event) or an unknown-N.
+    --person takes a name, 'unknown' (every unrecognised event) or an unknown-N; a name
+    nobody has is an error. The "frames" column is the event's first and last frame
+    number within its capture session (for a video file: frames into the file).
     """
     from pipeline.store import EventStore
 
@@ -101,9 +105,16 @@ def events(
         now = ev["person"] or ev["unknown_id"] or "unknown"
         report(f"event {event_id} is not {name}: now {now}", changes, as_json)
         return
-    rows = store.events(
-        person=person, stream=stream, since=parse_since(since) if since else None, limit=limit
-    )
+    if person is not None and not store.identity_exists(person):
+        raise click.ClickException(
+            f"no person or unknown identity named {person!r} (see `facepipe people` and "
+            "`facepipe unknowns`)"
+        )
+    t_since = parse_since(since) if since else None
+    t_until = parse_since(until, param_hint="--until") if until else None
+    rows = store.find_events(
+        person=person, stream=stream, since=t_since, until=t_until, limit=limit
+    )[::-1]  # newest first from the store: the newest N, shown oldest first
     if as_json:
         for ev in rows:
             click.echo(json.dumps(event_json(ev)))
@@ -111,8 +122,14 @@ def events(
     if not rows:
         click.echo("no events")
         return
-    click.echo(f"{'id':>5} {'person':<22} {'stream':<14} {'first seen (local)':<19} "
-               f"{'dur s':>6} {'frames':>6} {'age':>7} {'gender':<8} snapshot")  # fmt: skip
+    click.echo(table(rows))
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """The event table: columns as wide as their widest value (names are never cut)."""
+    head = ("id", "person", "stream", "first seen (local)", "dur s", "frames", "count", "age",
+            "gender", "snapshot")  # fmt: skip
+    body = []
     for ev in rows:
         e = event_json(ev)
         first = datetime.fromtimestamp(ev["first_seen"]).strftime("%Y-%m-%d %H:%M:%S")
@@ -120,11 +137,24 @@ def events(
         who = (e["unknown_id"] or e["person"]) + (
             f" ({e['person_confidence']:.0%})" if e["person_confidence"] is not None else ""
         )
-        click.echo(
-            f"{e['id']:>5} {who:<22.22} {e['stream']:<14.14} {first:<19} "
-            f"{ev['last_seen'] - ev['first_seen']:>6.1f} {e['frames']:>6} {age:>7} "
-            f"{e['gender']:<8} {e['snapshot'] or '-'}"
+        span = (
+            "-"
+            if e["first_frame"] is None
+            else f"{e['first_frame']}-{e['last_frame'] if e['last_frame'] is not None else '?'}"
         )
+        body.append((str(e["id"]), who, e["stream"], first,
+                     f"{ev['last_seen'] - ev['first_seen']:.1f}", span, str(e["frames"]), age,
+                     e["gender"], e["snapshot"] or "-"))  # fmt: skip
+    widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
+    right = {0, 4, 5, 6, 7}  # numbers
+    lines = []
+    for r in [head, *body]:
+        cells = [
+            r[i].rjust(widths[i]) if i in right else r[i].ljust(widths[i])
+            for i in range(len(head) - 1)
+        ]
+        lines.append(" ".join([*cells, r[-1]]))
+    return "\n".join(lines)
 
 
 COMMANDS = [events]
