@@ -30,7 +30,9 @@ A live source that is down (a camera off, unreachable, or down already at start)
 reconnected by the source itself with backoff, forever (``pipeline/sources.py``); the
 capture keeps running and publishes the source's health every second:
 ``facepipe_source_up{stream}`` (1/0, a gauge that vanishes when the capture ends or dies),
-``facepipe_source_reconnects_total`` and ``facepipe_source_down_seconds_total``.
+``facepipe_source_reconnects_total`` and ``facepipe_source_down_seconds_total``; and
+each change of up/down goes to the configured notifications (``pipeline.notify``: MQTT
+``PREFIX/STREAM/available``, webhooks' ``stream`` messages).
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ from pipeline.record import FrameRecord
 from pipeline.retry import REDIS_DOWN, RedisHealth, Stopped
 from pipeline.runtime import Runtime
 from pipeline.shots import CutDetector
-from pipeline.sources import Source
+from pipeline.sources import Source, SourceStatus
 from pipeline.stages import STAGE_NAMES
 
 log = logging.getLogger(__name__)
@@ -194,13 +196,32 @@ class Capture:
         """Write the live source's up/down state and outage counters every second until
         ``done``, then remove the gauge (no capture, no series). Runs in a thread: while
         the camera is down the capture loop itself waits for a frame."""
+        from pipeline.notify import NullNotifier, for_capture
+
         metrics, labels = self.rt.metrics, {"stream": self.stream}
         ttl = 10 * self.SOURCE_PUBLISH_S  # a capture that died stops showing after this
         reconnects, down_s = 0, 0.0  # what the counters hold already
+        told: bool | None = None  # what the notifications said last
+        try:
+            notifier = for_capture(self.rt, self.stream)
+        except Exception:  # notifications must never stop a capture
+            log.exception("%s: notifications of the source's state are off", self.stream)
+            notifier = NullNotifier()
+
+        def tell(st: SourceStatus) -> None:
+            nonlocal told
+            if st.up != told:
+                try:
+                    notifier.stream_status(self.stream, st.up, st.reason)
+                except Exception:
+                    log.exception("%s: cannot notify the source's state", self.stream)
+                told = st.up
 
         def publish(final: bool) -> None:
             nonlocal reconnects, down_s
             st = self.source.status()
+            if not final:
+                tell(st)
             if final:
                 metrics.clear_gauge("facepipe_source_up", labels)
             else:
@@ -221,6 +242,10 @@ class Capture:
             except Exception:  # metrics must never stop a capture
                 log.exception("%s: cannot publish the source's state", self.stream)
             if final:
+                try:
+                    notifier.close()  # MQTT: the stream goes offline
+                except Exception:
+                    log.exception("%s: closing the notifier failed", self.stream)
                 return
             final = done.wait(self.SOURCE_PUBLISH_S)
 

@@ -56,11 +56,13 @@ class SourceError(RuntimeError):
 @dataclass(frozen=True)
 class SourceStatus:
     """A live source's health: ``up`` while frames flow; ``reconnects``: outages it came
-    back from; ``down_s``: seconds it was down in all, the current outage included."""
+    back from; ``down_s``: seconds it was down in all, the current outage included;
+    ``reason``: why it is down now."""
 
     up: bool
     reconnects: int
     down_s: float
+    reason: str | None = None  # why it is down (None while up)
 
 
 @dataclass
@@ -147,6 +149,7 @@ class Source:
         self._down_since: float | None = None  # monotonic start of the current outage
         self._down_total = 0.0  # seconds of the outages that ended
         self._reconnects = 0
+        self._down_reason: str | None = None
         self.fps: float = 0.0
         self.frame_count: int | None = None
         try:
@@ -188,7 +191,7 @@ class Source:
             down = self._down_total
             if self._down_since is not None:
                 down += time.monotonic() - self._down_since
-            return SourceStatus(self._up, self._reconnects, down)
+            return SourceStatus(self._up, self._reconnects, down, self._down_reason)
 
     def _went_down(self, reason: str) -> None:
         """The source stopped delivering (or never started): logged once per outage."""
@@ -196,6 +199,7 @@ class Source:
             if not self._up:
                 return
             self._up, self._down_since = False, time.monotonic()
+            self._down_reason = reason
         log.warning(
             "%s: source down (%s); reconnecting with backoff (%.1f s, doubling up to %.1f s)",
             self.spec, reason, self.reconnect_s, self._backoff_cap(),
@@ -206,7 +210,7 @@ class Source:
             if self._up:
                 return
             took = time.monotonic() - (self._down_since or time.monotonic())
-            self._up, self._down_since = True, None
+            self._up, self._down_since, self._down_reason = True, None, None
             self._down_total += took
             self._reconnects += 1
         log.warning("%s: source back after %.1f s down (%d reconnect attempts)",

@@ -9,6 +9,7 @@ power does, or a raw TCP server that answers with garbage, closes at once or say
 from __future__ import annotations
 
 import ast
+import http.server
 import json
 import re
 import signal
@@ -62,6 +63,43 @@ def video(tmp_path: Path) -> Path:
     return make_demo_video(tmp_path / "clip.mp4", frames=30)
 
 
+class Hook:
+    """A webhook receiver on 127.0.0.1: the JSON bodies POSTed to it, in order."""
+
+    def __init__(self) -> None:
+        bodies: list[dict[str, object]] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                n = int(self.headers.get("Content-Length", 0))
+                bodies.append(json.loads(self.rfile.read(n)))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass
+
+        self.bodies = bodies
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def statuses(self) -> list[object]:
+        return [b["status"] for b in self.bodies if b.get("type") == "stream"]
+
+
+@pytest.fixture()
+def hook(quick_env: dict[str, str]) -> Iterator[Hook]:
+    """Stream up/down notifications of the test's captures go to this webhook."""
+    h = Hook()
+    quick_env["FACEPIPE__NOTIFY__WEBHOOKS"] = f"[{{url: '{h.url}', events: [stream], retries: 0}}]"
+    yield h
+    h.server.shutdown()
+
+
 def counts(bus, stream: str) -> dict[str, int]:  # type: ignore[no-untyped-def]
     sid = next(s for s in bus.streams() if s.startswith(f"{stream}/"))
     return bus.stream_counts(*sid.split("/"))
@@ -89,7 +127,7 @@ def stop(procs: Procs, proc: subprocess.Popen[bytes], sig: int = signal.SIGINT) 
     return out
 
 
-def test_a_camera_outage_is_survived_shown_and_accounted(bus, procs, quick_env, video):
+def test_a_camera_outage_is_survived_shown_and_accounted(bus, procs, quick_env, video, hook):
     start_workers(procs, bus, STAGE_NAMES)
     port = free_port()
     procs.start("metrics", "--port", str(port), name="metrics")
@@ -127,9 +165,13 @@ def test_a_camera_outage_is_survived_shown_and_accounted(bus, procs, quick_env, 
     assert "Traceback" not in out
     # the capture ended: its gauge is gone (no stale "up" for a stream nobody captures)
     assert sample(scrape(port), "facepipe_source_up", "door") is None
+    # and the notifications told each change once
+    assert hook.statuses() == ["up", "down", "up"], hook.bodies
+    down = next(b for b in hook.bodies if b.get("status") == "down")
+    assert down["stream"] == "door" and "no frame" in str(down["reason"])
 
 
-def test_a_camera_down_at_start_is_retried_until_it_comes_up(bus, procs, quick_env, video):
+def test_a_camera_down_at_start_is_retried_until_it_comes_up(bus, procs, quick_env, video, hook):
     start_workers(procs, bus, STAGE_NAMES)
     port = free_port()
     procs.start("metrics", "--port", str(port), name="metrics")
@@ -149,6 +191,7 @@ def test_a_camera_down_at_start_is_retried_until_it_comes_up(bus, procs, quick_e
     assert "down at start" in out and out.count("source down (") == 1, out
     assert re.search(r"source back after [\d.]+ s down \(\d+ reconnect attempts\)", out), out
     accounted(out, "gate")
+    assert hook.statuses() == ["down", "up"], hook.bodies
 
 
 class BadCamera:
