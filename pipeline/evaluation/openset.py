@@ -35,9 +35,11 @@ import numpy as np
 from pipeline import machine
 from pipeline.evaluation.common import log, spread
 from pipeline.fusion import fuse_identity
+from pipeline.recognition.openset import OpenSetRule, rule_of
 from pipeline.recognition.verify import load_pairs, threshold_at_far
 
 FPIRS = (0.01, 0.001)
+RULE_LABEL = "open-set (default)"
 
 
 def person_of(key: str) -> str:
@@ -95,6 +97,12 @@ def draw(
     )
 
 
+def pair_rule(threshold: float) -> OpenSetRule:
+    """The rule before issue 10 as an :class:`OpenSetRule`: a fixed pair threshold, no
+    margin, no per-person thresholds (nearest photo within ``threshold``)."""
+    return OpenSetRule(ceiling=threshold, target_fpir=None, margin=0.0, person_min_photos=0)
+
+
 def rank1(probes: np.ndarray, gallery: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Index and Euclidean distance of each probe's nearest gallery row."""
     best = np.empty(len(probes), dtype=int)
@@ -135,7 +143,10 @@ class Decision:
 
 
 def product_names(
-    probes: np.ndarray, gallery_names: Sequence[str], gallery: np.ndarray, threshold: float
+    probes: np.ndarray,
+    gallery_names: Sequence[str],
+    gallery: np.ndarray,
+    threshold: float | OpenSetRule,
 ) -> list[str | None]:
     """The name the product gives each probe (a one-sample track): ``fuse_identity``."""
     return [fuse_identity(p[None, :], gallery_names, gallery, threshold).name for p in probes]
@@ -145,7 +156,7 @@ def decide(
     draw_: Draw,
     gallery_enc: dict[str, np.ndarray],
     probe_enc: dict[str, np.ndarray],
-    threshold: float,
+    threshold: float | OpenSetRule,
 ) -> tuple[Decision, list[str | None], list[str | None]]:
     """Run the product's rule on every probe of a draw and count its right and wrong names."""
     names = [person_of(k) for k in draw_.gallery]
@@ -166,18 +177,35 @@ def decide(
     )
 
 
+def second_person(
+    probes: np.ndarray, gallery: np.ndarray, names: np.ndarray, best: np.ndarray
+) -> np.ndarray:
+    """Each probe's distance to the nearest gallery photo of another person than its
+    nearest one (inf if there is none): the margin's rival."""
+    out = np.empty(len(probes))
+    for i, p in enumerate(probes):
+        d = np.linalg.norm(gallery - p, axis=1)
+        other = d[names != names[best[i]]]
+        out[i] = other.min() if len(other) else np.inf
+    return out
+
+
 def evaluate_draw(
     draw_: Draw,
     gallery_enc: dict[str, np.ndarray],
     probe_enc: dict[str, np.ndarray],
-    threshold: float,
+    threshold: float | OpenSetRule,
     fpirs: Sequence[float] = FPIRS,
+    rules: dict[str, OpenSetRule] | None = None,
 ) -> dict[str, object]:
-    """Every figure of one draw: DIR at each FPIR and the product rule's counts."""
+    """Every figure of one draw: DIR at each FPIR and the product rule's counts (of
+    ``threshold``'s rule; and of each of ``rules``, under ``"rules"``)."""
     gal = np.stack([gallery_enc[k] for k in draw_.gallery])
     names = np.array([person_of(k) for k in draw_.gallery], dtype=object)
-    m_idx, m_dist = rank1(np.stack([probe_enc[k] for k in draw_.mated]), gal)
-    _, n_dist = rank1(np.stack([probe_enc[k] for k in draw_.non_mated]), gal)
+    m_probes = np.stack([probe_enc[k] for k in draw_.mated])
+    n_probes = np.stack([probe_enc[k] for k in draw_.non_mated])
+    m_idx, m_dist = rank1(m_probes, gal)
+    n_idx, n_dist = rank1(n_probes, gal)
     correct = names[m_idx] == np.array([person_of(k) for k in draw_.mated], dtype=object)
     dec, _, _ = decide(draw_, gallery_enc, probe_enc, threshold)
     out: dict[str, object] = {
@@ -187,6 +215,35 @@ def evaluate_draw(
         "mated_probes": len(draw_.mated),
         "non_mated_probes": len(draw_.non_mated),
         "rank1": float(correct.mean()),
+        **_counts(dec),
+        "dir_at_fpir": {},
+    }
+    for f in fpirs:
+        rate, t = dir_at_fpir(correct, m_dist, n_dist, f)
+        out["dir_at_fpir"][f"{f:g}"] = {"dir": rate, "threshold": round(t, 4)}  # type: ignore[index]
+    if rules:
+        m_gap = second_person(m_probes, gal, names, m_idx) - m_dist
+        n_gap = second_person(n_probes, gal, names, n_idx) - n_dist
+        out["rules"] = {}
+        for label, rule in rules.items():
+            d, _, _ = decide(draw_, gallery_enc, probe_enc, rule)
+            row: dict[str, object] = {
+                **_counts(d),
+                "threshold": rule.gallery_threshold(len(set(names))),
+                "dir_at_fpir": {},
+            }
+            # the rule's margin as a gate, its threshold swept: DIR at each FPIR
+            m_score = np.where(m_gap >= rule.margin, m_dist, np.inf)
+            n_score = np.where(n_gap >= rule.margin, n_dist, np.inf)
+            for f in fpirs:
+                rate, t = dir_at_fpir(correct, m_score, n_score, f)
+                row["dir_at_fpir"][f"{f:g}"] = {"dir": rate, "threshold": round(t, 4)}  # type: ignore[index]
+            out["rules"][label] = row  # type: ignore[index]
+    return out
+
+
+def _counts(dec: Decision) -> dict[str, float]:
+    return {
         "non_mated_named": dec.non_mated_named,
         "mated_wrong": dec.mated_wrong,
         "mated_right": dec.mated_right,
@@ -194,16 +251,12 @@ def evaluate_draw(
         "mated_wrong_rate": dec.mated_wrong / dec.mated,
         "dir_default": dec.mated_right / dec.mated,
         "wrong_name_rate": dec.wrong_names / dec.probes,
-        "dir_at_fpir": {},
     }
-    for f in fpirs:
-        rate, t = dir_at_fpir(correct, m_dist, n_dist, f)
-        out["dir_at_fpir"][f"{f:g}"] = {"dir": rate, "threshold": round(t, 4)}  # type: ignore[index]
-    return out
 
 
 def summarise(rows: list[dict[str, object]]) -> dict[str, object]:
-    """Mean, minimum and maximum over draws of each rate, and the sizes of the first draw."""
+    """Mean, minimum and maximum over draws of each rate, and the sizes of the first draw
+    (each rule's under ``"rules"``)."""
 
     def stats(values: list[float]) -> dict[str, float]:
         return {"mean": float(np.mean(values)), "min": min(values), "max": max(values)}
@@ -220,6 +273,25 @@ def summarise(rows: list[dict[str, object]]) -> dict[str, object]:
     for k in ("mated_probes", "non_mated_probes"):
         out[k] = stats([float(r[k]) for r in rows])  # type: ignore[arg-type]
     out["draws"] = len(rows)
+    if "rules" in rows[0]:
+        out["rules"] = {
+            label: summarise_rule([r["rules"][label] for r in rows])  # type: ignore[index]
+            for label in rows[0]["rules"]  # type: ignore[union-attr]
+        }
+    return out
+
+
+def summarise_rule(rows: list[dict[str, Any]]) -> dict[str, object]:
+    """One rule's figures over the draws (mean, min, max)."""
+
+    def stats(values: list[float]) -> dict[str, float]:
+        return {"mean": float(np.mean(values)), "min": min(values), "max": max(values)}
+
+    keys = ("fpir_default", "mated_wrong_rate", "dir_default", "wrong_name_rate", "threshold")
+    out: dict[str, object] = {k: stats([float(r[k]) for r in rows]) for k in keys}
+    for f in rows[0]["dir_at_fpir"]:
+        out[f"dir_at_fpir_{f}"] = stats([r["dir_at_fpir"][f]["dir"] for r in rows])
+        out[f"threshold_at_fpir_{f}"] = stats([r["dir_at_fpir"][f]["threshold"] for r in rows])
     return out
 
 
@@ -234,9 +306,11 @@ def run_lfw(
     draws: int,
     seed: int = 0,
     mated_share: float = 0.5,
+    rules: dict[str, OpenSetRule] | None = None,
 ) -> dict[str, object]:
     """Every gallery size, ``draws`` seeded draws each (draw ``i`` of size ``n`` uses
-    ``default_rng([seed, n, i])``); the dataset's counts and each size's summary."""
+    ``default_rng([seed, n, i])``); the dataset's counts and each size's summary (the
+    top-level figures at the fixed pair ``threshold``; each of ``rules`` under "rules")."""
     people = people_of(probe_enc)
     multi = sum(len(v) >= 2 for v in people.values())
     out: dict[str, object] = {
@@ -246,17 +320,19 @@ def run_lfw(
         "people_single": len(people) - multi,
         "max_mated_people": max_mated(people, mated_share),
         "mated_share": mated_share,
-        "threshold": threshold,
+        "threshold": float(threshold),
         "seed": seed,
         "sizes": {},
     }
+    fixed = pair_rule(float(threshold))
     for n in sizes:
         rows = [
             evaluate_draw(
                 draw(people, n, np.random.default_rng([seed, n, i]), mated_share),
                 gallery_enc,
                 probe_enc,
-                threshold,
+                fixed,
+                rules=rules,
             )
             for i in range(draws)
         ]
@@ -299,6 +375,75 @@ def lfw_tables(r: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {n} | {_pct(s['wrong_name_rate'])} | {_pct(s['fpir_default'])} "
             f"| {_pct(s['mated_wrong_rate'])} | {_pct(s['dir_default'])} |"
+        )
+    first = next(iter(sizes.values()))
+    if "rules" not in first:
+        return lines
+    lines += [
+        "",
+        "Side by side: the rule before (nearest photo within the pair threshold "
+        f"{r['threshold']:.2f}) and the product's rule now, at default settings "
+        "(`pipeline/recognition/openset.py`; its threshold for the gallery size in the "
+        "second column). DIR @ FPIR for the rule now: its margin as a gate, the "
+        "threshold swept as above.",
+        "",
+        "| gallery | rule | threshold | wrong names (all probes) | non-mated probes named "
+        "(FPIR) | mated named someone else | mated named right (DIR) | DIR @ FPIR 1 % "
+        "| DIR @ FPIR 0.1 % |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for n, s in sizes.items():
+        rows = [("pair threshold (before)", s, f"{r['threshold']:.3f}")]
+        rows += [(label, x, f"{x['threshold']['mean']:.3f}") for label, x in s["rules"].items()]
+        for label, x, t in rows:
+            lines.append(
+                f"| {n} | {label} | {t} | {_pct(x['wrong_name_rate'])} "
+                f"| {_pct(x['fpir_default'])} | {_pct(x['mated_wrong_rate'])} "
+                f"| {_pct(x['dir_default'])} | {_pct(x['dir_at_fpir_0.01'])} "
+                f"| {_pct(x['dir_at_fpir_0.001'])} |"
+            )
+    return lines
+
+
+def calibration_lines(rec: dict[str, Any]) -> list[str]:
+    """The calibration paragraph and its held-out check."""
+    c, rule = rec.get("calibration"), rec.get("rule")
+    if not c or not rule:
+        return []
+    quant = ", ".join(f"{q:g}: {d:.3f}" for q, d in c["quantiles"])
+    lines = [
+        "### The rule now and its calibration",
+        "",
+        f"Settings (defaults): target FPIR {rule['target_fpir']}, margin {rule['margin']}, "
+        f"per-person thresholds from {rule['person_min_photos']} photos "
+        f"(scale {rule['person_scale']}), enrolment quality >= {rule['min_enrol_quality']}, "
+        f"pair ceiling {rule['ceiling']}. The threshold for a gallery of N people is "
+        "`Q(1 - (1 - target_fpir)^(1/N))`, `Q(q)` the distance within which a share q of "
+        "impostor pairs falls: the table `CALIBRATED` in `pipeline/recognition/openset.py`, "
+        f"measured on this run's {c['impostor_pairs']:,} LFW impostor pairs (every pair of "
+        f"images of two different people), q: distance = {quant}.",
+        "",
+        "The per-person scale: people with 4+ images, their first 3 enrolled, each other "
+        "image's distance to the nearest of the 3 over the largest distance between the 3: "
+        + ", ".join(f"{p}th percentile {v}" for p, v in c["person_ratio_percentiles"].items())
+        + f" ({c['person_ratio_probes']} probes). "
+        "The margin: the smallest that took the wrong-name rate near its floor at every "
+        "gallery size (see the table below) on these draws.",
+        "",
+        "Held-out check (the table above is measured on the same images the draws use): the "
+        "people split in two random halves, `Q` measured on one half's impostor pairs only, "
+        "the rule with that table applied to galleries and strangers of the other half "
+        "(both ways round, "
+        + f"{next(iter(c['heldout'].values()))['draws'] if c['heldout'] else 0} draws per size):",
+        "",
+        "| gallery | threshold | strangers named (target "
+        f"{100 * (rule['target_fpir'] or 0):g} %) | wrong names | DIR |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for n, h in c["heldout"].items():
+        lines.append(
+            f"| {n} | {h['t']:.3f} | {100 * h['fpir']:.2f} % | {100 * h['wrong']:.2f} % "
+            f"| {100 * h['dir']:.1f} % |"
         )
     return lines
 
@@ -393,6 +538,8 @@ def lfw_section(rec: dict[str, Any]) -> list[str]:
         f"{first['threshold_at_fpir_0.01']['mean']:.3f} to "
         f"{last['threshold_at_fpir_0.01']['mean']:.3f}: a pair threshold (1:1) does not hold "
         "for 1:N.",
+        "",
+        *calibration_lines(rec),
     ]
 
 
@@ -402,13 +549,24 @@ def write_markdown(docs: Path) -> None:
         "# Open-set identification and where the default rule errs",
         "",
         "Generated by `scripts/eval_openset.py` (library: `pipeline/evaluation/openset.py`) "
-        "from `docs/openset/*.json`; do not edit by hand. It measures today's decision rule "
-        "(issue 10): a track is named after the nearest enrolled photo when the distance is "
-        "within `recognition.threshold` (`pipeline/fusion.py` `fuse_identity`, the function "
-        "the sink calls to name an event), whatever the size of the gallery.",
+        "and `scripts/eval_openset_video.py` (`pipeline/evaluation/openset_video.py`) "
+        "from `docs/openset/*.json`; do not edit by hand. It measures the product's "
+        "decision rule (`pipeline/fusion.py` `fuse_identity`, the function the sink calls "
+        "to name an event): the open-set rule of `pipeline/recognition/openset.py` "
+        "(issue 10: a threshold that tightens with the gallery size to keep the share of "
+        "strangers given a name at `recognition.target_fpir`, a margin over the "
+        "second-nearest person, quality-gated enrolment, per-person thresholds), side by "
+        "side with the rule it replaced (the nearest enrolled photo within "
+        "`recognition.threshold`, whatever the size of the gallery).",
         "",
     ]
-    for pattern, section in (("lfw*.json", lfw_section), ("utkface*.json", utkface_section)):
+    from pipeline.evaluation.openset_video import markdown as video_section
+
+    for pattern, section in (
+        ("lfw*.json", lfw_section),
+        ("video*.json", video_section),
+        ("utkface*.json", utkface_section),
+    ):
         # the plain runs first (lfw-gallery-jitterN, utkface), then their variants
         paths = sorted((docs / "openset").glob(pattern), key=lambda p: (p.stem.count("-"), p.stem))
         for path in paths:
@@ -456,14 +614,21 @@ def evaluate_lfw(
             check = enrolment_check(gallery_enc, enrol, probe_enc, recognition.threshold)
             log(f"enrolment check: {check}")
     log(f"encodings ready; threshold {recognition.threshold}")
-    results = run_lfw(gallery_enc, probe_enc, recognition.threshold, sizes, draws, seed)
+    rule = rule_of(recognition.threshold)
+    rules = {RULE_LABEL: rule}
+    results = run_lfw(
+        gallery_enc, probe_enc, float(recognition.threshold), sizes, draws, seed, rules=rules
+    )
     for n, s in results["sizes"].items():  # type: ignore[attr-defined]
-        log(
-            f"gallery {n}: wrong names {100 * s['wrong_name_rate']['mean']:.2f} %, "
-            f"non-mated named {100 * s['fpir_default']['mean']:.2f} %, "
-            f"DIR@FPIR1% {100 * s['dir_at_fpir_0.01']['mean']:.1f} %, "
-            f"DIR@FPIR0.1% {100 * s['dir_at_fpir_0.001']['mean']:.1f} %"
-        )
+        for label, r in [("pair threshold", s), *s["rules"].items()]:
+            log(
+                f"gallery {n}, {label}: wrong names {100 * r['wrong_name_rate']['mean']:.2f} %, "
+                f"non-mated named {100 * r['fpir_default']['mean']:.2f} %, "
+                f"DIR {100 * r['dir_default']['mean']:.1f} %, "
+                f"DIR@FPIR1% {100 * r['dir_at_fpir_0.01']['mean']:.1f} %, "
+                f"DIR@FPIR0.1% {100 * r['dir_at_fpir_0.001']['mean']:.1f} %"
+            )
+    calib = calibration_record(probe_enc, rule, draws, seed) if not max_people else None
     return {
         "name": f"lfw-gallery-jitter{g_jitters}" + (f"-people{max_people}" if max_people else ""),
         "command": command,
@@ -475,6 +640,8 @@ def evaluate_lfw(
         "draws": draws,
         "results": results,
         "enrolment_check": check,
+        "rule": rule_record(rule),
+        "calibration": calib,
     }
 
 
@@ -678,3 +845,145 @@ def utkface_section(rec: dict[str, Any]) -> list[str]:
         "pairs (mostly white men); it does not hold for every group.",
     ]
     return lines
+
+
+# ----- calibration of the open-set rule (pipeline/recognition/openset.py CALIBRATED) --------
+
+QUANTILES = (0.3, 0.1, 0.03, 0.01, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 3e-6, 1e-6)
+
+
+def impostor_distances(enc: dict[str, np.ndarray]) -> np.ndarray:
+    """Every pair of images of two different people: their distances, sorted."""
+    keys = sorted(enc)
+    x = np.stack([enc[k] for k in keys])
+    who = np.array([person_of(k) for k in keys], dtype=object)
+    out = []
+    for i in range(len(x) - 1):
+        d = np.linalg.norm(x[i + 1 :] - x[i], axis=1)
+        out.append(d[who[i + 1 :] != who[i]])
+    return np.sort(np.concatenate(out))
+
+
+def quantile_table(
+    impostors: np.ndarray, quantiles: Sequence[float] = QUANTILES
+) -> list[tuple[float, float]]:
+    """``(q, distance)``: a share q of the impostor pairs are within that distance (the
+    lower empirical quantile, rounded to 0.001), for the q with at least one pair."""
+    n = len(impostors)
+    return [
+        (q, round(float(impostors[max(int(np.floor(q * n)) - 1, 0)]), 3))
+        for q in quantiles
+        if q * n >= 1
+    ]
+
+
+def person_spread_ratios(enc: dict[str, np.ndarray], photos: int = 3) -> np.ndarray:
+    """For each person with more than ``photos`` images: the first ``photos`` enrolled,
+    every other image a probe; the probe's distance to the nearest enrolled photo over the
+    largest distance between two enrolled photos (the per-person threshold's scale)."""
+    out = []
+    for _, ims in people_of(enc).items():
+        if len(ims) <= photos:
+            continue
+        g = np.stack([enc[k] for k in ims[:photos]])
+        spread_ = np.linalg.norm(g[:, None] - g[None], axis=2).max()
+        for k in ims[photos:]:
+            out.append(float(np.linalg.norm(g - enc[k], axis=1).min() / spread_))
+    return np.array(out)
+
+
+def rule_record(rule: OpenSetRule) -> dict[str, Any]:
+    """The settings of a rule, for the record."""
+    return {
+        "ceiling": rule.ceiling,
+        "target_fpir": rule.target_fpir,
+        "margin": rule.margin,
+        "min_enrol_quality": rule.min_enrol_quality,
+        "person_min_photos": rule.person_min_photos,
+        "person_scale": rule.person_scale,
+        "quantiles": [list(q) for q in rule.quantiles],
+    }
+
+
+def calibration_record(
+    enc: dict[str, np.ndarray],
+    rule: OpenSetRule,
+    draws: int,
+    seed: int = 0,
+    heldout_sizes: Sequence[int] = (10, 100, 300),
+) -> dict[str, Any]:
+    """What ``scripts/eval_openset.py --calibrate`` would store, from these encodings
+    (every image: the table in the code comes from the same run), and a held-out check:
+    the people split in two random halves, the quantiles measured on one half's impostor
+    pairs, the rule with them applied to galleries and strangers of the other half only."""
+    imp = impostor_distances(enc)
+    ratios = person_spread_ratios(enc)
+    people = sorted(people_of(enc))
+    order = np.random.default_rng([seed, 7]).permutation(len(people))
+    halves = [
+        {k: v for k, v in enc.items() if person_of(k) in {people[i] for i in part}}
+        for part in (order[: len(people) // 2], order[len(people) // 2 :])
+    ]
+    heldout: dict[str, Any] = {}
+    for fit, test in ((0, 1), (1, 0)):
+        table = tuple(quantile_table(impostor_distances(halves[fit])))
+        half_rule = OpenSetRule(
+            ceiling=rule.ceiling, target_fpir=rule.target_fpir, margin=rule.margin,
+            person_min_photos=rule.person_min_photos, person_scale=rule.person_scale,
+            quantiles=table,
+        )  # fmt: skip
+        test_enc = halves[test]
+        test_people = people_of(test_enc)
+        for n in heldout_sizes:
+            try:
+                rows = [
+                    evaluate_draw(
+                        draw(test_people, n, np.random.default_rng([seed, n, i, fit])),
+                        test_enc,
+                        test_enc,
+                        half_rule,
+                    )  # fmt: skip
+                    for i in range(draws)
+                ]
+            except ValueError:
+                continue  # the half is too small for this gallery
+            row = heldout.setdefault(str(n), {"fpir": [], "wrong": [], "dir": [], "t": []})
+            row["fpir"] += [r["fpir_default"] for r in rows]
+            row["wrong"] += [r["wrong_name_rate"] for r in rows]
+            row["dir"] += [r["dir_default"] for r in rows]
+            row["t"].append(half_rule.gallery_threshold(n))
+    return {
+        "impostor_pairs": len(imp),
+        "quantiles": quantile_table(imp),
+        "person_ratio_percentiles": {
+            str(p): round(float(np.percentile(ratios, p)), 3) for p in (50, 90, 95, 99)
+        }
+        if len(ratios)
+        else {},
+        "person_ratio_probes": len(ratios),
+        "heldout": {
+            n: {k: float(np.mean(v)) for k, v in row.items()} | {"draws": len(row["fpir"])}
+            for n, row in heldout.items()
+        },
+    }
+
+
+def calibrate(data: Path, runs: Path, recognition: Any) -> dict[str, Any]:
+    """The open-set rule's calibration from the LFW encodings of the recognize stage's
+    encoder (cached under ``runs``): impostor quantiles, per-person ratios."""
+    from pipeline.evaluation.verification import lfw_encodings
+
+    pairs = load_pairs(data / "pairs.tsv")
+    keys = sorted({k for p in pairs for k in (p.a, p.b)})
+    enc = lfw_encodings(data, runs, recognition.num_jitters, keys)
+    imp = impostor_distances(enc)
+    ratios = person_spread_ratios(enc)
+    return {
+        "encoder": f"num_jitters={recognition.num_jitters}, flip={recognition.flip}",
+        "impostor_pairs": len(imp),
+        "impostor_quantiles": quantile_table(imp),
+        "person_ratio_probes": len(ratios),
+        "person_ratio_percentiles": {
+            str(p): round(float(np.percentile(ratios, p)), 3) for p in (50, 90, 95, 99, 100)
+        },
+    }
