@@ -161,18 +161,56 @@ def evaluate(
             ham = run_clip(hamilton, "hamilton", env, [(p.stem, p) for p in known], clip_logs)
             log(f"{rule}: facepipe run {aaron.name}")
             aar = run_clip(aaron, "aaron", env, [], clip_logs)
+            why = explain_events(env)
         h = analyze_run(ham, "hamilton", gap, HAMILTON_CUTS, HAMILTON_CAST)
         a = analyze_run(aar, "aaron", gap)
         result["rules"][rule] = {
             "gallery_people": len(keys) + len(known),
-            "hamilton": _brief(h, ham["wall_s"]),
-            "aaron": _brief(a, aar["wall_s"]),
+            "hamilton": _brief(h, ham["wall_s"], why.get("hamilton", {})),
+            "aaron": _brief(a, aar["wall_s"], why.get("aaron", {})),
         }
         log(f"{rule}: {json.dumps(result['rules'][rule])[:400]}")
     return result
 
 
-def _brief(r: dict[str, Any], wall: float) -> dict[str, Any]:
+def explain_events(env: dict[str, str]) -> dict[str, dict[int, dict[str, Any]]]:
+    """Per stream and track: what the configured rule says about the event's stored
+    samples (``Identities.explain``: nearest person, distance, threshold, margin, why)
+    and the best sample's quality."""
+    import sqlalchemy as sa
+
+    from pipeline.config import load_config
+    from pipeline.identities import Identities
+    from pipeline.store import EventStore, samples
+
+    cfg = load_config(None, environ=env)
+    store = EventStore(cfg.store_url)
+    out: dict[str, dict[int, dict[str, Any]]] = {}
+    try:
+        ids = Identities.from_config(store, cfg)
+        gallery = store.gallery()
+        for e in store.events():
+            ident = ids.explain(e["track_uid"], gallery)
+            with store.engine.connect() as conn:
+                q = conn.execute(
+                    sa.select(sa.func.max(samples.c.quality)).where(
+                        samples.c.track_uid == e["track_uid"], samples.c.kind == "identity"
+                    )
+                ).scalar()
+            out.setdefault(e["stream"], {})[int(e["track_uid"].rsplit("/", 1)[1])] = {
+                "nearest": ident.nearest if ident else None,
+                "distance": round(ident.distance, 3) if ident and ident.distance else None,
+                "threshold": round(ident.threshold, 3) if ident and ident.threshold else None,
+                "margin": round(ident.margin, 3) if ident and ident.margin else None,
+                "why": ident.reason if ident else "no encodings",
+                "best_quality": q,
+            }
+    finally:
+        store.engine.dispose()
+    return out
+
+
+def _brief(r: dict[str, Any], wall: float, why: dict[int, dict[str, Any]]) -> dict[str, Any]:
     named = [e for e in r["event_detail"] if not _unnamed(e["label"])]
     return {
         "events": r["events"],
@@ -184,6 +222,7 @@ def _brief(r: dict[str, Any], wall: float) -> dict[str, Any]:
         "events_named": len(named),
         "detail": [
             {k: e.get(k) for k in ("id", "track", "label", "frames", "shots", "wrong_name")}
+            | why.get(int(e["track"]), {})
             for e in r["event_detail"]
         ],
     }

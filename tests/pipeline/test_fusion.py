@@ -43,3 +43,30 @@ def test_attributes_median_and_abstain():
     unsure = fuse_attributes([30, 30], [0.55, 0.45], min_confidence=0.6)
     assert unsure.gender is None
     assert fuse_attributes([], []).age is None
+
+
+def test_track_between_two_people_is_unknown_not_the_nearer():
+    """The open-set rule's margin: a track about as near two enrolled people is neither."""
+    step = np.random.default_rng(3).normal(size=128)
+    C = A + 0.5 * step / np.linalg.norm(step)  # a look-alike of A, 0.5 away
+    mid = (A + C) / 2
+    encs = noisy(mid, 6, 0.002)
+    got = fuse_identity(encs, ["a", "c"], np.stack([A, C]), threshold=0.6)
+    assert np.linalg.norm(mid - A) < 0.3  # well within the threshold of both
+    assert got.name is None and got.nearest in ("a", "c") and "margin" in got.reason
+    clear = fuse_identity(noisy(A, 6, 0.002), ["a", "c"], np.stack([A, C]), threshold=0.6)
+    assert clear.name == "a" and clear.margin > 0.3 and clear.threshold <= 0.6
+
+
+def test_the_same_track_is_unknown_against_a_large_gallery():
+    """1:N: the threshold tightens with the number of people enrolled."""
+    rng = np.random.default_rng(5)
+    direction = rng.normal(size=128)
+    track = A + 0.5 * direction / np.linalg.norm(direction)  # 0.5 from A
+    others = A + rng.normal(size=(999, 128)) * 0.2  # ~2.3 from A: far from the track
+    small = fuse_identity(track[None, :], ["a", "x"], np.stack([A, others[0]]), 0.6)
+    large = fuse_identity(
+        track[None, :], ["a", *(f"p{i}" for i in range(999))], np.vstack([A, others]), 0.6
+    )
+    assert small.name == "a"
+    assert large.name is None and large.nearest == "a" and large.threshold < 0.5
