@@ -68,14 +68,19 @@ def distractor_people(lfw: Path, n: int, exclude: set[str]) -> list[str]:
     return chosen[:n]
 
 
+def store_url(env: dict[str, str]) -> str:
+    """The event store of the run's ``FACEPIPE_HOME`` (what ``facepipe run`` opens there;
+    the configuration reads the data directory from the process environment, not ``env``)."""
+    return f"sqlite:///{Path(env['FACEPIPE_HOME']) / 'events.db'}"
+
+
 def enrol_distractors(home: Path, env: dict[str, str], encodings: dict[str, Any]) -> int:
     """Store one encoding per LFW person in the home's event store (``facepipe enroll``'s
     ``EventStore.enroll``)."""
-    from pipeline.config import load_config
     from pipeline.evaluation.openset import person_of
     from pipeline.store import EventStore
 
-    store = EventStore(load_config(None, environ=env).store_url)
+    store = EventStore(store_url(env))
     try:
         for key, vec in encodings.items():
             store.enroll(person_of(key), [vec], [f"lfw:{key}"])
@@ -184,7 +189,7 @@ def explain_events(env: dict[str, str]) -> dict[str, dict[int, dict[str, Any]]]:
     from pipeline.store import EventStore, samples
 
     cfg = load_config(None, environ=env)
-    store = EventStore(cfg.store_url)
+    store = EventStore(store_url(env))
     out: dict[str, dict[int, dict[str, Any]]] = {}
     try:
         ids = Identities.from_config(store, cfg)
