@@ -234,9 +234,9 @@ def evaluate_draw(
                 "threshold": rule.gallery_threshold(len(set(names))),
                 "dir_at_fpir": {},
             }
-            # the rule's margin as a gate, its threshold swept: DIR at each FPIR
-            m_score = np.where(m_gap >= rule.margin, m_dist, np.inf)
-            n_score = np.where(n_gap >= rule.margin, n_dist, np.inf)
+            # the rule's margin as a gate, its score's threshold swept: DIR at each FPIR
+            m_score = np.where(m_gap >= rule.margin, rule.score(m_dist, m_dist + m_gap), np.inf)
+            n_score = np.where(n_gap >= rule.margin, rule.score(n_dist, n_dist + n_gap), np.inf)
             for f in fpirs:
                 rate, t = dir_at_fpir(correct, m_score, n_score, f)
                 row["dir_at_fpir"][f"{f:g}"] = {"dir": rate, "threshold": round(t, 4)}  # type: ignore[index]
@@ -413,17 +413,29 @@ def calibration_lines(rec: dict[str, Any]) -> list[str]:
     if not c or not rule:
         return []
     quant = ", ".join(f"{q:g}: {d:.3f}" for q, d in c["quantiles"])
+    row = rule["table"].get(f"{rule['target_fpir']:g}", []) if rule["target_fpir"] else []
     lines = [
         "### The rule now and its calibration",
         "",
         f"Settings (defaults): target FPIR {rule['target_fpir']}, margin {rule['margin']}, "
         f"per-person thresholds from {rule['person_min_photos']} photos "
         f"(scale {rule['person_scale']}), enrolment quality >= {rule['min_enrol_quality']}, "
-        f"pair ceiling {rule['ceiling']}. The threshold for a gallery of N people is "
-        "`Q(1 - (1 - target_fpir)^(1/N))`, `Q(q)` the distance within which a share q of "
-        "impostor pairs falls: the table `CALIBRATED` in `pipeline/recognition/openset.py`, "
-        f"measured on this run's {c['impostor_pairs']:,} LFW impostor pairs (every pair of "
-        f"images of two different people), q: distance = {quant}.",
+        f"pair ceiling {rule['ceiling']}. A face is named when its score "
+        f"`d1 - {rule['weight']:g} x min(d2 - d1, {rule['gap_cap']:g})` (d1, d2: distances to "
+        "the nearest and second-nearest person) is within the threshold for the gallery's "
+        "size N at the target FPIR, and the other conditions hold. The thresholds "
+        "(`CALIBRATED` in `pipeline/recognition/openset.py`, from `python "
+        "scripts/eval_openset.py --calibrate`): for N people, 20 random galleries of N LFW "
+        "people (one random photo each), every image of everyone else a stranger; the "
+        "largest score at most the target share of the pooled strangers' scores reach. "
+        "At the default FPIR: "
+        + ", ".join(f"N={n}: {t:.3f}" for n, t in row)
+        + ". For comparison, the distance alone: a share q of this run's "
+        f"{c['impostor_pairs']:,} LFW impostor pairs is within Q(q) = {quant}; a stranger "
+        "against N independent people is named with probability 1 - (1 - q)^N, so the "
+        "distance threshold for FPIR 1 % would be Q(1e-3) at N=10, Q(1e-4) at 100, "
+        "Q(1e-5) at 1,000 (close to the measured distance thresholds in the first table). "
+        "The margin term lets a face that stands out from the crowd be named further away.",
         "",
         "The per-person scale: people with 4+ images, their first 3 enrolled, each other "
         "image's distance to the nearest of the 3 over the largest distance between the 3: "
@@ -433,9 +445,9 @@ def calibration_lines(rec: dict[str, Any]) -> list[str]:
         "every gallery size.",
         "",
         *margin_lines(rec),
-        "Held-out check (the table above is measured on the same images the draws use): the "
-        "people split in two random halves, `Q` measured on one half's impostor pairs only, "
-        "the rule with that table applied to galleries and strangers of the other half "
+        "Held-out check (the thresholds are measured on the same images the draws use): "
+        "the people split in two random halves, the threshold table measured on one half "
+        "only, the rule with it applied to galleries and strangers of the other half "
         "(both ways round, "
         + f"{next(iter(c['heldout'].values()))['draws'] if c['heldout'] else 0} draws per size):",
         "",
@@ -779,7 +791,51 @@ def evaluate_utkface(
         "race": false_matches_by_group(x, race, t),
         "gender": false_matches_by_group(x, gender, t),
         "all": false_matches_by_group(x, ["all"] * len(val), t)["all"],
+        "open_set": open_set_by_group(x, groups, rule_of(recognition.threshold)),
     }
+
+
+def open_set_by_group(
+    x: np.ndarray, groups: Sequence[str], rule: OpenSetRule, sizes: Sequence[int] = (10, 100, 1000)
+) -> dict[str, Any]:
+    """False-match rates by group at the open-set rule's threshold for galleries of
+    ``sizes`` people (what a stranger faces against that many enrolled people)."""
+    out: dict[str, Any] = {}
+    for n in sizes:
+        t = rule.gallery_threshold(n)
+        out[str(n)] = {"threshold": t, "race_gender": false_matches_by_group(x, groups, t)}
+    return out
+
+
+def open_set_lines(rec: dict[str, Any]) -> list[str]:
+    """The UTKFace table at the open-set rule's gallery-size thresholds."""
+    os_ = rec.get("open_set")
+    if not os_:
+        return []
+    sizes = list(os_)
+    lines = [
+        "",
+        "At the open-set rule (the product's default now): the threshold for a gallery of N "
+        "people, "
+        + ", ".join(f"{os_[n]['threshold']:.3f} for {n}" for n in sizes)
+        + "; per group the FMR at it and the chance that a stranger of that group matches at "
+        "least one of N enrolled people of the same group, 1 - (1 - FMR)^N. The rule "
+        "keeps that chance at the target (1 %) only for the groups whose impostor "
+        "distances look like LFW's:",
+        "",
+        "| group (both faces) | "
+        + " | ".join(f"FMR @ {os_[n]['threshold']:.3f} | 1 of {n}" for n in sizes)
+        + " |",
+        "|---|" + "---:|---:|" * len(sizes),
+    ]
+    for g in sorted(k for k in os_[sizes[0]]["race_gender"] if "|" not in k):
+        cells = []
+        for n in sizes:
+            e = os_[n]["race_gender"][g]
+            one = 1 - (1 - e["fmr"]) ** int(n)
+            cells += [f"{100 * e['fmr']:.4f} %", f"{100 * one:.1f} %"]
+        lines.append(f"| {g} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _fmr(e: dict[str, Any]) -> str:
@@ -848,6 +904,7 @@ def utkface_section(rec: dict[str, Any]) -> list[str]:
         + f" when both are {hi} ({_fmr(rg[hi])}) as when both are {lo} "
         f"({_fmr(rg[lo])}). The threshold was calibrated on LFW "
         "pairs (mostly white men); it does not hold for every group.",
+        *open_set_lines(rec),
     ]
     return lines
 
@@ -906,7 +963,9 @@ def rule_record(rule: OpenSetRule) -> dict[str, Any]:
         "min_enrol_quality": rule.min_enrol_quality,
         "person_min_photos": rule.person_min_photos,
         "person_scale": rule.person_scale,
-        "quantiles": [list(q) for q in rule.quantiles],
+        "weight": rule.weight,
+        "gap_cap": rule.gap_cap,
+        "table": {f"{f:g}": [list(r) for r in rows] for f, rows in rule.table},
     }
 
 
@@ -917,10 +976,10 @@ def calibration_record(
     seed: int = 0,
     heldout_sizes: Sequence[int] = (10, 100, 300),
 ) -> dict[str, Any]:
-    """What ``scripts/eval_openset.py --calibrate`` would store, from these encodings
-    (every image: the table in the code comes from the same run), and a held-out check:
-    the people split in two random halves, the quantiles measured on one half's impostor
-    pairs, the rule with them applied to galleries and strangers of the other half only."""
+    """The impostor distance quantiles and per-person ratios of these encodings, and a
+    held-out check of the threshold table: the people split in two random halves, the
+    table measured on one half (:func:`score_table`), the rule with it applied to
+    galleries and strangers of the other half only."""
     imp = impostor_distances(enc)
     ratios = person_spread_ratios(enc)
     people = sorted(people_of(enc))
@@ -931,12 +990,9 @@ def calibration_record(
     ]
     heldout: dict[str, Any] = {}
     for fit, test in ((0, 1), (1, 0)):
-        table = tuple(quantile_table(impostor_distances(halves[fit])))
-        half_rule = OpenSetRule(
-            ceiling=rule.ceiling, target_fpir=rule.target_fpir, margin=rule.margin,
-            person_min_photos=rule.person_min_photos, person_scale=rule.person_scale,
-            quantiles=table,
-        )  # fmt: skip
+        fitted = score_table(halves[fit], rule.weight, rule.gap_cap, seed=seed)
+        table = tuple((float(f), tuple((int(n), t) for n, t in rows)) for f, rows in fitted.items())
+        half_rule = replace(rule, table=table)
         test_enc = halves[test]
         test_people = people_of(test_enc)
         for n in heldout_sizes:
@@ -983,8 +1039,12 @@ def calibrate(data: Path, runs: Path, recognition: Any) -> dict[str, Any]:
     enc = lfw_encodings(data, runs, recognition.num_jitters, keys)
     imp = impostor_distances(enc)
     ratios = person_spread_ratios(enc)
+    rule = rule_of(recognition.threshold)
     return {
         "encoder": f"num_jitters={recognition.num_jitters}, flip={recognition.flip}",
+        "weight": rule.weight,
+        "gap_cap": rule.gap_cap,
+        "thresholds": score_table(enc, rule.weight, rule.gap_cap),
         "impostor_pairs": len(imp),
         "impostor_quantiles": quantile_table(imp),
         "person_ratio_probes": len(ratios),
@@ -1047,3 +1107,76 @@ def margin_lines(rec: dict[str, Any]) -> list[str]:
         ]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return [*lines, ""]
+
+
+# ----- the score table: the rule's threshold per gallery size and target FPIR ---------------
+
+TABLE_SIZES = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+TABLE_FPIRS = (0.001, 0.003, 0.01, 0.03, 0.1)
+TABLE_DRAWS = 20
+
+
+def stranger_scores(
+    enc: dict[str, np.ndarray],
+    people: dict[str, list[str]],
+    n: int,
+    rng: np.random.Generator,
+    weight: float,
+    cap: float,
+) -> np.ndarray:
+    """One random gallery of ``n`` people (one random photo each) and every image of every
+    other person as a stranger: each stranger's score against it
+    (:func:`pipeline.recognition.openset.score`)."""
+    from pipeline.recognition.openset import score
+
+    names = sorted(people)
+    chosen = rng.choice(len(names), n, replace=False)
+    gallery = np.stack([enc[people[names[i]][rng.integers(len(people[names[i]]))]] for i in chosen])
+    inside = {names[i] for i in chosen}
+    probes = np.stack([enc[k] for p in names if p not in inside for k in people[p]])
+    out = []
+    for lo in range(0, len(probes), 256):
+        block = probes[lo : lo + 256]
+        d = np.sqrt(
+            np.maximum(
+                (block**2).sum(1)[:, None] + (gallery**2).sum(1)[None, :] - 2 * block @ gallery.T,
+                0.0,
+            )
+        )
+        if n >= 2:
+            two = np.partition(d, 1, axis=1)[:, :2]
+            d1, d2 = two[:, 0], two[:, 1]
+        else:
+            d1, d2 = d[:, 0], np.full(len(d), np.inf)
+        out.append(score(d1, d2, weight, cap))
+    return np.concatenate(out)
+
+
+def score_table(
+    enc: dict[str, np.ndarray],
+    weight: float,
+    cap: float,
+    sizes: Sequence[int] = TABLE_SIZES,
+    fpirs: Sequence[float] = TABLE_FPIRS,
+    draws: int = TABLE_DRAWS,
+    seed: int = 0,
+) -> dict[str, list[list[float]]]:
+    """Per target FPIR: ``[N, threshold]`` for each gallery size N, the threshold being
+    the largest score that at most ``floor(fpir x n)`` of the n strangers' scores (pooled
+    over ``draws`` random galleries of N people) reach. Sizes larger than the people
+    available minus 100 are left out."""
+    people = people_of(enc)
+    table: dict[str, list[list[float]]] = {f"{f:g}": [] for f in fpirs}
+    for n in sizes:
+        if n > len(people) - 100:
+            continue
+        pooled = np.concatenate(
+            [
+                stranger_scores(enc, people, n, np.random.default_rng([seed, n, i]), weight, cap)
+                for i in range(draws)
+            ]
+        )
+        for f in fpirs:
+            table[f"{f:g}"].append([n, round(threshold_at_far(pooled, f), 4)])
+        log(f"score table: N={n}: {[table[f'{f:g}'][-1][1] for f in fpirs]} ({len(pooled)})")
+    return table

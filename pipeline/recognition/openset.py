@@ -8,14 +8,18 @@ named at 10 people and 94 % at 1,000, at the pair threshold 0.60). The rule here
 the sink names and every event a correction re-matches) names a face only when all of
 these hold, and abstains (unknown) otherwise:
 
-1. **Gallery size.** The nearest person's distance is within the threshold at which a
-   stranger gets a name with probability ``target_fpir`` (the false-positive
-   identification rate) against a gallery of N people:
-   ``t(N) = Q(1 - (1 - target_fpir) ** (1 / N))``, where ``Q(q)`` is the distance within
-   which a share ``q`` of impostor pairs falls (the calibrated impostor distance
-   distribution, :data:`CALIBRATED`). More people enrolled -> a tighter threshold. It
-   is never looser than the pair ceiling (``recognition.threshold``'s calibrated FAR 1 %
-   point).
+1. **Gallery size.** Its score, the distance to the nearest person minus the margin to
+   the second-nearest (``score``: ``d1 - weight * min(d2 - d1, gap_cap)``), is within
+   the threshold at which a stranger gets a name with probability ``target_fpir`` (the
+   false-positive identification rate) against a gallery of N people: the threshold
+   table of :data:`CALIBRATED`, measured on LFW by giving random galleries of N people
+   (1 to 1,000) every image of everyone else as strangers, and interpolated in log N and
+   log FPIR. A stranger's nearest of N people is nearer and their second nearest
+   closer behind as N grows, so the table tightens for large galleries; an enrolled
+   person's face stands out from the crowd by its margin, which the score rewards (on
+   LFW it names 60 % of enrolled people's photos at 1,000 people where the distance
+   alone names 40 % at the same FPIR, docs/openset.md). Never beyond the pair ceiling
+   ``recognition.threshold`` (the calibrated FAR 1 % point) either.
 2. **Margin.** The second-nearest *other* person is at least ``margin`` further away:
    a face about as near two people cannot tell them apart.
 3. **Quality-weighted enrolment.** Photos (or enrolled tracks) whose quality is below
@@ -24,17 +28,16 @@ these hold, and abstains (unknown) otherwise:
    quality is up to the caller: tracks enrolled by naming an unknown-N are gated on it
    in :mod:`pipeline.identities`.)
 4. **Per-person threshold.** A person with at least ``person_min_photos`` (counting)
-   photos gets ``min(t(N), person_scale * spread)``, ``spread`` being the largest
-   distance between two of their own photos: never looser than the global rule, tighter
-   for a person whose photos agree closely.
+   photos must also be within ``person_scale * spread`` of one of them, ``spread``
+   being the largest distance between two of their own photos: an extra condition, so
+   never looser than the global rule, tighter for a person whose photos agree closely.
 
 Calibration (``python scripts/eval_openset.py --calibrate``, LFW folds 1-3, the
-recognize stage's encodings): :data:`CALIBRATED` holds per encoder setting the impostor
-distance quantiles ``Q(q)`` for ``q`` from 30 % down to 1e-6, the margin and the
-per-person scale. Interpolation is linear in ``log10 q``; below the smallest
-tabulated ``q`` (a gallery of more than ~10,000 people at FPIR 1 %) the last two points
-are extrapolated. How well the independence formula above predicts the measured FPIR of
-real galleries is in docs/openset.md.
+recognize stage's encodings): :data:`CALIBRATED` holds per encoder setting the threshold
+table, the score's weight and cap, the margin and the per-person scale. Beyond 1,000
+people the table is extended linearly in log N from its last two sizes where that
+tightens it (else held). How well it holds
+on people it was not measured on is in docs/openset.md (held-out check).
 
 Precedence (``recognition`` config section): an explicit ``threshold`` replaces the
 gallery-size threshold by that fixed pair threshold (the rule before issue 10), the
@@ -55,41 +58,103 @@ import numpy as np
 class Calibration(NamedTuple):
     """One encoder setting's calibration (see the module docstring)."""
 
-    # (q, distance): a share q of LFW impostor pairs are within that distance; q descending
-    impostor_quantiles: tuple[tuple[float, float], ...]
+    # target FPIR -> ((gallery size N, score threshold), ...), N ascending
+    thresholds: tuple[tuple[float, tuple[tuple[int, float], ...]], ...]
+    weight: float  # of the margin in the score
+    gap_cap: float  # the margin counts up to this much
     margin: float  # the default best-vs-second margin
     person_scale: float  # per-person threshold = person_scale x own spread (capped)
-    impostor_pairs: int  # how many pairs the quantiles come from
 
 
 # (num_jitters, flip) -> calibration, from `python scripts/eval_openset.py --calibrate`
-# (LFW folds 1-3: 2,320 images, every pair of two different people's images; the
-# recognize stage's encodings) and the margin sweep of docs/openset.md
+# (LFW folds 1-3: 2,320 images of 1,241 people; the recognize stage's encodings; 20
+# random galleries per size, the strangers' scores pooled) and the margin sweep of
+# docs/openset.md
 CALIBRATED: dict[tuple[int, bool], Calibration] = {
     (1, False): Calibration(
-        impostor_quantiles=(
-            (0.3, 0.749),
-            (0.1, 0.682),
-            (0.03, 0.632),
-            (0.01, 0.595),
-            (0.003, 0.559),
-            (0.001, 0.529),
-            (3e-4, 0.496),
-            (1e-4, 0.469),
-            (3e-5, 0.441),
-            (1e-5, 0.417),
-            (3e-6, 0.387),
-            (1e-6, 0.364),
+        thresholds=(
+            (
+                0.001,
+                (
+                    (1, 0.0242),
+                    (2, 0.1815),
+                    (5, 0.2146),
+                    (10, 0.2215),
+                    (20, 0.2283),
+                    (50, 0.2734),
+                    (100, 0.2693),
+                    (200, 0.2916),
+                    (500, 0.2872),
+                    (1000, 0.2892),
+                ),
+            ),
+            (
+                0.003,
+                (
+                    (1, 0.0632),
+                    (2, 0.2302),
+                    (5, 0.2934),
+                    (10, 0.284),
+                    (20, 0.3022),
+                    (50, 0.3207),
+                    (100, 0.3268),
+                    (200, 0.3326),
+                    (500, 0.3291),
+                    (1000, 0.3214),
+                ),
+            ),
+            (
+                0.01,
+                (
+                    (1, 0.0979),
+                    (2, 0.3048),
+                    (5, 0.3733),
+                    (10, 0.3703),
+                    (20, 0.3725),
+                    (50, 0.3822),
+                    (100, 0.3803),
+                    (200, 0.3793),
+                    (500, 0.372),
+                    (1000, 0.3656),
+                ),
+            ),
+            (
+                0.03,
+                (
+                    (1, 0.1339),
+                    (2, 0.3769),
+                    (5, 0.441),
+                    (10, 0.4383),
+                    (20, 0.4378),
+                    (50, 0.4334),
+                    (100, 0.4274),
+                    (200, 0.4244),
+                    (500, 0.4124),
+                    (1000, 0.4051),
+                ),
+            ),
+            (
+                0.1,
+                (
+                    (1, 0.1827),
+                    (2, 0.4749),
+                    (5, 0.5218),
+                    (10, 0.5178),
+                    (20, 0.5086),
+                    (50, 0.4947),
+                    (100, 0.4839),
+                    (200, 0.4758),
+                    (500, 0.4627),
+                    (1000, 0.453),
+                ),
+            ),
         ),  # fmt: skip
-        # the largest margin of 0, 0.02, ..., 0.1 that cost at most 1 point of DIR at the
-        # default FPIR at every gallery size (10, 100, 1,000; 4 draws each): wrong names
-        # 1.13/0.74/0.45 % at margin 0 -> 1.07/0.44/0.19 %, DIR 87.5/64.8/36.9 ->
-        # 87.5/64.5/36.0 % (docs/openset.md)
+        weight=1.0,
+        gap_cap=0.5,
         margin=0.06,
         # 99th percentile of (probe's distance to the nearest of 3 photos) / (largest
         # distance between the 3), 408 probes of LFW people with 4+ images
         person_scale=1.2,
-        impostor_pairs=2_687_149,
     ),
 }
 
@@ -106,22 +171,38 @@ def calibration(num_jitters: int = 1, flip: bool = False) -> Calibration:
     return CALIBRATED[min(same, key=lambda k: (abs(k[0] - num_jitters), -k[0]))]
 
 
-def impostor_quantile(q: float, table: Sequence[tuple[float, float]]) -> float:
-    """Distance within which a share ``q`` of impostor pairs fall (log-linear in q)."""
-    qs = np.log10([a for a, _ in table])[::-1]  # ascending
-    ds = np.array([b for _, b in table], dtype=float)[::-1]
-    lq = math.log10(min(max(q, 1e-300), 1.0))
-    if lq < qs[0]:  # beyond the data: extend the last segment
-        slope = (ds[1] - ds[0]) / (qs[1] - qs[0])
-        return float(max(0.0, ds[0] + slope * (lq - qs[0])))
-    return float(np.interp(lq, qs, ds))
+def score(d1: Any, d2: Any, weight: float, cap: float) -> Any:
+    """The rule's score of a face: its distance to the nearest person minus ``weight``
+    times the margin to the second-nearest (capped at ``cap``; ``cap`` when there is no
+    second). Lower is surer. Works on numbers and arrays."""
+    gap = np.minimum(np.asarray(d2, dtype=float) - np.asarray(d1, dtype=float), cap)
+    return np.asarray(d1, dtype=float) - weight * gap
 
 
-def per_comparison_rate(n_people: int, target_fpir: float) -> float:
-    """The pair false-match rate at which a stranger matches none of ``n_people``
-    (independent comparisons) with probability ``1 - target_fpir``."""
-    n = max(int(n_people), 1)
-    return float(-math.expm1(math.log1p(-target_fpir) / n))
+def table_threshold(
+    n_people: int, target_fpir: float, table: Sequence[tuple[float, Sequence[tuple[int, float]]]]
+) -> float:
+    """The score threshold for ``n_people`` at ``target_fpir``: linear in log N between
+    the table's sizes (beyond them extended from the last two, only if that tightens),
+    then linear in log FPIR between its rows (extended likewise)."""
+    ln = math.log(max(int(n_people), 1))
+
+    def at(rows: Sequence[tuple[int, float]]) -> float:
+        xs = np.log([r[0] for r in rows])
+        ys = np.array([r[1] for r in rows], dtype=float)
+        if ln > xs[-1]:  # extended only where it tightens: never looser than measured
+            slope = min((ys[-1] - ys[-2]) / (xs[-1] - xs[-2]), 0.0)
+            return float(ys[-1] + slope * (ln - xs[-1]))
+        return float(np.interp(ln, xs, ys))
+
+    fs = np.log([f for f, _ in table])
+    ts = np.array([at(rows) for _, rows in table])
+    lf = math.log(target_fpir)
+    if lf < fs[0]:
+        return float(ts[0] + (ts[1] - ts[0]) / (fs[1] - fs[0]) * (lf - fs[0]))
+    if lf > fs[-1]:
+        return float(ts[-1])
+    return float(np.interp(lf, fs, ts))
 
 
 @dataclass(frozen=True)
@@ -134,7 +215,11 @@ class OpenSetRule:
     min_enrol_quality: float = 0.0
     person_min_photos: int = DEFAULT_PERSON_MIN_PHOTOS  # 0: no per-person thresholds
     person_scale: float = CALIBRATED[(1, False)].person_scale
-    quantiles: tuple[tuple[float, float], ...] = CALIBRATED[(1, False)].impostor_quantiles
+    weight: float = CALIBRATED[(1, False)].weight
+    gap_cap: float = CALIBRATED[(1, False)].gap_cap
+    table: tuple[tuple[float, tuple[tuple[int, float], ...]], ...] = CALIBRATED[
+        (1, False)
+    ].thresholds
     _cache: dict[int, tuple[Any, ...]] = field(
         default_factory=dict, init=False, compare=False, hash=False, repr=False
     )
@@ -145,33 +230,42 @@ class OpenSetRule:
         ``explicit_threshold``: the user set it, a fixed pair threshold that replaces the
         gallery-size one."""
         cal = calibration(recognition.num_jitters, recognition.flip)
-        explicit = explicit_threshold
         margin = recognition.margin
         return cls(
             ceiling=float(recognition.threshold),
-            target_fpir=None if explicit else recognition.target_fpir,
+            target_fpir=None if explicit_threshold else recognition.target_fpir,
             margin=cal.margin if margin is None else float(margin),
             min_enrol_quality=recognition.min_enrol_quality,
             person_min_photos=recognition.person_min_photos,
             person_scale=cal.person_scale,
-            quantiles=cal.impostor_quantiles,
+            weight=cal.weight,
+            gap_cap=cal.gap_cap,
+            table=cal.thresholds,
         )
 
     def gallery_threshold(self, n_people: int) -> float:
-        """The acceptance threshold for a gallery of ``n_people`` distinct people."""
+        """The score threshold for a gallery of ``n_people`` distinct people (with a
+        fixed pair threshold, ``target_fpir`` None: the ceiling, on the distance)."""
         if self.target_fpir is None:
             return self.ceiling
-        q = per_comparison_rate(n_people, self.target_fpir)
-        return min(self.ceiling, impostor_quantile(q, self.quantiles))
+        return table_threshold(n_people, self.target_fpir, self.table)
 
-    def person_threshold(self, photos: np.ndarray, global_threshold: float) -> float:
-        """``min(global, person_scale x spread)`` for a person with enough photos
-        (``spread``: the largest distance between two of them); else the global one."""
+    def score(self, d1: Any, d2: Any) -> Any:
+        """:func:`score` with this rule's weight and cap (the distance itself with a
+        fixed pair threshold)."""
+        if self.target_fpir is None:
+            return np.asarray(d1, dtype=float)
+        return score(d1, d2, self.weight, self.gap_cap)
+
+    def person_threshold(self, photos: np.ndarray) -> float:
+        """The distance a face must be within for a person with enough photos:
+        ``min(ceiling, person_scale x spread)`` (``spread``: the largest distance between
+        two of them); else the ceiling. An extra condition: never looser."""
         if self.person_min_photos <= 0 or len(photos) < max(self.person_min_photos, 2):
-            return global_threshold
+            return self.ceiling
         p = np.asarray(photos, dtype=float)
         d = np.linalg.norm(p[:, None, :] - p[None, :, :], axis=2)
-        return float(min(global_threshold, self.person_scale * d.max()))
+        return float(min(self.ceiling, self.person_scale * d.max()))
 
     def prepare(
         self,
@@ -203,7 +297,8 @@ class Decision:
     distance: float | None  # to the nearest person's nearest counting photo
     second: str | None  # the next nearest other person
     second_distance: float | None
-    threshold: float | None  # the nearest person's acceptance threshold
+    threshold: float | None  # the score threshold for the gallery's size
+    score: float | None  # the face's score (the distance, with a fixed pair threshold)
     reason: str  # why it is (not) named
 
     @property
@@ -221,8 +316,8 @@ class PreparedGallery:
     people: list[str]  # distinct names, first-appearance order
     owner: np.ndarray  # per gallery row: index into people
     counts: np.ndarray  # per gallery row: True if the photo counts
-    thresholds: np.ndarray  # per person
-    global_threshold: float
+    person_limits: np.ndarray  # per person: the largest distance accepted
+    global_threshold: float  # on the score
 
     @classmethod
     def build(
@@ -243,11 +338,10 @@ class PreparedGallery:
                 mine = owner == i
                 if good[mine].any():  # only the good photos count; else all of them
                     counts[mine] = good[mine]
-        t_global = rule.gallery_threshold(len(people))
         gal = np.asarray(gallery, dtype=float)
         own = [gal[(owner == i) & counts] for i in range(len(people))]
-        thresholds = np.array([rule.person_threshold(p, t_global) for p in own])
-        return cls(rule, people, owner, counts, thresholds, t_global)
+        limits = np.array([rule.person_threshold(p) for p in own])
+        return cls(rule, people, owner, counts, limits, rule.gallery_threshold(len(people)))
 
     def person_distances(self, d_rows: np.ndarray) -> np.ndarray:
         """Per person: the smallest of ``d_rows`` (one distance per gallery row) over
@@ -260,34 +354,37 @@ class PreparedGallery:
     def decide(self, d_rows: np.ndarray) -> Decision:
         """The rule's answer given the distance of one face to every gallery row (rows of
         excluded people, e.g. by a "not NAME" correction, set to inf)."""
+        rule = self.rule
         per = self.person_distances(np.asarray(d_rows, dtype=float))
         if not len(per) or not np.isfinite(per).any():
-            return Decision(None, None, None, None, None, None, "no enrolled person to compare")
+            return Decision(None, None, None, None, None, None, None, "no enrolled person")
         order = np.argsort(per, kind="stable")
         j = int(order[0])
         d1 = float(per[j])
         k = int(order[1]) if len(order) > 1 and np.isfinite(per[order[1]]) else None
         d2 = float(per[k]) if k is not None else None
-        second = self.people[k] if k is not None else None
-        t = float(self.thresholds[j])
-        nearest = self.people[j]
-        if d1 > t:
-            why = f"nearest {nearest} at {d1:.3f} > {t:.3f}"
-            if t < self.global_threshold:
-                why += " (their own threshold)"
-            else:
-                why += f" (threshold for {len(self.people)} people)"
-            return Decision(None, nearest, d1, second, d2, t, why)
-        if d2 is not None and d2 - d1 < self.rule.margin:
-            why = (
-                f"nearest {nearest} at {d1:.3f}, {second} at {d2:.3f}: "
-                f"margin {d2 - d1:.3f} < {self.rule.margin:.3f}"
-            )
-            return Decision(None, nearest, d1, second, d2, t, why)
-        why = f"{nearest} at {d1:.3f} <= {t:.3f}"
-        if d2 is not None:
-            why += f", next {second} at {d2:.3f}"
-        return Decision(nearest, nearest, d1, second, d2, t, why)
+        nearest, second = self.people[j], (self.people[k] if k is not None else None)
+        s = float(rule.score(d1, np.inf if d2 is None else d2))
+        t = self.global_threshold
+        found = f"nearest {nearest} at {d1:.3f}" + (
+            f", next {second} at {d2:.3f}" if d2 is not None else ""
+        )
+
+        def no(why: str) -> Decision:
+            return Decision(None, nearest, d1, second, d2, t, s, f"{found}: {why}")
+
+        if d1 > rule.ceiling:
+            return no(f"beyond the pair threshold {rule.ceiling:.3f}")
+        if d1 > self.person_limits[j]:
+            return no(f"beyond {nearest}'s own threshold {self.person_limits[j]:.3f}")
+        if d2 is not None and d2 - d1 < rule.margin:
+            return no(f"margin {d2 - d1:.3f} < {rule.margin:.3f}")
+        if rule.target_fpir is not None and s > t:
+            return no(f"score {s:.3f} > {t:.3f} (the threshold for {len(self.people)} people)")
+        what = "score" if rule.target_fpir is not None else "distance"
+        return Decision(
+            nearest, nearest, d1, second, d2, t, s, f"{found}: {what} {s:.3f} <= {t:.3f}"
+        )
 
 
 class RuleThreshold(float):

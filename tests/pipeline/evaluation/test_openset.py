@@ -11,6 +11,7 @@ from pipeline.evaluation.openset import (
     dir_at_fpir,
     draw,
     evaluate_draw,
+    pair_rule,
     people_of,
     rank1,
     summarise,
@@ -90,17 +91,17 @@ DRAW = Draw(
 
 
 def test_product_rule_counts_wrong_names():
-    dec, mated, non = decide(DRAW, GALLERY, PROBES, 0.6)
+    dec, mated, non = decide(DRAW, GALLERY, PROBES, pair_rule(0.6))
     assert mated == ["A", "A"] and non == ["A", None]
     assert (dec.mated_right, dec.mated_wrong, dec.non_mated_named) == (1, 1, 1)
     assert (dec.wrong_names, dec.probes) == (2, 4)
     # a stricter threshold (0.3): B_0002 and C_0001 become unknown, no wrong name
-    dec, mated, non = decide(DRAW, GALLERY, PROBES, 0.3)
+    dec, mated, non = decide(DRAW, GALLERY, PROBES, pair_rule(0.3))
     assert mated == ["A", None] and non == [None, None] and dec.wrong_names == 0
 
 
 def test_evaluate_draw_and_summary():
-    row = evaluate_draw(DRAW, GALLERY, PROBES, 0.6, fpirs=(0.0, 0.5))
+    row = evaluate_draw(DRAW, GALLERY, PROBES, pair_rule(0.6), fpirs=(0.0, 0.5))
     assert row["rank1"] == 0.5
     assert row["fpir_default"] == 0.5 and row["mated_wrong_rate"] == 0.5
     assert row["dir_default"] == 0.5 and row["wrong_name_rate"] == 0.5
