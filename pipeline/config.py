@@ -269,7 +269,7 @@ class RecognitionConfig(Section):
         gt=0,
         lt=1,
         description="open-set rule: the share of not-enrolled people who may be given a "
-        "name; the acceptance threshold tightens as the gallery grows to keep it "
+        "name; the score threshold is calibrated per gallery size to keep it "
         "(pipeline/recognition/openset.py); null, or an explicit threshold: a fixed "
         "pair threshold whatever the gallery size",
     )
@@ -291,8 +291,8 @@ class RecognitionConfig(Section):
     person_min_photos: int = Field(
         3,
         ge=0,
-        description="open-set rule: people with at least this many photos get their own, "
-        "tighter threshold from the spread of their photos (0: off)",
+        description="open-set rule: people with at least this many photos must also be "
+        "within a threshold from the spread of their own photos (never looser; 0: off)",
     )
 
     @model_validator(mode="after")
