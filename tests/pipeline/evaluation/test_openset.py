@@ -224,3 +224,46 @@ def test_run_lfw_and_page_on_synthetic_people(tmp_path):
     assert "| 4 | 2 | 2 |" in md and "encoded the gallery with 1" in md
     # x: 1 of 1 pair matches, y: 0 of 1
     assert "| x | 2 | 1 | 1 | 100.000 % |" in md and "| y | 2 | 1 | 0 | 0.000 % |" in md
+
+
+def test_rules_side_by_side_and_video_section_on_the_page(tmp_path):
+    import json
+
+    from pipeline.evaluation.openset import RULE_LABEL, run_lfw, save
+    from pipeline.recognition.openset import OpenSetRule
+
+    # person i at x = i; their other images 0.1 away; people 1 unit apart
+    enc = {
+        k: np.array([float(i) + (0.0 if n == 0 else 0.1), 0.0])
+        for i, ims in enumerate(people_of(KEYS).values())
+        for n, k in enumerate(ims)
+    }
+    rule = OpenSetRule()
+    r = run_lfw(enc, enc, 0.6, sizes=[2, 4], draws=2, rules={RULE_LABEL: rule})
+    now = r["sizes"]["4"]["rules"][RULE_LABEL]
+    assert now["threshold"]["mean"] == pytest.approx(rule.gallery_threshold(4))
+    # mated probes are 0.1 from their photo, 0.9 from the next: score -0.3, named right
+    assert now["dir_default"]["mean"] == 1.0 and now["wrong_name_rate"]["max"] == 0.0
+    machine = {"cpu": "test", "cores": 1, "python": "3", "loadavg_start": [0.0]}
+    save(
+        {"command": "c", "date": "d", "machine": machine, "draws": 2,
+         "name": "lfw-gallery-jitter1", "probe_encoder": "p", "gallery_jitters": 1,
+         "enroll_jitters": 1, "results": r, "enrolment_check": None},
+        tmp_path,
+    )  # fmt: skip
+    clip = {"events": 2, "events_named": 1, "named_events": {"lin": 1},
+            "wrong_names": {"certain": 0, "possible": 0}}  # fmt: skip
+    aaron = {**clip, "events_named": 0, "named_events": {}}
+    rules = {RULE_LABEL: {"gallery_people": 502, "hamilton": clip, "aaron": aaron}}
+    video = {"command": "v", "date": "d", "git": "g", "loadavg_start": [1.0],
+             "distractors": 500, "enrolled": ["lin", "alex"], "rules": rules}  # fmt: skip
+    (tmp_path / "openset" / "video.json").write_text(json.dumps(video))
+    save(
+        {"command": "c", "date": "d", "machine": machine, "draws": 2,
+         "name": "lfw-gallery-jitter1", "probe_encoder": "p", "gallery_jitters": 1,
+         "enroll_jitters": 1, "results": r, "enrolment_check": None},
+        tmp_path,
+    )  # fmt: skip
+    md = (tmp_path / "openset.md").read_text()
+    assert f"| 4 | {RULE_LABEL} |" in md and "| 4 | pair threshold (before) |" in md
+    assert "## Video" in md and f"| {RULE_LABEL} | 502 | 2 | lin 1 | 0 / 0 | 2 | 0 |" in md
