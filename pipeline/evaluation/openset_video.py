@@ -274,4 +274,40 @@ def markdown(rec: dict[str, Any]) -> list[str]:
             )
             + " |"
         )
+    for rule, r in rec["rules"].items():
+        h, a = r["hamilton"], r["aaron"]
+        named = [p for p in rec["enrolled"] if h["named_events"].get(p)]
+        missed = [p for p in rec["enrolled"] if not h["named_events"].get(p)]
+        wrong = sum((h["wrong_names"] or {}).values()) + a["events_named"]
+        lines += [
+            "",
+            f"{rule}: "
+            + (f"{', '.join(named)} named" if named else "neither enrolled person named")
+            + (f", {', '.join(missed)} not" if missed and named else "")
+            + f"; {wrong} wrong name(s) on the two clips"
+            + (", Aaron Guiel unknown." if not a["events_named"] else "."),
+        ]
+    lines += [
+        "",
+        "Why, per event (the rule's own explanation of the event's stored samples, "
+        "`Identities.explain`, before the face-quality gate: an event whose best face "
+        "quality is below `recognition.min_name_quality`, 0.05, is never named):",
+        "",
+    ]
+    for rule, r in rec["rules"].items():
+        lines.append(f"- {rule}:")
+        for clip in ("hamilton", "aaron"):
+            for e in r[clip]["detail"]:
+                if "why" not in e:
+                    continue
+                shots = f", shot(s) {', '.join(map(str, e['shots']))}" if e.get("shots") else ""
+                wrong = (
+                    " **wrong name**"
+                    if e.get("wrong_name") or clip == "aaron" and not (_unnamed(e["label"]))
+                    else ""
+                )
+                lines.append(
+                    f"  - {clip} track {e['track']} ({e['frames']} frames{shots}; quality "
+                    f"{e['best_quality']:.2f}): {e['label']}{wrong}; {e['why']}"
+                )
     return lines

@@ -378,7 +378,7 @@ class PreparedGallery:
         if d1 > self.person_limits[j]:
             return no(f"beyond {nearest}'s own threshold {self.person_limits[j]:.3f}")
         if d2 is not None and d2 - d1 < rule.margin:
-            return no(f"margin {d2 - d1:.3f} < {rule.margin:.3f}")
+            return no(f"margin {d2 - d1:.4f} < {rule.margin:.3f}")
         if rule.target_fpir is not None and s > t:
             return no(f"score {s:.3f} > {t:.3f} (the threshold for {len(self.people)} people)")
         what = "score" if rule.target_fpir is not None else "distance"

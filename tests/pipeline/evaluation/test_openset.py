@@ -251,8 +251,10 @@ def test_rules_side_by_side_and_video_section_on_the_page(tmp_path):
          "enroll_jitters": 1, "results": r, "enrolment_check": None},
         tmp_path,
     )  # fmt: skip
+    why = {"track": 1, "label": "lin", "frames": 5, "shots": [0], "best_quality": 0.5,
+           "why": "lin at 0.3"}  # fmt: skip
     clip = {"events": 2, "events_named": 1, "named_events": {"lin": 1},
-            "wrong_names": {"certain": 0, "possible": 0}}  # fmt: skip
+            "wrong_names": {"certain": 0, "possible": 0}, "detail": [why]}  # fmt: skip
     aaron = {**clip, "events_named": 0, "named_events": {}}
     rules = {RULE_LABEL: {"gallery_people": 502, "hamilton": clip, "aaron": aaron}}
     video = {"command": "v", "date": "d", "git": "g", "loadavg_start": [1.0],
@@ -267,3 +269,5 @@ def test_rules_side_by_side_and_video_section_on_the_page(tmp_path):
     md = (tmp_path / "openset.md").read_text()
     assert f"| 4 | {RULE_LABEL} |" in md and "| 4 | pair threshold (before) |" in md
     assert "## Video" in md and f"| {RULE_LABEL} | 502 | 2 | lin 1 | 0 / 0 | 2 | 0 |" in md
+    assert "lin named, alex not; 0 wrong name(s)" in md
+    assert "hamilton track 1 (5 frames, shot(s) 0; quality 0.50): lin; lin at 0.3" in md
