@@ -880,6 +880,29 @@ def open_set_lines(rec: dict[str, Any]) -> list[str]:
                 f"{100 * e['fpir']:.2f} % ({e['named']:,} of {e['strangers']:,})" if e else "-"
             )
         lines.append(f"| {g} | " + " | ".join(cells) + " |")
+    target = rec.get("target_fpir") or 0.01
+    parts = []
+    for n in sizes:
+        over = [g for g, e in os_[n]["groups"].items() if e["fpir"] > target]
+        parts.append(
+            f"at N = {n}, {len(over)} of {len(os_[n]['groups'])} groups"
+            + (
+                f" ({100 * min(os_[n]['groups'][g]['fpir'] for g in over):.1f} % to "
+                f"{100 * max(os_[n]['groups'][g]['fpir'] for g in over):.1f} %)"
+                if over
+                else ""
+            )
+        )
+    lines += [
+        "",
+        f"Above the {100 * target:g} % target: "
+        + "; ".join(parts)
+        + ". UTKFace's crops (tighter than LFW's, children included, possibly the same "
+        "person twice) are not the faces the table was measured on: a deployment should "
+        "re-measure the strangers' scores on its own cameras' faces (the table's protocol: "
+        "`score_table` in `pipeline/evaluation/openset.py`, `scripts/eval_openset.py "
+        "--calibrate`) before trusting the target.",
+    ]
     return lines
 
 
