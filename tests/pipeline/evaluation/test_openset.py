@@ -271,3 +271,24 @@ def test_rules_side_by_side_and_video_section_on_the_page(tmp_path):
     assert "## Video" in md and f"| {RULE_LABEL} | 502 | 2 | lin 1 | 0 / 0 | 2 | 0 |" in md
     assert "lin named, alex not; 0 wrong name(s)" in md
     assert "hamilton track 1 (5 frames, shot(s) 0; quality 0.50): lin; lin at 0.3" in md
+
+
+def test_open_set_by_group_counts_strangers_named():
+    from pipeline.evaluation.openset import open_set_by_group
+    from pipeline.recognition.openset import OpenSetRule
+
+    rng = np.random.default_rng(0)
+    # group "tight": faces 0.05 apart at most, every stranger near some enrolled face;
+    # group "spread": faces far apart, nobody named
+    tight = rng.normal(size=(30, 128)) * 0.002
+    spread = rng.normal(size=(30, 128)) * 1.0
+    base = rng.normal(size=(15, 128)) * 1.0  # "twins": each face twice (a look-alike)
+    twins = np.vstack([base, base + rng.normal(size=(15, 128)) * 0.01])
+    x = np.vstack([tight, spread, twins])
+    labels = ["tight"] * 30 + ["spread"] * 30 + ["twins"] * 30
+    out = open_set_by_group(x, labels, OpenSetRule(), (10,), 2)
+    row = out["10"]["groups"]
+    assert row["spread"]["named"] == 0 and row["spread"]["strangers"] == 40
+    assert row["tight"]["fpir"] == 0.0  # all within the margin of each other: unknown
+    assert row["twins"]["named"] > 0  # a look-alike enrolled: a stranger named
+    assert out["10"]["threshold"] == OpenSetRule().gallery_threshold(10)
