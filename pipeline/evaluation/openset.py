@@ -592,9 +592,10 @@ def write_markdown(docs: Path) -> None:
         "from `docs/openset/*.json`; do not edit by hand. It measures the product's "
         "decision rule (`pipeline/fusion.py` `fuse_identity`, the function the sink calls "
         "to name an event): the open-set rule of `pipeline/recognition/openset.py` "
-        "(issue 10: a threshold that tightens with the gallery size to keep the share of "
-        "strangers given a name at `recognition.target_fpir`, a margin over the "
-        "second-nearest person, quality-gated enrolment, per-person thresholds), side by "
+        "(issue 10: a score, the distance to the nearest person minus the margin to the "
+        "next, within a threshold calibrated per gallery size to keep the share of "
+        "strangers given a name at `recognition.target_fpir`; a minimum margin over the "
+        "second-nearest person; quality-gated enrolment; per-person thresholds), side by "
         "side with the rule it replaced (the nearest enrolled photo within "
         "`recognition.threshold`, whatever the size of the gallery).",
         "",
