@@ -898,8 +898,10 @@ def open_set_lines(rec: dict[str, Any]) -> list[str]:
         "",
         f"Above the {100 * target:g} % target: "
         + "; ".join(parts)
-        + ". UTKFace's crops (tighter than LFW's, children included, possibly the same "
-        "person twice) are not the faces the table was measured on: a deployment should "
+        + ". UTKFace's crops (tighter than LFW's, "
+        + ("children included, " if not rec.get("min_age") else "")
+        + "possibly the same person twice) are not the faces the table was measured on: a "
+        "deployment should "
         "re-measure the strangers' scores on its own cameras' faces (the table's protocol: "
         "`score_table` in `pipeline/evaluation/openset.py`, `scripts/eval_openset.py "
         "--calibrate`) before trusting the target.",
