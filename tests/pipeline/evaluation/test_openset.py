@@ -168,7 +168,10 @@ def test_eval_openset_lfw_on_a_few_people(tmp_path):
     # same-person photos of LFW: the nearest of 2-4 enrolled people is nearly always right
     assert big["rank1"]["mean"] >= 0.5
     md = (tmp_path / "openset.md").read_text()
-    assert "| 4 | 2 | 2 |" in md and "default threshold 0.60" in md
+    assert "| 4 | 2 | 2 |" in md and "pair threshold 0.60" in md
+    # the product's rule now beside it, and its margin sweep
+    assert "| 4 | open-set (default) |" in md and "| 4 | pair threshold (before) |" in md
+    assert set(rec["margin_sweep"]) == {"0", "0.02", "0.04", "0.06", "0.08", "0.1"}
 
 
 @pytest.mark.dataset
