@@ -3,6 +3,7 @@ datasets and minutes of pipeline; `scripts/eval_openset_video.py --help` is test
 the other scripts)."""
 
 import numpy as np
+import pytest
 
 from pipeline.evaluation.openset_video import (
     _brief,
@@ -43,3 +44,33 @@ def test_distractors_go_to_the_runs_home_and_events_are_explained(tmp_path):
             "rules": {"r": {"gallery_people": 20, **clips}}}  # fmt: skip
     md = "\n".join(markdown(rec_))
     assert "r: P3 named; 0 wrong name(s) on the two clips, Aaron Guiel unknown." in md
+
+
+@pytest.mark.dataset
+@pytest.mark.slow
+def test_eval_openset_video_on_the_clips(tmp_path):
+    """The whole evaluation, the default rule only and 20 LFW distractors (the docs' run
+    has 500): no wrong name on either clip; skipped without the datasets."""
+    import importlib.util
+    import json
+
+    from pipeline.datasets import REPO_ROOT, datasets_root
+
+    root = datasets_root()
+    for sub in ("lfw-pairs-subset", "video", "youtube-faces-clips"):
+        if root is None or not (root / sub).exists():
+            pytest.skip(f"dataset {sub} absent")
+    spec = importlib.util.spec_from_file_location(
+        "eval_openset_video", REPO_ROOT / "scripts" / "eval_openset_video.py"
+    )
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    rule = "open-set (default)"
+    argv = ["--distractors", "20", "--rule", rule, "--runs", str(tmp_path), "--docs", str(tmp_path)]
+    assert script.main(argv) == 0
+    rec = json.loads((tmp_path / "openset" / "video.json").read_text())
+    r = rec["rules"][rule]
+    assert r["gallery_people"] == 22
+    assert r["aaron"]["events_named"] == 0  # not enrolled: never named
+    assert not sum((r["hamilton"]["wrong_names"] or {}).values())
+    assert "## Video" in (tmp_path / "openset.md").read_text()
