@@ -306,12 +306,50 @@ class RecognitionConfig(Section):
     upscale_below_px: int = Field(
         80, ge=0, description="faces shorter than this are upscaled before encoding"
     )
+    target_fpir: float | None = Field(
+        0.01,
+        gt=0,
+        lt=1,
+        description="open-set rule: the share of not-enrolled people who may be given a "
+        "name; the score threshold is calibrated per gallery size to keep it "
+        "(pipeline/recognition/openset.py); null, or an explicit threshold: a fixed "
+        "pair threshold whatever the gallery size",
+    )
+    margin: float | None = Field(
+        None,
+        ge=0,
+        lt=2,
+        description="open-set rule: the second-nearest enrolled person must be at least "
+        "this much further than the nearest, else unknown; null: the calibrated margin",
+    )
+    min_enrol_quality: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="open-set rule: enrolled tracks (and photos with a known quality) "
+        "below this quality do not count when the person has a better one; naming an "
+        "unknown-N enrols only its tracks at or above it",
+    )
+    person_min_photos: int = Field(
+        3,
+        ge=0,
+        description="open-set rule: people with at least this many photos must also be "
+        "within a threshold from the spread of their own photos (never looser; 0: off)",
+    )
 
     @model_validator(mode="after")
     def _calibrated_threshold(self) -> RecognitionConfig:
-        if self.threshold is None:
+        from pipeline.recognition.openset import OpenSetRule, RuleThreshold
+
+        given = self.threshold
+        # an explicit threshold is a fixed pair threshold (also when re-validated)
+        explicit = given.explicit if isinstance(given, RuleThreshold) else given is not None
+        if given is None:
             # not through __setattr__: that would validate the whole section again
             self.__dict__["threshold"] = operating_points(self.num_jitters, self.flip).far_1pct
+        # the threshold carries the open-set rule of this section to fuse_identity
+        rule = OpenSetRule.from_config(self, explicit_threshold=explicit)
+        self.__dict__["threshold"] = RuleThreshold(rule, explicit)
         return self
 
 

@@ -11,30 +11,42 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.recognition.openset import OpenSetRule, rule_of
+
 
 @dataclass
 class FusedIdentity:
     name: str | None  # None: unknown
-    distance: float | None  # of the track's mean encoding to `name`'s nearest photo
+    distance: float | None  # of the track's mean encoding to the nearest person's photo
     agreement: float  # share of samples whose own nearest enrolled person is `name`
     samples: int
+    nearest: str | None = None  # the nearest person, named or not
+    threshold: float | None = None  # that person's acceptance threshold (open-set rule)
+    margin: float | None = None  # second-nearest person's distance minus `distance`
+    reason: str = ""  # why the track is (not) named
 
 
 def fuse_identity(
     encodings: np.ndarray,
     gallery_names: Sequence[str],
     gallery: np.ndarray,
-    threshold: float,
+    threshold: float | OpenSetRule,
     negative_names: Sequence[str] = (),
     negatives: np.ndarray | None = None,
     weights: Sequence[float] | None = None,
+    gallery_quality: Sequence[float] | None = None,
 ) -> FusedIdentity:
-    """Identity of a track from its samples' encodings.
+    """Identity of a track from its samples' encodings, under the open-set rule.
 
     The samples' mean encoding, weighted by ``weights`` (face quality) when given, is a
     template: averaging cancels per-frame noise of pose, blur and small faces. It is
-    matched to the nearest enrolled photo; the track is named only when that distance is
-    within ``threshold``, otherwise it is unknown.
+    compared with every enrolled person and named only when the open-set rule accepts
+    the nearest one (:mod:`pipeline.recognition.openset`: a threshold that tightens as
+    the gallery grows, a margin over the second-nearest person, only good enrolment
+    photos counting, per-person thresholds); otherwise it is unknown. ``threshold`` is
+    the rule: an :class:`OpenSetRule`, the configured ``recognition.threshold`` (which
+    carries its section's rule), or a plain float (the default rule with that float as
+    the pair ceiling). ``gallery_quality``: each photo's quality, when known.
     ``agreement`` says how many single samples pick the same person.
 
     ``negatives`` are faces a user marked "this is not NAME": a person is excluded when
@@ -43,7 +55,7 @@ def fuse_identity(
     """
     n = len(encodings)
     if n == 0 or len(gallery_names) == 0:
-        return FusedIdentity(None, None, 0.0, n)
+        return FusedIdentity(None, None, 0.0, n, reason="no samples or no enrolled person")
     enc = np.asarray(encodings, dtype=float)
     gal = np.asarray(gallery, dtype=float)
     w = None if weights is None else np.asarray(weights, dtype=float)
@@ -59,15 +71,23 @@ def fuse_identity(
             mine = names == person
             if mine.any() and d_neg[neg_names == person].min() <= d_mean[mine].min():
                 d_mean = np.where(mine, np.inf, d_mean)
-    j = int(d_mean.argmin())
-    if not np.isfinite(d_mean[j]):
-        return FusedIdentity(None, None, 0.0, n)
-    name, dist = gallery_names[j], float(d_mean[j])
-    per_sample = np.linalg.norm(enc[:, None, :] - gal[None, :, :], axis=2).argmin(axis=1)
-    agreement = float(np.mean([gallery_names[k] == name for k in per_sample]))
-    if dist > threshold:
-        return FusedIdentity(None, dist, agreement, n)
-    return FusedIdentity(name, dist, agreement, n)
+    prepared = rule_of(threshold).prepare(gallery_names, gallery, gallery_quality)
+    decision = prepared.decide(d_mean)
+    if decision.nearest is None:
+        return FusedIdentity(None, None, 0.0, n, reason=decision.reason)
+    per_sample = np.linalg.norm(enc[:, None, :] - gal[None, :, :], axis=2)
+    per_sample = np.where(prepared.counts[None, :], per_sample, np.inf).argmin(axis=1)
+    agreement = float(np.mean([gallery_names[k] == decision.nearest for k in per_sample]))
+    return FusedIdentity(
+        decision.name,
+        decision.distance,
+        agreement,
+        n,
+        nearest=decision.nearest,
+        threshold=decision.threshold,
+        margin=decision.margin,
+        reason=decision.reason,
+    )
 
 
 @dataclass

@@ -28,9 +28,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import sqlalchemy as sa
 
+from pipeline.fusion import FusedIdentity, fuse_identity
 from pipeline.store import (
     Deleted,
     EventStore,
+    Gallery,
     co_present,
     encodings,
     events,
@@ -63,6 +65,7 @@ class Identities:
         self.threshold = recognition.threshold
         self.unknown_threshold = recognition.unknown_threshold
         self.min_unknown_quality = recognition.min_unknown_quality
+        self.min_enrol_quality = recognition.min_enrol_quality
         self.min_gender_confidence = min_gender_confidence
 
     @classmethod
@@ -231,7 +234,13 @@ class Identities:
                 raise IdentityError(f"no unknown identity named {unknown!r}")
             changes, loose = self._move(conn, events.c.unknown_id == unknown, "person", name, cause)
             named = [c.track_uid for c in changes if c.new == name]
-            vecs = [(uid, v) for uid in named if (v := self.track_encoding(conn, uid)) is not None]
+            # only good enough tracks become photos: a dark, blurred or tiny face must not
+            # widen the person's acceptance region (the open-set rule's enrolment quality)
+            vecs = [
+                (uid, v)
+                for uid in named
+                if (v := self.track_encoding(conn, uid, self.min_enrol_quality)) is not None
+            ]
             self._recompute_centroid(conn, unknown)
         self.store.enroll(name, [v for _, v in vecs], [f"{unknown}:{uid}" for uid, _ in vecs])
         changes = self._settle(changes, loose)
@@ -372,11 +381,30 @@ class Identities:
                 loose.append(r.track_uid)
             for uid in loose:
                 self.assign_unknown(uid)
-            changes += self._diff(around, r, cause, values.get("person_distance"))
+            changes += self._diff(around, r, cause, self.explain(r.track_uid, gallery))
         return changes
 
+    def explain(self, track_uid: str, gallery: Gallery) -> FusedIdentity | None:
+        """What the open-set rule says about a track's samples (as ``EventStore.refuse``
+        fuses them), with its reason: distance, threshold, margin. None: no encodings."""
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(samples.c.encoding, samples.c.quality).where(
+                    samples.c.track_uid == track_uid,
+                    samples.c.kind == "identity",
+                    samples.c.encoding.is_not(None),
+                )
+            ).all()
+        if not rows:
+            return None
+        return fuse_identity(
+            np.array([json.loads(r.encoding) for r in rows]), gallery.names, gallery.matrix,
+            self.threshold, gallery.negative_names, gallery.negatives,
+            [max(r.quality or 0.0, 0.05) for r in rows],
+        )  # fmt: skip
+
     def _diff(
-        self, before: list[Any], main: Any, cause: str, distance: float | None
+        self, before: list[Any], main: Any, cause: str, ident: FusedIdentity | None
     ) -> list[Change]:
         """Change records of the events ``before`` (rows as they were: id, track_uid,
         person, unknown_id) after ``main`` was re-matched: ``main`` with its distance,
@@ -394,14 +422,14 @@ class Identities:
                     continue
                 if r.track_uid != main.track_uid:
                     why = f"{cause}: co-occurs with event {main.id}, nearer to {old}"
-                elif now.person is not None and distance is not None:
-                    why = f"{cause}: nearest {now.person} at {distance:.3f} <= {self.threshold:.3f}"
-                elif distance is not None and distance > self.threshold:
-                    why = f"{cause}: no name within {self.threshold:.3f} (nearest {distance:.3f})"
-                elif distance is not None:
+                elif ident is not None and now.person is not None:
+                    why = f"{cause}: {ident.reason}"
+                elif ident is not None and ident.name is None and ident.reason:
+                    why = f"{cause}: {ident.reason}"  # the open-set rule abstained
+                elif ident is not None and ident.distance is not None:
                     why = (
-                        f"{cause}: nearest at {distance:.3f} not accepted (a face marked "
-                        "not them, too poor a face, or a nearer face in the same frames)"
+                        f"{cause}: {ident.reason}, not accepted (a face marked not them, "
+                        "too poor a face, or a nearer face in the same frames)"
                     )
                 else:
                     why = cause
@@ -556,7 +584,8 @@ class Identities:
                     why = f"{r.unknown_id}'s centroid at {d:.3f} <= {self.unknown_threshold:.3f}"
                 else:
                     d, d2, second = judged(vec, None)
-                    why = f"at {d:.3f} <= {self.threshold:.3f}"
+                    ident = self.explain(r.track_uid, gallery)
+                    why = ident.reason if ident is not None else f"at {d:.3f}"
                 if d2 - d < self.unknown_margin:
                     continue  # about as near someone else: not clearly name
                 if any(x.person == name for x in co_present(conn, r.track_uid)):

@@ -13,6 +13,10 @@ shared machine:
 
     nice -n 10 python scripts/eval_openset.py > runs/openset.log 2>&1 &
 
+``--calibrate``: the calibration of the open-set rule (the impostor distance quantiles and
+the per-person ratios that ``CALIBRATED`` in ``pipeline/recognition/openset.py`` holds),
+printed as JSON; the margin is chosen from the side-by-side tables of a normal run.
+
 ``--utkface``: false-match rates by race and gender at the default rule on UTKFace's
 validation split (encodings cached under ``runs/attributes/`` as
 ``scripts/eval_attributes.py`` caches them), ``docs/openset/utkface*.json``.
@@ -21,6 +25,7 @@ validation split (encodings cached under ``runs/attributes/`` as
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -53,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
         help="instead: false-match rates by race and gender on UTKFace at the default rule",
     )
     ap.add_argument("--min-age", type=int, default=0, help="with --utkface: faces this old+")
+    ap.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="instead: print the impostor quantiles and per-person ratios of the LFW "
+        "encodings (the CALIBRATED entry of pipeline/recognition/openset.py)",
+    )
     ap.add_argument("--runs", type=Path, default=REPO_ROOT / "runs")
     ap.add_argument("--docs", type=Path, default=REPO_ROOT / "docs")
     args = ap.parse_args(argv)
@@ -65,6 +76,11 @@ def main(argv: list[str] | None = None) -> int:
         ["python scripts/eval_openset.py", *(sys.argv[1:] if argv is None else argv)]
     )
     recognition = load_config().recognition
+    if args.calibrate and not args.utkface:
+        print(
+            json.dumps(openset.calibrate(data, args.runs / "verification", recognition), indent=1)
+        )
+        return 0
     try:
         if args.utkface:
             record = openset.evaluate_utkface(

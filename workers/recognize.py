@@ -12,6 +12,11 @@ writes the tracker state.
 The gallery is read from the event store at start and re-read when it changes
 (polled at most every ``GALLERY_POLL_S`` seconds), so `facepipe enroll` takes effect
 on running workers without restarting them.
+
+Each sample is named under the open-set rule (``fuse_identity`` on the one encoding: a
+threshold that tightens with the gallery size, a margin over the second-nearest person,
+per-person thresholds); the track's name is decided in the sink from all its samples by
+the same rule.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.fusion import fuse_identity
 from pipeline.recognition.encoder import DlibEncoder
 from pipeline.recognition.quality import face_quality
 from pipeline.record import Encodings, Face, FrameRecord, Samples
@@ -44,16 +50,22 @@ class RecognizeStage(Stage):
         if image is None:  # nothing sampled, or the frame left Redis
             return
         vectors, marks = self.encoder.encode_with_landmarks(image, rec.faces)
+        # the open-set rule (pipeline/recognition/openset.py) carried by the threshold
         threshold = self.rt.config.recognition.threshold
-        for face, vec, lm, (name, dist) in zip(
-            rec.faces, vectors, marks, self.gallery.get().match(vectors), strict=True
-        ):
+        gallery = self.gallery.get()
+        for face, vec, lm in zip(rec.faces, vectors, marks, strict=True):
             face.encoding = [round(float(x), 6) for x in vec]
             face.landmarks = [(round(px, 1), round(py, 1)) for px, py in lm]
             # size x sharpness x frontal pose: weights this sample in the track's fusion
             face.quality = round(face_quality(image, face, lm), 4)
-            face.name, face.distance = name, dist
-            known = dist is not None and dist <= threshold
+            # this sample alone, under the same rule as the track's vote in the sink: a
+            # name only when accepted (gallery size, margin, per-person threshold)
+            one = fuse_identity(
+                np.asarray(vec)[None, :], gallery.names, gallery.matrix, threshold,
+                gallery.negative_names, gallery.negatives,
+            )  # fmt: skip
+            face.name, face.distance = one.name, one.distance
+            known = one.name is not None
             self.rt.metrics.inc(
                 "facepipe_recognitions_total",
                 {"stream": rec.stream, "result": "known" if known else "unknown"},

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,9 +35,13 @@ import numpy as np
 from pipeline import machine
 from pipeline.evaluation.common import log, spread
 from pipeline.fusion import fuse_identity
+from pipeline.recognition.openset import OpenSetRule, rule_of, score
 from pipeline.recognition.verify import load_pairs, threshold_at_far
 
 FPIRS = (0.01, 0.001)
+RULE_LABEL = "open-set (default)"
+MARGINS = (0.0, 0.02, 0.04, 0.06, 0.08, 0.1)
+SWEEP_DRAWS = 4
 
 
 def person_of(key: str) -> str:
@@ -95,6 +99,12 @@ def draw(
     )
 
 
+def pair_rule(threshold: float) -> OpenSetRule:
+    """The rule before issue 10 as an :class:`OpenSetRule`: a fixed pair threshold, no
+    margin, no per-person thresholds (nearest photo within ``threshold``)."""
+    return OpenSetRule(ceiling=threshold, target_fpir=None, margin=0.0, person_min_photos=0)
+
+
 def rank1(probes: np.ndarray, gallery: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Index and Euclidean distance of each probe's nearest gallery row."""
     best = np.empty(len(probes), dtype=int)
@@ -135,7 +145,10 @@ class Decision:
 
 
 def product_names(
-    probes: np.ndarray, gallery_names: Sequence[str], gallery: np.ndarray, threshold: float
+    probes: np.ndarray,
+    gallery_names: Sequence[str],
+    gallery: np.ndarray,
+    threshold: float | OpenSetRule,
 ) -> list[str | None]:
     """The name the product gives each probe (a one-sample track): ``fuse_identity``."""
     return [fuse_identity(p[None, :], gallery_names, gallery, threshold).name for p in probes]
@@ -145,7 +158,7 @@ def decide(
     draw_: Draw,
     gallery_enc: dict[str, np.ndarray],
     probe_enc: dict[str, np.ndarray],
-    threshold: float,
+    threshold: float | OpenSetRule,
 ) -> tuple[Decision, list[str | None], list[str | None]]:
     """Run the product's rule on every probe of a draw and count its right and wrong names."""
     names = [person_of(k) for k in draw_.gallery]
@@ -166,18 +179,35 @@ def decide(
     )
 
 
+def second_person(
+    probes: np.ndarray, gallery: np.ndarray, names: np.ndarray, best: np.ndarray
+) -> np.ndarray:
+    """Each probe's distance to the nearest gallery photo of another person than its
+    nearest one (inf if there is none): the margin's rival."""
+    out = np.empty(len(probes))
+    for i, p in enumerate(probes):
+        d = np.linalg.norm(gallery - p, axis=1)
+        other = d[names != names[best[i]]]
+        out[i] = other.min() if len(other) else np.inf
+    return out
+
+
 def evaluate_draw(
     draw_: Draw,
     gallery_enc: dict[str, np.ndarray],
     probe_enc: dict[str, np.ndarray],
-    threshold: float,
+    threshold: float | OpenSetRule,
     fpirs: Sequence[float] = FPIRS,
+    rules: dict[str, OpenSetRule] | None = None,
 ) -> dict[str, object]:
-    """Every figure of one draw: DIR at each FPIR and the product rule's counts."""
+    """Every figure of one draw: DIR at each FPIR and the product rule's counts (of
+    ``threshold``'s rule; and of each of ``rules``, under ``"rules"``)."""
     gal = np.stack([gallery_enc[k] for k in draw_.gallery])
     names = np.array([person_of(k) for k in draw_.gallery], dtype=object)
-    m_idx, m_dist = rank1(np.stack([probe_enc[k] for k in draw_.mated]), gal)
-    _, n_dist = rank1(np.stack([probe_enc[k] for k in draw_.non_mated]), gal)
+    m_probes = np.stack([probe_enc[k] for k in draw_.mated])
+    n_probes = np.stack([probe_enc[k] for k in draw_.non_mated])
+    m_idx, m_dist = rank1(m_probes, gal)
+    n_idx, n_dist = rank1(n_probes, gal)
     correct = names[m_idx] == np.array([person_of(k) for k in draw_.mated], dtype=object)
     dec, _, _ = decide(draw_, gallery_enc, probe_enc, threshold)
     out: dict[str, object] = {
@@ -187,6 +217,35 @@ def evaluate_draw(
         "mated_probes": len(draw_.mated),
         "non_mated_probes": len(draw_.non_mated),
         "rank1": float(correct.mean()),
+        **_counts(dec),
+        "dir_at_fpir": {},
+    }
+    for f in fpirs:
+        rate, t = dir_at_fpir(correct, m_dist, n_dist, f)
+        out["dir_at_fpir"][f"{f:g}"] = {"dir": rate, "threshold": round(t, 4)}  # type: ignore[index]
+    if rules:
+        m_gap = second_person(m_probes, gal, names, m_idx) - m_dist
+        n_gap = second_person(n_probes, gal, names, n_idx) - n_dist
+        out["rules"] = {}
+        for label, rule in rules.items():
+            d, _, _ = decide(draw_, gallery_enc, probe_enc, rule)
+            row: dict[str, object] = {
+                **_counts(d),
+                "threshold": rule.gallery_threshold(len(set(names))),
+                "dir_at_fpir": {},
+            }
+            # the rule's margin as a gate, its score's threshold swept: DIR at each FPIR
+            m_score = np.where(m_gap >= rule.margin, rule.score(m_dist, m_dist + m_gap), np.inf)
+            n_score = np.where(n_gap >= rule.margin, rule.score(n_dist, n_dist + n_gap), np.inf)
+            for f in fpirs:
+                rate, t = dir_at_fpir(correct, m_score, n_score, f)
+                row["dir_at_fpir"][f"{f:g}"] = {"dir": rate, "threshold": round(t, 4)}  # type: ignore[index]
+            out["rules"][label] = row  # type: ignore[index]
+    return out
+
+
+def _counts(dec: Decision) -> dict[str, float]:
+    return {
         "non_mated_named": dec.non_mated_named,
         "mated_wrong": dec.mated_wrong,
         "mated_right": dec.mated_right,
@@ -194,16 +253,12 @@ def evaluate_draw(
         "mated_wrong_rate": dec.mated_wrong / dec.mated,
         "dir_default": dec.mated_right / dec.mated,
         "wrong_name_rate": dec.wrong_names / dec.probes,
-        "dir_at_fpir": {},
     }
-    for f in fpirs:
-        rate, t = dir_at_fpir(correct, m_dist, n_dist, f)
-        out["dir_at_fpir"][f"{f:g}"] = {"dir": rate, "threshold": round(t, 4)}  # type: ignore[index]
-    return out
 
 
 def summarise(rows: list[dict[str, object]]) -> dict[str, object]:
-    """Mean, minimum and maximum over draws of each rate, and the sizes of the first draw."""
+    """Mean, minimum and maximum over draws of each rate, and the sizes of the first draw
+    (each rule's under ``"rules"``)."""
 
     def stats(values: list[float]) -> dict[str, float]:
         return {"mean": float(np.mean(values)), "min": min(values), "max": max(values)}
@@ -220,6 +275,25 @@ def summarise(rows: list[dict[str, object]]) -> dict[str, object]:
     for k in ("mated_probes", "non_mated_probes"):
         out[k] = stats([float(r[k]) for r in rows])  # type: ignore[arg-type]
     out["draws"] = len(rows)
+    if "rules" in rows[0]:
+        out["rules"] = {
+            label: summarise_rule([r["rules"][label] for r in rows])  # type: ignore[index]
+            for label in rows[0]["rules"]  # type: ignore[union-attr]
+        }
+    return out
+
+
+def summarise_rule(rows: list[dict[str, Any]]) -> dict[str, object]:
+    """One rule's figures over the draws (mean, min, max)."""
+
+    def stats(values: list[float]) -> dict[str, float]:
+        return {"mean": float(np.mean(values)), "min": min(values), "max": max(values)}
+
+    keys = ("fpir_default", "mated_wrong_rate", "dir_default", "wrong_name_rate", "threshold")
+    out: dict[str, object] = {k: stats([float(r[k]) for r in rows]) for k in keys}
+    for f in rows[0]["dir_at_fpir"]:
+        out[f"dir_at_fpir_{f}"] = stats([r["dir_at_fpir"][f]["dir"] for r in rows])
+        out[f"threshold_at_fpir_{f}"] = stats([r["dir_at_fpir"][f]["threshold"] for r in rows])
     return out
 
 
@@ -234,9 +308,11 @@ def run_lfw(
     draws: int,
     seed: int = 0,
     mated_share: float = 0.5,
+    rules: dict[str, OpenSetRule] | None = None,
 ) -> dict[str, object]:
     """Every gallery size, ``draws`` seeded draws each (draw ``i`` of size ``n`` uses
-    ``default_rng([seed, n, i])``); the dataset's counts and each size's summary."""
+    ``default_rng([seed, n, i])``); the dataset's counts and each size's summary (the
+    top-level figures at the fixed pair ``threshold``; each of ``rules`` under "rules")."""
     people = people_of(probe_enc)
     multi = sum(len(v) >= 2 for v in people.values())
     out: dict[str, object] = {
@@ -246,17 +322,19 @@ def run_lfw(
         "people_single": len(people) - multi,
         "max_mated_people": max_mated(people, mated_share),
         "mated_share": mated_share,
-        "threshold": threshold,
+        "threshold": float(threshold),
         "seed": seed,
         "sizes": {},
     }
+    fixed = pair_rule(float(threshold))
     for n in sizes:
         rows = [
             evaluate_draw(
                 draw(people, n, np.random.default_rng([seed, n, i]), mated_share),
                 gallery_enc,
                 probe_enc,
-                threshold,
+                fixed,
+                rules=rules,
             )
             for i in range(draws)
         ]
@@ -289,7 +367,8 @@ def lfw_tables(r: dict[str, Any]) -> list[str]:
         )
     lines += [
         "",
-        f"The product's rule at its default threshold {r['threshold']:.2f}:",
+        f"The rule before issue 10 (the nearest photo within the pair threshold "
+        f"{r['threshold']:.2f}, whatever the gallery size):",
         "",
         "| gallery | wrong names (all probes) | non-mated probes named (FPIR) "
         "| mated probes named someone else | mated probes named right (DIR) |",
@@ -299,6 +378,88 @@ def lfw_tables(r: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {n} | {_pct(s['wrong_name_rate'])} | {_pct(s['fpir_default'])} "
             f"| {_pct(s['mated_wrong_rate'])} | {_pct(s['dir_default'])} |"
+        )
+    first = next(iter(sizes.values()))
+    if "rules" not in first:
+        return lines
+    lines += [
+        "",
+        "Side by side: the rule before (nearest photo within the pair threshold "
+        f"{r['threshold']:.2f}) and the product's rule now at its default settings "
+        "(`pipeline/recognition/openset.py`, below; the threshold column: the distance "
+        "threshold before, the score threshold for the gallery's size now). DIR @ FPIR "
+        "for the rule now: its margin as a gate, its score's threshold swept as above.",
+        "",
+        "| gallery | rule | threshold | wrong names (all probes) | non-mated probes named "
+        "(FPIR) | mated named someone else | mated named right (DIR) | DIR @ FPIR 1 % "
+        "| DIR @ FPIR 0.1 % |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for n, s in sizes.items():
+        rows = [("pair threshold (before)", s, f"{r['threshold']:.3f}")]
+        rows += [(label, x, f"{x['threshold']['mean']:.3f}") for label, x in s["rules"].items()]
+        for label, x, t in rows:
+            lines.append(
+                f"| {n} | {label} | {t} | {_pct(x['wrong_name_rate'])} "
+                f"| {_pct(x['fpir_default'])} | {_pct(x['mated_wrong_rate'])} "
+                f"| {_pct(x['dir_default'])} | {_pct(x['dir_at_fpir_0.01'])} "
+                f"| {_pct(x['dir_at_fpir_0.001'])} |"
+            )
+    return lines
+
+
+def calibration_lines(rec: dict[str, Any]) -> list[str]:
+    """The calibration paragraph and its held-out check."""
+    c, rule = rec.get("calibration"), rec.get("rule")
+    if not c or not rule:
+        return []
+    quant = ", ".join(f"{q:g}: {d:.3f}" for q, d in c["quantiles"])
+    row = rule["table"].get(f"{rule['target_fpir']:g}", []) if rule["target_fpir"] else []
+    lines = [
+        "### The rule now and its calibration",
+        "",
+        f"Settings (defaults): target FPIR {rule['target_fpir']}, margin {rule['margin']}, "
+        f"per-person thresholds from {rule['person_min_photos']} photos "
+        f"(scale {rule['person_scale']}), enrolment quality >= {rule['min_enrol_quality']}, "
+        f"pair ceiling {rule['ceiling']}. A face is named when its score "
+        f"`d1 - {rule['weight']:g} x min(d2 - d1, {rule['gap_cap']:g})` (d1, d2: distances to "
+        "the nearest and second-nearest person) is within the threshold for the gallery's "
+        "size N at the target FPIR, and the other conditions hold. The thresholds "
+        "(`CALIBRATED` in `pipeline/recognition/openset.py`, from `python "
+        "scripts/eval_openset.py --calibrate`): for N people, 20 random galleries of N LFW "
+        "people (one random photo each), every image of everyone else a stranger; the "
+        "largest score at most the target share of the pooled strangers' scores reach. "
+        "At the default FPIR: "
+        + ", ".join(f"N={n}: {t:.3f}" for n, t in row)
+        + ". For comparison, the distance alone: a share q of this run's "
+        f"{c['impostor_pairs']:,} LFW impostor pairs is within Q(q) = {quant}; a stranger "
+        "against N independent people is named with probability 1 - (1 - q)^N, so the "
+        "distance threshold for FPIR 1 % would be Q(1e-3) at N=10, Q(1e-4) at 100, "
+        "Q(1e-5) at 1,000 (close to the measured distance thresholds in the first table). "
+        "The margin term lets a face that stands out from the crowd be named further away.",
+        "",
+        "The per-person scale: people with 4+ images, their first 3 enrolled, each other "
+        "image's distance to the nearest of the 3 over the largest distance between the 3: "
+        + ", ".join(f"{p}th percentile {v}" for p, v in c["person_ratio_percentiles"].items())
+        + f" ({c['person_ratio_probes']} probes). "
+        "The margin: the largest of the sweep below that costs at most 1 point of DIR at "
+        "every gallery size.",
+        "",
+        *margin_lines(rec),
+        "Held-out check (the thresholds are measured on the same images the draws use): "
+        "the people split in two random halves, the threshold table measured on one half "
+        "only, the rule with it applied to galleries and strangers of the other half "
+        "(both ways round, "
+        + f"{next(iter(c['heldout'].values()))['draws'] if c['heldout'] else 0} draws per size):",
+        "",
+        "| gallery | threshold | strangers named (target "
+        f"{100 * (rule['target_fpir'] or 0):g} %) | wrong names | DIR |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for n, h in c["heldout"].items():
+        lines.append(
+            f"| {n} | {h['t']:.3f} | {100 * h['fpir']:.2f} % | {100 * h['wrong']:.2f} % "
+            f"| {100 * h['dir']:.1f} % |"
         )
     return lines
 
@@ -384,7 +545,7 @@ def lfw_section(rec: dict[str, Any]) -> list[str]:
         "",
         *lfw_tables(r),
         "",
-        f"Wrong names at the default threshold {r['threshold']:.2f}: "
+        f"Before, at the pair threshold {r['threshold']:.2f}, wrong names: "
         f"{100 * first['wrong_name_rate']['mean']:.1f} % of all probes with {sizes[0]} "
         f"people enrolled, {100 * last['wrong_name_rate']['mean']:.1f} % with {sizes[-1]}; "
         f"a not-enrolled person gets a name {100 * first['fpir_default']['mean']:.1f} % of the "
@@ -392,8 +553,33 @@ def lfw_section(rec: dict[str, Any]) -> list[str]:
         f"The threshold that keeps that at 1 % falls from "
         f"{first['threshold_at_fpir_0.01']['mean']:.3f} to "
         f"{last['threshold_at_fpir_0.01']['mean']:.3f}: a pair threshold (1:1) does not hold "
-        "for 1:N.",
+        "for 1:N." + _now_sentence(r, sizes),
+        "",
+        *calibration_lines(rec),
     ]
+
+
+def _now_sentence(r: dict[str, Any], sizes: list[str]) -> str:
+    """The rule now, in one sentence (empty without its figures)."""
+    if "rules" not in r["sizes"][sizes[0]]:
+        return ""
+    (label,) = list(r["sizes"][sizes[0]]["rules"])[:1]
+    now = [r["sizes"][n]["rules"][label] for n in sizes]
+    return (
+        " Now (the open-set rule at its defaults) wrong names are "
+        + ", ".join(
+            f"{100 * x['wrong_name_rate']['mean']:.1f} % at {n}"
+            for n, x in zip(sizes, now, strict=True)
+        )
+        + " people, and the enrolled are named "
+        + ", ".join(f"{100 * x['dir_default']['mean']:.1f} %" for x in now)
+        + " of the time; at a measured FPIR of 1 % its score "
+        "names "
+        + ", ".join(f"{100 * x['dir_at_fpir_0.01']['mean']:.1f} %" for x in now)
+        + " where the distance alone names "
+        + ", ".join(f"{100 * r['sizes'][n]['dir_at_fpir_0.01']['mean']:.1f} %" for n in sizes)
+        + "."
+    )
 
 
 def write_markdown(docs: Path) -> None:
@@ -402,13 +588,25 @@ def write_markdown(docs: Path) -> None:
         "# Open-set identification and where the default rule errs",
         "",
         "Generated by `scripts/eval_openset.py` (library: `pipeline/evaluation/openset.py`) "
-        "from `docs/openset/*.json`; do not edit by hand. It measures today's decision rule "
-        "(issue 10): a track is named after the nearest enrolled photo when the distance is "
-        "within `recognition.threshold` (`pipeline/fusion.py` `fuse_identity`, the function "
-        "the sink calls to name an event), whatever the size of the gallery.",
+        "and `scripts/eval_openset_video.py` (`pipeline/evaluation/openset_video.py`) "
+        "from `docs/openset/*.json`; do not edit by hand. It measures the product's "
+        "decision rule (`pipeline/fusion.py` `fuse_identity`, the function the sink calls "
+        "to name an event): the open-set rule of `pipeline/recognition/openset.py` "
+        "(issue 10: a score, the distance to the nearest person minus the margin to the "
+        "next, within a threshold calibrated per gallery size to keep the share of "
+        "strangers given a name at `recognition.target_fpir`; a minimum margin over the "
+        "second-nearest person; quality-gated enrolment; per-person thresholds), side by "
+        "side with the rule it replaced (the nearest enrolled photo within "
+        "`recognition.threshold`, whatever the size of the gallery).",
         "",
     ]
-    for pattern, section in (("lfw*.json", lfw_section), ("utkface*.json", utkface_section)):
+    from pipeline.evaluation.openset_video import markdown as video_section
+
+    for pattern, section in (
+        ("lfw*.json", lfw_section),
+        ("video*.json", video_section),
+        ("utkface*.json", utkface_section),
+    ):
         # the plain runs first (lfw-gallery-jitterN, utkface), then their variants
         paths = sorted((docs / "openset").glob(pattern), key=lambda p: (p.stem.count("-"), p.stem))
         for path in paths:
@@ -456,14 +654,22 @@ def evaluate_lfw(
             check = enrolment_check(gallery_enc, enrol, probe_enc, recognition.threshold)
             log(f"enrolment check: {check}")
     log(f"encodings ready; threshold {recognition.threshold}")
-    results = run_lfw(gallery_enc, probe_enc, recognition.threshold, sizes, draws, seed)
+    rule = rule_of(recognition.threshold)
+    rules = {RULE_LABEL: rule}
+    results = run_lfw(
+        gallery_enc, probe_enc, float(recognition.threshold), sizes, draws, seed, rules=rules
+    )
     for n, s in results["sizes"].items():  # type: ignore[attr-defined]
-        log(
-            f"gallery {n}: wrong names {100 * s['wrong_name_rate']['mean']:.2f} %, "
-            f"non-mated named {100 * s['fpir_default']['mean']:.2f} %, "
-            f"DIR@FPIR1% {100 * s['dir_at_fpir_0.01']['mean']:.1f} %, "
-            f"DIR@FPIR0.1% {100 * s['dir_at_fpir_0.001']['mean']:.1f} %"
-        )
+        for label, r in [("pair threshold", s), *s["rules"].items()]:
+            log(
+                f"gallery {n}, {label}: wrong names {100 * r['wrong_name_rate']['mean']:.2f} %, "
+                f"non-mated named {100 * r['fpir_default']['mean']:.2f} %, "
+                f"DIR {100 * r['dir_default']['mean']:.1f} %, "
+                f"DIR@FPIR1% {100 * r['dir_at_fpir_0.01']['mean']:.1f} %, "
+                f"DIR@FPIR0.1% {100 * r['dir_at_fpir_0.001']['mean']:.1f} %"
+            )
+    calib = calibration_record(probe_enc, rule, draws, seed) if not max_people else None
+    sweep = margin_sweep(gallery_enc, probe_enc, rule, sizes, MARGINS, SWEEP_DRAWS, seed)
     return {
         "name": f"lfw-gallery-jitter{g_jitters}" + (f"-people{max_people}" if max_people else ""),
         "command": command,
@@ -475,6 +681,9 @@ def evaluate_lfw(
         "draws": draws,
         "results": results,
         "enrolment_check": check,
+        "rule": rule_record(rule),
+        "calibration": calib,
+        "margin_sweep": sweep,
     }
 
 
@@ -607,7 +816,97 @@ def evaluate_utkface(
         "race": false_matches_by_group(x, race, t),
         "gender": false_matches_by_group(x, gender, t),
         "all": false_matches_by_group(x, ["all"] * len(val), t)["all"],
+        "open_set": open_set_by_group(x, groups, rule_of(recognition.threshold)),
+        "target_fpir": rule_of(recognition.threshold).target_fpir,
     }
+
+
+def open_set_by_group(
+    x: np.ndarray,
+    groups: Sequence[str],
+    rule: OpenSetRule,
+    sizes: Sequence[int] = (10, 100),
+    draws: int = 10,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Per group and gallery size N: strangers named by the open-set rule when N faces
+    of their own group are enrolled (one photo each) and every other face of the group
+    is a stranger (UTKFace has no identities: every face counts as a different person),
+    mean over ``draws`` random galleries. Groups with fewer than N + 10 faces are left out."""
+    labels = np.asarray(groups, dtype=object)
+    out: dict[str, Any] = {}
+    for n in sizes:
+        row: dict[str, Any] = {"threshold": rule.gallery_threshold(n), "groups": {}}
+        for g in sorted(set(groups)):
+            idx = np.flatnonzero(labels == g)
+            if len(idx) < n + 10:
+                continue
+            named = strangers = 0
+            for i in range(draws):
+                rng = np.random.default_rng([seed, n, i, len(idx)])
+                pick = rng.permutation(idx)
+                gal, probes = x[pick[:n]], x[pick[n:]]
+                names = [str(k) for k in range(n)]
+                for p in probes:
+                    named += fuse_identity(p[None, :], names, gal, rule).name is not None
+                strangers += len(probes)
+            row["groups"][g] = {"strangers": strangers, "named": named, "fpir": named / strangers}
+        out[str(n)] = row
+    return out
+
+
+def open_set_lines(rec: dict[str, Any]) -> list[str]:
+    """The UTKFace table at the open-set rule: strangers named per group and gallery size."""
+    os_ = rec.get("open_set")
+    if not os_:
+        return []
+    sizes = list(os_)
+    lines = [
+        "",
+        "At the open-set rule (the product's default now, target FPIR "
+        f"{100 * (rec.get('target_fpir') or 0.01):g} %): for each group, galleries of N faces "
+        "of that group (one photo each, 10 random draws) and every other face of the group as "
+        "a stranger; the share of strangers given a name. The rule is calibrated on LFW; "
+        "where a group's faces are closer together than LFW's, more strangers get a name:",
+        "",
+        "| group (all faces) | " + " | ".join(f"strangers named, N = {n}" for n in sizes) + " |",
+        "|---|" + "---:|" * len(sizes),
+    ]
+    all_groups = sorted({g for n in sizes for g in os_[n]["groups"]})
+    for g in all_groups:
+        cells = []
+        for n in sizes:
+            e = os_[n]["groups"].get(g)
+            cells.append(
+                f"{100 * e['fpir']:.2f} % ({e['named']:,} of {e['strangers']:,})" if e else "-"
+            )
+        lines.append(f"| {g} | " + " | ".join(cells) + " |")
+    target = rec.get("target_fpir") or 0.01
+    parts = []
+    for n in sizes:
+        over = [g for g, e in os_[n]["groups"].items() if e["fpir"] > target]
+        parts.append(
+            f"at N = {n}, {len(over)} of {len(os_[n]['groups'])} groups"
+            + (
+                f" ({100 * min(os_[n]['groups'][g]['fpir'] for g in over):.1f} % to "
+                f"{100 * max(os_[n]['groups'][g]['fpir'] for g in over):.1f} %)"
+                if over
+                else ""
+            )
+        )
+    lines += [
+        "",
+        f"Above the {100 * target:g} % target: "
+        + "; ".join(parts)
+        + ". UTKFace's crops (tighter than LFW's, "
+        + ("children included, " if not rec.get("min_age") else "")
+        + "possibly the same person twice) are not the faces the table was measured on: a "
+        "deployment should "
+        "re-measure the strangers' scores on its own cameras' faces (the table's protocol: "
+        "`score_table` in `pipeline/evaluation/openset.py`, `scripts/eval_openset.py "
+        "--calibrate`) before trusting the target.",
+    ]
+    return lines
 
 
 def _fmr(e: dict[str, Any]) -> str:
@@ -623,7 +922,7 @@ def utkface_section(rec: dict[str, Any]) -> list[str]:
     rg, race = rec["race_gender"], rec["race"]
     ages = "all ages" if rec["min_age"] == 0 else f"aged {rec['min_age']} and over"
     lines = [
-        f"## UTKFace: false matches by group at the default rule ({ages})",
+        f"## UTKFace: false matches by group ({ages})",
         "",
         *_meta_lines(rec),
         "",
@@ -632,8 +931,9 @@ def utkface_section(rec: dict[str, Any]) -> list[str]:
         f"(`{rec['encoder']}`) on the box `facepipe analyze --face-crop` gives a crop. UTKFace "
         "has no identity labels: every pair of images counts as two different people (a few "
         "pairs may be the same person photographed twice, which would count as false "
-        f"matches). A false match: distance <= {rec['threshold']:.2f}, the default "
-        "`recognition.threshold`. Group labels from the file names (race as UTKFace codes it: "
+        f"matches). A false match: distance <= {rec['threshold']:.2f}, "
+        "`recognition.threshold` (the pair threshold: the rule before issue 10, the open-set "
+        "rule's ceiling now). Group labels from the file names (race as UTKFace codes it: "
         "white, black, asian, indian, other). Overall: "
         f"{_fmr(rec['all'])} of {rec['all']['pairs']:,} pairs. The last two columns: the "
         "chance that a stranger of that group matches at least one of 10 or 100 enrolled "
@@ -676,5 +976,319 @@ def utkface_section(rec: dict[str, Any]) -> list[str]:
         + f" when both are {hi} ({_fmr(rg[hi])}) as when both are {lo} "
         f"({_fmr(rg[lo])}). The threshold was calibrated on LFW "
         "pairs (mostly white men); it does not hold for every group.",
+        *open_set_lines(rec),
     ]
     return lines
+
+
+# ----- calibration of the open-set rule (pipeline/recognition/openset.py CALIBRATED) --------
+
+QUANTILES = (0.3, 0.1, 0.03, 0.01, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 3e-6, 1e-6)
+
+
+def impostor_distances(enc: dict[str, np.ndarray]) -> np.ndarray:
+    """Every pair of images of two different people: their distances, sorted."""
+    keys = sorted(enc)
+    x = np.stack([enc[k] for k in keys])
+    who = np.array([person_of(k) for k in keys], dtype=object)
+    out = []
+    for i in range(len(x) - 1):
+        d = np.linalg.norm(x[i + 1 :] - x[i], axis=1)
+        out.append(d[who[i + 1 :] != who[i]])
+    return np.sort(np.concatenate(out))
+
+
+def quantile_table(
+    impostors: np.ndarray, quantiles: Sequence[float] = QUANTILES
+) -> list[tuple[float, float]]:
+    """``(q, distance)``: a share q of the impostor pairs are within that distance (the
+    lower empirical quantile, rounded to 0.001), for the q with at least one pair."""
+    n = len(impostors)
+    return [
+        (q, round(float(impostors[max(int(np.floor(q * n)) - 1, 0)]), 3))
+        for q in quantiles
+        if q * n >= 1
+    ]
+
+
+def person_spread_ratios(enc: dict[str, np.ndarray], photos: int = 3) -> np.ndarray:
+    """For each person with more than ``photos`` images: the first ``photos`` enrolled,
+    every other image a probe; the probe's distance to the nearest enrolled photo over the
+    largest distance between two enrolled photos (the per-person threshold's scale)."""
+    out = []
+    for _, ims in people_of(enc).items():
+        if len(ims) <= photos:
+            continue
+        g = np.stack([enc[k] for k in ims[:photos]])
+        spread_ = np.linalg.norm(g[:, None] - g[None], axis=2).max()
+        for k in ims[photos:]:
+            out.append(float(np.linalg.norm(g - enc[k], axis=1).min() / spread_))
+    return np.array(out)
+
+
+def rule_record(rule: OpenSetRule) -> dict[str, Any]:
+    """The settings of a rule, for the record."""
+    return {
+        "ceiling": rule.ceiling,
+        "target_fpir": rule.target_fpir,
+        "margin": rule.margin,
+        "min_enrol_quality": rule.min_enrol_quality,
+        "person_min_photos": rule.person_min_photos,
+        "person_scale": rule.person_scale,
+        "weight": rule.weight,
+        "gap_cap": rule.gap_cap,
+        "table": {f"{f:g}": [list(r) for r in rows] for f, rows in rule.table},
+    }
+
+
+def calibration_record(
+    enc: dict[str, np.ndarray],
+    rule: OpenSetRule,
+    draws: int,
+    seed: int = 0,
+    heldout_sizes: Sequence[int] = (10, 100, 300),
+) -> dict[str, Any]:
+    """The impostor distance quantiles and per-person ratios of these encodings, and a
+    held-out check of the threshold table: the people split in two random halves, the
+    table measured on one half (:func:`score_table`), the rule with it applied to
+    galleries and strangers of the other half only."""
+    imp = impostor_distances(enc)
+    ratios = person_spread_ratios(enc)
+    people = sorted(people_of(enc))
+    order = np.random.default_rng([seed, 7]).permutation(len(people))
+    halves = [
+        {k: v for k, v in enc.items() if person_of(k) in {people[i] for i in part}}
+        for part in (order[: len(people) // 2], order[len(people) // 2 :])
+    ]
+    heldout: dict[str, Any] = {}
+    for fit, test in ((0, 1), (1, 0)):
+        fitted = score_table(halves[fit], rule.weight, rule.gap_cap, seed=seed)
+        table = tuple((float(f), tuple((int(n), t) for n, t in rows)) for f, rows in fitted.items())
+        half_rule = replace(rule, table=table)
+        test_enc = halves[test]
+        test_people = people_of(test_enc)
+        for n in heldout_sizes:
+            try:
+                rows = [
+                    evaluate_draw(
+                        draw(test_people, n, np.random.default_rng([seed, n, i, fit])),
+                        test_enc,
+                        test_enc,
+                        half_rule,
+                    )  # fmt: skip
+                    for i in range(draws)
+                ]
+            except ValueError:
+                continue  # the half is too small for this gallery
+            row = heldout.setdefault(str(n), {"fpir": [], "wrong": [], "dir": [], "t": []})
+            row["fpir"] += [r["fpir_default"] for r in rows]
+            row["wrong"] += [r["wrong_name_rate"] for r in rows]
+            row["dir"] += [r["dir_default"] for r in rows]
+            row["t"].append(half_rule.gallery_threshold(n))
+    return {
+        "impostor_pairs": len(imp),
+        "quantiles": quantile_table(imp),
+        "person_ratio_percentiles": {
+            str(p): round(float(np.percentile(ratios, p)), 3) for p in (50, 90, 95, 99)
+        }
+        if len(ratios)
+        else {},
+        "person_ratio_probes": len(ratios),
+        "heldout": {
+            n: {k: float(np.mean(v)) for k, v in row.items()} | {"draws": len(row["fpir"])}
+            for n, row in heldout.items()
+        },
+    }
+
+
+def calibrate(data: Path, runs: Path, recognition: Any) -> dict[str, Any]:
+    """The open-set rule's calibration from the LFW encodings of the recognize stage's
+    encoder (cached under ``runs``): impostor quantiles, per-person ratios."""
+    from pipeline.evaluation.verification import lfw_encodings
+
+    pairs = load_pairs(data / "pairs.tsv")
+    keys = sorted({k for p in pairs for k in (p.a, p.b)})
+    enc = lfw_encodings(data, runs, recognition.num_jitters, keys)
+    imp = impostor_distances(enc)
+    ratios = person_spread_ratios(enc)
+    rule = rule_of(recognition.threshold)
+    return {
+        "encoder": f"num_jitters={recognition.num_jitters}, flip={recognition.flip}",
+        "weights_tried": weight_sweep(enc, rule.gap_cap),
+        "weight": rule.weight,
+        "gap_cap": rule.gap_cap,
+        "thresholds": score_table(enc, rule.weight, rule.gap_cap),
+        "impostor_pairs": len(imp),
+        "impostor_quantiles": quantile_table(imp),
+        "person_ratio_probes": len(ratios),
+        "person_ratio_percentiles": {
+            str(p): round(float(np.percentile(ratios, p)), 3) for p in (50, 90, 95, 99, 100)
+        },
+    }
+
+
+def margin_sweep(
+    gallery_enc: dict[str, np.ndarray],
+    probe_enc: dict[str, np.ndarray],
+    rule: OpenSetRule,
+    sizes: Sequence[int],
+    margins: Sequence[float],
+    draws: int,
+    seed: int = 0,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """The rule at each margin (else as configured): wrong names, strangers named and
+    DIR per gallery size, mean over the first ``draws`` draws of the main run."""
+    people = people_of(probe_enc)
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for m in margins:
+        variant = replace(rule, margin=m)
+        for n in sizes:
+            rows = [
+                evaluate_draw(
+                    draw(people, n, np.random.default_rng([seed, n, i])),
+                    gallery_enc,
+                    probe_enc,
+                    variant,
+                )
+                for i in range(draws)
+            ]
+            out.setdefault(f"{m:g}", {})[str(n)] = {
+                k: float(np.mean([r[k] for r in rows]))  # type: ignore[call-overload]
+                for k in ("wrong_name_rate", "fpir_default", "mated_wrong_rate", "dir_default")
+            }
+        log(f"margin {m:g}: {out[f'{m:g}']}")
+    return out
+
+
+def margin_lines(rec: dict[str, Any]) -> list[str]:
+    """The margin sweep as a table: wrong names / DIR per gallery size."""
+    sweep = rec.get("margin_sweep")
+    if not sweep:
+        return []
+    sizes = list(next(iter(sweep.values())))
+    lines = [
+        f"Margin sweep (the rule otherwise at its defaults, {SWEEP_DRAWS} draws per size; "
+        "wrong names / mated probes named right):",
+        "",
+        "| margin | " + " | ".join(f"gallery {n}" for n in sizes) + " |",
+        "|---:|" + "---:|" * len(sizes),
+    ]
+    for m, row in sweep.items():
+        cells = [
+            f"{100 * row[n]['wrong_name_rate']:.2f} % / {100 * row[n]['dir_default']:.1f} %"
+            for n in sizes
+        ]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+# ----- the score table: the rule's threshold per gallery size and target FPIR ---------------
+
+TABLE_SIZES = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+TABLE_FPIRS = (0.001, 0.003, 0.01, 0.03, 0.1)
+TABLE_DRAWS = 20
+
+
+def stranger_scores(
+    enc: dict[str, np.ndarray],
+    people: dict[str, list[str]],
+    n: int,
+    rng: np.random.Generator,
+    weight: float,
+    cap: float,
+) -> np.ndarray:
+    """One random gallery of ``n`` people (one random photo each) and every image of every
+    other person as a stranger: each stranger's score against it
+    (:func:`pipeline.recognition.openset.score`)."""
+    from pipeline.recognition.openset import score
+
+    names = sorted(people)
+    chosen = rng.choice(len(names), n, replace=False)
+    gallery = np.stack([enc[people[names[i]][rng.integers(len(people[names[i]]))]] for i in chosen])
+    inside = {names[i] for i in chosen}
+    probes = np.stack([enc[k] for p in names if p not in inside for k in people[p]])
+    out = []
+    for lo in range(0, len(probes), 256):
+        block = probes[lo : lo + 256]
+        d = np.sqrt(
+            np.maximum(
+                (block**2).sum(1)[:, None] + (gallery**2).sum(1)[None, :] - 2 * block @ gallery.T,
+                0.0,
+            )
+        )
+        if n >= 2:
+            two = np.partition(d, 1, axis=1)[:, :2]
+            d1, d2 = two[:, 0], two[:, 1]
+        else:
+            d1, d2 = d[:, 0], np.full(len(d), np.inf)
+        out.append(score(d1, d2, weight, cap))
+    return np.concatenate(out)
+
+
+def score_table(
+    enc: dict[str, np.ndarray],
+    weight: float,
+    cap: float,
+    sizes: Sequence[int] = TABLE_SIZES,
+    fpirs: Sequence[float] = TABLE_FPIRS,
+    draws: int = TABLE_DRAWS,
+    seed: int = 0,
+) -> dict[str, list[list[float]]]:
+    """Per target FPIR: ``[N, threshold]`` for each gallery size N, the threshold being
+    the largest score that at most ``floor(fpir x n)`` of the n strangers' scores (pooled
+    over ``draws`` random galleries of N people) reach. Sizes larger than the people
+    available minus 100 are left out."""
+    people = people_of(enc)
+    table: dict[str, list[list[float]]] = {f"{f:g}": [] for f in fpirs}
+    for n in sizes:
+        if n > len(people) - 100:
+            continue
+        pooled = np.concatenate(
+            [
+                stranger_scores(enc, people, n, np.random.default_rng([seed, n, i]), weight, cap)
+                for i in range(draws)
+            ]
+        )
+        for f in fpirs:
+            table[f"{f:g}"].append([n, round(threshold_at_far(pooled, f), 4)])
+        log(f"score table: N={n}: {[table[f'{f:g}'][-1][1] for f in fpirs]} ({len(pooled)})")
+    return table
+
+
+def weight_sweep(
+    enc: dict[str, np.ndarray],
+    cap: float,
+    weights: Sequence[float] = (0.0, 0.25, 0.5, 1.0, 2.0),
+    sizes: Sequence[int] = (10, 100, 1000),
+    draws: int = 5,
+    seed: int = 0,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """DIR at FPIR 1 % and 0.1 % of the score with each margin weight (0: the distance
+    alone), the threshold set on the same draw's strangers, mean over ``draws`` draws of
+    the evaluation's protocol: what chose the score's weight."""
+    people = people_of(enc)
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for n in sizes:
+        rates: dict[tuple[float, float], list[float]] = {}
+        for i in range(draws):
+            d = draw(people, n, np.random.default_rng([seed, n, i]))
+            gal = np.stack([enc[k] for k in d.gallery])
+            names = np.array([person_of(k) for k in d.gallery], dtype=object)
+            mp = np.stack([enc[k] for k in d.mated])
+            nm = np.stack([enc[k] for k in d.non_mated])
+            mi, md = rank1(mp, gal)
+            ni, nd = rank1(nm, gal)
+            m2 = second_person(mp, gal, names, mi)
+            n2 = second_person(nm, gal, names, ni)
+            correct = names[mi] == np.array([person_of(k) for k in d.mated], dtype=object)
+            for w in weights:
+                ms = score(md, m2, w, cap)
+                ns = score(nd, n2, w, cap)
+                for f in FPIRS:
+                    t = threshold_at_far(ns, f)
+                    rates.setdefault((w, f), []).append(float(np.mean(correct & (ms <= t))))
+        for (w, f), v in rates.items():
+            out.setdefault(f"{w:g}", {}).setdefault(str(n), {})[f"{f:g}"] = float(np.mean(v))
+        at_1pct = [(w, round(100 * out[f"{w:g}"][str(n)]["0.01"], 1)) for w in weights]
+        log(f"weights, N={n}: DIR at FPIR 1 % {at_1pct}")
+    return out

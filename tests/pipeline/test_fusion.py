@@ -43,3 +43,36 @@ def test_attributes_median_and_abstain():
     unsure = fuse_attributes([30, 30], [0.55, 0.45], min_confidence=0.6)
     assert unsure.gender is None
     assert fuse_attributes([], []).age is None
+
+
+def test_track_between_two_people_is_unknown_not_the_nearer():
+    """The open-set rule's margin: a track about as near two enrolled people is neither."""
+    step = np.random.default_rng(3).normal(size=128)
+    C = A + 0.5 * step / np.linalg.norm(step)  # a look-alike of A, 0.5 away
+    mid = (A + C) / 2
+    encs = noisy(mid, 6, 0.002)
+    got = fuse_identity(encs, ["a", "c"], np.stack([A, C]), threshold=0.6)
+    assert np.linalg.norm(mid - A) < 0.3  # well within the threshold of both
+    assert got.name is None and got.nearest in ("a", "c") and "margin" in got.reason
+    clear = fuse_identity(noisy(A, 6, 0.002), ["a", "c"], np.stack([A, C]), threshold=0.6)
+    assert clear.name == "a" and clear.margin > 0.3 and clear.threshold <= 0.6
+
+
+def test_the_same_track_is_unknown_against_a_large_gallery():
+    """1:N: among many enrolled people, a face 0.5 from its nearest with others close
+    behind (a stranger's situation) is not named; with one other (far) person enrolled
+    it is."""
+    rng = np.random.default_rng(5)
+
+    def around(center, distance):
+        v = rng.normal(size=128)
+        return center + distance * v / np.linalg.norm(v)
+
+    track = around(A, 0.5)  # 0.5 from A
+    crowd = np.stack([around(track, 0.58 + 0.002 * i) for i in range(999)])
+    small = fuse_identity(track[None, :], ["a", "x"], np.stack([A, around(track, 1.2)]), 0.6)
+    names = ["a", *(f"p{i}" for i in range(999))]
+    large = fuse_identity(track[None, :], names, np.vstack([A, crowd]), 0.6)
+    assert small.name == "a"
+    assert large.name is None and large.nearest == "a" and "999" not in large.reason
+    assert "1000 people" in large.reason

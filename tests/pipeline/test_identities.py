@@ -406,3 +406,18 @@ def test_enrolment_takes_an_event_from_another_person_only_when_clearly_nearer(i
     ids.store.enroll("amy", [ALICE + 0.3 * axis], ["amy.jpg"])  # clearly nearer
     (c,) = ids.after_enrolment("amy")
     assert (c.track_uid, c.old, c.new) == (a, "al", "amy") and "next ann" in c.reason
+
+
+def test_naming_an_unknown_enrols_only_its_good_tracks(ids):
+    """A blurred track of a cluster does not become one of the person's photos: it must
+    not widen their acceptance region (recognition.min_enrol_quality)."""
+    good = sighting(ids, "door", 1, CAROL, quality=0.5)
+    poor = sighting(ids, "door", 2, near(CAROL, 99, 0.003), quality=0.1)
+    ev = by_uid(ids)
+    assert ev[good]["unknown_id"] == ev[poor]["unknown_id"] == "unknown-1"
+    ids.rename("unknown-1", "carol")
+    ev = by_uid(ids)
+    assert ev[good]["person"] == ev[poor]["person"] == "carol"  # both events are named
+    with ids.store.engine.connect() as conn:
+        sources = [r[0] for r in conn.execute(sa.select(encodings.c.source))]
+    assert sources == [f"unknown-1:{good}"]  # only the good track is enrolled

@@ -11,6 +11,7 @@ from pipeline.evaluation.openset import (
     dir_at_fpir,
     draw,
     evaluate_draw,
+    pair_rule,
     people_of,
     rank1,
     summarise,
@@ -90,17 +91,17 @@ DRAW = Draw(
 
 
 def test_product_rule_counts_wrong_names():
-    dec, mated, non = decide(DRAW, GALLERY, PROBES, 0.6)
+    dec, mated, non = decide(DRAW, GALLERY, PROBES, pair_rule(0.6))
     assert mated == ["A", "A"] and non == ["A", None]
     assert (dec.mated_right, dec.mated_wrong, dec.non_mated_named) == (1, 1, 1)
     assert (dec.wrong_names, dec.probes) == (2, 4)
     # a stricter threshold (0.3): B_0002 and C_0001 become unknown, no wrong name
-    dec, mated, non = decide(DRAW, GALLERY, PROBES, 0.3)
+    dec, mated, non = decide(DRAW, GALLERY, PROBES, pair_rule(0.3))
     assert mated == ["A", None] and non == [None, None] and dec.wrong_names == 0
 
 
 def test_evaluate_draw_and_summary():
-    row = evaluate_draw(DRAW, GALLERY, PROBES, 0.6, fpirs=(0.0, 0.5))
+    row = evaluate_draw(DRAW, GALLERY, PROBES, pair_rule(0.6), fpirs=(0.0, 0.5))
     assert row["rank1"] == 0.5
     assert row["fpir_default"] == 0.5 and row["mated_wrong_rate"] == 0.5
     assert row["dir_default"] == 0.5 and row["wrong_name_rate"] == 0.5
@@ -167,7 +168,10 @@ def test_eval_openset_lfw_on_a_few_people(tmp_path):
     # same-person photos of LFW: the nearest of 2-4 enrolled people is nearly always right
     assert big["rank1"]["mean"] >= 0.5
     md = (tmp_path / "openset.md").read_text()
-    assert "| 4 | 2 | 2 |" in md and "default threshold 0.60" in md
+    assert "| 4 | 2 | 2 |" in md and "pair threshold 0.60" in md
+    # the product's rule now beside it, and its margin sweep
+    assert "| 4 | open-set (default) |" in md and "| 4 | pair threshold (before) |" in md
+    assert set(rec["margin_sweep"]) == {"0", "0.02", "0.04", "0.06", "0.08", "0.1"}
 
 
 @pytest.mark.dataset
@@ -223,3 +227,71 @@ def test_run_lfw_and_page_on_synthetic_people(tmp_path):
     assert "| 4 | 2 | 2 |" in md and "encoded the gallery with 1" in md
     # x: 1 of 1 pair matches, y: 0 of 1
     assert "| x | 2 | 1 | 1 | 100.000 % |" in md and "| y | 2 | 1 | 0 | 0.000 % |" in md
+
+
+def test_rules_side_by_side_and_video_section_on_the_page(tmp_path):
+    import json
+
+    from pipeline.evaluation.openset import RULE_LABEL, run_lfw, save
+    from pipeline.recognition.openset import OpenSetRule
+
+    # person i at x = i; their other images 0.1 away; people 1 unit apart
+    enc = {
+        k: np.array([float(i) + (0.0 if n == 0 else 0.1), 0.0])
+        for i, ims in enumerate(people_of(KEYS).values())
+        for n, k in enumerate(ims)
+    }
+    rule = OpenSetRule()
+    r = run_lfw(enc, enc, 0.6, sizes=[2, 4], draws=2, rules={RULE_LABEL: rule})
+    now = r["sizes"]["4"]["rules"][RULE_LABEL]
+    assert now["threshold"]["mean"] == pytest.approx(rule.gallery_threshold(4))
+    # mated probes are 0.1 from their photo, 0.9 from the next: score -0.3, named right
+    assert now["dir_default"]["mean"] == 1.0 and now["wrong_name_rate"]["max"] == 0.0
+    machine = {"cpu": "test", "cores": 1, "python": "3", "loadavg_start": [0.0]}
+    save(
+        {"command": "c", "date": "d", "machine": machine, "draws": 2,
+         "name": "lfw-gallery-jitter1", "probe_encoder": "p", "gallery_jitters": 1,
+         "enroll_jitters": 1, "results": r, "enrolment_check": None},
+        tmp_path,
+    )  # fmt: skip
+    why = {"track": 1, "label": "lin", "frames": 5, "shots": [0], "best_quality": 0.5,
+           "why": "lin at 0.3"}  # fmt: skip
+    clip = {"events": 2, "events_named": 1, "named_events": {"lin": 1},
+            "wrong_names": {"certain": 0, "possible": 0}, "detail": [why]}  # fmt: skip
+    aaron = {**clip, "events_named": 0, "named_events": {}}
+    rules = {RULE_LABEL: {"gallery_people": 502, "hamilton": clip, "aaron": aaron}}
+    video = {"command": "v", "date": "d", "git": "g", "loadavg_start": [1.0],
+             "distractors": 500, "enrolled": ["lin", "alex"], "rules": rules}  # fmt: skip
+    (tmp_path / "openset" / "video.json").write_text(json.dumps(video))
+    save(
+        {"command": "c", "date": "d", "machine": machine, "draws": 2,
+         "name": "lfw-gallery-jitter1", "probe_encoder": "p", "gallery_jitters": 1,
+         "enroll_jitters": 1, "results": r, "enrolment_check": None},
+        tmp_path,
+    )  # fmt: skip
+    md = (tmp_path / "openset.md").read_text()
+    assert f"| 4 | {RULE_LABEL} |" in md and "| 4 | pair threshold (before) |" in md
+    assert "## Video" in md and f"| {RULE_LABEL} | 502 | 2 | lin 1 | 0 / 0 | 2 | 0 |" in md
+    assert "lin named, alex not; 0 wrong name(s)" in md
+    assert "hamilton track 1 (5 frames, shot(s) 0; quality 0.50): lin; lin at 0.3" in md
+
+
+def test_open_set_by_group_counts_strangers_named():
+    from pipeline.evaluation.openset import open_set_by_group
+    from pipeline.recognition.openset import OpenSetRule
+
+    rng = np.random.default_rng(0)
+    # group "tight": faces 0.05 apart at most, every stranger near some enrolled face;
+    # group "spread": faces far apart, nobody named
+    tight = rng.normal(size=(30, 128)) * 0.002
+    spread = rng.normal(size=(30, 128)) * 1.0
+    base = rng.normal(size=(15, 128)) * 1.0  # "twins": each face twice (a look-alike)
+    twins = np.vstack([base, base + rng.normal(size=(15, 128)) * 0.01])
+    x = np.vstack([tight, spread, twins])
+    labels = ["tight"] * 30 + ["spread"] * 30 + ["twins"] * 30
+    out = open_set_by_group(x, labels, OpenSetRule(), (10,), 2)
+    row = out["10"]["groups"]
+    assert row["spread"]["named"] == 0 and row["spread"]["strangers"] == 40
+    assert row["tight"]["fpir"] == 0.0  # all within the margin of each other: unknown
+    assert row["twins"]["named"] > 0  # a look-alike enrolled: a stranger named
+    assert out["10"]["threshold"] == OpenSetRule().gallery_threshold(10)

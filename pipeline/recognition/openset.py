@@ -1,0 +1,442 @@
+"""Open-set identification: which enrolled person a face is, or nobody.
+
+A pair threshold (1:1, :mod:`pipeline.recognition.thresholds`) does not hold for 1:N: a
+stranger compared with N enrolled people gets N chances of a false match, so the share of
+strangers given *some* name grows with the gallery (docs/openset.md measured 10 % of them
+named at 10 people and 94 % at 1,000, at the pair threshold 0.60). The rule here
+(:class:`OpenSetRule`, applied by :func:`pipeline.fusion.fuse_identity` to every track
+the sink names and every event a correction re-matches) names a face only when all of
+these hold, and abstains (unknown) otherwise:
+
+1. **Gallery size.** Its score, the distance to the nearest person minus the margin to
+   the second-nearest (``score``: ``d1 - weight * min(d2 - d1, gap_cap)``), is within
+   the threshold at which a stranger gets a name with probability ``target_fpir`` (the
+   false-positive identification rate) against a gallery of N people: the threshold
+   table of :data:`CALIBRATED`, measured on LFW by giving random galleries of N people
+   (1 to 1,000) every image of everyone else as strangers, and interpolated in log N and
+   log FPIR. As N grows a stranger's nearest person gets nearer and the second
+   nearest closer behind, so the stranger's score stays about the same (the table at
+   FPIR 1 %: 0.37-0.38 from 5 to 500 people, 0.366 at 1,000) while the distance it
+   allows falls: the same face with the same nearest person, named among a few people,
+   is unknown among many whose faces crowd it. An enrolled person's face stands out
+   from the crowd by its margin, which the score rewards (on LFW it names 59 % of
+   enrolled people's photos at 1,000 people where the distance alone names 39 % at the
+   same measured FPIR, docs/openset.md). Never beyond the pair ceiling
+   ``recognition.threshold`` (the calibrated FAR 1 % point) either. Calibrated on LFW:
+   on UTKFace's demographic groups it names 1-16 % of strangers instead of 1 %
+   (docs/openset.md); a deployment should re-measure the table on its own faces.
+2. **Margin.** The second-nearest *other* person is at least ``margin`` further away:
+   a face about as near two people cannot tell them apart.
+3. **Quality-weighted enrolment.** Photos (or enrolled tracks) whose quality is below
+   ``min_enrol_quality`` do not count when the person has a better one: a blurred or
+   tiny enrolment never widens the person's acceptance region. (Which photos have a
+   quality is up to the caller: tracks enrolled by naming an unknown-N are gated on it
+   in :mod:`pipeline.identities`.)
+4. **Per-person threshold.** A person with at least ``person_min_photos`` (counting)
+   photos must also be within ``person_scale * spread`` of one of them, ``spread``
+   being the largest distance between two of their own photos: an extra condition, so
+   never looser than the global rule, tighter for a person whose photos agree closely.
+
+Calibration (``python scripts/eval_openset.py --calibrate``, LFW folds 1-3, the
+recognize stage's encodings): :data:`CALIBRATED` holds per encoder setting the threshold
+table, the score's weight and cap, the margin and the per-person scale. Beyond 1,000
+people the table is extended linearly in log N from its last two sizes where that
+tightens it (else held). How well it holds on people it was not measured on is in
+docs/openset.md (held-out check).
+
+Precedence (``recognition`` config section): an explicit ``threshold`` replaces the
+gallery-size threshold by that fixed pair threshold (the rule before issue 10), the
+margin, enrolment quality and per-person thresholds still apply; ``target_fpir: null``
+does the same at the calibrated pair threshold. This module imports only numpy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+
+
+class Calibration(NamedTuple):
+    """One encoder setting's calibration (see the module docstring)."""
+
+    # target FPIR -> ((gallery size N, score threshold), ...), N ascending
+    thresholds: tuple[tuple[float, tuple[tuple[int, float], ...]], ...]
+    weight: float  # of the margin in the score
+    gap_cap: float  # the margin counts up to this much
+    margin: float  # the default best-vs-second margin
+    person_scale: float  # per-person threshold = person_scale x own spread (capped)
+
+
+# (num_jitters, flip) -> calibration, from `python scripts/eval_openset.py --calibrate`
+# (LFW folds 1-3: 2,320 images of 1,241 people; the recognize stage's encodings; 20
+# random galleries per size, the strangers' scores pooled) and the margin sweep of
+# docs/openset.md
+CALIBRATED: dict[tuple[int, bool], Calibration] = {
+    (1, False): Calibration(
+        thresholds=(
+            (
+                0.001,
+                (
+                    (1, 0.0242),
+                    (2, 0.1815),
+                    (5, 0.2146),
+                    (10, 0.2215),
+                    (20, 0.2283),
+                    (50, 0.2734),
+                    (100, 0.2693),
+                    (200, 0.2916),
+                    (500, 0.2872),
+                    (1000, 0.2892),
+                ),
+            ),
+            (
+                0.003,
+                (
+                    (1, 0.0632),
+                    (2, 0.2302),
+                    (5, 0.2934),
+                    (10, 0.284),
+                    (20, 0.3022),
+                    (50, 0.3207),
+                    (100, 0.3268),
+                    (200, 0.3326),
+                    (500, 0.3291),
+                    (1000, 0.3214),
+                ),
+            ),
+            (
+                0.01,
+                (
+                    (1, 0.0979),
+                    (2, 0.3048),
+                    (5, 0.3733),
+                    (10, 0.3703),
+                    (20, 0.3725),
+                    (50, 0.3822),
+                    (100, 0.3803),
+                    (200, 0.3793),
+                    (500, 0.372),
+                    (1000, 0.3656),
+                ),
+            ),
+            (
+                0.03,
+                (
+                    (1, 0.1339),
+                    (2, 0.3769),
+                    (5, 0.441),
+                    (10, 0.4383),
+                    (20, 0.4378),
+                    (50, 0.4334),
+                    (100, 0.4274),
+                    (200, 0.4244),
+                    (500, 0.4124),
+                    (1000, 0.4051),
+                ),
+            ),
+            (
+                0.1,
+                (
+                    (1, 0.1827),
+                    (2, 0.4749),
+                    (5, 0.5218),
+                    (10, 0.5178),
+                    (20, 0.5086),
+                    (50, 0.4947),
+                    (100, 0.4839),
+                    (200, 0.4758),
+                    (500, 0.4627),
+                    (1000, 0.453),
+                ),
+            ),
+        ),  # fmt: skip
+        # the score: d1 - 1.0 x min(d2 - d1, 0.5). Weights 0 (the distance alone), 0.25,
+        # 0.5, 1 and 2 tried (`--calibrate` prints "weights_tried"; 5 draws per size): DIR
+        # at FPIR 1 % 87.4/90.1/90.1/90.3/86.4 % at 10 people, 66.6/70.8/72.0/73.0/73.0 %
+        # at 100, 40.3/49.2/55.7/59.7/60.4 % at 1,000: 1 is the best all round
+        weight=1.0,
+        gap_cap=0.5,
+        # the largest margin of 0, 0.02, ..., 0.1 that costs at most 1 point of DIR at
+        # every gallery size (10, 100, 1,000; 4 draws each, docs/openset.md): wrong names
+        # 1.08/0.84/0.47 % at margin 0 -> 1.08/0.83/0.36 %, DIR 89.6/74.5/57.2 ->
+        # 89.6/74.2/56.5 %
+        margin=0.06,
+        # 99th percentile of (probe's distance to the nearest of 3 photos) / (largest
+        # distance between the 3), 408 probes of LFW people with 4+ images
+        person_scale=1.2,
+    ),
+}
+
+DEFAULT_TARGET_FPIR = 0.01
+DEFAULT_PERSON_MIN_PHOTOS = 3
+
+
+def calibration(num_jitters: int = 1, flip: bool = False) -> Calibration:
+    """The calibration of the setting nearest ``(num_jitters, flip)`` (only the
+    recognize stage's default, 1 jitter without flip, is calibrated: others get it)."""
+    if (num_jitters, flip) in CALIBRATED:
+        return CALIBRATED[(num_jitters, flip)]
+    same = [k for k in CALIBRATED if k[1] == flip] or list(CALIBRATED)
+    return CALIBRATED[min(same, key=lambda k: (abs(k[0] - num_jitters), -k[0]))]
+
+
+def score(d1: Any, d2: Any, weight: float, cap: float) -> Any:
+    """The rule's score of a face: its distance to the nearest person minus ``weight``
+    times the margin to the second-nearest (capped at ``cap``; ``cap`` when there is no
+    second). Lower is surer. Works on numbers and arrays."""
+    gap = np.minimum(np.asarray(d2, dtype=float) - np.asarray(d1, dtype=float), cap)
+    return np.asarray(d1, dtype=float) - weight * gap
+
+
+def table_threshold(
+    n_people: int, target_fpir: float, table: Sequence[tuple[float, Sequence[tuple[int, float]]]]
+) -> float:
+    """The score threshold for ``n_people`` at ``target_fpir``: linear in log N between
+    the table's sizes (beyond them extended from the last two, only if that tightens),
+    then linear in log FPIR between its rows (extended likewise)."""
+    ln = math.log(max(int(n_people), 1))
+
+    def at(rows: Sequence[tuple[int, float]]) -> float:
+        xs = np.log([r[0] for r in rows])
+        ys = np.array([r[1] for r in rows], dtype=float)
+        if ln > xs[-1]:  # extended only where it tightens: never looser than measured
+            slope = min((ys[-1] - ys[-2]) / (xs[-1] - xs[-2]), 0.0)
+            return float(ys[-1] + slope * (ln - xs[-1]))
+        return float(np.interp(ln, xs, ys))
+
+    fs = np.log([f for f, _ in table])
+    ts = np.array([at(rows) for _, rows in table])
+    lf = math.log(target_fpir)
+    if lf < fs[0]:
+        return float(ts[0] + (ts[1] - ts[0]) / (fs[1] - fs[0]) * (lf - fs[0]))
+    if lf > fs[-1]:
+        return float(ts[-1])
+    return float(np.interp(lf, fs, ts))
+
+
+@dataclass(frozen=True)
+class OpenSetRule:
+    """The open-set decision rule's settings (module docstring)."""
+
+    ceiling: float = 0.6  # the pair threshold: nothing further is ever named
+    target_fpir: float | None = DEFAULT_TARGET_FPIR  # None: the fixed ceiling
+    margin: float = CALIBRATED[(1, False)].margin
+    min_enrol_quality: float = 0.0
+    person_min_photos: int = DEFAULT_PERSON_MIN_PHOTOS  # 0: no per-person thresholds
+    person_scale: float = CALIBRATED[(1, False)].person_scale
+    weight: float = CALIBRATED[(1, False)].weight
+    gap_cap: float = CALIBRATED[(1, False)].gap_cap
+    table: tuple[tuple[float, tuple[tuple[int, float], ...]], ...] = CALIBRATED[
+        (1, False)
+    ].thresholds
+    _cache: dict[int, tuple[Any, ...]] = field(
+        default_factory=dict, init=False, compare=False, hash=False, repr=False
+    )
+
+    @classmethod
+    def from_config(cls, recognition: Any, explicit_threshold: bool = False) -> OpenSetRule:
+        """The rule of a ``recognition`` config section (its ``threshold`` resolved);
+        ``explicit_threshold``: the user set it, a fixed pair threshold that replaces the
+        gallery-size one."""
+        cal = calibration(recognition.num_jitters, recognition.flip)
+        margin = recognition.margin
+        return cls(
+            ceiling=float(recognition.threshold),
+            target_fpir=None if explicit_threshold else recognition.target_fpir,
+            margin=cal.margin if margin is None else float(margin),
+            min_enrol_quality=recognition.min_enrol_quality,
+            person_min_photos=recognition.person_min_photos,
+            person_scale=cal.person_scale,
+            weight=cal.weight,
+            gap_cap=cal.gap_cap,
+            table=cal.thresholds,
+        )
+
+    def gallery_threshold(self, n_people: int) -> float:
+        """The score threshold for a gallery of ``n_people`` distinct people (with a
+        fixed pair threshold, ``target_fpir`` None: the ceiling, on the distance)."""
+        if self.target_fpir is None:
+            return self.ceiling
+        return table_threshold(n_people, self.target_fpir, self.table)
+
+    def score(self, d1: Any, d2: Any) -> Any:
+        """:func:`score` with this rule's weight and cap (the distance itself with a
+        fixed pair threshold)."""
+        if self.target_fpir is None:
+            return np.asarray(d1, dtype=float)
+        return score(d1, d2, self.weight, self.gap_cap)
+
+    def person_threshold(self, photos: np.ndarray) -> float:
+        """The distance a face must be within for a person with enough photos:
+        ``min(ceiling, person_scale x spread)`` (``spread``: the largest distance between
+        two of them); else the ceiling. An extra condition: never looser."""
+        if self.person_min_photos <= 0 or len(photos) < max(self.person_min_photos, 2):
+            return self.ceiling
+        p = np.asarray(photos, dtype=float)
+        d = np.linalg.norm(p[:, None, :] - p[None, :, :], axis=2)
+        return float(min(self.ceiling, self.person_scale * d.max()))
+
+    def prepare(
+        self,
+        names: Sequence[str],
+        gallery: np.ndarray,
+        quality: Sequence[float] | None = None,
+    ) -> PreparedGallery:
+        """The gallery as the rule sees it: counting photos, per-person thresholds.
+
+        Cached per gallery array (the sink passes the same cached gallery for every
+        track), so that a gallery of thousands is prepared once, not once per track."""
+        key = id(gallery)
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] is gallery and hit[1] is names and hit[2] is quality:
+            return hit[3]  # type: ignore[no-any-return]
+        prepared = PreparedGallery.build(self, names, gallery, quality)
+        if len(self._cache) >= 4:
+            self._cache.clear()
+        self._cache[key] = (gallery, names, quality, prepared)
+        return prepared
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the rule says about one face (or a track's mean encoding)."""
+
+    name: str | None  # None: unknown
+    nearest: str | None  # the nearest person, named or not
+    distance: float | None  # to the nearest person's nearest counting photo
+    second: str | None  # the next nearest other person
+    second_distance: float | None
+    threshold: float | None  # the score threshold for the gallery's size
+    score: float | None  # the face's score (the distance, with a fixed pair threshold)
+    reason: str  # why it is (not) named
+
+    @property
+    def margin(self) -> float | None:
+        if self.distance is None or self.second_distance is None:
+            return None
+        return self.second_distance - self.distance
+
+
+@dataclass(frozen=True)
+class PreparedGallery:
+    """Per-person view of a gallery under a rule (build it with :meth:`OpenSetRule.prepare`)."""
+
+    rule: OpenSetRule
+    people: list[str]  # distinct names, first-appearance order
+    owner: np.ndarray  # per gallery row: index into people
+    counts: np.ndarray  # per gallery row: True if the photo counts
+    person_limits: np.ndarray  # per person: the largest distance accepted
+    global_threshold: float  # on the score
+
+    @classmethod
+    def build(
+        cls,
+        rule: OpenSetRule,
+        names: Sequence[str],
+        gallery: np.ndarray,
+        quality: Sequence[float] | None = None,
+    ) -> PreparedGallery:
+        people = list(dict.fromkeys(names))
+        index = {p: i for i, p in enumerate(people)}
+        owner = np.array([index[n] for n in names], dtype=int)
+        counts = np.ones(len(names), dtype=bool)
+        if quality is not None and rule.min_enrol_quality > 0:
+            q = np.asarray(quality, dtype=float)
+            good = q >= rule.min_enrol_quality
+            for i in range(len(people)):
+                mine = owner == i
+                if good[mine].any():  # only the good photos count; else all of them
+                    counts[mine] = good[mine]
+        gal = np.asarray(gallery, dtype=float)
+        own = [gal[(owner == i) & counts] for i in range(len(people))]
+        limits = np.array([rule.person_threshold(p) for p in own])
+        return cls(rule, people, owner, counts, limits, rule.gallery_threshold(len(people)))
+
+    def person_distances(self, d_rows: np.ndarray) -> np.ndarray:
+        """Per person: the smallest of ``d_rows`` (one distance per gallery row) over
+        their counting photos (inf if none)."""
+        out = np.full(len(self.people), np.inf)
+        ok = self.counts & np.isfinite(d_rows)
+        np.minimum.at(out, self.owner[ok], d_rows[ok])
+        return out
+
+    def decide(self, d_rows: np.ndarray) -> Decision:
+        """The rule's answer given the distance of one face to every gallery row (rows of
+        excluded people, e.g. by a "not NAME" correction, set to inf)."""
+        rule = self.rule
+        per = self.person_distances(np.asarray(d_rows, dtype=float))
+        if not len(per) or not np.isfinite(per).any():
+            return Decision(None, None, None, None, None, None, None, "no enrolled person")
+        order = np.argsort(per, kind="stable")
+        j = int(order[0])
+        d1 = float(per[j])
+        k = int(order[1]) if len(order) > 1 and np.isfinite(per[order[1]]) else None
+        d2 = float(per[k]) if k is not None else None
+        nearest, second = self.people[j], (self.people[k] if k is not None else None)
+        s = float(rule.score(d1, np.inf if d2 is None else d2))
+        t = self.global_threshold
+        found = f"nearest {nearest} at {d1:.3f}" + (
+            f", next {second} at {d2:.3f}" if d2 is not None else ""
+        )
+
+        def no(why: str) -> Decision:
+            return Decision(None, nearest, d1, second, d2, t, s, f"{found}: {why}")
+
+        if d1 > rule.ceiling:
+            return no(f"beyond the pair threshold {rule.ceiling:.3f}")
+        if d1 > self.person_limits[j]:
+            return no(f"beyond {nearest}'s own threshold {self.person_limits[j]:.3f}")
+        if d2 is not None and d2 - d1 < rule.margin:
+            return no(f"margin {d2 - d1:.4f} < {rule.margin:.3f}")
+        if rule.target_fpir is not None and s > t:
+            return no(f"score {s:.3f} > {t:.3f} (the threshold for {len(self.people)} people)")
+        what = "score" if rule.target_fpir is not None else "distance"
+        return Decision(
+            nearest, nearest, d1, second, d2, t, s, f"{found}: {what} {s:.3f} <= {t:.3f}"
+        )
+
+
+class RuleThreshold(float):
+    """``recognition.threshold`` as the configuration resolves it: the pair ceiling (a
+    float, as every caller expects) that also carries the section's open-set rule, so
+    that whoever passes the threshold on (the sink, corrections, through
+    ``EventStore.refuse``) has :func:`pipeline.fusion.fuse_identity` apply the whole rule."""
+
+    rule: OpenSetRule
+    explicit: bool  # set in the configuration (not the calibrated default)
+
+    def __new__(cls, rule: OpenSetRule, explicit: bool = False) -> RuleThreshold:
+        obj = super().__new__(cls, rule.ceiling)
+        obj.rule = rule
+        obj.explicit = explicit
+        return obj
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (RuleThreshold, (self.rule, self.explicit))
+
+
+def rule_of(threshold: float | OpenSetRule) -> OpenSetRule:
+    """The rule a ``threshold`` argument stands for: a rule as is; a configured
+    threshold's own rule; a plain float: the default rule with that pair ceiling."""
+    if isinstance(threshold, OpenSetRule):
+        return threshold
+    rule = getattr(threshold, "rule", None)
+    if isinstance(rule, OpenSetRule):
+        return rule
+    return _default_rule(float(threshold))
+
+
+_DEFAULTS: dict[float, OpenSetRule] = {}
+
+
+def _default_rule(ceiling: float) -> OpenSetRule:
+    """One default rule per ceiling (so that its prepared-gallery cache is reused)."""
+    if ceiling not in _DEFAULTS:
+        if len(_DEFAULTS) > 16:
+            _DEFAULTS.clear()
+        _DEFAULTS[ceiling] = OpenSetRule(ceiling=ceiling)
+    return _DEFAULTS[ceiling]
