@@ -25,6 +25,14 @@ without persistence), the session's queued frames and counts are gone: the captu
 so, counts the frames of that session as ``dropped:redis_lost`` in its result, and goes
 on in a new session. :func:`wait_accounted` waits until a stream's every frame is
 accounted for, but never forever.
+
+A live source that is down (a camera off, unreachable, or down already at start) is
+reconnected by the source itself with backoff, forever (``pipeline/sources.py``); the
+capture keeps running and publishes the source's health every second:
+``facepipe_source_up{stream}`` (1/0, a gauge that vanishes when the capture ends or dies),
+``facepipe_source_reconnects_total`` and ``facepipe_source_down_seconds_total``; and
+each change of up/down goes to the configured notifications (``pipeline.notify``: MQTT
+``PREFIX/STREAM/available``, webhooks' ``stream`` messages).
 """
 
 from __future__ import annotations
@@ -43,10 +51,10 @@ from rq.registry import StartedJobRegistry
 from pipeline.bus import Bus
 from pipeline.names import check_stream
 from pipeline.record import FrameRecord
-from pipeline.retry import RedisHealth, Stopped
+from pipeline.retry import REDIS_DOWN, RedisHealth, Stopped
 from pipeline.runtime import Runtime
 from pipeline.shots import CutDetector
-from pipeline.sources import Source
+from pipeline.sources import Source, SourceStatus
 from pipeline.stages import STAGE_NAMES
 
 log = logging.getLogger(__name__)
@@ -181,11 +189,78 @@ class Capture:
         result.session = self.session
         self._register()
 
+    # ----- a live source's health, as metrics ---------------------------------------
+    SOURCE_PUBLISH_S = 1.0  # how often the source's state is written
+
+    def _watch_source(self, done: threading.Event) -> None:
+        """Write the live source's up/down state and outage counters every second until
+        ``done``, then remove the gauge (no capture, no series). Runs in a thread: while
+        the camera is down the capture loop itself waits for a frame."""
+        from pipeline.notify import NullNotifier, for_capture
+
+        metrics, labels = self.rt.metrics, {"stream": self.stream}
+        ttl = 10 * self.SOURCE_PUBLISH_S  # a capture that died stops showing after this
+        reconnects, down_s = 0, 0.0  # what the counters hold already
+        told: bool | None = None  # what the notifications said last
+        try:
+            notifier = for_capture(self.rt, self.stream)
+        except Exception:  # notifications must never stop a capture
+            log.exception("%s: notifications of the source's state are off", self.stream)
+            notifier = NullNotifier()
+
+        def tell(st: SourceStatus) -> None:
+            nonlocal told
+            if st.up != told:
+                try:
+                    notifier.stream_status(self.stream, st.up, st.reason)
+                except Exception:
+                    log.exception("%s: cannot notify the source's state", self.stream)
+                told = st.up
+
+        def publish(final: bool) -> None:
+            nonlocal reconnects, down_s
+            st = self.source.status()
+            if not final:
+                tell(st)
+            if final:
+                metrics.clear_gauge("facepipe_source_up", labels)
+            else:
+                metrics.set_gauge("facepipe_source_up", labels, 1.0 if st.up else 0.0, ttl)
+            if st.reconnects > reconnects:
+                metrics.inc("facepipe_source_reconnects_total", labels, st.reconnects - reconnects)
+                reconnects = st.reconnects
+            if st.down_s > down_s:
+                metrics.inc("facepipe_source_down_seconds_total", labels, st.down_s - down_s)
+                down_s = st.down_s
+
+        final = False
+        while True:
+            try:
+                publish(final)
+            except REDIS_DOWN:
+                pass  # Redis is down: the capture loop logs that; written once it is back
+            except Exception:  # metrics must never stop a capture
+                log.exception("%s: cannot publish the source's state", self.stream)
+            if final:
+                try:
+                    notifier.close()  # MQTT: the stream goes offline
+                except Exception:
+                    log.exception("%s: closing the notifier failed", self.stream)
+                return
+            final = done.wait(self.SOURCE_PUBLISH_S)
+
     # ----- the capture loop --------------------------------------------------------
     def run(self) -> CaptureResult:
         bus, cfg = self.rt.bus, self.rt.config.capture
         live = self.source.live
         self._register()
+        watch_done = threading.Event()
+        watcher = None
+        if live:
+            watcher = threading.Thread(
+                target=self._watch_source, args=(watch_done,), name="source-watch", daemon=True
+            )
+            watcher.start()
         result = CaptureResult(self.stream, self.session)
         t0 = time.monotonic()
         seq = -1
@@ -273,6 +348,9 @@ class Capture:
             self._flush()
             self._redis(lambda: bus.set_end(self.stream, self.session, seq))
             self.source.close()
+            if watcher is not None:
+                watch_done.set()
+                watcher.join(timeout=5)
             result.seconds = time.monotonic() - t0
         log.info(
             "%s: captured %d, enqueued %d, dropped %d in %.1f s",
@@ -314,6 +392,7 @@ def wait_accounted(
     stop: threading.Event | None = None,
     check: Callable[[], Any] | None = None,
     health: RedisHealth | None = None,
+    settle_s: float | None = None,
 ) -> WaitResult:
     """Wait until every frame of the finite ``streams`` is accounted for and no job is
     left, waiting out Redis outages; never forever.
@@ -323,11 +402,16 @@ def wait_accounted(
     ``workers.job_recovery_s`` while no job was queued or running: a lost job that was
     not recovered. The track stage is poked every 2 s so that it skips frames whose
     detect job was lost. ``check`` runs each round (e.g. to notice dead workers).
+
+    Once every frame of ``streams`` is accounted for, it also waits until no job is left
+    (the last identity/attribute samples of their tracks); with ``settle_s`` at most that
+    long (other streams' jobs may keep a shared pipeline busy for ever).
     """
     bus = rt.bus
     health = health or RedisHealth(bus.conn, who="wait", cap_s=rt.config.redis.reconnect_max_s)
     stall_s = rt.config.tracker.gap_timeout_s + 3 * rt.config.workers.job_recovery_s
     last, last_change, last_poke = None, time.monotonic(), 0.0
+    done_since: float | None = None  # every frame accounted for since, the pipeline busy
 
     def snapshot() -> tuple[dict[str, dict[str, int]], bool, bool, list[str]]:
         counts = {f"{s}/{sess}": bus.stream_counts(s, sess) for s, sess in streams}
@@ -355,9 +439,13 @@ def wait_accounted(
                 f"Redis lost the state of {', '.join(vanished)} (restarted without "
                 "persistence?): its queued frames and counts are gone",
             )
-        if all(bus.stream_done(s, sess) for s, sess in streams) and not busy:
-            return WaitResult(True, total(counts))
         now = time.monotonic()
+        if all(bus.stream_done(s, sess) for s, sess in streams):
+            done_since = now if done_since is None else done_since
+            if not busy or (settle_s is not None and now - done_since >= settle_s):
+                return WaitResult(True, total(counts))
+        else:
+            done_since = None
         if counts != last or running:
             last, last_change = counts, now
         elif now - last_change > stall_s:

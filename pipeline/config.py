@@ -151,6 +151,18 @@ class CaptureConfig(Section):
     )
     realtime: bool = Field(False, description="pace video files at their own frame rate")
     reconnect_s: float = Field(2.0, ge=0, description="wait before reopening a failed live source")
+    reconnect_max_s: float = Field(
+        10.0,
+        gt=0,
+        description="cap of the backoff between attempts to reopen a live source that is down "
+        "(exponential from reconnect_s, with jitter); live sources are retried forever",
+    )
+    timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="seconds a network camera may take to open or to send the next frame "
+        "before it counts as down",
+    )
     shot_cut_threshold: float | None = Field(
         0.4,
         gt=0,

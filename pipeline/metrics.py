@@ -82,10 +82,28 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
         "Seconds processes waited for Redis, by process.",
         ("process",),
     ),
+    "facepipe_source_reconnects_total": (
+        "Times a live source (camera) came back after being down (or down at start).",
+        ("stream",),
+    ),
+    "facepipe_source_down_seconds_total": (
+        "Seconds a live source (camera) was down, growing during an outage.",
+        ("stream",),
+    ),
     "facepipe_notifications_total": (
         "Notifications (MQTT, webhooks) by backend and outcome: sent, failed, unconfirmed, "
         "dropped (queue full), expired (waited longer than notify.max_delay_s).",
         ("backend", "outcome"),
+    ),
+}
+
+# gauges a process sets with a lifetime (Metrics.set_gauge): a series whose process died
+# without clearing it vanishes after that lifetime instead of showing a stale value
+GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "facepipe_source_up": (
+        "1 while a live source (camera) delivers frames, 0 while it is down and being "
+        "reconnected; absent when no capture of the stream runs.",
+        ("stream",),
     ),
 }
 
@@ -130,6 +148,8 @@ ZERO_SERIES: dict[str, tuple[tuple[str, ...], ...]] = {
     "facepipe_jobs_refused_total": tuple((r,) for r in REFUSAL_REASONS),
     "facepipe_queue_entries_dead_total": tuple((r,) for r in DEAD_REASONS),
     "facepipe_jobs_recovered_total": ((),),
+    "facepipe_source_reconnects_total": ((),),
+    "facepipe_source_down_seconds_total": ((),),
 }
 
 
@@ -144,12 +164,44 @@ class Metrics:
         self.bus = bus
         self.counters_key = bus.key("metrics", "counters")
         self.hist_key = bus.key("metrics", "histograms")
+        self.gauges_key = bus.key("metrics", "gauges")
 
     def inc(self, name: str, labels: dict[str, str], value: float = 1.0) -> None:
         if name not in COUNTERS:
             raise KeyError(f"unknown counter {name}")
         if value:
             self.bus.conn.hincrbyfloat(self.counters_key, _field(name, labels), value)
+
+    def set_gauge(self, name: str, labels: dict[str, str], value: float, ttl_s: float) -> None:
+        """Set a gauge that lives ``ttl_s`` seconds unless set again (Redis-side expiry:
+        no clock of another machine is involved)."""
+        if name not in GAUGES:
+            raise KeyError(f"unknown gauge {name}")
+        field = _field(name, labels)
+        pipe = self.bus.conn.pipeline(transaction=False)
+        pipe.set(self.bus.key("metrics", "gauge", field), value, px=max(1, int(ttl_s * 1000)))
+        pipe.sadd(self.gauges_key, field)
+        pipe.execute()
+
+    def clear_gauge(self, name: str, labels: dict[str, str]) -> None:
+        field = _field(name, labels)
+        pipe = self.bus.conn.pipeline(transaction=False)
+        pipe.delete(self.bus.key("metrics", "gauge", field))
+        pipe.srem(self.gauges_key, field)
+        pipe.execute()
+
+    def gauge_values(self) -> dict[str, tuple[dict[str, str], float]]:
+        """Live gauges as ``{field: (labels, value)}`` (expired ones are left out)."""
+        fields = sorted(f.decode() for f in self.bus.conn.smembers(self.gauges_key))
+        if not fields:
+            return {}
+        values = self.bus.conn.mget([self.bus.key("metrics", "gauge", f) for f in fields])
+        out = {}
+        for f, v in zip(fields, values, strict=True):
+            if v is not None:
+                _name, labels, _ = f.split(SEP)
+                out[f] = (json.loads(labels), float(v))
+        return out
 
     def declare(self, name: str, labels: dict[str, str]) -> None:
         """Make a counter's series exist (at 0 unless it counted already): for label
@@ -283,6 +335,17 @@ class RedisCollector(Collector):
             for key, value in sorted(series.items()):
                 families[name].add_metric(list(key), value)
         yield from families.values()
+        try:
+            gauges = self.metrics.gauge_values()
+        except Exception as exc:
+            log.warning("gauge scrape failed: %s", exc)
+            gauges = {}
+        for gname, (doc, label_names) in GAUGES.items():
+            gfam = GaugeMetricFamily(gname, doc, labels=list(label_names))
+            for f, (lab, value) in gauges.items():
+                if f.split(SEP, 1)[0] == gname:
+                    gfam.add_metric([lab.get(k, "") for k in label_names], value)
+            yield gfam
 
         grouped: dict[tuple[str, str], dict[str, float]] = {}
         for field, value in hists.items():

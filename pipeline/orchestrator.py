@@ -197,9 +197,7 @@ class LocalPipeline:
         its own capture keys and detection rate."""
         assert self.rt is not None
         config = self.config.for_camera(stream) if stream in self.config.cameras else self.config
-        cfg = config.capture
-        source = Source(spec, reconnect_s=cfg.reconnect_s, realtime=cfg.realtime,
-                        max_pixels=config.limits.max_image_pixels)  # fmt: skip
+        source = Source.from_config(spec, config)
         cap = Capture(self.rt.with_config(config), source, stream)
         self.captures.append(cap)
         return cap

@@ -14,21 +14,35 @@ Bad input is refused or reported, never silently truncated:
   has more frames (its header gives the count), reading goes on, and the frames the
   decoder could not read are counted in :attr:`Source.unreadable` with a warning that
   names the file and the frames; :attr:`Source.cut_short` tells the caller.
+
+A live source is never given up: one that cannot be opened (a camera down when capture
+starts) or stops delivering frames is reopened with capped exponential backoff and jitter
+(from ``reconnect_s`` up to ``reconnect_max_s``), forever, until it is stopped. Each
+outage is logged once when it starts and once, with its length, when frames flow again;
+:meth:`Source.status` tells the caller whether it is up, how often it came back and for
+how long it was down (the capture turns that into metrics). Opening and reading time out
+after ``timeout_s`` (a camera that accepts a connection and then says nothing is down,
+too). A file that cannot be opened is an error at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from pipeline.images import DEFAULT_MAX_PIXELS
+
+if TYPE_CHECKING:
+    from pipeline.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +51,18 @@ URL_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://"
 
 class SourceError(RuntimeError):
     """A source cannot be opened or read."""
+
+
+@dataclass(frozen=True)
+class SourceStatus:
+    """A live source's health: ``up`` while frames flow; ``reconnects``: outages it came
+    back from; ``down_s``: seconds it was down in all, the current outage included;
+    ``reason``: why it is down now."""
+
+    up: bool
+    reconnects: int
+    down_s: float
+    reason: str | None = None  # why it is down (None while up)
 
 
 @dataclass
@@ -62,12 +88,14 @@ def _too_large(spec: str, width: int, height: int, max_pixels: int) -> str:
     )
 
 
-def _open(spec: str) -> cv2.VideoCapture:
+def _open(spec: str, timeout_s: float = 10.0) -> cv2.VideoCapture:
     kind, _ = describe(spec)
     if kind == "webcam":
         cap = cv2.VideoCapture(int(spec))
     elif kind == "url":
-        cap = cv2.VideoCapture(spec, cv2.CAP_FFMPEG)
+        ms = max(1, int(timeout_s * 1000))  # FFmpeg's own default is 30 s each
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+        cap = cv2.VideoCapture(spec, cv2.CAP_FFMPEG, params)
     else:
         if not Path(spec).is_file():
             raise SourceError(f"video file not found: {spec}")
@@ -75,6 +103,18 @@ def _open(spec: str) -> cv2.VideoCapture:
     if not cap.isOpened():
         raise SourceError(f"cannot open {kind} source {spec!r} (OpenCV/FFmpeg could not read it)")
     return cap
+
+
+@contextlib.contextmanager
+def _quiet_opencv() -> Iterator[None]:
+    """OpenCV's own warnings off (while a source that is down is retried: the outage is
+    logged once, not once per attempt)."""
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(min(level, cv2.utils.logging.LOG_LEVEL_ERROR))
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(level)
 
 
 class Source:
@@ -89,16 +129,37 @@ class Source:
         reconnect_s: float = 2.0,
         realtime: bool = False,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        reconnect_max_s: float = 10.0,
+        timeout_s: float = 10.0,
     ) -> None:
         self.spec = spec
         self.kind, self.live = describe(spec)
         self.reconnect_s = reconnect_s
+        self.reconnect_max_s = reconnect_max_s
+        self.timeout_s = timeout_s
         self.realtime = realtime
         self.max_pixels = max_pixels
         self.unreadable = 0  # frames of a file the decoder could not read (corrupt data)
         self.refused = 0  # frames larger than max_pixels
         self._stop = threading.Event()
-        self._cap = _open(spec)
+        self._reader: threading.Thread | None = None
+        # live health (see status()); guarded by _state_lock
+        self._state_lock = threading.Lock()
+        self._up = True
+        self._down_since: float | None = None  # monotonic start of the current outage
+        self._down_total = 0.0  # seconds of the outages that ended
+        self._reconnects = 0
+        self._down_reason: str | None = None
+        self.fps: float = 0.0
+        self.frame_count: int | None = None
+        try:
+            self._cap: cv2.VideoCapture | None = _open(spec, timeout_s)
+        except (SourceError, cv2.error) as exc:
+            if not self.live:
+                raise
+            self._cap = None  # a camera down at start: the reader keeps trying
+            self._went_down(f"{exc}; down at start")
+            return
         width = int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
         height = int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
         if width * height > max_pixels:
@@ -109,17 +170,66 @@ class Source:
         count = self._cap.get(cv2.CAP_PROP_FRAME_COUNT)
         self.frame_count = int(count) if not self.live and count and count > 0 else None
 
+    @classmethod
+    def from_config(cls, spec: str, config: Config) -> Source:
+        """A source with the ``capture`` and ``limits`` settings of ``config``."""
+        cap = config.capture
+        return cls(
+            spec, reconnect_s=cap.reconnect_s, realtime=cap.realtime,
+            max_pixels=config.limits.max_image_pixels, reconnect_max_s=cap.reconnect_max_s,
+            timeout_s=cap.timeout_s,
+        )  # fmt: skip
+
     @property
     def cut_short(self) -> bool:
         """Some frames of a file could not be read (corrupt data)."""
         return self.unreadable > 0
+
+    def status(self) -> SourceStatus:
+        """Up or down now, reconnects so far, seconds down so far (live sources)."""
+        with self._state_lock:
+            down = self._down_total
+            if self._down_since is not None:
+                down += time.monotonic() - self._down_since
+            return SourceStatus(self._up, self._reconnects, down, self._down_reason)
+
+    def _went_down(self, reason: str) -> None:
+        """The source stopped delivering (or never started): logged once per outage."""
+        with self._state_lock:
+            if not self._up:
+                return
+            self._up, self._down_since = False, time.monotonic()
+            self._down_reason = reason
+        log.warning(
+            "%s: source down (%s); reconnecting with backoff (%.1f s, doubling up to %.1f s)",
+            self.spec, reason, self.reconnect_s, self._backoff_cap(),
+        )  # fmt: skip
+
+    def _came_back(self, attempts: int) -> None:
+        with self._state_lock:
+            if self._up:
+                return
+            took = time.monotonic() - (self._down_since or time.monotonic())
+            self._up, self._down_since, self._down_reason = True, None, None
+            self._down_total += took
+            self._reconnects += 1
+        log.warning("%s: source back after %.1f s down (%d reconnect attempts)",
+                    self.spec, took, attempts)  # fmt: skip
+
+    def _backoff_cap(self) -> float:
+        return max(self.reconnect_max_s, self.reconnect_s)
 
     def stop(self) -> None:
         self._stop.set()
 
     def close(self) -> None:
         self._stop.set()
-        self._cap.release()
+        reader = self._reader
+        if reader is not None and reader.is_alive():
+            return  # the reader may be inside read(): it releases the capture as it ends
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
 
     def __iter__(self) -> Iterator[Frame]:
         return self._iter_live() if self.live else self._iter_file()
@@ -129,8 +239,11 @@ class Source:
         n = 0  # frames yielded
         pos = 0  # index of the next frame in the file (read or not)
         bad_from: int | None = None  # first frame of the current run of failed reads
+        cap = self._cap
+        if cap is None:
+            return  # closed
         while not self._stop.is_set():
-            ok, bgr = self._cap.read()
+            ok, bgr = cap.read()
             if not ok:
                 if bad_from is None:
                     bad_from = pos
@@ -183,44 +296,59 @@ class Source:
         def reader() -> None:
             from pipeline.retry import backoff_delays
 
-            # reopen after reconnect_s, doubling up to 30x (with jitter) while it stays down
-            delay = backoff_delays(self.reconnect_s, 30 * self.reconnect_s)
-            cap, failures, down_since = self._cap, 0, 0.0
-            while not self._stop.is_set():
-                ok, bgr = cap.read()
-                if not ok:
-                    pause = delay(failures)
-                    if failures == 0:
-                        down_since = time.monotonic()
-                    log.warning("%s: read failed; reopening in %.1f s", self.spec, pause)
-                    failures += 1
-                    cap.release()
-                    if self._stop.wait(pause):
-                        break
+            # while down: reopen after reconnect_s, doubling up to reconnect_max_s (jitter)
+            delay = backoff_delays(max(self.reconnect_s, 0.05), self._backoff_cap())
+            cap, attempts = self._cap, 0
+            try:
+                while not self._stop.is_set():
+                    if cap is None:
+                        try:
+                            with _quiet_opencv():
+                                cap = self._cap = _open(self.spec, self.timeout_s)
+                        except (SourceError, cv2.error) as exc:
+                            self._went_down(str(exc))
+                            pause = delay(attempts)
+                            attempts += 1
+                            log.debug("%s: %s; next attempt in %.1f s", self.spec, exc, pause)
+                            self._stop.wait(pause)
+                            continue
                     try:
-                        cap = self._cap = _open(self.spec)
-                    except SourceError as exc:
-                        log.warning("%s", exc)
-                    continue
-                if failures:
-                    log.warning("%s: reading again after %.1f s down",
-                                self.spec, time.monotonic() - down_since)  # fmt: skip
-                    failures = 0
-                if bgr.shape[0] * bgr.shape[1] > self.max_pixels:
-                    if not self.refused:
-                        log.warning("%s", _too_large(self.spec, bgr.shape[1], bgr.shape[0],
-                                                     self.max_pixels))  # fmt: skip
-                    self.refused += 1
-                    continue
+                        ok, bgr = cap.read()
+                    except cv2.error as exc:  # a decoder error on garbage data
+                        log.debug("%s: read error: %s", self.spec, exc)
+                        ok, bgr = False, None
+                    if not ok or bgr is None:
+                        cap.release()
+                        cap = self._cap = None
+                        self._went_down("no frame: stream ended, connection lost or timed out")
+                        pause = delay(attempts)
+                        attempts += 1
+                        log.debug("%s: read failed; reopening in %.1f s", self.spec, pause)
+                        self._stop.wait(pause)
+                        continue
+                    if not self._up:
+                        self._came_back(attempts)
+                    attempts = 0
+                    if bgr.shape[0] * bgr.shape[1] > self.max_pixels:
+                        if not self.refused:
+                            log.warning("%s", _too_large(self.spec, bgr.shape[1], bgr.shape[0],
+                                                         self.max_pixels))  # fmt: skip
+                        self.refused += 1
+                        continue
+                    with cond:
+                        if latest[0] is not None:
+                            overwritten[0] += 1
+                        latest[0] = Frame(bgr=bgr, ts=time.time())
+                        cond.notify()
+            finally:
+                if cap is not None:
+                    cap.release()
+                self._cap = None
                 with cond:
-                    if latest[0] is not None:
-                        overwritten[0] += 1
-                    latest[0] = Frame(bgr=bgr, ts=time.time())
                     cond.notify()
-            with cond:
-                cond.notify()
 
-        thread = threading.Thread(target=reader, name=f"reader-{self.spec}", daemon=True)
+        thread = threading.Thread(target=reader, name="source-reader", daemon=True)
+        self._reader = thread
         thread.start()
         while not self._stop.is_set():
             with cond:

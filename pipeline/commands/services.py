@@ -36,7 +36,8 @@ def _runtime(ctx: Context):  # type: ignore[no-untyped-def]
 @click.option("--camera", metavar="NAME",
               help="capture this camera of the config's cameras: (instead of SOURCE)")  # fmt: skip
 @click.option("--wait/--no-wait", default=True, show_default=True,
-              help="for files: wait until every frame is processed before exiting")  # fmt: skip
+              help="wait until every frame sent is processed before exiting (a file at its "
+              "end, a live source once stopped)")  # fmt: skip
 @PROGRESS_OPTION
 @pass_ctx
 def capture(
@@ -44,7 +45,12 @@ def capture(
     progress_every: float,
 ) -> None:  # fmt: skip
     """Read SOURCE (file, webcam index, rtsp/http URL), or the configured camera --camera
-    NAME, into the pipeline (needs REDIS_URL)."""
+    NAME, into the pipeline (needs REDIS_URL).
+
+    A file ends at its end; a live source runs until SIGINT/SIGTERM (a camera that is down
+    is retried meanwhile). Either way the summary is printed once the frames sent are
+    accounted for.
+    """
     from pipeline.capture import Capture
     from pipeline.commands.run import CUT_SHORT_EXIT, default_stream_name, stream_option
     from pipeline.config import ConfigError
@@ -66,15 +72,23 @@ def capture(
     else:
         raise click.UsageError("give a SOURCE or --camera NAME")
     rt = _runtime(ctx).with_config(config)
-    try:
-        src = Source(
-            source, config.capture.reconnect_s, config.capture.realtime,
-            max_pixels=config.limits.max_image_pixels,
-        )  # fmt: skip
+    try:  # a live source that is down is not an error: it is retried (with backoff)
+        src = Source.from_config(source, config)
     except SourceError as exc:
         raise click.ClickException(str(exc)) from None
     cap = Capture(rt, src, name)
-    signal.signal(signal.SIGTERM, lambda *_: cap.stop())
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        """SIGINT/SIGTERM: stop capturing, account for what was sent, print the summary;
+        a second one stops at once."""
+        if stopping.is_set():
+            raise KeyboardInterrupt
+        stopping.set()
+        cap.stop()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
     progress = None
     if progress_every:
         from pipeline.progress import Progress
@@ -84,11 +98,12 @@ def capture(
     try:
         result = cap.run()
     except KeyboardInterrupt:
-        cap.stop()
         sys.exit(130)
     finally:
         if progress is not None:
             progress.close()
+    interrupted = stopping.is_set()  # stopped by a signal (a live source's normal end)
+    stopping.set()  # from here on a signal stops the wait at once
     click.echo(
         f"{result.stream}: captured {result.captured}, enqueued {result.enqueued}, "
         f"dropped {result.dropped} in {result.seconds:.1f} s (session {result.session})"
@@ -99,10 +114,16 @@ def capture(
             f"persistence?): {n} frames captured in it are unaccounted",
             err=True,
         )
-    if wait and not src.live:
+    if wait:  # a file's frames, or what a stopped live source sent
         from pipeline.capture import wait_accounted
 
-        waited = wait_accounted(rt, [(result.stream, result.session)])
+        try:
+            waited = wait_accounted(  # other streams' jobs: waited for a little only
+                rt, [(result.stream, result.session)], settle_s=config.workers.job_recovery_s
+            )
+        except KeyboardInterrupt:
+            click.echo(f"{result.stream}: interrupted while waiting for the workers", err=True)
+            sys.exit(130)
         if waited.done:
             click.echo(f"{result.stream}: all frames accounted for: {waited.counts}")
         else:
@@ -121,6 +142,8 @@ def capture(
         sys.exit(CUT_SHORT_EXIT)
     if result.lost_sessions:
         sys.exit(CUT_SHORT_EXIT)
+    if interrupted and not src.live:
+        sys.exit(130)  # a file stopped before its end
 
 
 @click.command()

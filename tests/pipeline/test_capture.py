@@ -162,6 +162,28 @@ def test_waiting_for_a_stream_with_a_lost_job_ends(redis_url):
     assert time.monotonic() - t0 < 10
 
 
+def test_waiting_for_a_done_stream_does_not_wait_for_other_streams_for_ever(redis_url):
+    """A capture that shares the pipeline with other cameras: once its frames are
+    accounted for, their jobs are waited for only ``settle_s``."""
+    import time
+
+    from pipeline.capture import wait_accounted
+
+    rt = runtime(redis_url)
+    bus = rt.bus
+    bus.register_stream("cam", "s", {})
+    bus.count_frame("cam", "s", "captured", 2)
+    bus.account_frames("cam", "s", {0: "processed", 1: "processed"})
+    bus.set_end("cam", "s", 1)
+    bus.send("detect", FrameRecord(stream="other", seq=0, ts=0.0))  # another camera's job
+    t0 = time.monotonic()
+    waited = wait_accounted(rt, [("cam", "s")], settle_s=0.5)
+    took = time.monotonic() - t0
+    assert waited.done and waited.counts == {"captured": 2, "processed": 2}
+    assert 0.5 <= took < 3, took
+    assert bus.depth("detect") == 1  # still there: it was not this stream's
+
+
 def test_waiting_for_a_stream_redis_lost_ends_at_once(redis_url):
     from pipeline.capture import wait_accounted
 

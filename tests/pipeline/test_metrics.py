@@ -30,6 +30,8 @@ def test_a_registered_stream_has_every_series_at_zero(redis_url):
     for reason in DROP_REASONS:
         assert got[f'facepipe_frames_dropped_total{{reason="{reason}",stream="door"}}'] == 0
     assert got['facepipe_recognitions_total{result="unknown",stream="door"}'] == 0
+    assert got['facepipe_source_reconnects_total{stream="door"}'] == 0
+    assert got['facepipe_source_down_seconds_total{stream="door"}'] == 0
     for stage in STAGE_NAMES:
         assert got[f'facepipe_jobs_refused_total{{reason="function",stage="{stage}"}}'] == 0
     # a real count replaces the zero; a reason nobody listed still shows
