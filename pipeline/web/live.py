@@ -122,14 +122,15 @@ async def mjpeg(
 ) -> AsyncIterator[bytes]:
     """The live view of ``stream`` as MJPEG parts: a new part when the newest frame
     changes (polled ``fps`` times a second), the same again every ``REPEAT_S``; ends when
-    the client goes away or after ``max_frames`` parts."""
+    the client goes away, the server stops or after ``max_frames`` parts."""
     from starlette.concurrency import run_in_threadpool
 
     yield f"--{BOUNDARY}\r\n".encode()
     shown: tuple[str, int] | None | bool = False  # False: nothing sent yet
     sent, sent_at = 0, 0.0
+    stopping = getattr(request.app.state, "should_exit", None)  # set by `facepipe serve`
     while max_frames is None or sent < max_frames:
-        if await request.is_disconnected():
+        if await request.is_disconnected() or (stopping is not None and stopping()):
             return
         rec = await run_in_threadpool(latest, st, stream)
         ident = None if rec is None else (rec.session, rec.seq)

@@ -257,3 +257,11 @@ def test_static_files_and_no_ui_routes_in_openapi(web):
     paths = web.get("/openapi.json").json()["paths"]
     assert all(p.startswith("/api/") for p in paths)
     assert web.get("/", follow_redirects=False).headers["location"] == "/events"
+
+
+def test_live_mjpeg_ends_when_the_server_stops(web):
+    # `facepipe serve` sets app.state.should_exit (uvicorn's flag): an open live view
+    # must not hold a stopping server for its grace period
+    web.app.state.should_exit = lambda: True
+    r = web.get("/live/door/mjpeg")  # no frame limit: ends only because the server stops
+    assert r.status_code == 200 and r.content == b"--frame\r\n"
