@@ -144,11 +144,11 @@ def events_page(
     from pipeline.api.routers.events import list_events
 
     filters = {"person": person, "stream": stream, "since": since, "until": until}
+    # the names offered: people (cheap); an unknown-N is typed (or followed from a link)
     people = sorted({p["name"] for p in st.store.people()} | set(st.store.person_stats()))
-    unknowns = [u["name"] for u in st.identities().unknown_list()]
     context: dict[str, Any] = dict(
         filters=filters,
-        names=[*people, "unknown", *unknowns],
+        names=[*people, "unknown"],
         streams=sorted(st.store.stream_stats()),
     )
     try:
