@@ -56,8 +56,9 @@ def annotate(rgb: np.ndarray, faces: list[tuple[Face, str]]) -> np.ndarray:
         cv2.rectangle(out, (x1, y1), (max(x1, x2 - 1), max(y1, y2 - 1)), BOX_RGB, thick)
         (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
         ty = y1 - 4 if y1 - th - base - 4 >= 0 else min(h - base, y2 + th + 4)
-        cv2.rectangle(out, (x1, ty - th - 2), (x1 + tw + 4, ty + base), BOX_RGB, -1)
-        cv2.putText(out, label, (x1 + 2, ty), cv2.FONT_HERSHEY_SIMPLEX, scale, TEXT_RGB, 1,
+        tx = max(0, min(x1, w - tw - 4))  # the whole label inside the picture
+        cv2.rectangle(out, (tx, ty - th - 2), (tx + tw + 4, ty + base), BOX_RGB, -1)
+        cv2.putText(out, label, (tx + 2, ty), cv2.FONT_HERSHEY_SIMPLEX, scale, TEXT_RGB, 1,
                     cv2.LINE_AA)  # fmt: skip
     return out
 

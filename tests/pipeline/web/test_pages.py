@@ -157,7 +157,7 @@ def green_share(rgb: np.ndarray, x: int, y: int, w: int, h: int) -> float:
     edge = np.concatenate([rgb[y, x : x + w], rgb[y + h - 1, x : x + w],
                            rgb[y : y + h, x], rgb[y : y + h, x + w - 1]])  # fmt: skip
     r, g, b = edge[:, 0].astype(int), edge[:, 1].astype(int), edge[:, 2].astype(int)
-    return float(np.mean((g > 200) & (r < 80) & (b < 80)))
+    return float(np.mean((g > 200) & (r < 60) & (b < 60)))
 
 
 def test_the_sink_keeps_each_streams_newest_frame(world):
