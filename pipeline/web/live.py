@@ -5,6 +5,7 @@ MJPEG stream (``multipart/x-mixed-replace``) of it for an ``<img>``."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -107,6 +108,31 @@ def render(st: State, stream: str, rec: FrameRecord | None) -> bytes:
     return jpeg(annotate(image, [(f, face_label(f, events.get(f.track_id))) for f in rec.faces]))
 
 
+class RenderCache:
+    """The last picture rendered per stream, shared by every viewer: N open live views of
+    a stream cost one decode-draw-encode per new frame, not N (a picture is reused while
+    its frame is the newest, at most ``max_age_s``, so renamed tracks show soon)."""
+
+    def __init__(self, max_age_s: float = 1.0) -> None:
+        self.max_age_s = max_age_s
+        self._lock = threading.Lock()
+        self._last: dict[tuple[int, str], tuple[object, float, bytes]] = {}
+
+    def get(self, st: State, stream: str, rec: FrameRecord | None) -> bytes:
+        key, ident = (id(st), stream), None if rec is None else (rec.session, rec.seq)
+        with self._lock:
+            hit = self._last.get(key)
+        if hit is not None and hit[0] == ident and time.monotonic() - hit[1] < self.max_age_s:
+            return hit[2]
+        data = render(st, stream, rec)
+        with self._lock:
+            self._last[key] = (ident, time.monotonic(), data)
+        return data
+
+
+CACHE = RenderCache()
+
+
 def latest(st: State, stream: str) -> FrameRecord | None:
     return None if st.bus is None else st.bus.latest(stream)
 
@@ -136,6 +162,6 @@ async def mjpeg(
         rec = await run_in_threadpool(latest, st, stream)
         ident = None if rec is None else (rec.session, rec.seq)
         if ident != shown or time.monotonic() - sent_at >= REPEAT_S:
-            yield _part(await run_in_threadpool(render, st, stream, rec))
+            yield _part(await run_in_threadpool(CACHE.get, st, stream, rec))
             shown, sent, sent_at = ident, sent + 1, time.monotonic()
         await asyncio.sleep(1.0 / fps)

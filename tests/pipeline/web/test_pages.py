@@ -265,3 +265,22 @@ def test_live_mjpeg_ends_when_the_server_stops(web):
     web.app.state.should_exit = lambda: True
     r = web.get("/live/door/mjpeg")  # no frame limit: ends only because the server stops
     assert r.status_code == 200 and r.content == b"--frame\r\n"
+
+
+def test_viewers_of_a_stream_share_one_rendered_picture(world, monkeypatch):
+    from pipeline.api import create_app
+
+    st = create_app(world.config, store=world.store, bus=world.rt.bus).state.facepipe
+    calls = []
+    real = live.render
+    monkeypatch.setattr(live, "render", lambda *a: calls.append(a[1]) or real(*a))
+    cache = live.RenderCache(max_age_s=60)
+    rec = world.rt.bus.latest("door")
+    first = cache.get(st, "door", rec)
+    assert [cache.get(st, "door", rec) for _ in range(5)] == [first] * 5 and calls == ["door"]
+    cache.get(st, "door", world.rt.bus.latest("lobby"))  # another frame: drawn again
+    cache.get(st, "lobby", world.rt.bus.latest("lobby"))
+    assert calls == ["door", "door", "lobby"]
+    cache.max_age_s = 0  # stale: drawn again (a renamed track shows)
+    cache.get(st, "lobby", world.rt.bus.latest("lobby"))
+    assert calls == ["door", "door", "lobby", "lobby"]
