@@ -44,8 +44,23 @@ document.addEventListener("submit", async (event) => {
   }
 });
 
-// a live view whose stream ended (server restart, network) reconnects
+// the overview's pictures (one JPEG per stream) are fetched again every second, each
+// after the previous one arrived; a live view whose stream ended reconnects
+function refresh(img) {
+  if (img.refreshing) return; // one chain of requests per picture
+  img.refreshing = true;
+  setTimeout(() => {
+    img.refreshing = false;
+    img.src = img.src.split("?")[0] + "?t=" + Date.now();
+  }, 1000);
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("img.live-still").forEach((img) => {
+    img.addEventListener("load", () => refresh(img));
+    img.addEventListener("error", () => refresh(img));
+    if (img.complete) refresh(img); // it arrived before this script ran
+  });
   document.querySelectorAll("img.live").forEach((img) => {
     img.addEventListener("error", () => {
       setTimeout(() => { img.src = img.src.split("?")[0] + "?t=" + Date.now(); }, 2000);

@@ -152,8 +152,11 @@ def test_live_view_of_a_clip_with_a_face_shows_the_drawn_box(page, demo_run):
     assert green_share(raw, x, y, w, h) < 0.05  # nothing green there before drawing
     app = create_app(rt.config, store=store, bus=rt.bus, encoder_factory=encoder_factory)
     with serving(app) as base:
-        page.goto(f"{base}/live")
+        page.goto(f"{base}/live")  # the overview: a picture a second per stream
         assert "demo" in page.inner_text("figcaption")
+        assert image_loaded(page, "img.live-still") == rec.width
+        first = page.eval_on_selector("img.live-still", "i => i.src")
+        page.wait_for_function("s => document.querySelector('img.live-still').src != s", arg=first)
         page.goto(f"{base}/live/demo")
         assert image_loaded(page, "#live-demo") == rec.width
         shot = png_rgb(page.locator("#live-demo").screenshot())
