@@ -270,3 +270,39 @@ def test_enrol_by_upload_and_search_by_photo_through_the_ui(page, world: World):
     assert people["eileen"]["photos"] == 1
     labels = {e["track_uid"]: e["person"] for e in world.store.find_events()}
     assert labels["door/s1/1"] == labels["lobby/s2/1"] == "eileen"
+
+
+def test_merge_and_erase_through_the_ui(page, world: World):
+    dialogs: list[str] = []
+
+    def answer(d) -> None:  # type: ignore[no-untyped-def]
+        dialogs.append(d.message)
+        d.accept()
+
+    with serving(make_app(world)) as base:
+        page.on("dialog", answer)
+        page.goto(f"{base}/unknowns")
+        row = page.locator('tr.unknown[data-name="unknown-2"]')
+        row.locator("form.merge input[name=other]").fill("unknown-3")
+        row.locator("form.merge button").click()
+        page.wait_for_selector("#message:not([hidden])")
+        page.wait_for_url(f"{base}/unknowns")  # reloaded after the answer
+        page.wait_for_function("!document.querySelector('tr.unknown[data-name=\"unknown-3\"]')")
+        assert page.locator("tr.unknown").count() == 2
+        page.goto(f"{base}/people")
+        page.locator('tr.person[data-name="zoe"] form.erase button').click()
+        page.wait_for_selector("#message:not([hidden])")
+        assert "erased zoe" in page.inner_text("#message")
+        page.wait_for_function("!document.querySelector('tr.person[data-name=\"zoe\"]')")
+    assert dialogs == ["Erase zoe entirely (photos, events, snapshots)?"]
+    labels = {e["track_uid"]: e["person"] or e["unknown_id"] for e in world.store.find_events()}
+    assert labels["lobby/s2/3"] == "unknown-2" and "door/s1/3" not in labels
+    assert "zoe" not in {p["name"] for p in world.store.people()}
+    # an error is shown, not swallowed: a person who is not there
+    with serving(make_app(world)) as base:
+        page.goto(f"{base}/unknowns")
+        row = page.locator('tr.unknown[data-name="unknown-1"]')
+        row.locator("form.merge input[name=other]").fill("unknown-9")
+        row.locator("form.merge button").click()
+        page.wait_for_selector("#message.bad:not([hidden])")
+        assert "unknown-9" in page.inner_text("#message")
