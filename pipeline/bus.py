@@ -18,6 +18,10 @@ serializer, never pickle) that carry the stage's message type (``pipeline/stages
   counted, so a retried batch is never counted twice (``account_frames``);
 * ``dead:<stage>``: queue entries a worker could not read (undecodable, oversized), set
   aside with the reason (``dead_letter``);
+* ``latest:<stream>``: the newest frame the sink stored of a stream (a
+  :class:`~pipeline.record.FrameRecord` as JSON, faces without encodings; its image is
+  the frame key's), for the web UI's live view; it expires with the frames
+  (``set_latest``, ``latest``);
 * ``alive:<worker>``: a worker's heartbeat, expiring ``workers.job_recovery_s`` after the
   last beat; the jobs of a worker without one are requeued (``workers/base.py``).
 
@@ -278,6 +282,19 @@ class Bus:
             return False
         dropped = sum(v for k, v in c.items() if k.startswith("dropped:"))
         return c.get("captured", 0) == c.get("processed", 0) + dropped
+
+    # ----- the newest stored frame of each stream (the web UI's live view) -------------
+    def set_latest(self, rec: FrameRecord, ttl_s: int) -> None:
+        """``rec`` is the newest frame of its stream (kept ``ttl_s`` seconds, as its image)."""
+        data = rec.to_dict()
+        for face in data["faces"]:
+            face.pop("encoding", None)
+        self.conn.set(self.key("latest", rec.stream), json.dumps(data), ex=max(1, ttl_s))
+
+    def latest(self, stream: str) -> FrameRecord | None:
+        """The newest frame the sink stored of ``stream``; None when none is recent."""
+        raw = self.conn.get(self.key("latest", stream))
+        return None if raw is None else FrameRecord.from_json(raw)
 
     # ----- faults: dead letters and worker heartbeats ----------------------------
     def dead_key(self, stage: str) -> str:

@@ -130,6 +130,9 @@ class SinkStage(Stage):
             )
         if touched:
             metrics.inc("facepipe_events_updated_total", {"stream": stream}, touched)
+        shown = [r for r in fresh if r.dropped is None and r.key]
+        if shown:  # the web UI's live view (pipeline/web): the newest frame and its faces
+            bus.set_latest(shown[-1], self.rt.config.redis.frame_ttl_s)
 
     def samples(self, rec: FrameRecord, kind: str) -> None:
         for uid in self.store.add_samples(rec, kind):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import threading
@@ -59,6 +60,15 @@ class State:
         if num_jitters not in self._encoders:
             self._encoders[num_jitters] = self.encoder_factory(num_jitters)
         return self._encoders[num_jitters]
+
+
+SESSION_COOKIE = "facepipe_session"  # the web UI's login (pipeline/web): HttpOnly, Strict
+
+
+def session_value(token: str) -> str:
+    """The session cookie's value for ``token``: derived from it (HMAC-SHA256), so the
+    cookie never holds the token itself; it changes when the token does."""
+    return hmac.new(token.encode(), b"facepipe web session", hashlib.sha256).hexdigest()
 
 
 def state(request: Request) -> State:
@@ -151,12 +161,16 @@ def create_app(
     bearer = HTTPBearer(auto_error=False, description="api.token, when configured")
 
     def authorized(
+        request: Request,
         credentials: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
     ) -> None:
         if token is None:
             return
         given = credentials.credentials if credentials else ""
-        if not hmac.compare_digest(given.encode(), token.encode()):
+        if hmac.compare_digest(given.encode(), token.encode()):
+            return
+        cookie = request.cookies.get(SESSION_COOKIE, "")  # a browser logged in at /login
+        if not hmac.compare_digest(cookie.encode(), session_value(token).encode()):
             raise ApiError(401, "missing or wrong bearer token (Authorization: Bearer TOKEN)")
 
     app = FastAPI(
@@ -178,6 +192,9 @@ def create_app(
         threading.Thread(target=_warm, args=(index,), name="search-index", daemon=True).start()
     for module in (events, people, unknowns, search, streams, health):
         app.include_router(module.router, prefix="/api", dependencies=[Depends(authorized)])
+    from pipeline.web import mount as mount_web_ui
+
+    mount_web_ui(app)  # the web UI at / (pipeline/web, docs/api.md "Web UI")
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:

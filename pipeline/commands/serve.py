@@ -75,7 +75,12 @@ def serve(ctx: Context, host: str | None, port: int | None) -> None:
         raise click.ClickException(exc.strerror) from None
     port = sock.getsockname()[1]
     click.echo(f"API on {api_url(host, port)}/api (docs: {api_url(host, port)}/docs)", err=True)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    # the web UI's live view streams (MJPEG) never end by themselves: they end when the
+    # server stops (app.state.should_exit); other requests get 10 s to finish
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=10)
+    )
+    app.state.should_exit = lambda: server.should_exit
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then raises the signal again with
     # the handlers it found: exit 0 for SIGTERM, 130 for Ctrl-C (as `facepipe run`)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
