@@ -9,6 +9,7 @@ all variant files present. A variant is:
 * ``--landmarks 5|68|5+68``, ``--num-jitters N``, ``--upsample U``: the encoder settings;
 * ``--flip``: test-time flip augmentation, the pipeline's ``DlibEncoder(flip=True)``;
 * ``--preprocess clahe|equalize``: contrast normalisation before landmarks and encoding;
+  ``--preprocess tint``: a gray image coloured with UTKFace's mean face colour;
 * ``--fallback mtcnn|blazeface``: where HOG finds no face, that detector's central face
   (its box mapped to HOG's framing) instead of the fixed central box;
 * ``--metric pca-whiten|wccn``: a linear map of the encodings learned on the training
@@ -18,7 +19,7 @@ all variant files present. A variant is:
 encodings (run ``--flip`` first): flip fusions, AS-norm against a UTKFace or
 training-fold cohort, KISSME / LDA / diagonal metrics fitted on the training folds
 (:mod:`pipeline.evaluation.verification_scores`); it writes
-``docs/recognition-lfw/score-level.json`` and ``docs/recognition-lfw-scores.md``.
+``docs/recognition-lfw/scores/score-level.json`` and ``docs/recognition-lfw-scores.md``.
 
 ``--hamilton N`` instead compares plain and flip-averaged distances on every N-th frame of
 the Hamilton clip. Encodings are cached under ``runs/verification/``; run it in the
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--upsample", type=int, default=1)
     ap.add_argument("--flip", action="store_true", help="flip-averaged encodings")
-    ap.add_argument("--preprocess", choices=("none", "clahe", "equalize"), default="none")
+    ap.add_argument("--preprocess", choices=("none", "clahe", "equalize", "tint"), default="none")
     ap.add_argument("--fallback", choices=("box", "mtcnn", "blazeface"), default="box")
     ap.add_argument("--metric", choices=("euclidean", "pca-whiten", "wccn"), default="euclidean")
     ap.add_argument("--runs", type=Path, default=REPO_ROOT / "runs" / "verification")

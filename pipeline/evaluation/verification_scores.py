@@ -111,6 +111,9 @@ def cohort_stats(x: np.ndarray, cohort: np.ndarray, k: int, mask: np.ndarray | N
         dist = np.where(mask, np.inf, dist)
     k = max(2, min(k, cohort.shape[0]))
     top = np.partition(dist, k - 1, axis=1)[:, :k]
+    if mask is not None:  # fewer than k entries left for a row: use those there are
+        top = np.where(np.isinf(top), np.nan, top)
+        return np.nanmean(top, axis=1), np.nanstd(top, axis=1)
     return top.mean(axis=1), top.std(axis=1)
 
 
@@ -145,11 +148,14 @@ def training_pairs(
         groups[identity(k)].append(k)
     gen = [(a, b) for g in groups.values() for i, a in enumerate(g) for b in g[i + 1 :]]
     keys = list(keys)
+    ids = np.array([identity(k) for k in keys])
     imp: list[tuple[str, str]] = []
     while len(imp) < n_impostors:
-        i, j = rng.choice(len(keys), 2, replace=False)
-        if identity(keys[i]) != identity(keys[j]):
-            imp.append((keys[i], keys[j]))
+        i = rng.integers(0, len(keys), 2 * n_impostors)
+        j = rng.integers(0, len(keys), 2 * n_impostors)
+        ok = ids[i] != ids[j]
+        imp += [(keys[x], keys[y]) for x, y in zip(i[ok], j[ok], strict=True)]
+    imp = imp[:n_impostors]
     x = np.stack([enc[a] - enc[b] for a, b in gen + imp])
     y = np.r_[np.ones(len(gen)), np.zeros(len(imp))]
     return x, y
@@ -224,8 +230,10 @@ def score_variants(
     cohort_plain: np.ndarray | None = None,
     cohort_mirror: np.ndarray | None = None,
     log: Callable[[str], None] = print,
+    learned: bool = True,
 ) -> list[dict[str, object]]:
-    """Every score-level variant's held-out result (see the module docstring)."""
+    """Every score-level variant's held-out result (see the module docstring);
+    ``learned=False`` leaves out the learned metrics (KISSME, LDA, diagonal)."""
     from pipeline.recognition.encoder import flip_average
 
     same = np.array([bool(p.same) for p in pairs])
@@ -350,13 +358,22 @@ def score_variants(
             return -((ea - eb) ** 2 @ w + bias)
 
         for name, fn, grid in (
-            ("kissme", kiss, [0.5, 0.7, 0.9, 0.95]),
-            (
-                "lda",
-                lda,
-                [(r, g, m) for r in (64, 128) for g in (0.5, 0.9) for m in ("euclidean", "cosine")],
-            ),
-            ("diag-lr", dlr, [0.01, 0.1, 1.0]),
+            ()
+            if not learned
+            else (
+                ("kissme", kiss, [0.5, 0.7, 0.9, 0.95]),
+                (
+                    "lda",
+                    lda,
+                    [
+                        (r, g, m)
+                        for r in (64, 128)
+                        for g in (0.5, 0.9)
+                        for m in ("euclidean", "cosine")
+                    ],
+                ),
+                ("diag-lr", dlr, [0.01, 0.1, 1.0]),
+            )
         ):
             record(name, enc_name, fn, grid, "fitted on the training folds")
     return out
@@ -414,7 +431,7 @@ def run_scores(
 ) -> dict[str, object]:
     """All score-level variants from the cached plain and mirrored LFW encodings (run
     ``scripts/eval_verification.py --flip`` first); writes
-    ``docs/recognition-lfw/score-level.json`` and ``docs/recognition-lfw-scores.md``."""
+    ``docs/recognition-lfw/scores/score-level.json`` and ``docs/recognition-lfw-scores.md``."""
     import json
     import os
     from datetime import UTC, datetime
@@ -446,7 +463,7 @@ def run_scores(
         "cohort_utkface": None if cp is None else len(cp),
         "variants": rows,
     }
-    out = docs / "recognition-lfw"
+    out = docs / "recognition-lfw" / "scores"  # not beside the variant files of the main page
     out.mkdir(parents=True, exist_ok=True)
     (out / "score-level.json").write_text(json.dumps(record, indent=1) + "\n")
     write_scores_markdown(record, docs / "recognition-lfw-scores.md")
