@@ -489,7 +489,8 @@ def write_markdown(out_dir: Path, md_path: Path) -> None:
         "that allows 0 of them), TAR and FAR measured on the held-out fold (300 + 300).",
         "",
         "Variant names: `5pt`/`68pt` landmark model, `jitterN` dlib re-samplings, `-clahe`/"
-        "`-equalize` contrast normalisation before encoding, `-mtcnn`/`-blazeface` that "
+        "`-equalize` contrast normalisation before encoding, `-tint` the gray image coloured "
+        "with UTKFace's mean face colour, `-mtcnn`/`-blazeface` that "
         "detector's box for the images HOG misses, `-flip` flip-averaged encodings "
         "(chip + mirror), `-pca-whiten`/`-wccn` a metric **re-fitted for every held-out "
         "fold on the other two folds only** (Euclidean distance after a learned linear "
