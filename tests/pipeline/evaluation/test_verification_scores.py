@@ -113,7 +113,16 @@ def test_score_variants_and_page_on_synthetic_encodings(tmp_path) -> None:
     names = {(r["variant"], r["encodings"]) for r in rows}
     assert ("flip-average", "flip") in names and ("as-norm-utkface", "flip") in names
     assert ("as-norm-lfw-train", "plain") in names and ("fusion-mean4", "plain+mirror") in names
+    assert ("partial-mean-norm-utkface", "flip") in names
+    assert ("half-mean-norm-lfw-train", "plain") in names
     assert all(len(r["per_fold_accuracy"]) == 3 for r in rows)
+    # alpha 0 is in the partial grid: its fixed-grid entry is the plain flip distance
+    partial = next(r for r in rows if r["variant"] == "partial-mean-norm-utkface")
+    flip0 = partial["fixed_grid_value"]["(0.0, 5)"]
+    assert (
+        flip0["errors"]
+        == next(r for r in rows if r["variant"] == "flip-average")["errors_held_out"]
+    )
     flip = next(r for r in rows if r["variant"] == "flip-average")
     assert flip["mean_accuracy"] > 0.9  # well-separated synthetic people
     record = {"images": len(plain), "variants": rows, "command": "x", "date": "d"}
