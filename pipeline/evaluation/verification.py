@@ -51,10 +51,10 @@ MAP_SAMPLE = 200
 # ----- encoders ---------------------------------------------------------------------------
 
 
-# ``tint``: a gray image (R = G = B) times the mean colour of UTKFace faces over its gray
-# value (the central 80x80 px of 400 random UTKFace crops, seed 0: RGB 174.4, 127.8, 108.0),
-# fixed before measuring; colour images are left as they are.
-TINT_GAIN = (1.25032371, 0.91630629, 0.77439841)
+# ``tint``: a gray image (R = G = B) coloured with the mean face colour of UTKFace, the
+# product's `facepipe verify` default for gray images (V.tint_gray, V.GRAY_TINT); colour
+# images are left as they are.
+TINT_GAIN = V.GRAY_TINT
 
 
 def preprocess_image(image: np.ndarray, kind: str) -> np.ndarray:
@@ -63,13 +63,7 @@ def preprocess_image(image: np.ndarray, kind: str) -> np.ndarray:
     if kind == "none":
         return image
     if kind == "tint":
-        if not (
-            np.array_equal(image[..., 0], image[..., 1])
-            and np.array_equal(image[..., 0], image[..., 2])
-        ):
-            return image
-        tinted = np.rint(image.astype(np.float64) * np.asarray(TINT_GAIN))
-        return np.ascontiguousarray(np.clip(tinted, 0, 255).astype(np.uint8))
+        return V.tint_gray(image)
     import cv2
 
     lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB)
