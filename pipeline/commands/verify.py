@@ -54,8 +54,8 @@ log = logging.getLogger(__name__)
     "--flip/--no-flip",
     default=DEFAULT_FLIP,
     show_default=True,
-    help="average each face's encoding with its mirror image's (2x the cost, 98.67 %% vs "
-    "98.39 %% held-out LFW accuracy)",
+    help="average each face's encoding with its mirror image's (2x the cost; held-out LFW "
+    "accuracy 99.00 %% vs 98.39 %% with gray images tinted, 98.67 %% vs 98.39 %% without)",
 )
 @click.option(
     "--gray",
