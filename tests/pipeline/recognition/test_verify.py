@@ -508,6 +508,11 @@ def test_verify_cli_summary_and_bad_input(faces_dir: Path, tmp_path: Path) -> No
     assert "pairs: 4  verified: 2  errors: 2" in res.output
     assert "accuracy: 100.00 % on 2 labelled pairs" in res.output
     assert "error: astronaut.png  missing.png" in res.output
+    assert "encodings: flip-averaged, gray images tinted" in res.output
+    res = _invoke(verify, ["--pairs", str(pairs), "--root", str(faces_dir), "--gray", "replicate"])
+    assert res.exit_code == 0 and "gray images replicated" in res.output
+    res = _invoke(verify, ["--pairs", str(pairs), "--root", str(faces_dir), "--gray", "sepia"])
+    assert res.exit_code != 0 and "--gray" in res.output
 
     bad = tmp_path / "bad.tsv"
     bad.write_text("1\ta.png\tb.png\tmaybe\n")
