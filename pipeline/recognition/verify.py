@@ -7,7 +7,8 @@ are the **same person iff the Euclidean distance between their 128-d dlib encodi
 * the pairs-file reader (``FOLD<TAB>IMAGE_A<TAB>IMAGE_B<TAB>SAME``, the format of
   ``../shared/datasets/lfw-pairs-subset/pairs.tsv``; paths relative to a root folder);
 * :class:`PairEncoder`, which turns one image file into an encoding the way the
-  verification protocol needs it (grayscale -> 3-channel RGB, dlib HOG with upsample 1,
+  verification protocol needs it (grayscale -> 3-channel RGB, tinted with a mean face
+  colour before encoding by default (:data:`DEFAULT_GRAY`), dlib HOG with upsample 1,
   a fixed central box when HOG finds nothing, flip-averaged encodings by default
   (:data:`DEFAULT_FLIP`), an on-disk cache in ``.npy`` + ``.json``);
 * the evaluation maths: the accuracy-maximising threshold, k-fold threshold selection
