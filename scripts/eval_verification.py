@@ -9,10 +9,17 @@ all variant files present. A variant is:
 * ``--landmarks 5|68|5+68``, ``--num-jitters N``, ``--upsample U``: the encoder settings;
 * ``--flip``: test-time flip augmentation, the pipeline's ``DlibEncoder(flip=True)``;
 * ``--preprocess clahe|equalize``: contrast normalisation before landmarks and encoding;
+  ``--preprocess tint``: a gray image coloured with UTKFace's mean face colour;
 * ``--fallback mtcnn|blazeface``: where HOG finds no face, that detector's central face
   (its box mapped to HOG's framing) instead of the fixed central box;
 * ``--metric pca-whiten|wccn``: a linear map of the encodings learned on the training
   folds only (re-fitted for every held-out fold).
+
+``--scores`` instead evaluates score-level variants on the cached plain and mirrored
+encodings (run ``--flip`` first): flip fusions, AS-norm against a UTKFace or
+training-fold cohort, KISSME / LDA / diagonal metrics fitted on the training folds
+(:mod:`pipeline.evaluation.verification_scores`); it writes
+``docs/recognition-lfw/scores/score-level.json`` and ``docs/recognition-lfw-scores.md``.
 
 ``--hamilton N`` instead compares plain and flip-averaged distances on every N-th frame of
 the Hamilton clip. Encodings are cached under ``runs/verification/``; run it in the
@@ -43,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--upsample", type=int, default=1)
     ap.add_argument("--flip", action="store_true", help="flip-averaged encodings")
-    ap.add_argument("--preprocess", choices=("none", "clahe", "equalize"), default="none")
+    ap.add_argument("--preprocess", choices=("none", "clahe", "equalize", "tint"), default="none")
     ap.add_argument("--fallback", choices=("box", "mtcnn", "blazeface"), default="box")
     ap.add_argument("--metric", choices=("euclidean", "pca-whiten", "wccn"), default="euclidean")
     ap.add_argument("--runs", type=Path, default=REPO_ROOT / "runs" / "verification")
@@ -57,7 +64,30 @@ def main(argv: list[str] | None = None) -> int:
         help="instead: plain vs flip-averaged distances on every N-th frame of the Hamilton "
         "clip (colour video), written to docs/recognition-lfw/hamilton/flip-check.json",
     )
+    ap.add_argument(
+        "--scores",
+        action="store_true",
+        help="instead: score-level variants (fusion, AS-norm, learned metrics) on the cached "
+        "plain + mirrored encodings of a previous --flip run",
+    )
     args = ap.parse_args(argv)
+    command = " ".join(
+        ["python scripts/eval_verification.py", *(sys.argv[1:] if argv is None else argv)]
+    )
+    if args.scores:
+        from pipeline.evaluation.verification_scores import run_scores
+
+        try:
+            lfw = require("lfw-pairs-subset")
+        except FileNotFoundError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+        try:
+            utk = require("utkface")
+        except FileNotFoundError:
+            utk = None
+        run_scores(lfw, utk, args.runs, args.docs, command)
+        return 0
     try:
         data = require("video" if args.hamilton else "lfw-pairs-subset")
     except FileNotFoundError as exc:
@@ -68,9 +98,6 @@ def main(argv: list[str] | None = None) -> int:
         hamilton_check(data, args.hamilton, out)
         return 0
     variant = Variant(**{f.name: getattr(args, f.name) for f in fields(Variant)})
-    command = " ".join(
-        ["python scripts/eval_verification.py", *(sys.argv[1:] if argv is None else argv)]
-    )
     run_variant(variant, data, args.runs, args.docs, args.bench, command)
     return 0
 

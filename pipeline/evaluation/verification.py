@@ -51,10 +51,19 @@ MAP_SAMPLE = 200
 # ----- encoders ---------------------------------------------------------------------------
 
 
+# ``tint``: a gray image (R = G = B) coloured with the mean face colour of UTKFace, the
+# product's `facepipe verify` default for gray images (V.tint_gray, V.GRAY_TINT); colour
+# images are left as they are.
+TINT_GAIN = V.GRAY_TINT
+
+
 def preprocess_image(image: np.ndarray, kind: str) -> np.ndarray:
-    """Contrast normalisation of an RGB image on its lightness (CIE Lab L) channel."""
+    """Contrast normalisation of an RGB image on its lightness (CIE Lab L) channel, or
+    (``tint``) a gray image coloured with the mean face colour :data:`TINT_GAIN`."""
     if kind == "none":
         return image
+    if kind == "tint":
+        return V.tint_gray(image)
     import cv2
 
     lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB)
@@ -423,7 +432,7 @@ def evaluate(
 
 # ----- the generated page -----------------------------------------------------------------
 
-_PRE = {"none": 0, "clahe": 1, "equalize": 2}
+_PRE = {"none": 0, "clahe": 1, "equalize": 2, "tint": 3}
 _FB = {"box": 0, "mtcnn": 1, "blazeface": 2}
 _MET = {"euclidean": 0, "pca-whiten": 1, "wccn": 2}
 
@@ -474,7 +483,8 @@ def write_markdown(out_dir: Path, md_path: Path) -> None:
         "that allows 0 of them), TAR and FAR measured on the held-out fold (300 + 300).",
         "",
         "Variant names: `5pt`/`68pt` landmark model, `jitterN` dlib re-samplings, `-clahe`/"
-        "`-equalize` contrast normalisation before encoding, `-mtcnn`/`-blazeface` that "
+        "`-equalize` contrast normalisation before encoding, `-tint` the gray image coloured "
+        "with UTKFace's mean face colour, `-mtcnn`/`-blazeface` that "
         "detector's box for the images HOG misses, `-flip` flip-averaged encodings "
         "(chip + mirror), `-pca-whiten`/`-wccn` a metric **re-fitted for every held-out "
         "fold on the other two folds only** (Euclidean distance after a learned linear "
@@ -679,7 +689,7 @@ class Variant:
     landmarks: str = "5"  # "5", "68" or "5+68" (the mean of the two alignments)
     upsample: int = 1
     flip: bool = False
-    preprocess: str = "none"  # none | clahe | equalize
+    preprocess: str = "none"  # none | clahe | equalize | tint
     fallback: str = "box"  # box | mtcnn | blazeface
     metric: str = "euclidean"  # euclidean | pca-whiten | wccn
 

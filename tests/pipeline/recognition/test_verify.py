@@ -319,13 +319,13 @@ def test_pair_encoder_flip_and_the_cache_keeps_settings_apart(
 
     assert V.PairEncoder().flip is V.DEFAULT_FLIP
     cache_dir = tmp_path / "cache"
-    plain = V.PairEncoder(flip=False, cache=V.EncodingCache(cache_dir))
+    plain = V.PairEncoder(flip=False, cache=V.EncodingCache(cache_dir), gray="replicate")
     p = plain.encode_file(faces_dir / "astronaut.png", key="astronaut.png")
     plain.cache.flush()  # type: ignore[union-attr]
     assert plain.flip is False and plain.encoded == 1
 
     # a flip encoder on the same cache does not take the plain encoding for its own
-    flip = V.PairEncoder(flip=True, cache=V.EncodingCache(cache_dir))
+    flip = V.PairEncoder(flip=True, cache=V.EncodingCache(cache_dir), gray="replicate")
     f = flip.encode_file(faces_dir / "astronaut.png", key="astronaut.png")
     flip.cache.flush()  # type: ignore[union-attr]
     assert flip.flip is True and flip.encoded == 1
@@ -344,12 +344,99 @@ def test_pair_encoder_flip_and_the_cache_keeps_settings_apart(
     )
 
     # both are reused from the cache afterwards, each under its own key
-    again_plain = V.PairEncoder(flip=False, cache=V.EncodingCache(cache_dir))
-    again_flip = V.PairEncoder(flip=True, cache=V.EncodingCache(cache_dir))
+    again_plain = V.PairEncoder(flip=False, cache=V.EncodingCache(cache_dir), gray="replicate")
+    again_flip = V.PairEncoder(flip=True, cache=V.EncodingCache(cache_dir), gray="replicate")
     ap = again_plain.encode_file(faces_dir / "astronaut.png", key="astronaut.png")
     af = again_flip.encode_file(faces_dir / "astronaut.png", key="astronaut.png")
     assert again_plain.encoded == again_flip.encoded == 0
     assert np.array_equal(ap.encoding, p.encoding) and np.array_equal(af.encoding, f.encoding)
+
+
+# ----- gray images: tinted by default ---------------------------------------------------
+
+
+def test_tint_gray_colours_gray_images_and_leaves_colour_alone() -> None:
+    gray = np.tile(np.array([[0, 100, 204, 255]], dtype=np.uint8)[..., None], (3, 1, 3))
+    assert V.is_gray(gray)
+    t = V.tint_gray(gray)
+    assert t.dtype == np.uint8 and t.shape == gray.shape
+    # R brighter than the gray value, G and B darker (a face colour), clipped at 255
+    assert list(t[0, 1]) == [125, 92, 77]
+    assert list(t[0, 2]) == [255, 187, 158] and list(t[0, 3]) == [255, 234, 197]
+    assert list(t[0, 0]) == [0, 0, 0]
+    assert t[0, 1, 0] == round(100 * V.GRAY_TINT[0])
+    colour = gray.copy()
+    colour[0, 1] = (100, 101, 100)
+    assert not V.is_gray(colour)
+    assert V.tint_gray(colour) is colour
+    assert V.DEFAULT_GRAY == "tint" and set(V.GRAY_MODES) == {"tint", "replicate"}
+
+
+class _SeeingEncoder:
+    """Stands in for DlibEncoder: records the image it is given, returns its channel means."""
+
+    flip = True
+
+    def __init__(self) -> None:
+        self.seen: list[np.ndarray] = []
+
+    def encode(self, image: np.ndarray, faces: list) -> np.ndarray:
+        self.seen.append(image.copy())
+        return np.tile(image.reshape(-1, 3).mean(axis=0), 43)[None, :128] / 255.0
+
+
+def test_pair_encoder_tints_only_gray_images_and_keys_the_cache(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    gray = rng.integers(40, 200, (60, 60), dtype=np.uint8)
+    colour = rng.integers(40, 200, (60, 60, 3), dtype=np.uint8)
+    Image.fromarray(gray, mode="L").save(tmp_path / "g.png")
+    Image.fromarray(colour, mode="RGB").save(tmp_path / "c.png")
+
+    fake = _SeeingEncoder()
+    enc = V.PairEncoder(encoder=fake, cache=V.EncodingCache(tmp_path / "cache"))
+    assert enc.gray == "tint"  # the default
+    g = enc.encode_file(tmp_path / "g.png", key="g.png")
+    enc.encode_file(tmp_path / "c.png", key="c.png")
+    tinted, seen_colour = fake.seen
+    assert np.array_equal(tinted, V.tint_gray(np.repeat(gray[..., None], 3, axis=2)))
+    assert np.array_equal(seen_colour, colour)  # colour images are not changed
+    r, gg, b = g.encoding[:3]
+    assert r > gg > b  # the encoder saw a face-coloured image, not a gray one
+    enc.cache.flush()  # type: ignore[union-attr]
+    rows = json.loads((tmp_path / "cache" / "index.json").read_text())["rows"]
+    assert all(k.endswith("|flip-tint") for k in rows)
+
+    # "replicate": the gray value as it is, cached under its own key
+    fake2 = _SeeingEncoder()
+    rep = V.PairEncoder(encoder=fake2, cache=V.EncodingCache(tmp_path / "cache"), gray="replicate")
+    h = rep.encode_file(tmp_path / "g.png", key="g.png")
+    assert rep.encoded == 1 and V.is_gray(fake2.seen[0])
+    assert h.encoding[0] == pytest.approx(h.encoding[1])
+    again = V.PairEncoder(encoder=_SeeingEncoder(), cache=V.EncodingCache(tmp_path / "cache"))
+    assert np.array_equal(again.encode_file(tmp_path / "g.png", key="g.png").encoding, g.encoding)
+    assert again.encoded == 0
+    with pytest.raises(ValueError, match="gray"):
+        V.PairEncoder(encoder=fake, gray="sepia")
+
+
+@pytest.mark.slow
+def test_tinted_lfw_pairs_with_the_default_rule() -> None:
+    """Optional (skips without ../shared/datasets): the default `verify` encoder on a few
+    LFW-a pairs of fold 1 with wide margins: gray images are tinted, decisions right."""
+    from pipeline.datasets import datasets_root
+
+    root = datasets_root()
+    if root is None or not (root / "lfw-pairs-subset" / "pairs.tsv").is_file():
+        pytest.skip("datasets absent")
+    data = root / "lfw-pairs-subset"
+    pairs = [p for p in V.load_pairs(data / "pairs.tsv") if p.fold == 1]
+    chosen = [p for p in pairs if p.same][:3] + [p for p in pairs if not p.same][:3]
+    enc = V.PairEncoder()
+    assert enc.flip and enc.gray == "tint"
+    for p in chosen:
+        a = enc.encode_file(data / "images" / p.a)
+        b = enc.encode_file(data / "images" / p.b)
+        assert V.is_same(V.pair_distance(a.encoding, b.encoding)) == p.same, (p.a, p.b)
 
 
 # ----- the `facepipe verify` command --------------------------------------------------
@@ -421,6 +508,11 @@ def test_verify_cli_summary_and_bad_input(faces_dir: Path, tmp_path: Path) -> No
     assert "pairs: 4  verified: 2  errors: 2" in res.output
     assert "accuracy: 100.00 % on 2 labelled pairs" in res.output
     assert "error: astronaut.png  missing.png" in res.output
+    assert "encodings: flip-averaged, gray images tinted" in res.output
+    res = _invoke(verify, ["--pairs", str(pairs), "--root", str(faces_dir), "--gray", "replicate"])
+    assert res.exit_code == 0 and "gray images replicated" in res.output
+    res = _invoke(verify, ["--pairs", str(pairs), "--root", str(faces_dir), "--gray", "sepia"])
+    assert res.exit_code != 0 and "--gray" in res.output
 
     bad = tmp_path / "bad.tsv"
     bad.write_text("1\ta.png\tb.png\tmaybe\n")
