@@ -19,9 +19,10 @@ With ``store.retention_days`` set, the sink also prunes old events (with their s
 and snapshots) and empty unknown-N clusters, at start and then at most once an hour.
 
 It also keeps Redis bounded (:func:`prune_redis`, in a background thread every
-:data:`REDIS_PRUNE_EVERY_S`, one sink at a time when there are several): sessions whose
-keys expired leave the ``streams`` registry, and the metric series of streams without a
-session for ``redis.stream_retention_s`` are folded into ``stream="(retired)"``.
+:data:`REDIS_PRUNE_EVERY_S`, or ``redis.session_ttl_s`` if shorter; one sink at a time
+when there are several): sessions whose keys expired leave the ``streams`` registry, and
+the metric series of streams without a session for ``redis.stream_retention_s`` are
+folded into ``stream="(retired)"``.
 """
 
 from __future__ import annotations
@@ -92,7 +93,9 @@ class SinkStage(Stage):
             )
             self._housekeeping.start()
 
-    def _prune_redis_loop(self, period: float = REDIS_PRUNE_EVERY_S) -> None:
+    def _prune_redis_loop(self) -> None:
+        # as often as sessions can expire, at most every REDIS_PRUNE_EVERY_S
+        period = float(min(REDIS_PRUNE_EVERY_S, self.rt.config.redis.session_ttl_s))
         bus = self.rt.bus  # thread-safe: each command takes a pooled connection
         while True:
             try:  # one sink per period does it (the others find the key taken)
