@@ -9,7 +9,7 @@ process's resident memory (RSS) and CPU time, Redis' memory and keys (frames amo
 the frame counts (captured, processed, dropped by reason) and the queue depths; the
 metrics endpoint is scraped at each sample, as Prometheus would. At the end the capture
 is stopped (it prints its summary), the queues get ``--drain`` seconds, every process is
-stopped, and the results are written as JSON (``--out``) and printed as markdown.
+stopped (SIGTERM), and the results are written as JSON (``--out``) and printed as markdown.
 
     nice -n 10 python scripts/soak.py [--minutes 10] [--interval 10] [--video PATH]
         [--fps 15] [--out soak.json]
@@ -437,8 +437,10 @@ def main(argv: list[str] | None = None) -> int:
             take_sample(soak, bus, metrics, metrics_url, pids)
             final = soak.samples.pop()  # not part of the time series: the capture is gone
         finally:
+            # SIGTERM: every facepipe process stops cleanly on it (the capture prints its
+            # summary), and SIGINT is ignored by processes started in the background by sh
             for name in reversed(list(soak.procs)):
-                soak.stop(name, signal.SIGINT if name != "capture" else signal.SIGTERM)
+                soak.stop(name, signal.SIGTERM)
             for p in soak.procs.values():
                 if p.fh:
                     p.fh.close()

@@ -41,6 +41,7 @@ def test_a_short_soak_samples_every_process(tmp_path, home):
     assert after["processed"] > 0
     assert after["captured"] >= after["processed"] + sum(after["dropped"].values())
     assert result["died_during_soak"] == {}
+    assert all(code == 0 for code in result["exits"].values()), result["exits"]  # clean stops
     assert set(result["growth"]["rss"]) == PROCESSES
     assert result["capture_summary"] and "captured" in result["capture_summary"][0]
     assert "| t (s) | detect |" in run.stdout and "Redis used_memory" in run.stdout
