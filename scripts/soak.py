@@ -419,7 +419,8 @@ def main(argv: list[str] | None = None) -> int:
             metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
             streams = 0
             while True:
-                if args.churn and time.monotonic() - soak.t0 >= (streams + 1) * args.churn:
+                now = time.monotonic()  # (no new capture just before the end)
+                if args.churn and now - soak.t0 >= (streams + 1) * args.churn and now < end - 1:
                     streams += 1
                     soak.stop("capture", signal.SIGTERM)
                     soak.start("capture", "capture", camera.url, "--stream", f"cam-{streams}")
