@@ -255,10 +255,9 @@ class Bus:
         """Drop the registry entries of sessions whose counts are gone (they expired
         ``session_ttl_s`` after the session's last write, or Redis lost them).
 
-        Safe to run in several processes at once (each entry is removed
-        once, and only after its counts key is checked gone); the counts key is created
-        together with the entry (one transaction), so a session being registered is
-        never pruned.
+        Safe to run in several processes at once: an entry goes only after its counts
+        key was found gone, and removing it twice is harmless. The counts key is created
+        with the entry (one transaction), so a session being registered is never pruned.
         """
         sids = [k.decode() for k in self.conn.hkeys(self.key("streams"))]
         pipe = self.conn.pipeline(transaction=False)
