@@ -4,9 +4,10 @@ registry, idle streams' metric series fold into stream="(retired)" (a real redis
 import threading
 import time
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from pipeline.config import load_config
+from pipeline.config import ConfigError, load_config
 from pipeline.metrics import RETIRED_STREAM, RedisCollector
 from pipeline.runtime import Runtime
 from workers.sink import prune_redis
@@ -143,3 +144,9 @@ def test_the_sink_prunes_in_the_background_once_per_period_across_sinks(redis_ur
     SinkStage(rt).warmup()
     time.sleep(0.5)
     assert set(rt.bus.streams()) == {"cam/done2"}  # left for the next period's pass
+
+
+def test_the_retention_is_validated_and_named_in_the_error():
+    assert load_config(None, environ={}).redis.stream_retention_s == 30 * 86400
+    with pytest.raises(ConfigError, match=r"redis\.stream_retention_s"):
+        load_config(None, environ={"FACEPIPE__REDIS__STREAM_RETENTION_S": "10"})
