@@ -411,6 +411,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"soak: workers ready after {startup:.0f} s; capturing {camera.url}",
                   file=sys.stderr)  # fmt: skip
             soak.start("capture", "capture", camera.url, "--stream", "cam")
+            deadline = time.monotonic() + 120  # sampling starts once the capture runs
+            while not bus.streams() and time.monotonic() < deadline:
+                soak.check_exits()
+                if soak.procs["capture"].exit_code is not None:
+                    sys.exit(f"soak: the capture exited (log {soak.procs['capture'].log})")
+                time.sleep(0.2)
             pids = {name: p.pid for name, p in soak.procs.items()}
             pids["redis-server"] = server.proc.pid if server.proc else -1
             pids["camera (this script)"] = os.getpid()
