@@ -13,9 +13,10 @@ serializer, never pickle) that carry the stage's message type (``pipeline/stages
   ``take_encodings``);
 * ``tracker:<stream>:<session>``: the track stage's state (JSON), its only writer being
   the track stage, under ``tracker-lock:<stream>:<session>`` (redis-py's ``Lock``);
-* ``streams``, ``stream:<stream>/<session>``: registered streams and their frame counts;
-  ``accounted:<stream>:<session>``: a bitmap of the frames (by ``seq``) the sink
-  counted, so a retried batch is never counted twice (``account_frames``);
+* ``streams``, ``stream:<stream>/<session>``: registered sessions and their frame counts;
+  ``accounted:<stream>:<session>:<chunk>``: bitmaps of the frames (by ``seq``, one key per
+  :data:`ACCOUNT_CHUNK` frames) the sink counted, so a retried batch is never counted
+  twice (``account_frames``);
 * ``dead:<stage>``: queue entries a worker could not read (undecodable, oversized), set
   aside with the reason (``dead_letter``);
 * ``latest:<stream>``: the newest frame the sink stored of a stream (a
@@ -26,7 +27,10 @@ serializer, never pickle) that carry the stage's message type (``pipeline/stages
   last beat; the jobs of a worker without one are requeued (``workers/base.py``).
 
 Every per-session key expires ``redis.session_ttl_s`` after its last write, so an
-abandoned session leaves nothing behind.
+abandoned session leaves nothing behind; a session that runs for months keeps only the
+bitmap chunks written in the last ``session_ttl_s``. The one global key that grows with
+sessions, the ``streams`` registry, is pruned by :meth:`Bus.prune_sessions` (the sink
+runs it periodically): a session whose counts expired leaves the registry.
 
 Key and queue names all start with ``redis.prefix`` so several pipelines can share one
 Redis server.
@@ -37,7 +41,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
@@ -49,21 +53,34 @@ from rq.serializers import JSONSerializer
 from pipeline.record import Encodings, FrameRecord, TrackJob
 from pipeline.stages import stage as stage_spec
 
-# account_frames: KEYS = counts hash, accounted bitmap; ARGV = ttl, seq1, field1, seq2, ...
-# a frame is counted under its field only the first time its seq is accounted (one bit
-# per frame: a day of a 25 frames/s camera takes 270 kB)
+# Frames per accounted-bitmap key (128 kB; 11.6 hours of a 25 frames/s camera): a session
+# that runs for months keeps only the chunks written within redis.session_ttl_s, instead
+# of one bitmap as long as the session (SETBIT allocates up to the highest offset).
+ACCOUNT_CHUNK = 1 << 20
+
+# account_frames: KEYS = counts hash, bitmap chunk 1, chunk 2, ...;
+# ARGV = ttl, then (index of the seq's chunk in KEYS, bit offset in the chunk, seq, field)
+# per frame. A frame is counted under its field only the first time its seq is accounted.
 _ACCOUNT_LUA = """
 local new = {}
-for i = 2, #ARGV, 2 do
-  if redis.call('SETBIT', KEYS[2], ARGV[i], 1) == 0 then
-    redis.call('HINCRBY', KEYS[1], ARGV[i + 1], 1)
-    new[#new + 1] = ARGV[i]
+for i = 2, #ARGV, 4 do
+  if redis.call('SETBIT', KEYS[tonumber(ARGV[i])], ARGV[i + 1], 1) == 0 then
+    redis.call('HINCRBY', KEYS[1], ARGV[i + 3], 1)
+    new[#new + 1] = ARGV[i + 2]
   end
 end
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-redis.call('EXPIRE', KEYS[2], ARGV[1])
+for k = 1, #KEYS do
+  redis.call('EXPIRE', KEYS[k], ARGV[1])
+end
 return new
 """
+
+
+class SessionPrune(NamedTuple):
+    """What :meth:`Bus.prune_sessions` did."""
+
+    pruned: list[str]  # ``stream/session`` ids removed from the registry
+    live_streams: set[str]  # streams with a session still in the registry
 
 
 def connect(url: str) -> redis.Redis:
@@ -238,6 +255,24 @@ class Bus:
         raw = self.conn.hgetall(self.key("streams"))
         return {k.decode(): json.loads(v) for k, v in raw.items()}
 
+    def prune_sessions(self) -> SessionPrune:
+        """Drop the registry entries of sessions whose counts are gone (they expired
+        ``session_ttl_s`` after the session's last write, or Redis lost them).
+
+        Safe to run in several processes at once: an entry goes only after its counts
+        key was found gone, and removing it twice is harmless. The counts key is created
+        with the entry (one transaction), so a session being registered is never pruned.
+        """
+        sids = [k.decode() for k in self.conn.hkeys(self.key("streams"))]
+        pipe = self.conn.pipeline(transaction=False)
+        for sid in sids:
+            pipe.exists(self.key("stream", sid))
+        gone = [sid for sid, there in zip(sids, pipe.execute(), strict=True) if not there]
+        if gone:
+            self.conn.hdel(self.key("streams"), *gone)
+        live = {sid.split("/", 1)[0] for sid in sids if sid not in gone}
+        return SessionPrune(pruned=gone, live_streams=live)
+
     def count_frame(self, stream: str, session: str, field: str, n: int = 1) -> None:
         """Per-stream counters: ``captured``, ``processed`` or ``dropped:REASON``."""
         key = self.key("stream", self.stream_id(stream, session))
@@ -254,13 +289,13 @@ class Bus:
         """
         if not fields:
             return set()
+        keys = [self.key("stream", self.stream_id(stream, session))]
         argv: list[object] = [self.session_ttl_s]
         for seq, field in fields.items():
-            argv += [seq, field]
-        keys = [
-            self.key("stream", self.stream_id(stream, session)),
-            self.key("accounted", stream, session),
-        ]
+            chunk = self.key("accounted", stream, session, seq // ACCOUNT_CHUNK)
+            if chunk not in keys:
+                keys.append(chunk)
+            argv += [keys.index(chunk) + 1, seq % ACCOUNT_CHUNK, seq, field]
         return {int(s) for s in self._account(keys=keys, args=argv)}
 
     def set_end(self, stream: str, session: str, last_seq: int) -> None:

@@ -136,6 +136,13 @@ class RedisConfig(Section):
         description="cap of the backoff between reconnect attempts while Redis is down "
         "(exponential from 0.1 s, with jitter)",
     )
+    stream_retention_s: int | None = Field(
+        30 * 86400,
+        ge=60,
+        description="seconds a stream with no session left in Redis keeps its own metric "
+        'series; then they are folded into stream="(retired)" (totals kept, the metrics '
+        "hashes stay bounded when stream names come and go); null: keep them forever",
+    )
 
 
 class CaptureConfig(Section):

@@ -16,6 +16,7 @@ import errno
 import json
 import logging
 import platform
+import time
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, start_http_server
@@ -439,3 +440,76 @@ def serve(bus: Bus, port: int, host: str = "127.0.0.1") -> CollectorRegistry:
             "(set metrics.port / --metrics-port to another port, or 0 for none)",
         ) from None
     return registry
+
+
+# ----- retiring the series of streams gone for good ---------------------------------------
+RETIRED_STREAM = "(retired)"  # not a valid stream name, so never a real stream's label
+
+# KEYS[1] = a metrics hash; ARGV = (field, retired field, "1" for an integer field) per
+# field: each value is added to its retired field and the field removed, atomically (a
+# field already moved by another process is skipped)
+_FOLD_LUA = """
+local moved = 0
+for i = 1, #ARGV, 3 do
+  local v = redis.call('HGET', KEYS[1], ARGV[i])
+  if v then
+    if ARGV[i + 2] == '1' then
+      redis.call('HINCRBY', KEYS[1], ARGV[i + 1], v)
+    else
+      redis.call('HINCRBYFLOAT', KEYS[1], ARGV[i + 1], v)
+    end
+    redis.call('HDEL', KEYS[1], ARGV[i])
+    moved = moved + 1
+  end
+end
+return moved
+"""
+
+
+def retire_idle_streams(
+    metrics: Metrics, live_streams: set[str], after_s: float, now: float | None = None
+) -> list[str]:
+    """Fold the series of streams idle for ``after_s`` seconds into ``stream="(retired)"``.
+
+    A stream is idle from the first call that finds it has series but is not in
+    ``live_streams`` (no session left in Redis: see ``Bus.prune_sessions``); the time is
+    kept in ``<prefix>:metrics:idle-since``. Once idle for ``after_s`` its counters and
+    histogram buckets are added to the same metric's ``(retired)`` series and removed, so
+    the metrics hashes stay bounded when stream names come and go, while every series
+    stays monotonic and a sum over streams keeps its total. Returns the retired streams.
+    """
+    conn = metrics.bus.conn
+    now = time.time() if now is None else now
+    idle_key = metrics.bus.key("metrics", "idle-since")
+    moves: dict[str, dict[str, list[tuple[str, str, bool]]]] = {}
+    for key in (metrics.counters_key, metrics.hist_key):
+        for raw in conn.hkeys(key):
+            field = raw.decode()
+            name, labels, suffix = field.split(SEP)
+            lab = json.loads(labels)
+            stream = lab.get("stream")
+            if stream is None or stream == RETIRED_STREAM:
+                continue
+            target = _field(name, {**lab, "stream": RETIRED_STREAM}, suffix)
+            integer = key == metrics.hist_key and suffix.startswith("b")
+            moves.setdefault(stream, {}).setdefault(key, []).append((field, target, integer))
+    since = {k.decode(): float(v) for k, v in conn.hgetall(idle_key).items()}
+    back = [s for s in since if s in live_streams or s not in moves]
+    if back:
+        conn.hdel(idle_key, *back)
+    fold = conn.register_script(_FOLD_LUA)
+    retired = []
+    for stream, per_key in sorted(moves.items()):
+        if stream in live_streams:
+            continue
+        if stream not in since:
+            conn.hsetnx(idle_key, stream, now)
+            continue
+        if now - since[stream] < after_s:
+            continue
+        for key, items in per_key.items():
+            argv = [x for field, target, integer in items for x in (field, target, int(integer))]
+            fold(keys=[key], args=argv)
+        conn.hdel(idle_key, stream)
+        retired.append(stream)
+    return retired

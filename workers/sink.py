@@ -17,12 +17,20 @@ Its jobs carry one of the sink messages of ``pipeline/record.py``:
 
 With ``store.retention_days`` set, the sink also prunes old events (with their samples
 and snapshots) and empty unknown-N clusters, at start and then at most once an hour.
+
+It also keeps Redis bounded (:func:`prune_redis`, in a background thread every
+:data:`REDIS_PRUNE_EVERY_S`, or ``redis.session_ttl_s`` if shorter; one sink at a time
+when there are several): sessions whose keys expired leave the ``streams`` registry, and
+the metric series of streams without a session for ``redis.stream_retention_s`` are
+folded into ``stream="(retired)"``.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +38,11 @@ import cv2
 
 from pipeline.attributes.base import crop_face
 from pipeline.identities import Identities
+from pipeline.metrics import retire_idle_streams
 from pipeline.names import check_stream
 from pipeline.notify import for_sink as notifier_for_sink
 from pipeline.record import FrameRecord, Merge, Observations, Samples, SinkMessage, track_uid
+from pipeline.retry import REDIS_DOWN
 from pipeline.runtime import Runtime
 from pipeline.store import EventStore, GalleryCache, delete_snapshot_files
 from workers.base import Stage, run_job
@@ -40,6 +50,30 @@ from workers.base import Stage, run_job
 log = logging.getLogger(__name__)
 
 PRUNE_EVERY_S = 3600.0  # retention passes (store.retention_days) at most this often
+REDIS_PRUNE_EVERY_S = 300.0  # Redis pruning passes (registry, idle streams' metrics)
+
+
+@dataclass
+class RedisPrune:
+    """What one :func:`prune_redis` pass did."""
+
+    sessions: list[str]  # stream/session entries removed from the registry
+    retired_streams: list[str]  # streams whose metric series were folded into (retired)
+
+
+def prune_redis(rt: Runtime, now: float | None = None) -> RedisPrune:
+    """One pass of Redis pruning: finished sessions leave the ``streams`` registry (their
+    own keys expired ``redis.session_ttl_s`` after their last write) and streams with no
+    session for ``redis.stream_retention_s`` have their metric series folded into
+    ``stream="(retired)"``. Safe to run in several sinks at once."""
+    pruned = rt.bus.prune_sessions()
+    after = rt.config.redis.stream_retention_s
+    retired = (
+        []
+        if after is None
+        else retire_idle_streams(rt.metrics, pruned.live_streams, after, now=now)
+    )
+    return RedisPrune(sessions=pruned.pruned, retired_streams=retired)
 
 
 class SinkStage(Stage):
@@ -51,6 +85,36 @@ class SinkStage(Stage):
         self.snapshots = rt.config.snapshots_path
         self._next_prune = 0.0  # time.monotonic() of the next retention pass
         self.notifier = notifier_for_sink(rt, self.store)  # notify: section; off by default
+        self._housekeeping: threading.Thread | None = None
+
+    def warmup(self) -> None:
+        """Start the Redis pruning thread (the worker calls this once, before its loop)."""
+        if self._housekeeping is None:
+            self._housekeeping = threading.Thread(
+                target=self._prune_redis_loop, name="facepipe-prune", daemon=True
+            )
+            self._housekeeping.start()
+
+    def _prune_redis_loop(self) -> None:
+        # as often as sessions can expire, at most every REDIS_PRUNE_EVERY_S
+        period = float(min(REDIS_PRUNE_EVERY_S, self.rt.config.redis.session_ttl_s))
+        bus = self.rt.bus  # thread-safe: each command takes a pooled connection
+        while True:
+            try:  # one sink per period does it (the others find the key taken)
+                if bus.conn.set(bus.key("prune-lock"), 1, nx=True, px=int(period * 900)):
+                    done = prune_redis(self.rt)
+                    if done.sessions or done.retired_streams:
+                        log.info(
+                            "redis pruning: %d finished session(s) left the registry, "
+                            "%d idle stream(s) retired from the metrics (%s)",
+                            len(done.sessions), len(done.retired_streams),
+                            ", ".join(done.retired_streams) or "-",
+                        )  # fmt: skip
+            except REDIS_DOWN:
+                pass  # the worker loop waits for Redis; try again next period
+            except Exception:
+                log.exception("redis pruning pass failed")
+            time.sleep(period)
 
     def process(self, message: SinkMessage) -> None:
         self.check_names(message)
