@@ -36,7 +36,7 @@ from pipeline.evaluation import openset
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[2, 5, 10, 100, 1000])
     ap.add_argument("--draws", type=int, default=10, help="random galleries per size")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
