@@ -865,7 +865,7 @@ def open_set_by_group(
     x: np.ndarray,
     groups: Sequence[str],
     rule: OpenSetRule,
-    sizes: Sequence[int] = (10, 100),
+    sizes: Sequence[int] = (2, 5, 10, 100),
     draws: int = 10,
     seed: int = 0,
 ) -> dict[str, Any]:
