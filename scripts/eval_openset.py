@@ -13,9 +13,11 @@ shared machine:
 
     nice -n 10 python scripts/eval_openset.py > runs/openset.log 2>&1 &
 
-``--calibrate``: the calibration of the open-set rule (the impostor distance quantiles and
-the per-person ratios that ``CALIBRATED`` in ``pipeline/recognition/openset.py`` holds),
-printed as JSON; the margin is chosen from the side-by-side tables of a normal run.
+``--calibrate``: the calibration of the open-set rule, printed as JSON: the margin's weight
+per gallery size (the sweep, ``weights_tried``, and the weights it chooses), the threshold
+table measured with them, the impostor distance quantiles and the per-person ratios
+(what ``CALIBRATED`` in ``pipeline/recognition/openset.py`` holds); the margin is chosen
+from the side-by-side tables of a normal run (default sizes 2, 5, 10, 100, 1,000).
 
 ``--utkface``: false-match rates by race and gender at the default rule on UTKFace's
 validation split (encodings cached under ``runs/attributes/`` as
@@ -36,7 +38,7 @@ from pipeline.evaluation import openset
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[2, 5, 10, 100, 1000])
     ap.add_argument("--draws", type=int, default=10, help="random galleries per size")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(

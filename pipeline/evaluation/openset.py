@@ -35,7 +35,7 @@ import numpy as np
 from pipeline import machine
 from pipeline.evaluation.common import log, spread
 from pipeline.fusion import fuse_identity
-from pipeline.recognition.openset import OpenSetRule, rule_of, score
+from pipeline.recognition.openset import OpenSetRule, Weight, rule_of, score, weight_at
 from pipeline.recognition.verify import load_pairs, threshold_at_far
 
 FPIRS = (0.01, 0.001)
@@ -235,8 +235,9 @@ def evaluate_draw(
                 "dir_at_fpir": {},
             }
             # the rule's margin as a gate, its score's threshold swept: DIR at each FPIR
-            m_score = np.where(m_gap >= rule.margin, rule.score(m_dist, m_dist + m_gap), np.inf)
-            n_score = np.where(n_gap >= rule.margin, rule.score(n_dist, n_dist + n_gap), np.inf)
+            n = len(set(names))
+            m_score = np.where(m_gap >= rule.margin, rule.score(m_dist, m_dist + m_gap, n), np.inf)
+            n_score = np.where(n_gap >= rule.margin, rule.score(n_dist, n_dist + n_gap, n), np.inf)
             for f in fpirs:
                 rate, t = dir_at_fpir(correct, m_score, n_score, f)
                 row["dir_at_fpir"][f"{f:g}"] = {"dir": rate, "threshold": round(t, 4)}  # type: ignore[index]
@@ -408,6 +409,36 @@ def lfw_tables(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _weight_text(weight: Any) -> str:
+    """The weight per gallery size as prose ("0 at N <= 5, 0.25 at 10, ...")."""
+    if isinstance(weight, (int, float)):
+        return f"{weight:g} at every N"
+    parts = [f"{w:g} at N={n}" for n, w in weight]
+    return ", ".join(parts) + " (linear in log N between, held beyond)"
+
+
+def weight_lines(rec: dict[str, Any]) -> list[str]:
+    """The weight sweep (from ``--calibrate``) as a table, if the record has it."""
+    sweep = (rec.get("calibration") or {}).get("weights_tried")
+    if not sweep:
+        return []
+    weights = sorted(sweep, key=float)
+    sizes = sorted({n for w in weights for n in sweep[w]}, key=int)
+    lines = [
+        "Weight sweep (`--calibrate`; DIR at a measured FPIR of 1 %, the threshold set on "
+        "the same draw's strangers; draws per size "
+        + ", ".join(f"{n}: {SWEEP_SIZES.get(int(n), '?')}" for n in sizes)
+        + "):",
+        "",
+        "| weight | " + " | ".join(f"N={n}" for n in sizes) + " |",
+        "|---:|" + "---:|" * len(sizes),
+    ]
+    for w in weights:
+        cells = [f"{100 * sweep[w][n]['0.01']:.1f} %" if n in sweep[w] else "-" for n in sizes]
+        lines.append(f"| {w} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
 def calibration_lines(rec: dict[str, Any]) -> list[str]:
     """The calibration paragraph and its held-out check."""
     c, rule = rec.get("calibration"), rec.get("rule")
@@ -422,9 +453,13 @@ def calibration_lines(rec: dict[str, Any]) -> list[str]:
         f"per-person thresholds from {rule['person_min_photos']} photos "
         f"(scale {rule['person_scale']}), enrolment quality >= {rule['min_enrol_quality']}, "
         f"pair ceiling {rule['ceiling']}. A face is named when its score "
-        f"`d1 - {rule['weight']:g} x min(d2 - d1, {rule['gap_cap']:g})` (d1, d2: distances to "
-        "the nearest and second-nearest person) is within the threshold for the gallery's "
-        "size N at the target FPIR, and the other conditions hold. The thresholds "
+        f"`d1 - w(N) x min(d2 - d1, {rule['gap_cap']:g})` (d1, d2: distances to "
+        "the nearest and second-nearest person; w(N) the margin's weight for a gallery of N "
+        f"people, {_weight_text(rule['weight'])}) is within the threshold for the gallery's "
+        "size N at the target FPIR, and the other conditions hold. The weights: at each "
+        "gallery size the smallest of the sweep below whose DIR at FPIR 1 % is within "
+        f"{100 * WEIGHT_TOLERANCE:g} point of the best, never smaller than at a smaller "
+        "gallery. The thresholds "
         "(`CALIBRATED` in `pipeline/recognition/openset.py`, from `python "
         "scripts/eval_openset.py --calibrate`): for N people, 20 random galleries of N LFW "
         "people (one random photo each), every image of everyone else a stranger; the "
@@ -436,8 +471,12 @@ def calibration_lines(rec: dict[str, Any]) -> list[str]:
         "against N independent people is named with probability 1 - (1 - q)^N, so the "
         "distance threshold for FPIR 1 % would be Q(1e-3) at N=10, Q(1e-4) at 100, "
         "Q(1e-5) at 1,000 (close to the measured distance thresholds in the first table). "
-        "The margin term lets a face that stands out from the crowd be named further away.",
+        "The margin term lets a face that stands out from the crowd be named further away; "
+        "in a gallery of a few people there is no crowd (a stranger's second-nearest is just "
+        "another enrolled person, as far as any), and the term only costs the enrolled "
+        "who resemble each other, so its weight falls to 0 there.",
         "",
+        *weight_lines(rec),
         "The per-person scale: people with 4+ images, their first 3 enrolled, each other "
         "image's distance to the nearest of the 3 over the largest distance between the 3: "
         + ", ".join(f"{p}th percentile {v}" for p, v in c["person_ratio_percentiles"].items())
@@ -592,8 +631,9 @@ def write_markdown(docs: Path) -> None:
         "from `docs/openset/*.json`; do not edit by hand. It measures the product's "
         "decision rule (`pipeline/fusion.py` `fuse_identity`, the function the sink calls "
         "to name an event): the open-set rule of `pipeline/recognition/openset.py` "
-        "(issue 10: a score, the distance to the nearest person minus the margin to the "
-        "next, within a threshold calibrated per gallery size to keep the share of "
+        "(issue 10: a score, the distance to the nearest person minus a share of the "
+        "margin to the next that grows with the gallery, none up to 10 people, within a "
+        "threshold calibrated per gallery size to keep the share of "
         "strangers given a name at `recognition.target_fpir`; a minimum margin over the "
         "second-nearest person; quality-gated enrolment; per-person thresholds), side by "
         "side with the rule it replaced (the nearest enrolled photo within "
@@ -825,7 +865,7 @@ def open_set_by_group(
     x: np.ndarray,
     groups: Sequence[str],
     rule: OpenSetRule,
-    sizes: Sequence[int] = (10, 100),
+    sizes: Sequence[int] = (2, 5, 10, 100),
     draws: int = 10,
     seed: int = 0,
 ) -> dict[str, Any]:
@@ -1046,11 +1086,11 @@ def calibration_record(
     rule: OpenSetRule,
     draws: int,
     seed: int = 0,
-    heldout_sizes: Sequence[int] = (10, 100, 300),
+    heldout_sizes: Sequence[int] = (2, 5, 10, 100, 300),
 ) -> dict[str, Any]:
-    """The impostor distance quantiles and per-person ratios of these encodings, and a
-    held-out check of the threshold table: the people split in two random halves, the
-    table measured on one half (:func:`score_table`), the rule with it applied to
+    """The impostor distance quantiles, per-person ratios and weight sweep of these
+    encodings, and a held-out check of the threshold table: the people split in two
+    random halves, the table measured on one half (:func:`score_table`), the rule with it applied to
     galleries and strangers of the other half only."""
     imp = impostor_distances(enc)
     ratios = person_spread_ratios(enc)
@@ -1086,6 +1126,7 @@ def calibration_record(
             row["dir"] += [r["dir_default"] for r in rows]
             row["t"].append(half_rule.gallery_threshold(n))
     return {
+        "weights_tried": weight_sweep(enc, rule.gap_cap, seed=seed),
         "impostor_pairs": len(imp),
         "quantiles": quantile_table(imp),
         "person_ratio_percentiles": {
@@ -1112,12 +1153,15 @@ def calibrate(data: Path, runs: Path, recognition: Any) -> dict[str, Any]:
     imp = impostor_distances(enc)
     ratios = person_spread_ratios(enc)
     rule = rule_of(recognition.threshold)
+    sweep = weight_sweep(enc, rule.gap_cap)
+    weights = choose_weights(sweep)
+    log(f"weights chosen: {weights}")
     return {
         "encoder": f"num_jitters={recognition.num_jitters}, flip={recognition.flip}",
-        "weights_tried": weight_sweep(enc, rule.gap_cap),
-        "weight": rule.weight,
+        "weights_tried": sweep,
+        "weight": [list(r) for r in weights],
         "gap_cap": rule.gap_cap,
-        "thresholds": score_table(enc, rule.weight, rule.gap_cap),
+        "thresholds": score_table(enc, weights, rule.gap_cap),
         "impostor_pairs": len(imp),
         "impostor_quantiles": quantile_table(imp),
         "person_ratio_probes": len(ratios),
@@ -1227,7 +1271,7 @@ def stranger_scores(
 
 def score_table(
     enc: dict[str, np.ndarray],
-    weight: float,
+    weight: Weight,
     cap: float,
     sizes: Sequence[int] = TABLE_SIZES,
     fpirs: Sequence[float] = TABLE_FPIRS,
@@ -1236,7 +1280,8 @@ def score_table(
 ) -> dict[str, list[list[float]]]:
     """Per target FPIR: ``[N, threshold]`` for each gallery size N, the threshold being
     the largest score that at most ``floor(fpir x n)`` of the n strangers' scores (pooled
-    over ``draws`` random galleries of N people) reach. Sizes larger than the people
+    over ``draws`` random galleries of N people) reach, the score with the margin's weight
+    for N (:func:`pipeline.recognition.openset.weight_at`). Sizes larger than the people
     available minus 100 are left out."""
     people = people_of(enc)
     table: dict[str, list[list[float]]] = {f"{f:g}": [] for f in fpirs}
@@ -1245,7 +1290,9 @@ def score_table(
             continue
         pooled = np.concatenate(
             [
-                stranger_scores(enc, people, n, np.random.default_rng([seed, n, i]), weight, cap)
+                stranger_scores(
+                    enc, people, n, np.random.default_rng([seed, n, i]), weight_at(n, weight), cap
+                )
                 for i in range(draws)
             ]
         )
@@ -1255,22 +1302,50 @@ def score_table(
     return table
 
 
+SWEEP_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
+# gallery size -> draws of the weight sweep (small galleries have few mated probes each)
+SWEEP_SIZES = {2: 100, 5: 100, 10: 100, 20: 100, 50: 30, 100: 30, 200: 30, 500: 10, 1000: 10}
+WEIGHT_TOLERANCE = 0.01  # DIR within 1 point of the best counts as as good (as the margin)
+
+
+def choose_weights(
+    sweep: dict[str, dict[str, dict[str, float]]], tolerance: float = WEIGHT_TOLERANCE
+) -> tuple[tuple[int, float], ...]:
+    """The margin's weight per gallery size from a :func:`weight_sweep`: at each size the
+    smallest weight whose DIR at FPIR 1 % is within ``tolerance`` of the best there, then
+    never smaller than at a smaller gallery (a larger gallery crowds a stranger's nearest
+    people more, which is what the margin term answers: it does not weigh less there)."""
+    sizes = sorted({int(n) for row in sweep.values() for n in row})
+    weights = sorted(sweep, key=float)
+    out: list[tuple[int, float]] = []
+    floor = 0.0
+    for n in sizes:
+        dirs = {w: sweep[w][str(n)]["0.01"] for w in weights if str(n) in sweep[w]}
+        best = max(dirs.values())
+        w = min(float(k) for k, v in dirs.items() if v >= best - tolerance)
+        floor = max(floor, w)
+        out.append((n, floor))
+    return tuple(out)
+
+
 def weight_sweep(
     enc: dict[str, np.ndarray],
     cap: float,
-    weights: Sequence[float] = (0.0, 0.25, 0.5, 1.0, 2.0),
-    sizes: Sequence[int] = (10, 100, 1000),
+    weights: Sequence[float] = SWEEP_WEIGHTS,
+    sizes: dict[int, int] | Sequence[int] = SWEEP_SIZES,
     draws: int = 5,
     seed: int = 0,
 ) -> dict[str, dict[str, dict[str, float]]]:
     """DIR at FPIR 1 % and 0.1 % of the score with each margin weight (0: the distance
     alone), the threshold set on the same draw's strangers, mean over ``draws`` draws of
-    the evaluation's protocol: what chose the score's weight."""
+    the evaluation's protocol (``sizes``: a mapping gives each size its own number of
+    draws): what chooses the score's weight per gallery size (:func:`choose_weights`)."""
     people = people_of(enc)
+    per_size = dict(sizes) if isinstance(sizes, dict) else {n: draws for n in sizes}
     out: dict[str, dict[str, dict[str, float]]] = {}
-    for n in sizes:
+    for n, n_draws in per_size.items():
         rates: dict[tuple[float, float], list[float]] = {}
-        for i in range(draws):
+        for i in range(n_draws):
             d = draw(people, n, np.random.default_rng([seed, n, i]))
             gal = np.stack([enc[k] for k in d.gallery])
             names = np.array([person_of(k) for k in d.gallery], dtype=object)

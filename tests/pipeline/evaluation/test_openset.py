@@ -295,3 +295,24 @@ def test_open_set_by_group_counts_strangers_named():
     assert row["tight"]["fpir"] == 0.0  # all within the margin of each other: unknown
     assert row["twins"]["named"] > 0  # a look-alike enrolled: a stranger named
     assert out["10"]["threshold"] == OpenSetRule().gallery_threshold(10)
+
+
+def test_choose_weights_takes_the_smallest_as_good_and_never_falls_with_the_gallery():
+    from pipeline.evaluation.openset import choose_weights, weight_lines
+
+    sweep = {  # weight -> size -> DIR at FPIR 1 %
+        "0": {"2": {"0.01": 0.950}, "10": {"0.01": 0.900}, "100": {"0.01": 0.700},
+              "1000": {"0.01": 0.400}},
+        "0.5": {"2": {"0.01": 0.955}, "10": {"0.01": 0.880}, "100": {"0.01": 0.720},
+                "1000": {"0.01": 0.550}},
+        "1": {"2": {"0.01": 0.930}, "10": {"0.01": 0.870}, "100": {"0.01": 0.730},
+              "1000": {"0.01": 0.600}},
+    }  # fmt: skip
+    # 2: 0 is within a point of 0.5's best; 10: 0 is best; 100: 0.5 within a point of 1;
+    # 1000: only 1 is
+    assert choose_weights(sweep) == ((2, 0.0), (10, 0.0), (100, 0.5), (1000, 1.0))
+    # a size where a smaller weight wins after a larger one keeps the larger
+    sweep["0"]["1000"]["0.01"] = 0.7
+    assert choose_weights(sweep)[-1] == (1000, 0.5)
+    page = "\n".join(weight_lines({"calibration": {"weights_tried": sweep}}))
+    assert "| 0.5 | 95.5 % | 88.0 % | 72.0 % | 55.0 % |" in page

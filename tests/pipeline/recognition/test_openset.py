@@ -164,3 +164,39 @@ def test_config_resolves_the_rule_and_an_explicit_threshold_overrides_it():
                 {"FACEPIPE__RECOGNITION__NO_SUCH_KEY": "1"}):  # fmt: skip
         with pytest.raises(ConfigError):
             load_config(None, environ=bad)
+
+
+def test_weight_at_interpolates_in_log_n_and_holds_beyond():
+    weights = ((2, 0.0), (20, 0.5), (200, 1.0))
+    assert R.weight_at(1, weights) == 0.0 and R.weight_at(2, weights) == 0.0
+    assert R.weight_at(int(2 * 10**0.5), weights) == pytest.approx(0.25, abs=0.02)
+    assert R.weight_at(20, weights) == pytest.approx(0.5)
+    assert R.weight_at(100_000, weights) == 1.0  # held beyond the last size
+    assert R.weight_at(7, 0.3) == 0.3  # one number: every size
+
+
+def test_calibrated_weight_is_zero_for_a_few_people_and_grows_with_the_gallery():
+    """In a gallery of a few people the second-nearest is just another enrolled person,
+    not a crowd: the calibration puts no weight on the margin there, and as much as
+    before (1) from the large galleries the margin term was chosen for."""
+    w = R.calibration().weight
+    assert R.weight_at(2, w) == 0.0
+    ws = [R.weight_at(n, w) for n in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)]
+    assert ws == sorted(ws) and ws[-1] >= 1.0
+
+
+def test_two_similar_enrolled_people_do_not_cost_each_other_their_names():
+    """Two enrolled people who resemble each other (0.18 apart as seen from the face):
+    with the weight-1 score the face at 0.50 from "a" was unknown among 2 people; the
+    distance alone decides in a gallery of two, within the threshold that keeps 1 % of
+    strangers named, so it is named, and a face equally far from both is not."""
+    rule = OpenSetRule()
+    names = ["a", "b"]
+    gal = np.stack([at(0.50, 0), at(0.68, 1)])
+    got = fuse_identity(PROBE[None, :], names, gal, rule)
+    assert got.name == "a", got.reason
+    # the old weight-1 score, at its old table threshold for 2 people, abstained
+    assert R.score(0.50, 0.68, 1.0, 0.5) > 0.3048
+    # a stranger near neither: unknown; near both alike: unknown (the margin)
+    assert name_of(names, np.stack([at(0.68, 0), at(0.70, 1)]), rule) is None
+    assert name_of(names, np.stack([at(0.50, 0), at(0.52, 1)]), rule) is None
