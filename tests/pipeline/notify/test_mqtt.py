@@ -111,12 +111,21 @@ def test_broker_killed_mid_run_the_sink_goes_on_and_the_notifier_catches_up(
 
     time.sleep(1.5)  # the notifier retries meanwhile (backoff capped at 1 s)
     broker.start()  # same port; the notifier and the subscriber reconnect
-    people = sub.wait(lambda: len(sub.received(f"facepipe/{kit.STREAM}/person")) >= 2, 15)
+    # QoS 1 is at-least-once: a message the broker had not seen acknowledged before it
+    # stopped (alice's) may be delivered again after the restart; nothing may be lost
+    def once(topic: str) -> list[dict]:
+        out: list[dict] = []
+        for m in sub.received(topic):
+            if m not in out:
+                out.append(m)
+        return out
+
+    people = sub.wait(lambda: len(once(f"facepipe/{kit.STREAM}/person")) >= 2, 15)
     assert people, sub.messages
-    assert [p["person"] for p in sub.received(f"facepipe/{kit.STREAM}/person")] == ["alice", "bob"]
+    assert [p["person"] for p in once(f"facepipe/{kit.STREAM}/person")] == ["alice", "bob"]
     kinds = [m["type"] for m in sub.received("facepipe/events")]
-    assert sub.wait(lambda: len(sub.received("facepipe/events")) == 3), kinds
-    assert sorted(m["type"] for m in sub.received("facepipe/events")) == ["end", "new", "new"]
+    assert sub.wait(lambda: len(once("facepipe/events")) == 3), kinds
+    assert sorted(m["type"] for m in once("facepipe/events")) == ["end", "new", "new"]
     assert sub.wait(lambda: outcomes(rt, "sent") == 3)
     assert outcomes(rt, "dropped") == outcomes(rt, "expired") == 0
 
