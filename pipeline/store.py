@@ -661,18 +661,9 @@ class EventStore:
         event_id: int | None = None,
     ) -> list[dict[str, Any]]:
         q = sa.select(events).order_by(events.c.first_seen, events.c.id)
-        if person == "unknown":
-            q = q.where(events.c.person.is_(None))
-        elif person is not None and person.startswith("unknown-"):
-            q = q.where(events.c.unknown_id == person)
-        elif person is not None:
-            q = q.where(events.c.person == person)
-        if stream is not None:
-            q = q.where(events.c.stream == stream)
+        q = q.where(*self._event_filters(person=person, stream=stream, since=since))
         if event_id is not None:
             q = q.where(events.c.id == event_id)
-        if since is not None:
-            q = q.where(events.c.last_seen >= since)
         if limit:
             q = q.limit(limit)
         with self.engine.connect() as conn:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -37,10 +36,9 @@ from pipeline.evaluation.tracking_pipeline import (
     HAMILTON,
     HAMILTON_CAST,
     HAMILTON_CUTS,
-    PIPELINE_TIMEOUT_S,
     analyze_run,
     facepipe_env,
-    store_extras,
+    run_in_home,
 )
 
 AARON = "Aaron_Guiel"
@@ -93,36 +91,7 @@ def run_clip(
     video: Path, stream: str, env: dict[str, str], enroll: list[tuple[str, Path]], logs: Path
 ) -> dict[str, Any]:
     """``facepipe run VIDEO --json`` in the prepared home, then its events."""
-    facepipe = [sys.executable, "-m", "pipeline"]
-    cmd = [*facepipe, "run", str(video), "--stream", stream, "--json"]
-    for name, photo in enroll:
-        cmd += ["--enroll", f"{name}={photo}"]
-    t0 = time.monotonic()
-    log_path = logs / f"{stream}.log"
-    with open(log_path, "w") as err:
-        proc = subprocess.run(
-            cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=err, text=True,
-            timeout=PIPELINE_TIMEOUT_S, check=False,
-        )  # fmt: skip
-    wall = time.monotonic() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"facepipe run exited with {proc.returncode}; see {log_path}")
-    summary = json.loads(proc.stdout.strip().splitlines()[-1])
-    out = subprocess.run(
-        [*facepipe, "events", "--json", "--stream", stream],
-        cwd=REPO, env=env, capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    events = [json.loads(ln) for ln in out.stdout.splitlines() if ln.strip()]
-    session = summary["streams"][stream]["session"]
-    home = Path(env["FACEPIPE_HOME"])
-    samples, aliases = store_extras(home / "events.db", stream, session)
-    return {
-        "summary": summary,
-        "events": [e for e in events if e["session"] == session],
-        "samples": samples,
-        "aliases": aliases,
-        "wall_s": wall,
-    }
+    return run_in_home(video, stream, enroll, env, logs / f"{stream}.log")
 
 
 def evaluate(

@@ -98,42 +98,33 @@ def store_extras(db: Path, stream: str, session: str) -> tuple[dict[str, list[li
     return by_uid, {a.from_uid: a.into_uid for a in aliases}
 
 
-def facepipe_run(
-    video: Path, stream: str, enroll: list[tuple[str, Path]], reid: bool, tag: str, cache: Path
+def run_in_home(
+    video: Path, stream: str, enroll: list[tuple[str, Path]], env: dict[str, str], log_path: Path
 ) -> dict[str, Any]:
-    """``facepipe run VIDEO --json`` in a fresh ``FACEPIPE_HOME``, then ``facepipe events
-    --json`` there; the run's summary, events, samples and merges. stderr goes to
-    ``runs/eval_tracking/pipeline/TAG.log``."""
-    logs = cache / "pipeline"
-    logs.mkdir(parents=True, exist_ok=True)
+    """``facepipe run VIDEO --json`` with ``env`` (its ``FACEPIPE_HOME`` prepared), then
+    ``facepipe events --json`` there: the run's summary, this session's events, samples
+    and merges, and its wall time. stderr goes to ``log_path``."""
     facepipe = [sys.executable, "-m", "pipeline"]  # the `facepipe` console script
-    with tempfile.TemporaryDirectory(prefix="facepipe-eval-") as tmp:
-        home = Path(tmp)
-        env = facepipe_env(home, reid)
-        cmd = [*facepipe, "run", str(video), "--stream", stream, "--json"]
-        for name, photo in enroll:
-            cmd += ["--enroll", f"{name}={photo}"]
-        log_path = logs / f"{tag}.log"
-        t0 = time.monotonic()
-        with open(log_path, "w") as err:
-            proc = subprocess.run(
-                cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=err, text=True,
-                timeout=PIPELINE_TIMEOUT_S, check=False,
-            )  # fmt: skip
-        wall = time.monotonic() - t0
-        if proc.returncode != 0:
-            raise RuntimeError(f"facepipe run exited with {proc.returncode}; see {log_path}")
-        summary = json.loads(proc.stdout.strip().splitlines()[-1])
-        out = subprocess.run(
-            [*facepipe, "events", "--json", "--stream", stream],
-            cwd=REPO, env=env, capture_output=True, text=True, check=True,
+    cmd = [*facepipe, "run", str(video), "--stream", stream, "--json"]
+    for name, photo in enroll:
+        cmd += ["--enroll", f"{name}={photo}"]
+    t0 = time.monotonic()
+    with open(log_path, "w") as err:
+        proc = subprocess.run(
+            cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=err, text=True,
+            timeout=PIPELINE_TIMEOUT_S, check=False,
         )  # fmt: skip
-        events = [json.loads(ln) for ln in out.stdout.splitlines() if ln.strip()]
-        session = summary["streams"][stream]["session"]
-        samples, aliases = store_extras(home / "events.db", stream, session)
-    (logs / f"{tag}.events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
-    (logs / f"{tag}.summary.json").write_text(json.dumps(summary) + "\n")
-    (logs / f"{tag}.store.json").write_text(json.dumps({"samples": samples, "aliases": aliases}))
+    wall = time.monotonic() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"facepipe run exited with {proc.returncode}; see {log_path}")
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = subprocess.run(
+        [*facepipe, "events", "--json", "--stream", stream],
+        cwd=REPO, env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    events = [json.loads(ln) for ln in out.stdout.splitlines() if ln.strip()]
+    session = summary["streams"][stream]["session"]
+    samples, aliases = store_extras(Path(env["FACEPIPE_HOME"]) / "events.db", stream, session)
     return {
         "summary": summary,
         "events": [e for e in events if e["session"] == session],
@@ -141,6 +132,24 @@ def facepipe_run(
         "aliases": aliases,
         "wall_s": wall,
     }
+
+
+def facepipe_run(
+    video: Path, stream: str, enroll: list[tuple[str, Path]], reid: bool, tag: str, cache: Path
+) -> dict[str, Any]:
+    """:func:`run_in_home` in a fresh ``FACEPIPE_HOME``; stderr goes to
+    ``runs/eval_tracking/pipeline/TAG.log``, the events, summary and store extras beside."""
+    logs = cache / "pipeline"
+    logs.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="facepipe-eval-") as tmp:
+        run = run_in_home(video, stream, enroll, facepipe_env(Path(tmp), reid),
+                          logs / f"{tag}.log")  # fmt: skip
+    (logs / f"{tag}.events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in run["events"]))
+    (logs / f"{tag}.summary.json").write_text(json.dumps(run["summary"]) + "\n")
+    (logs / f"{tag}.store.json").write_text(
+        json.dumps({"samples": run["samples"], "aliases": run["aliases"]})
+    )
+    return run
 
 
 def frame_bounds(
