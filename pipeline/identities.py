@@ -79,13 +79,7 @@ class Identities:
     ) -> np.ndarray | None:
         """The quality-weighted mean encoding of a track (None if it has none, or if its
         best sample's quality is below ``min_quality``)."""
-        rows = conn.execute(
-            sa.select(samples.c.encoding, samples.c.quality).where(
-                samples.c.track_uid == track_uid,
-                samples.c.kind == "identity",
-                samples.c.encoding.is_not(None),
-            )
-        ).all()
+        rows = _identity_samples(conn, track_uid)
         if not rows:
             return None
         quality = [max(r.quality or 0.0, 0.0) for r in rows]
@@ -388,13 +382,7 @@ class Identities:
         """What the open-set rule says about a track's samples (as ``EventStore.refuse``
         fuses them), with its reason: distance, threshold, margin. None: no encodings."""
         with self.store.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(samples.c.encoding, samples.c.quality).where(
-                    samples.c.track_uid == track_uid,
-                    samples.c.kind == "identity",
-                    samples.c.encoding.is_not(None),
-                )
-            ).all()
+            rows = _identity_samples(conn, track_uid)
         if not rows:
             return None
         return fuse_identity(
@@ -627,3 +615,14 @@ class Change:
 
 def _label(person: str | None, unknown_id: str | None) -> str:
     return person or unknown_id or "unknown"
+
+
+def _identity_samples(conn: sa.Connection, track_uid: str) -> list[Any]:
+    """The identity samples of a track that carry an encoding: (encoding, quality) rows."""
+    return conn.execute(
+        sa.select(samples.c.encoding, samples.c.quality).where(
+            samples.c.track_uid == track_uid,
+            samples.c.kind == "identity",
+            samples.c.encoding.is_not(None),
+        )
+    ).all()
