@@ -126,12 +126,14 @@ def print_summary(summary_dict: dict, as_json: bool) -> None:
 
 
 def run_pipeline(
-    ctx: Context, sources: list[tuple[str, str]], as_json: bool, progress_s: float = 0.0
-) -> int:
+    ctx: Context, sources: list[tuple[str, str]], as_json: bool, progress_s: float = 0.0,
+    api: bool = False,
+) -> int:  # fmt: skip
     from pipeline.orchestrator import LocalPipeline, PipelineError
     from pipeline.sources import SourceError
 
     pipe = LocalPipeline(ctx.config, ctx.config_path)
+    background = None
     # SIGTERM (a service manager, `kill`) stops the run like Ctrl-C: summary included
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
@@ -142,6 +144,8 @@ def run_pipeline(
 
             url = metrics_url(ctx.config.metrics.host, ctx.config.metrics.port)
             click.echo(f"metrics: {url}; logs: {pipe.log_dir}", err=True)
+        if api and ctx.config.api.port:
+            background = start_api(ctx, pipe)
         summary = pipe.run(sources, progress_s=progress_s or None)
     except (PipelineError, SourceError) as exc:
         raise click.ClickException(str(exc)) from None
@@ -149,6 +153,8 @@ def run_pipeline(
         click.echo("interrupted; stopping", err=True)
         return 130
     finally:
+        if background is not None:
+            background.stop()
         pipe.stop()
     summary_dict = summary.to_dict()
     summary_dict["cut_short"] = sorted(
@@ -177,6 +183,20 @@ def camera_sources(ctx: Context, cameras: tuple[str, ...]) -> list[tuple[str, st
     return out
 
 
+def start_api(ctx: Context, pipe: object):  # type: ignore[no-untyped-def]
+    """The API and web UI of this run (api.host:api.port), or None with a warning when it
+    cannot listen: the run goes on without it."""
+    from pipeline.commands.serve import ServeError, serve_in_background
+
+    try:
+        background = serve_in_background(ctx.config, pipe.rt.bus)  # type: ignore[attr-defined]
+    except ServeError as exc:
+        click.echo(f"WARNING: no web UI/API for this run: {exc.strerror}", err=True)
+        return None
+    click.echo(f"web UI: {background.url}/ (API: {background.url}/api)", err=True)
+    return background
+
+
 @click.command()
 @click.argument("sources", nargs=-1)
 @click.option("--stream", "streams", multiple=True, help="stream name per source (in order)")
@@ -185,10 +205,12 @@ def camera_sources(ctx: Context, cameras: tuple[str, ...]) -> list[tuple[str, st
 @click.option("--enroll", "enroll", multiple=True, metavar="NAME=PHOTO", help="enroll first")
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
 @PROGRESS_OPTION
+@click.option("--serve/--no-serve", "serve_api", default=True, show_default=True,
+              help="serve the web UI and API (api.host:api.port) while it runs")  # fmt: skip
 @pass_ctx
 def run(
     ctx: Context, sources: tuple[str, ...], streams: tuple[str, ...], cameras: tuple[str, ...],
-    enroll: tuple[str, ...], as_json: bool, progress_every: float,
+    enroll: tuple[str, ...], as_json: bool, progress_every: float, serve_api: bool,
 ) -> None:  # fmt: skip
     """Run the whole pipeline on SOURCES (video files, webcam index, rtsp/http URLs), or,
     without SOURCES, on the cameras of the config (`cameras:`; those named by --camera,
@@ -218,7 +240,7 @@ def run(
         if describe(spec)[0] == "file" and not Path(spec).is_file():
             raise click.BadParameter(f"video file not found: {spec}", param_hint="SOURCES")
     enroll_people(ctx, parse_enroll(enroll))
-    sys.exit(run_pipeline(ctx, pairs, as_json, progress_every))
+    sys.exit(run_pipeline(ctx, pairs, as_json, progress_every, api=serve_api))
 
 
 @click.command()

@@ -6,10 +6,16 @@ import errno
 import signal
 import socket
 import sys
+import threading
+from typing import TYPE_CHECKING
 
 import click
 
 from pipeline.commands import Context, pass_ctx
+
+if TYPE_CHECKING:
+    from pipeline.bus import Bus
+    from pipeline.config import Config
 
 
 class ServeError(OSError):
@@ -38,6 +44,41 @@ def bind(host: str, port: int) -> socket.socket:
 
 def api_url(host: str, port: int) -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+class Background:
+    """The API (and web UI) served from a thread of another command (`facepipe run`)."""
+
+    def __init__(self, server: object, thread: threading.Thread, url: str) -> None:
+        self.server, self.thread, self.url = server, thread, url
+
+    def stop(self) -> None:
+        self.server.should_exit = True  # type: ignore[attr-defined]
+        self.thread.join(timeout=15)
+
+
+def serve_in_background(config: Config, bus: Bus) -> Background:
+    """Serve the API on ``api.host:api.port`` from a daemon thread, over ``bus`` (the
+    run's Redis, so the live view sees its streams) and the configured store.
+    :class:`ServeError` if it cannot listen. The search index is built at the first
+    search, not at start (the run's workers need the CPU)."""
+    import uvicorn
+
+    from pipeline.api import create_app
+
+    app = create_app(config, bus=bus, warm_index=False)
+    sock = bind(config.api.host, config.api.port)
+    url = api_url(config.api.host, sock.getsockname()[1])
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
+    )
+    app.state.should_exit = lambda: server.should_exit
+    # off the main thread uvicorn installs no signal handlers: the run keeps its own
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="facepipe-api", daemon=True
+    )
+    thread.start()
+    return Background(server, thread, url)
 
 
 @click.command()
