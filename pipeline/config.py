@@ -33,7 +33,7 @@ from __future__ import annotations
 import importlib
 import os
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
@@ -51,6 +51,9 @@ from pydantic_core import PydanticCustomError
 
 from pipeline.recognition.thresholds import operating_points
 from pipeline.registry import BackendError, BackendOptions, Registry
+
+if TYPE_CHECKING:
+    from pipeline.recognition.openset import OpenSetRule
 
 
 class Section(BaseModel):
@@ -346,18 +349,27 @@ class RecognitionConfig(Section):
 
     @model_validator(mode="after")
     def _calibrated_threshold(self) -> RecognitionConfig:
-        from pipeline.recognition.openset import OpenSetRule, RuleThreshold
-
-        given = self.threshold
-        # an explicit threshold is a fixed pair threshold (also when re-validated)
-        explicit = given.explicit if isinstance(given, RuleThreshold) else given is not None
-        if given is None:
-            # not through __setattr__: that would validate the whole section again
+        if self.threshold is None:
+            # not through __setattr__: that would validate the whole section again; and
+            # not "set": the calibrated default is no explicit (fixed) pair threshold
             self.__dict__["threshold"] = operating_points(self.num_jitters, self.flip).far_1pct
-        # the threshold carries the open-set rule of this section to fuse_identity
-        rule = OpenSetRule.from_config(self, explicit_threshold=explicit)
-        self.__dict__["threshold"] = RuleThreshold(rule, explicit)
+            self.model_fields_set.discard("threshold")
         return self
+
+    @property
+    def threshold_explicit(self) -> bool:
+        """The configuration sets ``threshold``: a fixed pair threshold for every gallery
+        size, instead of the calibrated one per gallery size."""
+        return "threshold" in self.model_fields_set
+
+    @property
+    def rule(self) -> OpenSetRule:
+        """This section's open-set rule (pipeline/recognition/openset.py): what the
+        recognize stage, the sink and every correction name faces with. One object per
+        distinct setting, so its prepared-gallery cache is shared."""
+        from pipeline.recognition.openset import OpenSetRule
+
+        return OpenSetRule.from_config(self, explicit_threshold=self.threshold_explicit)
 
 
 class AttributesConfig(BackendSection):
@@ -505,6 +517,7 @@ class NotifyConfig(Section):
     def enabled(self) -> bool:
         return self.mqtt.enabled or bool(self.webhooks)
 
+
 class ApiConfig(Section):
     host: str = Field(
         "127.0.0.1",
@@ -591,6 +604,7 @@ class Config(Section):
                 update={"every_n_frames": cam.every_n_frames}
             )
         return self.model_copy(update=update) if update else self
+
     api: ApiConfig = Field(default_factory=ApiConfig)
 
     # ----- derived locations -------------------------------------------------

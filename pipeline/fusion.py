@@ -44,9 +44,9 @@ def fuse_identity(
     the nearest one (:mod:`pipeline.recognition.openset`: a threshold that tightens as
     the gallery grows, a margin over the second-nearest person, only good enrolment
     photos counting, per-person thresholds); otherwise it is unknown. ``threshold`` is
-    the rule: an :class:`OpenSetRule`, the configured ``recognition.threshold`` (which
-    carries its section's rule), or a plain float (the default rule with that float as
-    the pair ceiling). ``gallery_quality``: each photo's quality, when known.
+    the rule: an :class:`OpenSetRule` (the configured one: ``recognition.rule``), or a
+    plain float (the default rule with that float as the pair ceiling).
+    ``gallery_quality``: each photo's quality, when known.
     ``agreement`` says how many single samples pick the same person.
 
     ``negatives`` are faces a user marked "this is not NAME": a person is excluded when

@@ -62,7 +62,7 @@ class Identities:
         self.store = store
         self.unknown_margin = recognition.unknown_margin
         self.min_name_quality = recognition.min_name_quality
-        self.threshold = recognition.threshold
+        self.rule = recognition.rule  # the open-set rule every re-match applies
         self.unknown_threshold = recognition.unknown_threshold
         self.min_unknown_quality = recognition.min_unknown_quality
         self.min_enrol_quality = recognition.min_enrol_quality
@@ -367,7 +367,7 @@ class Identities:
             with self.store.engine.connect() as conn:
                 around = [r, *co_present(conn, r.track_uid)]
             values = self.store.refuse(
-                r.track_uid, gallery, self.threshold, self.min_gender_confidence,
+                r.track_uid, gallery, self.rule, self.min_gender_confidence,
                 self.min_name_quality,
             )  # fmt: skip
             loose = list(values.get("displaced", []))
@@ -387,7 +387,7 @@ class Identities:
             return None
         return fuse_identity(
             np.array([json.loads(r.encoding) for r in rows]), gallery.names, gallery.matrix,
-            self.threshold, gallery.negative_names, gallery.negatives,
+            self.rule, gallery.negative_names, gallery.negatives,
             [max(r.quality or 0.0, 0.05) for r in rows],
         )  # fmt: skip
 
@@ -559,7 +559,7 @@ class Identities:
                 if r.track_uid in skip:
                     continue
                 values = self.store.refuse(
-                    r.track_uid, gallery, self.threshold, self.min_gender_confidence,
+                    r.track_uid, gallery, self.rule, self.min_gender_confidence,
                     self.min_name_quality, write=False,
                 )  # fmt: skip
                 vec = self.track_encoding(conn, r.track_uid)

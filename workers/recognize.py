@@ -50,8 +50,8 @@ class RecognizeStage(Stage):
         if image is None:  # nothing sampled, or the frame left Redis
             return
         vectors, marks = self.encoder.encode_with_landmarks(image, rec.faces)
-        # the open-set rule (pipeline/recognition/openset.py) carried by the threshold
-        threshold = self.rt.config.recognition.threshold
+        # the open-set rule (pipeline/recognition/openset.py)
+        threshold = self.rt.config.recognition.rule
         gallery = self.gallery.get()
         for face, vec, lm in zip(rec.faces, vectors, marks, strict=True):
             face.encoding = [round(float(x), 6) for x in vec]

@@ -221,7 +221,7 @@ class SinkStage(Stage):
         values = self.store.refuse(
             uid,
             self.gallery.get(),
-            threshold=cfg.recognition.threshold,
+            threshold=cfg.recognition.rule,
             min_gender_confidence=cfg.attributes.min_gender_confidence,
             min_quality=cfg.recognition.min_name_quality,
         )

@@ -35,7 +35,7 @@ import numpy as np
 from pipeline import machine
 from pipeline.evaluation.common import log, spread
 from pipeline.fusion import fuse_identity
-from pipeline.recognition.openset import OpenSetRule, Weight, rule_of, score, weight_at
+from pipeline.recognition.openset import OpenSetRule, Weight, score, weight_at
 from pipeline.recognition.verify import load_pairs, threshold_at_far
 
 FPIRS = (0.01, 0.001)
@@ -691,10 +691,10 @@ def evaluate_lfw(
     if g_jitters != recognition.enroll_jitters:
         enrol = lfw_encodings(data, runs, recognition.enroll_jitters, firsts, cached_only=True)
         if enrol:
-            check = enrolment_check(gallery_enc, enrol, probe_enc, recognition.threshold)
+            check = enrolment_check(gallery_enc, enrol, probe_enc, float(recognition.threshold))
             log(f"enrolment check: {check}")
     log(f"encodings ready; threshold {recognition.threshold}")
-    rule = rule_of(recognition.threshold)
+    rule = recognition.rule
     rules = {RULE_LABEL: rule}
     results = run_lfw(
         gallery_enc, probe_enc, float(recognition.threshold), sizes, draws, seed, rules=rules
@@ -856,8 +856,8 @@ def evaluate_utkface(
         "race": false_matches_by_group(x, race, t),
         "gender": false_matches_by_group(x, gender, t),
         "all": false_matches_by_group(x, ["all"] * len(val), t)["all"],
-        "open_set": open_set_by_group(x, groups, rule_of(recognition.threshold)),
-        "target_fpir": rule_of(recognition.threshold).target_fpir,
+        "open_set": open_set_by_group(x, groups, recognition.rule),
+        "target_fpir": recognition.rule.target_fpir,
     }
 
 
@@ -1152,7 +1152,7 @@ def calibrate(data: Path, runs: Path, recognition: Any) -> dict[str, Any]:
     enc = lfw_encodings(data, runs, recognition.num_jitters, keys)
     imp = impostor_distances(enc)
     ratios = person_spread_ratios(enc)
-    rule = rule_of(recognition.threshold)
+    rule = recognition.rule
     sweep = weight_sweep(enc, rule.gap_cap)
     weights = choose_weights(sweep)
     log(f"weights chosen: {weights}")

@@ -288,7 +288,7 @@ class OpenSetRule:
         gallery-size one."""
         cal = calibration(recognition.num_jitters, recognition.flip)
         margin = recognition.margin
-        return cls(
+        return interned(cls(
             ceiling=float(recognition.threshold),
             target_fpir=None if explicit_threshold else recognition.target_fpir,
             margin=cal.margin if margin is None else float(margin),
@@ -298,7 +298,7 @@ class OpenSetRule:
             weight=cal.weight,
             gap_cap=cal.gap_cap,
             table=cal.thresholds,
-        )
+        ))  # fmt: skip
 
     def gallery_threshold(self, n_people: int) -> float:
         """The score threshold for a gallery of ``n_people`` distinct people (with a
@@ -444,43 +444,20 @@ class PreparedGallery:
         )
 
 
-class RuleThreshold(float):
-    """``recognition.threshold`` as the configuration resolves it: the pair ceiling (a
-    float, as every caller expects) that also carries the section's open-set rule, so
-    that whoever passes the threshold on (the sink, corrections, through
-    ``EventStore.refuse``) has :func:`pipeline.fusion.fuse_identity` apply the whole rule."""
-
-    rule: OpenSetRule
-    explicit: bool  # set in the configuration (not the calibrated default)
-
-    def __new__(cls, rule: OpenSetRule, explicit: bool = False) -> RuleThreshold:
-        obj = super().__new__(cls, rule.ceiling)
-        obj.rule = rule
-        obj.explicit = explicit
-        return obj
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (RuleThreshold, (self.rule, self.explicit))
-
-
 def rule_of(threshold: float | OpenSetRule) -> OpenSetRule:
-    """The rule a ``threshold`` argument stands for: a rule as is; a configured
-    threshold's own rule; a plain float: the default rule with that pair ceiling."""
+    """The rule a ``threshold`` argument stands for: a rule as is (e.g. the config's
+    ``recognition.rule``); a plain float: the default rule with that pair ceiling."""
     if isinstance(threshold, OpenSetRule):
         return threshold
-    rule = getattr(threshold, "rule", None)
-    if isinstance(rule, OpenSetRule):
-        return rule
-    return _default_rule(float(threshold))
+    return interned(OpenSetRule(ceiling=float(threshold)))
 
 
-_DEFAULTS: dict[float, OpenSetRule] = {}
+_INTERNED: dict[OpenSetRule, OpenSetRule] = {}
 
 
-def _default_rule(ceiling: float) -> OpenSetRule:
-    """One default rule per ceiling (so that its prepared-gallery cache is reused)."""
-    if ceiling not in _DEFAULTS:
-        if len(_DEFAULTS) > 16:
-            _DEFAULTS.clear()
-        _DEFAULTS[ceiling] = OpenSetRule(ceiling=ceiling)
-    return _DEFAULTS[ceiling]
+def interned(rule: OpenSetRule) -> OpenSetRule:
+    """One object per distinct rule (equal settings compare equal), so that its
+    prepared-gallery cache is reused by every caller that builds the same rule."""
+    if rule not in _INTERNED and len(_INTERNED) > 32:
+        _INTERNED.clear()
+    return _INTERNED.setdefault(rule, rule)

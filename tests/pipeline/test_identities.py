@@ -46,7 +46,7 @@ def sighting(
         rec = FrameRecord(stream=stream, session="s", seq=seq, ts=t0 + seq, faces=[f])
         store.observe([rec])
         (uid,) = store.add_samples(rec, "identity")
-        values = store.refuse(uid, store.gallery(), ids.threshold)
+        values = store.refuse(uid, store.gallery(), ids.rule)
         if values.get("person") is None:
             ids.assign_unknown(uid)
         for other in values.get("displaced", []):
@@ -258,7 +258,7 @@ def three_strangers() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def scene(ids):
     """Two people in the same frames (tracks 1 and 2, frames 0-19 of stream cam), and
     three unknown clusters seen on other streams too."""
-    assert (ids.unknown_threshold, ids.threshold) == (0.5, 0.6)  # the scenario needs them
+    assert (ids.unknown_threshold, ids.rule.ceiling) == (0.5, 0.6)  # the scenario needs them
     u1, u2, u3 = three_strangers()
     uids = {
         "t1": sighting(ids, "cam", 1, u1, n=20, frame0=0),
@@ -340,7 +340,7 @@ def test_enrolment_moves_an_unknown_only_within_the_clustering_threshold(ids, sc
     # apart (0.5): unknown-1 stays (main named it, at 0.6)
     cy = u1 + 0.52 * np.eye(128)[0]
     ids.store.enroll("cy", [cy], ["cy.jpg"])
-    would = ids.store.refuse(scene["t3"], ids.store.gallery(), ids.threshold, write=False)
+    would = ids.store.refuse(scene["t3"], ids.store.gallery(), ids.rule, write=False)
     assert would["person"] == "cy"
     before = labels(ids)
     assert ids.after_enrolment("cy") == []

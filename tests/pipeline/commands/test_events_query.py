@@ -29,7 +29,7 @@ def seed(stream: str, track: int, t: float, first_seq: int, face: np.ndarray) ->
         rec = FrameRecord(stream=stream, session="s", seq=first_seq + i, ts=t + i, faces=[f])
         store.observe([rec])
         (uid,) = store.add_samples(rec, "identity")
-    if store.refuse(uid, store.gallery(), cfg.recognition.threshold).get("person") is None:
+    if store.refuse(uid, store.gallery(), cfg.recognition.rule).get("person") is None:
         ids.assign_unknown(uid)
 
 

@@ -44,7 +44,7 @@ def seed_track(face, stream="door", track=1, frames=range(3)) -> str:
         rec = FrameRecord(stream=stream, session="s", seq=seq, ts=1e9 + seq, faces=[f])
         store.observe([rec])
         (uid,) = store.add_samples(rec, "identity")
-        if store.refuse(uid, store.gallery(), cfg.recognition.threshold).get("person") is None:
+        if store.refuse(uid, store.gallery(), cfg.recognition.rule).get("person") is None:
             ids.assign_unknown(uid)
     return uid
 

@@ -5,7 +5,7 @@ import pytest
 
 from pipeline.fusion import fuse_identity
 from pipeline.recognition import openset as R
-from pipeline.recognition.openset import OpenSetRule, RuleThreshold
+from pipeline.recognition.openset import OpenSetRule
 
 PROBE = np.zeros(128)
 
@@ -136,29 +136,35 @@ def test_score_rewards_a_face_that_stands_out():
 def test_a_plain_float_is_the_default_rule_with_that_ceiling():
     rule = R.rule_of(0.55)
     assert rule.ceiling == 0.55 and rule.target_fpir == R.DEFAULT_TARGET_FPIR
-    carried = RuleThreshold(OpenSetRule(ceiling=0.5, margin=0.2), explicit=True)
-    assert carried == 0.5 and R.rule_of(carried).margin == 0.2
     assert R.rule_of(rule) is rule
+    assert R.rule_of(0.55) is rule  # one object per setting: its gallery cache is shared
 
 
 def test_config_resolves_the_rule_and_an_explicit_threshold_overrides_it():
     from pipeline.config import ConfigError, load_config
 
     rec = load_config(None, environ={}).recognition
-    rule = R.rule_of(rec.threshold)
+    rule = rec.rule
+    assert type(rec.threshold) is float and not rec.threshold_explicit
     assert rule.target_fpir == 0.01 and rule.ceiling == rec.threshold
+    assert rec.rule is rule  # the same object each time
     assert rule.gallery_threshold(1000) < rec.threshold
     explicit = load_config(None, environ={"FACEPIPE__RECOGNITION__THRESHOLD": "0.55"})
-    fixed = R.rule_of(explicit.recognition.threshold)
+    fixed = explicit.recognition.rule
     assert fixed.target_fpir is None and fixed.gallery_threshold(1000) == 0.55
     off = load_config(None, environ={"FACEPIPE__RECOGNITION__TARGET_FPIR": "null"})
-    assert R.rule_of(off.recognition.threshold).gallery_threshold(1000) == rec.threshold
+    assert off.recognition.rule.gallery_threshold(1000) == rec.threshold
     env = {"FACEPIPE__RECOGNITION__MARGIN": "0.1", "FACEPIPE__RECOGNITION__PERSON_MIN_PHOTOS": "5"}
-    tuned = R.rule_of(load_config(None, environ=env).recognition.threshold)
+    tuned = load_config(None, environ=env).recognition.rule
     assert (tuned.margin, tuned.person_min_photos) == (0.1, 5)
-    # re-validation (an assignment) keeps an explicit threshold explicit
+    # re-validation (an assignment) keeps an explicit threshold explicit, a default not
     explicit.recognition.margin = 0.0
-    assert R.rule_of(explicit.recognition.threshold).target_fpir is None
+    assert explicit.recognition.rule.target_fpir is None
+    default = load_config(None, environ={}).recognition
+    default.margin = 0.0
+    assert default.rule.target_fpir == 0.01 and not default.threshold_explicit
+    null = load_config(None, environ={"FACEPIPE__RECOGNITION__THRESHOLD": "null"})
+    assert null.recognition.rule.target_fpir == 0.01  # null: the calibrated default
     for bad in ({"FACEPIPE__RECOGNITION__TARGET_FPIR": "0"},
                 {"FACEPIPE__RECOGNITION__MIN_ENROL_QUALITY": "2"},
                 {"FACEPIPE__RECOGNITION__NO_SUCH_KEY": "1"}):  # fmt: skip
