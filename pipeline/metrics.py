@@ -12,7 +12,6 @@ Metric names follow Prometheus conventions (``_total`` counters, ``_seconds`` un
 from __future__ import annotations
 
 import bisect
-import errno
 import json
 import logging
 import platform
@@ -31,6 +30,7 @@ from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from pipeline import __version__
 from pipeline.bus import Bus
+from pipeline.privacy import listen_failure
 from pipeline.stages import STAGE_NAMES
 
 log = logging.getLogger(__name__)
@@ -433,11 +433,9 @@ def serve(bus: Bus, port: int, host: str = "127.0.0.1") -> CollectorRegistry:
     try:
         start_http_server(port, addr=host, registry=registry)
     except OSError as exc:
-        reason = "port in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
+        hint = "set metrics.port / --metrics-port to another port, or 0 for none"
         raise MetricsServeError(
-            exc.errno,
-            f"cannot serve metrics on {host}:{port}: {reason} "
-            "(set metrics.port / --metrics-port to another port, or 0 for none)",
+            exc.errno, listen_failure(exc, "metrics", host, port, hint)
         ) from None
     return registry
 

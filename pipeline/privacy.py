@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -52,3 +53,10 @@ def redact_logs() -> None:
 def private_umask() -> int:
     """Set the process umask so new files are 0600 and directories 0700; returns the old."""
     return os.umask(PRIVATE_UMASK)
+
+
+def listen_failure(exc: OSError, what: str, host: str, port: int, hint: str) -> str:
+    """The one-line reason a listener (``what``: "metrics", "the API") cannot listen on
+    ``host:port``, with what to change (``hint``)."""
+    reason = "port in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
+    return f"cannot serve {what} on {host}:{port}: {reason} ({hint})"

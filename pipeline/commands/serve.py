@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import signal
 import socket
 import sys
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING
 import click
 
 from pipeline.commands import Context, pass_ctx
+from pipeline.privacy import listen_failure
 
 if TYPE_CHECKING:
     from pipeline.bus import Bus
@@ -32,12 +32,8 @@ def bind(host: str, port: int) -> socket.socket:
         sock.listen(128)
     except OSError as exc:
         sock.close()
-        reason = "port in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
-        raise ServeError(
-            exc.errno,
-            f"cannot serve the API on {host}:{port}: {reason} "
-            "(set api.port / --port to another port)",
-        ) from None
+        hint = "set api.port / --port to another port"
+        raise ServeError(exc.errno, listen_failure(exc, "the API", host, port, hint)) from None
     sock.set_inheritable(True)
     return sock
 
