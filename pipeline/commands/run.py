@@ -193,6 +193,11 @@ def start_api(ctx: Context, pipe: object):  # type: ignore[no-untyped-def]
     except ServeError as exc:
         click.echo(f"WARNING: no web UI/API for this run: {exc.strerror}", err=True)
         return None
+    except Exception as exc:  # the UI is a convenience: never the end of a run
+        from pipeline.privacy import redact_url
+
+        click.echo(redact_url(f"WARNING: no web UI/API for this run: {exc}"), err=True)
+        return None
     click.echo(f"web UI: {background.url}/ (API: {background.url}/api)", err=True)
     return background
 
