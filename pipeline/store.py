@@ -22,6 +22,8 @@ Tables:
 from __future__ import annotations
 
 import json
+import random
+import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -270,6 +272,24 @@ def co_present(conn: sa.Connection, track_uid: str) -> list[sa.Row]:
     return list(conn.execute(q.order_by(events.c.id)))
 
 
+def _wal(cur: sqlite3.Cursor, timeout_s: float = 30.0) -> None:
+    """Switch a SQLite file to write-ahead logging, waiting out other writers.
+
+    Leaving rollback-journal mode needs the exclusive lock, and SQLite answers "database
+    is locked" at once (no busy wait, to avoid a deadlock) while another connection holds
+    the write lock, e.g. a process upgrading the schema as this one opens the store.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(random.uniform(0.02, 0.1))
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite:///"):
         path = Path(url[len("sqlite:///") :])
@@ -279,7 +299,7 @@ def make_engine(url: str) -> Engine:
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
+            _wal(cur)
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
 

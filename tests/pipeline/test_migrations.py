@@ -203,6 +203,27 @@ def test_processes_opening_one_store_at_once_upgrade_it_once(url, old):
         engine.dispose()
 
 
+def test_a_store_opens_while_another_process_holds_the_write_lock(tmp_path):
+    """Opening switches a rollback-journal file to WAL, which SQLite refuses at once (no
+    busy wait) while another connection holds the write lock: the open waits it out."""
+    import sqlite3
+    import threading
+
+    path = tmp_path / "old.db"
+    url = f"sqlite:///{path}"
+    make_old_store(url, frames=False)
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    assert other.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("UPDATE events SET n_frames = n_frames")
+    threading.Timer(0.5, lambda: other.execute("COMMIT")).start()
+    store = EventStore(url)  # raised "database is locked" before the wait
+    assert_at_head(store.engine)
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    other.close()
+
+
 def test_revisions_downgrade_and_upgrade_again_keeping_rows(url):
     from alembic import command
 
