@@ -449,7 +449,7 @@ class Identities:
                 what = "unknown identity" if unknown else "person"
                 raise IdentityError(f"no {what} named {name!r}")
             deleted = self.store.delete_events(conn, uids)
-            from_tracks = sa.or_(*(encodings.c.source.like(f"%:{uid}") for uid in uids))
+            from_tracks = sa.or_(sa.false(), *(encodings.c.source.like(f"%:{uid}") for uid in uids))
             lost: set[str] = set()  # people who had photos enrolled from these tracks
             if uids:
                 q = sa.select(encodings.c.person).where(from_tracks).distinct()
