@@ -61,6 +61,10 @@ events = sa.Table(
     sa.Column("ended", sa.Boolean, nullable=False, default=False),
     sa.Column("snapshot", sa.String(500)),
     sa.Column("snapshot_quality", sa.Float),
+    # the context image: the whole frame of the snapshot (downscaled JPEG, no drawing) and
+    # the boxes of that frame's faces in its pixels, JSON [[x, y, w, h, track_id], ...]
+    sa.Column("context", sa.String(500)),
+    sa.Column("context_faces", sa.Text),
     sa.Column("age", sa.Float),
     sa.Column("age_spread", sa.Float),
     sa.Column("gender", sa.String(10)),
@@ -141,6 +145,7 @@ class MergeResult:
     folded: bool  # an event of the merged track existed and was folded in
     unknown_ids: list[str] = field(default_factory=list)  # clusters whose members changed
     orphan_snapshot: str | None = None  # the losing event's snapshot file, no longer used
+    orphan_context: str | None = None  # the losing event's context image, no longer used
 
 
 @dataclass
@@ -561,6 +566,21 @@ class EventStore:
             )
         return old if old and old != path else None
 
+    def set_context(self, track_uid: str, path: str | None, faces: str | None) -> str | None:
+        """Set an event's context image (``path``, ``faces`` JSON boxes; None clears it);
+        returns the previous context image's path if it differs (the caller deletes it)."""
+        with self.engine.begin() as conn:
+            track_uid = self._resolve(conn, {track_uid}).get(track_uid, track_uid)
+            old = conn.execute(
+                sa.select(events.c.context).where(events.c.track_uid == track_uid)
+            ).scalar()
+            conn.execute(
+                events.update()
+                .where(events.c.track_uid == track_uid)
+                .values(context=path, context_faces=faces)
+            )
+        return old if old and old != path else None
+
     # ----- re-identification merges -------------------------------------------------
     def merge_tracks(self, from_uid: str, into_uid: str) -> MergeResult:
         """Fold track ``from_uid``'s event into ``into_uid``'s, for good.
@@ -661,15 +681,19 @@ class EventStore:
             "unknown_id": o["unknown_id"] or y["unknown_id"],
             "updated_at": now,
         }
-        orphan = y["snapshot"]
+        orphan, orphan_context = y["snapshot"], y["context"]
         if (y["snapshot_quality"] or -1.0) > (o["snapshot_quality"] or -1.0):
-            values.update(snapshot=y["snapshot"], snapshot_quality=y["snapshot_quality"])
-            orphan = o["snapshot"]
+            # the context image is the snapshot's frame: it goes with it
+            values.update(snapshot=y["snapshot"], snapshot_quality=y["snapshot_quality"],
+                          context=y["context"], context_faces=y["context_faces"])  # fmt: skip
+            orphan, orphan_context = o["snapshot"], o["context"]
         conn.execute(events.update().where(events.c.track_uid == into_uid).values(**values))
         clusters = sorted({c for c in (o["unknown_id"], y["unknown_id"]) if c})
         if orphan == values.get("snapshot", o["snapshot"]):
             orphan = None
-        return MergeResult(into_uid, True, clusters, orphan)
+        if orphan_context == values.get("context", o["context"]):
+            orphan_context = None
+        return MergeResult(into_uid, True, clusters, orphan, orphan_context)
 
     # ----- queries -------------------------------------------------------------------
     def events(
@@ -729,11 +753,12 @@ class EventStore:
         for i in range(0, len(uids), 500):  # bounded IN lists
             chunk = uids[i : i + 500]
             rows = conn.execute(
-                sa.select(events.c.snapshot, events.c.unknown_id).where(
+                sa.select(events.c.snapshot, events.c.context, events.c.unknown_id).where(
                     events.c.track_uid.in_(chunk)
                 )
             ).all()
             out.snapshots += [r.snapshot for r in rows if r.snapshot]
+            out.snapshots += [r.context for r in rows if r.context]  # context images too
             out.clusters = sorted(set(out.clusters) | {r.unknown_id for r in rows if r.unknown_id})
             out.samples += conn.execute(
                 samples.delete().where(samples.c.track_uid.in_(chunk))

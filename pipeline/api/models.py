@@ -43,6 +43,11 @@ class Event(Model):
     identity_samples: int
     attribute_samples: int
     snapshot_url: str | None = Field(description="the face crop (JPEG), when the sink kept one")
+    context_url: str | None = Field(
+        None,
+        description="the whole frame of the snapshot with its faces' boxes and names drawn "
+        "(JPEG), when the sink kept one (store.context_images)",
+    )
 
     @classmethod
     def from_row(cls, ev: dict[str, Any]) -> Event:
@@ -70,6 +75,7 @@ class Event(Model):
             identity_samples=ev["identity_samples"],
             attribute_samples=ev["attribute_samples"],
             snapshot_url=f"/api/events/{ev['id']}/snapshot" if ev["snapshot"] else None,
+            context_url=f"/api/events/{ev['id']}/context" if ev.get("context") else None,
         )
 
 

@@ -90,6 +90,8 @@ def test_event_page_snapshot_samples_and_not_button(web, world):
     assert f"Event {zoe['id']}: zoe" in page
     src = re.search(r'<img id="snapshot" class="snapshot" src="([^"]+)"', page).group(1)
     assert src == f"/api/events/{zoe['id']}/snapshot" and web.get(src).status_code == 200
+    src = re.search(r'<img id="context" class="context" src="([^"]+)"', page).group(1)
+    assert src == f"/api/events/{zoe['id']}/context" and web.get(src).status_code == 200
     samples = cells(page, "sample")
     kinds = [c[0] for c in samples]
     assert kinds.count("identity") == 3 and kinds.count("attributes") == 3, samples
