@@ -191,13 +191,40 @@ class StreamSession(Model):
     dropped: int
 
 
+class AddedCamera(Model):
+    """A camera added at run time (POST /api/streams) and what its capture process said."""
+
+    source: str = Field(description="its source, any URL password as ***")
+    added: str | None = Field(description="when it was added (ISO 8601 UTC)")
+    state: Literal["waiting", "starting", "capturing", "ended", "stopped", "failed"] = Field(
+        description="waiting: no capture process has taken it yet (is one running?)"
+    )
+    error: str | None = Field(None, description="why it failed")
+    session: str | None = Field(None, description="its current capture session")
+    owner: str | None = Field(None, description="the capture process running it")
+
+
+class StreamAdd(Model):
+    """A camera to add: the keys of a ``cameras:`` entry of the config, and its name."""
+
+    name: str = Field(description="the stream name (1-64 of A-Z a-z 0-9 _ . -)")
+    source: str = Field(description="video file, webcam index or rtsp/http URL")
+    every_n_frames: int | None = Field(None, description="its detection rate")
+    capture: dict[str, Any] = Field(
+        default_factory=dict, description="capture keys that differ for it (max_queue, ...)"
+    )
+
+
 class Stream(Model):
     name: str
-    status: Literal["capturing", "finishing", "done", "idle", "unknown"]
+    status: Literal["capturing", "finishing", "done", "idle", "unknown", "starting", "failed"]
     events: int
     first_seen: str | None
     last_seen: str | None
     sessions: list[StreamSession]
+    added: AddedCamera | None = Field(
+        None, description="set when the stream is a camera added at run time"
+    )
 
 
 class Component(Model):
