@@ -32,7 +32,8 @@ def wait_for(cond: Callable[[], object], what: str, timeout: float = 60.0) -> ob
     [
         ({"source": "x.mp4", "capture": {"max_queue": 0}},
          "cameras.door.capture.max_queue: Input should be greater than or equal to 1"),
-        ({"source": "x.mp4", "capture": {"max_qeue": 3}}, "cameras.door.capture: unknown capture key"),
+        ({"source": "x.mp4", "capture": {"max_qeue": 3}},
+         "cameras.door.capture: unknown capture key"),
         ({"source": "x.mp4", "every_n_frames": 0},
          "cameras.door.every_n_frames: Input should be greater than or equal to 1"),
         ({"source": ""}, "cameras.door.source: String should have at least 1 character"),
