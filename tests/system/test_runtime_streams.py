@@ -120,3 +120,47 @@ def test_add_and_remove_streams_while_facepipe_run_runs(redis_url, home, demo_me
     assert code == 130, out  # interrupted (--keep-running ends with Ctrl-C)
     assert "stream door" in out and "stream clip" in out, out  # both in the summary
     assert "Traceback" not in out, out
+
+
+def test_a_capture_process_follows_the_camera_set(redis_url, home, demo_media, tmp_path):
+    """`facepipe capture --follow-streams` (a capture host of a distributed deployment, no
+    workers needed here): it runs the cameras the set gains and stops those it loses."""
+    from pipeline.bus import Bus, connect
+
+    bus = Bus(connect(redis_url), "facepipe")
+    env = {**os.environ, "REDIS_URL": redis_url, "FACEPIPE_HOME": str(home),
+           "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1",
+           "FACEPIPE__CAPTURE__MAX_QUEUE": "100000"}  # fmt: skip
+    log = tmp_path / "capture.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "capture", "--follow-streams"],
+            cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    cam = MjpegCamera(demo_media["video"], fps=10).start()
+
+    def counts(name: str) -> dict[str, int]:
+        sids = [s for s in bus.streams() if s.startswith(f"{name}/")]
+        return bus.stream_counts(*sids[0].split("/")) if sids else {}
+
+    try:
+        wait_for(lambda: "following the cameras" in log.read_text(), "the start", proc, log)
+        bus.add_camera("door", {"source": cam.url, "id": "1"})
+        wait_for(lambda: counts("door").get("captured", 0) >= 5, "door's frames", proc, log)
+        assert bus.camera_status()["door"]["state"] == "capturing"
+        bus.remove_camera("door")
+        stopped = lambda: bus.camera_status()["door"]["state"] == "stopped"  # noqa: E731
+        wait_for(stopped, "door to stop", proc, log)
+        assert "end_seq" in counts("door")  # the session ended: its frames can be accounted
+    finally:
+        cam.close()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = proc.wait()
+    out = log.read_text()
+    assert code == 0, out
+    assert f"door: captured {counts('door')['captured']} (session" in out, out
