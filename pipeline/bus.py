@@ -246,6 +246,11 @@ class Bus:
         pipe.expire(self.key("stream", sid), self.session_ttl_s)
         pipe.execute()
 
+    def stream_info(self, stream: str, session: str) -> dict[str, Any] | None:
+        """What a capture registered of its session (source, live, fps, started)."""
+        raw = self.conn.hget(self.key("streams"), self.stream_id(stream, session))
+        return None if raw is None else json.loads(raw)
+
     def stream_exists(self, stream: str, session: str) -> bool:
         """False once Redis lost the stream's counts (restarted without persistence)."""
         key = self.key("stream", self.stream_id(stream, session))

@@ -161,7 +161,8 @@ class Capture:
         self._count("captured", n)
 
     def _register(self) -> None:
-        info = {"source": self.source.spec, "live": self.source.live}
+        info = {"source": self.source.spec, "live": self.source.live,
+                "fps": round(self.source.fps, 3) or None}  # fmt: skip
         self._redis(lambda: self.rt.bus.register_stream(self.stream, self.session, info))
 
     def _state_lost(self) -> bool:

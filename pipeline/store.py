@@ -13,6 +13,8 @@ Tables:
   of each track; events are re-fused from them, and the stored encodings allow past
   events to be relabelled without re-reading video.
 * ``people`` and ``encodings``: the gallery.
+* ``sessions``: each capture session's kind (live or not) and, for a video file, its
+  frame rate: an event's frame numbers become seconds into the file.
 * ``track_aliases``: tracks merged into an earlier one by re-identification (the
   tracker found, from the recognize stage's encodings, that a new track continues a lost
   one). Writes for the merged track's uid land on the surviving event, whichever order
@@ -133,6 +135,19 @@ track_aliases = sa.Table(
     metadata,
     sa.Column("from_uid", sa.String(200), primary_key=True),  # merged (younger) track
     sa.Column("into_uid", sa.String(200), nullable=False, index=True),  # the event that continues
+    sa.Column("created", sa.Float, nullable=False),
+)
+
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    # one row per capture session the sink stored frames of: whether its source is live
+    # and, for a file, its frame rate (an event's frame numbers / fps = seconds into it)
+    sa.Column("stream", sa.String(100), primary_key=True),
+    sa.Column("session", sa.String(100), primary_key=True),
+    sa.Column("live", sa.Boolean),
+    sa.Column("fps", sa.Float),
     sa.Column("created", sa.Float, nullable=False),
 )
 
@@ -1002,6 +1017,45 @@ class EventStore:
             for i in range(0, len(uids), 500):
                 rows += conn.execute(q.where(samples.c.track_uid.in_(uids[i : i + 500]))).all()
             return rows
+
+    # ----- capture sessions (the video position of file sources) ---------------------
+    def set_session(self, stream: str, session: str, live: bool | None, fps: float | None) -> None:
+        """Record a capture session's kind and frame rate (what is known already is kept;
+        what was missing is filled in)."""
+        fps = float(fps) if fps and fps > 0 else None
+        stmt = _upsert(self.engine, sessions)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[sessions.c.stream, sessions.c.session],
+            set_={
+                "live": sa.func.coalesce(sessions.c.live, stmt.excluded.live),
+                "fps": sa.func.coalesce(sessions.c.fps, stmt.excluded.fps),
+            },
+        )
+        with self.engine.begin() as conn:
+            conn.execute(stmt, {"stream": stream, "session": session, "live": live, "fps": fps,
+                                "created": time.time()})  # fmt: skip
+
+    def with_positions(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``rows`` (events) with ``video_start_s`` and ``video_end_s``: seconds into the
+        video file of the first and last sighting (frame number / the file's frame rate);
+        None for live sources and sessions whose frame rate is not known."""
+        pairs = sorted({(r["stream"], r["session"]) for r in rows})
+        fps: dict[tuple[str, str], float] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(pairs), 200):
+                chunk = pairs[i : i + 200]
+                q = sa.select(sessions.c.stream, sessions.c.session, sessions.c.fps).where(
+                    sa.tuple_(sessions.c.stream, sessions.c.session).in_(chunk),
+                    sessions.c.live.is_(False),
+                    sessions.c.fps.is_not(None),
+                )
+                fps.update({(r.stream, r.session): float(r.fps) for r in conn.execute(q)})
+        for r in rows:
+            f = fps.get((r["stream"], r["session"]))
+            first, last = r.get("first_frame"), r.get("last_frame")
+            r["video_start_s"] = None if f is None or first is None else round(first / f, 3)
+            r["video_end_s"] = None if f is None or last is None else round(last / f, 3)
+        return rows
 
     def ping(self) -> None:
         """Raise if the store cannot be reached."""

@@ -89,6 +89,7 @@ class SinkStage(Stage):
         self._next_prune = 0.0  # time.monotonic() of the next retention pass
         self.notifier = notifier_for_sink(rt, self.store)  # notify: section; off by default
         self._housekeeping: threading.Thread | None = None
+        self._sessions: set[tuple[str, str]] = set()  # capture sessions recorded in the store
 
     def warmup(self) -> None:
         """Start the Redis pruning thread (the worker calls this once, before its loop)."""
@@ -177,6 +178,7 @@ class SinkStage(Stage):
         if not records:
             return
         stream, session = records[0].stream, records[0].session
+        self._session_seen(stream, session)
         fields = {
             r.seq: "processed" if r.dropped is None else f"dropped:{r.dropped}" for r in records
         }
@@ -200,6 +202,18 @@ class SinkStage(Stage):
         shown = [r for r in fresh if r.dropped is None and r.key]
         if shown:  # the web UI's live view (pipeline/web): the newest frame and its faces
             bus.set_latest(shown[-1], self.rt.config.redis.frame_ttl_s)
+
+    def _session_seen(self, stream: str, session: str) -> None:
+        """Record a capture session's kind and frame rate in the store, once per process
+        (an event's frame numbers / a file's fps = its video position)."""
+        if (stream, session) in self._sessions or not session:
+            return
+        info = self.rt.bus.stream_info(stream, session)
+        if info is None:
+            return  # made outside a capture (or pruned): nothing to record
+        fps = info.get("fps")
+        self.store.set_session(stream, session, bool(info.get("live")), float(fps) if fps else None)
+        self._sessions.add((stream, session))
 
     def samples(self, rec: FrameRecord, kind: str) -> None:
         for uid in self.store.add_samples(rec, kind):

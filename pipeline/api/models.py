@@ -34,6 +34,12 @@ class Event(Model):
     duration_s: float
     first_frame: int | None = Field(description="frame number within the capture session")
     last_frame: int | None
+    video_start_s: float | None = Field(
+        None,
+        description="a video file's event: seconds into the file of its first sighting "
+        "(first_frame / the file's frame rate); null for live sources",
+    )
+    video_end_s: float | None = Field(None, description="the same of its last sighting")
     frames: int
     ended: bool
     age: float | None
@@ -66,6 +72,8 @@ class Event(Model):
             duration_s=round(ev["last_seen"] - ev["first_seen"], 3),
             first_frame=ev.get("first_frame"),
             last_frame=ev.get("last_frame"),
+            video_start_s=ev.get("video_start_s"),
+            video_end_s=ev.get("video_end_s"),
             frames=ev["n_frames"],
             ended=bool(ev["ended"]),
             age=None if ev["age"] is None else round(ev["age"], 1),

@@ -58,7 +58,7 @@ def list_events(
         until=epoch(until),
         min_confidence=min_confidence,
     )
-    rows = st.store.find_events(**filters, limit=limit, offset=offset)
+    rows = st.store.with_positions(st.store.find_events(**filters, limit=limit, offset=offset))
     return EventPage(
         items=[Event.from_row(r) for r in rows],
         total=st.store.count_events(**filters),
@@ -91,6 +91,7 @@ def get_event(event_id: EventId, st: Annotated[State, Depends(state)]) -> EventD
         )
         for s in st.store.event_samples(ev["track_uid"])
     ]
+    (ev,) = st.store.with_positions([ev])
     return EventDetail(**Event.from_row(ev).model_dump(), samples=samples)
 
 

@@ -289,3 +289,18 @@ def test_viewers_of_a_stream_share_one_rendered_picture(world, monkeypatch):
     cache.max_age_s = 0  # stale: drawn again (a renamed track shows)
     cache.get(st, "lobby", world.rt.bus.latest("lobby"))
     assert calls == ["door", "door", "lobby", "lobby"]
+
+
+def test_events_of_a_video_file_show_the_position_in_the_file(web, world):
+    world.store.set_session("door", "s1", live=False, fps=10.0)  # as the sink records it
+    world.store.set_session("lobby", "s2", live=True, fps=25.0)
+    rows = {f"{c[3]}:{c[2]}": c[4] for c in cells(ok(web.get("/events")), "event")}
+    assert rows["door:unknown-2"].endswith("at 1.0 s of the file")  # frames 10-12 at 10/s
+    assert rows["door:zoe"].endswith("at 2.0 s of the file")
+    assert "of the file" not in rows["lobby:unknown-3"]  # a live camera has none
+    zoe = world.store.find_events(person="zoe")[0]
+    page = ok(web.get(f"/events/{zoe['id']}"))
+    pos = re.search(r'<dd id="video-pos">([^<]+)</dd>', page).group(1)
+    assert pos == "2.0 s to 2.2 s into the video"
+    lobby = world.store.find_events(stream="lobby")[0]
+    assert 'id="video-pos"' not in ok(web.get(f"/events/{lobby['id']}"))
