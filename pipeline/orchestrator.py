@@ -219,13 +219,15 @@ class LocalPipeline:
         ``progress_s``: show a live status (:mod:`pipeline.progress`) meanwhile, a line per
         stream every ``progress_s`` seconds when stderr is no terminal. ``watch``: also
         run the cameras added at run time (``POST /api/streams``,
-        :mod:`pipeline.stream_control`); the run goes on while one runs, and with
-        ``keep_running`` until interrupted.
+        :mod:`pipeline.stream_control`); the run goes on while one added since it started
+        runs (cameras of the set from before are captured meanwhile, but do not keep it
+        going), and with ``keep_running`` until interrupted.
         """
         assert self.rt is not None
         t0 = time.monotonic()
         caps = [self.capture(spec, stream) for spec, stream in sources]
         watcher = None
+        t_wall = time.time()  # cameras added from now on keep the run going
         if watch:
             from pipeline.stream_control import CameraWatcher
 
@@ -258,7 +260,7 @@ class LocalPipeline:
         try:
             while (
                 any(t.is_alive() for t in threads)
-                or (watcher is not None and (keep_running or watcher.active()))
+                or (watcher is not None and (keep_running or watcher.active(added_since=t_wall)))
             ):  # fmt: skip
                 self._check_workers()
                 time.sleep(0.2)

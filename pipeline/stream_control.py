@@ -10,7 +10,8 @@ runs in one process at a time and a dead process's cameras are taken over once i
 expires), starts a :class:`~pipeline.capture.Capture` thread for it, and stops the
 capture of a camera that left the set. It writes what it did to
 ``<prefix>:camera-status`` (``starting``, ``capturing``, ``ended`` for a file at its end,
-``stopped``, ``failed`` with the error, e.g. a file that does not exist); the frames of
+``stopped`` once removed, ``waiting`` again when its process stopped, ``failed`` with the
+error, e.g. a file that does not exist); the frames of
 each capture session are counted as every capture's are, so ``GET /api/streams`` shows
 the stream's sessions as ``capturing``, ``finishing``, ``done``.
 """
@@ -69,6 +70,7 @@ def camera_config(config: Config, name: str, camera: CameraConfig) -> Config:
 class _Running:
     spec_id: str
     claim: Any  # redis Lock
+    added: float = 0.0  # when the camera was added to the set
     capture: Capture | None = None
     thread: threading.Thread | None = None
     removed: bool = False
@@ -94,10 +96,16 @@ class CameraWatcher:
         self._thread.start()
         return self
 
-    def active(self) -> bool:
-        """True while a capture it started is running."""
+    def active(self, added_since: float | None = None) -> bool:
+        """True while a capture it started is running (of a camera added to the set at or
+        after ``added_since``, when given)."""
         with self._lock:
-            return any(r.thread is not None and r.thread.is_alive() for r in self._running.values())
+            return any(
+                r.thread is not None
+                and r.thread.is_alive()
+                and (added_since is None or r.added >= added_since)
+                for r in self._running.values()
+            )
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Stop following the set, stop every capture it runs and wait for them."""
@@ -169,7 +177,8 @@ class CameraWatcher:
         from pipeline.sources import Source
 
         spec_id = str(spec.get("id", ""))
-        r = _Running(spec_id, claim)
+        added = spec.get("added")
+        r = _Running(spec_id, claim, float(added) if isinstance(added, int | float) else 0.0)
         with self._lock:
             self._running[name] = r
         self._status(name, spec_id, "starting")
@@ -194,7 +203,12 @@ class CameraWatcher:
                 log.exception("camera %s: capture failed", name)
                 self._status(name, spec_id, "failed", error=str(exc), session=cap.session)
                 return
-            state = "stopped" if r.removed or cap.stop_event.is_set() else "ended"
+            if r.removed:
+                state = "stopped"  # it left the set
+            elif cap.stop_event.is_set():
+                state = "waiting"  # this process stopped: another follower may take it
+            else:
+                state = "ended"  # a file at its end
             self._status(name, spec_id, state, session=cap.session, captured=result.captured)
 
         r.thread = threading.Thread(target=run, name=f"capture-{name}", daemon=True)

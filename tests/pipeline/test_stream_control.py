@@ -161,3 +161,30 @@ def test_watcher_stop_ends_every_capture(redis_url, home, demo_media):
     finally:
         watcher.stop()
         cam.close()
+
+
+def test_only_cameras_added_since_a_time_count_as_active_and_a_stopped_process_hands_over(
+    redis_url, home, demo_media
+):
+    """`facepipe run` waits for cameras added while it runs, not for those of the set from
+    before; when the process stops, those still in the set are left `waiting`."""
+    rt = runtime(redis_url)
+    cam = MjpegCamera(demo_media["video"], fps=15).start()
+    watcher = CameraWatcher(rt, poll_s=0.2).start()
+    t0 = time.time()
+    try:
+        rt.bus.add_camera("old", {"source": cam.url, "id": "1", "added": t0 - 100})
+        wait_for(lambda: watcher.active(), "old to run")
+        assert not watcher.active(added_since=t0)
+        rt.bus.add_camera("new", {"source": cam.url, "id": "2", "added": t0 + 1})
+        wait_for(lambda: watcher.active(added_since=t0), "new to run")
+        rt.bus.remove_camera("new")
+        wait_for(lambda: not watcher.active(added_since=t0), "new to stop")
+        assert watcher.active()  # old still runs
+        watcher.stop()
+        st = rt.bus.camera_status()
+        assert st["new"]["state"] == "stopped" and st["old"]["state"] == "waiting"
+        assert "old" in rt.bus.cameras()  # still wanted: the next follower runs it
+    finally:
+        watcher.stop()
+        cam.close()
