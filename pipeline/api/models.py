@@ -129,7 +129,7 @@ class Erased(Model):
     events: int
     samples: int
     negatives: int
-    snapshot_files: int
+    snapshot_files: int = Field(description="image files deleted: face crops and context images")
 
 
 class Person(Model):
