@@ -337,3 +337,37 @@ def test_merge_and_erase_through_the_ui(page, world: World):
         row.locator("form.merge button").click()
         page.wait_for_selector("#message.bad:not([hidden])")
         assert "unknown-9" in page.inner_text("#message")
+
+
+def test_add_and_remove_a_camera_through_the_ui(page, world: World):
+    bus = world.rt.bus
+    dialogs: list[str] = []
+
+    def answer(d) -> None:  # type: ignore[no-untyped-def]
+        dialogs.append(d.message)
+        d.accept()
+
+    with serving(make_app(world)) as base:
+        page.on("dialog", answer)
+        page.goto(f"{base}/streams")
+        form = page.locator("#add-stream")
+        form.locator("input[name=name]").fill("gate")
+        form.locator("input[name=source]").fill("http://127.0.0.1:9/cam.mjpg")
+        form.locator("button").click()  # every_n_frames left empty: not sent
+        page.wait_for_selector('tr.stream[data-name="gate"]')
+        row = page.locator('tr.stream[data-name="gate"]')
+        assert row.locator("td.status").inner_text() == "starting"  # no follower runs here
+        assert bus.cameras()["gate"]["source"] == "http://127.0.0.1:9/cam.mjpg"
+        # a bad key is shown as the API names it
+        form = page.locator("#add-stream")
+        form.locator("input[name=name]").fill("gate2")
+        form.locator("input[name=source]").fill("0")
+        form.locator("input[name=every_n_frames]").fill("0")
+        page.eval_on_selector("#add-stream", "f => f.noValidate = true")  # past the browser's check
+        form.locator("button").click()
+        page.wait_for_selector("#message.bad:not([hidden])")
+        assert "cameras.gate2.every_n_frames" in page.inner_text("#message")
+        page.locator('tr.stream[data-name="gate"] form.remove button').click()
+        page.wait_for_function("!document.querySelector('tr.stream[data-name=\"gate\"]')")
+    assert dialogs == ["Stop capturing gate?"]
+    assert bus.cameras() == {}

@@ -304,3 +304,19 @@ def test_events_of_a_video_file_show_the_position_in_the_file(web, world):
     assert pos == "2.0 s to 2.2 s into the video"
     lobby = world.store.find_events(stream="lobby")[0]
     assert 'id="video-pos"' not in ok(web.get(f"/events/{lobby['id']}"))
+
+
+def test_streams_page_lists_streams_and_offers_adding_a_camera(web, world):
+    world.rt.bus.add_camera("gate", {"source": "rtsp://u:pw@10.0.0.9/1", "id": "x1",
+                                     "added": 1.8e9})  # fmt: skip
+    world.rt.bus.set_camera_status("gate", {"id": "x1", "state": "failed", "error": "no route"})
+    page = ok(web.get("/streams"))
+    rows = {c[0].split()[0]: c for c in cells(page, "stream")}
+    assert set(rows) == {"door", "lobby", "gate"}
+    assert rows["door"][1] == "done" and rows["door"][4] == "9 / 9 / 0"
+    assert rows["lobby"][1] == "capturing"
+    assert rows["gate"][1] == "failed"
+    assert " ".join(rows["gate"][5].split()) == "failed: no route rtsp://u:***@10.0.0.9/1"
+    assert 'data-url="/api/streams/gate"' in page and 'data-method="DELETE"' in page
+    assert page.count("Remove</button>") == 1  # only the camera added at run time
+    assert '<form class="api" id="add-stream" data-method="POST" data-url="/api/streams"' in page
