@@ -360,9 +360,6 @@ class Bus:
         raw = self.conn.hgetall(self.key("camera-status"))
         return {k.decode(): json.loads(v) for k, v in raw.items()}
 
-    def forget_camera_status(self, name: str) -> None:
-        self.conn.hdel(self.key("camera-status"), name)
-
     def camera_claim(self, name: str, ttl_s: float) -> Lock:
         """The claim of the capture process that runs camera ``name`` (expires ``ttl_s``
         after it was last extended: a dead process's cameras are taken over)."""

@@ -283,6 +283,8 @@ class LocalPipeline:
             except (KeyboardInterrupt, PipelineError):
                 pass  # what is left is counted as interrupted
         finally:
+            if watcher is not None:  # a worker died: its captures stop too
+                watcher.stop(timeout_s=5)
             if progress is not None:
                 progress.close(final=not summary.interrupted)
         summary.seconds = time.monotonic() - t0
