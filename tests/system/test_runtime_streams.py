@@ -102,8 +102,9 @@ def test_add_and_remove_streams_while_facepipe_run_runs(redis_url, home, demo_me
 
         # the clip runs to its end (a file never drops a frame)
         wait_for(lambda: stream("clip").get("status") == "done", "clip done", proc, log)
+        ended = lambda: stream("clip")["added"]["state"] == "ended"  # noqa: E731
+        wait_for(ended, "the follower to say the clip ended", proc, log)
         clip = stream("clip")
-        assert clip["added"]["state"] == "ended"
         assert clip["sessions"][0]["captured"] == clip["sessions"][0]["processed"] == 30
         assert events("clip") >= 1
     finally:
