@@ -246,6 +246,11 @@ class Bus:
         pipe.expire(self.key("stream", sid), self.session_ttl_s)
         pipe.execute()
 
+    def stream_info(self, stream: str, session: str) -> dict[str, Any] | None:
+        """What a capture registered of its session (source, live, fps, started)."""
+        raw = self.conn.hget(self.key("streams"), self.stream_id(stream, session))
+        return None if raw is None else json.loads(raw)
+
     def stream_exists(self, stream: str, session: str) -> bool:
         """False once Redis lost the stream's counts (restarted without persistence)."""
         key = self.key("stream", self.stream_id(stream, session))
@@ -330,6 +335,35 @@ class Bus:
         """The newest frame the sink stored of ``stream``; None when none is recent."""
         raw = self.conn.get(self.key("latest", stream))
         return None if raw is None else FrameRecord.from_json(raw)
+
+    # ----- cameras added and removed at run time (POST/DELETE /api/streams) -------------
+    # The desired set (name -> spec JSON) is written by the API; capture processes follow
+    # it (pipeline/stream_control.py), each camera claimed by one of them at a time.
+    def add_camera(self, name: str, spec: dict[str, Any]) -> bool:
+        """Add camera ``name`` to the desired set; False if it is there already."""
+        return bool(self.conn.hsetnx(self.key("cameras"), name, json.dumps(spec)))
+
+    def remove_camera(self, name: str) -> bool:
+        """Take camera ``name`` out of the desired set (its capture stops); False if absent."""
+        return bool(self.conn.hdel(self.key("cameras"), name))
+
+    def cameras(self) -> dict[str, dict[str, Any]]:
+        """The desired set of cameras added at run time: ``{name: spec}``."""
+        raw = self.conn.hgetall(self.key("cameras"))
+        return {k.decode(): json.loads(v) for k, v in raw.items()}
+
+    def set_camera_status(self, name: str, status: dict[str, Any]) -> None:
+        self.conn.hset(self.key("camera-status"), name, json.dumps(status))
+
+    def camera_status(self) -> dict[str, dict[str, Any]]:
+        """What the capture processes last said of each added camera: ``{name: status}``."""
+        raw = self.conn.hgetall(self.key("camera-status"))
+        return {k.decode(): json.loads(v) for k, v in raw.items()}
+
+    def camera_claim(self, name: str, ttl_s: float) -> Lock:
+        """The claim of the capture process that runs camera ``name`` (expires ``ttl_s``
+        after it was last extended: a dead process's cameras are taken over)."""
+        return self.conn.lock(self.key("camera-claim", name), timeout=ttl_s, thread_local=False)
 
     # ----- faults: dead letters and worker heartbeats ----------------------------
     def dead_key(self, stage: str) -> str:

@@ -161,7 +161,8 @@ class Capture:
         self._count("captured", n)
 
     def _register(self) -> None:
-        info = {"source": self.source.spec, "live": self.source.live}
+        fps = getattr(self.source, "fps", 0.0)  # a file's frame rate: its video position
+        info = {"source": self.source.spec, "live": self.source.live, "fps": round(fps, 3) or None}
         self._redis(lambda: self.rt.bus.register_stream(self.stream, self.session, info))
 
     def _state_lost(self) -> bool:

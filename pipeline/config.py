@@ -398,6 +398,14 @@ class StoreConfig(Section):
         "this many days ago, and unknown-N clusters left without events; null: keep forever. "
         "The sink prunes at most once an hour; `facepipe db prune` does it now",
     )
+    context_images: bool = Field(
+        True,
+        description="keep a context image per event beside its snapshot: the whole frame of "
+        "the snapshot (JPEG), shown with its faces' boxes by the API and the web UI",
+    )
+    context_max_width: int = Field(
+        960, ge=64, le=8192, description="context images wider than this are scaled down"
+    )
 
 
 class MetricsConfig(Section):

@@ -208,6 +208,8 @@ class LocalPipeline:
         drain_timeout: float = 600.0,
         stop_drain_s: float = 10.0,
         progress_s: float | None = None,
+        watch: bool = False,
+        keep_running: bool = False,
     ) -> RunSummary:
         """Capture every ``(source, stream)`` and wait until all frames are accounted for.
 
@@ -215,17 +217,31 @@ class LocalPipeline:
         the frames already enqueued get ``stop_drain_s`` to finish (a second interrupt
         skips that), and the summary counts what is left as ``dropped:interrupted``.
         ``progress_s``: show a live status (:mod:`pipeline.progress`) meanwhile, a line per
-        stream every ``progress_s`` seconds when stderr is no terminal.
+        stream every ``progress_s`` seconds when stderr is no terminal. ``watch``: also
+        run the cameras added at run time (``POST /api/streams``,
+        :mod:`pipeline.stream_control`); the run goes on while one added since it started
+        runs (cameras of the set from before are captured meanwhile, but do not keep it
+        going), and with ``keep_running`` until interrupted.
         """
         assert self.rt is not None
         t0 = time.monotonic()
         caps = [self.capture(spec, stream) for spec, stream in sources]
+        watcher = None
+        t_wall = time.time()  # cameras added from now on keep the run going
+        if watch:
+            from pipeline.stream_control import CameraWatcher
+
+            watcher = CameraWatcher(self.rt).start()
+
+        def every_capture() -> list[Capture]:
+            return caps + (watcher.captures if watcher is not None else [])
+
         progress = None
         if progress_s is not None:
             from pipeline.progress import Progress
 
             progress = Progress(
-                self.rt.bus, lambda: [(c.stream, c.session) for c in caps],
+                self.rt.bus, lambda: [(c.stream, c.session) for c in every_capture()],
                 self.config.store_url, interval_s=progress_s,
             ).start()  # fmt: skip
         results: dict[str, CaptureResult] = {}
@@ -242,29 +258,39 @@ class LocalPipeline:
             t.start()
         summary = RunSummary()
         try:
-            while any(t.is_alive() for t in threads):
+            while (
+                any(t.is_alive() for t in threads)
+                or (watcher is not None and (keep_running or watcher.active(added_since=t_wall)))
+            ):  # fmt: skip
                 self._check_workers()
                 time.sleep(0.2)
+            if watcher is not None:
+                watcher.stop()
             if errors:
                 raise errors[0]
-            self.drain([(c.stream, c.session) for c in caps], drain_timeout, summary)
+            self.drain([(c.stream, c.session) for c in every_capture()], drain_timeout, summary)
         except KeyboardInterrupt:
             summary.interrupted = True
             for c in caps:
                 c.stop()
             try:
+                if watcher is not None:
+                    watcher.stop(timeout_s=5)
                 for t in threads:
                     t.join(timeout=5)
-                self.drain([(c.stream, c.session) for c in caps], stop_drain_s, summary)
+                streams = [(c.stream, c.session) for c in every_capture()]
+                self.drain(streams, stop_drain_s, summary)
             except (KeyboardInterrupt, PipelineError):
                 pass  # what is left is counted as interrupted
         finally:
+            if watcher is not None:  # a worker died: its captures stop too
+                watcher.stop(timeout_s=5)
             if progress is not None:
                 progress.close(final=not summary.interrupted)
         summary.seconds = time.monotonic() - t0
         summary.lost = {c.stream: results[c.stream].lost_sessions for c in caps
                         if c.stream in results}  # fmt: skip
-        return self.summarize(summary, caps)
+        return self.summarize(summary, every_capture())
 
     def drain(
         self, streams: list[tuple[str, str]], timeout: float, summary: RunSummary | None = None

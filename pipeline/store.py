@@ -13,6 +13,8 @@ Tables:
   of each track; events are re-fused from them, and the stored encodings allow past
   events to be relabelled without re-reading video.
 * ``people`` and ``encodings``: the gallery.
+* ``sessions``: each capture session's kind (live or not) and, for a video file, its
+  frame rate: an event's frame numbers become seconds into the file.
 * ``track_aliases``: tracks merged into an earlier one by re-identification (the
   tracker found, from the recognize stage's encodings, that a new track continues a lost
   one). Writes for the merged track's uid land on the surviving event, whichever order
@@ -61,6 +63,10 @@ events = sa.Table(
     sa.Column("ended", sa.Boolean, nullable=False, default=False),
     sa.Column("snapshot", sa.String(500)),
     sa.Column("snapshot_quality", sa.Float),
+    # the context image: the whole frame of the snapshot (downscaled JPEG, no drawing) and
+    # the boxes of that frame's faces in its pixels, JSON [[x, y, w, h, track_id], ...]
+    sa.Column("context", sa.String(500)),
+    sa.Column("context_faces", sa.Text),
     sa.Column("age", sa.Float),
     sa.Column("age_spread", sa.Float),
     sa.Column("gender", sa.String(10)),
@@ -133,6 +139,19 @@ track_aliases = sa.Table(
 )
 
 
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    # one row per capture session the sink stored frames of: whether its source is live
+    # and, for a file, its frame rate (an event's frame numbers / fps = seconds into it)
+    sa.Column("stream", sa.String(100), primary_key=True),
+    sa.Column("session", sa.String(100), primary_key=True),
+    sa.Column("live", sa.Boolean),
+    sa.Column("fps", sa.Float),
+    sa.Column("created", sa.Float, nullable=False),
+)
+
+
 @dataclass
 class MergeResult:
     """What :meth:`EventStore.merge_tracks` did: the event a merged track folded into."""
@@ -141,6 +160,7 @@ class MergeResult:
     folded: bool  # an event of the merged track existed and was folded in
     unknown_ids: list[str] = field(default_factory=list)  # clusters whose members changed
     orphan_snapshot: str | None = None  # the losing event's snapshot file, no longer used
+    orphan_context: str | None = None  # the losing event's context image, no longer used
 
 
 @dataclass
@@ -561,6 +581,21 @@ class EventStore:
             )
         return old if old and old != path else None
 
+    def set_context(self, track_uid: str, path: str | None, faces: str | None) -> str | None:
+        """Set an event's context image (``path``, ``faces`` JSON boxes; None clears it);
+        returns the previous context image's path if it differs (the caller deletes it)."""
+        with self.engine.begin() as conn:
+            track_uid = self._resolve(conn, {track_uid}).get(track_uid, track_uid)
+            old = conn.execute(
+                sa.select(events.c.context).where(events.c.track_uid == track_uid)
+            ).scalar()
+            conn.execute(
+                events.update()
+                .where(events.c.track_uid == track_uid)
+                .values(context=path, context_faces=faces)
+            )
+        return old if old and old != path else None
+
     # ----- re-identification merges -------------------------------------------------
     def merge_tracks(self, from_uid: str, into_uid: str) -> MergeResult:
         """Fold track ``from_uid``'s event into ``into_uid``'s, for good.
@@ -661,15 +696,19 @@ class EventStore:
             "unknown_id": o["unknown_id"] or y["unknown_id"],
             "updated_at": now,
         }
-        orphan = y["snapshot"]
+        orphan, orphan_context = y["snapshot"], y["context"]
         if (y["snapshot_quality"] or -1.0) > (o["snapshot_quality"] or -1.0):
-            values.update(snapshot=y["snapshot"], snapshot_quality=y["snapshot_quality"])
-            orphan = o["snapshot"]
+            # the context image is the snapshot's frame: it goes with it
+            values.update(snapshot=y["snapshot"], snapshot_quality=y["snapshot_quality"],
+                          context=y["context"], context_faces=y["context_faces"])  # fmt: skip
+            orphan, orphan_context = o["snapshot"], o["context"]
         conn.execute(events.update().where(events.c.track_uid == into_uid).values(**values))
         clusters = sorted({c for c in (o["unknown_id"], y["unknown_id"]) if c})
         if orphan == values.get("snapshot", o["snapshot"]):
             orphan = None
-        return MergeResult(into_uid, True, clusters, orphan)
+        if orphan_context == values.get("context", o["context"]):
+            orphan_context = None
+        return MergeResult(into_uid, True, clusters, orphan, orphan_context)
 
     # ----- queries -------------------------------------------------------------------
     def events(
@@ -729,11 +768,12 @@ class EventStore:
         for i in range(0, len(uids), 500):  # bounded IN lists
             chunk = uids[i : i + 500]
             rows = conn.execute(
-                sa.select(events.c.snapshot, events.c.unknown_id).where(
+                sa.select(events.c.snapshot, events.c.context, events.c.unknown_id).where(
                     events.c.track_uid.in_(chunk)
                 )
             ).all()
             out.snapshots += [r.snapshot for r in rows if r.snapshot]
+            out.snapshots += [r.context for r in rows if r.context]  # context images too
             out.clusters = sorted(set(out.clusters) | {r.unknown_id for r in rows if r.unknown_id})
             out.samples += conn.execute(
                 samples.delete().where(samples.c.track_uid.in_(chunk))
@@ -977,6 +1017,45 @@ class EventStore:
             for i in range(0, len(uids), 500):
                 rows += conn.execute(q.where(samples.c.track_uid.in_(uids[i : i + 500]))).all()
             return rows
+
+    # ----- capture sessions (the video position of file sources) ---------------------
+    def set_session(self, stream: str, session: str, live: bool | None, fps: float | None) -> None:
+        """Record a capture session's kind and frame rate (what is known already is kept;
+        what was missing is filled in)."""
+        fps = float(fps) if fps and fps > 0 else None
+        stmt = _upsert(self.engine, sessions)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[sessions.c.stream, sessions.c.session],
+            set_={
+                "live": sa.func.coalesce(sessions.c.live, stmt.excluded.live),
+                "fps": sa.func.coalesce(sessions.c.fps, stmt.excluded.fps),
+            },
+        )
+        with self.engine.begin() as conn:
+            conn.execute(stmt, {"stream": stream, "session": session, "live": live, "fps": fps,
+                                "created": time.time()})  # fmt: skip
+
+    def with_positions(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``rows`` (events) with ``video_start_s`` and ``video_end_s``: seconds into the
+        video file of the first and last sighting (frame number / the file's frame rate);
+        None for live sources and sessions whose frame rate is not known."""
+        pairs = sorted({(r["stream"], r["session"]) for r in rows})
+        fps: dict[tuple[str, str], float] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(pairs), 200):
+                chunk = pairs[i : i + 200]
+                q = sa.select(sessions.c.stream, sessions.c.session, sessions.c.fps).where(
+                    sa.tuple_(sessions.c.stream, sessions.c.session).in_(chunk),
+                    sessions.c.live.is_(False),
+                    sessions.c.fps.is_not(None),
+                )
+                fps.update({(r.stream, r.session): float(r.fps) for r in conn.execute(q)})
+        for r in rows:
+            f = fps.get((r["stream"], r["session"]))
+            first, last = r.get("first_frame"), r.get("last_frame")
+            r["video_start_s"] = None if f is None or first is None else round(first / f, 3)
+            r["video_end_s"] = None if f is None or last is None else round(last / f, 3)
+        return rows
 
     def ping(self) -> None:
         """Raise if the store cannot be reached."""

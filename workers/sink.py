@@ -8,7 +8,8 @@ Its jobs carry one of the sink messages of ``pipeline/record.py``:
 * :class:`~pipeline.record.Samples` (``identity`` or ``attributes``): samples of some
   tracks; they are stored and the track's event is re-fused from all its samples. The
   best identity sample (largest, sharpest face) becomes the event's snapshot, a JPEG
-  under ``store.snapshots_dir``.
+  under ``store.snapshots_dir``, with its context image beside it (``store.context_images``:
+  the whole frame, scaled down, and its faces' boxes; replaced with the snapshot).
 * :class:`~pipeline.record.Merge`: the track stage's tracker re-identified a new track as
   the continuation of an earlier one; the new track's event is folded into the earlier
   one's, which is re-fused. The store records the merged track as an alias of the
@@ -27,6 +28,7 @@ folded into ``stream="(retired)"``.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -35,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 
 from pipeline.attributes.base import crop_face
 from pipeline.identities import Identities
@@ -86,6 +89,7 @@ class SinkStage(Stage):
         self._next_prune = 0.0  # time.monotonic() of the next retention pass
         self.notifier = notifier_for_sink(rt, self.store)  # notify: section; off by default
         self._housekeeping: threading.Thread | None = None
+        self._sessions: set[tuple[str, str]] = set()  # capture sessions recorded in the store
 
     def warmup(self) -> None:
         """Start the Redis pruning thread (the worker calls this once, before its loop)."""
@@ -174,6 +178,7 @@ class SinkStage(Stage):
         if not records:
             return
         stream, session = records[0].stream, records[0].session
+        self._session_seen(stream, session)
         fields = {
             r.seq: "processed" if r.dropped is None else f"dropped:{r.dropped}" for r in records
         }
@@ -198,6 +203,18 @@ class SinkStage(Stage):
         if shown:  # the web UI's live view (pipeline/web): the newest frame and its faces
             bus.set_latest(shown[-1], self.rt.config.redis.frame_ttl_s)
 
+    def _session_seen(self, stream: str, session: str) -> None:
+        """Record a capture session's kind and frame rate in the store, once per process
+        (an event's frame numbers / a file's fps = its video position)."""
+        if (stream, session) in self._sessions or not session:
+            return
+        info = self.rt.bus.stream_info(stream, session)
+        if info is None:
+            return  # made outside a capture (or pruned): nothing to record
+        fps = info.get("fps")
+        self.store.set_session(stream, session, bool(info.get("live")), float(fps) if fps else None)
+        self._sessions.add((stream, session))
+
     def samples(self, rec: FrameRecord, kind: str) -> None:
         for uid in self.store.add_samples(rec, kind):
             self._refuse(uid, cluster_if_unnamed=kind == "identity")
@@ -212,6 +229,7 @@ class SinkStage(Stage):
         self._refuse(res.into_uid, cluster_if_unnamed=True)
         self.identities.refresh_clusters(res.unknown_ids)
         self._remove_snapshot(res.orphan_snapshot)
+        self._remove_snapshot(res.orphan_context)
         self.rt.metrics.inc("facepipe_events_updated_total", {"stream": stream})
 
     def _refuse(self, uid: str, cluster_if_unnamed: bool) -> None:
@@ -232,6 +250,7 @@ class SinkStage(Stage):
 
     def _snapshots(self, rec: FrameRecord) -> None:
         image = None
+        context: tuple[bytes, str] | None = None  # the frame as JPEG, its faces' boxes
         for face in rec.faces:
             if face.track_id is None or face.quality is None:
                 continue
@@ -248,6 +267,12 @@ class SinkStage(Stage):
             crop = crop_face(image, face, 0.4)
             cv2.imwrite(str(path), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
             self._remove_snapshot(self.store.set_snapshot(uid, str(path), face.quality))
+            if self.rt.config.store.context_images:  # the frame it was cut from, to match
+                if context is None:
+                    context = context_image(image, rec, self.rt.config.store.context_max_width)
+                cpath = self.context_path(rec, face.track_id)
+                cpath.write_bytes(context[0])
+                self._remove_snapshot(self.store.set_context(uid, str(cpath), context[1]))
 
     def snapshot_path(self, rec: FrameRecord, track_id: int) -> Path:
         """Where a track's snapshot goes: always inside the snapshots directory.
@@ -256,9 +281,16 @@ class SinkStage(Stage):
         queue some other way is checked again here, and the resolved path must stay under
         the snapshots directory (defence in depth: a refused job goes to the failed
         registry with the reason)."""
+        return self._track_file(rec, f"{int(track_id)}.jpg")
+
+    def context_path(self, rec: FrameRecord, track_id: int) -> Path:
+        """Where a track's context image goes: beside its snapshot, checked the same way."""
+        return self._track_file(rec, f"{int(track_id)}-context.jpg")
+
+    def _track_file(self, rec: FrameRecord, filename: str) -> Path:
         self.check_names(Samples("identity", rec))
         root = self.snapshots.resolve()
-        path = (root / rec.stream / rec.session / f"{int(track_id)}.jpg").resolve()
+        path = (root / rec.stream / rec.session / filename).resolve()
         if not path.is_relative_to(root):
             raise ValueError(f"snapshot path {path} is outside {root}; refused")
         return path
@@ -266,6 +298,28 @@ class SinkStage(Stage):
     def _remove_snapshot(self, path: str | None) -> None:
         """Delete a snapshot file no event uses any more (only under the snapshots dir)."""
         delete_snapshot_files([path], self.snapshots)
+
+
+def context_image(rgb: np.ndarray, rec: FrameRecord, max_width: int) -> tuple[bytes, str]:
+    """An event's context image: the whole frame as JPEG, scaled down to ``max_width``
+    pixels wide, and its faces' boxes in those pixels as JSON ``[[x, y, w, h, track_id]]``
+    (drawn when it is shown, with the names the store holds then)."""
+    h, w = rgb.shape[:2]
+    scale = min(1.0, max_width / w) if w else 1.0
+    if scale < 1.0:
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(
+        ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80]
+    )
+    if not ok:
+        raise ValueError("could not JPEG-encode the context image")
+    boxes = [
+        [*(round(v * scale) for v in f.box), f.track_id]
+        for f in rec.faces
+        if f.track_id is not None
+    ]
+    return buf.tobytes(), json.dumps(boxes)
 
 
 def handle(payload: dict[str, Any]) -> None:

@@ -104,10 +104,16 @@ def visits(st: State, name: str, gap_s: float) -> Visits:
 
 def snapshot_file(st: State, path: str | None, what: str) -> FileResponse:
     """The snapshot file ``path`` if it lies inside the snapshots directory, else 404."""
+    return FileResponse(stored_file(st, path, what, "snapshot"), media_type="image/jpeg")
+
+
+def stored_file(st: State, path: str | None, what: str, kind: str) -> Path:
+    """``path`` (a snapshot or context image) if it is a file inside the snapshots
+    directory, else 404: no other file is ever served."""
     if not path:
-        raise ApiError(404, f"{what} has no snapshot")
+        raise ApiError(404, f"{what} has no {kind}")
     root = st.config.snapshots_path.resolve()
     file = Path(path).resolve()
     if not file.is_relative_to(root) or not file.is_file():
-        raise ApiError(404, f"{what}: snapshot file not available")
-    return FileResponse(file, media_type="image/jpeg")
+        raise ApiError(404, f"{what}: {kind} file not available")
+    return file

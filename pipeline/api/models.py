@@ -34,6 +34,12 @@ class Event(Model):
     duration_s: float
     first_frame: int | None = Field(description="frame number within the capture session")
     last_frame: int | None
+    video_start_s: float | None = Field(
+        None,
+        description="a video file's event: seconds into the file of its first sighting "
+        "(first_frame / the file's frame rate); null for live sources",
+    )
+    video_end_s: float | None = Field(None, description="the same of its last sighting")
     frames: int
     ended: bool
     age: float | None
@@ -43,6 +49,11 @@ class Event(Model):
     identity_samples: int
     attribute_samples: int
     snapshot_url: str | None = Field(description="the face crop (JPEG), when the sink kept one")
+    context_url: str | None = Field(
+        None,
+        description="the whole frame of the snapshot with its faces' boxes and names drawn "
+        "(JPEG), when the sink kept one (store.context_images)",
+    )
 
     @classmethod
     def from_row(cls, ev: dict[str, Any]) -> Event:
@@ -61,6 +72,8 @@ class Event(Model):
             duration_s=round(ev["last_seen"] - ev["first_seen"], 3),
             first_frame=ev.get("first_frame"),
             last_frame=ev.get("last_frame"),
+            video_start_s=ev.get("video_start_s"),
+            video_end_s=ev.get("video_end_s"),
             frames=ev["n_frames"],
             ended=bool(ev["ended"]),
             age=None if ev["age"] is None else round(ev["age"], 1),
@@ -70,6 +83,7 @@ class Event(Model):
             identity_samples=ev["identity_samples"],
             attribute_samples=ev["attribute_samples"],
             snapshot_url=f"/api/events/{ev['id']}/snapshot" if ev["snapshot"] else None,
+            context_url=f"/api/events/{ev['id']}/context" if ev.get("context") else None,
         )
 
 
@@ -115,7 +129,7 @@ class Erased(Model):
     events: int
     samples: int
     negatives: int
-    snapshot_files: int
+    snapshot_files: int = Field(description="image files deleted: face crops and context images")
 
 
 class Person(Model):
@@ -185,13 +199,40 @@ class StreamSession(Model):
     dropped: int
 
 
+class AddedCamera(Model):
+    """A camera added at run time (POST /api/streams) and what its capture process said."""
+
+    source: str = Field(description="its source, any URL password as ***")
+    added: str | None = Field(description="when it was added (ISO 8601 UTC)")
+    state: Literal["waiting", "starting", "capturing", "ended", "stopped", "failed"] = Field(
+        description="waiting: no capture process has taken it yet (is one running?)"
+    )
+    error: str | None = Field(None, description="why it failed")
+    session: str | None = Field(None, description="its current capture session")
+    owner: str | None = Field(None, description="the capture process running it")
+
+
+class StreamAdd(Model):
+    """A camera to add: the keys of a ``cameras:`` entry of the config, and its name."""
+
+    name: str = Field(description="the stream name (1-64 of A-Z a-z 0-9 _ . -)")
+    source: str = Field(description="video file, webcam index or rtsp/http URL")
+    every_n_frames: int | None = Field(None, description="its detection rate")
+    capture: dict[str, Any] = Field(
+        default_factory=dict, description="capture keys that differ for it (max_queue, ...)"
+    )
+
+
 class Stream(Model):
     name: str
-    status: Literal["capturing", "finishing", "done", "idle", "unknown"]
+    status: Literal["capturing", "finishing", "done", "idle", "unknown", "starting", "failed"]
     events: int
     first_seen: str | None
     last_seen: str | None
     sessions: list[StreamSession]
+    added: AddedCamera | None = Field(
+        None, description="set when the stream is a camera added at run time"
+    )
 
 
 class Component(Model):

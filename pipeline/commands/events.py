@@ -47,6 +47,8 @@ def event_json(ev: dict[str, Any]) -> dict[str, Any]:
         "frames": ev["n_frames"],
         "first_frame": ev.get("first_frame"),
         "last_frame": ev.get("last_frame"),
+        "video_start_s": ev.get("video_start_s"),
+        "video_end_s": ev.get("video_end_s"),
         "ended": bool(ev["ended"]),
         "age": None if ev["age"] is None else round(ev["age"], 1),
         "age_spread": None if ev["age_spread"] is None else round(ev["age_spread"], 1),
@@ -83,7 +85,9 @@ def events(
 
     --person takes a name, 'unknown' (every unrecognised event) or an unknown-N; a name
     nobody has is an error. The "frames" column is the event's first and last frame
-    number within its capture session (for a video file: frames into the file).
+    number within its capture session (for a video file: frames into the file), "video s"
+    the same in seconds into a video file (frame / the file's frame rate; "-" for live
+    sources).
     """
     from pipeline.store import EventStore
 
@@ -115,6 +119,7 @@ def events(
     rows = store.find_events(
         person=person, stream=stream, since=t_since, until=t_until, limit=limit
     )[::-1]  # newest first from the store: the newest N, shown oldest first
+    store.with_positions(rows)  # seconds into the file, for video files
     if as_json:
         for ev in rows:
             click.echo(json.dumps(event_json(ev)))
@@ -125,10 +130,19 @@ def events(
     click.echo(table(rows))
 
 
+def video_span(e: dict[str, Any]) -> str:
+    """``12.4-15.0``: seconds into the video file of an event's first and last sighting;
+    ``-`` for a live source (or a file whose frame rate is not known)."""
+    start, end = e.get("video_start_s"), e.get("video_end_s")
+    if start is None:
+        return "-"
+    return f"{start:.1f}-{end:.1f}" if end is not None else f"{start:.1f}-?"
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     """The event table: columns as wide as their widest value (names are never cut)."""
-    head = ("id", "person", "stream", "first seen (local)", "dur s", "frames", "count", "age",
-            "gender", "snapshot")  # fmt: skip
+    head = ("id", "person", "stream", "first seen (local)", "dur s", "frames", "video s",
+            "count", "age", "gender", "snapshot")  # fmt: skip
     body = []
     for ev in rows:
         e = event_json(ev)
@@ -143,10 +157,10 @@ def table(rows: list[dict[str, Any]]) -> str:
             else f"{e['first_frame']}-{e['last_frame'] if e['last_frame'] is not None else '?'}"
         )
         body.append((str(e["id"]), who, e["stream"], first,
-                     f"{ev['last_seen'] - ev['first_seen']:.1f}", span, str(e["frames"]), age,
-                     e["gender"], e["snapshot"] or "-"))  # fmt: skip
+                     f"{ev['last_seen'] - ev['first_seen']:.1f}", span, video_span(e),
+                     str(e["frames"]), age, e["gender"], e["snapshot"] or "-"))  # fmt: skip
     widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
-    right = {0, 4, 5, 6, 7}  # numbers
+    right = {0, 4, 5, 6, 7, 8}  # numbers
     lines = []
     for r in [head, *body]:
         cells = [

@@ -127,7 +127,7 @@ def print_summary(summary_dict: dict, as_json: bool) -> None:
 
 def run_pipeline(
     ctx: Context, sources: list[tuple[str, str]], as_json: bool, progress_s: float = 0.0,
-    api: bool = False,
+    api: bool = False, watch: bool = False, keep_running: bool = False,
 ) -> int:  # fmt: skip
     from pipeline.orchestrator import LocalPipeline, PipelineError
     from pipeline.sources import SourceError
@@ -146,7 +146,9 @@ def run_pipeline(
             click.echo(f"metrics: {url}; logs: {pipe.log_dir}", err=True)
         if api and ctx.config.api.port:
             background = start_api(ctx, pipe)
-        summary = pipe.run(sources, progress_s=progress_s or None)
+        summary = pipe.run(
+            sources, progress_s=progress_s or None, watch=watch, keep_running=keep_running
+        )
     except (PipelineError, SourceError) as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
@@ -212,10 +214,17 @@ def start_api(ctx: Context, pipe: object):  # type: ignore[no-untyped-def]
 @PROGRESS_OPTION
 @click.option("--serve/--no-serve", "serve_api", default=True, show_default=True,
               help="serve the web UI and API (api.host:api.port) while it runs")  # fmt: skip
+@click.option("--follow-streams/--no-follow-streams", "follow", default=True, show_default=True,
+              help="also run the cameras added at run time (POST /api/streams) and stop "
+              "those removed (DELETE)")  # fmt: skip
+@click.option("--keep-running", is_flag=True,
+              help="go on until Ctrl-C, with no SOURCES too, for cameras added through the "
+              "API (POST /api/streams)")  # fmt: skip
 @pass_ctx
 def run(
     ctx: Context, sources: tuple[str, ...], streams: tuple[str, ...], cameras: tuple[str, ...],
     enroll: tuple[str, ...], as_json: bool, progress_every: float, serve_api: bool,
+    follow: bool, keep_running: bool,
 ) -> None:  # fmt: skip
     """Run the whole pipeline on SOURCES (video files, webcam index, rtsp/http URLs), or,
     without SOURCES, on the cameras of the config (`cameras:`; those named by --camera,
@@ -233,7 +242,10 @@ def run(
     pairs = list(zip(sources, names, strict=True))
     if cameras or not sources:
         pairs += camera_sources(ctx, cameras)
-    if not pairs:
+    if keep_running and not follow:
+        raise click.UsageError("--keep-running waits for cameras added through the API: "
+                               "not with --no-follow-streams")  # fmt: skip
+    if not pairs and not keep_running:
         raise click.UsageError(
             "nothing to run: give SOURCES, or configure cameras (the config's cameras: "
             "section, see config/facepipe.yaml)"
@@ -245,7 +257,10 @@ def run(
         if describe(spec)[0] == "file" and not Path(spec).is_file():
             raise click.BadParameter(f"video file not found: {spec}", param_hint="SOURCES")
     enroll_people(ctx, parse_enroll(enroll))
-    sys.exit(run_pipeline(ctx, pairs, as_json, progress_every, api=serve_api))
+    code = run_pipeline(
+        ctx, pairs, as_json, progress_every, api=serve_api, watch=follow, keep_running=keep_running
+    )
+    sys.exit(code)
 
 
 @click.command()

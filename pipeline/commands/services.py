@@ -30,6 +30,29 @@ def _runtime(ctx: Context):  # type: ignore[no-untyped-def]
     return rt
 
 
+def follow_streams(ctx: Context) -> None:
+    """Run the cameras of the desired set in Redis (pipeline/stream_control.py) until
+    SIGINT/SIGTERM; then stop them and print what each captured."""
+    from pipeline.stream_control import CameraWatcher
+
+    rt = _runtime(ctx)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    watcher = CameraWatcher(rt).start()
+    click.echo(f"following the cameras added at run time ({watcher.owner})", err=True)
+    while not stop.wait(0.5):  # wakes up for the signal handler
+        pass
+    watcher.stop()
+    for cap in watcher.captures:
+        counts = rt.bus.stream_counts(cap.stream, cap.session)
+        click.echo(f"{cap.stream}: captured {counts.get('captured', 0)} (session {cap.session})")
+
+
 @click.command()
 @click.argument("source", required=False)
 @click.option("--stream", help="stream name (default: from the source)")
@@ -38,11 +61,14 @@ def _runtime(ctx: Context):  # type: ignore[no-untyped-def]
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="wait until every frame sent is processed before exiting (a file at its "
               "end, a live source once stopped)")  # fmt: skip
+@click.option("--follow-streams", "follow", is_flag=True,
+              help="instead of SOURCE: run the cameras added at run time (POST /api/streams), "
+              "stop those removed, until SIGINT/SIGTERM")  # fmt: skip
 @PROGRESS_OPTION
 @pass_ctx
 def capture(
     ctx: Context, source: str | None, stream: str | None, camera: str | None, wait: bool,
-    progress_every: float,
+    progress_every: float, follow: bool,
 ) -> None:  # fmt: skip
     """Read SOURCE (file, webcam index, rtsp/http URL), or the configured camera --camera
     NAME, into the pipeline (needs REDIS_URL).
@@ -57,6 +83,11 @@ def capture(
     from pipeline.sources import Source, SourceError
 
     config = ctx.config
+    if follow:
+        if source or stream or camera:
+            raise click.UsageError("--follow-streams takes no SOURCE, --stream or --camera")
+        follow_streams(ctx)
+        return
     if camera:
         if source or stream:
             raise click.UsageError("--camera names the source and the stream: no SOURCE/--stream")

@@ -8,6 +8,7 @@ import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import cv2
@@ -80,7 +81,7 @@ def jpeg(rgb: np.ndarray, quality: int = 85) -> bytes:
     return buf.tobytes()
 
 
-def _events(st: State, rec: FrameRecord) -> dict[int, dict[str, Any]]:
+def track_events(st: State, rec: FrameRecord) -> dict[int, dict[str, Any]]:
     """The events of the record's tracks by track id (a merged track's via its alias)."""
     tids = {f.track_id for f in rec.faces if f.track_id is not None}
     if not tids:
@@ -104,8 +105,27 @@ def render(st: State, stream: str, rec: FrameRecord | None) -> bytes:
     image = FrameStore(st.bus.conn).get(rec.key) if rec.key else None
     if image is None:
         return jpeg(placeholder(f"{stream}: frame {rec.seq} expired"))
-    events = _events(st, rec)
+    events = track_events(st, rec)
     return jpeg(annotate(image, [(f, face_label(f, events.get(f.track_id))) for f in rec.faces]))
+
+
+def render_context(st: State, event: dict[str, Any], path: Path) -> bytes:
+    """An event's context image (the JPEG at ``path``, the whole frame of its snapshot)
+    with its faces' boxes drawn, labelled as the live view labels them: with the names the
+    store holds now (a rename or a merge shows at once)."""
+    import json
+
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"unreadable context image {path}")
+    rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    faces = [
+        Face(box=(int(x), int(y), int(w), int(h)), track_id=int(tid))
+        for x, y, w, h, tid in json.loads(event.get("context_faces") or "[]")
+    ]
+    rec = FrameRecord(stream=event["stream"], session=event["session"], seq=0, ts=0.0, faces=faces)
+    events = track_events(st, rec)
+    return jpeg(annotate(rgb, [(f, face_label(f, events.get(f.track_id))) for f in faces]))
 
 
 class RenderCache:

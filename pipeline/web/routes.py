@@ -242,6 +242,15 @@ def search_page(
     return render(request, "search.html", result=result, filename=photo.filename)
 
 
+# ----- streams -----------------------------------------------------------------------
+@router.get("/streams")
+def streams_page(request: Request, _: Page, st: St) -> HTMLResponse:
+    """Every stream with its status and frame counts; add a camera, remove one added."""
+    from pipeline.api.routers.streams import list_streams
+
+    return render(request, "streams.html", streams=list_streams(st), redis=st.bus is not None)
+
+
 # ----- live view ---------------------------------------------------------------------
 @router.get("/live")
 def live_page(request: Request, _: Page, st: St) -> HTMLResponse:

@@ -168,9 +168,9 @@ def test_a_track_that_comes_back_after_a_cut_is_merged_into_one_event(rt, tmp_pa
     assert ev["n_frames"] == 27  # every frame with the face, both sides of the cut
     assert ev["identity_samples"] >= 3 and ev["attribute_samples"] >= 3
     assert ev["snapshot"]
-    # the losing track's snapshot file is gone: one file per event
+    # the losing track's snapshot and context image are gone: one pair per event
     snap = Path(ev["snapshot"])
-    assert sorted(snap.parent.glob("*.jpg")) == [snap]
+    assert sorted(snap.parent.glob("*.jpg")) == sorted([snap, Path(ev["context"])])
     # the tracker state knows the merge: the second track is an alias of the first
     state = rt.bus.load_tracker_state("cam", res.session)
     assert [2, 1] in state["tracker"]["aliases"]

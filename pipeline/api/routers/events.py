@@ -1,4 +1,5 @@
-"""/api/events: the event log (filters, paging), one event, its snapshot, corrections."""
+"""/api/events: the event log (filters, paging), one event, its snapshot and context image,
+corrections."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 
 from pipeline.api.app import ApiError, State, state
 from pipeline.api.common import (
@@ -16,6 +17,7 @@ from pipeline.api.common import (
     identity_error,
     person_name,
     snapshot_file,
+    stored_file,
     stream_name,
 )
 from pipeline.api.models import Correction, Error, Event, EventDetail, EventPage, NameBody, Sample
@@ -56,7 +58,7 @@ def list_events(
         until=epoch(until),
         min_confidence=min_confidence,
     )
-    rows = st.store.find_events(**filters, limit=limit, offset=offset)
+    rows = st.store.with_positions(st.store.find_events(**filters, limit=limit, offset=offset))
     return EventPage(
         items=[Event.from_row(r) for r in rows],
         total=st.store.count_events(**filters),
@@ -89,6 +91,7 @@ def get_event(event_id: EventId, st: Annotated[State, Depends(state)]) -> EventD
         )
         for s in st.store.event_samples(ev["track_uid"])
     ]
+    (ev,) = st.store.with_positions([ev])
     return EventDetail(**Event.from_row(ev).model_dump(), samples=samples)
 
 
@@ -100,6 +103,26 @@ def get_event(event_id: EventId, st: Annotated[State, Depends(state)]) -> EventD
 def get_snapshot(event_id: EventId, st: Annotated[State, Depends(state)]) -> FileResponse:
     """The event's best face crop (JPEG), only from the snapshots directory."""
     return snapshot_file(st, _event(st, event_id)["snapshot"], f"event {event_id}")
+
+
+@router.get(
+    "/events/{event_id}/context",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}}, 404: {"model": Error}},
+)
+def get_context(event_id: EventId, st: Annotated[State, Depends(state)]) -> Response:
+    """The event's context image (JPEG): the whole frame its snapshot was cut from, with
+    the faces of that frame boxed and labelled (track id, and the name, age and gender the
+    store holds now); only from the snapshots directory."""
+    from pipeline.web.live import render_context
+
+    ev = _event(st, event_id)
+    path = stored_file(st, ev.get("context"), f"event {event_id}", "context image")
+    try:
+        data = render_context(st, ev, path)
+    except ValueError as exc:
+        raise ApiError(404, f"event {event_id}: {exc}") from None
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-cache"})
 
 
 @router.post(

@@ -36,6 +36,7 @@ def search(
     st.index.refresh()
     hits, seconds = st.index.nearest(vector, threshold, limit + 50)  # some may be gone
     rows = st.store.events_by_uid(uid for uid, _ in hits)
+    st.store.with_positions(list(rows.values()))
     items = [
         SearchHit(distance=round(d, 4), event=Event.from_row(rows[uid]))
         for uid, d in hits

@@ -17,7 +17,9 @@ async function callApi(form) {
     init.body = new FormData(form);
   } else if (method !== "DELETE" && method !== "GET") {
     init.headers["Content-Type"] = "application/json";
-    init.body = JSON.stringify(Object.fromEntries(new FormData(form)));
+    let fields = [...new FormData(form)];
+    if (form.dataset.skipEmpty) fields = fields.filter(([, v]) => v !== ""); // optional keys
+    init.body = JSON.stringify(Object.fromEntries(fields));
   }
   const answer = await fetch(form.dataset.url, init);
   let data = {};

@@ -109,3 +109,43 @@ def test_this_event_is_not_name(client, eid):
     assert client.post(f"/api/events/{z}/not", json={}).status_code == 422
     assert client.post(f"/api/events/{z}/not", json={"name": "unknown-2"}).status_code == 422
     assert client.post(f"/api/events/{z}/not", json={"name": "zoe", "x": 1}).status_code == 422
+
+
+def test_the_context_image_is_the_whole_frame_with_boxes_and_current_names(client, world, eid):
+    import cv2
+    import numpy as np
+
+    ev = client.get(f"/api/events/{eid[D1]}").json()
+    assert ev["context_url"] == f"/api/events/{eid[D1]}/context"
+    r = client.get(ev["context_url"])
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+    img = cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_COLOR)
+    assert img.shape[:2] == (120, 160)  # the whole frame (conftest's), not the crop
+    green = (img[:, :, 1] > 200) & (img[:, :, 0] < 80) & (img[:, :, 2] < 80)
+    ys, xs = np.nonzero(green)
+    # the box (50, 30, 60, 60) is drawn; the label sits above it
+    assert xs.min() <= 52 and xs.max() >= 107 and ys.max() >= 87
+    assert not green[100:, :40].any()  # nothing drawn far from the face
+    plain = cv2.imread(world.store.event_by_id(eid[D1])["context"])
+    assert plain.shape[:2] == (120, 160)
+    assert not ((plain[:, :, 1] > 200) & (plain[:, :, 0] < 80) & (plain[:, :, 2] < 80)).any()
+
+
+def test_an_event_without_a_context_image_says_so(client, world, eid):
+    ev = world.store.event_by_id(eid[D2])
+    world.store.set_context(ev["track_uid"], None, None)
+    assert client.get(f"/api/events/{eid[D2]}").json()["context_url"] is None
+    r = client.get(f"/api/events/{eid[D2]}/context")
+    assert r.status_code == 404 and r.json() == {"detail": f"event {eid[D2]} has no context image"}
+    assert client.get("/api/events/999/context").json() == {"detail": "no event 999"}
+
+
+def test_a_context_path_outside_the_snapshots_directory_is_never_served(client, world, tmp_path):
+    secret = tmp_path / "secret.jpg"
+    secret.write_bytes(b"\xff\xd8 not yours")
+    root = world.config.snapshots_path
+    ev = world.store.find_events(person="zoe")[0]
+    for path in (str(secret), str(root / ".." / ".." / secret.name)):
+        world.store.set_context(ev["track_uid"], path, "[]")
+        r = client.get(f"/api/events/{ev['id']}/context")
+        assert r.status_code == 404 and "not available" in r.json()["detail"]

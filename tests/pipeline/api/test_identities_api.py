@@ -83,7 +83,7 @@ def test_name_merge_rename_and_erase(client, world):
     r = client.delete("/api/people/eileen")
     assert r.status_code == 200
     assert r.json() == {"result": "erased eileen", "events": 2, "samples": 12, "negatives": 0,
-                        "snapshot_files": 2}  # fmt: skip
+                        "snapshot_files": 4}  # fmt: skip  (2 face crops, 2 context images)
     assert {k for k, p in snaps.items() if not p.exists()} == {"door:1", "lobby:1"}
     assert set(labels(world)) == {"door:2", "door:3", "lobby:2", "lobby:3"}
     assert client.get("/api/people/eileen").status_code == 404
@@ -94,6 +94,7 @@ def test_name_merge_rename_and_erase(client, world):
 
 def test_erase_an_unknown(client, world):
     r = client.delete("/api/unknowns/unknown-2")
-    assert r.status_code == 200 and r.json()["events"] == 2 and r.json()["snapshot_files"] == 2
+    assert r.status_code == 200 and r.json()["events"] == 2
+    assert r.json()["snapshot_files"] == 4  # each event's face crop and context image
     assert [u["name"] for u in client.get("/api/unknowns").json()] == ["unknown-1", "unknown-3"]
     assert client.get("/api/events", params={"person": "unknown-2"}).status_code == 404

@@ -95,3 +95,49 @@ def test_table_shows_frame_numbers_and_never_cuts_names(home):
     assert cols[:3] == ["id", "person", "stream"]
     # columns line up: the stream column starts where its header does
     assert row.index(long_stream) == header.index("stream")
+
+
+def test_video_files_show_the_position_in_seconds(home, redis_url, demo_media):
+    """A file's capture registers its frame rate, the sink records the session, and the
+    CLI table, its JSON and the API show seconds into the file; a live one shows none."""
+    from fastapi.testclient import TestClient
+
+    from pipeline.api import create_app
+    from pipeline.capture import Capture
+    from pipeline.record import Observations
+    from pipeline.runtime import Runtime
+    from pipeline.sources import Source
+    from workers.sink import SinkStage
+
+    cfg = load_config(None)
+    cfg.capture.max_queue = 1000  # no detect worker here: the clip's frames just queue
+    rt = Runtime.from_config(cfg, redis_url)
+    cap = Capture(rt, Source(str(demo_media["video"])), "clip")
+    cap.run()
+    assert rt.bus.stream_info("clip", cap.session)["fps"] == 15.0  # the demo clip's rate
+    rt.bus.register_stream("cam", "live1", {"source": "rtsp://cam/1", "live": True, "fps": 25.0})
+    sink = SinkStage(rt)
+    for stream, session in (("clip", cap.session), ("cam", "live1")):
+        recs = [
+            FrameRecord(stream=stream, session=session, seq=seq, ts=T0 + seq / 15,
+                        faces=[Face(box=(0, 0, 40, 40), track_id=1)])
+            for seq in range(45, 61)
+        ]  # fmt: skip
+        sink.process(Observations(recs))
+    r = run("events", "--json")
+    assert r.exit_code == 0, r.output
+    got = {e["stream"]: e for e in map(json.loads, r.output.splitlines())}
+    assert (got["clip"]["video_start_s"], got["clip"]["video_end_s"]) == (3.0, 4.0)  # 45/15
+    assert got["cam"]["video_start_s"] is None and got["cam"]["video_end_s"] is None
+    header, *rows = run("events").output.splitlines()
+    assert "video s" in header
+    row = {line.split()[2]: line for line in rows}
+    assert " 45-60 " in row["clip"] and " 3.0-4.0 " in row["clip"]
+    start = header.index("video s")
+    assert row["cam"][start : start + len("video s")].strip() == "-"
+    api = TestClient(create_app(cfg, store=sink.store, bus=rt.bus))
+    items = {e["stream"]: e for e in api.get("/api/events").json()["items"]}
+    assert items["clip"]["video_start_s"] == 3.0 and items["clip"]["video_end_s"] == 4.0
+    assert items["cam"]["video_start_s"] is None
+    one = api.get(f"/api/events/{items['clip']['id']}").json()
+    assert one["video_start_s"] == 3.0

@@ -2,7 +2,8 @@
 with ``executable_path``; ``.ci/run`` installs it): a real uvicorn server on a free
 127.0.0.1 port over a real store and Redis. Screenshots are checked for content: the
 live view of the demo clip (run through the real pipeline) shows the face's box drawn
-where the detector found the face; the event page shows the snapshot. Names, "not this
+where the detector found the face; the event page shows the snapshot and the context
+image (the whole frame, the face's box drawn where the sink saw it). Names, "not this
 person" and enrolment done through the pages change the store.
 
 Skipped when /usr/bin/chromium (or Playwright) is absent."""
@@ -173,6 +174,36 @@ def test_live_view_of_a_clip_with_a_face_shows_the_drawn_box(page, demo_run):
     assert np.abs(inner - raw[y + 8 : y + h - 8, x + 8 : x + w - 8]).mean() < 12
 
 
+def test_the_event_page_shows_the_context_image_with_the_box(page, demo_run):
+    import json
+
+    from pipeline.api import create_app
+    from tests.pipeline.api.conftest import encoder_factory
+
+    rt, store = demo_run
+    (ev,) = store.find_events()
+    assert ev["context"] and Path(ev["context"]).is_file(), "the sink kept no context image"
+    plain = np.asarray(Image.open(ev["context"]).convert("RGB"))
+    (box,) = json.loads(ev["context_faces"])
+    x, y, w, h, track = box
+    assert track == ev["track_id"]
+    assert green_share(plain, x, y, w, h) < 0.05  # the stored frame has nothing drawn
+    app = create_app(rt.config, store=store, bus=rt.bus, encoder_factory=encoder_factory)
+    with serving(app) as base:
+        page.goto(f"{base}/events/{ev['id']}")
+        assert image_loaded(page, "#context") == plain.shape[1]
+        shot = png_rgb(page.locator("#context").screenshot())
+        label = page.eval_on_selector("#context", "i => i.alt")
+    assert "faces boxed" in label
+    assert abs(shot.shape[1] - plain.shape[1]) <= 1  # the whole frame at its natural size
+    on_box = green_share(shot, x, y, w, h)
+    assert on_box > 0.9, on_box  # the box is drawn where the event's face is
+    ox = 0 if x > plain.shape[1] / 2 else plain.shape[1] - w - 1
+    assert green_share(shot, ox, y, w, h) < 0.3  # and not elsewhere
+    inner = shot[y + 8 : y + h - 8, x + 8 : x + w - 8].astype(float)
+    assert np.abs(inner - plain[y + 8 : y + h - 8, x + 8 : x + w - 8]).mean() < 12
+
+
 # ----- pages over the sink-built world (tests/pipeline/api/conftest.py) ---------------
 def test_login_then_the_event_page_shows_the_snapshot(page, world: World):
     ev = world.store.find_events(person="zoe")[0]
@@ -306,3 +337,37 @@ def test_merge_and_erase_through_the_ui(page, world: World):
         row.locator("form.merge button").click()
         page.wait_for_selector("#message.bad:not([hidden])")
         assert "unknown-9" in page.inner_text("#message")
+
+
+def test_add_and_remove_a_camera_through_the_ui(page, world: World):
+    bus = world.rt.bus
+    dialogs: list[str] = []
+
+    def answer(d) -> None:  # type: ignore[no-untyped-def]
+        dialogs.append(d.message)
+        d.accept()
+
+    with serving(make_app(world)) as base:
+        page.on("dialog", answer)
+        page.goto(f"{base}/streams")
+        form = page.locator("#add-stream")
+        form.locator("input[name=name]").fill("gate")
+        form.locator("input[name=source]").fill("http://127.0.0.1:9/cam.mjpg")
+        form.locator("button").click()  # every_n_frames left empty: not sent
+        page.wait_for_selector('tr.stream[data-name="gate"]')
+        row = page.locator('tr.stream[data-name="gate"]')
+        assert row.locator("td.status").inner_text() == "starting"  # no follower runs here
+        assert bus.cameras()["gate"]["source"] == "http://127.0.0.1:9/cam.mjpg"
+        # a bad key is shown as the API names it
+        form = page.locator("#add-stream")
+        form.locator("input[name=name]").fill("gate2")
+        form.locator("input[name=source]").fill("0")
+        form.locator("input[name=every_n_frames]").fill("0")
+        page.eval_on_selector("#add-stream", "f => f.noValidate = true")  # past the browser's check
+        form.locator("button").click()
+        page.wait_for_selector("#message.bad:not([hidden])")
+        assert "cameras.gate2.every_n_frames" in page.inner_text("#message")
+        page.locator('tr.stream[data-name="gate"] form.remove button').click()
+        page.wait_for_function("!document.querySelector('tr.stream[data-name=\"gate\"]')")
+    assert dialogs == ["Stop capturing gate?"]
+    assert bus.cameras() == {}

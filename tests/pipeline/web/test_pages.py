@@ -90,6 +90,8 @@ def test_event_page_snapshot_samples_and_not_button(web, world):
     assert f"Event {zoe['id']}: zoe" in page
     src = re.search(r'<img id="snapshot" class="snapshot" src="([^"]+)"', page).group(1)
     assert src == f"/api/events/{zoe['id']}/snapshot" and web.get(src).status_code == 200
+    src = re.search(r'<img id="context" class="context" src="([^"]+)"', page).group(1)
+    assert src == f"/api/events/{zoe['id']}/context" and web.get(src).status_code == 200
     samples = cells(page, "sample")
     kinds = [c[0] for c in samples]
     assert kinds.count("identity") == 3 and kinds.count("attributes") == 3, samples
@@ -287,3 +289,34 @@ def test_viewers_of_a_stream_share_one_rendered_picture(world, monkeypatch):
     cache.max_age_s = 0  # stale: drawn again (a renamed track shows)
     cache.get(st, "lobby", world.rt.bus.latest("lobby"))
     assert calls == ["door", "door", "lobby", "lobby"]
+
+
+def test_events_of_a_video_file_show_the_position_in_the_file(web, world):
+    world.store.set_session("door", "s1", live=False, fps=10.0)  # as the sink records it
+    world.store.set_session("lobby", "s2", live=True, fps=25.0)
+    rows = {f"{c[3]}:{c[2]}": c[4] for c in cells(ok(web.get("/events")), "event")}
+    assert rows["door:unknown-2"].endswith("at 1.0 s of the file")  # frames 10-12 at 10/s
+    assert rows["door:zoe"].endswith("at 2.0 s of the file")
+    assert "of the file" not in rows["lobby:unknown-3"]  # a live camera has none
+    zoe = world.store.find_events(person="zoe")[0]
+    page = ok(web.get(f"/events/{zoe['id']}"))
+    pos = re.search(r'<dd id="video-pos">([^<]+)</dd>', page).group(1)
+    assert pos == "2.0 s to 2.2 s into the video"
+    lobby = world.store.find_events(stream="lobby")[0]
+    assert 'id="video-pos"' not in ok(web.get(f"/events/{lobby['id']}"))
+
+
+def test_streams_page_lists_streams_and_offers_adding_a_camera(web, world):
+    world.rt.bus.add_camera("gate", {"source": "rtsp://u:pw@10.0.0.9/1", "id": "x1",
+                                     "added": 1.8e9})  # fmt: skip
+    world.rt.bus.set_camera_status("gate", {"id": "x1", "state": "failed", "error": "no route"})
+    page = ok(web.get("/streams"))
+    rows = {c[0].split()[0]: c for c in cells(page, "stream")}
+    assert set(rows) == {"door", "lobby", "gate"}
+    assert rows["door"][1] == "done" and rows["door"][4] == "9 / 9 / 0"
+    assert rows["lobby"][1] == "capturing"
+    assert rows["gate"][1] == "failed"
+    assert " ".join(rows["gate"][5].split()) == "failed: no route rtsp://u:***@10.0.0.9/1"
+    assert 'data-url="/api/streams/gate"' in page and 'data-method="DELETE"' in page
+    assert page.count("Remove</button>") == 1  # only the camera added at run time
+    assert '<form class="api" id="add-stream" data-method="POST" data-url="/api/streams"' in page
