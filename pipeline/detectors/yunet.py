@@ -10,10 +10,13 @@ are not used here.
 
 The network runs with OpenMP (the wheel vendors its own ``libgomp``). Its thread count
 is set with ``omp_set_num_threads`` of that library right before every call (the
-setting is per calling thread in OpenMP, so the detector works from any thread). One
-thread is the default: on a busy 2-core machine two OpenMP threads spin-wait for each
-other and cost several times the CPU for little or no gain in wall time (see
-docs/detectors.md).
+setting is per calling thread in OpenMP, so the detector works from any thread). That
+``libgomp`` is loaded with ``OMP_WAIT_POLICY=PASSIVE`` (unless the environment sets a
+policy): with libgomp's default, idle OpenMP threads spin, and on a busy 2-core machine
+two threads cost ~6x the CPU of one and were ~4x slower in wall time; passive, two
+threads cost the same CPU as one (docs/detectors.md). The variable is set only while
+``yuface`` is first imported (libgomp reads it when it loads), so other OpenMP runtimes
+of the process are not affected. One thread is the default.
 
 Input scaling: ``upscale`` multiplies the frame before detection (smaller faces found,
 cost grows with the area), ``max_side`` caps the longer side of what the network sees
@@ -23,6 +26,7 @@ cost grows with the area), ``max_side`` caps the longer side of what the network
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -65,6 +69,23 @@ class YunetOptions(BackendOptions):
     )
 
 
+def _import_yuface() -> Any:
+    """``yuface``, imported with a passive OpenMP wait policy for its own ``libgomp``."""
+    import sys
+
+    if "yuface" in sys.modules:
+        return sys.modules["yuface"]
+    set_here = "OMP_WAIT_POLICY" not in os.environ
+    if set_here:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    try:
+        import yuface
+    finally:
+        if set_here:
+            os.environ.pop("OMP_WAIT_POLICY", None)
+    return yuface
+
+
 def _omp_set_num_threads(module_file: str) -> Any:
     """``omp_set_num_threads`` of the OpenMP runtime the ``yuface`` wheel vendors (already
     loaded with it: ``dlopen`` of the same file returns the same library), or ``None``."""
@@ -91,7 +112,8 @@ class YunetDetector(Detector):
     def __init__(self, options: YunetOptions | None = None) -> None:
         super().__init__(options)
         import cv2
-        import yuface
+
+        yuface = _import_yuface()
         from yuface.yuface import detect
 
         self._cv2 = cv2

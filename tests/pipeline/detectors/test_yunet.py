@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from skimage import data
@@ -9,9 +14,11 @@ from skimage import data
 from pipeline.detectors import registry
 from pipeline.detectors.yunet import YunetDetector
 from pipeline.evaluation import iou_matrix
-from pipeline.record import Face
 from pipeline.recognition.quality import detector_frontal_factor
+from pipeline.record import Face
 from pipeline.registry import BackendError
+
+REPO = Path(__file__).resolve().parents[3]
 
 # Eileen Collins' face in skimage.data.astronaut() (512 x 512): x 160-270, y 60-190
 EXPECTED = np.array([[160, 60, 110, 130]])
@@ -169,3 +176,22 @@ def test_bad_options_are_named(options: dict, key: str) -> None:
 def test_defaults() -> None:
     o = registry.options("yunet")
     assert (o.min_score, o.threads, o.upscale, o.max_side) == (0.5, 1, 1.0, None)
+
+
+def test_openmp_waits_passively_without_changing_the_environment() -> None:
+    """The wheel's libgomp is loaded with OMP_WAIT_POLICY=PASSIVE (it prints its settings
+    at load with OMP_DISPLAY_ENV), and the variable is gone again afterwards."""
+    code = (
+        "import os\n"
+        "from pipeline.detectors import registry\n"
+        "registry.create('yunet')\n"
+        "print('after:', os.environ.get('OMP_WAIT_POLICY'))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env.update(OMP_DISPLAY_ENV="true", PYTHONPATH=str(REPO))
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    assert "OMP_WAIT_POLICY = 'PASSIVE'" in out.stderr
+    assert "after: None" in out.stdout
