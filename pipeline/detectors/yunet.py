@@ -1,0 +1,164 @@
+"""YuNet (libfacedetection, Shiqi Yu et al.) through the ``yuface`` package; weights shipped.
+
+``yuface`` (BSD-3) is a pybind11 wrapper of libfacedetection with the YuNet weights
+compiled into its shared library, so there is nothing to download. Its C function takes
+a contiguous BGR ``uint8`` image at its own resolution (no internal resizing) and returns
+one ``int16`` row per face: confidence in percent, box ``x, y, w, h`` (may reach past
+the image), then 5 landmarks ``x, y``. It keeps faces with confidence >= 20 % and
+applies its own NMS; the Python wrapper's extra threshold and its warning above 960 px
+are not used here.
+
+The network runs with OpenMP (the wheel vendors its own ``libgomp``). Its thread count
+is set with ``omp_set_num_threads`` of that library right before every call (the
+setting is per calling thread in OpenMP, so the detector works from any thread). That
+``libgomp`` is loaded with ``OMP_WAIT_POLICY=PASSIVE`` (unless the environment sets a
+policy): with libgomp's default, idle OpenMP threads spin, and on a busy 2-core machine
+two threads cost ~6x the CPU of one and were ~4x slower in wall time; passive, two
+threads cost the same CPU as one (docs/detectors.md). The variable is set only while
+``yuface`` is first imported (libgomp reads it when it loads), so other OpenMP runtimes
+of the process are not affected. One thread is the default.
+
+Input scaling: ``upscale`` multiplies the frame before detection (smaller faces found,
+cost grows with the area), ``max_side`` caps the longer side of what the network sees
+(faster on large frames); boxes and landmarks are mapped back to the frame's pixels.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from pipeline.detectors.base import Detector
+from pipeline.record import Face
+from pipeline.registry import BackendOptions
+
+# libfacedetection's own confidence floor (percent): lower min_score values change nothing
+FLOOR_SCORE = 0.2
+
+# the model's landmark order (image left to right for a frontal face), the same as MTCNN's:
+# left eye, right eye, nose tip, left mouth corner, right mouth corner (in the image)
+LANDMARKS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+
+
+class YunetOptions(BackendOptions):
+    min_score: float = Field(
+        0.5,
+        ge=FLOOR_SCORE,
+        lt=1,
+        description="confidence threshold (the library keeps nothing below 0.2)",
+    )
+    threads: int = Field(1, ge=1, le=16, description="OpenMP threads for the network")
+    upscale: float = Field(
+        1.0,
+        ge=0.25,
+        le=4.0,
+        description="resize the frame by this factor before detection (> 1: smaller faces "
+        "found, cost grows with the area)",
+    )
+    max_side: int | None = Field(
+        None,
+        ge=64,
+        description="downscale so the longer side the network sees is at most this many "
+        "pixels (after upscale; none: no cap)",
+    )
+
+
+def _import_yuface() -> Any:
+    """``yuface``, imported with a passive OpenMP wait policy for its own ``libgomp``."""
+    import sys
+
+    if "yuface" in sys.modules:
+        return sys.modules["yuface"]
+    set_here = "OMP_WAIT_POLICY" not in os.environ
+    if set_here:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    try:
+        import yuface
+    finally:
+        if set_here:
+            os.environ.pop("OMP_WAIT_POLICY", None)
+    return yuface
+
+
+def _omp_set_num_threads(module_file: str) -> Any:
+    """``omp_set_num_threads`` of the OpenMP runtime the ``yuface`` wheel vendors (already
+    loaded with it: ``dlopen`` of the same file returns the same library), or ``None``."""
+    libs = Path(module_file).resolve().parent.parent / "yuface.libs"
+    for path in sorted(libs.glob("libgomp*.so*")):
+        try:
+            return ctypes.CDLL(str(path)).omp_set_num_threads
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
+class YunetDetector(Detector):
+    """``yunet``: boxes, confidences (0.2-1.0, in steps of 0.01) and 5 landmarks (eyes,
+    nose tip, mouth corners, in MTCNN's order)."""
+
+    name = "yunet"
+    Options = YunetOptions
+
+    # libfacedetection initialises its weights on the first call; calls are serialised
+    # (the library makes no promise of thread safety)
+    _lock = threading.Lock()
+
+    def __init__(self, options: YunetOptions | None = None) -> None:
+        super().__init__(options)
+        import cv2
+
+        yuface = _import_yuface()
+        from yuface.yuface import detect
+
+        self._cv2 = cv2
+        self._detect_bgr = detect
+        self._set_threads = _omp_set_num_threads(yuface.__file__)
+
+    def scale_for(self, width: int, height: int) -> float:
+        """The factor the frame is resized by before the network sees it."""
+        scale = self.options.upscale
+        cap = self.options.max_side
+        if cap is not None and max(width, height) * scale > cap:
+            scale = cap / max(width, height)
+        return scale
+
+    def _detect(self, image: np.ndarray, min_size: int) -> list[Face]:
+        h, w = image.shape[:2]
+        if h == 0 or w == 0:
+            return []
+        cv2 = self._cv2
+        scale = self.scale_for(w, h)
+        if abs(scale - 1.0) > 1e-6:
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+            image = cv2.resize(image, size, interpolation=interp)
+            sx, sy = size[0] / w, size[1] / h
+        else:
+            sx = sy = 1.0
+        bgr = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)
+        with self._lock:
+            if self._set_threads is not None:
+                self._set_threads(self.options.threads)
+            rows = np.asarray(self._detect_bgr(bgr))
+        if rows.size == 0:
+            return []
+        rows = rows.astype(np.float64)
+        keep = rows[:, 0] >= round(self.options.min_score * 100)
+        faces = []
+        for row in rows[keep]:
+            x, y, bw, bh = row[1:5]
+            pts = row[5:15].reshape(5, 2)
+            faces.append(
+                Face(
+                    box=(x / sx, y / sy, bw / sx, bh / sy),
+                    score=row[0] / 100.0,
+                    landmarks=[(float(px / sx), float(py / sy)) for px, py in pts],
+                )
+            )
+        return faces
