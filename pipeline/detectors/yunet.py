@@ -36,7 +36,7 @@ from pydantic import Field
 
 from pipeline.detectors.base import Detector
 from pipeline.record import Face
-from pipeline.registry import BackendOptions
+from pipeline.registry import BackendError, BackendOptions
 
 # libfacedetection's own confidence floor (percent): lower min_score values change nothing
 FLOOR_SCORE = 0.2
@@ -80,6 +80,11 @@ def _import_yuface() -> Any:
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     try:
         import yuface
+    except ImportError as exc:  # the wheel exists for CPython 3.11 on x86-64 Linux only
+        raise BackendError(
+            "detector 'yunet' needs the 'yuface' package, which has wheels for CPython "
+            f"3.11 on x86-64 Linux only ({exc}); choose another detector"
+        ) from exc
     finally:
         if set_here:
             os.environ.pop("OMP_WAIT_POLICY", None)

@@ -196,3 +196,24 @@ def test_openmp_waits_passively_without_changing_the_environment() -> None:
     assert out.returncode == 0, out.stderr
     assert "GOMP_SPINCOUNT = '0'" in out.stderr, out.stderr
     assert "after: None" in out.stdout
+
+
+def test_a_missing_yuface_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """yuface has wheels for CPython 3.11 on x86-64 Linux only (a conditional dependency):
+    elsewhere choosing the backend says why instead of an ImportError."""
+    from pipeline.detectors import yunet
+
+    monkeypatch.delitem(sys.modules, "yuface", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [_Refuse("yuface"), *sys.meta_path])
+    with pytest.raises(BackendError, match="yuface"):
+        yunet._import_yuface()
+
+
+class _Refuse:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def find_spec(self, fullname, path=None, target=None):  # noqa: ANN001, ANN201
+        if fullname == self.name:
+            raise ImportError(f"no module named {fullname!r} (refused by the test)")
+        return None
