@@ -178,6 +178,9 @@ def explain_events(env: dict[str, str]) -> dict[str, dict[int, dict[str, Any]]]:
                 "margin": round(ident.margin, 3) if ident and ident.margin else None,
                 "why": ident.reason if ident else "no encodings",
                 "best_quality": q,
+                # the per-track vote: how many samples alone are nearest the same person
+                "samples": ident.samples if ident else 0,
+                "agreeing": round(ident.agreement * ident.samples) if ident else 0,
             }
     finally:
         store.engine.dispose()
@@ -260,7 +263,9 @@ def markdown(rec: dict[str, Any]) -> list[str]:
         "",
         "Why, per event (the rule's own explanation of the event's stored samples, "
         "`Identities.explain`, before the face-quality gate: an event whose best face "
-        "quality is below `recognition.min_name_quality`, 0.05, is never named):",
+        "quality is below `recognition.min_name_quality`, 0.05, is never named; and the "
+        "per-track vote: of the track's identity samples, how many alone have the same "
+        "nearest person as the track's mean encoding):",
         "",
     ]
     for rule, r in rec["rules"].items():
@@ -275,8 +280,13 @@ def markdown(rec: dict[str, Any]) -> list[str]:
                     if e.get("wrong_name") or clip == "aaron" and not (_unnamed(e["label"]))
                     else ""
                 )
+                vote = (
+                    f"; samples nearest {e['nearest']} alone: {e['agreeing']} of {e['samples']}"
+                    if e.get("samples") and e.get("nearest")
+                    else ""
+                )
                 lines.append(
                     f"  - {clip} track {e['track']} ({e['frames']} frames{shots}; quality "
-                    f"{e['best_quality']:.2f}): {e['label']}{wrong}; {e['why']}"
+                    f"{e['best_quality']:.2f}): {e['label']}{wrong}; {e['why']}{vote}"
                 )
     return lines

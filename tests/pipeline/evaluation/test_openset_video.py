@@ -33,6 +33,7 @@ def test_distractors_go_to_the_runs_home_and_events_are_explained(tmp_path):
     why = explain_events(env)["cam"][4]
     assert why["nearest"] == "P3" and why["best_quality"] == 0.5
     assert "P3 at" in why["why"] and why["threshold"] is not None
+    assert (why["samples"], why["agreeing"]) == (1, 1)
     detail = {"track": 4, "label": "P3", "frames": 1, "shots": None, "wrong_name": None}
     run = {"events": 1, "captured": 1, "per_person": {"P3": 1}, "event_detail": [detail]}
     brief = _brief(run, 1.0, {4: why})
@@ -44,6 +45,7 @@ def test_distractors_go_to_the_runs_home_and_events_are_explained(tmp_path):
             "rules": {"r": {"gallery_people": 20, **clips}}}  # fmt: skip
     md = "\n".join(markdown(rec_))
     assert "r: P3 named; 0 wrong name(s) on the two clips, Aaron Guiel unknown." in md
+    assert "samples nearest P3 alone: 1 of 1" in md
 
 
 @pytest.mark.dataset
