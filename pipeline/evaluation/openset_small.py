@@ -309,6 +309,39 @@ def evaluate(
     }
 
 
+def _lfw_findings(lfw: dict[str, Any]) -> list[str]:
+    """What the LFW table says about multi-resolution enrolment, from its figures."""
+    out: list[str] = []
+    worse = False
+    for probe, base, multi in (("sharp", "S->S", "S->S+L"), ("small", "L->S", "L->S+L")):
+        if base not in lfw or multi not in lfw:
+            continue
+        b, m = lfw[base]["sizes"], lfw[multi]["sizes"]
+        more = [n for n in b if m[n]["fpir"] > b[n]["fpir"]]
+        worse = worse or bool(more)
+        out.append(
+            f"With {probe} probes, adding the small renderings to the gallery changes the "
+            "strangers named "
+            + ", ".join(f"{_pct(b[n]['fpir'])} -> {_pct(m[n]['fpir'])} at N={n}" for n in b)
+            + " and the enrolled named right "
+            + ", ".join(f"{_pct(b[n]['dir'])} -> {_pct(m[n]['dir'])}" for n in b)
+            + f": more strangers named at {len(more)} of {len(b)} gallery sizes."
+        )
+    if worse:
+        out += [
+            "",
+            "A small template is nearer the middle of face space: it brings a small face "
+            "nearer its own person, and strangers' faces nearer someone. Against the "
+            "rule's calibrated thresholds that names more strangers, so multi-resolution "
+            "enrolment is not adopted (a wrong name is worse than no name); using it would "
+            "mean re-measuring the threshold table with such templates, which takes the "
+            "small faces' gain back.",
+        ]
+    elif out:
+        out += ["", "Multi-resolution enrolment names no more strangers at any size here."]
+    return out
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.1f} %"
 
@@ -350,6 +383,7 @@ def markdown(rec: dict[str, Any]) -> list[str]:
             f"| {label}: {CONFIG_TEXT.get(label, label)} | {g['10']:.3f} / {g['50']:.3f} / "
             f"{g['90']:.3f} | " + " | ".join(cells) + " |"
         )
+    lines += ["", *_lfw_findings(lfw)]
     ham = rec.get("hamilton")
     if ham:
         heights = ", ".join(
