@@ -205,6 +205,40 @@ def _brief(r: dict[str, Any], wall: float, why: dict[int, dict[str, Any]]) -> di
     }
 
 
+def _vote_lines(rec: dict[str, Any]) -> list[str]:
+    """What the per-track vote shows on the clips: strangers' tracks whose samples all
+    agree on one enrolled person, against the enrolled people's own tracks."""
+    rules = list(rec["rules"].values())
+    if not rules:
+        return []
+    enrolled = set(rec["enrolled"])
+    strangers, own = [], []
+    for clip in ("hamilton", "aaron"):
+        for e in rules[0][clip]["detail"]:
+            n, k, who = e.get("samples", 0), e.get("agreeing", 0), e.get("nearest")
+            if not n or who is None:
+                continue
+            wrong = clip == "aaron" or bool(e.get("wrong_name")) or who not in enrolled
+            if wrong and n >= 3 and k == n:
+                strangers.append(f"{clip} track {e['track']} ({who}, {k} of {n})")
+            elif who in enrolled and not wrong:
+                own.append(f"{clip} track {e['track']} ({who}, {k} of {n})")
+    if not strangers:
+        return []
+    return [
+        "",
+        f"The per-track vote: {len(strangers)} track(s) of people who are not who their "
+        "samples point to have every sample nearest the same enrolled person ("
+        + ", ".join(strangers)
+        + "), where the enrolled people's own tracks have "
+        + (", ".join(own) or "none")
+        + ". A track's samples are frames of one face under one light: they agree with each "
+        "other whoever the face is, so their agreement is no evidence of who it is, and "
+        "the vote never loosens the rule (the track is named from its samples' mean "
+        "encoding under the same thresholds as one face).",
+    ]
+
+
 def _unnamed(label: str) -> bool:
     return label == "unknown" or label.startswith("unknown-")
 
@@ -259,6 +293,7 @@ def markdown(rec: dict[str, Any]) -> list[str]:
             + f"; {wrong} wrong name(s) on the two clips"
             + (", Aaron Guiel unknown." if not a["events_named"] else "."),
         ]
+    lines += _vote_lines(rec)
     lines += [
         "",
         "Why, per event (the rule's own explanation of the event's stored samples, "

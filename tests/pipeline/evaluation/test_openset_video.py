@@ -76,3 +76,24 @@ def test_eval_openset_video_on_the_clips(tmp_path):
     assert r["aaron"]["events_named"] == 0  # not enrolled: never named
     assert not sum((r["hamilton"]["wrong_names"] or {}).values())
     assert "## Video" in (tmp_path / "openset.md").read_text()
+
+
+def test_the_vote_paragraph_names_strangers_whose_samples_all_agree():
+    from pipeline.evaluation.openset_video import _vote_lines
+
+    def ev(track, nearest, k, n, wrong=None):
+        return {"track": track, "nearest": nearest, "agreeing": k, "samples": n,
+                "wrong_name": wrong}  # fmt: skip
+
+    ham = {"detail": [ev(1, "alex", 2, 5), ev(2, "Aretha", 5, 5), ev(3, "Colin", 2, 2),
+                      ev(4, "Diana", 3, 5)]}  # fmt: skip
+    aaron = {"detail": [ev(1, "Craig", 4, 4)]}
+    rec = {"enrolled": ["alex"], "rules": {"r": {"hamilton": ham, "aaron": aaron}}}
+    (blank, text) = _vote_lines(rec)
+    assert "2 track(s)" in text
+    assert "hamilton track 2 (Aretha, 5 of 5)" in text and "aaron track 1 (Craig, 4 of 4)" in text
+    assert "Colin" not in text and "Diana" not in text  # too few samples; not unanimous
+    assert "own tracks have hamilton track 1 (alex, 2 of 5)" in text
+    ham["detail"] = ham["detail"][:1]
+    rec["rules"]["r"]["aaron"] = {"detail": []}
+    assert _vote_lines(rec) == []
