@@ -319,6 +319,8 @@ def _lfw_findings(lfw: dict[str, Any]) -> list[str]:
         b, m = lfw[base]["sizes"], lfw[multi]["sizes"]
         more = [n for n in b if m[n]["fpir"] > b[n]["fpir"]]
         worse = worse or bool(more)
+        if out:
+            out.append("")
         out.append(
             f"With {probe} probes, adding the small renderings to the gallery changes the "
             "strangers named "
@@ -340,6 +342,33 @@ def _lfw_findings(lfw: dict[str, Any]) -> list[str]:
     elif out:
         out += ["", "Multi-resolution enrolment names no more strangers at any size here."]
     return out
+
+
+def _hamilton_finding(ham: dict[str, Any], who: str = "alex-lacamoire") -> str:
+    """The nearest any variant brings ``who`` to his photo, against the rule's thresholds."""
+    from pipeline.recognition.openset import OpenSetRule
+
+    rule = OpenSetRule()
+    rows = [
+        (d[who][who], f"{kind.split('_')[0]}: {label}")
+        for kind in ("probe_variants", "enrolment_variants")
+        for label, d in ham[kind].items()
+        if who in d
+    ]
+    if not rows:
+        return ""
+    best, label = min(rows)
+    today = rows[0][0]
+    t = rule.gallery_threshold(502)
+    return (
+        f"{who}: {today:.3f} from his photo today, {best:.3f} at best ({label}). The "
+        f"default rule names a face among 2 people within {rule.gallery_threshold(2):.3f} "
+        f"(the distance alone) and among 502 within a score of {t:.3f} (the distance "
+        f"minus the margin to the next person): the best variant leaves him {best - t:.3f} "
+        "above that, a margin over the next of 500 people that a 26-px face does not "
+        "have (the video run above: the per-event margins); and the enrolment rendered "
+        "small names more strangers on LFW (above)."
+    )
 
 
 def _pct(x: float) -> str:
@@ -408,4 +437,5 @@ def markdown(rec: dict[str, Any]) -> list[str]:
                     other = min(v for k, v in d[n].items() if k != n)
                     cells.append(f"{own:.3f} / {other:.3f}")
                 lines.append(f"| {title}: {label} | " + " | ".join(cells) + " |")
+        lines += ["", _hamilton_finding(ham)]
     return lines
