@@ -43,12 +43,14 @@ CONFIGS = {  # label -> (probe set, gallery sets)
     "S->S+L": ("S", ("S", "L")),
     "L->S": ("L", ("S",)),
     "L->S+L": ("L", ("S", "L")),
+    "Lc->S": ("Lc", ("S",)),
 }
 CONFIG_TEXT = {
     "S->S": "sharp probes, sharp gallery (LFW as in the table above)",
     "S->S+L": "sharp probes, gallery + small renderings",
     "L->S": "small probes, sharp gallery (a small video face today)",
     "L->S+L": "small probes, gallery + small renderings (multi-resolution enrolment)",
+    "Lc->S": "small probes contrast-stretched, sharp gallery",
 }
 # frames of the Hamilton clip where the pipeline samples the pianist's track (0-19; the
 # identity samples of docs/tracking.md's hamilton table)
@@ -65,11 +67,17 @@ def render_small(image: np.ndarray, box: Sequence[int], face_px: int) -> tuple[n
 
 
 def small_encodings(
-    data: Path, runs: Path, keys: list[str], face_px: int, min_face_px: int = 80
+    data: Path,
+    runs: Path,
+    keys: list[str],
+    face_px: int,
+    min_face_px: int = 80,
+    stretch: bool = False,
 ) -> dict[str, np.ndarray]:
     """The recognize stage's encoding (1 jitter, small faces upscaled to ``min_face_px``) of
-    each LFW image rendered with its face ``face_px`` tall; cached under
-    ``runs/cache-5pt-jitter1-face<face_px>``."""
+    each LFW image rendered with its face ``face_px`` tall (``stretch``: the upscaled crop
+    contrast-stretched first); cached under ``runs/cache-5pt-jitter1-face<face_px>``
+    (``-stretch``)."""
     from pipeline.evaluation.verification import V, detect_faces
     from pipeline.recognition.encoder import DlibEncoder
     from pipeline.record import Face
@@ -78,8 +86,9 @@ def small_encodings(
     base = V.EncodingCache(runs / "cache-5pt-jitter1")
     sizes, hog = detect_faces(keys, root, base, runs)
     boxes = {k: hog[k] if k in hog else V.fallback_box(*sizes[k]) for k in keys}
-    cache = V.EncodingCache(runs / f"cache-5pt-jitter1-face{face_px}")
-    encoder = DlibEncoder(num_jitters=1, min_face_px=min_face_px)
+    suffix = "-stretch" if stretch else ""
+    cache = V.EncodingCache(runs / f"cache-5pt-jitter1-face{face_px}{suffix}")
+    encoder = _stretched(min_face_px) if stretch else DlibEncoder(1, min_face_px=min_face_px)
     out: dict[str, np.ndarray] = {}
     for i, k in enumerate(keys, 1):
         enc = cache.get(k, boxes[k])
@@ -145,6 +154,8 @@ def evaluate_lfw_small(
     people = people_of(sets["S"])
     out: dict[str, Any] = {}
     for label, (p, gs) in CONFIGS.items():
+        if p not in sets or any(g not in sets for g in gs):
+            continue
         gal = [sets[g] for g in gs]
         gen = genuine_distances(sets[p], gal)
         row: dict[str, Any] = {
@@ -250,7 +261,7 @@ def hamilton_variants(datasets: Path) -> dict[str, Any]:
     return out
 
 
-def _stretched() -> Any:
+def _stretched(min_face_px: int = 80) -> Any:
     """The recognize stage's encoder with the upscaled crop of a small face
     contrast-stretched (its 1st-99th percentile to 0-255) before landmarks and encoding."""
     from pipeline.recognition.encoder import DlibEncoder
@@ -264,7 +275,7 @@ def _stretched() -> Any:
             out = np.clip((img.astype(float) - lo) * 255.0 / max(hi - lo, 1.0), 0, 255)
             return np.ascontiguousarray(out.astype(np.uint8)), box, where
 
-    return Stretched(1, 80)
+    return Stretched(1, min_face_px)
 
 
 def evaluate(
@@ -293,6 +304,7 @@ def evaluate(
     keys = sorted({k for p in pairs for k in (p.a, p.b)})
     sharp = lfw_encodings(data, runs, recognition.num_jitters, keys)
     small = small_encodings(data, runs, keys, face_px, recognition.upscale_below_px)
+    stretched = small_encodings(data, runs, keys, face_px, recognition.upscale_below_px, True)
     people = people_of(sharp)
     return {
         "name": f"small-faces-{face_px}px",
@@ -304,7 +316,9 @@ def evaluate(
         "people": len(people),
         "draws": draws,
         "seed": seed,
-        "lfw": evaluate_lfw_small({"S": sharp, "L": small}, recognition.rule, sizes, draws, seed),
+        "lfw": evaluate_lfw_small(
+            {"S": sharp, "L": small, "Lc": stretched}, recognition.rule, sizes, draws, seed
+        ),
         "hamilton": hamilton_variants(datasets) if hamilton else None,
     }
 
