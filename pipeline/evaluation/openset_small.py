@@ -355,6 +355,26 @@ def _lfw_findings(lfw: dict[str, Any]) -> list[str]:
         ]
     elif out:
         out += ["", "Multi-resolution enrolment names no more strangers at any size here."]
+    if "Lc->S" in lfw and "L->S" in lfw:
+        b, c = lfw["L->S"]["sizes"], lfw["Lc->S"]["sizes"]
+        better = [n for n in b if c[n]["dir"] > b[n]["dir"] and c[n]["fpir"] <= b[n]["fpir"]]
+        out += [
+            "",
+            "Small probes contrast-stretched (the upscaled crop's 1st-99th percentile to "
+            "0-255) against the plain small probes: named right "
+            + ", ".join(f"{_pct(b[n]['dir'])} -> {_pct(c[n]['dir'])}" for n in b)
+            + ", strangers named "
+            + ", ".join(f"{_pct(b[n]['fpir'])} -> {_pct(c[n]['fpir'])}" for n in b)
+            + f" (N = {', '.join(b)}): more named right and no more strangers at "
+            f"{len(better)} of {len(b)} sizes"
+            + (
+                "; LFW's faces are well lit, so this says little for dark ones, and one "
+                "dark face (below) is no basis to change every small face's encoding: "
+                "not adopted."
+                if len(better) < len(b)
+                else "."
+            ),
+        ]
     return out
 
 

@@ -81,10 +81,15 @@ def test_markdown_has_a_row_per_configuration_and_variant():
            "images": 10, "draws": 2, "lfw": lfw, "hamilton": ham}  # fmt: skip
     md = "\n".join(markdown(rec))
     assert md.count("| 90.0 % / 1.0 % / 0.5 % |") == len(CONFIGS)
-    assert "no more strangers" in md and "not adopted" not in md
+    assert "Multi-resolution enrolment names no more strangers" in md
+    assert "multi-resolution enrolment is not adopted" not in md
+    # the contrast-stretched probes: no better here, so not adopted
+    assert "no more strangers at 0 of 1 sizes; LFW's faces are well lit" in md
     lfw["L->S+L"]["sizes"]["2"] = {"dir": 0.95, "fpir": 0.03, "wrong_names": 0.03}
+    lfw["Lc->S"]["sizes"]["2"] = {"dir": 0.95, "fpir": 0.01, "wrong_names": 0.01}
     md = "\n".join(markdown(rec))
-    assert "1.0 % -> 3.0 % at N=2" in md and "not adopted" in md
+    assert "1.0 % -> 3.0 % at N=2" in md and "multi-resolution enrolment is not adopted" in md
+    assert "no more strangers at 1 of 1 sizes." in md
     assert "| probe: today | 0.560 / 0.660 | 0.500 / 0.690 |" in md
     assert "| enrolment: today |" in md and "alex-lacamoire 26-27 px" in md
 
