@@ -231,12 +231,15 @@ class Identities:
             # only good enough tracks become photos: a dark, blurred or tiny face must not
             # widen the person's acceptance region (the open-set rule's enrolment quality)
             vecs = [
-                (uid, v)
+                (uid, v, _best_quality(conn, uid))
                 for uid in named
                 if (v := self.track_encoding(conn, uid, self.min_enrol_quality)) is not None
             ]
             self._recompute_centroid(conn, unknown)
-        self.store.enroll(name, [v for _, v in vecs], [f"{unknown}:{uid}" for uid, _ in vecs])
+        self.store.enroll(
+            name, [v for _, v, _ in vecs], [f"{unknown}:{uid}" for uid, _, _ in vecs],
+            [q for _, _, q in vecs],
+        )  # fmt: skip
         changes = self._settle(changes, loose)
         return changes + self.after_enrolment(name, skip={c.track_uid for c in changes})
 
@@ -388,7 +391,7 @@ class Identities:
         return fuse_identity(
             np.array([json.loads(r.encoding) for r in rows]), gallery.names, gallery.matrix,
             self.rule, gallery.negative_names, gallery.negatives,
-            [max(r.quality or 0.0, 0.05) for r in rows],
+            [max(r.quality or 0.0, 0.05) for r in rows], gallery.quality,
         )  # fmt: skip
 
     def _diff(
@@ -615,6 +618,12 @@ class Change:
 
 def _label(person: str | None, unknown_id: str | None) -> str:
     return person or unknown_id or "unknown"
+
+
+def _best_quality(conn: sa.Connection, track_uid: str) -> float | None:
+    """The best face quality among a track's identity samples (None: none known)."""
+    qs = [r.quality for r in _identity_samples(conn, track_uid) if r.quality is not None]
+    return max(qs) if qs else None
 
 
 def _identity_samples(conn: sa.Connection, track_uid: str) -> list[Any]:

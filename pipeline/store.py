@@ -107,6 +107,8 @@ encodings = sa.Table(
     sa.Column("encoding", sa.Text, nullable=False),
     sa.Column("source", sa.String(500)),
     sa.Column("created", sa.Float, nullable=False),
+    # the photo's (or enrolled track's best) face quality; NULL: not known (counts)
+    sa.Column("quality", sa.Float),
 )
 
 
@@ -213,6 +215,8 @@ class Gallery:
     # faces marked "this is not NAME": (name, encoding) rows
     negative_names: list[str] = field(default_factory=list)
     negatives: np.ndarray = field(default_factory=lambda: np.zeros((0, 128)))
+    # per row of `matrix`: the photo's face quality (None: not known; the rule counts it)
+    quality: list[float | None] | None = None
 
     def match(self, query: np.ndarray) -> list[tuple[str | None, float | None]]:
         """Nearest enrolled name and its distance for each query row."""
@@ -514,7 +518,7 @@ class EventStore:
         if encs:
             ident = fuse_identity(
                 np.array(encs), gallery.names, gallery.matrix, threshold,
-                gallery.negative_names, gallery.negatives, weights,
+                gallery.negative_names, gallery.negatives, weights, gallery.quality,
             )  # fmt: skip
             name = ident.name
             if max((r.quality or 0.0) for r in ident_rows) < min_quality:
@@ -729,12 +733,22 @@ class EventStore:
             return [dict(r._mapping) for r in conn.execute(q)]
 
     # ----- gallery -------------------------------------------------------------------
-    def enroll(self, name: str, vectors: Iterable[np.ndarray], sources: Iterable[str]) -> int:
+    def enroll(
+        self,
+        name: str,
+        vectors: Iterable[np.ndarray],
+        sources: Iterable[str],
+        quality: Iterable[float | None] | None = None,
+    ) -> int:
+        """Store photos (encodings) of ``name``; ``quality``: each one's face quality when
+        known (the open-set rule's enrolment gate, ``recognition.min_enrol_quality``)."""
         now = time.time()
+        vectors, sources = list(vectors), list(sources)
+        qs = [None] * len(vectors) if quality is None else list(quality)
         rows = [
             {"person": name, "encoding": json.dumps([float(x) for x in v]), "source": s,
-             "created": now}
-            for v, s in zip(vectors, sources, strict=True)
+             "created": now, "quality": None if q is None else float(q)}
+            for v, s, q in zip(vectors, sources, qs, strict=True)
         ]  # fmt: skip
         with self.engine.begin() as conn:
             exists = conn.execute(sa.select(people.c.name).where(people.c.name == name)).first()
@@ -800,13 +814,18 @@ class EventStore:
 
     def gallery(self) -> Gallery:
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(encodings.c.person, encodings.c.encoding)).all()
+            rows = conn.execute(
+                sa.select(encodings.c.person, encodings.c.encoding, encodings.c.quality)
+            ).all()
             neg = conn.execute(sa.select(negatives.c.person, negatives.c.encoding)).all()
 
         def matrix(rs: list) -> np.ndarray:
             return np.array([json.loads(r.encoding) for r in rs]) if rs else np.zeros((0, 128))
 
-        return Gallery([r.person for r in rows], matrix(rows), [r.person for r in neg], matrix(neg))
+        return Gallery(
+            [r.person for r in rows], matrix(rows), [r.person for r in neg], matrix(neg),
+            [r.quality for r in rows],
+        )  # fmt: skip
 
     def gallery_version(self) -> tuple[int, ...]:
         """Changes whenever the gallery or its negatives do (cheap to poll)."""

@@ -19,6 +19,11 @@ table measured with them, the impostor distance quantiles and the per-person rat
 (what ``CALIBRATED`` in ``pipeline/recognition/openset.py`` holds); the margin is chosen
 from the side-by-side tables of a normal run (default sizes 2, 5, 10, 100, 1,000).
 
+``--small-faces PX``: the small-face study (``pipeline/evaluation/openset_small.py``):
+LFW rendered with PX-tall faces, sharp and small probes against galleries of the sharp
+photo and of it plus its small rendering, and the Hamilton clip's encoding variants;
+``docs/openset/small-faces-PXpx.json``.
+
 ``--utkface``: false-match rates by race and gender at the default rule on UTKFace's
 validation split (encodings cached under ``runs/attributes/`` as
 ``scripts/eval_attributes.py`` caches them), ``docs/openset/utkface*.json``.
@@ -66,6 +71,15 @@ def main(argv: list[str] | None = None) -> int:
         help="instead: print the impostor quantiles and per-person ratios of the LFW "
         "encodings (the CALIBRATED entry of pipeline/recognition/openset.py)",
     )
+    ap.add_argument(
+        "--small-faces",
+        type=int,
+        metavar="PX",
+        default=None,
+        help="instead: the small-face study (pipeline/evaluation/openset_small.py): LFW "
+        "rendered with PX-tall faces, sharp/small probes against single and "
+        "multi-resolution galleries, and the Hamilton clip's encoding variants",
+    )
     ap.add_argument("--runs", type=Path, default=REPO_ROOT / "runs")
     ap.add_argument("--docs", type=Path, default=REPO_ROOT / "docs")
     args = ap.parse_args(argv)
@@ -78,6 +92,19 @@ def main(argv: list[str] | None = None) -> int:
         ["python scripts/eval_openset.py", *(sys.argv[1:] if argv is None else argv)]
     )
     recognition = load_config().recognition
+    if args.small_faces:
+        from pipeline.evaluation import openset_small
+
+        hamilton = data.parent / "video"
+        record = openset_small.evaluate(
+            data, data.parent, args.runs / "verification", recognition, args.small_faces,
+            args.sizes, args.draws, args.seed, command, hamilton.is_dir(),
+        )  # fmt: skip
+        out = args.docs / "openset" / f"{record['name']}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(record, indent=1) + "\n")
+        openset.write_markdown(args.docs)
+        return 0
     if args.calibrate and not args.utkface:
         print(
             json.dumps(openset.calibrate(data, args.runs / "verification", recognition), indent=1)

@@ -62,7 +62,7 @@ class RecognizeStage(Stage):
             # name only when accepted (gallery size, margin, per-person threshold)
             one = fuse_identity(
                 np.asarray(vec)[None, :], gallery.names, gallery.matrix, threshold,
-                gallery.negative_names, gallery.negatives,
+                gallery.negative_names, gallery.negatives, None, gallery.quality,
             )  # fmt: skip
             face.name, face.distance = one.name, one.distance
             known = one.name is not None

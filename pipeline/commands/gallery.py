@@ -23,7 +23,7 @@ def enroll(ctx: Context, name: str, photos: tuple[str, ...], as_json: bool) -> N
 
     Past events that now match NAME are relabelled only when clearly NAME (see
     docs/recognition.md, "Corrections"); one line per changed event says why."""
-    from pipeline.recognition.enroll import EnrollError, encode_photos
+    from pipeline.recognition.enroll import EnrollError, enrol_photos
     from pipeline.store import EventStore
 
     try:
@@ -31,7 +31,7 @@ def enroll(ctx: Context, name: str, photos: tuple[str, ...], as_json: bool) -> N
     except BadName as exc:
         raise click.BadParameter(str(exc), param_hint="NAME") from None
     try:
-        vectors = encode_photos(
+        enrolled = enrol_photos(
             list(photos),
             num_jitters=ctx.config.recognition.enroll_jitters,
             max_pixels=ctx.config.limits.max_image_pixels,
@@ -39,7 +39,10 @@ def enroll(ctx: Context, name: str, photos: tuple[str, ...], as_json: bool) -> N
     except EnrollError as exc:
         raise click.ClickException(str(exc)) from None
     store = EventStore(ctx.config.store_url)
-    n = store.enroll(name, vectors, [str(Path(p).resolve()) for p in photos])
+    n = store.enroll(
+        name, [v for v, _ in enrolled], [str(Path(p).resolve()) for p in photos],
+        [q for _, q in enrolled],
+    )  # fmt: skip
     changes = identities(ctx).after_enrolment(name)
     report(f"enrolled {name}: {n} photo(s)", changes, as_json)
 

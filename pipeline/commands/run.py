@@ -64,20 +64,20 @@ def parse_enroll(values: tuple[str, ...]) -> list[tuple[str, str]]:
 
 
 def enroll_people(ctx: Context, pairs: list[tuple[str, str]]) -> None:
-    from pipeline.recognition.enroll import EnrollError, encode_photos
+    from pipeline.recognition.enroll import EnrollError, enrol_photos
     from pipeline.store import EventStore
 
     store = EventStore(ctx.config.store_url)
     for name, photo in pairs:
         try:
-            (vec,) = encode_photos(
+            ((vec, quality),) = enrol_photos(
                 [photo],
                 num_jitters=ctx.config.recognition.enroll_jitters,
                 max_pixels=ctx.config.limits.max_image_pixels,
             )
         except EnrollError as exc:
             raise click.ClickException(str(exc)) from None
-        store.enroll(name, [vec], [str(Path(photo).resolve())])
+        store.enroll(name, [vec], [str(Path(photo).resolve())], [quality])
         click.echo(f"enrolled {name} from {photo}", err=True)
 
 

@@ -640,11 +640,13 @@ def write_markdown(docs: Path) -> None:
         "`recognition.threshold`, whatever the size of the gallery).",
         "",
     ]
+    from pipeline.evaluation.openset_small import markdown as small_section
     from pipeline.evaluation.openset_video import markdown as video_section
 
     for pattern, section in (
         ("lfw*.json", lfw_section),
         ("video*.json", video_section),
+        ("small*.json", small_section),
         ("utkface*.json", utkface_section),
     ):
         # the plain runs first (lfw-gallery-jitterN, utkface), then their variants

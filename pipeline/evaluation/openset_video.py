@@ -178,6 +178,9 @@ def explain_events(env: dict[str, str]) -> dict[str, dict[int, dict[str, Any]]]:
                 "margin": round(ident.margin, 3) if ident and ident.margin else None,
                 "why": ident.reason if ident else "no encodings",
                 "best_quality": q,
+                # the per-track vote: how many samples alone are nearest the same person
+                "samples": ident.samples if ident else 0,
+                "agreeing": round(ident.agreement * ident.samples) if ident else 0,
             }
     finally:
         store.engine.dispose()
@@ -200,6 +203,40 @@ def _brief(r: dict[str, Any], wall: float, why: dict[int, dict[str, Any]]) -> di
             for e in r["event_detail"]
         ],
     }
+
+
+def _vote_lines(rec: dict[str, Any]) -> list[str]:
+    """What the per-track vote shows on the clips: strangers' tracks whose samples all
+    agree on one enrolled person, against the enrolled people's own tracks."""
+    rules = list(rec["rules"].values())
+    if not rules:
+        return []
+    enrolled = set(rec["enrolled"])
+    strangers, own = [], []
+    for clip in ("hamilton", "aaron"):
+        for e in rules[0][clip]["detail"]:
+            n, k, who = e.get("samples", 0), e.get("agreeing", 0), e.get("nearest")
+            if not n or who is None:
+                continue
+            wrong = clip == "aaron" or bool(e.get("wrong_name")) or who not in enrolled
+            if wrong and n >= 3 and k == n:
+                strangers.append(f"{clip} track {e['track']} ({who}, {k} of {n})")
+            elif who in enrolled and not wrong:
+                own.append(f"{clip} track {e['track']} ({who}, {k} of {n})")
+    if not strangers:
+        return []
+    return [
+        "",
+        f"The per-track vote: {len(strangers)} track(s) of people who are not who their "
+        "samples point to have every sample nearest the same enrolled person ("
+        + ", ".join(strangers)
+        + "), where the enrolled people's own tracks have "
+        + (", ".join(own) or "none")
+        + ". A track's samples are frames of one face under one light: they agree with each "
+        "other whoever the face is, so their agreement is no evidence of who it is, and "
+        "the vote never loosens the rule (the track is named from its samples' mean "
+        "encoding under the same thresholds as one face).",
+    ]
 
 
 def _unnamed(label: str) -> bool:
@@ -256,11 +293,14 @@ def markdown(rec: dict[str, Any]) -> list[str]:
             + f"; {wrong} wrong name(s) on the two clips"
             + (", Aaron Guiel unknown." if not a["events_named"] else "."),
         ]
+    lines += _vote_lines(rec)
     lines += [
         "",
         "Why, per event (the rule's own explanation of the event's stored samples, "
         "`Identities.explain`, before the face-quality gate: an event whose best face "
-        "quality is below `recognition.min_name_quality`, 0.05, is never named):",
+        "quality is below `recognition.min_name_quality`, 0.05, is never named; and the "
+        "per-track vote: of the track's identity samples, how many alone have the same "
+        "nearest person as the track's mean encoding):",
         "",
     ]
     for rule, r in rec["rules"].items():
@@ -275,8 +315,13 @@ def markdown(rec: dict[str, Any]) -> list[str]:
                     if e.get("wrong_name") or clip == "aaron" and not (_unnamed(e["label"]))
                     else ""
                 )
+                vote = (
+                    f"; samples nearest {e['nearest']} alone: {e['agreeing']} of {e['samples']}"
+                    if e.get("samples") and e.get("nearest")
+                    else ""
+                )
                 lines.append(
                     f"  - {clip} track {e['track']} ({e['frames']} frames{shots}; quality "
-                    f"{e['best_quality']:.2f}): {e['label']}{wrong}; {e['why']}"
+                    f"{e['best_quality']:.2f}): {e['label']}{wrong}; {e['why']}{vote}"
                 )
     return lines

@@ -56,10 +56,26 @@ def encode_photos(
     bring the 26-px pianist from 0.58-0.60 to 0.55-0.57 (same person) while the other
     person stays at 0.65+.
     """
+    return [vec for vec, _ in enrol_photos(paths, encoder, num_jitters, max_pixels)]
+
+
+def enrol_photos(
+    paths: list[str],
+    encoder: DlibEncoder | None = None,
+    num_jitters: int = 10,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> list[tuple[np.ndarray, float]]:
+    """:func:`encode_photos` with each photo's face quality (size x sharpness x frontal
+    pose, :func:`pipeline.recognition.quality.face_quality`, as the recognize stage rates
+    its samples): what ``EventStore.enroll`` stores for the open-set rule's enrolment
+    gate (``recognition.min_enrol_quality``)."""
+    from pipeline.recognition.quality import face_quality
+
     encoder = encoder or DlibEncoder(num_jitters=num_jitters)
     out = []
     for path in paths:
         image = read_rgb(path, max_pixels)
         face = find_one_face(image, path)
-        out.append(encoder.encode(image, [face])[0])
+        vecs, marks = encoder.encode_with_landmarks(image, [face])
+        out.append((vecs[0], round(face_quality(image, face, marks[0]), 4)))
     return out

@@ -36,9 +36,11 @@ these hold, and abstains (unknown) otherwise:
    a face about as near two people cannot tell them apart.
 3. **Quality-weighted enrolment.** Photos (or enrolled tracks) whose quality is below
    ``min_enrol_quality`` do not count when the person has a better one: a blurred or
-   tiny enrolment never widens the person's acceptance region. (Which photos have a
-   quality is up to the caller: tracks enrolled by naming an unknown-N are gated on it
-   in :mod:`pipeline.identities`.)
+   tiny enrolment never widens the person's acceptance region. The quality is stored
+   with each photo (``encodings.quality``): ``facepipe enroll`` stores the photo's face
+   quality, naming an unknown-N its tracks' best sample's (and tracks below
+   ``min_enrol_quality`` are not enrolled at all, :mod:`pipeline.identities`); a photo of
+   unknown quality (enrolled before it was stored) counts.
 4. **Per-person threshold.** A person with at least ``person_min_photos`` (counting)
    photos must also be within ``person_scale * spread`` of one of them, ``spread``
    being the largest distance between two of their own photos: an extra condition, so
@@ -389,8 +391,10 @@ class PreparedGallery:
         owner = np.array([index[n] for n in names], dtype=int)
         counts = np.ones(len(names), dtype=bool)
         if quality is not None and rule.min_enrol_quality > 0:
-            q = np.asarray(quality, dtype=float)
-            good = q >= rule.min_enrol_quality
+            # a photo of unknown quality (None, NaN: enrolled before it was stored)
+            # counts as good: the gate only sets aside photos known to be poor
+            q = np.array([np.nan if x is None else x for x in quality], dtype=float)
+            good = ~(q < rule.min_enrol_quality)
             for i in range(len(people)):
                 mine = owner == i
                 if good[mine].any():  # only the good photos count; else all of them

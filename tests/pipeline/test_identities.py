@@ -421,3 +421,21 @@ def test_naming_an_unknown_enrols_only_its_good_tracks(ids):
     with ids.store.engine.connect() as conn:
         sources = [r[0] for r in conn.execute(sa.select(encodings.c.source))]
     assert sources == [f"unknown-1:{good}"]  # only the good track is enrolled
+    # with its quality (its best sample's): the rule's enrolment gate reads it
+    assert ids.store.gallery().quality == [pytest.approx(0.5)]
+
+
+def test_a_poor_stored_photo_does_not_count_beside_a_good_one(ids):
+    """The enrolment quality stored with each photo reaches the rule the sink applies: a
+    person's poor photo (a tiny, blurred face) does not widen their acceptance region when
+    they have a good one; the same photo stored without a quality (an older store) counts."""
+    axis = np.zeros(128)
+    axis[0] = 1.0
+    ids.store.enroll("dan", [CAROL + 0.9 * axis, CAROL + 0.05 * axis], ["a.jpg", "b.jpg"],
+                     [0.9, 0.05])  # fmt: skip
+    ids.store.enroll("eve", [CAROL + 1.5 * axis], ["e.jpg"], [0.9])
+    uid = sighting(ids, "door", 1, CAROL)
+    assert by_uid(ids)[uid]["person"] is None  # only the far, good photo counts
+    with ids.store.engine.begin() as conn:
+        conn.execute(encodings.update().values(quality=None))
+    assert ids.store.refuse(uid, ids.store.gallery(), ids.rule)["person"] == "dan"

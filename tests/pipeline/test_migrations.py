@@ -269,3 +269,23 @@ def test_upgrade_from_0002_adds_the_erase_indexes_keeping_rows(url):
             assert conn.execute(
                 sa.select(sa.func.count()).select_from(sa.table(name))
             ).scalar() == len(rows), name
+
+
+def test_upgrade_from_0003_adds_encoding_quality_and_old_photos_count(url):
+    """Revision 0004: enrolled photos get a quality column; photos enrolled before it have
+    none (NULL), and the open-set rule's enrolment gate counts them."""
+    engine = sa.create_engine(url)
+    migrations.upgrade(engine, "0003")
+    with engine.begin() as conn:
+        md = sa.MetaData()
+        md.reflect(conn)
+        conn.execute(md.tables["people"].insert(), ROWS["people"])
+        conn.execute(md.tables["encodings"].insert(), ROWS["encodings"])
+    assert "quality" not in {c["name"] for c in sa.inspect(engine).get_columns("encodings")}
+    engine.dispose()
+    store = EventStore(url)  # upgrades to head
+    assert_at_head(store.engine)
+    gallery = store.gallery()
+    assert gallery.names == ["ann"] and gallery.quality == [None]
+    store.enroll("ann", [np.array([0.1, 0.3])], ["ann2.jpg"], [0.07])
+    assert store.gallery().quality == [None, pytest.approx(0.07)]

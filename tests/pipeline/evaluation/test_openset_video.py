@@ -33,6 +33,7 @@ def test_distractors_go_to_the_runs_home_and_events_are_explained(tmp_path):
     why = explain_events(env)["cam"][4]
     assert why["nearest"] == "P3" and why["best_quality"] == 0.5
     assert "P3 at" in why["why"] and why["threshold"] is not None
+    assert (why["samples"], why["agreeing"]) == (1, 1)
     detail = {"track": 4, "label": "P3", "frames": 1, "shots": None, "wrong_name": None}
     run = {"events": 1, "captured": 1, "per_person": {"P3": 1}, "event_detail": [detail]}
     brief = _brief(run, 1.0, {4: why})
@@ -44,6 +45,7 @@ def test_distractors_go_to_the_runs_home_and_events_are_explained(tmp_path):
             "rules": {"r": {"gallery_people": 20, **clips}}}  # fmt: skip
     md = "\n".join(markdown(rec_))
     assert "r: P3 named; 0 wrong name(s) on the two clips, Aaron Guiel unknown." in md
+    assert "samples nearest P3 alone: 1 of 1" in md
 
 
 @pytest.mark.dataset
@@ -74,3 +76,24 @@ def test_eval_openset_video_on_the_clips(tmp_path):
     assert r["aaron"]["events_named"] == 0  # not enrolled: never named
     assert not sum((r["hamilton"]["wrong_names"] or {}).values())
     assert "## Video" in (tmp_path / "openset.md").read_text()
+
+
+def test_the_vote_paragraph_names_strangers_whose_samples_all_agree():
+    from pipeline.evaluation.openset_video import _vote_lines
+
+    def ev(track, nearest, k, n, wrong=None):
+        return {"track": track, "nearest": nearest, "agreeing": k, "samples": n,
+                "wrong_name": wrong}  # fmt: skip
+
+    ham = {"detail": [ev(1, "alex", 2, 5), ev(2, "Aretha", 5, 5), ev(3, "Colin", 2, 2),
+                      ev(4, "Diana", 3, 5)]}  # fmt: skip
+    aaron = {"detail": [ev(1, "Craig", 4, 4)]}
+    rec = {"enrolled": ["alex"], "rules": {"r": {"hamilton": ham, "aaron": aaron}}}
+    (blank, text) = _vote_lines(rec)
+    assert "2 track(s)" in text
+    assert "hamilton track 2 (Aretha, 5 of 5)" in text and "aaron track 1 (Craig, 4 of 4)" in text
+    assert "Colin" not in text and "Diana" not in text  # too few samples; not unanimous
+    assert "own tracks have hamilton track 1 (alex, 2 of 5)" in text
+    ham["detail"] = ham["detail"][:1]
+    rec["rules"]["r"]["aaron"] = {"detail": []}
+    assert _vote_lines(rec) == []

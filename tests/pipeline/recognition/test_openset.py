@@ -83,6 +83,17 @@ def test_a_low_quality_enrolment_does_not_widen_acceptance():
     assert name_of(["a", "b"], gal[1:], rule, gallery_quality=[0.05, 0.8]) == "a"
 
 
+def test_a_photo_of_unknown_quality_counts():
+    """Photos enrolled before their quality was stored (None) are not set aside: only a
+    photo known to be poor is."""
+    rule = OpenSetRule(min_enrol_quality=0.2)
+    names = ["a", "a", "b"]
+    gal = np.stack([at(0.9, 0), at(0.3, 1), at(1.2, 2)])
+    assert name_of(names, gal, rule, gallery_quality=[0.8, None, 0.8]) == "a"
+    assert name_of(names, gal, rule, gallery_quality=[0.8, float("nan"), None]) == "a"
+    assert name_of(names, gal, rule, gallery_quality=[None, 0.05, None]) is None
+
+
 @pytest.mark.parametrize("spread", [0.05, 0.2, 1.0, 3.0])
 def test_per_person_threshold_is_never_looser_than_the_global_rule(spread):
     rule = OpenSetRule(person_min_photos=3)
