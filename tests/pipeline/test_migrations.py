@@ -271,11 +271,11 @@ def test_upgrade_from_0002_adds_the_erase_indexes_keeping_rows(url):
             ).scalar() == len(rows), name
 
 
-def test_upgrade_from_0003_adds_encoding_quality_and_old_photos_count(url):
-    """Revision 0004: enrolled photos get a quality column; photos enrolled before it have
+def test_upgrade_from_0005_adds_encoding_quality_and_old_photos_count(url):
+    """Revision 0006: enrolled photos get a quality column; photos enrolled before it have
     none (NULL), and the open-set rule's enrolment gate counts them."""
     engine = sa.create_engine(url)
-    migrations.upgrade(engine, "0003")
+    migrations.upgrade(engine, "0005")
     with engine.begin() as conn:
         md = sa.MetaData()
         md.reflect(conn)

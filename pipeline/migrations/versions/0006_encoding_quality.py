@@ -7,8 +7,8 @@ for callers that do not know it): such a row counts as good enough. With it, a p
 low-quality photos do not count when they have a better one
 (``recognition.min_enrol_quality``).
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0006
+Revises: 0005
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
