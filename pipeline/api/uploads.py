@@ -29,10 +29,11 @@ def upload_name(upload: UploadFile, i: int) -> str:
 
 def encode_uploads(
     st: State, uploads: list[UploadFile], num_jitters: int
-) -> list[tuple[str, np.ndarray, Face]]:
-    """``(name, encoding, face)`` of each uploaded photo, which must show exactly one face
-    (encoded with ``num_jitters`` re-samplings: enrolment's for photos of the gallery,
-    the recognize stage's for a search, like the tracks it is compared with).
+) -> list[tuple[str, np.ndarray, Face, float]]:
+    """``(name, encoding, face, quality)`` of each uploaded photo, which must show exactly
+    one face (encoded with ``num_jitters`` re-samplings: enrolment's for photos of the
+    gallery, the recognize stage's for a search, like the tracks it is compared with;
+    quality as ``facepipe enroll`` rates a photo, for the open-set rule's enrolment gate).
 
     413 for a photo over ``limits.max_image_pixels``; 422 for no image, an unreadable
     one, no face or several faces (the message names the upload)."""
@@ -57,11 +58,17 @@ def encode_uploads(
                 face = find_one_face(image, name)
             except EnrollError as exc:
                 raise ApiError(422, str(exc)) from None
-            out.append((name, _encode(st, image, face, num_jitters), face))
+            out.append((name, *_encode(st, image, face, num_jitters)))
     return out
 
 
-def _encode(st: State, image: np.ndarray, face: Face, num_jitters: int) -> np.ndarray:
+def _encode(
+    st: State, image: np.ndarray, face: Face, num_jitters: int
+) -> tuple[np.ndarray, Face, float]:
+    from pipeline.recognition.quality import face_quality
+
     encoder: Any = st.encoder(num_jitters)
     with ENCODE_LOCK:
-        return np.asarray(encoder.encode(image, [face])[0], dtype=np.float64)
+        vecs, marks = encoder.encode_with_landmarks(image, [face])
+    quality = round(face_quality(image, face, marks[0]), 4)
+    return np.asarray(vecs[0], dtype=np.float64), face, quality

@@ -56,7 +56,12 @@ def enroll(
     enroll` does; past events move to NAME only when clearly NAME."""
     name = person_name(name)
     encoded = encode_uploads(st, photos, st.config.recognition.enroll_jitters)
-    n = st.store.enroll(name, [v for _, v, _ in encoded], [f"upload:{f}" for f, _, _ in encoded])
+    n = st.store.enroll(
+        name,
+        [v for _, v, _, _ in encoded],
+        [f"upload:{f}" for f, _, _, _ in encoded],
+        [q for _, _, _, q in encoded],
+    )
     changes = st.identities().after_enrolment(name)
     return correction(f"enrolled {name}: {n} photo(s)", changes)
 

@@ -31,7 +31,7 @@ def search(
     """Events whose track (the quality-weighted mean of its encodings) lies within
     ``max_distance`` of the photo's face, nearest first."""
     jitters = st.config.recognition.num_jitters  # as the tracks' samples were encoded
-    ((_, vector, face),) = encode_uploads(st, [photo], jitters)
+    ((_, vector, face, _),) = encode_uploads(st, [photo], jitters)
     threshold = max_distance if max_distance is not None else st.config.recognition.threshold
     st.index.refresh()
     hits, seconds = st.index.nearest(vector, threshold, limit + 50)  # some may be gone

@@ -58,6 +58,14 @@ def test_search_by_photo_then_enrol_by_upload(sqlite_world, client_for):
     assert got["door:1"] == got["lobby:1"] == "Eileen Collins"
     people = {p["name"]: p for p in client.get("/api/people").json()}
     assert people["Eileen Collins"]["photos"] == 1 and people["Eileen Collins"]["events"] == 2
+    # the photo's quality is stored, as `facepipe enroll` stores it (the enrolment gate)
+    from pipeline.recognition.enroll import enrol_photos
+
+    gallery = sqlite_world.store.gallery()
+    pairs = zip(gallery.names, gallery.quality, strict=True)
+    (gallery_quality,) = [q for n, q in pairs if n == "Eileen Collins"]
+    ((_, cli_quality),) = enrol_photos([str(sqlite_world.photo)], num_jitters=1)
+    assert gallery_quality == pytest.approx(cli_quality) and gallery_quality > 0
     r = client.post("/api/people", data={"name": "unknown-4"},
                     files=[("photos", ("a.png", photo, "image/png"))])  # fmt: skip
     assert r.status_code == 422 and "name" in r.json()["detail"]
