@@ -33,7 +33,8 @@ import socket
 import threading
 import time
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import numpy as np
@@ -84,6 +85,7 @@ class Stage:
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
+        self.inference_cpu_s = 0.0  # CPU seconds inside model calls in the current job
         type(self).loads += 1
 
     @classmethod
@@ -98,18 +100,36 @@ class Stage:
         """The frame's image (RGB) while it is in Redis; None without a key or expired."""
         return self.rt.frames.get(rec.key) if rec.key else None
 
+    @contextmanager
+    def inference(self) -> Iterator[None]:
+        """Count the block's CPU time (the whole process's: model libraries run threads
+        of their own) as model inference (``facepipe_inference_cpu_seconds_total``)."""
+        t0 = time.process_time()
+        try:
+            yield
+        finally:
+            self.inference_cpu_s += time.process_time() - t0
+
     def handle(self, payload: dict[str, Any]) -> None:
-        """Run one job: its payload parsed into the stage's message type."""
+        """Run one job: its payload parsed into the stage's message type. The job's
+        metrics go to Redis in one round trip at its end."""
         global _validated
         spec = self.spec()
+        metrics = self.rt.metrics
         t0 = time.perf_counter()
         pre, _validated = _validated, None
-        try:
-            self.process(pre[1] if pre is not None and pre[0] is payload else spec.parse(payload))
-        finally:
-            self.rt.metrics.observe(
-                "facepipe_stage_seconds", {"stage": spec.name}, time.perf_counter() - t0
-            )
+        self.inference_cpu_s = 0.0
+        with metrics.batch():
+            try:
+                self.process(
+                    pre[1] if pre is not None and pre[0] is payload else spec.parse(payload)
+                )
+            finally:
+                labels = {"stage": spec.name}
+                metrics.observe("facepipe_stage_seconds", labels, time.perf_counter() - t0)
+                if self.inference_cpu_s:
+                    metrics.inc("facepipe_inference_cpu_seconds_total", labels,
+                                self.inference_cpu_s)  # fmt: skip
 
     def process(self, message: Any) -> None:
         raise NotImplementedError

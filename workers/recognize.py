@@ -49,7 +49,8 @@ class RecognizeStage(Stage):
         image = self.image(rec) if rec.faces else None
         if image is None:  # nothing sampled, or the frame left Redis
             return
-        vectors, marks = self.encoder.encode_with_landmarks(image, rec.faces)
+        with self.inference():
+            vectors, marks = self.encoder.encode_with_landmarks(image, rec.faces)
         # the open-set rule (pipeline/recognition/openset.py)
         threshold = self.rt.config.recognition.rule
         gallery = self.gallery.get()

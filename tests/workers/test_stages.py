@@ -120,6 +120,17 @@ def test_stale_live_frame_dropped_by_detect(rt):
     assert bus.buffer_take("cam", "s", 1).dropped == "expired"
     sums = rt.metrics.histogram_sums("facepipe_stage_seconds")
     assert sums[(("stage", "detect"),)][1] == 2 and np.isfinite(sums[(("stage", "detect"),)][0])
+    # no model ran on either frame: no inference time
+    assert rt.metrics.total("facepipe_inference_cpu_seconds_total") == 0
+
+
+def test_detect_counts_the_cpu_time_of_its_model_as_inference(rt):
+    bus = rt.bus
+    rec = FrameRecord(stream="cam", session="s", seq=0, ts=9e12, key="frame-0")
+    rt.frames.put("frame-0", np.full((360, 640, 3), 128, np.uint8))
+    base.get_stage("detect").handle(rec.to_dict())
+    assert bus.buffer_take("cam", "s", 0).dropped is None
+    assert rt.metrics.total("facepipe_inference_cpu_seconds_total", stage="detect") > 0
 
 
 def make_cut_video(path, frames=30, cut=12, gap=3):
