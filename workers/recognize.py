@@ -72,6 +72,7 @@ class RecognizeStage(Stage):
                 {"stream": rec.stream, "result": "known" if known else "unknown"},
             )
         bus = self.rt.bus
+        pipe = bus.pipeline()  # everything this job sends: one round trip
         if self.rt.config.tracker.model == "kalman":  # for re-identification
             tracked = [
                 Face(box=f.box, track_id=f.track_id, encoding=f.encoding, quality=f.quality)
@@ -79,11 +80,14 @@ class RecognizeStage(Stage):
                 if f.track_id is not None
             ]
             if tracked:
-                bus.send_encodings(Encodings(rec.stream, rec.session, rec.seq, tracked))
-        bus.send("sink", Samples("identity", rec))
+                bus.send_encodings(
+                    Encodings(rec.stream, rec.session, rec.seq, tracked), pipeline=pipe
+                )
+        bus.send("sink", Samples("identity", rec), pipeline=pipe)
         if self.rt.config.attributes.enabled:
             # with the encodings: the transfer/ensemble age-gender backends reuse them
-            bus.send("attributes", rec)
+            bus.send("attributes", rec, pipeline=pipe)
+        pipe.execute()
 
 
 def handle(payload: dict[str, Any]) -> None:
