@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -47,7 +48,7 @@ def plain_loop(video: Path, known: dict[str, Path], upsample: int) -> dict:
     encs = [fr.face_encodings(fr.load_image_file(str(p)))[0] for p in known.values()]
     cap = cv2.VideoCapture(str(video))
     per_frame, seen, frames_with_face = [], {}, 0
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     while True:
         ts = time.perf_counter()
         ok, bgr = cap.read()
@@ -64,6 +65,7 @@ def plain_loop(video: Path, known: dict[str, Path], upsample: int) -> dict:
         per_frame.append(time.perf_counter() - ts)
     total = time.perf_counter() - t0
     return {
+        "cpu_s": time.process_time() - cpu0,
         "frames": len(per_frame),
         "seconds": total,
         "fps": len(per_frame) / total,
@@ -89,7 +91,11 @@ def pipeline_run(
     for name, photo in known.items():
         cmd += ["--enroll", f"{name}={photo}"]
     t0 = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tree)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # every process of the run, start-up and enrolment included (they are all reaped)
+    cpu_all = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     if r.returncode != 0:
         sys.exit(f"facepipe run ({tree}) failed with {r.returncode}:\n{r.stderr[-3000:]}")
     wall = time.perf_counter() - t0
@@ -104,6 +110,7 @@ def pipeline_run(
     return {
         "summary": summary,
         "wall_seconds_including_startup": wall,
+        "cpu_seconds_including_startup": cpu_all,
         "events": [
             {k: e[k] for k in ("person", "frames", "age", "gender", "track")} for e in events
         ],
@@ -171,8 +178,10 @@ def main() -> None:
                 run = pipeline_run(args.video, known, n, tree)
                 results["pipelines"].append(run)
                 s = run["summary"]
-                print(f"{tree} every_n={n}: {s['fps']} frames/s, {s['people']}; "
-                      f"{cpu_line(s)}", file=sys.stderr)  # fmt: skip
+                print(f"{tree} every_n={n}: {s['fps']} frames/s, {s['people']}, jobs "
+                      f"{s['stage_jobs']}; CPU with start-up "
+                      f"{run['cpu_seconds_including_startup']:.1f} s; {cpu_line(s)}",
+                      file=sys.stderr)  # fmt: skip
     results["pipeline"] = results["pipelines"][0]
     for up in ups:
         results[f"plain_upsample{up}"] = plain_loop(args.video, known, up)
@@ -188,8 +197,8 @@ def write_markdown(path: Path, r: dict, ups: list[int]) -> None:
         f"\n## Run of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n",
         f"Machine: {r['machine']}. Video: `{Path(r['video']).name}`. "
         f"Command: `python scripts/bench_pipeline.py {' '.join(r['argv'])}`.\n",
-        "| approach | frames | seconds | frames/s | latency ms per frame | names found |",
-        "|---|---|---|---|---|---|",
+        "| approach | frames | seconds | frames/s | CPU s | latency ms per frame | names found |",
+        "|---|---|---|---|---|---|---|",
     ]
     for run in r["pipelines"]:
         ps, n = run["summary"], run["every_n_frames"]
@@ -198,7 +207,8 @@ def write_markdown(path: Path, r: dict, ups: list[int]) -> None:
             label += f", baseline `{run['tree']}`"
         lines.append(
             f"| `facepipe run` ({label}) | {ps['processed']} | {ps['seconds']:.1f} | "
-            f"{ps['fps']:.1f} | capture-to-event p50 {1000 * ps['latency_s'].get('p50', 0):.0f}, "
+            f"{ps['fps']:.1f} | {run['cpu_seconds_including_startup']:.1f} | "
+            f"capture-to-event p50 {1000 * ps['latency_s'].get('p50', 0):.0f}, "
             f"p95 {1000 * ps['latency_s'].get('p95', 0):.0f} | events: "
             + ", ".join(f"{k} {v}" for k, v in sorted(ps["people"].items()))
             + " |"
@@ -207,12 +217,17 @@ def write_markdown(path: Path, r: dict, ups: list[int]) -> None:
         p = r[f"plain_upsample{up}"]
         lines.append(
             f"| plain face_recognition loop, HOG upsample {up} | {p['frames']} | "
-            f"{p['seconds']:.1f} | {p['fps']:.1f} | median {p['latency_ms_median']:.0f}, "
+            f"{p['seconds']:.1f} | {p['fps']:.1f} | {p['cpu_s']:.1f} | "
+            f"median {p['latency_ms_median']:.0f}, "
             f"p95 {p['latency_ms_p95']:.0f} | face matches: "
             + ", ".join(f"{k} {v}" for k, v in sorted(p["face_matches"].items()))
             + " |"
         )
     lines.append("")
+    lines.append(
+        "CPU s: of every process, for `facepipe run` with its start-up (worker processes "
+        "loading their models, enrolment); the CPU accounting below has the run alone.\n"
+    )
     lines.append(
         "Pipeline time by stage, first run (seconds inside each stage's job handler, "
         "summed over its workers / jobs): "
