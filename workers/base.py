@@ -41,7 +41,7 @@ import numpy as np
 from rq import Queue, SimpleWorker
 from rq.exceptions import NoSuchJobError
 from rq.intermediate_queue import IntermediateQueue
-from rq.job import Job
+from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 from rq.utils import get_version, now, str_to_date
@@ -416,6 +416,31 @@ class StageWorker(SimpleWorker):
             if not self.stopping.is_set():
                 self._requeue_interrupted(job, queue)
             self._state, self._state_unsure = "idle", True
+
+    def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
+        # rq also writes the job's heartbeat here (a round trip) for a job it then deletes
+        # or files as failed; the worker's own heartbeat says it is alive
+        job.ended_at = now()
+
+    def handle_job_success(
+        self, job: Job, queue: Queue, started_job_registry: StartedJobRegistry, execution: Any
+    ) -> None:
+        """rq's bookkeeping of a finished job in one round trip, for the stage jobs (no
+        result kept, no repeats): the worker's counters, the job and its execution
+        deleted. rq's own way first watches and reads the job's dependents (two round
+        trips): stage jobs have none (the bus never enqueues with ``depends_on``), and a
+        job enqueued by hand to depend on one stays deferred."""
+        if job.get_result_ttl(self.default_result_ttl) != 0 or job.repeats_left:
+            super().handle_job_success(job, queue, started_job_registry, execution)
+            return
+        with self.connection.pipeline() as pipe:
+            self.increment_successful_job_count(pipeline=pipe)
+            assert job.started_at is not None and job.ended_at is not None
+            self.increment_total_working_time(job.ended_at - job.started_at, pipe)
+            job.cleanup(0, pipeline=pipe, remove_from_queue=False)
+            self.cleanup_execution(job, pipeline=pipe, execution=execution)
+            pipe.execute()
+        job._status = JobStatus.FINISHED
 
     def _requeue_interrupted(self, job: Job, queue: Queue) -> None:
         """After an outage: the interrupted job, if Redis still has it, runs again."""
