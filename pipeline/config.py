@@ -277,6 +277,13 @@ class SamplingConfig(Section):
     min_face_px: int = Field(
         24, ge=0, description="faces smaller than this are tracked but not sampled"
     )
+    settle_after: int | None = Field(
+        3,
+        ge=1,
+        description="a track whose recognized samples gave one name this many times is not "
+        "sampled again (its name is settled; age/gender come with the same samples); "
+        "null: always up to max_samples",
+    )
 
 
 class RecognitionConfig(Section):

@@ -6,8 +6,9 @@ sink as identity samples.
 Re-identification (``tracker.model: kalman``): the encodings of the sampled faces are also
 sent to the stream's track stage (``Bus.send_encodings``), which alone changes the
 tracker: it learns each track's appearance and merges a new track that continues one
-lost or ended shortly before (``pipeline/tracking/stream.py``). This stage never reads or
-writes the tracker state.
+lost or ended shortly before (``pipeline/tracking/stream.py``); with each sample's name,
+so that it stops sampling a track whose name is settled (``sampling.settle_after``). This
+stage never reads or writes the tracker state.
 
 The gallery is read from the event store at start and re-read when it changes
 (polled at most every ``GALLERY_POLL_S`` seconds), so `facepipe enroll` takes effect
@@ -75,7 +76,13 @@ class RecognizeStage(Stage):
         pipe = bus.pipeline()  # everything this job sends: one round trip
         if self.rt.config.tracker.model == "kalman":  # for re-identification
             tracked = [
-                Face(box=f.box, track_id=f.track_id, encoding=f.encoding, quality=f.quality)
+                Face(
+                    box=f.box,
+                    track_id=f.track_id,
+                    encoding=f.encoding,
+                    quality=f.quality,
+                    name=f.name,  # the track stage stops sampling a track once it is settled
+                )  # fmt: skip
                 for f in rec.faces
                 if f.track_id is not None
             ]

@@ -17,7 +17,8 @@ is) and does everything the track stage decides about a stream:
   faces (re-identification, ``tracker.model: kalman``): each is added to its track's
   appearance, and a young track that continues one lost or ended shortly before is
   merged into it. Faces below ``min_quality`` (``recognition.min_unknown_quality``)
-  are not used: their encodings sit between people.
+  are not used: their encodings sit between people. Each sample's name is counted: a
+  track given one name ``sampling.settle_after`` times is settled and not sampled again.
 
 The state is plain JSON (:meth:`StreamState.to_dict`), so the track stage keeps it in
 Redis between jobs (``pipeline/tracking/state.py``) and any worker continues any stream;
@@ -64,6 +65,8 @@ class StreamState:
     # per track: the best face of the current sampling window, not yet sent to recognition
     # ({"seq", "ts", "key", "width", "height", "live", "face"}; the face carries its quality)
     candidates: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # per live track: how many of its recognized samples were given each name
+    names: dict[int, dict[str, int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -71,6 +74,7 @@ class StreamState:
             "next_seq": self.next_seq,
             "waiting_since": self.waiting_since,
             "candidates": self.candidates,
+            "names": self.names,
         }
 
     @classmethod
@@ -82,6 +86,7 @@ class StreamState:
             data["next_seq"],
             data.get("waiting_since"),
             {int(k): v for k, v in data.get("candidates", {}).items()},
+            {int(k): v for k, v in data.get("names", {}).items()},
         )
 
 
@@ -164,6 +169,9 @@ class StreamTracker:
                     or min(face.box[2], face.box[3]) < cfg.min_face_px
                 ):
                     continue
+                if self.settled(t.id):  # its name is settled: no more samples
+                    state.candidates.pop(t.id, None)
+                    continue
                 cand = _candidate(rec, face)
                 if t.samples == 0:  # just confirmed: a name as soon as possible
                     chosen.append(cand)
@@ -180,7 +188,16 @@ class StreamTracker:
         # a track that ended (or was merged away) sends the best face it was holding
         for tid in [tid for tid in state.candidates if tracker.get(tid) is None]:
             chosen.append(state.candidates.pop(tid))
+        for tid in [tid for tid in state.names if tracker.get(tid) is None]:
+            del state.names[tid]
         return _sample_records(rec, chosen)
+
+    def settled(self, track_id: int) -> bool:
+        """True once ``sampling.settle_after`` recognized samples of the track were given
+        one name (a named track only: an unknown one may still be named by a better face)."""
+        after = self.sampling.settle_after
+        votes = self.state.names.get(track_id)
+        return after is not None and bool(votes) and max(votes.values()) >= after
 
     # ----- encodings (re-identification) ------------------------------------------------
     def observe(self, faces: list[Face]) -> Observed:
@@ -199,6 +216,9 @@ class StreamTracker:
             tid = tracker.resolve(face.track_id)  # merged earlier?
             if tid != face.track_id and (face.track_id, tid) not in out.aliased:
                 out.aliased.append((face.track_id, tid))
+            if face.name is not None and self.tracker.get(tid) is not None:
+                votes = self.state.names.setdefault(tid, {})
+                votes[face.name] = votes.get(face.name, 0) + 1
             if face.encoding is None or (face.quality or 0.0) < self.min_quality:
                 continue
             now = tracker.observe_encoding(tid, face.encoding)

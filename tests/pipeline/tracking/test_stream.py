@@ -140,3 +140,40 @@ def test_a_restored_state_continues_exactly_like_the_original():
         rb, sb = b.step(frame(s, (100 + 3 * s, 50, 60, 60), last=s == 14))
         assert ra == rb and sa == sb
     assert a.state.to_dict() == b.state.to_dict()
+
+
+def test_a_track_whose_name_is_settled_is_not_sampled_again():
+    st = StreamTracker(TrackerConfig(min_hits=2), SamplingConfig(every_n_frames=4, settle_after=2))
+    sampled: list[int] = []
+
+    def named(seq: int, name: str | None) -> None:  # the recognize stage's answer
+        got = Face(box=(100, 50, 60, 60), track_id=1, encoding=[0.1] * 128, name=name)
+        got.quality = 0.9
+        st.observe([got])
+
+    for seq in range(30):
+        _, samples = st.step(frame(seq, (100, 50, 60, 60)))
+        sampled += [s.seq for s in samples]
+        if seq == 1:
+            named(seq, None)  # unknown: no vote for a name
+        if seq in (5, 9):
+            named(seq, "ann")
+    # confirmed at 1, then one per window of 4 frames (2, 6, 10, 14 up to max_samples 5);
+    # settled by the 2nd "ann" (at 9): nothing after
+    assert sampled == [1, 2, 6] and st.settled(1)
+    assert json.loads(json.dumps(st.state.to_dict()))["names"] == {"1": {"ann": 2}}
+    restored = StreamState.from_dict(json.loads(json.dumps(st.state.to_dict())), TrackerConfig())
+    assert restored.names == {1: {"ann": 2}}
+
+
+def test_without_settling_a_named_track_gets_every_sample():
+    st = StreamTracker(
+        TrackerConfig(min_hits=2), SamplingConfig(every_n_frames=2, settle_after=None)
+    )
+    count = 0
+    for seq in range(30):
+        _, samples = st.step(frame(seq, (100, 50, 60, 60)))
+        count += sum(len(s.faces) for s in samples)
+        if samples:
+            st.observe([Face(box=(100, 50, 60, 60), track_id=1, name="ann")])
+    assert count == 5 and not st.settled(1)
