@@ -182,6 +182,9 @@ class Bus:
             raise TypeError(
                 f"the {stage} stage takes {spec.message.__name__}, not {type(message).__name__}"
             )
+        own = pipeline is None
+        if own:  # rq would take two round trips (the queue registry, then the job)
+            pipeline = self.pipeline()
         self.queue(stage).enqueue(
             spec.job,
             message.to_dict(),
@@ -192,6 +195,8 @@ class Bus:
             description=(f"{stage} {getattr(message, 'stream', '')}#{getattr(message, 'seq', '')}"),
             pipeline=pipeline,
         )
+        if own:
+            pipeline.execute()
 
     def poke_track(self, stream: str, session: str, pipeline: Any = None) -> None:
         """Ask the track stage to look at a stream (frames or encodings are waiting)."""
