@@ -284,6 +284,13 @@ class SamplingConfig(Section):
         "sampled again (its name is settled; age/gender come with the same samples); "
         "null: always up to max_samples",
     )
+    max_in_flight: int | None = Field(
+        2,
+        ge=1,
+        description="kalman tracker: samples of a track sent to recognition and not yet "
+        "answered; the next one waits (the best face of a longer window) until an answer "
+        "is back, so that a settled name stops the sampling in time; null: no limit",
+    )
 
 
 class RecognitionConfig(Section):

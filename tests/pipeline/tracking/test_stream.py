@@ -22,7 +22,9 @@ def frame(seq: int, *boxes: tuple[int, int, int, int], **kw) -> FrameRecord:
 
 def tracker(**kw) -> StreamTracker:
     tcfg = TrackerConfig(min_hits=2, **{k: v for k, v in kw.items() if k != "every_n"})
-    return StreamTracker(tcfg, SamplingConfig(every_n_frames=kw.get("every_n", 5)))
+    # no answers come back in these tests: no limit on samples waiting for one
+    sampling = SamplingConfig(every_n_frames=kw.get("every_n", 5), max_in_flight=None)
+    return StreamTracker(tcfg, sampling)
 
 
 def test_samples_are_the_first_face_then_the_best_of_each_window():
@@ -177,3 +179,19 @@ def test_without_settling_a_named_track_gets_every_sample():
         if samples:
             st.observe([Face(box=(100, 50, 60, 60), track_id=1, name="ann")])
     assert count == 5 and not st.settled(1)
+
+
+def test_the_next_sample_waits_for_answers_and_is_the_best_face_meanwhile():
+    st = StreamTracker(TrackerConfig(min_hits=2), SamplingConfig(every_n_frames=2, max_in_flight=2))
+    sampled: list[int] = []
+    for seq in range(12):
+        rec = frame(seq, (100, 50, 60, 60))
+        rec.faces[0].score = 0.99 if seq == 7 else 0.5
+        _, samples = st.step(rec)
+        sampled += [s.seq for s in samples]
+    assert sampled == [1, 2]  # two in flight: the third waits
+    assert st.in_flight(1, st.tracker.get(1).samples) == 2
+    st.observe([Face(box=(100, 50, 60, 60), track_id=1, encoding=[0.1] * 128, quality=0.9)])
+    _, samples = st.step(frame(12, (100, 50, 60, 60)))
+    assert [s.seq for s in samples] == [7]  # the best face seen while waiting
+    assert st.state.answered == {1: 1} and st.state.names == {}
