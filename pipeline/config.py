@@ -285,11 +285,13 @@ class SamplingConfig(Section):
         "null: always up to max_samples",
     )
     max_in_flight: int | None = Field(
-        2,
+        None,
         ge=1,
         description="kalman tracker: samples of a track sent to recognition and not yet "
         "answered; the next one waits (the best face of a longer window) until an answer "
-        "is back, so that a settled name stops the sampling in time; null: no limit",
+        "is back, so that a settled name stops the sampling in time. Which faces are "
+        "sampled then depends on the recognize stage's speed (2 cost a short track's name "
+        "in docs/benchmarks.md); null: no limit",
     )
 
 
