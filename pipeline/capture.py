@@ -115,6 +115,8 @@ class Capture:
     # the frame counts are written at most this often (and when the capture ends): a round
     # trip or two per frame saved; the sink's counts never run ahead for long
     FLUSH_EVERY_S = 0.1
+    # a file source waits this long between looks at a full detect queue
+    FULL_QUEUE_POLL_S = 0.02
 
     # ----- Redis, through the outage helper ----------------------------------------
     def _redis(self, op: Callable[[], T]) -> tuple[bool, T | None]:
@@ -314,7 +316,8 @@ class Capture:
                     self._flush()
                     continue
                 while detect and not live and depth() >= cfg.max_queue:
-                    if self.stop_event.wait(0.005):
+                    # a full queue holds max_queue frames of work: no hurry to refill it
+                    if self.stop_event.wait(self.FULL_QUEUE_POLL_S):
                         break
                 bgr = self.rt.frames.prepare(frame.bgr)
                 seq += 1
