@@ -76,6 +76,39 @@ return new
 """
 
 
+# take_run: KEYS = the ordered buffer, the stream's counts hash; ARGV = next seq, max frames.
+# Drops frames older than next seq (given up as lost before they arrived), then removes and
+# returns the consecutive frames from next seq on, with how many frames are left waiting
+# and the stream's end_seq (false while the source goes on).
+_TAKE_RUN_LUA = """
+local seq = tonumber(ARGV[1])
+for _, k in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if tonumber(k) < seq then
+    redis.call('HDEL', KEYS[1], k)
+  end
+end
+local out = {}
+while #out < tonumber(ARGV[2]) do
+  local v = redis.call('HGET', KEYS[1], tostring(seq))
+  if not v then
+    break
+  end
+  redis.call('HDEL', KEYS[1], tostring(seq))
+  out[#out + 1] = v
+  seq = seq + 1
+end
+return {out, redis.call('HLEN', KEYS[1]), redis.call('HGET', KEYS[2], 'end_seq')}
+"""
+
+
+class TakenRun(NamedTuple):
+    """What :meth:`Bus.buffer_take_run` took."""
+
+    frames: list[FrameRecord]  # consecutive, from the seq asked for
+    waiting: int  # frames left in the buffer (later ones: the next seq is missing)
+    end_seq: int | None  # the last seq of a finite source that ended, else None
+
+
 class SessionPrune(NamedTuple):
     """What :meth:`Bus.prune_sessions` did."""
 
@@ -111,6 +144,7 @@ class Bus:
         self.session_ttl_s = session_ttl_s
         self._queues: dict[str, Queue] = {}
         self._account = conn.register_script(_ACCOUNT_LUA)
+        self._take_run = conn.register_script(_TAKE_RUN_LUA)
 
     # ----- keys ----------------------------------------------------------------
     def key(self, *parts: object) -> str:
@@ -133,13 +167,24 @@ class Bus:
             )
         return self._queues[stage]
 
-    def send(self, stage: str, message: Any, timeout: int = 600) -> None:
-        """Enqueue a job for ``stage`` carrying ``message``, of the stage's message type."""
+    def pipeline(self) -> Any:
+        """A transaction (MULTI/EXEC) for several writes and jobs (:meth:`send`) in one round
+        trip: nothing of it happens before ``execute()``."""
+        pipe = self.conn.pipeline()
+        pipe.multi()  # rq's enqueue asks for a transaction begun before any command
+        return pipe
+
+    def send(self, stage: str, message: Any, timeout: int = 600, pipeline: Any = None) -> None:
+        """Enqueue a job for ``stage`` carrying ``message``, of the stage's message type;
+        with ``pipeline`` (from :meth:`pipeline`), when that is executed."""
         spec = stage_spec(stage)
         if not isinstance(message, spec.message):
             raise TypeError(
                 f"the {stage} stage takes {spec.message.__name__}, not {type(message).__name__}"
             )
+        own = pipeline is None
+        if own:  # rq would take two round trips (the queue registry, then the job)
+            pipeline = self.pipeline()
         self.queue(stage).enqueue(
             spec.job,
             message.to_dict(),
@@ -148,11 +193,14 @@ class Bus:
             failure_ttl=7 * 24 * 3600,
             retry=Retry(max=2),  # transient errors (a busy database, a restarted Redis)
             description=(f"{stage} {getattr(message, 'stream', '')}#{getattr(message, 'seq', '')}"),
+            pipeline=pipeline,
         )
+        if own:
+            pipeline.execute()
 
-    def poke_track(self, stream: str, session: str) -> None:
+    def poke_track(self, stream: str, session: str, pipeline: Any = None) -> None:
         """Ask the track stage to look at a stream (frames or encodings are waiting)."""
-        self.send("track", TrackJob(stream, session))
+        self.send("track", TrackJob(stream, session), pipeline=pipeline)
 
     def depth(self, stage: str) -> int:
         return self.queue(stage).count
@@ -164,11 +212,11 @@ class Bus:
     def buffer_put(self, rec: FrameRecord) -> None:
         """Frame ``rec`` waits for the track stage; the stream's track stage is poked."""
         key = self._buffer(rec.stream, rec.session)
-        pipe = self.conn.pipeline()
+        pipe = self.pipeline()  # the frame and the poke: one round trip
         pipe.hset(key, str(rec.seq), rec.to_json())
         pipe.expire(key, self.session_ttl_s)
+        self.poke_track(rec.stream, rec.session, pipeline=pipe)
         pipe.execute()
-        self.poke_track(rec.stream, rec.session)
 
     def buffer_take(self, stream: str, session: str, seq: int) -> FrameRecord | None:
         """Remove and return frame ``seq`` of the stream, or None if it is not there."""
@@ -177,6 +225,25 @@ class Bus:
         pipe.hdel(self._buffer(stream, session), str(seq))
         raw, _ = pipe.execute()
         return None if raw is None else FrameRecord.from_json(raw)
+
+    def buffer_take_run(self, stream: str, session: str, seq: int, most: int) -> TakenRun:
+        """Remove and return up to ``most`` consecutive frames from ``seq`` on, in one round
+        trip; frames older than ``seq`` (that arrived after being given up) are dropped."""
+        counts = self.key("stream", self.stream_id(stream, session))
+        raw, waiting, end = self._take_run(
+            keys=[self._buffer(stream, session), counts], args=[seq, most]
+        )
+        return TakenRun(
+            [FrameRecord.from_json(r) for r in raw], int(waiting), None if end is None else int(end)
+        )
+
+    def track_work_waiting(self, stream: str, session: str, seq: int) -> bool:
+        """Frame ``seq`` or encodings wait for the stream's track stage (one round trip)."""
+        pipe = self.conn.pipeline(transaction=False)
+        pipe.hexists(self._buffer(stream, session), str(seq))
+        pipe.llen(self._encodings(stream, session))
+        has, n = pipe.execute()
+        return bool(has) or bool(n)
 
     def buffer_has(self, stream: str, session: str, seq: int) -> bool:
         return bool(self.conn.hexists(self._buffer(stream, session), str(seq)))
@@ -200,14 +267,17 @@ class Bus:
     def _encodings(self, stream: str, session: str) -> str:
         return self.key("encodings", stream, session)
 
-    def send_encodings(self, msg: Encodings) -> None:
-        """Queue ``msg`` for the stream's tracker and poke the track stage."""
+    def send_encodings(self, msg: Encodings, pipeline: Any = None) -> None:
+        """Queue ``msg`` for the stream's tracker and poke the track stage (with
+        ``pipeline``, when that is executed)."""
         key = self._encodings(msg.stream, msg.session)
-        pipe = self.conn.pipeline()
+        own = pipeline is None
+        pipe = self.pipeline() if own else pipeline
         pipe.rpush(key, json.dumps(msg.to_dict(), separators=(",", ":")))
         pipe.expire(key, self.session_ttl_s)
-        pipe.execute()
-        self.poke_track(msg.stream, msg.session)
+        self.poke_track(msg.stream, msg.session, pipeline=pipe)
+        if own:
+            pipe.execute()
 
     def take_encodings(self, stream: str, session: str) -> list[Encodings]:
         """Remove and return every :class:`Encodings` waiting for the stream, in order."""
@@ -226,8 +296,10 @@ class Bus:
         raw = self.conn.get(self.key("tracker", stream, session))
         return None if raw is None else json.loads(raw)
 
-    def save_tracker_state(self, stream: str, session: str, state: dict[str, Any]) -> None:
-        self.conn.set(
+    def save_tracker_state(
+        self, stream: str, session: str, state: dict[str, Any], pipeline: Any = None
+    ) -> None:
+        (self.conn if pipeline is None else pipeline).set(
             self.key("tracker", stream, session),
             json.dumps(state, separators=(",", ":")),
             ex=self.session_ttl_s,

@@ -104,12 +104,19 @@ class Capture:
         self._unsent: Counter[str] = Counter()  # stream counts not yet written to Redis
         self._unsent_metrics: Counter[tuple[str, str | None]] = Counter()
         self._session_captured = 0
+        self._last_flush = 0.0  # time.monotonic() of the last write of the counts
         self._check_state = False
         self._last_check = time.monotonic()
 
     def stop(self) -> None:
         self.stop_event.set()
         self.source.stop()
+
+    # the frame counts are written at most this often (and when the capture ends): a round
+    # trip or two per frame saved; the sink's counts never run ahead for long
+    FLUSH_EVERY_S = 0.1
+    # a file source waits this long between looks at a full detect queue
+    FULL_QUEUE_POLL_S = 0.02
 
     # ----- Redis, through the outage helper ----------------------------------------
     def _redis(self, op: Callable[[], T]) -> tuple[bool, T | None]:
@@ -136,8 +143,13 @@ class Capture:
             reason = field.split(":", 1)[1]
             self._unsent_metrics[("facepipe_frames_dropped_total", reason)] += n
 
-    def _flush(self) -> None:
-        """Write the counts kept while Redis was down (each field once)."""
+    def _flush(self, force: bool = False) -> None:
+        """Write the counts kept (while Redis was down, or since the last write: at most
+        every FLUSH_EVERY_S unless ``force``), each field once."""
+        now = time.monotonic()
+        if not force and now - self._last_flush < self.FLUSH_EVERY_S:
+            return
+        self._last_flush = now
         bus, metrics = self.rt.bus, self.rt.metrics
         for f, n in list(self._unsent.items()):
             ok, _ = self._redis(lambda f=f, n=n: bus.count_frame(self.stream, self.session, f, n))
@@ -305,7 +317,8 @@ class Capture:
                     self._flush()
                     continue
                 while detect and not live and depth() >= cfg.max_queue:
-                    if self.stop_event.wait(0.005):
+                    # a full queue holds max_queue frames of work: no hurry to refill it
+                    if self.stop_event.wait(self.FULL_QUEUE_POLL_S):
                         break
                 bgr = self.rt.frames.prepare(frame.bgr)
                 seq += 1
@@ -346,7 +359,7 @@ class Capture:
             result.unreadable = self.source.unreadable
             if result.unreadable:
                 self._count("unreadable", result.unreadable)
-            self._flush()
+            self._flush(force=True)
             self._redis(lambda: bus.set_end(self.stream, self.session, seq))
             self.source.close()
             if watcher is not None:

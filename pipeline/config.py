@@ -277,6 +277,22 @@ class SamplingConfig(Section):
     min_face_px: int = Field(
         24, ge=0, description="faces smaller than this are tracked but not sampled"
     )
+    settle_after: int | None = Field(
+        3,
+        ge=1,
+        description="a track whose recognized samples gave one name this many times is not "
+        "sampled again (its name is settled; age/gender come with the same samples); "
+        "null: always up to max_samples",
+    )
+    max_in_flight: int | None = Field(
+        None,
+        ge=1,
+        description="kalman tracker: samples of a track sent to recognition and not yet "
+        "answered; the next one waits (the best face of a longer window) until an answer "
+        "is back, so that a settled name stops the sampling in time. Which faces are "
+        "sampled then depends on the recognize stage's speed (2 cost a short track's name "
+        "in docs/benchmarks.md); null: no limit",
+    )
 
 
 class RecognitionConfig(Section):

@@ -15,8 +15,11 @@ import bisect
 import json
 import logging
 import platform
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import (
@@ -91,6 +94,11 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
         "Seconds a live source (camera) was down, growing during an outage.",
         ("stream",),
     ),
+    "facepipe_inference_cpu_seconds_total": (
+        "CPU seconds spent inside model calls (detector, face encoder, age/gender), by "
+        "stage: the pipeline's useful work; the processes' other CPU time is overhead.",
+        ("stage",),
+    ),
     "facepipe_notifications_total": (
         "Notifications (MQTT, webhooks) by backend and outcome: sent, failed, unconfirmed, "
         "dropped (queue full), expired (waited longer than notify.max_delay_s).",
@@ -159,19 +167,41 @@ def _field(name: str, labels: dict[str, str], suffix: str = "") -> str:
 
 
 class Metrics:
-    """Write side: increments go straight to Redis (one round trip each)."""
+    """Write side: increments go straight to Redis (one round trip each), or, inside
+    :meth:`batch`, together in one round trip at the end of the block."""
 
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
         self.counters_key = bus.key("metrics", "counters")
         self.hist_key = bus.key("metrics", "histograms")
         self.gauges_key = bus.key("metrics", "gauges")
+        self._local = threading.local()  # this thread's batch pipeline, if any
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Send this thread's counter increments and histogram observations of the block
+        in one round trip when it ends (a worker's job: one write for all its metrics).
+        Nested blocks join the outer one; other threads are not affected."""
+        if getattr(self._local, "pipe", None) is not None:
+            yield
+            return
+        self._local.pipe = self.bus.conn.pipeline(transaction=False)
+        try:
+            yield
+        finally:
+            pipe, self._local.pipe = self._local.pipe, None
+            if len(pipe):
+                pipe.execute()
+
+    def _writer(self) -> Any:
+        pipe = getattr(self._local, "pipe", None)
+        return pipe if pipe is not None else self.bus.conn
 
     def inc(self, name: str, labels: dict[str, str], value: float = 1.0) -> None:
         if name not in COUNTERS:
             raise KeyError(f"unknown counter {name}")
         if value:
-            self.bus.conn.hincrbyfloat(self.counters_key, _field(name, labels), value)
+            self._writer().hincrbyfloat(self.counters_key, _field(name, labels), value)
 
     def set_gauge(self, name: str, labels: dict[str, str], value: float, ttl_s: float) -> None:
         """Set a gauge that lives ``ttl_s`` seconds unless set again (Redis-side expiry:
@@ -216,10 +246,12 @@ class Metrics:
             raise KeyError(f"unknown histogram {name}")
         buckets = HISTOGRAMS[name][2]
         idx = bisect.bisect_left(buckets, value)  # len(buckets) means +Inf
-        pipe = self.bus.conn.pipeline(transaction=False)
+        batch = getattr(self._local, "pipe", None)
+        pipe = batch if batch is not None else self.bus.conn.pipeline(transaction=False)
         pipe.hincrby(self.hist_key, _field(name, labels, f"b{idx}"), 1)
         pipe.hincrbyfloat(self.hist_key, _field(name, labels, "sum"), value)
-        pipe.execute()
+        if batch is None:
+            pipe.execute()
 
     def counter_values(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         """All counters as ``{(name, sorted label items): value}`` (for summaries/tests)."""

@@ -36,6 +36,17 @@ class PipelineError(RuntimeError):
     pass
 
 
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a running process (Linux ``/proc``); None if gone or
+    unreadable."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class WorkerProc:
     stage: str
@@ -63,6 +74,18 @@ class RunSummary:
     incomplete: str = ""  # why the run stopped waiting before every frame was accounted
     lost: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # Redis lost these
     latency_s: dict[str, float] = field(default_factory=dict)  # capture->event p50/p95
+    # CPU seconds during the run (start-up excluded) of every process: "run" (this one:
+    # captures, waiting), each stage's workers, "redis-server" (a private one only)
+    cpu_s: dict[str, float] = field(default_factory=dict)
+    inference_cpu_s: dict[str, float] = field(default_factory=dict)  # inside model calls
+
+    @property
+    def overhead(self) -> float | None:
+        """CPU seconds outside model inference per CPU second inside it (all processes)."""
+        inside = sum(self.inference_cpu_s.values())
+        if not inside or not self.cpu_s:
+            return None
+        return (sum(self.cpu_s.values()) - inside) / inside
 
     @property
     def frames(self) -> int:
@@ -87,6 +110,9 @@ class RunSummary:
             "latency_s": {k: round(v, 3) for k, v in self.latency_s.items()},
             "interrupted": self.interrupted,
             "incomplete": self.incomplete,
+            "cpu_s": {k: round(v, 3) for k, v in self.cpu_s.items()},
+            "inference_cpu_s": {k: round(v, 3) for k, v in self.inference_cpu_s.items()},
+            "overhead": None if self.overhead is None else round(self.overhead, 4),
         }
 
 
@@ -191,6 +217,30 @@ class LocalPipeline:
             self.redis.stop()
             self.redis = None
 
+    # ----- CPU accounting ------------------------------------------------------------
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds so far of this process, each stage's workers (summed) and the
+        private redis-server; a process that is gone is left out."""
+        out = {"run": time.process_time()}
+        for w in self.workers:
+            cpu = process_cpu_seconds(w.proc.pid)
+            if cpu is not None:
+                out[w.stage] = out.get(w.stage, 0.0) + cpu
+        if self.redis is not None and self.redis.proc is not None:
+            cpu = process_cpu_seconds(self.redis.proc.pid)
+            if cpu is not None:
+                out["redis-server"] = cpu
+        return out
+
+    def inference_seconds(self) -> dict[str, float]:
+        """``facepipe_inference_cpu_seconds_total`` so far, by stage."""
+        assert self.rt is not None
+        return {
+            dict(labels).get("stage", "?"): v
+            for (name, labels), v in self.rt.metrics.counter_values().items()
+            if name == "facepipe_inference_cpu_seconds_total"
+        }
+
     # ----- work --------------------------------------------------------------------
     def capture(self, spec: str, stream: str) -> Capture:
         """A capture of ``spec`` as ``stream``; a configured camera of that name runs with
@@ -225,6 +275,7 @@ class LocalPipeline:
         """
         assert self.rt is not None
         t0 = time.monotonic()
+        cpu0, inference0 = self.cpu_seconds(), self.inference_seconds()
         caps = [self.capture(spec, stream) for spec, stream in sources]
         watcher = None
         t_wall = time.time()  # cameras added from now on keep the run going
@@ -288,6 +339,13 @@ class LocalPipeline:
             if progress is not None:
                 progress.close(final=not summary.interrupted)
         summary.seconds = time.monotonic() - t0
+        try:
+            cpu1, inference1 = self.cpu_seconds(), self.inference_seconds()
+        except Exception:  # accounting must never cost a run its summary
+            log.warning("no CPU accounting for this run", exc_info=True)
+        else:
+            summary.cpu_s = {k: v - cpu0.get(k, 0.0) for k, v in cpu1.items() if k in cpu0}
+            summary.inference_cpu_s = {k: v - inference0.get(k, 0.0) for k, v in inference1.items()}
         summary.lost = {c.stream: results[c.stream].lost_sessions for c in caps
                         if c.stream in results}  # fmt: skip
         return self.summarize(summary, every_capture())

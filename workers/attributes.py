@@ -23,7 +23,9 @@ class AttributesStage(Stage):
         image = self.image(rec) if rec.faces else None
         if image is None:  # nothing sampled, or the frame left Redis
             return
-        for face, est in zip(rec.faces, self.estimator.estimate(image, rec.faces), strict=True):
+        with self.inference():
+            estimates = self.estimator.estimate(image, rec.faces)
+        for face, est in zip(rec.faces, estimates, strict=True):
             face.age, face.gender, face.gender_confidence = (
                 est.age,
                 est.gender,

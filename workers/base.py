@@ -33,14 +33,15 @@ import socket
 import threading
 import time
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import numpy as np
 from rq import Queue, SimpleWorker
 from rq.exceptions import NoSuchJobError
 from rq.intermediate_queue import IntermediateQueue
-from rq.job import Job
+from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 from rq.utils import get_version, now, str_to_date
@@ -84,6 +85,7 @@ class Stage:
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
+        self.inference_cpu_s = 0.0  # CPU seconds inside model calls in the current job
         type(self).loads += 1
 
     @classmethod
@@ -98,18 +100,36 @@ class Stage:
         """The frame's image (RGB) while it is in Redis; None without a key or expired."""
         return self.rt.frames.get(rec.key) if rec.key else None
 
+    @contextmanager
+    def inference(self) -> Iterator[None]:
+        """Count the block's CPU time (the whole process's: model libraries run threads
+        of their own) as model inference (``facepipe_inference_cpu_seconds_total``)."""
+        t0 = time.process_time()
+        try:
+            yield
+        finally:
+            self.inference_cpu_s += time.process_time() - t0
+
     def handle(self, payload: dict[str, Any]) -> None:
-        """Run one job: its payload parsed into the stage's message type."""
+        """Run one job: its payload parsed into the stage's message type. The job's
+        metrics go to Redis in one round trip at its end."""
         global _validated
         spec = self.spec()
+        metrics = self.rt.metrics
         t0 = time.perf_counter()
         pre, _validated = _validated, None
-        try:
-            self.process(pre[1] if pre is not None and pre[0] is payload else spec.parse(payload))
-        finally:
-            self.rt.metrics.observe(
-                "facepipe_stage_seconds", {"stage": spec.name}, time.perf_counter() - t0
-            )
+        self.inference_cpu_s = 0.0
+        with metrics.batch():
+            try:
+                self.process(
+                    pre[1] if pre is not None and pre[0] is payload else spec.parse(payload)
+                )
+            finally:
+                labels = {"stage": spec.name}
+                metrics.observe("facepipe_stage_seconds", labels, time.perf_counter() - t0)
+                if self.inference_cpu_s:
+                    metrics.inc("facepipe_inference_cpu_seconds_total", labels,
+                                self.inference_cpu_s)  # fmt: skip
 
     def process(self, message: Any) -> None:
         raise NotImplementedError
@@ -129,6 +149,8 @@ def run_job(cls: type[Stage], payload: dict[str, Any]) -> None:
 
 
 JOB_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+HEARTBEAT_EVERY_S = 5.0  # rq's worker heartbeat at most this often outside a job's start
+SUSPENSION_CHECK_S = 1.0  # `rq suspend` is looked for at most this often
 
 
 def _text(value: bytes | str) -> str:
@@ -147,6 +169,7 @@ class GuardedQueue(Queue):
     bus: ClassVar[Bus | None] = None
     max_job_bytes: ClassVar[int] = 16 * 1024 * 1024
     on_dead: ClassVar[Any] = None  # (stage, reason) -> None, counts the entry
+    on_redis_down: ClassVar[Any] = None  # () -> None: the dequeue met a Redis outage
 
     @classmethod
     def dequeue_any(  # type: ignore[override]
@@ -159,40 +182,54 @@ class GuardedQueue(Queue):
         death_penalty_class: Any = None,
     ) -> tuple[Job, Queue] | None:
         queue_keys = [queue.key for queue in queues]
+        job_cls = job_class or Job
         while True:
-            if len(queue_keys) == 1 and get_version(connection) >= (6, 2, 0):
-                result = cls.lmove(connection, queue_keys[0], timeout)
-            else:
-                result = cls.lpop(queue_keys, timeout, connection=connection)
+            try:
+                if len(queue_keys) == 1 and get_version(connection) >= (6, 2, 0):
+                    result = cls.lmove(connection, queue_keys[0], timeout)
+                else:
+                    result = cls.lpop(queue_keys, timeout, connection=connection)
+            except REDIS_DOWN:
+                if cls.on_redis_down is not None:
+                    cls.on_redis_down()
+                raise
             if result is None:
                 return None
             queue_key, raw = _text(result[0]), result[1]
             raw = raw.encode() if isinstance(raw, str) else raw
-            reason = cls._unreadable(connection, raw)
+            reason = cls._bad_id(raw)
+            if reason is None:
+                # the guard and rq's fetch share one read of the job hash
+                fields = connection.hgetall(job_cls.key_for(raw.decode()))
+                if not fields:
+                    continue  # gone (deleted, expired): as rq, dequeue the next
+                reason = cls._oversized(fields.get(b"data") or b"")
             if reason is None:
                 try:
-                    fetched = cls._fetch_dequeued_job(
-                        connection, queue_key, raw.decode(), job_class=job_class,
+                    queue = cls.from_queue_key(
+                        queue_key, connection=connection, job_class=job_cls,
                         serializer=serializer, death_penalty_class=death_penalty_class,
                     )  # fmt: skip
-                    if fetched is None:
-                        continue
-                    job, queue = fetched
+                    job = job_cls(raw.decode(), connection=connection, serializer=serializer)
+                    job.restore(fields)
                     job.func_name, job.args, job.kwargs  # noqa: B018 - decodes the data
                     return job, queue
                 except Exception as exc:
                     reason = f"undecodable job: {type(exc).__name__}: {exc}"[:500]
             cls._set_aside(connection, queue_key, raw, reason)
 
-    @classmethod
-    def _unreadable(cls, connection: Any, raw: bytes) -> str | None:
+    @staticmethod
+    def _bad_id(raw: bytes) -> str | None:
         try:
             job_id = raw.decode("ascii")
         except UnicodeDecodeError:
             return "undecodable job id"
         if not JOB_ID.fullmatch(job_id):
             return "malformed job id"
-        data = connection.hget(Job.key_for(job_id), "data") or b""
+        return None
+
+    @classmethod
+    def _oversized(cls, data: bytes) -> str | None:
         size = len(data)
         if size <= cls.max_job_bytes:  # rq compresses job data: measure it inflated
             try:  # bounded, so a zip bomb is measured without being inflated
@@ -202,6 +239,13 @@ class GuardedQueue(Queue):
         if size > cls.max_job_bytes:
             return f"oversized job: over workers.max_job_bytes ({cls.max_job_bytes})"
         return None
+
+    @classmethod
+    def _unreadable(cls, connection: Any, raw: bytes) -> str | None:
+        reason = cls._bad_id(raw)
+        if reason is not None:
+            return reason
+        return cls._oversized(connection.hget(Job.key_for(raw.decode()), "data") or b"")
 
     @classmethod
     def _set_aside(cls, connection: Any, queue_key: str, raw: bytes, reason: str) -> None:
@@ -237,6 +281,7 @@ class StageWorker(SimpleWorker):
                 "bus": bus,
                 "max_job_bytes": rt.config.workers.max_job_bytes,
                 "on_dead": staticmethod(self._count_dead),
+                "on_redis_down": staticmethod(self._dequeue_failed),
             },
         )
         super().__init__(*args, queue_class=self.queue_class, **kwargs)
@@ -247,12 +292,20 @@ class StageWorker(SimpleWorker):
         self.recovery_s = rt.config.workers.job_recovery_s
         self._beat_thread: threading.Thread | None = None
         self.activity = Activity(self.name)
+        self._suspension_checked = -SUSPENSION_CHECK_S  # time.monotonic() of the last check
+        self._state_unsure = True  # whether Redis may hold another state than self._state
 
     # ----- counters ----------------------------------------------------------------
     def _count_dead(self, stage: str, reason: str) -> None:
         self.rt.metrics.inc("facepipe_queue_entries_dead_total", {"stage": stage, "reason": reason})
 
     # ----- Redis outages ------------------------------------------------------------
+    def _dequeue_failed(self) -> None:
+        """rq retries a failed dequeue itself: the next heartbeat must reach Redis (not be
+        skipped as recent), so that the outage is waited out here and the worker
+        registers again if Redis came back empty."""
+        self.last_heartbeat = None
+
     def _wait_redis(self, exc: BaseException) -> None:
         """Redis is gone: wait (backoff with jitter) until it is back or we stop."""
         self.health.mark_down(exc)
@@ -263,12 +316,22 @@ class StageWorker(SimpleWorker):
         if not self.connection.sismember(REDIS_WORKER_KEYS, self.key):
             self.connection.delete(self.key)
             self.register_birth()
+            self._state_unsure = True  # the new worker hash has no state yet
             self.set_state(self.get_state() or "idle")
         labels = {"process": self.stage.name}
         self.rt.metrics.inc("facepipe_redis_outages_total", labels)
         self.rt.metrics.inc("facepipe_redis_outage_seconds_total", labels, took)
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        # rq beats (3 round trips) before and after every dequeue and after every job; the
+        # worker key lives worker_ttl (minutes): once every HEARTBEAT_EVERY_S is plenty
+        if (
+            pipeline is None
+            and timeout is None
+            and getattr(self, "last_heartbeat", None) is not None
+            and (now() - self.last_heartbeat).total_seconds() < HEARTBEAT_EVERY_S
+        ):
+            return
         try:
             super().heartbeat(timeout, pipeline)
         except REDIS_DOWN as exc:
@@ -277,8 +340,12 @@ class StageWorker(SimpleWorker):
             self._wait_redis(exc)
 
     def check_for_suspension(self, burst: bool) -> None:
+        # `rq suspend` is noticed within SUSPENSION_CHECK_S (rq asks Redis before every job)
+        if time.monotonic() - self._suspension_checked < SUSPENSION_CHECK_S and not burst:
+            return
         try:
             super().check_for_suspension(burst)
+            self._suspension_checked = time.monotonic()
         except REDIS_DOWN as exc:
             self._wait_redis(exc)
 
@@ -313,6 +380,9 @@ class StageWorker(SimpleWorker):
                     queue_class._set_aside(self.connection, queue.key, raw, reason)
 
     def set_state(self, state: str, pipeline: Any = None) -> None:
+        if pipeline is None and state == self._state and not getattr(self, "_state_unsure", True):
+            return  # rq sets "idle" after each job and again before each dequeue
+        self._state_unsure = False
         try:
             super().set_state(state, pipeline)
         except REDIS_DOWN as exc:
@@ -345,7 +415,32 @@ class StageWorker(SimpleWorker):
             self._wait_redis(exc)
             if not self.stopping.is_set():
                 self._requeue_interrupted(job, queue)
-            self._state = "idle"
+            self._state, self._state_unsure = "idle", True
+
+    def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
+        # rq also writes the job's heartbeat here (a round trip) for a job it then deletes
+        # or files as failed; the worker's own heartbeat says it is alive
+        job.ended_at = now()
+
+    def handle_job_success(
+        self, job: Job, queue: Queue, started_job_registry: StartedJobRegistry, execution: Any
+    ) -> None:
+        """rq's bookkeeping of a finished job in one round trip, for the stage jobs (no
+        result kept, no repeats): the worker's counters, the job and its execution
+        deleted. rq's own way first watches and reads the job's dependents (two round
+        trips): stage jobs have none (the bus never enqueues with ``depends_on``), and a
+        job enqueued by hand to depend on one stays deferred."""
+        if job.get_result_ttl(self.default_result_ttl) != 0 or job.repeats_left:
+            super().handle_job_success(job, queue, started_job_registry, execution)
+            return
+        with self.connection.pipeline() as pipe:
+            self.increment_successful_job_count(pipeline=pipe)
+            assert job.started_at is not None and job.ended_at is not None
+            self.increment_total_working_time(job.ended_at - job.started_at, pipe)
+            job.cleanup(0, pipeline=pipe, remove_from_queue=False)
+            self.cleanup_execution(job, pipeline=pipe, execution=execution)
+            pipe.execute()
+        job._status = JobStatus.FINISHED
 
     def _requeue_interrupted(self, job: Job, queue: Queue) -> None:
         """After an outage: the interrupted job, if Redis still has it, runs again."""

@@ -35,7 +35,8 @@ class DetectStage(Stage):
             if image is None:
                 rec.dropped = "expired"
             else:
-                rec.faces = self.detector.detect(image, self.min_size)
+                with self.inference():
+                    rec.faces = self.detector.detect(image, self.min_size)
                 self.rt.metrics.inc(
                     "facepipe_faces_detected_total", {"stream": rec.stream}, len(rec.faces)
                 )

@@ -6,8 +6,9 @@ sink as identity samples.
 Re-identification (``tracker.model: kalman``): the encodings of the sampled faces are also
 sent to the stream's track stage (``Bus.send_encodings``), which alone changes the
 tracker: it learns each track's appearance and merges a new track that continues one
-lost or ended shortly before (``pipeline/tracking/stream.py``). This stage never reads or
-writes the tracker state.
+lost or ended shortly before (``pipeline/tracking/stream.py``); with each sample's name,
+so that it stops sampling a track whose name is settled (``sampling.settle_after``). This
+stage never reads or writes the tracker state.
 
 The gallery is read from the event store at start and re-read when it changes
 (polled at most every ``GALLERY_POLL_S`` seconds), so `facepipe enroll` takes effect
@@ -49,7 +50,8 @@ class RecognizeStage(Stage):
         image = self.image(rec) if rec.faces else None
         if image is None:  # nothing sampled, or the frame left Redis
             return
-        vectors, marks = self.encoder.encode_with_landmarks(image, rec.faces)
+        with self.inference():
+            vectors, marks = self.encoder.encode_with_landmarks(image, rec.faces)
         # the open-set rule (pipeline/recognition/openset.py)
         threshold = self.rt.config.recognition.rule
         gallery = self.gallery.get()
@@ -71,18 +73,28 @@ class RecognizeStage(Stage):
                 {"stream": rec.stream, "result": "known" if known else "unknown"},
             )
         bus = self.rt.bus
+        pipe = bus.pipeline()  # everything this job sends: one round trip
         if self.rt.config.tracker.model == "kalman":  # for re-identification
             tracked = [
-                Face(box=f.box, track_id=f.track_id, encoding=f.encoding, quality=f.quality)
+                Face(
+                    box=f.box,
+                    track_id=f.track_id,
+                    encoding=f.encoding,
+                    quality=f.quality,
+                    name=f.name,  # the track stage stops sampling a track once it is settled
+                )  # fmt: skip
                 for f in rec.faces
                 if f.track_id is not None
             ]
             if tracked:
-                bus.send_encodings(Encodings(rec.stream, rec.session, rec.seq, tracked))
-        bus.send("sink", Samples("identity", rec))
+                bus.send_encodings(
+                    Encodings(rec.stream, rec.session, rec.seq, tracked), pipeline=pipe
+                )
+        bus.send("sink", Samples("identity", rec), pipeline=pipe)
         if self.rt.config.attributes.enabled:
             # with the encodings: the transfer/ensemble age-gender backends reuse them
-            bus.send("attributes", rec)
+            bus.send("attributes", rec, pipeline=pipe)
+        pipe.execute()
 
 
 def handle(payload: dict[str, Any]) -> None:

@@ -21,7 +21,6 @@ message was lost.
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
@@ -30,8 +29,6 @@ from pipeline.runtime import Runtime
 from pipeline.tracking.state import TrackerStates
 from pipeline.tracking.stream import StreamTracker
 from workers.base import Stage, run_job
-
-log = logging.getLogger(__name__)
 
 # frames advanced per hold of the stream's lock: a backlog is worked off in batches, so the
 # lock is never held near its expiry and encodings are applied in between
@@ -50,13 +47,15 @@ class TrackStage(Stage):
                 if not held:
                     return  # another worker holds the stream; it re-checks after releasing
                 next_seq = self._advance(stream, session)
-            if not (
-                bus.buffer_has(stream, session, next_seq) or bus.encodings_waiting(stream, session)
-            ):
+            if not bus.track_work_waiting(stream, session, next_seq):
                 return
 
     def _advance(self, stream: str, session: str) -> int:
-        """One hold of the lock: encodings, then up to ``MAX_FRAMES_PER_HOLD`` frames."""
+        """One hold of the lock: encodings, then up to ``MAX_FRAMES_PER_HOLD`` frames.
+
+        The frames come from the ordered buffer a run at a time (one round trip), the
+        state, the jobs for the next stages and the frames' observations go out in one
+        transaction."""
         bus, cfg = self.rt.bus, self.rt.config
         state = self.states.load(stream, session)
         tracking = StreamTracker(
@@ -65,13 +64,21 @@ class TrackStage(Stage):
         merges = self._observe(tracking, stream, session)
         out: list[FrameRecord] = []
         samples: list[FrameRecord] = []
+        run: list[FrameRecord] = []
+        missing = False  # the buffer lacks frame state.next_seq (as of the last take)
+        waiting, end_seq = 0, None
         while len(out) < MAX_FRAMES_PER_HOLD:
-            rec = bus.buffer_take(stream, session, state.next_seq)
+            if not run and not missing:
+                most = MAX_FRAMES_PER_HOLD - len(out)
+                taken = bus.buffer_take_run(stream, session, state.next_seq, most)
+                run, waiting, end_seq = list(taken.frames), taken.waiting, taken.end_seq
+                run.reverse()  # pop() from the end: in sequence order
+                missing = len(taken.frames) < most
+            rec = run.pop() if run else None
             if rec is None:
                 if not self._gap_expired(state.waiting_since):
                     if state.waiting_since is None and (
-                        bus.buffer_len(stream, session) > 0
-                        or state.next_seq <= bus.stream_counts(stream, session).get("end_seq", -1)
+                        waiting > 0 or (end_seq is not None and state.next_seq <= end_seq)
                     ):
                         state.waiting_since = time.time()
                     break
@@ -80,6 +87,7 @@ class TrackStage(Stage):
                     stream=stream, session=session, seq=state.next_seq, ts=time.time()
                 )
                 rec.dropped = "lost"
+                missing = False  # look again from the next seq on
             state.waiting_since = None
             rec, chosen = tracking.step(rec)
             if rec.track_starts:
@@ -88,11 +96,10 @@ class TrackStage(Stage):
                 )
             samples += chosen
             out.append(rec)
-        self.states.save(stream, session, state)
-        if bus.buffer_discard_before(stream, session, state.next_seq):
-            log.info("%s/%s: discarded frames that arrived after they were given up", stream,
-                     session)  # fmt: skip
-        self._emit(merges, out, samples)
+        pipe = bus.pipeline()
+        self.states.save(stream, session, state, pipeline=pipe)
+        self._emit(merges, out, samples, pipe)
+        pipe.execute()
         return state.next_seq
 
     def _observe(self, tracking: StreamTracker, stream: str, session: str) -> list[Merge]:
@@ -113,17 +120,21 @@ class TrackStage(Stage):
         return time.time() - waiting_since > self.rt.config.tracker.gap_timeout_s
 
     def _emit(
-        self, merges: list[Merge], records: list[FrameRecord], samples: list[FrameRecord]
+        self,
+        merges: list[Merge],
+        records: list[FrameRecord],
+        samples: list[FrameRecord],
+        pipeline: Any,
     ) -> None:
         bus = self.rt.bus
         for merge in merges:
-            bus.send("sink", merge)
+            bus.send("sink", merge, pipeline=pipeline)
         for sample in samples:
             # recognize first; it hands the faces, with their encodings, to the
             # attributes stage (the transfer/ensemble backends reuse the encoding)
-            bus.send("recognize", sample)
+            bus.send("recognize", sample, pipeline=pipeline)
         if records:
-            bus.send("sink", Observations(records))
+            bus.send("sink", Observations(records), pipeline=pipeline)
 
 
 def handle(payload: dict[str, Any]) -> None:

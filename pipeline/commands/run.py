@@ -117,6 +117,12 @@ def print_summary(summary_dict: dict, as_json: bool) -> None:
             f"{k} {v:.1f}s/{s['stage_jobs'].get(k, 0)} jobs" for k, v in s["stage_seconds"].items()
         ]
         click.echo("stage time: " + ", ".join(parts))
+    if s.get("overhead") is not None:
+        click.echo(
+            f"CPU: {sum(s['cpu_s'].values()):.1f} s in all processes during the run, "
+            f"{sum(s['inference_cpu_s'].values()):.1f} s of it in model inference "
+            f"(overhead {100 * s['overhead']:.0f} %)"
+        )
     if s["failed_jobs"]:
         click.echo(f"WARNING: {s['failed_jobs']} failed jobs (see `rq info` / worker logs)")
     if s.get("incomplete"):

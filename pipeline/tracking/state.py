@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from redis.exceptions import LockError
 
@@ -41,8 +42,9 @@ class TrackerStates:
             return StreamState(self.new_tracker())
         return StreamState.from_dict(data, self.config)
 
-    def save(self, stream: str, session: str, state: StreamState) -> None:
-        self.bus.save_tracker_state(stream, session, state.to_dict())
+    def save(self, stream: str, session: str, state: StreamState, pipeline: Any = None) -> None:
+        """Write ``state`` (with ``pipeline``, when that is executed)."""
+        self.bus.save_tracker_state(stream, session, state.to_dict(), pipeline=pipeline)
 
     @contextmanager
     def locked(self, stream: str, session: str, wait_s: float = 0.0) -> Iterator[bool]:

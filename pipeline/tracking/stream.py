@@ -17,7 +17,8 @@ is) and does everything the track stage decides about a stream:
   faces (re-identification, ``tracker.model: kalman``): each is added to its track's
   appearance, and a young track that continues one lost or ended shortly before is
   merged into it. Faces below ``min_quality`` (``recognition.min_unknown_quality``)
-  are not used: their encodings sit between people.
+  are not used: their encodings sit between people. Each sample's name is counted: a
+  track given one name ``sampling.settle_after`` times is settled and not sampled again.
 
 The state is plain JSON (:meth:`StreamState.to_dict`), so the track stage keeps it in
 Redis between jobs (``pipeline/tracking/state.py``) and any worker continues any stream;
@@ -64,6 +65,10 @@ class StreamState:
     # per track: the best face of the current sampling window, not yet sent to recognition
     # ({"seq", "ts", "key", "width", "height", "live", "face"}; the face carries its quality)
     candidates: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # per live track: how many of its recognized samples were given each name
+    names: dict[int, dict[str, int]] = field(default_factory=dict)
+    # per live track: how many of its samples the recognize stage answered (named or not)
+    answered: dict[int, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -71,6 +76,8 @@ class StreamState:
             "next_seq": self.next_seq,
             "waiting_since": self.waiting_since,
             "candidates": self.candidates,
+            "names": self.names,
+            "answered": self.answered,
         }
 
     @classmethod
@@ -82,6 +89,8 @@ class StreamState:
             data["next_seq"],
             data.get("waiting_since"),
             {int(k): v for k, v in data.get("candidates", {}).items()},
+            {int(k): v for k, v in data.get("names", {}).items()},
+            {int(k): v for k, v in data.get("answered", {}).items()},
         )
 
 
@@ -164,6 +173,9 @@ class StreamTracker:
                     or min(face.box[2], face.box[3]) < cfg.min_face_px
                 ):
                     continue
+                if self.settled(t.id):  # its name is settled: no more samples
+                    state.candidates.pop(t.id, None)
+                    continue
                 cand = _candidate(rec, face)
                 if t.samples == 0:  # just confirmed: a name as soon as possible
                     chosen.append(cand)
@@ -173,14 +185,36 @@ class StreamTracker:
                         state.candidates[t.id] = cand
                 if t.samples > 0 and rec.seq - t.last_sample_seq < cfg.every_n_frames:
                     continue
+                limit = cfg.max_in_flight
+                if t.samples > 0 and limit is not None and self.in_flight(t.id, t.samples) >= limit:
+                    continue  # answers pending: the window's best face waits (and improves)
                 if t.samples > 0:
                     chosen.append(state.candidates.pop(t.id))
                 t.samples += 1
                 t.last_sample_seq = rec.seq
         # a track that ended (or was merged away) sends the best face it was holding
         for tid in [tid for tid in state.candidates if tracker.get(tid) is None]:
-            chosen.append(state.candidates.pop(tid))
+            cand = state.candidates.pop(tid)
+            if not self.settled(tid):
+                chosen.append(cand)
+        for votes in (state.names, state.answered):
+            for tid in [tid for tid in votes if tracker.get(tid) is None]:
+                del votes[tid]
         return _sample_records(rec, chosen)
+
+    def in_flight(self, track_id: int, samples: int) -> int:
+        """Samples of the track sent and not yet answered (0 when answers never come
+        back: without the kalman tracker, or without ``sampling.max_in_flight``)."""
+        if self.sampling.max_in_flight is None or not isinstance(self.tracker, KalmanTracker):
+            return 0
+        return samples - self.state.answered.get(track_id, 0)
+
+    def settled(self, track_id: int) -> bool:
+        """True once ``sampling.settle_after`` recognized samples of the track were given
+        one name (a named track only: an unknown one may still be named by a better face)."""
+        after = self.sampling.settle_after
+        votes = self.state.names.get(track_id)
+        return after is not None and bool(votes) and max(votes.values()) >= after
 
     # ----- encodings (re-identification) ------------------------------------------------
     def observe(self, faces: list[Face]) -> Observed:
@@ -199,11 +233,22 @@ class StreamTracker:
             tid = tracker.resolve(face.track_id)  # merged earlier?
             if tid != face.track_id and (face.track_id, tid) not in out.aliased:
                 out.aliased.append((face.track_id, tid))
+            if tracker.get(tid) is not None:
+                self.state.answered[tid] = self.state.answered.get(tid, 0) + 1
+                if face.name is not None:
+                    votes = self.state.names.setdefault(tid, {})
+                    votes[face.name] = votes.get(face.name, 0) + 1
             if face.encoding is None or (face.quality or 0.0) < self.min_quality:
                 continue
             now = tracker.observe_encoding(tid, face.encoding)
-            if now is not None and now != tid:  # merged now
+            if now is not None and now != tid:  # merged now: its answers and names too
                 out.merged.append((tid, now))
+                self.state.answered[now] = self.state.answered.get(now, 0) + (
+                    self.state.answered.pop(tid, 0)
+                )
+                into = self.state.names.setdefault(now, {})
+                for name, n in self.state.names.pop(tid, {}).items():
+                    into[name] = into.get(name, 0) + n
         return out
 
 

@@ -44,6 +44,8 @@ def test_a_killed_sinks_batch_is_recovered_and_counted_once(bus, procs, env, hom
     registry = StartedJobRegistry(queue=bus.queue("sink"))
     (job_id,) = wait_for(registry.get_job_ids, 20, "the batch to start")
     job = Job.fetch(job_id, connection=bus.conn, serializer=JSONSerializer)
+    # rq lists the job as started a moment before it writes which worker took it
+    wait_for(lambda: job.refresh() or job.worker_name, 20, "the batch's worker")
     victim = pids[job.worker_name]
     os.kill(victim, signal.SIGKILL)
     killed_at = time.monotonic()

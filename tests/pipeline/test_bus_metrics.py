@@ -125,6 +125,22 @@ def test_the_ordered_buffer(redis_url):
     assert jobs == [TrackJob("cam", "s")] * 2
 
 
+def test_a_run_of_consecutive_frames_is_taken_at_once(redis_url):
+    bus = Bus(connect(redis_url), "run")
+    bus.register_stream("cam", "s", {})
+    for seq in (3, 5, 4, 7, 8):
+        bus.buffer_put(FrameRecord(stream="cam", session="s", seq=seq, ts=1.0 + seq))
+    got = bus.buffer_take_run("cam", "s", 4, most=10)
+    assert [r.seq for r in got.frames] == [4, 5] and got.frames[0].ts == 5.0
+    # 3 arrived after it was given up (older than the seq asked for): dropped; 7, 8 wait
+    assert got.waiting == 2 and got.end_seq is None and bus.buffer_seqs("cam", "s") == [7, 8]
+    assert bus.buffer_take_run("cam", "s", 6, most=10).frames == []  # 6 is missing
+    bus.set_end("cam", "s", 8)
+    got = bus.buffer_take_run("cam", "s", 7, most=1)  # at most one
+    assert [r.seq for r in got.frames] == [7] and got.waiting == 1 and got.end_seq == 8
+    assert bus.track_work_waiting("cam", "s", 8) and not bus.track_work_waiting("cam", "s", 9)
+
+
 def test_encodings_for_the_track_stage(redis_url):
     bus = Bus(connect(redis_url), "t")
     assert bus.take_encodings("cam", "s") == [] and not bus.encodings_waiting("cam", "s")

@@ -61,3 +61,27 @@ def test_build_info(redis_url):
     got = scrape(Bus(connect(redis_url), "t2"))
     (key,) = [k for k in got if k.startswith("facepipe_build_info")]
     assert f'version="{pipeline.__version__}"' in key and got[key] == 1
+
+
+def test_a_batch_writes_its_metrics_when_it_ends_and_only_this_threads(redis_url):
+    import threading
+
+    bus = Bus(connect(redis_url), prefix="batchtest")
+    m, reader = Metrics(bus), Metrics(bus)
+    with m.batch():
+        m.inc("facepipe_frames_processed_total", {"stream": "a"}, 2)
+        with m.batch():  # nested: joins the outer batch
+            m.observe("facepipe_stage_seconds", {"stage": "sink"}, 0.02)
+        # another thread (a worker's watchdog) writes at once, not into this batch
+        t = threading.Thread(
+            target=m.inc, args=("facepipe_jobs_recovered_total", {"stage": "track"})
+        )
+        t.start()
+        t.join()
+        assert reader.total("facepipe_jobs_recovered_total") == 1
+        assert reader.total("facepipe_frames_processed_total") == 0
+        assert reader.histogram_sums("facepipe_stage_seconds") == {}
+    assert reader.total("facepipe_frames_processed_total", stream="a") == 2
+    assert reader.histogram_sums("facepipe_stage_seconds") == {(("stage", "sink"),): (0.02, 1)}
+    m.inc("facepipe_frames_processed_total", {"stream": "a"})  # no batch: written at once
+    assert reader.total("facepipe_frames_processed_total", stream="a") == 3

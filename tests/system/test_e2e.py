@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.datasets import datasets_root
+from pipeline.stages import STAGE_NAMES
 
 pytestmark = pytest.mark.slow
 
@@ -64,6 +65,10 @@ def test_run_names_enrolled_face_and_serves_metrics(tmp_path, demo_media):
     assert summary["frames"] == 30 and summary["processed"] == 30
     assert summary["people"] == {"eileen-collins": 1}
     assert summary["failed_jobs"] == 0
+    # CPU accounting of the run: every process, and the part inside model inference
+    assert set(summary["cpu_s"]) == {"run", "redis-server", *STAGE_NAMES}
+    assert set(summary["inference_cpu_s"]) == {"detect", "recognize", "attributes"}
+    assert summary["overhead"] > 0
 
     # the endpoint answered during the run with the pipeline's counters
     last = next(s for s in reversed(scrapes) if "facepipe_frames_processed_total{" in s)

@@ -120,6 +120,17 @@ def test_stale_live_frame_dropped_by_detect(rt):
     assert bus.buffer_take("cam", "s", 1).dropped == "expired"
     sums = rt.metrics.histogram_sums("facepipe_stage_seconds")
     assert sums[(("stage", "detect"),)][1] == 2 and np.isfinite(sums[(("stage", "detect"),)][0])
+    # no model ran on either frame: no inference time
+    assert rt.metrics.total("facepipe_inference_cpu_seconds_total") == 0
+
+
+def test_detect_counts_the_cpu_time_of_its_model_as_inference(rt):
+    bus = rt.bus
+    rec = FrameRecord(stream="cam", session="s", seq=0, ts=9e12, key="frame-0")
+    rt.frames.put("frame-0", np.full((360, 640, 3), 128, np.uint8))
+    base.get_stage("detect").handle(rec.to_dict())
+    assert bus.buffer_take("cam", "s", 0).dropped is None
+    assert rt.metrics.total("facepipe_inference_cpu_seconds_total", stage="detect") > 0
 
 
 def make_cut_video(path, frames=30, cut=12, gap=3):
@@ -374,3 +385,20 @@ def test_a_backlog_is_worked_off_in_batches_by_one_job(rt, monkeypatch):
     assert bus.depth("sink") == 3  # 4 + 4 + 2 frames, one lock hold each
     burst(rt, "sink")
     assert bus.stream_counts("cam", "s")["processed"] == 10
+
+
+def test_a_finished_job_leaves_nothing_behind_and_is_counted(rt):
+    from rq.registry import StartedJobRegistry
+
+    bus = rt.bus
+    bus.send("detect", FrameRecord(stream="cam", session="s", seq=0, ts=9e12, key="gone"))
+    (job_id,) = bus.queue("detect").job_ids
+    worker = stage_worker("detect", rt, name="detect-count")
+    worker.work(burst=True, logging_level="WARNING")
+    assert bus.buffer_take("cam", "s", 0).dropped == "expired"  # the job ran
+    assert not bus.conn.exists(f"rq:job:{job_id}")  # result_ttl 0: deleted
+    assert StartedJobRegistry(queue=bus.queue("detect")).count == 0
+    assert not bus.conn.keys(f"rq:execution*{job_id}*")  # nor its execution record
+    worker.refresh()
+    assert worker.successful_job_count == 1 and worker.failed_job_count == 0
+    assert worker.total_working_time > 0

@@ -22,7 +22,9 @@ def frame(seq: int, *boxes: tuple[int, int, int, int], **kw) -> FrameRecord:
 
 def tracker(**kw) -> StreamTracker:
     tcfg = TrackerConfig(min_hits=2, **{k: v for k, v in kw.items() if k != "every_n"})
-    return StreamTracker(tcfg, SamplingConfig(every_n_frames=kw.get("every_n", 5)))
+    # no answers come back in these tests: no limit on samples waiting for one
+    sampling = SamplingConfig(every_n_frames=kw.get("every_n", 5), max_in_flight=None)
+    return StreamTracker(tcfg, sampling)
 
 
 def test_samples_are_the_first_face_then_the_best_of_each_window():
@@ -140,3 +142,56 @@ def test_a_restored_state_continues_exactly_like_the_original():
         rb, sb = b.step(frame(s, (100 + 3 * s, 50, 60, 60), last=s == 14))
         assert ra == rb and sa == sb
     assert a.state.to_dict() == b.state.to_dict()
+
+
+def test_a_track_whose_name_is_settled_is_not_sampled_again():
+    st = StreamTracker(TrackerConfig(min_hits=2), SamplingConfig(every_n_frames=4, settle_after=2))
+    sampled: list[int] = []
+
+    def named(seq: int, name: str | None) -> None:  # the recognize stage's answer
+        got = Face(box=(100, 50, 60, 60), track_id=1, encoding=[0.1] * 128, name=name)
+        got.quality = 0.9
+        st.observe([got])
+
+    for seq in range(30):
+        _, samples = st.step(frame(seq, (100, 50, 60, 60)))
+        sampled += [s.seq for s in samples]
+        if seq == 1:
+            named(seq, None)  # unknown: no vote for a name
+        if seq in (5, 9):
+            named(seq, "ann")
+    # confirmed at 1, then one per window of 4 frames (2, 6, 10, 14 up to max_samples 5);
+    # settled by the 2nd "ann" (at 9): nothing after
+    assert sampled == [1, 2, 6] and st.settled(1)
+    assert json.loads(json.dumps(st.state.to_dict()))["names"] == {"1": {"ann": 2}}
+    restored = StreamState.from_dict(json.loads(json.dumps(st.state.to_dict())), TrackerConfig())
+    assert restored.names == {1: {"ann": 2}}
+
+
+def test_without_settling_a_named_track_gets_every_sample():
+    st = StreamTracker(
+        TrackerConfig(min_hits=2), SamplingConfig(every_n_frames=2, settle_after=None)
+    )
+    count = 0
+    for seq in range(30):
+        _, samples = st.step(frame(seq, (100, 50, 60, 60)))
+        count += sum(len(s.faces) for s in samples)
+        if samples:
+            st.observe([Face(box=(100, 50, 60, 60), track_id=1, name="ann")])
+    assert count == 5 and not st.settled(1)
+
+
+def test_the_next_sample_waits_for_answers_and_is_the_best_face_meanwhile():
+    st = StreamTracker(TrackerConfig(min_hits=2), SamplingConfig(every_n_frames=2, max_in_flight=2))
+    sampled: list[int] = []
+    for seq in range(12):
+        rec = frame(seq, (100, 50, 60, 60))
+        rec.faces[0].score = 0.99 if seq == 7 else 0.5
+        _, samples = st.step(rec)
+        sampled += [s.seq for s in samples]
+    assert sampled == [1, 2]  # two in flight: the third waits
+    assert st.in_flight(1, st.tracker.get(1).samples) == 2
+    st.observe([Face(box=(100, 50, 60, 60), track_id=1, encoding=[0.1] * 128, quality=0.9)])
+    _, samples = st.step(frame(12, (100, 50, 60, 60)))
+    assert [s.seq for s in samples] == [7]  # the best face seen while waiting
+    assert st.state.answered == {1: 1} and st.state.names == {}
