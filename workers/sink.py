@@ -178,11 +178,11 @@ class SinkStage(Stage):
         if not records:
             return
         stream, session = records[0].stream, records[0].session
-        self._session_seen(stream, session)
         fields = {
             r.seq: "processed" if r.dropped is None else f"dropped:{r.dropped}" for r in records
         }
-        new = bus.account_frames(stream, session, fields)
+        new = bus.account_frames(stream, session, fields)  # first: before any store write
+        self._session_seen(stream, session)
         fresh = [r for r in records if r.seq in new]
         touched = self.store.observe(r for r in fresh if r.dropped is None)
         now = time.time()
