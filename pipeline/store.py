@@ -573,31 +573,21 @@ class EventStore:
 
     def set_snapshot(self, track_uid: str, path: str, quality: float) -> str | None:
         """Set an event's snapshot; returns the previous snapshot's path if it differs."""
-        with self.engine.begin() as conn:
-            track_uid = self._resolve(conn, {track_uid}).get(track_uid, track_uid)
-            old = conn.execute(
-                sa.select(events.c.snapshot).where(events.c.track_uid == track_uid)
-            ).scalar()
-            conn.execute(
-                events.update()
-                .where(events.c.track_uid == track_uid)
-                .values(snapshot=path, snapshot_quality=quality)
-            )
-        return old if old and old != path else None
+        return self._set_file(track_uid, "snapshot", path, snapshot_quality=quality)
 
     def set_context(self, track_uid: str, path: str | None, faces: str | None) -> str | None:
         """Set an event's context image (``path``, ``faces`` JSON boxes; None clears it);
         returns the previous context image's path if it differs (the caller deletes it)."""
+        return self._set_file(track_uid, "context", path, context_faces=faces)
+
+    def _set_file(self, track_uid: str, column: str, path: str | None, **extra: Any) -> str | None:
+        """Point an event's image ``column`` at ``path`` (with ``extra`` columns); returns
+        the previous file's path when it differs, for the caller to delete."""
         with self.engine.begin() as conn:
             track_uid = self._resolve(conn, {track_uid}).get(track_uid, track_uid)
-            old = conn.execute(
-                sa.select(events.c.context).where(events.c.track_uid == track_uid)
-            ).scalar()
-            conn.execute(
-                events.update()
-                .where(events.c.track_uid == track_uid)
-                .values(context=path, context_faces=faces)
-            )
+            where = events.c.track_uid == track_uid
+            old = conn.execute(sa.select(events.c[column]).where(where)).scalar()
+            conn.execute(events.update().where(where).values({column: path, **extra}))
         return old if old and old != path else None
 
     # ----- re-identification merges -------------------------------------------------
