@@ -20,7 +20,7 @@ import yaml
 
 ROOT = Path(__file__).parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
-SECRETS = {"REDIS_PASSWORD": "r3dis", "POSTGRES_PASSWORD": "pg"}
+SECRETS = {"REDIS_PASSWORD": "r3dis", "POSTGRES_PASSWORD": "pg", "FACEPIPE_API_TOKEN": "t" * 16}
 
 
 def compose_cli() -> list[str] | None:
@@ -38,7 +38,7 @@ def services() -> dict:
     return yaml.safe_load(COMPOSE.read_text())["services"]
 
 
-FACEPIPE = ("detect", "track", "recognize", "attributes", "sink", "metrics")
+FACEPIPE = ("detect", "track", "recognize", "attributes", "sink", "metrics", "api", "streams")
 
 
 def test_every_facepipe_service_waits_for_healthy_redis_and_postgres_and_has_a_healthcheck():
@@ -68,6 +68,17 @@ def test_the_sink_scales_and_ports_are_published_on_loopback_only():
     for name, s in svc.items():
         for port in s.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), (name, port)
+
+
+def test_the_api_requires_a_token_and_cameras_added_through_it_have_a_follower():
+    svc = services()
+    assert svc["api"]["command"][0] == "serve" and "0.0.0.0" in svc["api"]["command"]
+    token = svc["api"]["environment"]["FACEPIPE__API__TOKEN"]
+    assert token.startswith("${FACEPIPE_API_TOKEN:?")  # never served without a token
+    assert svc["api"]["ports"] == ["127.0.0.1:8108:8108"]
+    assert "FACEPIPE__API__TOKEN" in svc["api"]["healthcheck"]["test"][-1]
+    assert svc["streams"]["command"] == ["capture", "--follow-streams"]
+    assert "ports" not in svc["streams"]  # scales
 
 
 def test_prometheus_scrapes_the_metrics_service_and_loads_the_rules():
