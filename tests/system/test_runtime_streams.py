@@ -31,6 +31,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def end(proc: subprocess.Popen[bytes], sig: int, timeout: float) -> int:
+    """Send ``sig`` to a process still running; its exit code (killed after ``timeout``)."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
 def wait_for(cond: Callable[[], object], what: str, proc: subprocess.Popen[bytes], log: Path,
              timeout: float = 300.0) -> object:  # fmt: skip
     deadline = time.monotonic() + timeout
@@ -110,13 +121,7 @@ def test_add_and_remove_streams_while_facepipe_run_runs(redis_url, home, demo_me
     finally:
         http.close()
         cam.close()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-        try:
-            code = proc.wait(120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            code = proc.wait()
+        code = end(proc, signal.SIGINT, 120)
     out = log.read_text()
     assert code == 130, out  # interrupted (--keep-running ends with Ctrl-C)
     assert "stream door" in out and "stream clip" in out, out  # both in the summary
@@ -155,13 +160,7 @@ def test_a_capture_process_follows_the_camera_set(redis_url, home, demo_media, t
         assert "end_seq" in counts("door")  # the session ended: its frames can be accounted
     finally:
         cam.close()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            code = proc.wait()
+        code = end(proc, signal.SIGTERM, 60)
     out = log.read_text()
     assert code == 0, out
     assert f"door: captured {counts('door')['captured']} (session" in out, out

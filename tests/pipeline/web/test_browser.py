@@ -303,15 +303,21 @@ def test_enrol_by_upload_and_search_by_photo_through_the_ui(page, world: World):
     assert labels["door/s1/1"] == labels["lobby/s2/1"] == "eileen"
 
 
-def test_merge_and_erase_through_the_ui(page, world: World):
+def accept_dialogs(page) -> list[str]:  # type: ignore[no-untyped-def]
+    """Accept every confirm() of the page; returns the list their messages go into."""
     dialogs: list[str] = []
 
     def answer(d) -> None:  # type: ignore[no-untyped-def]
         dialogs.append(d.message)
         d.accept()
 
+    page.on("dialog", answer)
+    return dialogs
+
+
+def test_merge_and_erase_through_the_ui(page, world: World):
     with serving(make_app(world)) as base:
-        page.on("dialog", answer)
+        dialogs = accept_dialogs(page)
         page.goto(f"{base}/unknowns")
         row = page.locator('tr.unknown[data-name="unknown-2"]')
         row.locator("form.merge input[name=other]").fill("unknown-3")
@@ -341,14 +347,8 @@ def test_merge_and_erase_through_the_ui(page, world: World):
 
 def test_add_and_remove_a_camera_through_the_ui(page, world: World):
     bus = world.rt.bus
-    dialogs: list[str] = []
-
-    def answer(d) -> None:  # type: ignore[no-untyped-def]
-        dialogs.append(d.message)
-        d.accept()
-
     with serving(make_app(world)) as base:
-        page.on("dialog", answer)
+        dialogs = accept_dialogs(page)
         page.goto(f"{base}/streams")
         form = page.locator("#add-stream")
         form.locator("input[name=name]").fill("gate")
