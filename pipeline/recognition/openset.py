@@ -264,6 +264,12 @@ def table_threshold(
     return float(np.interp(lf, fs, ts))
 
 
+# one photo enrolled twice gives the same encoding (the demo's photo, enrolled at every
+# `facepipe demo` run: 6 identical rows in a long-used home), two photos of one person
+# lie far further apart than this: below it, two enrolled photos are copies
+SAME_PHOTO_DISTANCE = 0.1
+
+
 @dataclass(frozen=True)
 class OpenSetRule:
     """The open-set decision rule's settings (module docstring)."""
@@ -324,6 +330,12 @@ class OpenSetRule:
             return self.ceiling
         p = np.asarray(photos, dtype=float)
         d = np.linalg.norm(p[:, None, :] - p[None, :, :], axis=2)
+        # the same photo enrolled again (re-encoded: jitter noise only) says nothing of how
+        # the person varies: near-copies count once, else their tiny spread would make a
+        # threshold nobody meets
+        distinct = [i for i in range(len(p)) if not (d[i, :i] < SAME_PHOTO_DISTANCE).any()]
+        if len(distinct) < max(self.person_min_photos, 2):
+            return self.ceiling
         return float(min(self.ceiling, self.person_scale * d.max()))
 
     def prepare(

@@ -112,7 +112,8 @@ def test_per_person_threshold_is_never_looser_than_the_global_rule(spread):
 def test_a_compact_person_gets_a_tighter_threshold():
     rule = OpenSetRule(person_min_photos=3, margin=0.0)
     center = at(0.3, 0)  # the probe is 0.3 from the person's photos' centre
-    tight = center + np.stack([at(0.02, s) for s in (1, 2, 3)])  # three near-identical photos
+    # three photos close together (0.17 apart: a compact person, not copies of one photo)
+    tight = center + np.stack([at(0.12, s) for s in (1, 2, 3)])
     names = ["a", "a", "a", "b"]
     gal = np.vstack([tight, at(1.2, 9)[None, :]])
     prepared = rule.prepare(names, gal)
@@ -217,3 +218,14 @@ def test_two_similar_enrolled_people_do_not_cost_each_other_their_names():
     # a stranger near neither: unknown; near both alike: unknown (the margin)
     assert name_of(names, np.stack([at(0.68, 0), at(0.70, 1)]), rule) is None
     assert name_of(names, np.stack([at(0.50, 0), at(0.52, 1)]), rule) is None
+
+
+def test_one_photo_enrolled_again_and_again_is_one_photo():
+    """Re-enrolling the same photo (e.g. every `facepipe demo` run) must not give the
+    person a per-person threshold of zero spread that nobody meets."""
+    rule = OpenSetRule(person_min_photos=3)
+    photos = np.stack([at(0.3, 0)] * 6)  # the probe is 0.3 from the photo: clearly a
+    assert rule.person_threshold(photos) == rule.ceiling
+    names = ["a"] * 6 + ["b"]
+    gal = np.vstack([photos, at(1.2, 2)[None, :]])
+    assert name_of(names, gal, rule) == "a"
