@@ -350,6 +350,10 @@ def check_cameras(docs: list[Doc], tmp_path: Path) -> None:
         name, ctx = parse_cli(c["command"][1:])
         if name != "capture":
             continue
+        if ctx.params["follow"]:
+            # the cameras added at run time (POST /api/streams): no camera of the config
+            assert not ctx.params["camera"] and not ctx.params["source"], dep
+            continue
         camera = ctx.params["camera"]
         assert camera and not ctx.params["source"], f"{dep}: use --camera NAME"
         cfg = load_pod_config(docs, tmp_path, pod_environ(docs, c))
@@ -360,6 +364,59 @@ def check_cameras(docs: list[Doc], tmp_path: Path) -> None:
     cfg = load_pod_config(docs, tmp_path, {})
     enabled = {n for n, cam in cfg.cameras.items() if cam.enabled}
     assert set(captured) == enabled, f"cameras without a capture: {enabled - set(captured)}"
+
+
+def check_api(docs: list[Doc], tmp_path: Path) -> None:
+    """The API Deployment: `facepipe serve` on every interface of its pod, so with a token
+    from the Secret (its config loads and requires it); its Service reaches the port it
+    listens on; and where it mounts a ReadWriteOnce claim, it is scheduled on the node of
+    the Deployment that writes that claim (the sink), the only node that can mount it."""
+    deployments = of_kind(docs, "Deployment")
+    serving = [
+        (dep, c)
+        for dep, c in facepipe_containers(docs)
+        if parse_cli(c["command"][1:])[0] == "serve"
+    ]
+    assert [dep for dep, _ in serving] == ["api"], serving
+    ((dep, c),) = serving
+    _, ctx = parse_cli(c["command"][1:])
+    env = pod_environ(docs, c)
+    cfg = load_pod_config(docs, tmp_path, env)
+    host = ctx.params["host"] or cfg.api.host
+    port = ctx.params["port"] or cfg.api.port
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        ref = next((v for v in c.get("env", []) if v["name"] == "FACEPIPE__API__TOKEN"), None)
+        assert ref is not None and "secretKeyRef" in ref.get("valueFrom", {}), (
+            f"{dep}: serves on {host} without FACEPIPE__API__TOKEN from the Secret"
+        )
+        assert cfg.api.token, f"{dep}: no token"
+    assert {p["containerPort"] for p in c["ports"]} == {port}, f"{dep}: listens on {port}"
+    pod = deployments[dep]["spec"]["template"]
+    claims = of_kind(docs, "PersistentVolumeClaim")
+    for vol in pod["spec"].get("volumes", []):
+        claim = vol.get("persistentVolumeClaim", {}).get("claimName")
+        if claim is None or "ReadWriteOnce" not in claims[claim]["spec"]["accessModes"]:
+            continue
+        writers = [
+            name
+            for name, d in deployments.items()
+            if name != dep
+            and any(
+                v.get("persistentVolumeClaim", {}).get("claimName") == claim
+                for v in d["spec"]["template"]["spec"].get("volumes", [])
+            )
+        ]
+        terms = (
+            pod["spec"].get("affinity", {}).get("podAffinity", {})
+            .get("requiredDuringSchedulingIgnoredDuringExecution", [])
+        )  # fmt: skip
+        for writer in writers:
+            labels = deployments[writer]["spec"]["template"]["metadata"]["labels"]
+            assert any(
+                t["topologyKey"] == "kubernetes.io/hostname"
+                and t["labelSelector"]["matchLabels"].items() <= labels.items()
+                for t in terms
+            ), f"{dep}: mounts the ReadWriteOnce claim {claim} away from {writer}'s node"
 
 
 def check_security(docs: list[Doc]) -> None:
@@ -542,6 +599,10 @@ def test_one_capture_per_enabled_live_camera(docs, tmp_path):
     check_cameras(docs, tmp_path)
 
 
+def test_the_api_needs_a_token_and_runs_beside_the_snapshots(docs, tmp_path):
+    check_api(docs, tmp_path)
+
+
 def test_pods_run_as_non_root_with_read_only_root(docs):
     check_security(docs)
 
@@ -692,6 +753,24 @@ BREAKAGES: dict[str, tuple[Callable[[list[Doc]], None], Callable[[list[Doc], Pat
         ),
         lambda d, p: check_cameras(d, p),
     ),
+    "api without a token": (
+        lambda d: _container(d, "api")["env"].remove(
+            _env_var(_container(d, "api"), "FACEPIPE__API__TOKEN")
+        ),
+        lambda d, p: check_api(d, p),
+    ),
+    "api away from the sink's volume": (
+        lambda d: of_kind(d, "Deployment")["api"]["spec"]["template"]["spec"].pop("affinity"),
+        lambda d, p: check_api(d, p),
+    ),
+    "api port not the one it serves on": (
+        lambda d: _container(d, "api")["ports"][0].update(containerPort=8080),
+        lambda d, p: check_api(d, p),
+    ),
+    "streams follower given a camera": (
+        lambda d: _container(d, "streams")["command"].extend(["--camera", "door"]),
+        lambda d, p: check_cameras(d, p),
+    ),
     "probe on an undeclared port": (
         lambda d: _container(d, "metrics")["readinessProbe"]["httpGet"].update(port="http"),
         lambda d, _: check_references(d),
@@ -803,3 +882,71 @@ def test_stage_pods_pass_their_probes_while_the_worker_runs_and_fail_after(docs,
             while _run_probe(cmd, envs[dep]).returncode == 0:
                 assert time.monotonic() < deadline, f"{dep}: liveness passes without a worker"
                 time.sleep(1)
+
+
+@pytest.mark.slow
+def test_the_api_pod_serves_with_the_secret_token_only(docs, tmp_path):
+    """The api Deployment's command with the pod's environment (a private Redis with the
+    Secret's password, the ConfigMap's file, a SQLite store) started as a process on a free
+    port: its TCP probe's port answers, a request without the Secret's token gets 401, one
+    with it gets the health of the store and Redis."""
+    import json
+    import socket
+    import urllib.error
+    import urllib.request
+
+    (c,) = [c for dep, c in facepipe_containers(docs) if dep == "api"]
+    config = tmp_path / "facepipe.yaml"
+    config.write_text(config_text(docs))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [a if a != "0.0.0.0" else "127.0.0.1" for a in c["command"][1:]]  # loopback only
+    command[command.index("--port") + 1] = str(port)
+    password = secret_data(docs)["redis-password"]
+    with PrivateRedis(password=password) as server:
+        env = pod_environ(docs, c)
+        token = env["FACEPIPE__API__TOKEN"]
+        env.update(
+            REDIS_URL=server.url, FACEPIPE_CONFIG=str(config), HOME=str(tmp_path),
+            FACEPIPE_HOME=str(tmp_path), PATH=os.environ["PATH"], PYTHONPATH=str(ROOT),
+            FACEPIPE__STORE__URL=f"sqlite:///{tmp_path / 'events.db'}",
+            FACEPIPE__STORE__SNAPSHOTS_DIR=str(tmp_path / "snapshots"),
+        )  # fmt: skip
+        log = tmp_path / "api.log"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", *command], env=env,
+            stdout=subprocess.DEVNULL, stderr=open(log, "wb"),
+        )  # fmt: skip
+        try:
+            startup = c["startupProbe"]
+            deadline = time.monotonic() + startup["periodSeconds"] * startup["failureThreshold"]
+            while True:  # the startup probe: a TCP connection to the port
+                assert proc.poll() is None, log.read_text()
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=2).close()
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, "api: port never answered"
+                    time.sleep(0.5)
+            url = f"http://127.0.0.1:{port}/api/health"
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(url, timeout=30)
+            assert refused.value.code == 401
+            req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    with urllib.request.urlopen(req, timeout=30) as resp:
+                        body = json.load(resp)
+                    break
+                except urllib.error.HTTPError as exc:  # 503 until every component answers
+                    body = json.load(exc)
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(1)
+            assert body["store"]["ok"] is True, body
+            assert body["redis"]["ok"] is True, body
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
