@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
 import time
 from typing import Any, NamedTuple
 
@@ -411,9 +412,34 @@ class Bus:
     # ----- cameras added and removed at run time (POST/DELETE /api/streams) -------------
     # The desired set (name -> spec JSON) is written by the API; capture processes follow
     # it (pipeline/stream_control.py), each camera claimed by one of them at a time.
+    # Redis usually runs without persistence: the set carries an epoch (a random token
+    # written with it and never deleted), so a follower that sees the epoch change knows
+    # Redis lost the set and puts back the cameras it knew (``restore_cameras``).
     def add_camera(self, name: str, spec: dict[str, Any]) -> bool:
         """Add camera ``name`` to the desired set; False if it is there already."""
-        return bool(self.conn.hsetnx(self.key("cameras"), name, json.dumps(spec)))
+        pipe = self.conn.pipeline(transaction=True)
+        pipe.hsetnx(self.key("cameras"), name, json.dumps(spec))
+        pipe.set(self.key("cameras-epoch"), secrets.token_hex(8), nx=True)
+        return bool(pipe.execute()[0])
+
+    def cameras_epoch(self) -> str:
+        """The epoch of the desired set (created when missing): it changes only when Redis
+        loses its data."""
+        pipe = self.conn.pipeline(transaction=True)
+        pipe.set(self.key("cameras-epoch"), secrets.token_hex(8), nx=True)
+        pipe.get(self.key("cameras-epoch"))
+        return bytes(pipe.execute()[1]).decode()
+
+    def restore_cameras(self, specs: dict[str, dict[str, Any]]) -> list[str]:
+        """Put back cameras of a desired set Redis lost (each only where the name is free:
+        one added since wins); the names put back."""
+        if not specs:
+            return []
+        pipe = self.conn.pipeline(transaction=True)
+        for name, spec in specs.items():
+            pipe.hsetnx(self.key("cameras"), name, json.dumps(spec))
+        done = pipe.execute()
+        return [name for name, ok in zip(specs, done, strict=True) if ok]
 
     def remove_camera(self, name: str) -> bool:
         """Take camera ``name`` out of the desired set (its capture stops); False if absent."""

@@ -74,6 +74,8 @@ class _Running:
     capture: Capture | None = None
     thread: threading.Thread | None = None
     removed: bool = False
+    handed_over: bool = False  # another process claimed it meanwhile: it says the state
+    live: bool = False
 
 
 @dataclass
@@ -87,6 +89,8 @@ class CameraWatcher:
     )
     captures: list[Capture] = field(default_factory=list)  # every one started, in order
     _running: dict[str, _Running] = field(default_factory=dict)
+    _known: dict[str, dict[str, Any]] = field(default_factory=dict)  # the set last read
+    _epoch: str | None = None  # its epoch (Bus.cameras_epoch)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -135,7 +139,19 @@ class CameraWatcher:
     def step(self) -> None:
         """One pass: start the cameras of the set nobody runs, stop those that left it."""
         bus = self.rt.bus
+        epoch = bus.cameras_epoch()
+        if self._epoch is not None and epoch != self._epoch and self._known:
+            # Redis lost its data (a restart without persistence): the cameras added at
+            # run time must not stop with it; put back the set as this process knew it
+            back = bus.restore_cameras(self._known)
+            if back:
+                log.warning(
+                    "Redis lost the camera set (restarted without persistence?): put back %s",
+                    ", ".join(sorted(back)),
+                )
+        self._epoch = epoch
         desired = bus.cameras()
+        self._known = desired
         status = bus.camera_status()
         with self._lock:
             running = dict(self._running)
@@ -151,7 +167,11 @@ class CameraWatcher:
                 try:
                     r.claim.extend(CLAIM_TTL_S, replace_ttl=True)
                 except LockError:
-                    log.warning("camera %s: lost its claim (Redis slow?)", name)
+                    self._reclaim(name, r)
+                if name not in status and r.capture is not None and not r.removed:
+                    # Redis lost the status (restart): say again what runs, and its session
+                    self._status(name, r.spec_id, "capturing", session=r.capture.session,
+                                 live=r.live)  # fmt: skip
             else:
                 with self._lock:
                     self._running.pop(name, None)
@@ -166,6 +186,19 @@ class CameraWatcher:
             if not claim.acquire(blocking=False):
                 continue  # another capture process runs it
             self._start(name, spec, claim)
+
+    def _reclaim(self, name: str, r: _Running) -> None:
+        """The claim of a camera this process runs is gone (it expired while Redis was
+        slow, or Redis lost it): claim it again, or, when another process has claimed it
+        meanwhile, stop capturing here (never two captures of one camera)."""
+        if r.claim.acquire(blocking=False):
+            log.warning("camera %s: its claim was lost (Redis restarted or slow): claimed again",
+                        name)  # fmt: skip
+            return
+        log.warning("camera %s: claimed by another process meanwhile: stopping here", name)
+        r.handed_over = True
+        if r.capture is not None:
+            r.capture.stop()
 
     def _status(self, name: str, spec_id: str, state: str, **extra: Any) -> None:
         self.rt.bus.set_camera_status(
@@ -191,7 +224,7 @@ class CameraWatcher:
             log.warning("camera %s: cannot start: %s", name, exc)
             self._status(name, spec_id, "failed", error=str(exc))
             return  # not alive: the next step releases its claim
-        r.capture = cap
+        r.capture, r.live = cap, source.live
         self.captures.append(cap)
         self._status(name, spec_id, "capturing", session=cap.session, live=source.live)
         log.info("camera %s: capturing %s as session %s", name, source.spec, cap.session)
@@ -203,6 +236,8 @@ class CameraWatcher:
                 log.exception("camera %s: capture failed", name)
                 self._status(name, spec_id, "failed", error=str(exc), session=cap.session)
                 return
+            if r.handed_over:
+                return  # the process that claimed it reports its state
             if r.removed:
                 state = "stopped"  # it left the set
             elif cap.stop_event.is_set():
