@@ -26,16 +26,11 @@ import pytest
 from pipeline.camera_server import MjpegCamera
 from pipeline.demo import make_demo_video
 from pipeline.stages import STAGE_NAMES
+from tests.helpers import free_port
 
 from .conftest import Procs, start_workers, wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def scrape(port: int) -> str:

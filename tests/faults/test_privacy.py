@@ -24,14 +24,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.redis_server import PrivateRedis
+from tests.helpers import free_port
 
 PASSWORD = "s3cret-Pw"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def clean_env(home: Path, **extra: str) -> dict[str, str]:

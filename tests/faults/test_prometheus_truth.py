@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -22,6 +21,7 @@ import pytest
 
 from pipeline.camera_server import MjpegCamera
 from pipeline.demo import make_demo_video
+from tests.helpers import free_port
 
 from .conftest import start_workers, wait_for
 
@@ -34,12 +34,6 @@ pytestmark = [
         PROMETHEUS is None, reason="prometheus not installed (apt install prometheus)"
     ),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def get(port: int, path: str, **params: str) -> dict:

@@ -8,7 +8,6 @@ restart is processed completely by the same worker processes.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 import urllib.request
@@ -18,16 +17,11 @@ import pytest
 from pipeline.demo import make_demo_video
 from pipeline.metrics import Metrics
 from pipeline.stages import STAGE_NAMES
+from tests.helpers import free_port
 
 from .conftest import start_workers, wait_for, workers_of
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def scrape(port: int) -> str:

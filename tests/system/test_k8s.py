@@ -32,6 +32,7 @@ from pipeline.record import FrameRecord
 from pipeline.redis_server import PrivateRedis
 from pipeline.sources import describe
 from pipeline.stages import STAGE_NAMES
+from tests.helpers import free_port
 
 ROOT = Path(__file__).parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -898,9 +899,7 @@ def test_the_api_pod_serves_with_the_secret_token_only(docs, tmp_path):
     (c,) = [c for dep, c in facepipe_containers(docs) if dep == "api"]
     config = tmp_path / "facepipe.yaml"
     config.write_text(config_text(docs))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     command = [a if a != "0.0.0.0" else "127.0.0.1" for a in c["command"][1:]]  # loopback only
     command[command.index("--port") + 1] = str(port)
     password = secret_data(docs)["redis-password"]

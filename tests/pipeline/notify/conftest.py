@@ -27,18 +27,13 @@ import pytest
 from pipeline.config import load_config
 from pipeline.record import Face, FrameRecord
 from pipeline.runtime import Runtime
+from tests.helpers import free_port
 from workers import base
 from workers.base import stage_worker
 
 MOSQUITTO = shutil.which("mosquitto") or (
     "/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Broker:
