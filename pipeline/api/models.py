@@ -245,3 +245,9 @@ class Health(Model):
     store: Component
     redis: Component
     workers: dict[str, int] = Field(description="live workers per stage (empty without Redis)")
+    streams: dict[str, Component] = Field(
+        default_factory=dict,
+        description="per stream now captured from a live source (ok while it delivers "
+        "frames) and per camera added at run time (not ok when it failed or no follower "
+        "runs it); empty without Redis",
+    )

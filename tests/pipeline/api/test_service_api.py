@@ -34,6 +34,29 @@ def test_health_per_component(client, world):
     w.register_birth()
     h = client.get("/api/health").json()
     assert h["status"] == "ok" and all(v == 1 for v in h["workers"].values())
+    assert h["streams"] == {}
+
+    # streams: a live camera down, then up; a camera added at run time that failed
+    from pipeline.metrics import Metrics
+
+    metrics = Metrics(world.rt.bus)
+    metrics.set_gauge("facepipe_source_up", {"stream": "gate"}, 0.0, ttl_s=60)
+    h = client.get("/api/health").json()
+    assert h["status"] == "degraded" and h["streams"]["gate"]["ok"] is False
+    assert "down" in h["streams"]["gate"]["detail"]
+    metrics.set_gauge("facepipe_source_up", {"stream": "gate"}, 1.0, ttl_s=60)
+    h = client.get("/api/health").json()
+    assert h["status"] == "ok" and h["streams"]["gate"] == {"ok": True, "detail": "live source up"}
+    world.rt.bus.set_camera_status(
+        "yard", {"id": "1", "state": "failed", "error": "cannot open rtsp://u:pw@cam/1"}
+    )
+    h = client.get("/api/health").json()
+    assert h["status"] == "degraded" and h["streams"]["yard"]["ok"] is False
+    assert "failed" in h["streams"]["yard"]["detail"] and "pw" not in h["streams"]["yard"]["detail"]
+    world.rt.bus.set_camera_status("yard", {"id": "1", "state": "capturing"})
+    metrics.clear_gauge("facepipe_source_up", {"stream": "gate"})  # its capture ended
+    h = client.get("/api/health").json()
+    assert h["status"] == "ok" and set(h["streams"]) == {"yard"}
     w.register_death()
     assert client.get("/api/health/live").json() == {"status": "ok"}
 
