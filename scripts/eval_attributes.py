@@ -58,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--framing", action="store_true", help="also measure the HOG framing")
     ap.add_argument("--out", default=str(REPO_ROOT / "docs" / "attributes_eval"))
     ap.add_argument("--runs", type=Path, default=REPO_ROOT / "runs" / "attributes")
+    ap.add_argument(
+        "--detail",
+        default=None,
+        help="backends whose per-group table and abstention curve are printed "
+        "(default: the configured backend)",
+    )
     args = ap.parse_args(argv)
     try:
         folder = require("utkface")
@@ -81,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         else f"the recognize stage's ({ev.encoding_cache_name(cfg.recognition)}), "
         "reused by backends that take them",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "detail": args.detail.split(",") if args.detail else [cfg.attributes.backend],
     }
     from pipeline.agegender.framing import UTKFACE_BOX_FRACTION
     from pipeline.detectors import registry as detectors
@@ -123,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     genders = [s.gender for s in val]
     for combo, (age, pf) in ev.combine(singles).items():
         m = ev.age_gender_metrics(age, pf, ages, genders)
+        m.update(ev.detail_metrics((age, pf), val))
         members = combo[len("mean(") : -1].split(" + ")
         m["ms_per_face_median"] = sum(results[n]["ms_per_face_median"] or 0 for n in members)
         m["crop_margin"] = "-"
