@@ -4,8 +4,12 @@
 The ``ensemble`` backend combines its members' predictions with a tiny linear stacker:
 
 * age: ``b + sum_i w_i * age_i`` (the members' expected ages, years);
-* gender: ``p(female) = sigmoid(c + sum_i v_i * logit(p_i))``, or the plain mean of the
-  members' p(female) (``gender_combine: mean``).
+* gender: ``p(female) = sigmoid(c + sum_i (v_i + u_i * k) * logit(p_i))``, where
+  ``k = child_weight(age)`` is 1 for a stacked age of 0, falling linearly to 0 at
+  ``CHILD_AGE`` years (``u`` all zero: no age dependence), or the plain mean of the
+  members' p(female) (``gender_combine: mean``). The age term lets the stacker trust the
+  members less on children, whose gender they often get wrong: their p(female) comes
+  out nearer 0.5, so abstention ("unknown" below a confidence) hits them first.
 
 A calibration is a one-member stacker of one model file (``NAME.calibration.json`` beside
 it). Both are stored as JSON next to the models with the SHA-1 of the model files they
@@ -39,6 +43,15 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.asarray(z, dtype=np.float64)))
 
 
+CHILD_AGE = 20.0
+"""Stacked age (years) from which the gender combination no longer depends on age."""
+
+
+def child_weight(age: np.ndarray) -> np.ndarray:
+    """1 at age 0, falling linearly to 0 at :data:`CHILD_AGE`."""
+    return np.clip((CHILD_AGE - np.asarray(age, dtype=np.float64)) / CHILD_AGE, 0.0, 1.0)
+
+
 @dataclass
 class Stacker:
     """Linear combination of member predictions (see the module docstring)."""
@@ -49,6 +62,7 @@ class Stacker:
     gender_weights: np.ndarray  # (M,)
     gender_bias: float
     gender_combine: str = "logistic"  # or "mean": plain mean of p(female)
+    gender_child_weights: np.ndarray | None = None  # (M,) u_i; None: no age dependence
 
     @classmethod
     def mean(cls, members: tuple[str, ...]) -> Stacker:
@@ -62,11 +76,14 @@ class Stacker:
         a = np.clip(a, 0.0, 100.0)
         if self.gender_combine == "mean":
             return a, np.asarray(p_female, dtype=np.float64).mean(axis=1)
-        p = sigmoid(logit(p_female) @ self.gender_weights + self.gender_bias)
-        return a, p
+        z = logit(p_female)
+        g = z @ self.gender_weights + self.gender_bias
+        if self.gender_child_weights is not None:
+            g = g + child_weight(a) * (z @ self.gender_child_weights)
+        return a, sigmoid(g)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        d = {
             "members": list(self.members),
             "age_weights": [round(float(v), 6) for v in self.age_weights],
             "age_bias": round(float(self.age_bias), 6),
@@ -74,6 +91,9 @@ class Stacker:
             "gender_bias": round(float(self.gender_bias), 6),
             "gender_combine": self.gender_combine,
         }
+        if self.gender_child_weights is not None:
+            d["gender_child_weights"] = [round(float(v), 6) for v in self.gender_child_weights]
+        return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Stacker:
@@ -85,7 +105,11 @@ class Stacker:
         combine = str(d.get("gender_combine", "logistic"))
         if combine not in ("logistic", "mean"):
             raise ValueError(f"unknown gender_combine {combine!r}")
-        return cls(members, aw, float(d["age_bias"]), gw, float(d["gender_bias"]), combine)
+        cw = d.get("gender_child_weights")
+        child = None if cw is None else np.asarray(cw, dtype=np.float64)
+        if child is not None and child.shape != (len(members),):
+            raise ValueError("stacker child weights do not match its members")
+        return cls(members, aw, float(d["age_bias"]), gw, float(d["gender_bias"]), combine, child)
 
 
 def digest(path: Path) -> str:

@@ -38,6 +38,7 @@ from pipeline.agegender.stacker import (
     MEMBER_MODELS,
     Stacker,
     calibration_path,
+    child_weight,
     digest,
     logit,
     sigmoid,
@@ -92,12 +93,25 @@ def fit(
     y_age: np.ndarray,
     y_g: np.ndarray,
     gender_combine: str = "logistic",
+    child: bool = False,
 ) -> Stacker:
     """Fit the stacker on member predictions ``(N, M)`` and true labels (``gender_combine``
-    as given; :func:`choose_gender` decides it by cross-validation)."""
+    and ``child`` as given; :func:`choose_gender` decides them by cross-validation).
+    ``child``: also fit the age-dependent gender weights (``gender_child_weights``)."""
     aw, ab = fit_age(ages, y_age)
-    gw, gb = fit_gender(logit(p_female), y_g)
-    return Stacker(tuple(members), aw, ab, gw, gb, gender_combine)
+    z = logit(p_female)
+    if not child:
+        gw, gb = fit_gender(z, y_g)
+        return Stacker(tuple(members), aw, ab, gw, gb, gender_combine)
+    k = child_weight(np.clip(ages @ aw + ab, 0.0, 100.0))
+    w, gb = fit_gender(np.hstack([z, z * k[:, None]]), y_g)
+    m = len(members)
+    return Stacker(tuple(members), aw, ab, w[:m], gb, gender_combine, w[m:])
+
+
+def log_loss(p: np.ndarray, y: np.ndarray) -> float:
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1 - 1e-6)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
 def choose_gender(
@@ -106,13 +120,25 @@ def choose_gender(
     p_female: np.ndarray,
     y_age: np.ndarray,
     y_g: np.ndarray,
-) -> str:
-    """ "logistic" when the fitted gender combination beats the plain mean of p(female)
-    in cross-validation on these files (strictly), else "mean"."""
-    _, op = cross_validate(members, ages, p_female, y_age, y_g)
-    fitted = float(((op >= 0.5) == (y_g == 1)).mean())
-    mean = float(((p_female.mean(axis=1) >= 0.5) == (y_g == 1)).mean())
-    return "logistic" if fitted > mean else "mean"
+) -> tuple[str, bool, dict[str, Any]]:
+    """The gender combination with the lowest cross-validated log loss on these files
+    (the probability matters: abstention thresholds it): the plain mean of p(female),
+    the logistic regression, or the logistic regression with the age-dependent term.
+    Returns (gender_combine, child, the candidates' cross-validated figures)."""
+    cands: dict[str, dict[str, Any]] = {}
+    mean_p = p_female.mean(axis=1)
+    cands["mean"] = {
+        "log_loss": log_loss(mean_p, y_g),
+        "accuracy": float(((mean_p >= 0.5) == (y_g == 1)).mean()),
+    }
+    for name, child in (("logistic", False), ("logistic+child", True)):
+        _, op = cross_validate(members, ages, p_female, y_age, y_g, child=child)
+        cands[name] = {
+            "log_loss": log_loss(op, y_g),
+            "accuracy": float(((op >= 0.5) == (y_g == 1)).mean()),
+        }
+    best = min(cands, key=lambda k: cands[k]["log_loss"])
+    return ("mean" if best == "mean" else "logistic"), best == "logistic+child", cands
 
 
 def cross_validate(
@@ -122,6 +148,7 @@ def cross_validate(
     y_age: np.ndarray,
     y_g: np.ndarray,
     folds: int = 10,
+    child: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Out-of-fold stacker predictions (to compare stackers on the fitting data itself)."""
     n = len(y_age)
@@ -131,7 +158,7 @@ def cross_validate(
     out_a, out_p = np.empty(n), np.empty(n)
     for k in range(folds):
         tr, te = fold != k, fold == k
-        s = fit(members, ages[tr], p_female[tr], y_age[tr], y_g[tr])
+        s = fit(members, ages[tr], p_female[tr], y_age[tr], y_g[tr], child=child)
         out_a[te], out_p[te] = s(ages[te], p_female[te])
     return out_a, out_p
 
@@ -165,7 +192,12 @@ def member_predictions(
         }
     todo = [n for n in names if n not in known]
     if todo and member == "transfer":
-        rows = data.mirrored_features(todo)[:, :128].astype(np.float64)
+        from training.agegender import video_features
+
+        try:
+            rows = video_features.plain_features(todo).astype(np.float64)
+        except (KeyError, FileNotFoundError):
+            rows = data.mirrored_features(todo)[:, :128].astype(np.float64)
         from pipeline.agegender.models import age_from_probs
 
         probs, pf = HeadsRuntime(model)(rows)  # type: ignore[arg-type]
@@ -233,16 +265,17 @@ def fit_checked(
     stacker and those cross-validated metrics."""
     from training.agegender.training import metrics
 
-    oa, op = cross_validate(members, ages, p_female, y_age, y_g)
+    combine, child, gender_cv = choose_gender(members, ages, p_female, y_age, y_g)
+    oa, op = cross_validate(members, ages, p_female, y_age, y_g, child=child)
+    if combine == "mean":
+        op = p_female.mean(axis=1)
     cv = metrics(oa, op, y_age, y_g)
     mean = metrics(ages.mean(1), p_female.mean(1), y_age, y_g)
-    stacker = fit(
-        members, ages, p_female, y_age, y_g, choose_gender(members, ages, p_female, y_age, y_g)
-    )
+    stacker = fit(members, ages, p_female, y_age, y_g, combine, child)
     plain = Stacker.mean(members)
     if cv["age_mae"] >= mean["age_mae"]:
         stacker.age_weights, stacker.age_bias = plain.age_weights, plain.age_bias
-    return stacker, {"cross_validated": cv, "mean": mean}
+    return stacker, {"cross_validated": cv, "mean": mean, "gender_candidates": gender_cv}
 
 
 def _record(stacker: Stacker, checks: dict[str, Any], n: int, what: str) -> dict[str, Any]:
@@ -257,10 +290,17 @@ def _record(stacker: Stacker, checks: dict[str, Any], n: int, what: str) -> dict
             f"{DEV_BUCKETS.stop - 1}, {n} images, no model here was trained on them); "
             "the validation split was not used"
         ),
-        "method": "age: least absolute deviations on the ages + bias; gender: logistic "
-        "regression (L2 0.01 x n on weights) on the gender logits + bias; each part kept only "
-        "if it beats the plain mean (one model: its raw output) in 10-fold cross-validation on "
-        f"the same files (gender here: {stacker.gender_combine})",
+        "method": "age: least absolute deviations on the ages + bias, kept only if it beats "
+        "the plain mean (one model: its raw output) in 10-fold cross-validation on the same "
+        "files; gender: the plain mean of p(female), a logistic regression (L2 0.01 x n on "
+        "weights) on the gender logits + bias, or the same with an age-dependent term "
+        "(gender_child_weights), whichever has the lowest 10-fold cross-validated log loss "
+        f"(here: {stacker.gender_combine}"
+        f"{' + child' if stacker.gender_child_weights is not None else ''})",
+        "dev_gender_candidates_cv": {
+            k: {kk: round(vv, 4) for kk, vv in v.items()}
+            for k, v in checks.get("gender_candidates", {}).items()
+        },
         "dev_cross_validated": {k: cv[k] for k in ("n", "age_mae", "gender_accuracy")},
         "dev_unfitted": {k: checks["mean"][k] for k in ("n", "age_mae", "gender_accuracy")},
         "created": datetime.now(UTC).isoformat(timespec="seconds"),

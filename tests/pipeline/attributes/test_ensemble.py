@@ -102,6 +102,30 @@ def test_stacker_roundtrip_and_logit_mean() -> None:
         Stacker.from_json({**s.to_json(), "age_weights": [1.0]})
 
 
+def test_stacker_child_weights_pull_children_towards_unsure() -> None:
+    """The age-dependent gender term acts below CHILD_AGE only and survives JSON."""
+    base = Stacker.mean(("a", "b"))
+    s = Stacker(
+        base.members,
+        base.age_weights,
+        0.0,
+        np.array([1.0, 1.0]),
+        0.0,
+        "logistic",
+        np.array([-0.8, -0.8]),
+    )
+    t = Stacker.from_json(json.loads(json.dumps(s.to_json())))
+    assert t.gender_child_weights is not None
+    pf = np.array([[0.9, 0.9], [0.9, 0.9], [0.9, 0.9]])
+    ages = np.array([[3.0, 3.0], [12.0, 12.0], [40.0, 40.0]])
+    _, p = t(ages, pf)
+    _, p0 = base.__class__(base.members, base.age_weights, 0.0, np.ones(2), 0.0)(ages, pf)
+    assert p[2] == pytest.approx(p0[2])  # adults: unchanged
+    assert 0.5 < p[0] < p[1] < p[2]  # the younger, the less sure
+    with pytest.raises(ValueError, match="child weights"):
+        Stacker.from_json({**s.to_json(), "gender_child_weights": [1.0]})
+
+
 @pytest.mark.parametrize("name", ["scratch", "transfer"])
 def test_calibration_is_applied_by_default(name: str, image: np.ndarray) -> None:
     from pipeline.agegender.stacker import calibrate
