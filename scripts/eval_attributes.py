@@ -59,6 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(REPO_ROOT / "docs" / "attributes_eval"))
     ap.add_argument("--runs", type=Path, default=REPO_ROOT / "runs" / "attributes")
     ap.add_argument(
+        "--cards",
+        action="store_true",
+        help="write each evaluated backend's per-group figures into its model card "
+        "(pipeline/models/age_gender/NAME.md; full validation split only)",
+    )
+    ap.add_argument(
         "--detail",
         default=None,
         help="backends whose per-group table and abstention curve are printed "
@@ -135,6 +141,14 @@ def main(argv: list[str] | None = None) -> int:
         m["ms_per_face_median"] = sum(results[n]["ms_per_face_median"] or 0 for n in members)
         m["crop_margin"] = "-"
         results[combo] = m
+    if args.cards and args.limit is None:
+        from pipeline.agegender.runtime import MODELS_DIR
+
+        for name in names:
+            if "by_group" in results.get(name, {}):
+                ev.write_card_section(
+                    MODELS_DIR / f"{name}.md", ev.card_section(name, results[name], meta)
+                )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))

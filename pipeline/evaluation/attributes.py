@@ -480,3 +480,41 @@ def group_markdown(name: str, m: dict[str, Any]) -> list[str]:
         ]
         lines.append(f"| {row['threshold']} | " + " | ".join(cells) + " |")
     return lines
+
+
+CARD_MARK = "<!-- per-group evaluation (scripts/eval_attributes.py --cards) -->"
+
+
+def card_section(name: str, m: dict[str, Any], meta: dict[str, Any]) -> str:
+    """The per-group part of a model card: the backend through the product's ``estimate``
+    path on the validation split, with the command, machine and date."""
+    g = m["by_group"]
+    worst = g["worst_adult_gender"]
+    head = [
+        CARD_MARK,
+        "",
+        f"## Evaluation by group (backend `{name}` as shipped, validation split)",
+        "",
+        f"- command: `{meta['command']}` ({meta['date']}; {meta['machine']}); boxes: "
+        f"{meta['boxes']}; {meta['images']} images",
+        f"- overall: age MAE {m['age_mae']:.2f} years, gender {m['gender_accuracy']:.1%} "
+        f"({m['gender_accuracy_13plus']:.1%} for ages 13+)",
+        "- worst adult group (n >= "
+        f"{g['min_n']}): "
+        + (
+            f"{worst['group']} {worst['gender_accuracy']:.1%} gender (n={worst['n']})"
+            if worst
+            else "-"
+        ),
+        "- the split is by file: UTKFace has no identity labels, so a person can be on both "
+        "sides; expect less on people and cameras never seen",
+    ]
+    return "\n".join(head + group_markdown(name, m)[1:]) + "\n"
+
+
+def write_card_section(card_md: Path, section: str) -> None:
+    """Replace (or append) the per-group section of a model card."""
+    text = card_md.read_text() if card_md.is_file() else ""
+    if CARD_MARK in text:
+        text = text[: text.index(CARD_MARK)].rstrip() + "\n"
+    card_md.write_text(text.rstrip() + "\n\n" + section)

@@ -52,6 +52,9 @@ FEATURE_NOISE = 0.15  # Gaussian noise on the standardised features
 AGE_L1 = 0.05
 GENDER_WEIGHT = 2.0
 GENDER_SMOOTHING = 0.05
+INIT_LR = 3e-4  # fine-tuning an existing head (--init)
+INIT_NOISE = 0.02  # its features are not standardised (raw dlib encodings)
+INIT_DROPOUT = 0.4
 
 
 def age_sigma(age: Any) -> Any:
@@ -76,7 +79,13 @@ def group_weights(
     return (w / w.mean()).astype(np.float32)
 
 
-def _model(dim: int, seed: int) -> Any:
+def _model(
+    dim: int,
+    seed: int,
+    hidden: int = HIDDEN,
+    noise: float = FEATURE_NOISE,
+    dropout: float = DROPOUT,
+) -> Any:
     import keras
     from keras import layers
 
@@ -84,11 +93,11 @@ def _model(dim: int, seed: int) -> Any:
 
     keras.utils.set_random_seed(seed)
     inp = keras.Input((dim,), name="features")
-    x = layers.GaussianNoise(FEATURE_NOISE)(inp)
-    x = layers.Dense(HIDDEN, activation="relu")(x)
-    x = layers.Dropout(DROPOUT)(x)
-    x = layers.Dense(HIDDEN, activation="relu")(x)
-    x = layers.Dropout(DROPOUT)(x)
+    x = layers.GaussianNoise(noise)(inp)
+    x = layers.Dense(hidden, activation="relu")(x)
+    x = layers.Dropout(dropout)(x)
+    x = layers.Dense(hidden, activation="relu")(x)
+    x = layers.Dropout(dropout)(x)
     age = layers.Dense(AGE_BINS, name="age")(x)
     gender = layers.Dense(1, name="gender")(x)
     return keras.Model(inp, {"age": age, "gender": gender})
@@ -172,12 +181,31 @@ def views(feats: np.ndarray, which: str) -> np.ndarray:
     return feats[:, 128 * cols : 128 * (cols + 1)]
 
 
+def report_heads(heads: Any, d: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Metrics of heads on the cached dev (and validation, if built) files, on the plain
+    and the degraded encodings (reported only: nothing is chosen on validation)."""
+    from training.agegender.training import evaluate_arrays
+
+    report: dict[str, Any] = {}
+    for side in ("dev", "val"):
+        m = d["sides"] == side
+        if not m.any():
+            continue
+        for v in ("plain", "degraded"):
+            probs, pf = heads(views(d["features"][m], v))
+            r = evaluate_arrays(probs, pf, d["ages"][m], d["genders"][m])
+            report[f"{side}_{v}"] = {
+                k: r[k] for k in ("n", "age_mae", "gender_accuracy", "gender_accuracy_13plus")
+            }
+            log.info("%s %s %s: %s", heads.path.name, side, v, json.dumps(report[f"{side}_{v}"]))
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from pipeline.agegender.runtime import HeadsRuntime
     from pipeline.agegender.split import group_of
     from training.agegender import video_features
-    from training.agegender.training import evaluate_arrays
 
     ap = argparse.ArgumentParser(description="train the v2 transfer heads (seeds, views, groups)")
     ap.add_argument("--out", type=Path, required=True)
@@ -186,6 +214,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--views", default="plain,mirror,degraded")
     ap.add_argument("--balance", type=float, default=BALANCE_POWER, help="0: no group weights")
     ap.add_argument("--partial", action="store_true", help="train on the chunks built so far")
+    ap.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="fine-tune an existing single-head .npz (e.g. the v1 transfer.npz) instead of "
+        "training from random weights; keeps its feature standardisation",
+    )
+    ap.add_argument("--lr", type=float, default=None, help="peak learning rate")
+    ap.add_argument("--float16", action="store_true", help="store the weights as float16")
+    ap.add_argument("--compare", type=Path, default=None, help="also report these heads")
     args = ap.parse_args(argv)
     d = video_features.load(partial=args.partial)
     sides = d["sides"]
@@ -197,33 +235,47 @@ def main(argv: list[str] | None = None) -> int:
     age = np.tile(d["ages"][tr], rep)
     gender = np.tile(d["genders"][tr], rep)
     w = np.tile(group_weights(d["ages"][tr], d["genders"][tr], d["races"][tr], args.balance), rep)
-    mean = views(feats[tr], "plain").mean(axis=0)
-    scale = views(feats[tr], "plain").std(axis=0) + 1e-6
+    ok = ~np.isnan(x).any(axis=1)  # chunks built without the mirrored view leave it NaN
+    x, age, gender, w = x[ok], age[ok], gender[ok], w[ok]
+    init = None
+    if args.init is not None:
+        with np.load(args.init, allow_pickle=False) as z:
+            init = {k: z[k] for k in z.files}
+        mean, scale = init["mean"], init["scale"]
+    else:
+        mean = views(feats[tr], "plain").mean(axis=0)
+        scale = views(feats[tr], "plain").std(axis=0) + 1e-6
     xs = (x - mean) / scale
-    log.info("training on %d images x %d views (%s)", int(tr.sum()), rep, args.views)
+    log.info("training on %d images, %d examples (%s)", int(tr.sum()), len(x), args.views)
     models = []
     t0 = time.time()
     for s in range(args.seeds):
-        models.append(train_seed(xs, age, gender, w, seed=1000 + s, epochs=args.epochs))
+        models.append(
+            train_seed(
+                xs,
+                age,
+                gender,
+                w,
+                seed=1000 + s,
+                epochs=args.epochs,
+                init=init,
+                peak_lr=args.lr or (INIT_LR if init is not None else LR),
+            )
+        )
         log.info("seed %d done (%.0f s)", s, time.time() - t0)
     arrays = stack_seeds(models, mean, scale)
+    if args.float16:
+        arrays = {k: v.astype(np.float16) for k, v in arrays.items()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(".tmp.npz")
     np.savez(tmp, **arrays)
     tmp.replace(args.out)
-    heads = HeadsRuntime(args.out)
-    report: dict[str, Any] = {}
-    for side in ("dev", "val"):
-        m = sides == side
-        if not m.any():
-            continue
-        for v in ("plain", "degraded"):
-            probs, pf = heads(views(feats[m], v))
-            r = evaluate_arrays(probs, pf, d["ages"][m], d["genders"][m])
-            report[f"{side}_{v}"] = {
-                k: r[k] for k in ("n", "age_mae", "gender_accuracy", "gender_accuracy_13plus")
-            }
-            log.info("%s %s: %s", side, v, json.dumps(report[f"{side}_{v}"]))
+    report = report_heads(HeadsRuntime(args.out), d)
+    if args.compare is not None:
+        report["compare"] = {
+            "heads": str(args.compare),
+            **report_heads(HeadsRuntime(args.compare), d),
+        }
     groups = sorted(
         {
             group_of(a, g, r)
@@ -237,7 +289,10 @@ def main(argv: list[str] | None = None) -> int:
         "hidden": HIDDEN,
         "views": chosen,
         "balance_power": args.balance,
+        "init": str(args.init) if args.init else None,
+        "float16": args.float16,
         "train_images": int(tr.sum()),
+        "train_examples": int(len(x)),
         "groups": len(groups),
         "metrics": report,
         "seconds": round(time.time() - t0),

@@ -149,3 +149,37 @@ def test_abstention_curve_trades_coverage_for_accuracy():
     assert rows[1]["all"] == {"coverage": 0.3333, "accuracy": 1.0}
     assert rows[1]["0-12"] == {"coverage": 0.0, "accuracy": None}
     assert rows[2]["13+"] == {"coverage": 0.5, "accuracy": 1.0}
+
+
+def test_card_section_is_replaced_not_appended_twice(tmp_path):
+    ages = [30] * 40 + [5] * 10
+    genders = [1] * 40 + [0] * 10
+    races = [0] * 50
+    pf = [0.9] * 40 + [0.6] * 10
+    pred = [31] * 40 + [6] * 10
+    m = ev.age_gender_metrics(pred, pf, ages, genders)
+    m.update(
+        ev.detail_metrics(
+            (np.array(pred), np.array(pf)),
+            [
+                type("S", (), {"age": a, "gender": g, "race": r, "name": "x"})()
+                for a, g, r in zip(ages, genders, races, strict=True)
+            ],
+        )
+    )
+    meta = {
+        "command": "python scripts/eval_attributes.py --cards",
+        "date": "d",
+        "machine": "m",
+        "boxes": "utkface",
+        "images": 50,
+    }
+    card = tmp_path / "x.md"
+    card.write_text("# Model card\n\ntraining text\n")
+    ev.write_card_section(card, ev.card_section("x", m, meta))
+    ev.write_card_section(card, ev.card_section("x", m, meta))
+    text = card.read_text()
+    assert text.startswith("# Model card\n\ntraining text\n")
+    assert text.count(ev.CARD_MARK) == 1
+    assert "white/female/20-39" in text and "white/male/0-12" in text
+    assert "worst adult group (n >= 30): white/female/20-39 100.0%" in text
