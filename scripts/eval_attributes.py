@@ -38,6 +38,8 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import numpy as np  # noqa: E402
+
 from pipeline import machine  # noqa: E402
 from pipeline.agegender.split import list_samples, split_samples  # noqa: E402
 from pipeline.attributes import registry  # noqa: E402
@@ -129,7 +131,15 @@ def main(argv: list[str] | None = None) -> int:
             )
         except Exception as exc:  # one backend failing must not hide the others
             results[name] = {"error": f"{type(exc).__name__}: {exc}"}
-        log(json.dumps({name: results[name]}))
+        if name in preds:  # per-image predictions, for further analysis (runs/, not docs)
+            args.runs.mkdir(parents=True, exist_ok=True)
+            np.savez(
+                args.runs / f"predictions_{name}_{args.boxes}.npz",
+                names=np.array([s.name for s in val]),
+                age=preds[name][0],
+                p_female=preds[name][1],
+            )
+        log(json.dumps({name: {k: v for k, v in results[name].items() if k != "by_group"}}))
     # averages of backends, from the predictions above (no weights fitted)
     singles = {n: p for n, p in preds.items() if n != "ensemble"}
     ages = [s.age for s in val]

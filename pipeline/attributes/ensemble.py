@@ -107,7 +107,13 @@ class EnsembleEstimator(AttributeEstimator):
         if self.options.combine == "mean":
             age, p = ages.mean(axis=1), pf.mean(axis=1)
         else:
-            age, p = self.stacker(ages, pf)
+            probs = [
+                np.stack([r.age_probs for r in rs])  # type: ignore[misc]
+                if rs and all(r.age_probs is not None for r in rs)
+                else None
+                for rs in results
+            ]
+            age, p = self.stacker(ages, pf, probs)
         return [AgeGender.from_p_female(float(a), float(q)) for a, q in zip(age, p, strict=True)]
 
     def predict(self, crops: list[np.ndarray]) -> list[AgeGender]:
