@@ -509,7 +509,7 @@ def card_section(name: str, m: dict[str, Any], meta: dict[str, Any]) -> str:
         "- the split is by file: UTKFace has no identity labels, so a person can be on both "
         "sides; expect less on people and cameras never seen",
     ]
-    return "\n".join(head + group_markdown(name, m)[1:]) + "\n"
+    return "\n".join(head + group_markdown(name, m)) + "\n"
 
 
 def write_card_section(card_md: Path, section: str) -> None:

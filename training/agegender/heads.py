@@ -125,13 +125,32 @@ def train_seed(
     w: np.ndarray,
     seed: int,
     epochs: int = EPOCHS,
+    init: dict[str, np.ndarray] | None = None,
+    peak_lr: float = LR,
 ) -> Any:
+    """One head; ``init``: start from these weights (an existing single-head file, same
+    width) and fine-tune them."""
     import keras
 
-    model = _model(x.shape[1], seed)
+    if init is None:
+        model = _model(x.shape[1], seed)
+    else:
+        model = _model(
+            x.shape[1],
+            seed,
+            hidden=init["W0"].shape[1],
+            noise=INIT_NOISE,
+            dropout=INIT_DROPOUT,
+        )
+        dense = [layer for layer in model.layers if layer.__class__.__name__ == "Dense"]
+        hidden = [d for d in dense if d.name not in ("age", "gender")]
+        for i, d in enumerate(hidden):
+            d.set_weights([init[f"W{i}"], init[f"b{i}"]])
+        model.get_layer("age").set_weights([init["Wa"], init["ba"]])
+        model.get_layer("gender").set_weights([init["Wg"], init["bg"]])
     steps = epochs * int(np.ceil(len(x) / BATCH))
     lr = keras.optimizers.schedules.CosineDecay(
-        0.0, steps, alpha=0.02, warmup_target=LR, warmup_steps=max(1, steps // 20)
+        0.0, steps, alpha=0.02, warmup_target=peak_lr, warmup_steps=max(1, steps // 20)
     )
     model.compile(
         optimizer=keras.optimizers.AdamW(learning_rate=lr, weight_decay=1e-4),
