@@ -4,8 +4,9 @@ Default: the members and combination weights stored in
 ``pipeline/models/age_gender/ensemble.json`` (option ``stacker``), fitted with
 ``python -m training.agegender.stacking`` on held-out *training* files that no member was
 trained on (the "dev" files; never the validation split): age = bias + weighted sum of
-the members' ages (least absolute deviations), p(female) = logistic regression on the
-members' gender logits. ``combine: mean`` gives the plain mean of ``members`` instead
+the members' ages (least absolute deviations), or - the shipped stacker - the median of
+the product of the members' age distributions (``AgeGender.age_probs``) plus a bias;
+p(female) = logistic regression on the members' gender logits. ``combine: mean`` gives the plain mean of ``members`` instead
 (mean age, mean p(female); nothing fitted), the previous definition.
 
 Each member crops the face with its own margin. In the pipeline the ``transfer`` member
