@@ -6,8 +6,9 @@ Default: the members and combination weights stored in
 trained on (the "dev" files; never the validation split): age = bias + weighted sum of
 the members' ages (least absolute deviations), or - the shipped stacker - the median of
 the product of the members' age distributions (``AgeGender.age_probs``) plus a bias;
-p(female) = logistic regression on the members' gender logits. ``combine: mean`` gives the plain mean of ``members`` instead
-(mean age, mean p(female); nothing fitted), the previous definition.
+p(female) = logistic regression on the members' gender logits. ``combine: mean`` gives
+the plain mean of ``members`` instead (mean age, mean p(female); nothing fitted), the
+previous definition.
 
 Each member crops the face with its own margin. In the pipeline the ``transfer`` member
 reuses the recognition stage's encoding (``Face.encoding``), so the ensemble costs about
