@@ -38,6 +38,8 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import numpy as np  # noqa: E402
+
 from pipeline import machine  # noqa: E402
 from pipeline.agegender.split import list_samples, split_samples  # noqa: E402
 from pipeline.attributes import registry  # noqa: E402
@@ -58,6 +60,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--framing", action="store_true", help="also measure the HOG framing")
     ap.add_argument("--out", default=str(REPO_ROOT / "docs" / "attributes_eval"))
     ap.add_argument("--runs", type=Path, default=REPO_ROOT / "runs" / "attributes")
+    ap.add_argument(
+        "--cards",
+        action="store_true",
+        help="write each evaluated backend's per-group figures into its model card "
+        "(pipeline/models/age_gender/NAME.md; full validation split only)",
+    )
+    ap.add_argument(
+        "--detail",
+        default=None,
+        help="backends whose per-group table and abstention curve are printed "
+        "(default: the configured backend)",
+    )
     args = ap.parse_args(argv)
     try:
         folder = require("utkface")
@@ -81,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         else f"the recognize stage's ({ev.encoding_cache_name(cfg.recognition)}), "
         "reused by backends that take them",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "detail": args.detail.split(",") if args.detail else [cfg.attributes.backend],
     }
     from pipeline.agegender.framing import UTKFACE_BOX_FRACTION
     from pipeline.detectors import registry as detectors
@@ -116,17 +131,34 @@ def main(argv: list[str] | None = None) -> int:
             )
         except Exception as exc:  # one backend failing must not hide the others
             results[name] = {"error": f"{type(exc).__name__}: {exc}"}
-        log(json.dumps({name: results[name]}))
+        if name in preds:  # per-image predictions, for further analysis (runs/, not docs)
+            args.runs.mkdir(parents=True, exist_ok=True)
+            np.savez(
+                args.runs / f"predictions_{name}_{args.boxes}.npz",
+                names=np.array([s.name for s in val]),
+                age=preds[name][0],
+                p_female=preds[name][1],
+            )
+        log(json.dumps({name: {k: v for k, v in results[name].items() if k != "by_group"}}))
     # averages of backends, from the predictions above (no weights fitted)
     singles = {n: p for n, p in preds.items() if n != "ensemble"}
     ages = [s.age for s in val]
     genders = [s.gender for s in val]
     for combo, (age, pf) in ev.combine(singles).items():
         m = ev.age_gender_metrics(age, pf, ages, genders)
+        m.update(ev.detail_metrics((age, pf), val))
         members = combo[len("mean(") : -1].split(" + ")
         m["ms_per_face_median"] = sum(results[n]["ms_per_face_median"] or 0 for n in members)
         m["crop_margin"] = "-"
         results[combo] = m
+    if args.cards and args.limit is None:
+        from pipeline.agegender.runtime import MODELS_DIR
+
+        for name in names:
+            if "by_group" in results.get(name, {}):
+                ev.write_card_section(
+                    MODELS_DIR / f"{name}.md", ev.card_section(name, results[name], meta)
+                )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))

@@ -99,6 +99,8 @@ class HeadsRuntime:
 
     The ``.npz`` holds ``mean``/``scale`` (feature standardisation) and ``W0, b0, ...``
     for the shared ReLU layers, ``Wa, ba`` (age logits) and ``Wg, bg`` (gender logit).
+    Weights with a leading axis (``W0`` of shape ``(S, D, H)``) are ``S`` heads trained
+    with different seeds: their age distributions and gender logits are averaged.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -114,17 +116,27 @@ class HeadsRuntime:
             (k for k in self.w if k.startswith("W") and k[1:].isdigit()), key=lambda k: int(k[1:])
         )
         self.dim = int(self.w["mean"].shape[0])
+        self.seeds = int(self.w["Wa"].shape[0]) if self.w["Wa"].ndim == 3 else 0
+
+    def _one(self, x: np.ndarray, w: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        for k in self.hidden:
+            x = np.maximum(x @ w[k] + w["b" + k[1:]], 0.0)
+        logits = x @ w["Wa"] + w["ba"]
+        logits -= logits.max(axis=1, keepdims=True)
+        probs = np.exp(logits)
+        probs /= probs.sum(axis=1, keepdims=True)
+        return probs, (x @ w["Wg"] + w["bg"])[:, 0]
 
     def __call__(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = np.asarray(features, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"expected features of shape (N, {self.dim}), got {x.shape}")
         x = (x - self.w["mean"]) / self.w["scale"]
-        for k in self.hidden:
-            x = np.maximum(x @ self.w[k] + self.w["b" + k[1:]], 0.0)
-        logits = x @ self.w["Wa"] + self.w["ba"]
-        logits -= logits.max(axis=1, keepdims=True)
-        probs = np.exp(logits)
-        probs /= probs.sum(axis=1, keepdims=True)
-        g = (x @ self.w["Wg"] + self.w["bg"])[:, 0]
+        if not self.seeds:
+            probs, g = self._one(x, self.w)
+        else:
+            keys = [*self.hidden, *("b" + k[1:] for k in self.hidden), "Wa", "ba", "Wg", "bg"]
+            outs = [self._one(x, {k: self.w[k][s] for k in keys}) for s in range(self.seeds)]
+            probs = np.mean([o[0] for o in outs], axis=0)
+            g = np.mean([o[1] for o in outs], axis=0)
         return probs, 1.0 / (1.0 + np.exp(-g))

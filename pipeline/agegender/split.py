@@ -124,3 +124,28 @@ def age_group(age: float) -> str:
         if lo <= a <= hi:
             return f"{lo}+" if hi >= 200 else f"{lo}-{hi}"
     return f"{AGE_GROUPS[-1][0]}+"
+
+
+RACES = ("white", "black", "asian", "indian", "other")
+"""UTKFace's race labels 0-4 (as the data set's authors annotated them)."""
+
+AGE_BANDS: tuple[tuple[int, int], ...] = ((0, 12), (13, 19), (20, 39), (40, 59), (60, 200))
+"""Coarser age bands for the race x gender x age-band groups (per-group reporting and
+balanced training); bands from 20 on are the adult groups."""
+
+ADULT_FROM = 20
+"""First age of the adult bands."""
+
+
+def age_band(age: float) -> str:
+    """Band label like ``"20-39"`` (or ``"60+"``) of :data:`AGE_BANDS`."""
+    a = int(round(age))
+    for lo, hi in AGE_BANDS:
+        if lo <= a <= hi:
+            return f"{lo}+" if hi >= 200 else f"{lo}-{hi}"
+    return f"{AGE_BANDS[-1][0]}+"
+
+
+def group_of(age: float, gender: int, race: int) -> str:
+    """The race x gender x age-band group of a labelled face, e.g. ``"asian/female/20-39"``."""
+    return f"{RACES[race]}/{GENDERS[gender]}/{age_band(age)}"

@@ -3,9 +3,19 @@
 
 The ``ensemble`` backend combines its members' predictions with a tiny linear stacker:
 
-* age: ``b + sum_i w_i * age_i`` (the members' expected ages, years);
-* gender: ``p(female) = sigmoid(c + sum_i v_i * logit(p_i))``, or the plain mean of the
-  members' p(female) (``gender_combine: mean``).
+* age: ``b + sum_i w_i * age_i`` (the members' expected ages, years); or, with
+  ``age_pool: product``, the members that output an age *distribution* (facepipe's own
+  models) are pooled first - their distributions multiplied (each raised to
+  ``pool_exponent``, a product of experts) - and the median of the pooled distribution
+  takes their place: ``b + w_pool * median + sum_j w_j * age_j`` over the other members.
+  The median is what minimises the absolute error, and the product keeps the ages on
+  which the members agree;
+* gender: ``p(female) = sigmoid(c + sum_i (v_i + u_i * k) * logit(p_i))``, where
+  ``k = child_weight(age)`` is 1 for a stacked age of 0, falling linearly to 0 at
+  ``CHILD_AGE`` years (``u`` all zero: no age dependence), or the plain mean of the
+  members' p(female) (``gender_combine: mean``). The age term lets the stacker trust the
+  members less on children, whose gender they often get wrong: their p(female) comes
+  out nearer 0.5, so abstention ("unknown" below a confidence) hits them first.
 
 A calibration is a one-member stacker of one model file (``NAME.calibration.json`` beside
 it). Both are stored as JSON next to the models with the SHA-1 of the model files they
@@ -39,6 +49,15 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.asarray(z, dtype=np.float64)))
 
 
+CHILD_AGE = 20.0
+"""Stacked age (years) from which the gender combination no longer depends on age."""
+
+
+def child_weight(age: np.ndarray) -> np.ndarray:
+    """1 at age 0, falling linearly to 0 at :data:`CHILD_AGE`."""
+    return np.clip((CHILD_AGE - np.asarray(age, dtype=np.float64)) / CHILD_AGE, 0.0, 1.0)
+
+
 @dataclass
 class Stacker:
     """Linear combination of member predictions (see the module docstring)."""
@@ -49,6 +68,11 @@ class Stacker:
     gender_weights: np.ndarray  # (M,)
     gender_bias: float
     gender_combine: str = "logistic"  # or "mean": plain mean of p(female)
+    gender_child_weights: np.ndarray | None = None  # (M,) u_i; None: no age dependence
+    age_pool: str = "none"  # or "product": pool the members' age distributions
+    pool_members: tuple[str, ...] = ()  # the members pooled (their age_weights are 0)
+    pool_weight: float = 1.0
+    pool_exponent: float = 1.0
 
     @classmethod
     def mean(cls, members: tuple[str, ...]) -> Stacker:
@@ -56,17 +80,33 @@ class Stacker:
         m = len(members)
         return cls(members, np.full(m, 1.0 / m), 0.0, np.full(m, 1.0 / m), 0.0)
 
-    def __call__(self, ages: np.ndarray, p_female: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``ages``/``p_female``: (N, M) member predictions -> (age (N,), p_female (N,))."""
+    def __call__(
+        self,
+        ages: np.ndarray,
+        p_female: np.ndarray,
+        age_probs: list[np.ndarray | None] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``ages``/``p_female``: (N, M) member predictions -> (age (N,), p_female (N,)).
+        ``age_probs``: per member its (N, bins) age distributions or None (needed for
+        ``age_pool: product``)."""
         a = np.asarray(ages, dtype=np.float64) @ self.age_weights + self.age_bias
+        if self.age_pool == "product":
+            idx = [self.members.index(m) for m in self.pool_members]
+            if age_probs is None or any(age_probs[i] is None for i in idx):
+                raise ValueError(f"age_pool needs the age distributions of {self.pool_members}")
+            pooled = pool_product([age_probs[i] for i in idx], self.pool_exponent)  # type: ignore[misc]
+            a = a + self.pool_weight * distribution_median(pooled)
         a = np.clip(a, 0.0, 100.0)
         if self.gender_combine == "mean":
             return a, np.asarray(p_female, dtype=np.float64).mean(axis=1)
-        p = sigmoid(logit(p_female) @ self.gender_weights + self.gender_bias)
-        return a, p
+        z = logit(p_female)
+        g = z @ self.gender_weights + self.gender_bias
+        if self.gender_child_weights is not None:
+            g = g + child_weight(a) * (z @ self.gender_child_weights)
+        return a, sigmoid(g)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        d = {
             "members": list(self.members),
             "age_weights": [round(float(v), 6) for v in self.age_weights],
             "age_bias": round(float(self.age_bias), 6),
@@ -74,6 +114,14 @@ class Stacker:
             "gender_bias": round(float(self.gender_bias), 6),
             "gender_combine": self.gender_combine,
         }
+        if self.gender_child_weights is not None:
+            d["gender_child_weights"] = [round(float(v), 6) for v in self.gender_child_weights]
+        if self.age_pool != "none":
+            d["age_pool"] = self.age_pool
+            d["pool_members"] = list(self.pool_members)
+            d["pool_weight"] = round(float(self.pool_weight), 6)
+            d["pool_exponent"] = round(float(self.pool_exponent), 6)
+        return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Stacker:
@@ -85,7 +133,48 @@ class Stacker:
         combine = str(d.get("gender_combine", "logistic"))
         if combine not in ("logistic", "mean"):
             raise ValueError(f"unknown gender_combine {combine!r}")
-        return cls(members, aw, float(d["age_bias"]), gw, float(d["gender_bias"]), combine)
+        cw = d.get("gender_child_weights")
+        child = None if cw is None else np.asarray(cw, dtype=np.float64)
+        if child is not None and child.shape != (len(members),):
+            raise ValueError("stacker child weights do not match its members")
+        pool = str(d.get("age_pool", "none"))
+        if pool not in ("none", "product"):
+            raise ValueError(f"unknown age_pool {pool!r}")
+        pooled = tuple(str(m) for m in d.get("pool_members", ()))
+        if pool == "product" and (not pooled or any(m not in members for m in pooled)):
+            raise ValueError("pool_members must be members of the stacker")
+        return cls(
+            members,
+            aw,
+            float(d["age_bias"]),
+            gw,
+            float(d["gender_bias"]),
+            combine,
+            child,
+            pool,
+            pooled,
+            float(d.get("pool_weight", 1.0)),
+            float(d.get("pool_exponent", 1.0)),
+        )
+
+
+def pool_product(probs: list[np.ndarray], exponent: float = 1.0) -> np.ndarray:
+    """Product of experts: ``prod_i p_i ** exponent``, renormalised, per row."""
+    logp = sum(exponent * np.log(np.asarray(p, dtype=np.float64) + 1e-12) for p in probs)
+    logp = np.asarray(logp) - np.max(logp, axis=1, keepdims=True)
+    out = np.exp(logp)
+    return out / out.sum(axis=1, keepdims=True)
+
+
+def distribution_median(probs: np.ndarray) -> np.ndarray:
+    """Median (years) of distributions over one-year bins (bin k covers k-0.5..k+0.5),
+    interpolated linearly inside the bin where the cumulative sum passes 0.5."""
+    p = np.asarray(probs, dtype=np.float64)
+    c = np.cumsum(p, axis=1)
+    rows = np.arange(len(p))
+    i = np.minimum((c < 0.5).sum(axis=1), p.shape[1] - 1)
+    before = np.where(i > 0, c[rows, np.maximum(i - 1, 0)], 0.0)
+    return i - 0.5 + (0.5 - before) / np.maximum(p[rows, i], 1e-12)
 
 
 def digest(path: Path) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
@@ -20,13 +20,18 @@ class AgeGender:
     age: float  # years
     gender: str  # "male" | "female"
     gender_confidence: float  # probability of `gender`, 0.5..1
+    # the model's distribution over one-year age bins, when it has one (facepipe's own
+    # models, uncalibrated); the ensemble pools these
+    age_probs: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def from_p_female(cls, age: float, p_female: float) -> AgeGender:
+    def from_p_female(
+        cls, age: float, p_female: float, age_probs: np.ndarray | None = None
+    ) -> AgeGender:
         p = float(p_female)
         if p >= 0.5:
-            return cls(float(age), "female", p)
-        return cls(float(age), "male", 1.0 - p)
+            return cls(float(age), "female", p, age_probs)
+        return cls(float(age), "male", 1.0 - p, age_probs)
 
     @property
     def p_female(self) -> float:
@@ -91,7 +96,8 @@ def to_attributes(probs: np.ndarray, p_female: np.ndarray) -> list[AgeGender]:
     """Results of age probabilities ``(N, AGE_BINS)`` and p(female) ``(N,)``."""
     ages, _ = age_from_probs(probs)
     return [
-        AgeGender.from_p_female(float(a), float(p)) for a, p in zip(ages, p_female, strict=True)
+        AgeGender.from_p_female(float(a), float(p), q)
+        for a, p, q in zip(ages, p_female, probs, strict=True)
     ]
 
 

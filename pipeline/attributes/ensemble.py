@@ -4,9 +4,11 @@ Default: the members and combination weights stored in
 ``pipeline/models/age_gender/ensemble.json`` (option ``stacker``), fitted with
 ``python -m training.agegender.stacking`` on held-out *training* files that no member was
 trained on (the "dev" files; never the validation split): age = bias + weighted sum of
-the members' ages (least absolute deviations), p(female) = logistic regression on the
-members' gender logits. ``combine: mean`` gives the plain mean of ``members`` instead
-(mean age, mean p(female); nothing fitted), the previous definition.
+the members' ages (least absolute deviations), or - the shipped stacker - the median of
+the product of the members' age distributions (``AgeGender.age_probs``) plus a bias;
+p(female) = logistic regression on the members' gender logits. ``combine: mean`` gives
+the plain mean of ``members`` instead (mean age, mean p(female); nothing fitted), the
+previous definition.
 
 Each member crops the face with its own margin. In the pipeline the ``transfer`` member
 reuses the recognition stage's encoding (``Face.encoding``), so the ensemble costs about
@@ -107,7 +109,13 @@ class EnsembleEstimator(AttributeEstimator):
         if self.options.combine == "mean":
             age, p = ages.mean(axis=1), pf.mean(axis=1)
         else:
-            age, p = self.stacker(ages, pf)
+            probs = [
+                np.stack([r.age_probs for r in rs])  # type: ignore[misc]
+                if rs and all(r.age_probs is not None for r in rs)
+                else None
+                for rs in results
+            ]
+            age, p = self.stacker(ages, pf, probs)
         return [AgeGender.from_p_female(float(a), float(q)) for a, q in zip(age, p, strict=True)]
 
     def predict(self, crops: list[np.ndarray]) -> list[AgeGender]:

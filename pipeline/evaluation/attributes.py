@@ -75,6 +75,98 @@ def age_gender_metrics(
     }
 
 
+def wilson_low(correct: int, n: int, z: float = 1.96) -> float:
+    """Lower end of the 95 % Wilson interval of a proportion ``correct / n``."""
+    if n == 0:
+        return float("nan")
+    p = correct / n
+    d = 1 + z * z / n
+    c = p + z * z / (2 * n)
+    r = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return float((c - r) / d)
+
+
+def group_metrics(
+    pred_age: Sequence[float],
+    p_female: Sequence[float],
+    ages: Sequence[float],
+    genders: Sequence[int],
+    races: Sequence[int],
+    min_n: int = 30,
+) -> dict[str, Any]:
+    """Age MAE and gender accuracy per race x gender x age-band group
+    (:func:`pipeline.agegender.split.group_of`), with the 95 % Wilson lower bound of each
+    gender accuracy, and the worst adult group (age band from ``ADULT_FROM``) among the
+    groups with at least ``min_n`` faces (smaller groups are listed, not ranked)."""
+    from pipeline.agegender.split import ADULT_FROM, AGE_BANDS, RACES, age_band, group_of
+
+    pred = np.asarray(pred_age, dtype=np.float64)
+    true = np.asarray(ages, dtype=np.float64)
+    err = np.abs(pred - true)
+    correct = (np.asarray(p_female, dtype=np.float64) >= 0.5) == (np.asarray(genders) == 1)
+    labels = np.array([group_of(a, g, r) for a, g, r in zip(true, genders, races, strict=True)])
+    groups: dict[str, dict[str, Any]] = {}
+    order = [
+        f"{r}/{g}/{age_band(lo)}" for r in RACES for g in ("male", "female") for lo, _ in AGE_BANDS
+    ]
+    for name in order:
+        m = labels == name
+        if not m.any():
+            continue
+        n, k = int(m.sum()), int(correct[m].sum())
+        groups[name] = {
+            "n": n,
+            "age_mae": round(float(err[m].mean()), 3),
+            "gender_accuracy": round(k / n, 4),
+            "gender_accuracy_low95": round(wilson_low(k, n), 4),
+        }
+    adult_bands = {age_band(lo) for lo, _ in AGE_BANDS if lo >= ADULT_FROM}
+    ranked = {k: v for k, v in groups.items() if k.split("/")[2] in adult_bands and v["n"] >= min_n}
+    worst = min(ranked, key=lambda k: ranked[k]["gender_accuracy"]) if ranked else None
+    worst_age = max(ranked, key=lambda k: ranked[k]["age_mae"]) if ranked else None
+    return {
+        "groups": groups,
+        "min_n": min_n,
+        "adult_from": ADULT_FROM,
+        "worst_adult_gender": {"group": worst, **ranked[worst]} if worst else None,
+        "worst_adult_age": {"group": worst_age, **ranked[worst_age]} if worst_age else None,
+        "adult_groups_ranked": len(ranked),
+        "adult_groups_below_93": sorted(
+            k for k, v in ranked.items() if v["gender_accuracy"] < 0.93
+        ),
+    }
+
+
+ABSTAIN_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
+
+
+def abstention_curve(
+    p_female: Sequence[float],
+    ages: Sequence[float],
+    genders: Sequence[int],
+    thresholds: Sequence[float] = ABSTAIN_THRESHOLDS,
+) -> list[dict[str, Any]]:
+    """Gender with abstention: "unknown" when the probability of the chosen gender is
+    below a threshold. Per threshold: coverage (share of faces given a gender) and the
+    accuracy on those faces, overall, for children (0-12) and for ages >= 13."""
+    p = np.asarray(p_female, dtype=np.float64)
+    true = np.asarray(ages, dtype=np.float64)
+    conf = np.maximum(p, 1.0 - p)
+    correct = (p >= 0.5) == (np.asarray(genders) == 1)
+    parts = {"all": np.ones(len(p), bool), "0-12": true < 13, "13+": true >= 13}
+    out = []
+    for t in thresholds:
+        row: dict[str, Any] = {"threshold": t}
+        for name, m in parts.items():
+            kept = m & (conf >= t)
+            row[name] = {
+                "coverage": round(float(kept.sum() / max(1, m.sum())), 4),
+                "accuracy": round(float(correct[kept].mean()), 4) if kept.any() else None,
+            }
+        out.append(row)
+    return out
+
+
 def combine(
     predictions: dict[str, tuple[np.ndarray, np.ndarray]], min_members: int = 2
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -218,6 +310,7 @@ def evaluate_estimator(
         encodings.flush()
     preds = (np.array(pred_age, dtype=np.float64), np.array(p_female, dtype=np.float64))
     m = age_gender_metrics(*preds, [s.age for s in samples], [s.gender for s in samples])
+    m.update(detail_metrics(preds, samples))
     if encodings is not None:
         m["ms_per_face_median"] = median_ms(alone_s)
         m["ms_per_face_reusing_encoding"] = median_ms(reused_s)
@@ -228,6 +321,19 @@ def evaluate_estimator(
     if detector is not None:
         m["hog_missed"] = int(missed)
     return m, preds
+
+
+def detail_metrics(
+    preds: tuple[np.ndarray, np.ndarray], samples: Sequence[Labelled]
+) -> dict[str, Any]:
+    """Per-group figures (when the samples carry ``race``) and the abstention curve."""
+    ages = [s.age for s in samples]
+    genders = [s.gender for s in samples]
+    out: dict[str, Any] = {"abstention": abstention_curve(preds[1], ages, genders)}
+    races = [getattr(s, "race", None) for s in samples]
+    if samples and all(r is not None for r in races):
+        out["by_group"] = group_metrics(*preds, ages, genders, races)  # type: ignore[arg-type]
+    return out
 
 
 def measure_framing(detector: Any, images: Iterable[np.ndarray], seed: int = 0) -> dict[str, Any]:
@@ -272,9 +378,10 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
         f"- encodings: {meta.get('encodings', 'computed by each backend')}",
         f"- date: {meta['date']}",
         "",
-        "| backend | age MAE (years) | gender accuracy | gender, age >= 13 | ms / face (median) "
+        "| backend | age MAE (years) | gender accuracy | gender, age >= 13 "
+        "| worst adult group, gender | ms / face (median) "
         "| ms / face, encoding reused | crop_margin |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, m in results.items():
         if "error" in m:
@@ -282,10 +389,14 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
             continue
         ms = f"{m['ms_per_face_median']:.1f}" if m.get("ms_per_face_median") else "n/a"
         reuse = m.get("ms_per_face_reusing_encoding")
+        worst = (m.get("by_group") or {}).get("worst_adult_gender")
+        worst_s = (
+            f"{worst['gender_accuracy']:.1%} ({worst['group']}, n={worst['n']})" if worst else "-"
+        )
         lines.append(
             f"| {name} | {m['age_mae']:.2f} | {m['gender_accuracy']:.1%} | "
-            f"{m['gender_accuracy_13plus']:.1%} | {ms} | {reuse if reuse is not None else '-'} | "
-            f"{m['crop_margin']} |"
+            f"{m['gender_accuracy_13plus']:.1%} | {worst_s} | {ms} | "
+            f"{reuse if reuse is not None else '-'} | {m['crop_margin']} |"
         )
     groups = [g for m in results.values() if "by_age_group" in m for g in m["by_age_group"]]
     groups = list(dict.fromkeys(groups))
@@ -303,6 +414,9 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
                 v = results[b]["by_age_group"].get(g)
                 cells.append(f"{v['age_mae']:.1f} / {v['gender_accuracy']:.0%}" if v else "")
             lines.append(f"| {g} | {n} | " + " | ".join(cells) + " |")
+    for name in meta.get("detail", []):
+        if name in results and "by_group" in results[name]:
+            lines += group_markdown(name, results[name])
     if meta.get("framing"):
         f = meta["framing"]
         lines += [
@@ -314,3 +428,93 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
             f"(pipeline uses {meta.get('utkface_box_fraction')}).",
         ]
     return "\n".join(lines) + "\n"
+
+
+def group_markdown(name: str, m: dict[str, Any]) -> list[str]:
+    """Per-group table and abstention curve of one backend."""
+    g = m["by_group"]
+    lines = [
+        "",
+        f"### `{name}`: race x gender x age band",
+        "",
+        f"UTKFace's race labels; adult groups are the bands from {g['adult_from']} on. "
+        f"Worst adult group (n >= {g['min_n']}): "
+        + (
+            f"{g['worst_adult_gender']['group']} {g['worst_adult_gender']['gender_accuracy']:.1%}"
+            f" gender (n={g['worst_adult_gender']['n']})"
+            if g["worst_adult_gender"]
+            else "-"
+        )
+        + f"; adult groups below 93 % gender: {', '.join(g['adult_groups_below_93']) or 'none'}. "
+        "`low95`: lower end of the 95 % Wilson interval (small groups are uncertain).",
+        "",
+        "| group | n | age MAE | gender | low95 |",
+        "|---|---|---|---|---|",
+    ]
+    for k, v in g["groups"].items():
+        lines.append(
+            f"| {k} | {v['n']} | {v['age_mae']:.1f} | {v['gender_accuracy']:.1%} | "
+            f"{v['gender_accuracy_low95']:.1%} |"
+        )
+    lines += [
+        "",
+        f"### `{name}`: gender with abstention",
+        "",
+        'Gender is "unknown" when the probability of the chosen gender is below the '
+        "threshold (the pipeline applies it per track, `attributes.min_gender_confidence`, "
+        "on the mean p(female) of the track's samples; here per image).",
+        "",
+        "| threshold | coverage | accuracy | coverage 0-12 | accuracy 0-12 | coverage 13+ "
+        "| accuracy 13+ |",
+        "|---|---|---|---|---|---|---|",
+    ]
+
+    def pct(v: float | None) -> str:
+        return f"{v:.1%}" if v is not None else "-"
+
+    for row in m.get("abstention", []):
+        cells = [
+            pct(row[part][key])
+            for part in ("all", "0-12", "13+")
+            for key in ("coverage", "accuracy")
+        ]
+        lines.append(f"| {row['threshold']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+CARD_MARK = "<!-- per-group evaluation (scripts/eval_attributes.py --cards) -->"
+
+
+def card_section(name: str, m: dict[str, Any], meta: dict[str, Any]) -> str:
+    """The per-group part of a model card: the backend through the product's ``estimate``
+    path on the validation split, with the command, machine and date."""
+    g = m["by_group"]
+    worst = g["worst_adult_gender"]
+    head = [
+        CARD_MARK,
+        "",
+        f"## Evaluation by group (backend `{name}` as shipped, validation split)",
+        "",
+        f"- command: `{meta['command']}` ({meta['date']}; {meta['machine']}); boxes: "
+        f"{meta['boxes']}; {meta['images']} images",
+        f"- overall: age MAE {m['age_mae']:.2f} years, gender {m['gender_accuracy']:.1%} "
+        f"({m['gender_accuracy_13plus']:.1%} for ages 13+)",
+        "- worst adult group (n >= "
+        f"{g['min_n']}): "
+        + (
+            f"{worst['group']} {worst['gender_accuracy']:.1%} gender (n={worst['n']})"
+            if worst
+            else "-"
+        ),
+        "- the split is by file: UTKFace has no identity labels, so a person can be on both "
+        "sides; expect less on people and cameras never seen",
+    ]
+    return "\n".join(head + group_markdown(name, m)) + "\n"
+
+
+def write_card_section(card_md: Path, section: str) -> None:
+    """Replace (or append) the per-group section of a model card."""
+    text = card_md.read_text() if card_md.is_file() else ""
+    if CARD_MARK in text:
+        text = text[: text.index(CARD_MARK)].rstrip() + "\n"
+    card_md.write_text(text.rstrip() + "\n\n" + section)

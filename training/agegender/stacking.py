@@ -38,6 +38,7 @@ from pipeline.agegender.stacker import (
     MEMBER_MODELS,
     Stacker,
     calibration_path,
+    child_weight,
     digest,
     logit,
     sigmoid,
@@ -92,12 +93,26 @@ def fit(
     y_age: np.ndarray,
     y_g: np.ndarray,
     gender_combine: str = "logistic",
+    child: bool = False,
+    stacked_age: np.ndarray | None = None,
 ) -> Stacker:
     """Fit the stacker on member predictions ``(N, M)`` and true labels (``gender_combine``
-    as given; :func:`choose_gender` decides it by cross-validation)."""
+    and ``child`` as given; :func:`choose_gender` decides them by cross-validation).
+    ``child``: also fit the age-dependent gender weights (``gender_child_weights``)."""
     aw, ab = fit_age(ages, y_age)
-    gw, gb = fit_gender(logit(p_female), y_g)
-    return Stacker(tuple(members), aw, ab, gw, gb, gender_combine)
+    z = logit(p_female)
+    if not child:
+        gw, gb = fit_gender(z, y_g)
+        return Stacker(tuple(members), aw, ab, gw, gb, gender_combine)
+    k = child_weight(np.clip(ages @ aw + ab if stacked_age is None else stacked_age, 0.0, 100.0))
+    w, gb = fit_gender(np.hstack([z, z * k[:, None]]), y_g)
+    m = len(members)
+    return Stacker(tuple(members), aw, ab, w[:m], gb, gender_combine, w[m:])
+
+
+def log_loss(p: np.ndarray, y: np.ndarray) -> float:
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1 - 1e-6)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
 def choose_gender(
@@ -106,13 +121,25 @@ def choose_gender(
     p_female: np.ndarray,
     y_age: np.ndarray,
     y_g: np.ndarray,
-) -> str:
-    """ "logistic" when the fitted gender combination beats the plain mean of p(female)
-    in cross-validation on these files (strictly), else "mean"."""
-    _, op = cross_validate(members, ages, p_female, y_age, y_g)
-    fitted = float(((op >= 0.5) == (y_g == 1)).mean())
-    mean = float(((p_female.mean(axis=1) >= 0.5) == (y_g == 1)).mean())
-    return "logistic" if fitted > mean else "mean"
+) -> tuple[str, bool, dict[str, Any]]:
+    """The gender combination with the lowest cross-validated log loss on these files
+    (the probability matters: abstention thresholds it): the plain mean of p(female),
+    the logistic regression, or the logistic regression with the age-dependent term.
+    Returns (gender_combine, child, the candidates' cross-validated figures)."""
+    cands: dict[str, dict[str, Any]] = {}
+    mean_p = p_female.mean(axis=1)
+    cands["mean"] = {
+        "log_loss": log_loss(mean_p, y_g),
+        "accuracy": float(((mean_p >= 0.5) == (y_g == 1)).mean()),
+    }
+    for name, child in (("logistic", False), ("logistic+child", True)):
+        _, op = cross_validate(members, ages, p_female, y_age, y_g, child=child)
+        cands[name] = {
+            "log_loss": log_loss(op, y_g),
+            "accuracy": float(((op >= 0.5) == (y_g == 1)).mean()),
+        }
+    best = min(cands, key=lambda k: cands[k]["log_loss"])
+    return ("mean" if best == "mean" else "logistic"), best == "logistic+child", cands
 
 
 def cross_validate(
@@ -122,6 +149,7 @@ def cross_validate(
     y_age: np.ndarray,
     y_g: np.ndarray,
     folds: int = 10,
+    child: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Out-of-fold stacker predictions (to compare stackers on the fitting data itself)."""
     n = len(y_age)
@@ -131,22 +159,61 @@ def cross_validate(
     out_a, out_p = np.empty(n), np.empty(n)
     for k in range(folds):
         tr, te = fold != k, fold == k
-        s = fit(members, ages[tr], p_female[tr], y_age[tr], y_g[tr])
+        s = fit(members, ages[tr], p_female[tr], y_age[tr], y_g[tr], child=child)
         out_a[te], out_p[te] = s(ages[te], p_female[te])
     return out_a, out_p
 
 
+def _plain_encodings(names: list[str]) -> np.ndarray:
+    """The recognize stage's 128-d encodings of UTKFace files with the face-crop box: from
+    the feature caches under ``runs/agegender/cache`` or, for validation files, the
+    evaluation's cache (``scripts/eval_attributes.py``); KeyError when a file has none."""
+    from pipeline.agegender.framing import face_crop_box
+    from pipeline.datasets import REPO_ROOT
+    from pipeline.recognition.verify import EncodingCache
+    from training.agegender import data, video_features
+
+    found: dict[str, np.ndarray] = {}
+    try:
+        d = video_features.load(partial=True)
+        want = set(names)
+        found.update(
+            {str(n): d["features"][i, :128] for i, n in enumerate(d["names"]) if str(n) in want}
+        )
+    except FileNotFoundError:
+        pass
+    rest = [n for n in names if n not in found]
+    if rest:
+        try:
+            found.update(zip(rest, data.mirrored_features(rest)[:, :128], strict=True))
+            rest = []
+        except KeyError:
+            pass
+    if rest:
+        stage = REPO_ROOT / "runs" / "attributes" / "encodings-jitter1-up80" / "utkface"
+        cache = EncodingCache(stage) if stage.is_dir() else None
+        box = tuple(int(round(v)) for v in face_crop_box(200, 200).box)
+        for n in rest:
+            v = cache.get(n, box) if cache is not None else None  # type: ignore[arg-type]
+            if v is None:
+                raise KeyError(f"no dlib encoding cached for {n}")
+            found[n] = np.round(v, 6)
+    return np.stack([np.asarray(found[n], dtype=np.float64) for n in names])
+
+
 def member_predictions(
     member: str, names: list[str], cache_dir: Path | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """A backend's (age, p_female) on UTKFace files through ``estimate`` with the
-    face-crop box (like ``scripts/eval_attributes.py``); cached per model file.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """A backend's raw (age, p_female, age distributions or None) on UTKFace files through
+    ``estimate`` with the face-crop box (like ``scripts/eval_attributes.py``); cached per
+    model file.
 
-    ``transfer`` reads the plain dlib encodings from the feature cache (the same values
-    the backend computes, see ``training.agegender.data``).
+    ``transfer`` reads the plain dlib encodings from the caches (the same values the
+    backend gets from the recognize stage, see :func:`_plain_encodings`).
     """
     from pipeline.agegender.framing import face_crop_box
     from pipeline.agegender.images import read_rgb
+    from pipeline.agegender.models import AGE_BINS, age_from_probs
     from pipeline.agegender.runtime import HeadsRuntime
     from pipeline.attributes import registry
     from pipeline.datasets import require
@@ -155,22 +222,22 @@ def member_predictions(
     cache_dir = cache_dir or data.CACHE_DIR
     model = MEMBER_MODELS.get(member)
     tag = digest(model) if model else "pkg"
-    path = cache_dir / f"preds_{member}_{tag}.npz"
-    known: dict[str, tuple[float, float]] = {}
+    path = cache_dir / f"preds2_{member}_{tag}.npz"
+    known: dict[str, tuple[float, float, np.ndarray | None]] = {}
     if path.exists():
         z = data.load_npz(path)
+        probs_z = z.get("probs")
         known = {
-            str(n): (float(a), float(p))
-            for n, a, p in zip(z["names"], z["age"], z["p"], strict=True)
+            str(n): (float(a), float(p), None if probs_z is None else probs_z[i])
+            for i, (n, a, p) in enumerate(zip(z["names"], z["age"], z["p"], strict=True))
         }
     todo = [n for n in names if n not in known]
     if todo and member == "transfer":
-        rows = data.mirrored_features(todo)[:, :128].astype(np.float64)
-        from pipeline.agegender.models import age_from_probs
-
-        probs, pf = HeadsRuntime(model)(rows)  # type: ignore[arg-type]
+        probs, pf = HeadsRuntime(model)(_plain_encodings(todo))  # type: ignore[arg-type]
         a, _ = age_from_probs(probs)
-        known.update({n: (float(x), float(p)) for n, x, p in zip(todo, a, pf, strict=True)})
+        known.update(
+            {n: (float(x), float(p), q) for n, x, p, q in zip(todo, a, pf, probs, strict=True)}
+        )
     elif todo:
         folder = require("utkface")
         # raw outputs: calibrations and stackers are fitted on these
@@ -178,21 +245,32 @@ def member_predictions(
         for k, n in enumerate(todo):
             im = read_rgb(folder / n)
             (r,) = est.estimate(im, [face_crop_box(*im.shape[:2])])
-            known[n] = (r.age, r.p_female)
+            known[n] = (r.age, r.p_female, r.age_probs)
             if (k + 1) % 500 == 0:
                 log.info("%s: %d/%d", member, k + 1, len(todo))
+    has_probs = all(v[2] is not None for v in known.values())
     if todo:
         cache_dir.mkdir(parents=True, exist_ok=True)
         keys = sorted(known)
-        np.savez(
-            path,
-            names=np.array(keys),
-            age=np.array([known[k][0] for k in keys]),
-            p=np.array([known[k][1] for k in keys]),
-        )
+        arrays = {
+            "names": np.array(keys),
+            "age": np.array([known[k][0] for k in keys]),
+            "p": np.array([known[k][1] for k in keys]),
+        }
+        if has_probs:
+            arrays["probs"] = np.stack([known[k][2] for k in keys]).astype(np.float32)  # type: ignore[misc]
+        np.savez(path, **arrays)
+    probs_out = (
+        np.stack([np.asarray(known[n][2], dtype=np.float64) for n in names])
+        if has_probs and names
+        else None
+    )
+    if probs_out is not None and probs_out.shape[1] != AGE_BINS:
+        probs_out = None
     return (
         np.array([known[n][0] for n in names]),
         np.array([known[n][1] for n in names]),
+        probs_out,
     )
 
 
@@ -211,14 +289,44 @@ def sides() -> dict[str, list]:
 
 def matrix(
     members: tuple[str, ...], samples: list
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[np.ndarray | None]]:
+    """Member predictions ``(N, M)`` (age, p_female), labels, and per member its age
+    distributions ``(N, bins)`` or None."""
     names = [s.name for s in samples]
     preds = [member_predictions(m, names) for m in members]
     ages = np.stack([p[0] for p in preds], 1)
     pf = np.stack([p[1] for p in preds], 1)
     y_age = np.array([s.age for s in samples], dtype=np.float64)
     y_g = np.array([s.gender for s in samples], dtype=np.float64)
-    return ages, pf, y_age, y_g
+    return ages, pf, y_age, y_g, [p[2] for p in preds]
+
+
+POOL_EXPONENTS = (0.5, 0.7, 1.0)
+
+
+def pooled_features(
+    members: tuple[str, ...], ages: np.ndarray, probs: list[np.ndarray | None], exponent: float
+) -> tuple[np.ndarray, tuple[str, ...], list[int]]:
+    """Age features with the distributions pooled: column 0 the median of the product of
+    the members' age distributions, then the ages of the members without one."""
+    from pipeline.agegender.stacker import distribution_median, pool_product
+
+    pooled = [i for i, q in enumerate(probs) if q is not None]
+    other = [i for i in range(len(members)) if i not in pooled]
+    med = distribution_median(pool_product([probs[i] for i in pooled], exponent))  # type: ignore[misc]
+    x = np.column_stack([med, ages[:, other]]) if other else med[:, None]
+    return x, tuple(members[i] for i in pooled), other
+
+
+def _cv_age(x: np.ndarray, y: np.ndarray, folds: int = 10) -> np.ndarray:
+    n = len(y)
+    fold = np.arange(n) % folds
+    np.random.default_rng(0).shuffle(fold)
+    out = np.empty(n)
+    for k in range(folds):
+        w, b = fit_age(x[fold != k], y[fold != k])
+        out[fold == k] = x[fold == k] @ w + b
+    return out
 
 
 def fit_checked(
@@ -227,22 +335,63 @@ def fit_checked(
     p_female: np.ndarray,
     y_age: np.ndarray,
     y_g: np.ndarray,
+    probs: list[np.ndarray | None] | None = None,
 ) -> tuple[Stacker, dict[str, Any]]:
     """:func:`fit`, keeping each fitted part only when it beats the plain mean (for one
-    member: the raw prediction) in 10-fold cross-validation on the same files; returns the
-    stacker and those cross-validated metrics."""
+    member: the raw prediction) in 10-fold cross-validation on the same files; with the
+    members' age distributions (``probs``, two or more of them), also the pooled age
+    (:func:`pooled_features`, each exponent of :data:`POOL_EXPONENTS`), kept when its
+    cross-validated MAE is the lowest. Returns the stacker and the cross-validated
+    metrics."""
     from training.agegender.training import metrics
 
-    oa, op = cross_validate(members, ages, p_female, y_age, y_g)
-    cv = metrics(oa, op, y_age, y_g)
+    combine, child, gender_cv = choose_gender(members, ages, p_female, y_age, y_g)
+    oa, op = cross_validate(members, ages, p_female, y_age, y_g, child=child)
+    if combine == "mean":
+        op = p_female.mean(axis=1)
     mean = metrics(ages.mean(1), p_female.mean(1), y_age, y_g)
-    stacker = fit(
-        members, ages, p_female, y_age, y_g, choose_gender(members, ages, p_female, y_age, y_g)
-    )
+    stacker = fit(members, ages, p_female, y_age, y_g, combine, child)
     plain = Stacker.mean(members)
-    if cv["age_mae"] >= mean["age_mae"]:
+    if float(np.abs(oa - y_age).mean()) >= mean["age_mae"]:
         stacker.age_weights, stacker.age_bias = plain.age_weights, plain.age_bias
-    return stacker, {"cross_validated": cv, "mean": mean}
+        oa = ages.mean(1)
+    pool_cv: dict[str, float] = {}
+    if probs is not None and sum(q is not None for q in probs) >= 2:
+        best = None
+        for e in POOL_EXPONENTS:
+            x, pooled, other = pooled_features(members, ages, probs, e)
+            o = _cv_age(x, y_age)
+            pool_cv[str(e)] = round(float(np.abs(o - y_age).mean()), 4)
+            if best is None or pool_cv[str(e)] < best[0]:
+                best = (pool_cv[str(e)], e, x, pooled, other, o)
+        assert best is not None
+        if best[0] < float(np.abs(oa - y_age).mean()):
+            _, e, x, pooled, other, o = best
+            w, b = fit_age(x, y_age)
+            aw = np.zeros(len(members))
+            aw[other] = w[1:]
+            stacker.age_weights, stacker.age_bias = aw, b
+            stacker.age_pool, stacker.pool_members = "product", pooled
+            stacker.pool_weight, stacker.pool_exponent = float(w[0]), e
+            oa = o
+            if child:  # the age-dependent gender term on the pooled age
+                stacker = _with_gender(
+                    stacker,
+                    fit(members, ages, p_female, y_age, y_g, combine, child, stacked_age=x @ w + b),
+                )
+    cv = metrics(oa, op, y_age, y_g)
+    return stacker, {
+        "cross_validated": cv,
+        "mean": mean,
+        "gender_candidates": gender_cv,
+        "pool_cv_age_mae": pool_cv,
+    }
+
+
+def _with_gender(stacker: Stacker, other: Stacker) -> Stacker:
+    stacker.gender_weights, stacker.gender_bias = other.gender_weights, other.gender_bias
+    stacker.gender_child_weights = other.gender_child_weights
+    return stacker
 
 
 def _record(stacker: Stacker, checks: dict[str, Any], n: int, what: str) -> dict[str, Any]:
@@ -257,10 +406,25 @@ def _record(stacker: Stacker, checks: dict[str, Any], n: int, what: str) -> dict
             f"{DEV_BUCKETS.stop - 1}, {n} images, no model here was trained on them); "
             "the validation split was not used"
         ),
-        "method": "age: least absolute deviations on the ages + bias; gender: logistic "
-        "regression (L2 0.01 x n on weights) on the gender logits + bias; each part kept only "
-        "if it beats the plain mean (one model: its raw output) in 10-fold cross-validation on "
-        f"the same files (gender here: {stacker.gender_combine})",
+        "method": "age: least absolute deviations on the ages + bias, kept only if it beats "
+        "the plain mean (one model: its raw output) in 10-fold cross-validation on the same "
+        "files; gender: the plain mean of p(female), a logistic regression (L2 0.01 x n on "
+        "weights) on the gender logits + bias, or the same with an age-dependent term "
+        "(gender_child_weights), whichever has the lowest 10-fold cross-validated log loss "
+        f"(here: {stacker.gender_combine}"
+        f"{' + child' if stacker.gender_child_weights is not None else ''})",
+        "age_method": (
+            f"product of the age distributions of {list(stacker.pool_members)} (exponent "
+            f"{stacker.pool_exponent}), its median, then least absolute deviations with the "
+            "other members' ages"
+            if stacker.age_pool == "product"
+            else "least absolute deviations on the members' expected ages"
+        ),
+        "dev_pool_cv_age_mae": checks.get("pool_cv_age_mae", {}),
+        "dev_gender_candidates_cv": {
+            k: {kk: round(vv, 4) for kk, vv in v.items()}
+            for k, v in checks.get("gender_candidates", {}).items()
+        },
         "dev_cross_validated": {k: cv[k] for k in ("n", "age_mae", "gender_accuracy")},
         "dev_unfitted": {k: checks["mean"][k] for k in ("n", "age_mae", "gender_accuracy")},
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -279,17 +443,20 @@ def main(argv: list[str] | None = None) -> int:
         help="also fit each member's own calibration (NAME.calibration.json beside its model)",
     )
     ap.add_argument("--no-write", action="store_true", help="only print the metrics")
+    ap.add_argument(
+        "--no-pool", action="store_true", help="do not try pooling the age distributions"
+    )
     args = ap.parse_args(argv)
     members = tuple(args.members.split(","))
     parts = sides()
-    a, p, ya, yg = matrix(members, parts["dev"])
+    a, p, ya, yg, probs = matrix(members, parts["dev"])
     try:  # reported only, never used for fitting
-        va, vp, vya, vyg = matrix(members, parts["val"])
+        va, vp, vya, vyg, vprobs = matrix(members, parts["val"])
     except KeyError as exc:
         log.warning("no validation report: %s", exc)
         va = None
     fits: dict[str, tuple[Stacker, dict[str, Any], tuple[int, ...]]] = {}
-    stacker, checks = fit_checked(members, a, p, ya, yg)
+    stacker, checks = fit_checked(members, a, p, ya, yg, None if args.no_pool else probs)
     fits["ensemble"] = (stacker, checks, tuple(range(len(members))))
     if args.calibrations:
         for i, m in enumerate(members):
@@ -307,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
         if va is not None:
             c = list(cols)
             raw = metrics(va[:, c].mean(1), vp[:, c].mean(1), vya, vyg)
-            fitted = metrics(*st(va[:, c], vp[:, c]), vya, vyg)
+            fitted = metrics(*st(va[:, c], vp[:, c], [vprobs[i] for i in c]), vya, vyg)
             line.append(f"val raw/mean {raw['age_mae']:.3f} {raw['gender_accuracy']:.4f}")
             line.append(f"val fitted {fitted['age_mae']:.3f} {fitted['gender_accuracy']:.4f}")
         print(" | ".join(line))

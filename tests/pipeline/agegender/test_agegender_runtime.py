@@ -69,3 +69,31 @@ def test_face_crop_box_and_inner_box_invert_crop_face() -> None:
         assert inner.box[2] * (1 + 2 * margin) == pytest.approx(300, abs=2)
     with pytest.raises(ValueError):
         face_crop_box(0, 10)
+
+
+def test_heads_runtime_averages_seed_heads(tmp_path: Path) -> None:
+    """Weights with a leading seed axis: mean of the seeds' age distributions and gender
+    logits, each seed computed like a single-head file."""
+    a, b = _heads(tmp_path / "a.npz"), tmp_path / "b.npz"
+    rng = np.random.default_rng(7)
+    with np.load(a) as z:
+        one = {k: z[k] for k in z.files}
+    two = {k: (v + rng.normal(scale=0.3, size=v.shape)).astype(np.float32) for k, v in one.items()}
+    two["mean"], two["scale"] = one["mean"], one["scale"]
+    np.savez(b, **two)
+    stacked = tmp_path / "s.npz"
+    np.savez(
+        stacked,
+        mean=one["mean"],
+        scale=one["scale"],
+        **{k: np.stack([one[k], two[k]]) for k in one if k not in ("mean", "scale")},
+    )
+    x = rng.normal(size=(4, 6))
+    p1, g1 = HeadsRuntime(a)(x)
+    p2, g2 = HeadsRuntime(b)(x)
+    heads = HeadsRuntime(stacked)
+    assert heads.seeds == 2 and heads.dim == 6
+    probs, pf = heads(x)
+    assert np.allclose(probs, (p1 + p2) / 2)
+    logit = lambda p: np.log(p / (1 - p))  # noqa: E731
+    assert np.allclose(np.log(pf / (1 - pf)), (logit(g1) + logit(g2)) / 2)

@@ -73,3 +73,13 @@ def test_dev_side_is_disjoint_from_validation() -> None:
     side = sides_of(names)
     assert (side == "dev").sum() > 50
     assert all(split_of(n) == "train" for n in names[side == "dev"])
+
+
+def test_groups_race_gender_band() -> None:
+    from pipeline.agegender.split import ADULT_FROM, age_band, group_of
+
+    assert age_band(0) == "0-12" and age_band(12.4) == "0-12" and age_band(13) == "13-19"
+    assert age_band(39) == "20-39" and age_band(60) == "60+" and age_band(116) == "60+"
+    assert group_of(25, 1, 2) == "asian/female/20-39"
+    assert group_of(70, 0, 4) == "other/male/60+"
+    assert age_band(ADULT_FROM) == "20-39"

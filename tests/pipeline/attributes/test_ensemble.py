@@ -43,12 +43,47 @@ def test_default_ensemble_applies_the_shipped_stacker(image: np.ndarray) -> None
         for m in stacker.members
     ]
     (e,) = est.estimate(image, [FACE])
-    age, pf = stacker(np.array([[o.age for o in outs]]), np.array([[o.p_female for o in outs]]))
+    probs = [None if o.age_probs is None else o.age_probs[None, :] for o in outs]
+    age, pf = stacker(
+        np.array([[o.age for o in outs]]), np.array([[o.p_female for o in outs]]), probs
+    )
     assert e.age == pytest.approx(age[0], abs=1e-6)
     assert e.p_female == pytest.approx(pf[0], abs=1e-6)
     # the fitted combination is not the plain mean
     mean = np.mean([o.age for o in outs])
     assert abs(e.age - mean) > 1e-3
+
+
+def test_pooled_age_is_the_median_of_the_product_of_the_distributions() -> None:
+    from pipeline.agegender.stacker import distribution_median, pool_product
+
+    bins = np.arange(101)
+    a = np.exp(-0.5 * ((bins - 30) / 5.0) ** 2)
+    b = np.exp(-0.5 * ((bins - 40) / 5.0) ** 2)
+    a, b = a / a.sum(), b / b.sum()
+    # two equal Gaussians: the product is centred between them
+    assert distribution_median(pool_product([a[None], b[None]]))[0] == pytest.approx(35, abs=0.05)
+    assert distribution_median(a[None])[0] == pytest.approx(30, abs=0.05)
+    s = Stacker(
+        ("x", "y", "z"),
+        np.array([0.0, 0.0, 0.5]),
+        1.0,
+        np.ones(3) / 3,
+        0.0,
+        "logistic",
+        None,
+        "product",
+        ("x", "y"),
+        0.5,
+        1.0,
+    )
+    t = Stacker.from_json(json.loads(json.dumps(s.to_json())))
+    age, _ = t(np.array([[0.0, 0.0, 20.0]]), np.full((1, 3), 0.5), [a[None], b[None], None])
+    assert age[0] == pytest.approx(1.0 + 0.5 * 35 + 0.5 * 20, abs=0.05)
+    with pytest.raises(ValueError, match="age distributions"):
+        t(np.array([[0.0, 0.0, 20.0]]), np.full((1, 3), 0.5))
+    with pytest.raises(ValueError, match="pool_members"):
+        Stacker.from_json({**s.to_json(), "pool_members": ["w"]})
 
 
 def test_shipped_stacker_says_how_it_was_fitted() -> None:
@@ -100,6 +135,30 @@ def test_stacker_roundtrip_and_logit_mean() -> None:
     assert p[0] == pytest.approx(1 / (1 + np.exp(-logit(np.array([0.9]))[0] / 2)))
     with pytest.raises(ValueError):
         Stacker.from_json({**s.to_json(), "age_weights": [1.0]})
+
+
+def test_stacker_child_weights_pull_children_towards_unsure() -> None:
+    """The age-dependent gender term acts below CHILD_AGE only and survives JSON."""
+    base = Stacker.mean(("a", "b"))
+    s = Stacker(
+        base.members,
+        base.age_weights,
+        0.0,
+        np.array([1.0, 1.0]),
+        0.0,
+        "logistic",
+        np.array([-0.8, -0.8]),
+    )
+    t = Stacker.from_json(json.loads(json.dumps(s.to_json())))
+    assert t.gender_child_weights is not None
+    pf = np.array([[0.9, 0.9], [0.9, 0.9], [0.9, 0.9]])
+    ages = np.array([[3.0, 3.0], [12.0, 12.0], [40.0, 40.0]])
+    _, p = t(ages, pf)
+    _, p0 = base.__class__(base.members, base.age_weights, 0.0, np.ones(2), 0.0)(ages, pf)
+    assert p[2] == pytest.approx(p0[2])  # adults: unchanged
+    assert 0.5 < p[0] < p[1] < p[2]  # the younger, the less sure
+    with pytest.raises(ValueError, match="child weights"):
+        Stacker.from_json({**s.to_json(), "gender_child_weights": [1.0]})
 
 
 @pytest.mark.parametrize("name", ["scratch", "transfer"])

@@ -113,3 +113,73 @@ def test_uses_encodings_looks_at_the_members():
     assert ev.uses_encodings(Transfer())
     assert ev.uses_encodings(Ensemble())
     assert not ev.uses_encodings(Stub())
+
+
+def test_group_metrics_and_worst_adult_group():
+    # two adult groups with enough faces, one small adult group, one child group
+    ages = [30] * 40 + [45] * 40 + [70] * 3 + [5] * 40
+    genders = [1] * 40 + [0] * 40 + [0] * 3 + [1] * 40
+    races = [0] * 40 + [1] * 40 + [2] * 3 + [0] * 40
+    pf = [0.9] * 36 + [0.1] * 4 + [0.2] * 40 + [0.9] * 3 + [0.3] * 40
+    g = ev.group_metrics([a + 2 for a in ages], pf, ages, genders, races, min_n=30)
+    groups = g["groups"]
+    assert groups["white/female/20-39"]["gender_accuracy"] == pytest.approx(0.9)
+    assert groups["white/female/20-39"]["age_mae"] == pytest.approx(2.0)
+    assert groups["black/male/40-59"]["gender_accuracy"] == 1.0
+    assert groups["asian/male/60+"] == {
+        "n": 3,
+        "age_mae": 2.0,
+        "gender_accuracy": 0.0,
+        "gender_accuracy_low95": 0.0,
+    }
+    assert groups["white/female/0-12"]["gender_accuracy"] == 0.0
+    # the small group and the children are listed but not ranked
+    assert g["worst_adult_gender"]["group"] == "white/female/20-39"
+    assert g["adult_groups_ranked"] == 2
+    assert g["adult_groups_below_93"] == ["white/female/20-39"]
+    assert 0.7 < groups["white/female/20-39"]["gender_accuracy_low95"] < 0.9
+
+
+def test_abstention_curve_trades_coverage_for_accuracy():
+    ages = [5, 5, 30, 30, 30, 30]
+    genders = [1, 0, 1, 0, 1, 0]
+    pf = [0.45, 0.6, 0.95, 0.05, 0.4, 0.65]  # the unsure ones are wrong
+    rows = ev.abstention_curve(pf, ages, genders, thresholds=(0.5, 0.68, 0.9))
+    assert rows[0]["all"] == {"coverage": 1.0, "accuracy": 0.3333}
+    assert rows[1]["all"] == {"coverage": 0.3333, "accuracy": 1.0}
+    assert rows[1]["0-12"] == {"coverage": 0.0, "accuracy": None}
+    assert rows[2]["13+"] == {"coverage": 0.5, "accuracy": 1.0}
+
+
+def test_card_section_is_replaced_not_appended_twice(tmp_path):
+    ages = [30] * 40 + [5] * 10
+    genders = [1] * 40 + [0] * 10
+    races = [0] * 50
+    pf = [0.9] * 40 + [0.6] * 10
+    pred = [31] * 40 + [6] * 10
+    m = ev.age_gender_metrics(pred, pf, ages, genders)
+    m.update(
+        ev.detail_metrics(
+            (np.array(pred), np.array(pf)),
+            [
+                type("S", (), {"age": a, "gender": g, "race": r, "name": "x"})()
+                for a, g, r in zip(ages, genders, races, strict=True)
+            ],
+        )
+    )
+    meta = {
+        "command": "python scripts/eval_attributes.py --cards",
+        "date": "d",
+        "machine": "m",
+        "boxes": "utkface",
+        "images": 50,
+    }
+    card = tmp_path / "x.md"
+    card.write_text("# Model card\n\ntraining text\n")
+    ev.write_card_section(card, ev.card_section("x", m, meta))
+    ev.write_card_section(card, ev.card_section("x", m, meta))
+    text = card.read_text()
+    assert text.startswith("# Model card\n\ntraining text\n")
+    assert text.count(ev.CARD_MARK) == 1
+    assert "white/female/20-39" in text and "white/male/0-12" in text
+    assert "worst adult group (n >= 30): white/female/20-39 100.0%" in text
