@@ -396,7 +396,12 @@ class AttributesConfig(BackendSection):
         "ensemble", description="age/gender backend (docs/attributes.md compares them)"
     )
     min_gender_confidence: float = Field(
-        0.6, ge=0.5, le=1, description="below this fused probability gender is 'unknown'"
+        0.8,
+        ge=0.5,
+        le=1,
+        description="below this fused probability gender is 'unknown' (0.8: 96.3 % right on "
+        "the 89.7 % of UTKFace validation faces given a gender with detector boxes; "
+        "docs/attributes.md)",
     )
 
 

@@ -490,7 +490,7 @@ class EventStore:
         track_uid: str,
         gallery: Gallery,
         threshold: float,
-        min_gender_confidence: float = 0.6,
+        min_gender_confidence: float = 0.8,
         min_quality: float = 0.0,
         write: bool = True,
     ) -> dict[str, Any]:
