@@ -21,6 +21,15 @@ of the process are not affected. One thread is the default.
 Input scaling: ``upscale`` multiplies the frame before detection (smaller faces found,
 cost grows with the area), ``max_side`` caps the longer side of what the network sees
 (faster on large frames); boxes and landmarks are mapped back to the frame's pixels.
+
+Boxes (``box``): YuNet's own boxes run from the forehead to the chin and are taller than
+wide; dlib's HOG boxes, which enrolment uses and in which dlib's 5-point landmark model
+(the recognition encoder's alignment) was trained, are squares from the eyebrows to
+below the lower lip. With ``box="dlib"`` (the default) each box is mapped to HOG's
+framing from YuNet's box and 5 landmarks by a linear map fitted on faces both detectors
+find (``pipeline/models/yunet/box_map.json``, ``scripts/fit_detector_boxes.py``;
+:mod:`pipeline.detectors._boxmap`), before clipping to the frame. The landmarks are
+YuNet's own either way. ``box="model"`` keeps YuNet's box.
 """
 
 from __future__ import annotations
@@ -29,11 +38,12 @@ import ctypes
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
 
+from pipeline.detectors._boxmap import BoxMap
 from pipeline.detectors.base import Detector
 from pipeline.record import Face
 from pipeline.registry import BackendError, BackendOptions
@@ -44,6 +54,20 @@ FLOOR_SCORE = 0.2
 # the model's landmark order (image left to right for a frontal face), the same as MTCNN's:
 # left eye, right eye, nose tip, left mouth corner, right mouth corner (in the image)
 LANDMARKS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+
+# the fitted map from YuNet's box and landmarks to dlib HOG's framing (MODEL_CARD.md there)
+BOX_MAP_PATH = Path(__file__).resolve().parent.parent / "models" / "yunet" / "box_map.json"
+
+
+def box_map() -> BoxMap:
+    """The shipped YuNet -> dlib-HOG box map (loaded once)."""
+    global _BOX_MAP
+    if _BOX_MAP is None:
+        _BOX_MAP = BoxMap.load(BOX_MAP_PATH)
+    return _BOX_MAP
+
+
+_BOX_MAP: BoxMap | None = None
 
 
 class YunetOptions(BackendOptions):
@@ -66,6 +90,12 @@ class YunetOptions(BackendOptions):
         ge=64,
         description="downscale so the longer side the network sees is at most this many "
         "pixels (after upscale; none: no cap)",
+    )
+    box: Literal["dlib", "model"] = Field(
+        "dlib",
+        description="dlib: the box mapped from YuNet's box and landmarks to the framing of "
+        "dlib's HOG detector, which the recognition encoder and the age/gender models "
+        "expect (pipeline/models/yunet/MODEL_CARD.md); model: YuNet's own box",
     )
 
 
@@ -124,6 +154,7 @@ class YunetDetector(Detector):
         self._cv2 = cv2
         self._detect_bgr = detect
         self._set_threads = _omp_set_num_threads(yuface.__file__)
+        self._map = box_map() if self.options.box == "dlib" else None
 
     def scale_for(self, width: int, height: int) -> float:
         """The factor the frame is resized by before the network sees it."""
@@ -159,11 +190,9 @@ class YunetDetector(Detector):
         for row in rows[keep]:
             x, y, bw, bh = row[1:5]
             pts = row[5:15].reshape(5, 2)
-            faces.append(
-                Face(
-                    box=(x / sx, y / sy, bw / sx, bh / sy),
-                    score=row[0] / 100.0,
-                    landmarks=[(float(px / sx), float(py / sy)) for px, py in pts],
-                )
-            )
+            box = (x / sx, y / sy, bw / sx, bh / sy)
+            landmarks = [(float(px / sx), float(py / sy)) for px, py in pts]
+            if self._map is not None:
+                box = self._map.apply(box, landmarks)
+            faces.append(Face(box=box, score=row[0] / 100.0, landmarks=landmarks))
         return faces
