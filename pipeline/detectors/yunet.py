@@ -72,10 +72,11 @@ _BOX_MAP: BoxMap | None = None
 
 class YunetOptions(BackendOptions):
     min_score: float = Field(
-        0.5,
+        0.75,
         ge=FLOOR_SCORE,
         lt=1,
-        description="confidence threshold (the library keeps nothing below 0.2)",
+        description="confidence threshold (the library keeps nothing below 0.2; 0.75: "
+        "chosen on WIDER, docs/detectors.md)",
     )
     threads: int = Field(1, ge=1, le=16, description="OpenMP threads for the network")
     upscale: float = Field(
@@ -93,9 +94,8 @@ class YunetOptions(BackendOptions):
     )
     box: Literal["dlib", "model"] = Field(
         "dlib",
-        description="dlib: the box mapped from YuNet's box and landmarks to the framing of "
-        "dlib's HOG detector, which the recognition encoder and the age/gender models "
-        "expect (pipeline/models/yunet/MODEL_CARD.md); model: YuNet's own box",
+        description="dlib: mapped from YuNet's box and landmarks to dlib HOG's framing, "
+        "which recognition and age/gender expect; model: YuNet's own (taller) box",
     )
 
 
@@ -143,6 +143,16 @@ class YunetDetector(Detector):
     # libfacedetection initialises its weights on the first call; calls are serialised
     # (the library makes no promise of thread safety)
     _lock = threading.Lock()
+
+    @classmethod
+    def installed(cls) -> bool:
+        """Whether the ``yuface`` wheel is installed (CPython 3.11 on x86-64 Linux only)."""
+        import importlib.util
+
+        try:
+            return importlib.util.find_spec("yuface") is not None
+        except (ImportError, ValueError):
+            return False
 
     def __init__(self, options: YunetOptions | None = None) -> None:
         super().__init__(options)

@@ -176,7 +176,7 @@ def test_bad_options_are_named(options: dict, key: str) -> None:
 
 def test_defaults() -> None:
     o = registry.options("yunet")
-    assert (o.min_score, o.threads, o.upscale, o.max_side, o.box) == (0.5, 1, 1.0, None, "dlib")
+    assert (o.min_score, o.threads, o.upscale, o.max_side, o.box) == (0.75, 1, 1.0, None, "dlib")
 
 
 def test_the_shipped_box_map_loads_and_names_its_data() -> None:
