@@ -78,6 +78,11 @@ class BackendSection(Section):
     def registry(cls) -> Registry[Any]:
         return importlib.import_module(cls.registry_package).registry
 
+    @classmethod
+    def resolve_backend(cls, name: str) -> str:
+        """The backend a configured name stands for (itself; see DetectorConfig)."""
+        return name
+
     @field_validator("backend")
     @classmethod
     def _known_backend(cls, name: str) -> str:
@@ -213,10 +218,32 @@ class CameraConfig(Section):
 
 class DetectorConfig(BackendSection):
     registry_package = "pipeline.detectors"
-    # blazeface also runs on overlapping 384-px tiles: 25-40 px faces in 640-px frames
-    pipeline_options = {"blazeface": {"tile_size": 384}}
+    # blazeface also runs on overlapping 384-px tiles: 25-40 px faces in 640-px frames;
+    # yunet sees at most 480 px (a 640-px frame at 0.75: more accurate than tiled blazeface
+    # at less CPU on WIDER, docs/detectors.md; null: the frame's own resolution)
+    pipeline_options = {"blazeface": {"tile_size": 384}, "yunet": {"max_side": 480}}
 
-    backend: str = Field("blazeface", description="detector backend (facepipe backends)")
+    backend: str = Field(
+        "auto",
+        validate_default=True,
+        description="detector backend (facepipe backends); auto: yunet where its wheel is "
+        "installed (CPython 3.11 on x86-64 Linux), else blazeface (docs/detectors.md)",
+    )
+
+    @classmethod
+    def resolve_backend(cls, name: str) -> str:
+        """``auto``: the first installed backend of ``pipeline.detectors.AUTO_ORDER``."""
+        from pipeline.detectors import resolve
+
+        return resolve(name)
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _resolve_auto(cls, name: Any) -> Any:
+        """``auto`` becomes the backend it picks here, so options, logs and the summary
+        name the real one."""
+        return cls.resolve_backend(name) if isinstance(name, str) else name
+
     min_size: int = Field(0, ge=0, description="ignore faces shorter than this (pixels)")
     every_n_frames: int = Field(
         1,
@@ -723,7 +750,9 @@ def _drop_other_backend_options(data: dict[str, Any], env: dict[str, Any]) -> di
         if not isinstance(file_section, dict) or not isinstance(env_section, dict):
             continue
         file_backend = file_section.get("backend", section.model_fields["backend"].default)
-        if "backend" in env_section and env_section["backend"] != file_backend:
+        if "backend" in env_section and section.resolve_backend(
+            str(env_section["backend"])
+        ) != section.resolve_backend(str(file_backend)):
             out[name] = {k: v for k, v in file_section.items() if k != "options"}
     return out
 

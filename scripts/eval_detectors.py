@@ -89,6 +89,11 @@ def main(argv: list[str] | None = None) -> int:
         help="images for the interleaved speed measurement (default 30; 0: use the "
         "times of the accuracy pass instead)",
     )
+    ap.add_argument(
+        "--sweep",
+        help="comma-separated score thresholds: also print AP, precision and recall of each "
+        "backend at each (run the backend with a threshold at or below the lowest)",
+    )
     ap.add_argument("--no-docs", action="store_true", help="print, do not write docs/")
     args = ap.parse_args(argv)
 
@@ -120,9 +125,13 @@ def main(argv: list[str] | None = None) -> int:
         slow_limit=args.slow_limit,
         timing_images=args.timing_images,
         min_size=load_config().detector.min_size,
+        sweep=[float(t) for t in args.sweep.split(",")] if args.sweep else None,
     )
     report["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     print(ev.render(report))
+    for row in report["results"]:
+        if row.get("sweep"):
+            print("\n" + ev.render_sweep(ev.label(row["name"], row["options"]), row["sweep"]))
     if not args.no_docs:
         write_results(DOCS_JSON, DOCS_MD, report, ev.render(report), "Face detectors")
         log(f"wrote {DOCS_JSON.relative_to(REPO_ROOT)} and {DOCS_MD.relative_to(REPO_ROOT)}")

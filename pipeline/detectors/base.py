@@ -28,6 +28,13 @@ class Detector(Backend):
     height) skips faces smaller than that; backends may use it to search fewer scales.
     """
 
+    @classmethod
+    def installed(cls) -> bool:
+        """Whether the backend's libraries are installed here, checked without importing
+        them (``detector.backend: auto`` picks the first installed backend). Backends
+        whose libraries are optional say so; the others are always installed."""
+        return True
+
     def detect(self, image: np.ndarray, min_size: int = 0) -> list[Face]:
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3:

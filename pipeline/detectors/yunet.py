@@ -21,6 +21,15 @@ of the process are not affected. One thread is the default.
 Input scaling: ``upscale`` multiplies the frame before detection (smaller faces found,
 cost grows with the area), ``max_side`` caps the longer side of what the network sees
 (faster on large frames); boxes and landmarks are mapped back to the frame's pixels.
+
+Boxes (``box``): YuNet's own boxes run from the forehead to the chin and are taller than
+wide; dlib's HOG boxes, which enrolment uses and in which dlib's 5-point landmark model
+(the recognition encoder's alignment) was trained, are squares from the eyebrows to
+below the lower lip. With ``box="dlib"`` (the default) each box is mapped to HOG's
+framing from YuNet's box and 5 landmarks by a linear map fitted on faces both detectors
+find (``pipeline/models/yunet/box_map.json``, ``scripts/fit_detector_boxes.py``;
+:mod:`pipeline.detectors._boxmap`), before clipping to the frame. The landmarks are
+YuNet's own either way. ``box="model"`` keeps YuNet's box.
 """
 
 from __future__ import annotations
@@ -29,11 +38,12 @@ import ctypes
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
 
+from pipeline.detectors._boxmap import BoxMap
 from pipeline.detectors.base import Detector
 from pipeline.record import Face
 from pipeline.registry import BackendError, BackendOptions
@@ -45,13 +55,28 @@ FLOOR_SCORE = 0.2
 # left eye, right eye, nose tip, left mouth corner, right mouth corner (in the image)
 LANDMARKS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 
+# the fitted map from YuNet's box and landmarks to dlib HOG's framing (MODEL_CARD.md there)
+BOX_MAP_PATH = Path(__file__).resolve().parent.parent / "models" / "yunet" / "box_map.json"
+
+
+def box_map() -> BoxMap:
+    """The shipped YuNet -> dlib-HOG box map (loaded once)."""
+    global _BOX_MAP
+    if _BOX_MAP is None:
+        _BOX_MAP = BoxMap.load(BOX_MAP_PATH)
+    return _BOX_MAP
+
+
+_BOX_MAP: BoxMap | None = None
+
 
 class YunetOptions(BackendOptions):
     min_score: float = Field(
-        0.5,
+        0.75,
         ge=FLOOR_SCORE,
         lt=1,
-        description="confidence threshold (the library keeps nothing below 0.2)",
+        description="confidence threshold (the library keeps nothing below 0.2; 0.75: "
+        "chosen on WIDER, docs/detectors.md)",
     )
     threads: int = Field(1, ge=1, le=16, description="OpenMP threads for the network")
     upscale: float = Field(
@@ -66,6 +91,11 @@ class YunetOptions(BackendOptions):
         ge=64,
         description="downscale so the longer side the network sees is at most this many "
         "pixels (after upscale; none: no cap)",
+    )
+    box: Literal["dlib", "model"] = Field(
+        "dlib",
+        description="dlib: mapped from YuNet's box and landmarks to dlib HOG's framing, "
+        "which recognition and age/gender expect; model: YuNet's own (taller) box",
     )
 
 
@@ -114,6 +144,16 @@ class YunetDetector(Detector):
     # (the library makes no promise of thread safety)
     _lock = threading.Lock()
 
+    @classmethod
+    def installed(cls) -> bool:
+        """Whether the ``yuface`` wheel is installed (CPython 3.11 on x86-64 Linux only)."""
+        import importlib.util
+
+        try:
+            return importlib.util.find_spec("yuface") is not None
+        except (ImportError, ValueError):
+            return False
+
     def __init__(self, options: YunetOptions | None = None) -> None:
         super().__init__(options)
         import cv2
@@ -124,6 +164,7 @@ class YunetDetector(Detector):
         self._cv2 = cv2
         self._detect_bgr = detect
         self._set_threads = _omp_set_num_threads(yuface.__file__)
+        self._map = box_map() if self.options.box == "dlib" else None
 
     def scale_for(self, width: int, height: int) -> float:
         """The factor the frame is resized by before the network sees it."""
@@ -159,11 +200,9 @@ class YunetDetector(Detector):
         for row in rows[keep]:
             x, y, bw, bh = row[1:5]
             pts = row[5:15].reshape(5, 2)
-            faces.append(
-                Face(
-                    box=(x / sx, y / sy, bw / sx, bh / sy),
-                    score=row[0] / 100.0,
-                    landmarks=[(float(px / sx), float(py / sy)) for px, py in pts],
-                )
-            )
+            box = (x / sx, y / sy, bw / sx, bh / sy)
+            landmarks = [(float(px / sx), float(py / sy)) for px, py in pts]
+            if self._map is not None:
+                box = self._map.apply(box, landmarks)
+            faces.append(Face(box=box, score=row[0] / 100.0, landmarks=landmarks))
         return faces

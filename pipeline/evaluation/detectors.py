@@ -203,6 +203,53 @@ def score_backend(
     }
 
 
+def threshold_sweep(
+    records: list[dict[str, Any]],
+    dets: dict[str, dict[str, dict[str, Any]]],
+    thresholds: list[float],
+) -> list[dict[str, Any]]:
+    """AP, precision and recall (faces >= 32 px, at 1024 px and at 640 px) of one backend's
+    detections kept from each score threshold up: the same as running the backend with
+    that threshold when its own threshold is at or below the lowest one (scores are only
+    cut, never re-ranked). Precision counts every kept detection that is not ignored."""
+    scales = {k: v.get("scale", VIDEO_WIDTH / 1024) for k, v in dets[str(VIDEO_WIDTH)].items()}
+    gt640 = scaled_annotations(records, scales)
+    rows = []
+    for t in thresholds:
+        row: dict[str, Any] = {"min_score": t}
+        for res, gt in (("1024", records), (str(VIDEO_WIDTH), gt640)):
+            kept = {
+                k: [f for f in v["faces"] if f["score"] >= t - 1e-9] for k, v in dets[res].items()
+            }
+            r = evaluate_detections(gt, kept, min_height=MIN_HEIGHT)
+            found = r.true_positives + r.false_positives
+            row[res] = {
+                "ap_32": r.ap,
+                "precision": r.true_positives / found if found else 0.0,
+                "recall": r.recall,
+                "false_positives": r.false_positives,
+            }
+        rows.append(row)
+    return rows
+
+
+def render_sweep(label_: str, rows: list[dict[str, Any]]) -> str:
+    lines = [
+        f"Score thresholds of {label_} (faces >= 32 px):",
+        "",
+        "| min_score | AP >= 32 px | P / R (1024) | AP >= 32 px @ 640 | P / R @ 640 | FP @ 640 |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        a, b = r["1024"], r[str(VIDEO_WIDTH)]
+        lines.append(
+            f"| {r['min_score']:.2f} | {a['ap_32']:.3f} | {a['precision']:.2f} / "
+            f"{a['recall']:.2f} | {b['ap_32']:.3f} | {b['precision']:.2f} / {b['recall']:.2f} "
+            f"| {b['false_positives']} |"
+        )
+    return "\n".join(lines)
+
+
 def time_backends(
     specs: list[tuple[str, dict[str, Any]]],
     records: list[dict[str, Any]],
@@ -336,9 +383,12 @@ def evaluate(
     slow_limit: int = 40,
     timing_images: int = 30,
     min_size: int = 0,
+    sweep: list[float] | None = None,
 ) -> dict[str, Any]:
     """Every backend spec (``name[:key=value...]``) on ``records``: scores, the subsets the
-    slow backends used, interleaved timing; filled into ``report`` and returned."""
+    slow backends used, interleaved timing; filled into ``report`` and returned.
+    ``sweep``: score thresholds at which to report AP, precision and recall as well
+    (:func:`threshold_sweep`, in each row's ``sweep``)."""
     from pipeline.evaluation.common import spread
 
     report["n_images"] = len(records)
@@ -358,6 +408,8 @@ def evaluate(
             report["results"].append(row)
             continue
         row["scores"] = score_backend(subset, dets)
+        if sweep:
+            row["sweep"] = threshold_sweep(subset, dets, sweep)
         all_dets[spec] = (row, dets)
         report["results"].append(row)
         sc = row["scores"]

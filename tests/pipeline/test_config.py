@@ -102,17 +102,16 @@ def test_pipeline_options_follow_the_backend(tmp_path):
     from pipeline.config import DetectorConfig
 
     # blazeface's pipeline default does not leak into another backend
-    assert load_config(None, environ={}).detector.options.tile_size == 384
+    blaze = {"FACEPIPE__DETECTOR__BACKEND": "blazeface"}
+    assert load_config(None, environ=blaze).detector.options.tile_size == 384
     cfg = load_config(None, environ={"FACEPIPE__DETECTOR__BACKEND": "hog"})
     assert cfg.detector.options.model_dump() == {"upsample": 0}
     # options of one key keep the other pipeline defaults; null turns one off
-    env = {"FACEPIPE__DETECTOR__OPTIONS__MIN_SCORE": "0.7"}
+    env = {**blaze, "FACEPIPE__DETECTOR__OPTIONS__MIN_SCORE": "0.7"}
     opts = load_config(None, environ=env).detector.options
     assert (opts.min_score, opts.tile_size) == (0.7, 384)
-    assert (
-        load_config(None, {"FACEPIPE__DETECTOR__OPTIONS__TILE_SIZE": ""}).detector.options.tile_size
-        is None
-    )
+    env = {**blaze, "FACEPIPE__DETECTOR__OPTIONS__TILE_SIZE": ""}
+    assert load_config(None, env).detector.options.tile_size is None
     assert DetectorConfig(backend="haar").options.model_dump()["cascade"] == "frontalface_default"
 
 

@@ -158,7 +158,11 @@ def test_hamilton_clip_names_both_people_and_no_one_else(tmp_path):
     assert why["margin"] >= 0.05, why  # Lin is clearly further
     accepted = re.search(r": score [0-9.]+ <= ", why["why"]) is not None  # the rule's yes
     assert (alex["person"] == "alex-lacamoire") == accepted, why
-    assert per_person["alex-lacamoire"] == int(accepted)  # never in another shot
+    # in the second shot (profile, larger) he may be named too: at most once (the default
+    # detector, yunet, names him there; tiled blazeface does not, docs/detectors.md)
+    later = [e for e in events if e["person"] == "alex-lacamoire" and e["first_frame"] >= 20]
+    assert len(later) <= 1, later
+    assert per_person["alex-lacamoire"] == int(accepted) + len(later)  # never in another shot
 
 
 YOUTUBE = (datasets_root() or Path("/nonexistent")) / "youtube-faces-clips" / "Aaron_Guiel"

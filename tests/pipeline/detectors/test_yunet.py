@@ -12,7 +12,7 @@ import pytest
 from skimage import data
 
 from pipeline.detectors import registry
-from pipeline.detectors.yunet import YunetDetector
+from pipeline.detectors.yunet import YunetDetector, box_map
 from pipeline.evaluation import iou_matrix
 from pipeline.recognition.quality import detector_frontal_factor
 from pipeline.record import Face
@@ -89,11 +89,11 @@ def test_rgb_input_is_converted_to_bgr(astronaut: np.ndarray) -> None:
 
     rows = detect(np.ascontiguousarray(astronaut[:, :, ::-1]))
     row = rows[np.argmax(rows[:, 0])]
-    face = best(make().detect(astronaut))
+    face = best(make(box="model").detect(astronaut))
     assert face.box == tuple(int(v) for v in row[1:5])
     assert face.score == pytest.approx(row[0] / 100.0)
     assert np.array(face.landmarks).ravel().tolist() == [float(v) for v in row[5:15]]
-    swapped = best(make().detect(np.ascontiguousarray(astronaut[:, :, ::-1])))
+    swapped = best(make(box="model").detect(np.ascontiguousarray(astronaut[:, :, ::-1])))
     assert (swapped.score, swapped.landmarks) != (face.score, face.landmarks)
 
 
@@ -166,6 +166,7 @@ def test_blank_and_tiny_images_give_no_faces() -> None:
         ({"threads": 0}, "detector.options.threads"),
         ({"upscale": 10}, "detector.options.upscale"),
         ({"max_side": 10}, "detector.options.max_side"),
+        ({"box": "square"}, "detector.options.box"),
     ],
 )
 def test_bad_options_are_named(options: dict, key: str) -> None:
@@ -175,7 +176,56 @@ def test_bad_options_are_named(options: dict, key: str) -> None:
 
 def test_defaults() -> None:
     o = registry.options("yunet")
-    assert (o.min_score, o.threads, o.upscale, o.max_side) == (0.5, 1, 1.0, None)
+    assert (o.min_score, o.threads, o.upscale, o.max_side, o.box) == (0.75, 1, 1.0, None, "dlib")
+
+
+def test_the_shipped_box_map_loads_and_names_its_data() -> None:
+    m = box_map()
+    assert m.coef.shape == (12, 4)
+    assert set(m.source["sources"]) == {"wider", "utkface", "crowd"}  # LFW held out
+    assert "lfw" in m.source["held_out_iou_with_dlib"]
+
+
+def test_dlib_boxes_are_the_mapped_model_boxes(astronaut: np.ndarray) -> None:
+    """box="dlib" = the model's box mapped (before clipping) by the shipped map; same
+    scores and landmarks; the mapped box is squarer than YuNet's tall one."""
+    dl, own = make(), make(box="model")
+    raw = own._detect(astronaut, 0)
+    mapped = dl._detect(astronaut, 0)
+    assert len(raw) == len(mapped)
+    for r, m in zip(raw, mapped, strict=True):
+        assert (r.score, r.landmarks) == (m.score, m.landmarks)
+        expected = Face(box=box_map().apply(r.box, r.landmarks)).box
+        assert m.box == expected
+    r, m = best(raw), best(mapped)
+    assert abs(m.box[2] / m.box[3] - 1) < abs(r.box[2] / r.box[3] - 1)
+    assert inside(dl.detect(astronaut), 512, 512)
+
+
+def test_dlib_boxes_frame_the_face_as_hog_does_for_the_encoder(astronaut: np.ndarray) -> None:
+    """What the map is for: dlib HOG's box of the astronaut (the framing of enrolment and
+    of the 5-point landmark model) overlaps the mapped box more than YuNet's own, and the
+    128-d encoding made in the mapped box is nearer the one made in HOG's box."""
+    import dlib
+
+    from pipeline.recognition.encoder import DlibEncoder
+
+    hog = [
+        (r.left(), r.top(), r.width(), r.height())
+        for r in dlib.get_frontal_face_detector()(astronaut, 1)
+    ]
+    ref = max(hog, key=lambda b: iou_matrix(np.array([b]), EXPECTED)[0, 0])
+    mapped, own = best(make().detect(astronaut)), best(make(box="model").detect(astronaut))
+
+    def iou(box: tuple) -> float:
+        return float(iou_matrix(np.array([box]), np.array([ref]))[0, 0])
+
+    assert iou(mapped.box) > iou(own.box)
+    enc = DlibEncoder()
+    target = enc.encode(astronaut, [Face(box=ref)])[0]
+    d_mapped = np.linalg.norm(enc.encode(astronaut, [mapped])[0] - target)
+    d_own = np.linalg.norm(enc.encode(astronaut, [own])[0] - target)
+    assert d_mapped < d_own, (d_mapped, d_own)
 
 
 def test_openmp_waits_passively_without_changing_the_environment() -> None:
