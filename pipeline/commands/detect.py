@@ -128,10 +128,12 @@ def detect(
 ) -> None:
     """Detect faces in images (files, or folders searched recursively)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from pipeline.detectors import registry
+    from pipeline.detectors import registry, resolve
     from pipeline.registry import BackendError
 
     config = ctx.config.detector
+    if detector_name is not None:
+        detector_name = resolve(detector_name)  # "auto": the backend it stands for here
     detector_name, options = chosen_backend(config, detector_name, option_pairs)
     if min_size is None:
         min_size = config.min_size

@@ -95,3 +95,15 @@ def test_table_output_without_json(images: Path) -> None:
     assert code == 0 and lines == []
     assert "astronaut.jpg: 1 face(s)" in output
     assert "corrupt.jpg: ERROR" in output
+
+
+def test_auto_runs_the_backend_it_stands_for(images: Path) -> None:
+    from pipeline.detectors import resolve
+
+    code, lines, output = run("-d", "auto", "--json", str(images / "astronaut.jpg"))
+    assert code == 0, output
+    (rec,) = lines
+    assert len(rec["faces"]) >= 1, f"{resolve('auto')} found no face"
+    code, expected, _ = run("-d", resolve("auto"), "--json", str(images / "astronaut.jpg"))
+    assert code == 0
+    assert [f["box"] for f in rec["faces"]] == [f["box"] for f in expected[0]["faces"]]
