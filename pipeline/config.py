@@ -173,6 +173,19 @@ class CaptureConfig(Section):
         description="seconds a network camera may take to open or to send the next frame "
         "before it counts as down",
     )
+    batch_frames: int = Field(
+        8,
+        ge=1,
+        le=64,
+        description="frames per detect job at most: while the detect queue has jobs "
+        "waiting, consecutive frames of a stream go out as one job (1: a job per frame)",
+    )
+    batch_wait_s: float = Field(
+        0.1,
+        ge=0,
+        description="a frame waits at most this long for the rest of its detect job's "
+        "frames (live sources: the latency a batch may add)",
+    )
     shot_cut_threshold: float | None = Field(
         0.4,
         gt=0,
@@ -223,6 +236,12 @@ class DetectorConfig(BackendSection):
         ge=1,
         description="run detection on every n-th frame; on the others the tracker predicts "
         "the faces (fewer detect jobs, identities sampled from detected frames only)",
+    )
+    tile_every_n_frames: int = Field(
+        1,
+        ge=1,
+        description="backends that tile (blazeface's tile_size) run their tiles on every "
+        "n-th detected frame only, the whole frame on every one",
     )
 
 
