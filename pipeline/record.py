@@ -338,17 +338,23 @@ class Observations(SinkMessage):
 
 @dataclass
 class Samples(SinkMessage):
-    """Sampled faces of one frame with what a stage found: ``identity`` (recognize) or
-    ``attributes`` (age/gender)."""
+    """Sampled faces of one frame with what a stage found: ``identity`` (recognize),
+    ``attributes`` (age/gender) or ``identity+attributes`` (both, from the attributes
+    stage, which gets the recognize stage's output: one sink job per sample)."""
 
     TYPE: ClassVar[str] = "samples"
-    KINDS: ClassVar[tuple[str, ...]] = ("identity", "attributes")
-    kind: Literal["identity", "attributes"]
+    KINDS: ClassVar[tuple[str, ...]] = ("identity", "attributes", "identity+attributes")
+    kind: Literal["identity", "attributes", "identity+attributes"]
     record: FrameRecord
 
     def __post_init__(self) -> None:
         if self.kind not in self.KINDS:
             raise ValueError(f"Samples field 'kind' must be one of {self.KINDS}, got {self.kind!r}")
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The kinds of samples this message holds: ``identity``, ``attributes`` or both."""
+        return tuple(self.kind.split("+"))
 
     def _fields(self) -> dict[str, Any]:
         return {"kind": self.kind, "record": self.record.to_dict()}
