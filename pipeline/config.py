@@ -464,7 +464,12 @@ class LimitsConfig(Section):
 class WorkersConfig(Section):
     detect: int = Field(2, ge=1, description="detect worker processes `facepipe run` starts")
     track: int = Field(1, ge=1)
-    recognize: int = Field(1, ge=1)
+    recognize: int = Field(
+        2,
+        ge=1,
+        description="recognize worker processes: two, so that recognition keeps up while "
+        "detection runs instead of finishing alone on one core after it",
+    )
     attributes: int = Field(1, ge=1)
     sink: int = Field(1, ge=1)
     job_recovery_s: float = Field(
