@@ -8,12 +8,13 @@ dropped with a reason:
   one (the reader keeps only the newest frame);
 * ``backpressure``: a live source's detect queue is full (``capture.max_queue``).
 
-Frames for detection go out in batches (a :class:`~pipeline.record.FrameBatch` per
+Frames of a file go to detection in batches (a :class:`~pipeline.record.FrameBatch` per
 detect job, the frames' images stored in the same transaction): while the detect queue
 has jobs waiting, consecutive frames wait for one job, up to ``capture.batch_frames`` of
-them and ``capture.batch_wait_s``; the queue holds about ``capture.max_queue`` frames
-(``max_queue / batch_frames`` jobs). A file source never drops: it waits until the detect
-queue has room. Frames of a file
+them (and ``capture.batch_wait_s`` when paced at the file's frame rate); the queue holds
+about ``capture.max_queue`` frames (``max_queue / batch_frames`` jobs). A live source
+sends a job per frame. A file source never drops: it waits until the detect queue has
+room. Frames of a file
 that its decoder could not read (corrupt data) were never captured; they are counted as
 ``unreadable`` in the stream's counts, and the result says the run was cut short.
 
@@ -284,7 +285,10 @@ class Capture:
         seq = -1
 
         every_n = self.rt.config.detector.every_n_frames
-        batch_max = cfg.batch_frames
+        # live sources: a job per frame. Batched, one live 30 frames/s camera on a busy
+        # machine dropped 19 % of its frames instead of 6 % (docs/benchmarks.md): the
+        # queue bound counts a waiting job as a full batch, but live batches are small
+        batch_max = 1 if live else cfg.batch_frames
         # the detect queue holds about max_queue frames: fewer jobs when they are batches
         jobs_max = max(1, -(-cfg.max_queue // batch_max))
         cuts = CutDetector(cfg.shot_cut_threshold) if cfg.shot_cut_threshold else None

@@ -177,14 +177,15 @@ class CaptureConfig(Section):
         8,
         ge=1,
         le=64,
-        description="frames per detect job at most: while the detect queue has jobs "
-        "waiting, consecutive frames of a stream go out as one job (1: a job per frame)",
+        description="frames per detect job at most (files; live sources send a job per "
+        "frame): while the detect queue has jobs waiting, consecutive frames of a file go "
+        "out as one job (1: a job per frame)",
     )
     batch_wait_s: float = Field(
         0.1,
         ge=0,
-        description="a frame waits at most this long for the rest of its detect job's "
-        "frames (live sources: the latency a batch may add)",
+        description="a frame of a file paced at its frame rate (realtime) waits at most "
+        "this long for the rest of its detect job's frames",
     )
     shot_cut_threshold: float | None = Field(
         0.4,

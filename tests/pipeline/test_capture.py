@@ -95,6 +95,8 @@ def test_live_source_drops_with_reasons_and_accounts_every_frame(redis_url, demo
     assert c["captured"] == 30 and sum(dropped.values()) == res.dropped
     assert set(dropped) <= {"dropped:backpressure", "dropped:stale"}
     assert res.dropped > 0
+    q = rt.bus.queue("detect")  # a live source sends a job per frame (no batches)
+    assert [len(frames_of(q.fetch_job(i))) for i in q.job_ids] == [1] * q.count
 
 
 def test_live_source_full_queue_drops_as_backpressure(redis_url, demo_media):
