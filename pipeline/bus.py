@@ -51,7 +51,7 @@ from redis.retry import Retry as RedisRetry
 from rq import Queue, Retry
 from rq.serializers import JSONSerializer
 
-from pipeline.record import Encodings, FrameRecord, TrackJob
+from pipeline.record import Encodings, FrameBatch, FrameRecord, TrackJob
 from pipeline.stages import stage as stage_spec
 
 # Frames per accounted-bitmap key (128 kB; 11.6 hours of a 25 frames/s camera): a session
@@ -179,6 +179,8 @@ class Bus:
         """Enqueue a job for ``stage`` carrying ``message``, of the stage's message type;
         with ``pipeline`` (from :meth:`pipeline`), when that is executed."""
         spec = stage_spec(stage)
+        if spec.message is FrameBatch and isinstance(message, FrameRecord):
+            message = FrameBatch([message])  # one frame: a batch of one
         if not isinstance(message, spec.message):
             raise TypeError(
                 f"the {stage} stage takes {spec.message.__name__}, not {type(message).__name__}"
@@ -193,7 +195,8 @@ class Bus:
             result_ttl=0,
             failure_ttl=7 * 24 * 3600,
             retry=Retry(max=2),  # transient errors (a busy database, a restarted Redis)
-            description=(f"{stage} {getattr(message, 'stream', '')}#{getattr(message, 'seq', '')}"),
+            description=f"{stage} {getattr(message, 'stream', '')}#{getattr(message, 'seq', '')}"
+            + (f"+{len(message.records) - 1}" if isinstance(message, FrameBatch) else ""),
             pipeline=pipeline,
         )
         if own:
@@ -218,6 +221,20 @@ class Bus:
         pipe.expire(key, self.session_ttl_s)
         self.poke_track(rec.stream, rec.session, pipeline=pipe)
         pipe.execute()
+
+    def buffer_put_many(self, recs: list[FrameRecord], pipeline: Any = None) -> None:
+        """Frames ``recs`` of one stream session wait for the track stage: one write and
+        one poke of the stream's track stage, in one round trip (with ``pipeline``, when
+        that is executed)."""
+        if not recs:
+            return
+        key = self._buffer(recs[0].stream, recs[0].session)
+        pipe = self.pipeline() if pipeline is None else pipeline
+        pipe.hset(key, mapping={str(r.seq): r.to_json() for r in recs})
+        pipe.expire(key, self.session_ttl_s)
+        self.poke_track(recs[0].stream, recs[0].session, pipeline=pipe)
+        if pipeline is None:
+            pipe.execute()
 
     def buffer_take(self, stream: str, session: str, seq: int) -> FrameRecord | None:
         """Remove and return frame ``seq`` of the stream, or None if it is not there."""

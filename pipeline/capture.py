@@ -8,7 +8,13 @@ dropped with a reason:
   one (the reader keeps only the newest frame);
 * ``backpressure``: a live source's detect queue is full (``capture.max_queue``).
 
-A file source never drops: it waits until the detect queue has room. Frames of a file
+Frames of a file go to detection in batches (a :class:`~pipeline.record.FrameBatch` per
+detect job, the frames' images stored in the same transaction): while the detect queue
+has jobs waiting, consecutive frames wait for one job, up to ``capture.batch_frames`` of
+them (and ``capture.batch_wait_s`` when paced at the file's frame rate); the queue holds
+about ``capture.max_queue`` frames (``max_queue / batch_frames`` jobs). A live source
+sends a job per frame. A file source never drops: it waits until the detect queue has
+room. Frames of a file
 that its decoder could not read (corrupt data) were never captured; they are counted as
 ``unreadable`` in the stream's counts, and the result says the run was cut short.
 
@@ -50,7 +56,7 @@ from rq.registry import StartedJobRegistry
 
 from pipeline.bus import Bus
 from pipeline.names import check_stream
-from pipeline.record import FrameRecord
+from pipeline.record import FrameBatch, FrameRecord
 from pipeline.retry import REDIS_DOWN, RedisHealth, Stopped
 from pipeline.runtime import Runtime
 from pipeline.shots import CutDetector
@@ -277,34 +283,92 @@ class Capture:
         result = CaptureResult(self.stream, self.session)
         t0 = time.monotonic()
         seq = -1
-        pending: FrameRecord | None = None  # one frame of look-ahead marks the last one
 
         every_n = self.rt.config.detector.every_n_frames
+        # live sources: a job per frame. Batched, one live 30 frames/s camera on a busy
+        # machine dropped 19 % of its frames instead of 6 % (docs/benchmarks.md): the
+        # queue bound counts a waiting job as a full batch, but live batches are small
+        batch_max = 1 if live else cfg.batch_frames
+        # the detect queue holds about max_queue frames: fewer jobs when they are batches
+        jobs_max = max(1, -(-cfg.max_queue // batch_max))
         cuts = CutDetector(cfg.shot_cut_threshold) if cfg.shot_cut_threshold else None
         cut_pending = False  # a cut on a frame that was then dropped marks the next one
-
-        def send(rec: FrameRecord) -> bool:
-            if rec.session != self.session:
-                return False  # its session was lost with Redis' data
-            if rec.detected:
-                ok, _ = self._redis(lambda: bus.send("detect", rec))
-            else:  # straight to the track stage's buffer; it predicts the faces
-                ok, _ = self._redis(lambda: bus.buffer_put(rec))
-            if ok:
-                result.enqueued += 1
-            else:
-                self._drop(result, "redis_down")
-            return ok
+        # frames captured and not yet sent, with their encoded image (detected frames) and
+        # when they were read; the last one is held back until the next is read, so that
+        # the last frame of a file can be marked as such
+        held: list[tuple[FrameRecord, bytes | None, float]] = []
+        paced = live or cfg.realtime
+        seen_depth: list[int] = []  # the detect queue's depth, read once per frame
 
         def depth() -> int:
-            ok, n = self._redis(lambda: bus.depth("detect"))
-            return n if ok and n is not None else 0
+            if not seen_depth:
+                ok, n = self._redis(lambda: bus.depth("detect"))
+                seen_depth.append(n if ok and n is not None else 0)
+            return seen_depth[0]
+
+        def send(items: list[tuple[FrameRecord, bytes | None, float]]) -> bool:
+            """The detected frames as one detect job with their images, the others into
+            the track stage's buffer (it predicts their faces): one transaction."""
+            if items[0][0].session != self.session:
+                return False  # its session was lost with Redis' data
+            det = [(r, img) for r, img, _ in items if r.detected]
+            rest = [r for r, _, _ in items if not r.detected]
+
+            def op() -> None:
+                pipe = bus.pipeline()
+                if det:
+                    self.rt.frames.put_many([(r.key, img) for r, img in det], pipeline=pipe)
+                    bus.send("detect", FrameBatch([r for r, _ in det]), pipeline=pipe)
+                if rest:
+                    bus.buffer_put_many(rest, pipeline=pipe)
+                pipe.execute()
+
+            ok, _ = self._redis(op)
+            if ok:
+                result.enqueued += len(items)
+            else:
+                self._drop(result, "redis_down", len(items))
+            return ok
+
+        def flush(final: bool = False) -> None:
+            """Send the held frames but the last (all of them if ``final``) when the rules
+            say so: frames for detection wait, up to ``capture.batch_frames`` of them (and
+            ``capture.batch_wait_s``, live or paced), while the detect queue has jobs
+            waiting; a full batch
+            waits for room in the queue (a file) or is held while new frames are dropped
+            (a live source)."""
+            nonlocal held, seq
+            ready = held if final else held[:-1]
+            if not ready:
+                return
+            first = next((t for r, _, t in ready if r.detected), None)
+            if first is not None and not final:
+                full = sum(r.detected for r, _, _ in ready) >= batch_max
+                # a file read as fast as it decodes fills a batch at once; its latency
+                # matters only paced at its frame rate (capture.realtime)
+                aged = paced and time.monotonic() - first >= cfg.batch_wait_s
+                if depth() > 0 and not (full or aged):
+                    return  # the detect stage is busy: more frames for this job
+                if depth() >= jobs_max:
+                    if live:
+                        return  # new frames are dropped meanwhile (backpressure)
+                    while depth() >= jobs_max:
+                        # a full queue holds max_queue frames of work: no hurry to refill it
+                        if self.stop_event.wait(self.FULL_QUEUE_POLL_S):
+                            break
+                        seen_depth.clear()
+            held = held[len(ready) :]
+            if not send(ready):  # (live) dropped: the later frames take their seqs, no hole
+                for r, _, _ in held:
+                    r.seq -= len(ready)
+                seq -= len(ready)
 
         try:
             for frame in self.source:
+                seen_depth.clear()
                 if self._state_lost():
                     self._new_session(result)
-                    seq, pending = -1, None
+                    seq, held = -1, []
                 if frame.skipped:
                     self._captured(result, frame.skipped)
                     self._drop(result, "stale", frame.skipped)
@@ -312,14 +376,10 @@ class Capture:
                 if cuts is not None and cuts.update(frame.bgr):
                     cut_pending = True
                 detect = (seq + 1) % every_n == 0
-                if detect and live and depth() >= cfg.max_queue:
+                if detect and live and depth() >= jobs_max:
                     self._drop(result, "backpressure")
                     self._flush()
                     continue
-                while detect and not live and depth() >= cfg.max_queue:
-                    # a full queue holds max_queue frames of work: no hurry to refill it
-                    if self.stop_event.wait(self.FULL_QUEUE_POLL_S):
-                        break
                 bgr = self.rt.frames.prepare(frame.bgr)
                 seq += 1
                 rec = FrameRecord(
@@ -334,28 +394,22 @@ class Capture:
                     cut=cut_pending,
                 )
                 cut_pending = False
+                image = None
                 if detect:  # frames detection skips are never needed as images
                     rec.key = bus.frame_key(rec)
-                    ok, _ = self._redis(lambda key=rec.key, img=bgr: self.rt.frames.put(key, img))
-                    if not ok:  # live, Redis down: this frame is dropped, seq reused
-                        seq -= 1
-                        self._drop(result, "redis_down")
-                        self._flush()
-                        continue
-                if pending is not None and not send(pending):
-                    rec.seq = seq = pending.seq  # (live) no hole in the sequence
-                pending = rec
+                    image = self.rt.frames.encode(bgr)
+                held.append((rec, image, time.monotonic()))
+                flush()
                 self._flush()
                 if self.stop_event.is_set():
                     break
         finally:
             if self._state_lost():
                 self._new_session(result)
-                seq, pending = -1, None
-            if pending is not None:
-                pending.last = True
-                if not send(pending):
-                    seq -= 1  # the end marks the last frame that went out
+                seq, held = -1, []
+            if held:
+                held[-1][0].last = True
+                flush(final=True)  # the end marks the last frame that went out
             result.unreadable = self.source.unreadable
             if result.unreadable:
                 self._count("unreadable", result.unreadable)
@@ -393,11 +447,40 @@ class WaitResult:
 
 def pipeline_busy(bus: Bus, queued: bool = True) -> bool:
     """True while any stage has a job running (or, with ``queued``, waiting)."""
+    waiting, running = pipeline_activity(bus)
+    return running or (queued and waiting)
+
+
+def pipeline_activity(bus: Bus, pipe: Any = None) -> tuple[bool, bool]:
+    """Whether any stage has jobs waiting, and whether any has a job running, in one round
+    trip (with ``pipe``, a non-transactional pipeline: its two results are the last of
+    its ``execute()``; use :func:`read_activity` on them). A started job counts until
+    its heartbeat's expiry (as rq counts it after its cleanup, without the cleanup's
+    writes: the workers' watchdog requeues the jobs of dead workers)."""
+    own = pipe is None
+    if own:
+        pipe = bus.conn.pipeline(transaction=False)
+    now = time.time()
     for stage in STAGE_NAMES:
         q = bus.queue(stage)
-        if StartedJobRegistry(queue=q).count or (queued and q.count):
-            return True
-    return False
+        pipe.llen(q.key)
+        pipe.zcount(StartedJobRegistry(queue=q).key, now, "+inf")
+    return read_activity(pipe.execute()) if own else (False, False)
+
+
+def read_activity(results: list[Any]) -> tuple[bool, bool]:
+    """``(waiting, running)`` from the results of :func:`pipeline_activity`'s commands
+    (the last ``2 * len(STAGE_NAMES)`` of ``results``)."""
+    tail = results[-2 * len(STAGE_NAMES) :]
+    return any(tail[0::2]), any(tail[1::2])
+
+
+def _counts_done(c: dict[str, int]) -> bool:
+    """A finite stream's every captured frame is processed or dropped (its counts)."""
+    if "end_seq" not in c:
+        return False
+    dropped = sum(v for k, v in c.items() if k.startswith("dropped:"))
+    return c.get("captured", 0) == c.get("processed", 0) + dropped
 
 
 def wait_accounted(
@@ -428,10 +511,20 @@ def wait_accounted(
     done_since: float | None = None  # every frame accounted for since, the pipeline busy
 
     def snapshot() -> tuple[dict[str, dict[str, int]], bool, bool, list[str]]:
-        counts = {f"{s}/{sess}": bus.stream_counts(s, sess) for s, sess in streams}
-        vanished = [k for (s, sess), k in zip(streams, counts, strict=True)
-                    if not bus.stream_exists(s, sess)]  # fmt: skip
-        return counts, pipeline_busy(bus), pipeline_busy(bus, queued=False), vanished
+        """Every stream's counts, which vanished, and the stages' activity: one round trip."""
+        pipe = bus.conn.pipeline(transaction=False)
+        for s, sess in streams:
+            pipe.hgetall(bus.key("stream", bus.stream_id(s, sess)))
+        pipeline_activity(bus, pipe)
+        results = pipe.execute()
+        counts, vanished = {}, []
+        for (s, sess), raw in zip(streams, results, strict=False):
+            sid = f"{s}/{sess}"
+            if b"registered" not in raw:  # counts alone may be re-created by a late worker
+                vanished.append(sid)
+            counts[sid] = {k.decode(): int(v) for k, v in raw.items() if k != b"registered"}
+        waiting, running = read_activity(results)
+        return counts, waiting or running, running, vanished
 
     def total(counts: dict[str, dict[str, int]]) -> dict[str, int]:
         out: Counter[str] = Counter()
@@ -454,7 +547,7 @@ def wait_accounted(
                 "persistence?): its queued frames and counts are gone",
             )
         now = time.monotonic()
-        if all(bus.stream_done(s, sess) for s, sess in streams):
+        if all(_counts_done(c) for c in counts.values()):
             done_since = now if done_since is None else done_since
             if not busy or (settle_s is not None and now - done_since >= settle_s):
                 return WaitResult(True, total(counts))
@@ -471,7 +564,7 @@ def wait_accounted(
             )
         if now - last_poke > 2.0:
             for s, sess in streams:
-                if not bus.stream_done(s, sess):
+                if not _counts_done(counts[f"{s}/{sess}"]):
                     health.call(lambda s=s, sess=sess: bus.poke_track(s, sess), stop)
             last_poke = now
         if stop is not None:

@@ -178,6 +178,20 @@ class CaptureConfig(Section):
         description="seconds a network camera may take to open or to send the next frame "
         "before it counts as down",
     )
+    batch_frames: int = Field(
+        8,
+        ge=1,
+        le=64,
+        description="frames per detect job at most (files; live sources send a job per "
+        "frame): while the detect queue has jobs waiting, consecutive frames of a file go "
+        "out as one job (1: a job per frame)",
+    )
+    batch_wait_s: float = Field(
+        0.1,
+        ge=0,
+        description="a frame of a file paced at its frame rate (realtime) waits at most "
+        "this long for the rest of its detect job's frames",
+    )
     shot_cut_threshold: float | None = Field(
         0.4,
         gt=0,
@@ -250,6 +264,12 @@ class DetectorConfig(BackendSection):
         ge=1,
         description="run detection on every n-th frame; on the others the tracker predicts "
         "the faces (fewer detect jobs, identities sampled from detected frames only)",
+    )
+    tile_every_n_frames: int = Field(
+        1,
+        ge=1,
+        description="backends that tile (blazeface's tile_size) run their tiles on every "
+        "n-th detected frame only, the whole frame on every one",
     )
 
 
@@ -477,7 +497,12 @@ class LimitsConfig(Section):
 class WorkersConfig(Section):
     detect: int = Field(2, ge=1, description="detect worker processes `facepipe run` starts")
     track: int = Field(1, ge=1)
-    recognize: int = Field(1, ge=1)
+    recognize: int = Field(
+        2,
+        ge=1,
+        description="recognize worker processes: two, so that recognition keeps up while "
+        "detection runs instead of finishing alone on one core after it",
+    )
     attributes: int = Field(1, ge=1)
     sink: int = Field(1, ge=1)
     job_recovery_s: float = Field(

@@ -48,6 +48,20 @@ class FrameStore:
             return None
         return decode_rgb(data)
 
+    def get_many(self, keys: list[str]) -> list[np.ndarray | None]:
+        """The frames of ``keys`` (one round trip), each as :meth:`get` gives it."""
+        if not keys:
+            return []
+        return [None if d is None else decode_rgb(d) for d in self.conn.mget(keys)]
+
+    def put_many(self, items: list[tuple[str, bytes]], pipeline: object = None) -> None:
+        """Store encoded frames ``(key, bytes)`` (with ``pipeline``, when it is executed)."""
+        pipe = self.conn.pipeline(transaction=False) if pipeline is None else pipeline
+        for key, data in items:
+            pipe.set(key, data, ex=self.ttl_s)
+        if pipeline is None:
+            pipe.execute()
+
 
 def decode_rgb(data: bytes) -> np.ndarray:
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)

@@ -6,7 +6,8 @@ holding the encoded image) and what the stages found in it (a list of :class:`Fa
 Every stage reads a ``FrameRecord`` and writes one; on the wire it is plain JSON
 (``to_json`` / ``from_json``), never pickle.
 
-The other messages wrap or point at frame records: :class:`TrackJob` (a stream has work
+The other messages wrap or point at frame records: :class:`FrameBatch` (the detect
+stage's jobs: one or more consecutive frames of a stream), :class:`TrackJob` (a stream has work
 for the track stage), :class:`Encodings` (the recognize stage's encodings of sampled
 faces, for the track stage's re-identification) and the sink's messages
 (:class:`Observations`, :class:`Samples`, :class:`Merge`, tagged by ``type`` on the
@@ -240,6 +241,52 @@ class Encodings:
         return cls(**data)
 
 
+@dataclass
+class FrameBatch:
+    """Consecutive frames of one stream session for the detect stage: one job, several
+    frames (the capture batches them while the detect queue has jobs waiting).
+
+    On the wire a batch of one frame is that :class:`FrameRecord` itself (as every detect
+    job was before batching), a longer one ``{"records": [FrameRecord, ...]}``.
+    """
+
+    records: list[FrameRecord]
+
+    def __post_init__(self) -> None:
+        if not self.records:
+            raise ValueError("a FrameBatch holds at least one frame")
+        first = self.records[0]
+        for rec in self.records[1:]:
+            if (rec.stream, rec.session) != (first.stream, first.session):
+                raise ValueError("the frames of a FrameBatch are of one stream session")
+
+    @property
+    def stream(self) -> str:
+        return self.records[0].stream
+
+    @property
+    def session(self) -> str:
+        return self.records[0].session
+
+    @property
+    def seq(self) -> int:
+        return self.records[0].seq
+
+    def to_dict(self) -> dict[str, Any]:
+        if len(self.records) == 1:
+            return self.records[0].to_dict()
+        return {"records": [r.to_dict() for r in self.records]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FrameBatch:
+        if isinstance(data, dict) and "records" in data:
+            data = checked_fields(cls, data)
+            if not isinstance(data["records"], list):
+                raise ValueError("FrameBatch field 'records' must be a list")
+            return cls([FrameRecord.from_dict(r) for r in data["records"]])
+        return cls([FrameRecord.from_dict(data)])
+
+
 class SinkMessage:
     """Base of the sink's messages; ``to_dict`` adds the ``type`` tag ``TYPE``."""
 
@@ -291,17 +338,23 @@ class Observations(SinkMessage):
 
 @dataclass
 class Samples(SinkMessage):
-    """Sampled faces of one frame with what a stage found: ``identity`` (recognize) or
-    ``attributes`` (age/gender)."""
+    """Sampled faces of one frame with what a stage found: ``identity`` (recognize),
+    ``attributes`` (age/gender) or ``identity+attributes`` (both, from the attributes
+    stage, which gets the recognize stage's output: one sink job per sample)."""
 
     TYPE: ClassVar[str] = "samples"
-    KINDS: ClassVar[tuple[str, ...]] = ("identity", "attributes")
-    kind: Literal["identity", "attributes"]
+    KINDS: ClassVar[tuple[str, ...]] = ("identity", "attributes", "identity+attributes")
+    kind: Literal["identity", "attributes", "identity+attributes"]
     record: FrameRecord
 
     def __post_init__(self) -> None:
         if self.kind not in self.KINDS:
             raise ValueError(f"Samples field 'kind' must be one of {self.KINDS}, got {self.kind!r}")
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The kinds of samples this message holds: ``identity``, ``attributes`` or both."""
+        return tuple(self.kind.split("+"))
 
     def _fields(self) -> dict[str, Any]:
         return {"kind": self.kind, "record": self.record.to_dict()}

@@ -12,13 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.record import FrameRecord, SinkMessage, TrackJob
+from pipeline.record import FrameBatch, FrameRecord, SinkMessage, TrackJob
 
 
 @dataclass(frozen=True)
 class StageSpec:
     name: str
-    message: type[Any]  # the job payload's type: FrameRecord, TrackJob or SinkMessage
+    message: type[Any]  # the job payload's type: FrameBatch, FrameRecord, TrackJob, SinkMessage
     job: str  # dotted path of the job function
     worker: str  # dotted path of the workers.base.Stage subclass
 
@@ -38,7 +38,7 @@ def _spec(name: str, message: type[Any], worker_class: str) -> StageSpec:
 STAGES: dict[str, StageSpec] = {
     s.name: s
     for s in (
-        _spec("detect", FrameRecord, "DetectStage"),
+        _spec("detect", FrameBatch, "DetectStage"),
         _spec("track", TrackJob, "TrackStage"),
         _spec("recognize", FrameRecord, "RecognizeStage"),
         _spec("attributes", FrameRecord, "AttributesStage"),

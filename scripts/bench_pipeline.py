@@ -7,7 +7,7 @@ tolerance 0.6). It runs with ``upsample=1`` (the library's default, as in its
 ``facerec_from_video_file.py`` example) and ``upsample=0`` (faster, misses small faces).
 
     python scripts/bench_pipeline.py [--video PATH] [--out docs/benchmarks.md] [--runs 1]
-        [--every-n 1,2] [--baseline-tree DIR] [--plain 1,0]
+        [--every-n 1,2] [--baseline-tree DIR] [--plain 1,0] [--variant 'workers.recognize=2']
 
 Writes a markdown section with the machine, the load average and the command. Each
 pipeline run also reports its CPU accounting (``facepipe run --json``): CPU seconds of
@@ -76,16 +76,31 @@ def plain_loop(video: Path, known: dict[str, Path], upsample: int) -> dict:
     }
 
 
+def variant_env(variant: str) -> dict[str, str]:
+    """``section.key=value,...`` as the environment overrides (``FACEPIPE__SECTION__KEY``)."""
+    out = {}
+    for item in filter(None, variant.split(",")):
+        key, _, value = item.partition("=")
+        out["FACEPIPE__" + "__".join(p.upper() for p in key.strip().split("."))] = value
+    return out
+
+
 def pipeline_run(
-    video: Path, known: dict[str, Path], every_n: int | None = None, tree: Path = ROOT
+    video: Path,
+    known: dict[str, Path],
+    every_n: int | None = None,
+    tree: Path = ROOT,
+    variant: str = "",
 ) -> dict:
     """``facepipe run`` of the checkout ``tree`` on ``video`` (default config unless
-    ``every_n`` sets ``detector.every_n_frames``), with a fresh home and private Redis."""
+    ``every_n`` sets ``detector.every_n_frames`` or ``variant`` other keys), with a fresh
+    home and private Redis."""
     home = Path(tempfile.mkdtemp(prefix="facepipe-bench-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("FACEPIPE")}
     env.update(FACEPIPE_HOME=str(home), FACEPIPE__METRICS__PORT="0", PYTHONPATH=str(tree))
     if every_n is not None:
         env["FACEPIPE__DETECTOR__EVERY_N_FRAMES"] = str(every_n)
+    env.update(variant_env(variant))
     env.pop("REDIS_URL", None)
     cmd = [sys.executable, "-m", "pipeline", "run", str(video), "--json", "--no-serve"]
     for name, photo in known.items():
@@ -115,6 +130,7 @@ def pipeline_run(
             {k: e[k] for k in ("person", "frames", "age", "gender", "track")} for e in events
         ],
         "every_n_frames": every_n,
+        "variant": variant,
         "tree": str(tree),
     }
 
@@ -160,6 +176,13 @@ def main() -> None:
     ap.add_argument(
         "--plain", default="1,0", help="upsample values of the plain loop to run ('' for none)"
     )
+    ap.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="another configuration to run too (this tree), as config keys: "
+        "'workers.recognize=2,capture.batch_frames=1' (repeatable)",
+    )
     args = ap.parse_args()
     rates = [None if x == "default" else int(x) for x in args.every_n.split(",")]
     ups = [int(x) for x in args.plain.split(",") if x != ""]
@@ -172,16 +195,17 @@ def main() -> None:
     print(f"machine: {info}", file=sys.stderr)
     results: dict = {"machine": info, "video": str(args.video), "argv": sys.argv[1:]}
     results["pipelines"] = []
+    configs = [(n, tree, "") for n in rates for tree in trees]
+    configs += [(None, ROOT, v) for v in args.variant]
     for _ in range(args.runs):
-        for n in rates:
-            for tree in trees:
-                run = pipeline_run(args.video, known, n, tree)
-                results["pipelines"].append(run)
-                s = run["summary"]
-                print(f"{tree} every_n={n}: {s['fps']} frames/s, {s['people']}, jobs "
-                      f"{s['stage_jobs']}; CPU with start-up "
-                      f"{run['cpu_seconds_including_startup']:.1f} s; {cpu_line(s)}",
-                      file=sys.stderr)  # fmt: skip
+        for n, tree, variant in configs:
+            run = pipeline_run(args.video, known, n, tree, variant)
+            results["pipelines"].append(run)
+            s = run["summary"]
+            print(f"{tree} every_n={n} {variant}: {s['fps']} frames/s, {s['people']}, jobs "
+                  f"{s['stage_jobs']}; CPU with start-up "
+                  f"{run['cpu_seconds_including_startup']:.1f} s; {cpu_line(s)}",
+                  file=sys.stderr)  # fmt: skip
     results["pipeline"] = results["pipelines"][0]
     for up in ups:
         results[f"plain_upsample{up}"] = plain_loop(args.video, known, up)
@@ -203,6 +227,8 @@ def write_markdown(path: Path, r: dict, ups: list[int]) -> None:
     for run in r["pipelines"]:
         ps, n = run["summary"], run["every_n_frames"]
         label = "default config" if n is None else f"detector.every_n_frames={n}"
+        if run.get("variant"):
+            label = f"`{run['variant']}`"
         if Path(run["tree"]) != ROOT:
             label += f", baseline `{run['tree']}`"
         lines.append(

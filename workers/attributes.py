@@ -1,4 +1,7 @@
-"""Attributes stage: age and gender of sampled faces (fused per track by the sink)."""
+"""Attributes stage: age and gender of sampled faces (fused per track by the sink).
+
+Its jobs come from the recognize stage (faces with encodings and names); it sends the
+sink both kinds of samples in one message (``identity+attributes``)."""
 
 from __future__ import annotations
 
@@ -20,9 +23,15 @@ class AttributesStage(Stage):
         self.estimator.warmup()
 
     def process(self, rec: FrameRecord) -> None:
-        image = self.image(rec) if rec.faces else None
-        if image is None:  # nothing sampled, or the frame left Redis
-            return
+        if not rec.faces:
+            return  # nothing sampled
+        image = self.image(rec)
+        if image is not None:  # (the frame left Redis: the identity samples still go)
+            self._estimate(image, rec)
+        # the recognize stage's identity samples (encodings, names) with the attributes
+        self.rt.bus.send("sink", Samples("identity+attributes", rec))
+
+    def _estimate(self, image: Any, rec: FrameRecord) -> None:
         with self.inference():
             estimates = self.estimator.estimate(image, rec.faces)
         for face, est in zip(rec.faces, estimates, strict=True):
@@ -34,7 +43,6 @@ class AttributesStage(Stage):
         self.rt.metrics.inc(
             "facepipe_attribute_samples_total", {"stream": rec.stream}, len(rec.faces)
         )
-        self.rt.bus.send("sink", Samples("attributes", rec))
 
 
 def handle(payload: dict[str, Any]) -> None:

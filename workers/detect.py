@@ -1,17 +1,23 @@
-"""Detect stage: frame key in, faces out; results go to the stream's ordered buffer.
+"""Detect stage: frames in, faces out; results go to the stream's ordered buffer.
 
-Detect workers may finish out of order; each result goes to the stream's ordered buffer
-on the bus (``Bus.buffer_put``), which pokes the stream's track stage; the track stage
-consumes the buffer strictly in sequence order.
+A detect job carries a :class:`~pipeline.record.FrameBatch`: one or more consecutive
+frames of one stream (the capture batches frames while the detect queue has jobs
+waiting). Their images come from Redis in one round trip, and the results of the whole
+batch go to the stream's ordered buffer in one transaction with one poke of the stream's
+track stage (``Bus.buffer_put_many``): a worker that dies mid-batch has written nothing,
+and the batch is run again by another worker (a frame written twice is harmless: the
+buffer is keyed by ``seq`` and the sink accounts each frame once). Detect workers may
+finish out of order; the track stage consumes the buffer strictly in sequence order.
 """
 
 from __future__ import annotations
 
 import time
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from pipeline.detectors import registry
-from pipeline.record import FrameRecord
+from pipeline.record import FrameBatch, FrameRecord
 from pipeline.runtime import Runtime
 from workers.base import Stage, run_job
 
@@ -23,24 +29,42 @@ class DetectStage(Stage):
         self.detector = registry.from_config(cfg)
         self.min_size = cfg.min_size
 
+    def _tiles(self, seq: int) -> AbstractContextManager[None]:
+        """Frame ``seq`` is detected with the backend's tiles, or on the whole frame only
+        (``detector.tile_every_n_frames``; by seq, so whichever worker runs it)."""
+        cfg = self.rt.config.detector
+        every, run = cfg.tile_every_n_frames, seq // cfg.every_n_frames  # the detection run
+        whole = getattr(self.detector, "whole_frame_only", None)
+        if every > 1 and whole is not None and run % every:
+            return whole()
+        return nullcontext()
+
     def warmup(self) -> None:
         self.detector.warmup()
 
-    def process(self, rec: FrameRecord) -> None:
-        age = time.time() - rec.ts
-        if rec.live and age > self.rt.config.capture.max_frame_age_s:
-            rec.dropped = "stale"
-        else:
-            image = self.image(rec)
+    def process(self, batch: FrameBatch) -> None:
+        max_age = self.rt.config.capture.max_frame_age_s
+        now = time.time()
+        todo: list[FrameRecord] = []
+        for rec in batch.records:
+            if rec.live and now - rec.ts > max_age:
+                rec.dropped = "stale"
+            elif rec.detected:
+                todo.append(rec)
+        keys = [r.key for r in todo if r.key]
+        images = iter(self.rt.frames.get_many(keys))  # one round trip for the batch
+        faces = 0
+        for rec in todo:
+            image = next(images) if rec.key else None
             if image is None:
                 rec.dropped = "expired"
-            else:
-                with self.inference():
-                    rec.faces = self.detector.detect(image, self.min_size)
-                self.rt.metrics.inc(
-                    "facepipe_faces_detected_total", {"stream": rec.stream}, len(rec.faces)
-                )
-        self.rt.bus.buffer_put(rec)
+                continue
+            with self.inference(), self._tiles(rec.seq):
+                rec.faces = self.detector.detect(image, self.min_size)
+            faces += len(rec.faces)
+        if todo:
+            self.rt.metrics.inc("facepipe_faces_detected_total", {"stream": batch.stream}, faces)
+        self.rt.bus.buffer_put_many(batch.records)
 
 
 def handle(payload: dict[str, Any]) -> None:

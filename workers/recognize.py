@@ -1,7 +1,8 @@
 """Recognize stage: 128-d encodings of sampled faces, matched against the gallery.
 
-The sampled faces then go on, with their encodings, to the attributes stage, and to the
-sink as identity samples.
+The sampled faces then go on, with their encodings and names, to the attributes stage,
+which sends the sink the identity and attribute samples in one message (with attributes
+off, this stage sends the identity samples itself).
 
 Re-identification (``tracker.model: kalman``): the encodings of the sampled faces are also
 sent to the stream's track stage (``Bus.send_encodings``), which alone changes the
@@ -90,10 +91,12 @@ class RecognizeStage(Stage):
                 bus.send_encodings(
                     Encodings(rec.stream, rec.session, rec.seq, tracked), pipeline=pipe
                 )
-        bus.send("sink", Samples("identity", rec), pipeline=pipe)
         if self.rt.config.attributes.enabled:
-            # with the encodings: the transfer/ensemble age-gender backends reuse them
+            # with the encodings (the transfer/ensemble age-gender backends reuse them)
+            # and names: the attributes stage sends the sink both kinds in one message
             bus.send("attributes", rec, pipeline=pipe)
+        else:
+            bus.send("sink", Samples("identity", rec), pipeline=pipe)
         pipe.execute()
 
 

@@ -5,8 +5,8 @@ Its jobs carry one of the sink messages of ``pipeline/record.py``:
 * :class:`~pipeline.record.Observations`: a batch of tracked frames, in order, from the
   track stage. Each frame is counted as processed (or dropped, with the reason a stage
   gave) and its capture-to-event latency is recorded.
-* :class:`~pipeline.record.Samples` (``identity`` or ``attributes``): samples of some
-  tracks; they are stored and the track's event is re-fused from all its samples. The
+* :class:`~pipeline.record.Samples` (``identity``, ``attributes`` or both): samples of
+  some tracks; they are stored and the track's event is re-fused from all its samples. The
   best identity sample (largest, sharpest face) becomes the event's snapshot, a JPEG
   under ``store.snapshots_dir``, with its context image beside it (``store.context_images``:
   the whole frame, scaled down, and its faces' boxes; replaced with the snapshot).
@@ -125,8 +125,8 @@ class SinkStage(Stage):
         match message:
             case Observations(records=records):
                 self.observations(records)
-            case Samples(kind=kind, record=rec):
-                self.samples(rec, kind)
+            case Samples(record=rec) as msg:
+                self.samples(rec, msg.kinds)
             case Merge(stream=stream, session=session, from_id=from_id, into_id=into_id):
                 self.merge(stream, session, from_id, into_id)
             case _:
@@ -215,11 +215,17 @@ class SinkStage(Stage):
         self.store.set_session(stream, session, bool(info.get("live")), float(fps) if fps else None)
         self._sessions.add((stream, session))
 
-    def samples(self, rec: FrameRecord, kind: str) -> None:
-        for uid in self.store.add_samples(rec, kind):
-            self._refuse(uid, cluster_if_unnamed=kind == "identity")
+    def samples(self, rec: FrameRecord, kinds: str | tuple[str, ...]) -> None:
+        """Store a frame's samples of ``kinds`` (identity, attributes or both) and re-fuse
+        each touched event once."""
+        kinds = (kinds,) if isinstance(kinds, str) else kinds
+        uids: list[str] = []
+        for kind in kinds:
+            uids += [u for u in self.store.add_samples(rec, kind) if u not in uids]
+        for uid in uids:
+            self._refuse(uid, cluster_if_unnamed="identity" in kinds)
         self.rt.metrics.inc("facepipe_events_updated_total", {"stream": rec.stream})
-        if kind == "identity":
+        if "identity" in kinds:
             self._snapshots(rec)
 
     def merge(self, stream: str, session: str, from_id: int, into_id: int) -> None:

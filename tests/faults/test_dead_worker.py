@@ -72,3 +72,49 @@ def test_a_killed_sinks_batch_is_recovered_and_counted_once(bus, procs, env, hom
     assert bus.stream_done("cam", "s")
     assert Metrics(bus).total("facepipe_frames_duplicate_total") == len(records)
     assert registry.count == 0
+
+
+def test_a_detect_worker_killed_mid_batch_loses_no_frame(bus, procs, env):
+    """A batch of frames whose detect worker is killed (kill -9) while it works: nothing
+    of the batch was written (its results go out in one transaction at its end), the
+    other detect worker runs it again, and every frame reaches the track stage once."""
+    import numpy as np
+
+    from pipeline.frames import FrameStore
+    from pipeline.record import FrameBatch
+
+    # a slow detector on large frames: the batch takes seconds, so it is killed mid-way
+    env.update(FACEPIPE__DETECTOR__BACKEND="hog", FACEPIPE__DETECTOR__OPTIONS__UPSAMPLE="1")
+    start_workers(procs, bus, ("detect",))
+    procs.start("worker", "detect", name="worker-detect-2")
+    wait_for(lambda: len(workers_of(bus, "detect")) == 2, 60, "a second detect worker")
+    pids = {w.name: w.pid for w in workers_of(bus, "detect")}
+
+    frames = FrameStore(bus.conn)
+    rng = np.random.default_rng(0)
+    records = []
+    for seq in range(6):
+        key = f"facepipe:frame:cam:s:{seq}"
+        frames.put(key, rng.integers(0, 255, (1080, 1920, 3), np.uint8))
+        records.append(FrameRecord(stream="cam", session="s", seq=seq, ts=time.time(), key=key))
+    bus.register_stream("cam", "s", {"source": "test", "live": False})
+    bus.count_frame("cam", "s", "captured", len(records))
+    bus.set_end("cam", "s", len(records) - 1)
+    bus.send("detect", FrameBatch(records))
+    registry = StartedJobRegistry(queue=bus.queue("detect"))
+    (job_id,) = wait_for(registry.get_job_ids, 20, "the batch to start")
+    job = Job.fetch(job_id, connection=bus.conn, serializer=JSONSerializer)
+    wait_for(lambda: job.refresh() or job.worker_name, 20, "the batch's worker")
+    time.sleep(0.5)  # into the batch
+    assert bus.buffer_len("cam", "s") == 0 and bus.conn.exists(job.key)  # not done yet
+    os.kill(pids[job.worker_name], signal.SIGKILL)
+
+    # the other detect worker's watchdog requeues the batch, and runs it
+    wait_for(lambda: bus.buffer_len("cam", "s") == len(records), 120, "the batch to be run again")
+    assert Metrics(bus).total("facepipe_jobs_recovered_total", stage="detect") == 1
+    assert bus.buffer_seqs("cam", "s") == list(range(len(records)))
+    # the track and sink stages count each frame once
+    start_workers(procs, bus, ("track", "sink"))
+    wait_for(lambda: bus.stream_done("cam", "s"), 60, "every frame accounted for")
+    assert bus.stream_counts("cam", "s")["processed"] == len(records)
+    assert Metrics(bus).total("facepipe_frames_duplicate_total") == 0

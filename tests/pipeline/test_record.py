@@ -125,3 +125,32 @@ def test_a_message_type_reads_only_its_own_tag():
         TrackJob.from_dict({"stream": "cam"})
     with pytest.raises(ValueError, match="JSON object"):
         sink_message_from_dict(["merge"])  # type: ignore[arg-type]
+
+
+def test_a_frame_batch_round_trips_and_a_batch_of_one_is_a_frame_record():
+    from pipeline.record import FrameBatch
+
+    recs = [
+        FrameRecord(stream="cam", session="s", seq=i, ts=1.0 + i, key=f"k{i}") for i in range(3)
+    ]
+    batch = FrameBatch(recs)
+    data = json.loads(json.dumps(batch.to_dict()))
+    assert list(data) == ["records"]
+    assert FrameBatch.from_dict(data) == batch
+    one = FrameBatch(recs[:1]).to_dict()
+    assert one == recs[0].to_dict()  # a job of one frame, as before batching
+    assert FrameBatch.from_dict(one).records == recs[:1]
+    assert (batch.stream, batch.session, batch.seq) == ("cam", "s", 0)
+
+
+def test_a_frame_batch_is_of_one_stream_session_and_not_empty():
+    from pipeline.record import FrameBatch
+
+    with pytest.raises(ValueError, match="at least one"):
+        FrameBatch([])
+    with pytest.raises(ValueError, match="one stream session"):
+        FrameBatch([FrameRecord(stream="a", seq=0, ts=0.0), FrameRecord(stream="b", seq=1, ts=0.0)])
+    with pytest.raises(ValueError, match="unknown FrameBatch field"):
+        FrameBatch.from_dict({"records": [], "extra": 1})
+    with pytest.raises(ValueError, match="unknown FrameRecord field"):
+        FrameBatch.from_dict({"records": [{"stream": "a", "seq": 0, "ts": 0.0, "x": 1}]})

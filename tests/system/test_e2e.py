@@ -254,7 +254,8 @@ def test_distributed_pieces_share_one_redis(tmp_path, demo_media, redis_server):
             if "dist.detect" in w.queue_names()
         ]
         assert len(detect_jobs) == 2 and min(detect_jobs) > 0, detect_jobs
-        assert sum(detect_jobs) == 30
+        # 30 frames: a job per frame, or fewer jobs of several frames when the queue is behind
+        assert sum(detect_jobs) <= 30
     finally:
         for w in workers:
             w.terminate()
