@@ -117,13 +117,17 @@ AGE_GROUPS: tuple[tuple[int, int], ...] = (
 """Age groups (inclusive) used for per-group reporting."""
 
 
-def age_group(age: float) -> str:
-    """Label like ``"20-29"`` (or ``"70+"``) of the group an age falls in."""
+def _band_label(age: float, bands: tuple[tuple[int, int], ...]) -> str:
     a = int(round(age))
-    for lo, hi in AGE_GROUPS:
+    for lo, hi in bands:
         if lo <= a <= hi:
             return f"{lo}+" if hi >= 200 else f"{lo}-{hi}"
-    return f"{AGE_GROUPS[-1][0]}+"
+    return f"{bands[-1][0]}+"
+
+
+def age_group(age: float) -> str:
+    """Label like ``"20-29"`` (or ``"70+"``) of the group an age falls in."""
+    return _band_label(age, AGE_GROUPS)
 
 
 RACES = ("white", "black", "asian", "indian", "other")
@@ -139,11 +143,7 @@ ADULT_FROM = 20
 
 def age_band(age: float) -> str:
     """Band label like ``"20-39"`` (or ``"60+"``) of :data:`AGE_BANDS`."""
-    a = int(round(age))
-    for lo, hi in AGE_BANDS:
-        if lo <= a <= hi:
-            return f"{lo}+" if hi >= 200 else f"{lo}-{hi}"
-    return f"{AGE_BANDS[-1][0]}+"
+    return _band_label(age, AGE_BANDS)
 
 
 def group_of(age: float, gender: int, race: int) -> str:

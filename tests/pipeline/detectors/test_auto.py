@@ -9,18 +9,7 @@ import pytest
 from pipeline import detectors
 from pipeline.config import ConfigError, DetectorConfig, load_config
 from pipeline.detectors.yunet import YunetDetector
-
-
-class _Refuse:
-    """A meta path finder that makes importing one module fail (as where no wheel exists)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def find_spec(self, fullname, path=None, target=None):  # noqa: ANN001, ANN201
-        if fullname == self.name:
-            raise ImportError(f"no module named {fullname!r} (refused by the test)")
-        return None
+from tests.helpers import Refuse as _Refuse
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from pipeline.evaluation import iou_matrix
 from pipeline.recognition.quality import detector_frontal_factor
 from pipeline.record import Face
 from pipeline.registry import BackendError
+from tests.helpers import Refuse as _Refuse
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -257,13 +258,3 @@ def test_a_missing_yuface_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(sys, "meta_path", [_Refuse("yuface"), *sys.meta_path])
     with pytest.raises(BackendError, match="yuface"):
         yunet._import_yuface()
-
-
-class _Refuse:
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def find_spec(self, fullname, path=None, target=None):  # noqa: ANN001, ANN201
-        if fullname == self.name:
-            raise ImportError(f"no module named {fullname!r} (refused by the test)")
-        return None
