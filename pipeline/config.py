@@ -498,10 +498,12 @@ class WorkersConfig(Section):
     detect: int = Field(2, ge=1, description="detect worker processes `facepipe run` starts")
     track: int = Field(1, ge=1)
     recognize: int = Field(
-        2,
+        1,
         ge=1,
-        description="recognize worker processes: two, so that recognition keeps up while "
-        "detection runs instead of finishing alone on one core after it",
+        description="recognize worker processes `facepipe run` starts: one (a second one "
+        "takes cores from detection: a live 30 fps camera then dropped 7 % of its frames "
+        "at p95 958 ms instead of none at 237 ms; for video files 2 is ~10 % faster; "
+        "docs/benchmarks.md)",
     )
     attributes: int = Field(1, ge=1)
     sink: int = Field(1, ge=1)
