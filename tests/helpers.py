@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import time
+from collections.abc import Callable
 
 
 def free_port() -> int:
@@ -23,3 +25,19 @@ class Refuse:
         if fullname == self.name:
             raise ImportError(f"no module named {fullname!r} (refused by the test)")
         return None
+
+
+def wait_for(cond: Callable[[], object], timeout: float, what: str) -> object:
+    """``cond()``'s first true value within ``timeout`` seconds (polled every 0.1 s; an
+    exception counts as "not yet": Redis restarting, a key not there yet), else an
+    AssertionError naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = cond()
+        except Exception:
+            value = None
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

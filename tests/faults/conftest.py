@@ -6,8 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,9 @@ from rq import Worker
 
 from pipeline.bus import Bus, connect
 from pipeline.redis_server import PrivateRedis, die_with_parent
+from tests.helpers import wait_for
+
+__all__ = ["Procs", "start_workers", "wait_for", "workers_of"]
 
 
 @pytest.fixture()
@@ -86,19 +88,6 @@ def procs(env: dict[str, str], tmp_path: Path) -> Iterator[Procs]:
     p = Procs(env, tmp_path / "logs")
     yield p
     p.stop()
-
-
-def wait_for(cond: Callable[[], object], timeout: float, what: str) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = cond()
-        except Exception:  # Redis restarting, a key not there yet
-            value = None
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def workers_of(bus: Bus, stage: str) -> list[Worker]:

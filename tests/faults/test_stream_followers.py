@@ -17,7 +17,7 @@ import pytest
 
 from pipeline.camera_server import MjpegCamera
 from pipeline.stream_control import CLAIM_TTL_S
-from tests.faults.conftest import wait_for
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,6 @@ workers here (tests/system/test_runtime_streams.py runs the whole pipeline)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,16 +14,7 @@ from pipeline.camera_server import MjpegCamera
 from pipeline.config import ConfigError, load_config
 from pipeline.runtime import Runtime
 from pipeline.stream_control import CameraWatcher, check_camera
-
-
-def wait_for(cond: Callable[[], object], what: str, timeout: float = 60.0) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+from tests.helpers import wait_for
 
 
 @pytest.mark.parametrize(
@@ -76,18 +66,18 @@ def test_the_watcher_starts_and_stops_cameras_of_the_set(redis_url, home, demo_m
     watcher = CameraWatcher(rt, poll_s=0.2).start()
     try:
         assert rt.bus.add_camera("door", {"source": cam.url, "id": "a1"})
-        wait_for(lambda: session_counts(rt, "door").get("captured", 0) >= 5, "door's frames")
-        wait_for(lambda: state(rt, "door") == "capturing", "door's status")
+        wait_for(lambda: session_counts(rt, "door").get("captured", 0) >= 5, 60, "door's frames")
+        wait_for(lambda: state(rt, "door") == "capturing", 60, "door's status")
         st = rt.bus.camera_status()["door"]
         assert st["state"] == "capturing" and st["id"] == "a1" and st["live"] is True
         assert st["owner"] == watcher.owner and watcher.active()
 
         assert not rt.bus.add_camera("door", {"source": cam.url, "id": "a2"})  # taken
         assert rt.bus.remove_camera("door")
-        wait_for(lambda: state(rt, "door") == "stopped", "door to stop")
+        wait_for(lambda: state(rt, "door") == "stopped", 60, "door to stop")
         counts = session_counts(rt, "door")
         assert "end_seq" in counts  # the session ended: its frames can be accounted for
-        wait_for(lambda: not watcher.active(), "the capture thread to end")
+        wait_for(lambda: not watcher.active(), 60, "the capture thread to end")
         time.sleep(0.5)  # a few polls: nothing restarts it
         assert session_counts(rt, "door")["captured"] == counts["captured"]
         assert len(watcher.captures) == 1
@@ -105,10 +95,10 @@ def test_a_file_runs_once_and_a_missing_file_fails_with_the_reason(
         rt.bus.add_camera("clip", {"source": str(demo_media["video"]), "id": "f1"})
         missing = tmp_path / "nothing.mp4"
         rt.bus.add_camera("gone", {"source": str(missing), "id": "f2"})
-        wait_for(lambda: state(rt, "clip") == "ended", "clip")
+        wait_for(lambda: state(rt, "clip") == "ended", 60, "clip")
         st = rt.bus.camera_status()
         assert st["clip"]["captured"] == 30 and session_counts(rt, "clip")["captured"] == 30
-        wait_for(lambda: state(rt, "gone") == "failed", "gone to fail")
+        wait_for(lambda: state(rt, "gone") == "failed", 60, "gone to fail")
         assert "nothing.mp4" in rt.bus.camera_status()["gone"]["error"]
         time.sleep(0.6)  # several polls: neither is started again
         assert len(watcher.captures) == 1 and not watcher.active()
@@ -121,6 +111,7 @@ def test_a_file_runs_once_and_a_missing_file_fails_with_the_reason(
                 rt.bus.camera_status().get("clip", {}).get("id") == "f3"
                 and state(rt, "clip") == "ended"
             ),
+            60,
             "the second clip",
         )
         assert len(watcher.captures) == 2
@@ -137,12 +128,12 @@ def test_one_process_runs_a_camera_and_another_takes_over_when_it_stops(
     second = CameraWatcher(rt, poll_s=0.2)
     try:
         rt.bus.add_camera("door", {"source": cam.url, "id": "a1"})
-        wait_for(lambda: first.active(), "the first watcher to run door")
+        wait_for(lambda: first.active(), 60, "the first watcher to run door")
         second.start()
         time.sleep(1.0)  # five polls of the second: the camera is claimed
         assert not second.active() and not second.captures
         first.stop()  # a process that ends releases its claims
-        wait_for(lambda: second.active(), "the second watcher to take door over")
+        wait_for(lambda: second.active(), 60, "the second watcher to take door over")
         st = rt.bus.camera_status()["door"]
         assert st["owner"] == second.owner and st["state"] == "capturing"
         sessions = [s for s in rt.bus.streams() if s.startswith("door/")]
@@ -160,7 +151,7 @@ def test_watcher_stop_ends_every_capture(redis_url, home, demo_media):
     try:
         rt.bus.add_camera("a", {"source": cam.url, "id": "1"})
         rt.bus.add_camera("b", {"source": cam.url, "id": "2"})
-        wait_for(lambda: len(watcher.captures) == 2, "both cameras")
+        wait_for(lambda: len(watcher.captures) == 2, 60, "both cameras")
         watcher.stop()
         assert not watcher.active()
         for name in ("a", "b"):
@@ -182,12 +173,12 @@ def test_only_cameras_added_since_a_time_count_as_active_and_a_stopped_process_h
     t0 = time.time()
     try:
         rt.bus.add_camera("old", {"source": cam.url, "id": "1", "added": t0 - 100})
-        wait_for(lambda: watcher.active(), "old to run")
+        wait_for(lambda: watcher.active(), 60, "old to run")
         assert not watcher.active(added_since=t0)
         rt.bus.add_camera("new", {"source": cam.url, "id": "2", "added": t0 + 1})
-        wait_for(lambda: watcher.active(added_since=t0), "new to run")
+        wait_for(lambda: watcher.active(added_since=t0), 60, "new to run")
         rt.bus.remove_camera("new")
-        wait_for(lambda: not watcher.active(added_since=t0), "new to stop")
+        wait_for(lambda: not watcher.active(added_since=t0), 60, "new to stop")
         assert watcher.active()  # old still runs
         watcher.stop()
         st = rt.bus.camera_status()
