@@ -265,12 +265,6 @@ class DetectorConfig(BackendSection):
         description="run detection on every n-th frame; on the others the tracker predicts "
         "the faces (fewer detect jobs, identities sampled from detected frames only)",
     )
-    tile_every_n_frames: int = Field(
-        1,
-        ge=1,
-        description="backends that tile (blazeface's tile_size) run their tiles on every "
-        "n-th detected frame only, the whole frame on every one",
-    )
 
 
 class TrackerConfig(Section):

@@ -13,7 +13,6 @@ finish out of order; the track stage consumes the buffer strictly in sequence or
 from __future__ import annotations
 
 import time
-from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from pipeline.detectors import registry
@@ -28,16 +27,6 @@ class DetectStage(Stage):
         cfg = rt.config.detector
         self.detector = registry.from_config(cfg)
         self.min_size = cfg.min_size
-
-    def _tiles(self, seq: int) -> AbstractContextManager[None]:
-        """Frame ``seq`` is detected with the backend's tiles, or on the whole frame only
-        (``detector.tile_every_n_frames``; by seq, so whichever worker runs it)."""
-        cfg = self.rt.config.detector
-        every, run = cfg.tile_every_n_frames, seq // cfg.every_n_frames  # the detection run
-        whole = getattr(self.detector, "whole_frame_only", None)
-        if every > 1 and whole is not None and run % every:
-            return whole()
-        return nullcontext()
 
     def warmup(self) -> None:
         self.detector.warmup()
@@ -59,7 +48,7 @@ class DetectStage(Stage):
             if image is None:
                 rec.dropped = "expired"
                 continue
-            with self.inference(), self._tiles(rec.seq):
+            with self.inference():
                 rec.faces = self.detector.detect(image, self.min_size)
             faces += len(rec.faces)
         if todo:

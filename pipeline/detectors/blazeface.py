@@ -27,8 +27,6 @@ about 1/20 of the frame's longer side are out of reach.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -250,19 +248,10 @@ class BlazeFaceDetector(Detector):
         points = (points[valid] - offset) / scale
         return boxes, scores[valid], points
 
-    @contextmanager
-    def whole_frame_only(self) -> Iterator[None]:
-        """Within the block, detection runs on the whole frame only, without tiles."""
-        self._no_tiles = True
-        try:
-            yield
-        finally:
-            self._no_tiles = False
-
     def _detect(self, image: np.ndarray, min_size: int) -> list[Face]:
         h, w = image.shape[:2]
         parts = [self._candidates(image)]
-        tile = None if getattr(self, "_no_tiles", False) else self.options.tile_size
+        tile = self.options.tile_size
         if tile is not None and max(h, w) > tile:
             for x0, y0, x1, y1 in tile_grid(w, h, tile):
                 boxes, scores, points = self._candidates(image[y0:y1, x0:x1])
