@@ -134,6 +134,15 @@ def connect(url: str) -> redis.Redis:
     )
 
 
+def counts_done(c: dict[str, int]) -> bool:
+    """A finite stream's counts (:meth:`Bus.stream_counts`) say every captured frame is
+    processed or dropped."""
+    if "end_seq" not in c:
+        return False
+    dropped = sum(v for k, v in c.items() if k.startswith("dropped:"))
+    return c.get("captured", 0) == c.get("processed", 0) + dropped
+
+
 class Bus:
     """Redis connection, queue names and key names of one pipeline."""
 
@@ -407,11 +416,7 @@ class Bus:
 
     def stream_done(self, stream: str, session: str) -> bool:
         """True once a finite stream's every captured frame is processed or dropped."""
-        c = self.stream_counts(stream, session)
-        if "end_seq" not in c:
-            return False
-        dropped = sum(v for k, v in c.items() if k.startswith("dropped:"))
-        return c.get("captured", 0) == c.get("processed", 0) + dropped
+        return counts_done(self.stream_counts(stream, session))
 
     # ----- the newest stored frame of each stream (the web UI's live view) -------------
     def set_latest(self, rec: FrameRecord, ttl_s: int) -> None:

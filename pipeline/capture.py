@@ -54,7 +54,7 @@ from typing import Any, TypeVar
 
 from rq.registry import StartedJobRegistry
 
-from pipeline.bus import Bus
+from pipeline.bus import Bus, counts_done
 from pipeline.names import check_stream
 from pipeline.record import FrameBatch, FrameRecord
 from pipeline.retry import REDIS_DOWN, RedisHealth, Stopped
@@ -475,14 +475,6 @@ def read_activity(results: list[Any]) -> tuple[bool, bool]:
     return any(tail[0::2]), any(tail[1::2])
 
 
-def _counts_done(c: dict[str, int]) -> bool:
-    """A finite stream's every captured frame is processed or dropped (its counts)."""
-    if "end_seq" not in c:
-        return False
-    dropped = sum(v for k, v in c.items() if k.startswith("dropped:"))
-    return c.get("captured", 0) == c.get("processed", 0) + dropped
-
-
 def wait_accounted(
     rt: Runtime,
     streams: list[tuple[str, str]],
@@ -547,7 +539,7 @@ def wait_accounted(
                 "persistence?): its queued frames and counts are gone",
             )
         now = time.monotonic()
-        if all(_counts_done(c) for c in counts.values()):
+        if all(counts_done(c) for c in counts.values()):
             done_since = now if done_since is None else done_since
             if not busy or (settle_s is not None and now - done_since >= settle_s):
                 return WaitResult(True, total(counts))
@@ -564,7 +556,7 @@ def wait_accounted(
             )
         if now - last_poke > 2.0:
             for s, sess in streams:
-                if not _counts_done(counts[f"{s}/{sess}"]):
+                if not counts_done(counts[f"{s}/{sess}"]):
                     health.call(lambda s=s, sess=sess: bus.poke_track(s, sess), stop)
             last_poke = now
         if stop is not None:

@@ -215,10 +215,9 @@ class SinkStage(Stage):
         self.store.set_session(stream, session, bool(info.get("live")), float(fps) if fps else None)
         self._sessions.add((stream, session))
 
-    def samples(self, rec: FrameRecord, kinds: str | tuple[str, ...]) -> None:
+    def samples(self, rec: FrameRecord, kinds: tuple[str, ...]) -> None:
         """Store a frame's samples of ``kinds`` (identity, attributes or both) and re-fuse
         each touched event once."""
-        kinds = (kinds,) if isinstance(kinds, str) else kinds
         uids: list[str] = []
         for kind in kinds:
             uids += [u for u in self.store.add_samples(rec, kind) if u not in uids]
