@@ -60,6 +60,10 @@ def test_foreign_jobs_are_refused_and_unreadable_entries_set_aside(
     bad = detect_q.enqueue("workers.detect.handle", {"stream": "x", "seq": "not a number"})
     wait_for(lambda: refused("payload") == 1, 20, "the malformed payload to be refused")
     assert bad.id in failed.get_job_ids()
+    # ... a batch of frames with garbage in it (a number, a record without its fields)
+    bad_batch = detect_q.enqueue("workers.detect.handle", {"records": [1, {"stream": "x"}]})
+    wait_for(lambda: refused("payload") == 2, 20, "the malformed batch to be refused")
+    assert bad_batch.id in failed.get_job_ids()
     # ... or with extra arguments
     detect_q.enqueue("workers.detect.handle", {}, "rm -rf /")
     wait_for(lambda: refused("arguments") == 1, 20, "the extra arguments to be refused")
