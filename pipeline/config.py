@@ -346,6 +346,12 @@ class RecognitionConfig(Section):
         "(pipeline/recognition/thresholds.py)",
     )
     num_jitters: int = Field(1, ge=1, le=100, description="dlib encoder re-samplings per face")
+    engine: Literal["onnx", "dlib"] = Field(
+        "onnx",
+        description="what runs dlib's 128-d encoder network: onnx (onnxruntime, the same "
+        "weights and encodings at a few ms per face) or dlib (its own code, ~100 ms per face "
+        "on 2-core machines)",
+    )
     flip: bool = Field(
         False,
         description="average each sample's encoding with its mirror image's (2x the "

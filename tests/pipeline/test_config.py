@@ -27,6 +27,7 @@ def test_shipped_yaml_is_valid_and_matches_defaults():
         ("detector:\n  backnd: hog\n", r"detector\.backnd: unknown key"),
         ("detectors: {}\n", "detectors: unknown key"),
         ("capture:\n  jpeg_quality: 500\n", r"capture\.jpeg_quality"),
+        ("recognition:\n  engine: tensorrt\n", r"recognition\.engine"),
         ("attributes:\n  backend: scrach\n", r"attributes\.backend: .*available:.*scratch"),
         # an option of another backend (blazeface's) is not one of hog's
         (
