@@ -101,8 +101,8 @@ class DlibEncoder:
         self._shape = dlib.shape_predictor(frm.pose_predictor_five_point_model_location())
         if engine == "dlib":
             self._net = dlib.face_recognition_model_v1(frm.face_recognition_model_location())
-        else:
-            self._onnx = onnx_network()
+        # the onnx network is built on first use (onnx_network): an attributes worker that
+        # reuses the recognize stage's encodings never needs it
 
     @classmethod
     def from_config(cls, config: RecognitionConfig) -> DlibEncoder:
@@ -162,10 +162,11 @@ class DlibEncoder:
                 for v in views
             ]
             flat = np.concatenate([j.reshape(-1, *chips.shape[1:]) for j in jittered])
-            enc = self._onnx(flat).astype(np.float64).reshape(len(views), n, self.num_jitters, -1)
-            enc = enc.mean(axis=2)
+            enc = onnx_network()(flat).astype(np.float64)
+            enc = enc.reshape(len(views), n, self.num_jitters, -1).mean(axis=2)
         else:
-            enc = self._onnx(np.concatenate(views)).astype(np.float64).reshape(len(views), n, -1)
+            enc = onnx_network()(np.concatenate(views)).astype(np.float64)
+            enc = enc.reshape(len(views), n, -1)
         if not self.flip:
             return enc[0]
         return np.stack([flip_average(a, b) for a, b in zip(enc[0], enc[1], strict=True)])
