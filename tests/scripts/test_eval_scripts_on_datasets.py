@@ -82,3 +82,14 @@ def test_verification_encoder_separates_one_genuine_from_one_impostor_pair():
     d_same = V.pair_distance(encode(genuine.a), encode(genuine.b))
     d_diff = V.pair_distance(encode(impostor.a), encode(impostor.b))
     assert d_same < d_diff
+
+
+def test_encoder_engines_agree_on_lfw_pairs(capsys):
+    need("lfw-pairs-subset")
+    mod = script("eval_encoder_engines")
+    assert mod.main(["--pairs", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "pairs: largest |onnx - dlib|" in out
+    worst = float(out.split("largest |onnx - dlib| ")[1].split(";")[0])
+    assert worst < 1e-5
+    assert "verdicts at 0.6 that differ: 0;" in out
