@@ -142,3 +142,7 @@ class EnsembleEstimator(AttributeEstimator):
         if not faces:
             return []
         return self._combine([m.estimate(image, faces) for m in self.members])
+
+    def warmup(self) -> None:
+        for m in self.members:  # each as it will run (transfer: on reused encodings)
+            m.warmup()

@@ -112,6 +112,14 @@ class TransferEstimator(AttributeEstimator):
             return []
         return self._attributes(self.features(crops))
 
+    def warmup(self) -> None:
+        if self._encoder is None or not self.options.reuse_encoding:
+            super().warmup()
+            return
+        # in the pipeline the faces carry the recognize stage's encodings: warm the heads
+        # only; the encoder network is built on first use, if a face ever comes without one
+        self._attributes(np.zeros((1, self._heads.dim), dtype=np.float64))
+
     def estimate(self, image: np.ndarray, faces: list[Face]) -> list[AgeGender]:
         if not faces:
             return []
