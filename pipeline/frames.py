@@ -48,11 +48,18 @@ class FrameStore:
             return None
         return decode_rgb(data)
 
-    def get_many(self, keys: list[str]) -> list[np.ndarray | None]:
-        """The frames of ``keys`` (one round trip), each as :meth:`get` gives it."""
+    def get_many(
+        self, keys: list[str], reduce: list[int] | None = None
+    ) -> list[np.ndarray | None]:
+        """The frames of ``keys`` (one round trip), each as :meth:`get` gives it, or
+        decoded at 1/``reduce[i]`` of its size (see :func:`decode_rgb`)."""
         if not keys:
             return []
-        return [None if d is None else decode_rgb(d) for d in self.conn.mget(keys)]
+        factors = reduce or [1] * len(keys)
+        return [
+            None if d is None else decode_rgb(d, f)
+            for d, f in zip(self.conn.mget(keys), factors, strict=True)
+        ]
 
     def put_many(self, items: list[tuple[str, bytes]], pipeline: object = None) -> None:
         """Store encoded frames ``(key, bytes)`` (with ``pipeline``, when it is executed)."""
@@ -63,8 +70,28 @@ class FrameStore:
             pipe.execute()
 
 
-def decode_rgb(data: bytes) -> np.ndarray:
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+_REDUCED = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2,
+            4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}  # fmt: skip
+
+
+def reduced_factor(scale: float) -> int:
+    """The largest JPEG decoding reduction (1, 2, 4 or 8) that still gives at least
+    ``scale`` times the image's size: a detector that resizes frames by ``scale`` before
+    its network (:meth:`pipeline.detectors.base.Detector.input_scale`) sees the same
+    input from a frame decoded that much smaller."""
+    for factor in (8, 4, 2):
+        if scale * factor <= 1.0 + 1e-9:
+            return factor
+    return 1
+
+
+def decode_rgb(data: bytes, reduce: int = 1) -> np.ndarray:
+    """Encoded image bytes -> RGB ``uint8``; ``reduce`` 2, 4 or 8 decodes a JPEG at that
+    fraction of its size (libjpeg scales in the DCT: a fraction of the work), each side
+    rounded up."""
+    if reduce not in _REDUCED:
+        raise ValueError(f"reduce must be 1, 2, 4 or 8, not {reduce}")
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), _REDUCED[reduce])
     if bgr is None:
         raise ValueError("could not decode image bytes")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

@@ -166,6 +166,9 @@ class YunetDetector(Detector):
         self._set_threads = _omp_set_num_threads(yuface.__file__)
         self._map = box_map() if self.options.box == "dlib" else None
 
+    def input_scale(self, width: int, height: int) -> float:
+        return self.scale_for(width, height)
+
     def scale_for(self, width: int, height: int) -> float:
         """The factor the frame is resized by before the network sees it."""
         scale = self.options.upscale
