@@ -164,22 +164,27 @@ class MirroredDlibFeatures:
         import dlib
         import face_recognition_models as frm
 
+        from pipeline.recognition.encoder import onnx_network
+
         self._shape = dlib.shape_predictor(frm.pose_predictor_five_point_model_location())
-        self._net = dlib.face_recognition_model_v1(frm.face_recognition_model_location())
+        # dlib's network in onnxruntime: the same encodings (recognition.engine onnx)
+        self._net = onnx_network()
 
     def __call__(self, images: list[np.ndarray]) -> np.ndarray:
         import dlib
 
         out = np.empty((len(images), self.dim), dtype=np.float32)
-        for i, im in enumerate(images):
+        chips = []
+        for im in images:
             im = np.ascontiguousarray(im)
             x, y, w, h = face_crop_box(*im.shape[:2]).box
             rect = dlib.rectangle(int(x), int(y), int(x + w), int(y + h))
             shape = self._shape(im, rect)
-            chip = dlib.get_face_chip(im, shape, size=150, padding=0.25)
-            views = self._net.compute_face_descriptor([chip, np.ascontiguousarray(chip[:, ::-1])])
-            out[i, :128] = np.asarray(views[0])
-            out[i, 128:] = np.asarray(views[1])
+            chips.append(dlib.get_face_chip(im, shape, size=150, padding=0.25))
+        if chips:
+            batch = np.stack(chips)
+            out[:, :128] = self._net(batch)
+            out[:, 128:] = self._net(np.ascontiguousarray(batch[:, :, ::-1]))
         return out
 
 
