@@ -110,6 +110,29 @@ return {out, redis.call('HLEN', KEYS[1]), redis.call('HGET', KEYS[2], 'end_seq')
 """
 
 
+# put_behind: KEYS = the ordered buffer, the stream session's detections in flight;
+# ARGV = ttl, then seq and record JSON per frame. Writes the frames; returns 1 when a
+# detection of an earlier frame is in flight (its result's write pokes the track stage,
+# which then finds these frames too), else 0 (the caller pokes).
+_PUT_BEHIND_LUA = """
+local first = nil
+for i = 2, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  local s = tonumber(ARGV[i])
+  if first == nil or s < first then
+    first = s
+  end
+end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+for _, m in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+  if tonumber(m) < first then
+    return 1
+  end
+end
+return 0
+"""
+
+
 # hold_frames: KEYS = frame key 1, its holders set 1, frame key 2, holders 2, ...;
 # ARGV = a JSON list, per frame, of [holders to add, holders to remove]. A frame whose
 # holders set is empty afterwards is deleted; a set that stays expires with its frame.
@@ -208,6 +231,7 @@ class Bus:
         self._account = conn.register_script(_ACCOUNT_LUA)
         self._take_run = conn.register_script(_TAKE_RUN_LUA)
         self._hold = conn.register_script(_HOLD_LUA)
+        self._put_behind = conn.register_script(_PUT_BEHIND_LUA)
 
     # ----- keys ----------------------------------------------------------------
     def key(self, *parts: object) -> str:
@@ -357,6 +381,24 @@ class Bus:
         self.poke_track(recs[0].stream, recs[0].session, pipeline=pipe)
         if pipeline is None:
             pipe.execute()
+
+    def buffer_put_behind(self, recs: list[FrameRecord], pipeline: Any = None) -> bool | None:
+        """Frames ``recs`` of one live stream session that detection skipped wait for the
+        track stage, like :meth:`buffer_put_many` but without a poke when a detection of
+        an earlier frame of the stream is still in flight: the track stage cannot take
+        these frames before that one, and its result's write pokes it (the check and the
+        write are one script, so the result cannot slip in between). Returns whether the
+        caller must poke the track stage (:meth:`poke_track`) itself; with ``pipeline``,
+        None: its ``execute()`` gives the script's answer (0: poke) among its results."""
+        key = self._buffer(recs[0].stream, recs[0].session)
+        args: list[object] = [self.session_ttl_s]
+        for r in recs:
+            args += [str(r.seq), r.to_json()]
+        keys = [key, self._in_flight(recs[0].stream, recs[0].session)]
+        if pipeline is not None:
+            self._put_behind(keys=keys, args=args, client=pipeline)
+            return None
+        return self._put_behind(keys=keys, args=args) == 0
 
     def buffer_take(self, stream: str, session: str, seq: int) -> FrameRecord | None:
         """Remove and return frame ``seq`` of the stream, or None if it is not there."""

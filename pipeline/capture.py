@@ -372,6 +372,13 @@ class Capture:
                             [r for r, _ in det], time.time() - cfg.max_frame_age_s, pipeline=pipe
                         )
                     bus.send("detect", FrameBatch([r for r, _ in det]), pipeline=pipe)
+                if rest and live:
+                    # a live camera's frames that skip detection mostly follow one still
+                    # in detection: its result pokes the track stage, not each of them
+                    bus.buffer_put_behind(rest, pipeline=pipe)
+                    if pipe.execute()[-1] == 0:
+                        bus.poke_track(self.stream, self.session)
+                    return
                 if rest:
                     bus.buffer_put_many(rest, pipeline=pipe)
                 pipe.execute()

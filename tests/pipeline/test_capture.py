@@ -122,6 +122,8 @@ def test_a_live_source_without_room_tracks_frames_undetected_instead_of_dropping
     assert [r.seq for r in load] == [2, 3, 4]
     assert all(r.undetected == "load" and r.key is None for r in load)  # no image stored
     assert rt.bus.detections_in_flight("cam", res.session) == [0, 1]
+    # they wait behind frames in detection, whose results will poke the track stage
+    assert rt.bus.depth("track") == 0
     c = rt.bus.stream_counts("cam", res.session)
     assert res.captured == c["captured"] == 12
     assert res.enqueued == 5 and res.dropped == c["dropped:backpressure"] == 7
