@@ -118,7 +118,8 @@ def row(n: int, s: dict[str, Any], seconds: float, fps: float) -> dict[str, Any]
         "detection_rate": detected, "undetected_load": undetected_load,
         "redis_peak_bytes": s.get("_redis_peak"), "redis_end_bytes": s.get("_redis_end"),
         "holds": p95 <= GOAL_P95_S and share < GOAL_DROPPED,
-        "people": s.get("people", {}),
+        "people": s.get("people", {}), "cpu_s": s.get("cpu_s", {}),
+        "stage_jobs": s.get("stage_jobs", {}),
     }  # fmt: skip
 
 
