@@ -134,21 +134,29 @@ return 0
 
 
 # hold_frames: KEYS = frame key 1, its holders set 1, frame key 2, holders 2, ...;
-# ARGV = a JSON list, per frame, of [holders to add, holders to remove]. A frame whose
-# holders set is empty afterwards is deleted; a set that stays expires with its frame.
+# ARGV = a JSON list, per frame, of [holders to add, holders to remove]. A frame without a
+# holders set is held by "pipeline" (implicitly: the stages before tracking). A frame
+# whose holders set is empty afterwards is deleted; a set that stays expires with its
+# frame; a set left with "pipeline" alone goes back to being implicit.
 _HOLD_LUA = """
 local changes = cjson.decode(ARGV[1])
 local deleted = 0
 for i, change in ipairs(changes) do
   local frame, holders = KEYS[2 * i - 1], KEYS[2 * i]
+  if redis.call('EXISTS', holders) == 0 then
+    redis.call('SADD', holders, 'pipeline')
+  end
   for _, h in ipairs(change[1]) do
     redis.call('SADD', holders, h)
   end
   for _, h in ipairs(change[2]) do
     redis.call('SREM', holders, h)
   end
-  if redis.call('SCARD', holders) == 0 then
+  local n = redis.call('SCARD', holders)
+  if n == 0 then
     deleted = deleted + redis.call('DEL', frame)
+  elseif n == 1 and redis.call('SISMEMBER', holders, 'pipeline') == 1 then
+    redis.call('DEL', holders)
   else
     local ttl = redis.call('PTTL', frame)
     if ttl > 0 then
@@ -254,12 +262,13 @@ class Bus:
         to remove)}``; a frame no holder needs any more is deleted from Redis at once
         (``redis.frame_ttl_s`` stays the safety net of a frame whose holder never comes).
 
-        Until the track stage has seen a frame, the pipeline holds it implicitly (no
-        holders set); the track stage then names who needs it (``track``: a sampling
-        window's best face waits in its state; ``latest``: the web UI's live view;
-        ``sample:TRACK_IDS``: a sample on its way through recognize and attributes to
-        the sink), and each lets go when it is done with it. With ``pipeline``, when that
-        is executed."""
+        Until the track stage has seen a frame, ``pipeline`` holds it (implicitly: no
+        holders set is stored); the track stage then names who needs it (``track``: a
+        sampling window's best face waits in its state; ``latest``: the web UI's live
+        view; ``sample:TRACK_IDS``: a sample on its way through recognize and attributes
+        to the sink) and removes ``pipeline``; each lets go when it is done with it. A
+        frame the track stage never saw (a sink fed by hand) is never deleted here. With
+        ``pipeline``, when that is executed."""
         if not changes:
             return
         keys: list[str] = []
@@ -269,8 +278,12 @@ class Bus:
         self._hold(keys=keys, args=args, client=pipeline or self.conn)
 
     def frame_holders(self, frame_key: str) -> set[str]:
-        """Who holds a frame's image now (empty: the pipeline, before tracking, or nobody)."""
-        return {h.decode() for h in self.conn.smembers(self.frame_holders_key(frame_key))}
+        """Who holds a frame's image now (``{"pipeline"}`` before tracking, empty once
+        deleted)."""
+        if not self.conn.exists(frame_key):
+            return set()
+        held = {h.decode() for h in self.conn.smembers(self.frame_holders_key(frame_key))}
+        return held or {"pipeline"}
 
     # ----- queues --------------------------------------------------------------
     def queue_name(self, stage: str) -> str:

@@ -153,9 +153,10 @@ def frame_holders(
     held_after: set[str],
 ) -> dict[str, tuple[list[str], list[str]]]:
     """Who needs the images of the frames one hold of the track stage saw (those it
-    consumed and those its state held): ``{key: (holders to add, holders to remove)}``
-    for :meth:`~pipeline.bus.Bus.hold_frames`. A frame nobody samples, whose face no
-    window waits with and that is not the newest shown, loses its image now."""
+    consumed, held by ``pipeline`` until now, and those its state held, by ``track``):
+    ``{key: (holders to add, holders to remove)}`` for
+    :meth:`~pipeline.bus.Bus.hold_frames`. A frame nobody samples, whose face no window
+    waits with and that is not the newest shown, loses its image now."""
     latest = next((r.key for r in reversed(out) if r.key and r.dropped is None), None)
     adds: dict[str, list[str]] = {}
     for sample in samples:
@@ -164,10 +165,13 @@ def frame_holders(
     changes: dict[str, tuple[list[str], list[str]]] = {}
     for key in {r.key for r in out if r.key} | held_before | set(adds):
         add = adds.get(key, []) + (["latest"] if key == latest else [])
-        if key in held_after and key not in held_before:
-            add.append("track")
-        remove = ["track"] if key in held_before and key not in held_after else []
-        if add or remove or key not in held_after:
+        if key in held_before:  # the state held it: it may let go now
+            remove = [] if key in held_after else ["track"]
+        else:  # seen for the first time: the stages before tracking let go
+            remove = ["pipeline"]
+            if key in held_after:
+                add.append("track")
+        if add or remove:
             changes[key] = (add, remove)
     return changes
 

@@ -81,11 +81,12 @@ def test_who_holds_the_frames_a_track_hold_saw():
         held_before={"old", "kept"},  # a window's best face from an earlier hold
         held_after={"kept", "f2"},  # f2: now the best face of an open window
     )
+    # frames seen for the first time: the stages before tracking ("pipeline") let go
     assert changes == {
-        "f0": (["sample:1,2"], []),  # sampled now: held until the sink has the sample
-        "f2": (["track"], []),  # waits in the state
-        "f3": (["latest"], []),  # the newest shown frame: the live view's
-        "f4": ([], []),  # dropped: nobody needs it, deleted
+        "f0": (["sample:1,2"], ["pipeline"]),  # sampled now: held until the sink has it
+        "f2": (["track"], ["pipeline"]),  # waits in the state
+        "f3": (["latest"], ["pipeline"]),  # the newest shown frame: the live view's
+        "f4": ([], ["pipeline"]),  # dropped: nobody needs it, deleted
         "old": (["sample:3"], ["track"]),  # its window closed: sent to recognition
     }  # "kept" still waits: unchanged
 
@@ -94,10 +95,13 @@ def test_hold_frames_deletes_a_frame_nobody_holds(redis_url):
     from pipeline.bus import Bus, connect
 
     bus = Bus(connect(redis_url))
-    for k in ("a", "b", "c"):
+    for k in ("a", "b", "c", "d"):
         bus.conn.set(k, b"jpeg", ex=300)
-    bus.hold_frames({"a": ([], []), "b": (["sample:1", "latest"], []), "c": (["track"], [])})
-    assert not bus.conn.exists("a")
+    assert bus.frame_holders("a") == {"pipeline"}  # before tracking
+    let_go = ["pipeline"]
+    bus.hold_frames({"a": ([], let_go), "b": (["sample:1", "latest"], let_go),
+                     "c": (["track"], let_go)})  # fmt: skip
+    assert not bus.conn.exists("a") and bus.frame_holders("a") == set()
     assert bus.frame_holders("b") == {"sample:1", "latest"}
     assert 0 < bus.conn.ttl(bus.frame_holders_key("b")) <= 300  # expires with its frame
     bus.hold_frames({"b": ([], ["sample:1"]), "c": ([], ["track"])})
@@ -105,6 +109,10 @@ def test_hold_frames_deletes_a_frame_nobody_holds(redis_url):
     bus.hold_frames({"b": ([], ["latest"])})
     assert not bus.conn.exists("b") and not bus.conn.exists(bus.frame_holders_key("b"))
     bus.hold_frames({"b": ([], ["latest"])})  # told again (a retried job): harmless
+    # a frame the track stage never saw (a sink fed by hand) is never deleted by a holder
+    # letting go, and keeps no holders set
+    bus.hold_frames({"d": ([], ["sample:1", "latest"])})
+    assert bus.conn.exists("d") and not bus.conn.exists(bus.frame_holders_key("d"))
 
 
 def test_frames_nobody_samples_leave_redis_after_tracking(rt, demo_media):
