@@ -21,7 +21,9 @@ detection skipped (``FrameRecord.undetected = "load"``: the tracker predicts its
 processed like any other. So each camera's detection rate falls to what the machine can
 do while every frame is still processed. Fairness: after ``capture.max_undetected``
 frames in a row without detection, a camera's next frame is detected even when the queue
-holds ``max_queue`` jobs (its own in-flight bound still holds, else ``backpressure``).
+holds ``max_queue`` jobs (up to twice that; its own in-flight bound still holds; else
+``backpressure``). A detection not back after ``tracker.gap_timeout_s`` no longer counts
+as in flight (its job was lost; the track stage gives its frame up by then).
 The sink counts each processed frame as ``detected`` or ``undetected:REASON``
 (``facepipe_frames_undetected_total``), so a run reports each camera's detection rate.
 
@@ -321,6 +323,9 @@ class Capture:
         # every_n frames after it (a live frame detection skipped for load: the next one)
         last_detected = -every_n
         max_run = max(cfg.max_undetected, every_n - 1)  # frames in a row without detection
+        # a detection not back after this long no longer counts as in flight: the track
+        # stage gives its frame up as lost then (a job that failed for good)
+        lost_after = max(self.rt.config.tracker.gap_timeout_s, cfg.max_frame_age_s)
 
         def depth() -> int:
             if not seen_depth:
@@ -331,7 +336,7 @@ class Capture:
         def room() -> tuple[int, int]:
             """(detect queue depth, this camera's detections in flight), the frames held
             for detection and not yet sent included: one round trip."""
-            since = time.time() - cfg.max_frame_age_s  # older ones are dropped as stale
+            since = time.time() - lost_after  # no longer in flight: its job was lost
             ok, got = self._redis(lambda: bus.detect_room(self.stream, self.session, since))
             jobs, mine = got if ok and got is not None else (0, 0)
             seen_depth[:] = [jobs]
@@ -351,8 +356,8 @@ class Capture:
                 return True, None
             if gap - 1 < max_run:
                 return False, "load"  # the tracker carries the faces: processed, not lost
-            if mine < cfg.live_max_in_flight:
-                return True, None  # due (fairness): the shared queue's bound yields
+            if mine < cfg.live_max_in_flight and jobs < 2 * jobs_max:
+                return True, None  # due (fairness): the shared queue's bound yields, once
             return False, "backpressure"
 
         def send(items: list[tuple[FrameRecord, bytes | None, float]]) -> bool:
@@ -369,7 +374,7 @@ class Capture:
                     self.rt.frames.put_many([(r.key, img) for r, img in det], pipeline=pipe)
                     if live:  # in flight until the detect stage wrote its result
                         bus.detections_sent(
-                            [r for r, _ in det], time.time() - cfg.max_frame_age_s, pipeline=pipe
+                            [r for r, _ in det], time.time() - lost_after, pipeline=pipe
                         )
                     bus.send("detect", FrameBatch([r for r, _ in det]), pipeline=pipe)
                 if rest and live:

@@ -176,8 +176,8 @@ class CaptureConfig(Section):
         ge=0,
         description="a live source's frames in a row without detection at most (at least "
         "detector.every_n_frames - 1); then its next frame is detected even if the detect "
-        "queue holds max_queue frames, or, with live_max_in_flight frames of its own in "
-        "detection, dropped (backpressure)",
+        "queue holds max_queue frames (up to twice that), or, with live_max_in_flight frames "
+        "of its own in detection, dropped (backpressure)",
     )
     max_frame_age_s: float = Field(
         2.0, gt=0, description="live frames older than this when detection starts are dropped"

@@ -169,6 +169,18 @@ def test_after_max_undetected_frames_a_camera_is_detected_despite_a_full_queue(r
     assert c["captured"] == 10 and c["dropped:backpressure"] == 2 == res.dropped
 
 
+def test_fairness_never_lets_the_detect_queue_grow_past_twice_its_bound(redis_url):
+    """With the detect stage gone (no worker), cameras detected for fairness would fill
+    the queue for ever: past 2 x max_queue their frames are dropped instead."""
+    rt = live_runtime(redis_url, max_queue=2, live_max_in_flight=2, max_undetected=2)
+    for _ in range(4):
+        rt.bus.send("detect", FrameRecord(stream="other", seq=0, ts=0.0))
+    res = Capture(rt, FastCamera(blank_frames(5)), "cam").run()  # type: ignore[arg-type]
+    recs = taken(rt, res.session)
+    assert sorted(recs) == [0, 1] and not any(r.detected for r in recs.values())
+    assert res.dropped == 3 and rt.bus.depth("detect") == 4
+
+
 def test_a_live_source_keeps_the_every_n_frames_schedule_after_skips(redis_url):
     """detector.every_n_frames on a live camera: n frames after the last detected one
     (skipped frames: schedule); a frame skipped for load moves the next detection on."""
