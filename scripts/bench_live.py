@@ -6,17 +6,17 @@
 
 For each N of ``--cameras``: N MJPEG-over-HTTP cameras on 127.0.0.1 (the video in a loop,
 ``pipeline/camera_server.py``, each at ``--fps``), then ``facepipe run URL1 ... URLN``
-at the default configuration (its own private redis-server, workers, sink; the web UI
-off), stopped with SIGINT after ``--seconds`` of capture (its summary accounts for every
-frame: processed, or dropped with a reason). Reported per N: frames captured, processed
-and dropped by reason over all cameras, the share dropped, the share of each camera's
-processed frames that went through detection (live cameras detect less often when the
-detect stage has no room: the tracker carries the faces between detections), capture-to-
-event latency p50 and p95 over all frames (the run's histogram; bucket edges at 0.1, 0.25,
-0.5 s), Redis' ``used_memory`` (peak and at the end of the capture; the script starts the
-redis-server the run uses, ``REDIS_URL``, and reads ``INFO memory`` twice a second), and
-whether the issue-14 goal holds (p95 <= 250 ms and < 1 % dropped). Config overrides as
-``--set key=value`` (FACEPIPE__ variables), e.g. ``--set workers.detect=2``.
+at the default configuration (workers, sink, the web UI off; the redis-server it uses is
+the script's, ``REDIS_URL``), stopped with SIGTERM (as Ctrl-C) after ``--seconds`` of
+capture (its summary accounts for every frame: processed, or dropped with a reason).
+Reported per N: frames captured, processed and dropped by reason over all cameras, the
+share dropped, the share of each camera's processed frames that went through detection
+(live cameras detect less often when the detect stage has no room: the tracker carries
+the faces between detections), capture-to-event latency p50 and p95 over all frames (the
+run's histogram; bucket edges at 0.1, 0.25, 0.5 s), Redis' ``used_memory`` (peak and at
+the end of the capture, ``INFO memory`` read twice a second), and whether the issue-14
+goal holds (p95 <= 250 ms and < 1 % dropped). Config overrides as ``--set key=value``
+(FACEPIPE__ variables), e.g. ``--set workers.detect=2``.
 A benchmark to run by hand on a quiet machine, not a test.
 """
 
@@ -81,8 +81,15 @@ Redis' used_memory (bytes) as ``_redis_peak`` and ``_redis_end`` (end of the cap
                 used = int(conn.info("memory")["used_memory"])
                 peak = max(peak, used)
                 time.sleep(min(0.5, max(0.0, end - time.monotonic())))
-            proc.send_signal(signal.SIGINT)
-            out, _ = proc.communicate(timeout=300)
+            # SIGTERM stops `facepipe run` as Ctrl-C does, and unlike SIGINT it is not
+            # ignored when this script runs as a background job of a shell
+            proc.send_signal(signal.SIGTERM)
+            try:
+                out, _ = proc.communicate(timeout=300)
+            except subprocess.TimeoutExpired:
+                proc.kill()  # its workers die with it
+                proc.communicate()
+                sys.exit(f"bench_live: the run did not stop within 300 s (log {log})")
         lines = [ln for ln in out.decode().splitlines() if ln.startswith("{")]
         if not lines:
             sys.exit(f"bench_live: no summary from the run (log {log})")
@@ -137,7 +144,7 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace, load: float) 
         f"{' '.join(sys.argv[1:])}`. Each camera: `{args.video.name}` in a loop at "
         f"{args.fps:g} frames/s over MJPEG from 127.0.0.1; `facepipe run` at the default "
         f"configuration{' with ' + ', '.join(args.set) if args.set else ''}, "
-        f"{args.seconds:g} s of capture, then SIGINT.",
+        f"{args.seconds:g} s of capture, then SIGTERM (as Ctrl-C).",
         "",
         "| cameras | offered frames/s | captured | processed | dropped (by reason) | dropped | "
         "processed frames detected, per camera | latency p50 / p95 ms | Redis used_memory "
