@@ -382,7 +382,10 @@ class Capture:
                     # in detection: its result pokes the track stage, not each of them
                     bus.buffer_put_behind(rest, pipeline=pipe)
                     if pipe.execute()[-1] == 0:
-                        bus.poke_track(self.stream, self.session)
+                        try:
+                            bus.poke_track(self.stream, self.session)
+                        except REDIS_DOWN:  # the frames went out; the next one pokes
+                            log.debug("%s: track stage not poked (Redis down)", self.stream)
                     return
                 if rest:
                     bus.buffer_put_many(rest, pipeline=pipe)
