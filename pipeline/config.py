@@ -165,11 +165,12 @@ class CaptureConfig(Section):
         "detection on their frames (the tracker predicts their faces)",
     )
     live_max_in_flight: int = Field(
-        2,
+        1,
         ge=1,
-        description="a live source's frames in detection at most (sent, not yet detected); "
-        "a frame due for detection beyond that skips it (undetected: load), so each "
-        "camera's detection rate adapts to what the machine can do",
+        description="a live source's frames in detection at most (sent or about to be, not "
+        "yet detected); a frame due for detection beyond that skips it (undetected: load), "
+        "so each camera's detection rate adapts to what the machine can do (1: at most "
+        "every other frame; 2 lets an idle machine detect every frame of a camera)",
     )
     max_undetected: int = Field(
         5,
