@@ -49,7 +49,7 @@ GOAL_DROPPED = 0.01
 def run_cameras(video: Path, n: int, seconds: float, fps: float, overrides: dict[str, str],
                 startup_timeout: float) -> dict[str, Any]:  # fmt: skip
     """One `facepipe run` on ``n`` live cameras for ``seconds``; its JSON summary, with
-Redis' used_memory (bytes) as ``_redis_peak`` and ``_redis_end`` (end of the capture)."""
+    Redis' used_memory (bytes) as ``_redis_peak`` and ``_redis_end`` (end of the capture)."""
     work = Path(tempfile.mkdtemp(prefix="facepipe-live-"))
     server = PrivateRedis().start()  # the run's Redis: its memory is read from here
     env = {**os.environ, "FACEPIPE_HOME": str(work / "home"), "PYTHONPATH": str(ROOT),
