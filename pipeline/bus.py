@@ -13,6 +13,10 @@ serializer, never pickle) that carry the stage's message type (``pipeline/stages
   ``take_encodings``);
 * ``tracker:<stream>:<session>``: the track stage's state (JSON), its only writer being
   the track stage, under ``tracker-lock:<stream>:<session>`` (redis-py's ``Lock``);
+* ``detecting:<stream>:<session>``: a live camera's frames sent to detection and not yet
+  detected (a sorted set of ``seq`` by capture time): the capture sends a frame to
+  detection only while fewer than ``capture.live_max_in_flight`` are in flight
+  (``detections_sent``, ``detect_room``; the detect stage's results remove them);
 * ``streams``, ``stream:<stream>/<session>``: registered sessions and their frame counts;
   ``accounted:<stream>:<session>:<chunk>``: bitmaps of the frames (by ``seq``, one key per
   :data:`ACCOUNT_CHUNK` frames) the sink counted, so a retried batch is never counted
@@ -60,13 +64,17 @@ from pipeline.stages import stage as stage_spec
 ACCOUNT_CHUNK = 1 << 20
 
 # account_frames: KEYS = counts hash, bitmap chunk 1, chunk 2, ...;
-# ARGV = ttl, then (index of the seq's chunk in KEYS, bit offset in the chunk, seq, field)
-# per frame. A frame is counted under its field only the first time its seq is accounted.
+# ARGV = ttl, then (index of the seq's chunk in KEYS, bit offset in the chunk, seq, field,
+# second field or '') per frame. A frame is counted under its field(s) only the first time
+# its seq is accounted.
 _ACCOUNT_LUA = """
 local new = {}
-for i = 2, #ARGV, 4 do
+for i = 2, #ARGV, 5 do
   if redis.call('SETBIT', KEYS[tonumber(ARGV[i])], ARGV[i + 1], 1) == 0 then
     redis.call('HINCRBY', KEYS[1], ARGV[i + 3], 1)
+    if ARGV[i + 4] ~= '' then
+      redis.call('HINCRBY', KEYS[1], ARGV[i + 4], 1)
+    end
     new[#new + 1] = ARGV[i + 2]
   end
 end
@@ -99,6 +107,66 @@ while #out < tonumber(ARGV[2]) do
   seq = seq + 1
 end
 return {out, redis.call('HLEN', KEYS[1]), redis.call('HGET', KEYS[2], 'end_seq')}
+"""
+
+
+# put_behind: KEYS = the ordered buffer, the stream session's detections in flight;
+# ARGV = ttl, then seq and record JSON per frame. Writes the frames; returns 1 when a
+# detection of an earlier frame is in flight (its result's write pokes the track stage,
+# which then finds these frames too), else 0 (the caller pokes).
+_PUT_BEHIND_LUA = """
+local first = nil
+for i = 2, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  local s = tonumber(ARGV[i])
+  if first == nil or s < first then
+    first = s
+  end
+end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+for _, m in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+  if tonumber(m) < first then
+    return 1
+  end
+end
+return 0
+"""
+
+
+# hold_frames: KEYS = frame key 1, its holders set 1, frame key 2, holders 2, ...;
+# ARGV = a JSON list, per frame, of [holders to add, holders to remove]. A frame without a
+# holders set is held by "pipeline" (implicitly: the stages before tracking). A frame
+# whose holders set is empty afterwards is deleted; a set that stays expires with its
+# frame; a set left with "pipeline" alone goes back to being implicit.
+_HOLD_LUA = """
+local changes = cjson.decode(ARGV[1])
+local deleted = 0
+for i, change in ipairs(changes) do
+  local frame, holders = KEYS[2 * i - 1], KEYS[2 * i]
+  if redis.call('EXISTS', holders) == 0 then
+    redis.call('SADD', holders, 'pipeline')
+  end
+  for _, h in ipairs(change[1]) do
+    redis.call('SADD', holders, h)
+  end
+  for _, h in ipairs(change[2]) do
+    redis.call('SREM', holders, h)
+  end
+  local n = redis.call('SCARD', holders)
+  if n == 0 then
+    deleted = deleted + redis.call('DEL', frame)
+  elseif n == 1 and redis.call('SISMEMBER', holders, 'pipeline') == 1 then
+    redis.call('DEL', holders)
+  else
+    local ttl = redis.call('PTTL', frame)
+    if ttl > 0 then
+      redis.call('PEXPIRE', holders, ttl)
+    else
+      redis.call('DEL', holders)
+    end
+  end
+end
+return deleted
 """
 
 
@@ -143,6 +211,21 @@ def counts_done(c: dict[str, int]) -> bool:
     return c.get("captured", 0) == c.get("processed", 0) + dropped
 
 
+def sample_holder(sample: FrameRecord) -> str:
+    """Who holds a sampled frame's image from the track stage until the sink stored its
+    samples (:meth:`Bus.hold_frames`): the sample of these tracks (a face of one track in
+    one frame is sampled at most once, so the name is unique)."""
+    return "sample:" + ",".join(sorted(str(f.track_id) for f in sample.faces))
+
+
+def detection_rate(c: dict[str, int]) -> float | None:
+    """The share of a stream's processed frames that went through detection (the rest
+    were tracked without: ``undetected:schedule``, ``undetected:load``); None before any."""
+    undetected = sum(v for k, v in c.items() if k.startswith("undetected:"))
+    total = c.get("detected", 0) + undetected
+    return c.get("detected", 0) / total if total else None
+
+
 class Bus:
     """Redis connection, queue names and key names of one pipeline."""
 
@@ -155,6 +238,8 @@ class Bus:
         self._queues: dict[str, Queue] = {}
         self._account = conn.register_script(_ACCOUNT_LUA)
         self._take_run = conn.register_script(_TAKE_RUN_LUA)
+        self._hold = conn.register_script(_HOLD_LUA)
+        self._put_behind = conn.register_script(_PUT_BEHIND_LUA)
 
     # ----- keys ----------------------------------------------------------------
     def key(self, *parts: object) -> str:
@@ -165,6 +250,40 @@ class Bus:
 
     def stream_id(self, stream: str, session: str) -> str:
         return f"{stream}/{session}"
+
+    # ----- who still needs a frame's image ---------------------------------------------
+    def frame_holders_key(self, frame_key: str) -> str:
+        return self.key("holders", frame_key)
+
+    def hold_frames(
+        self, changes: dict[str, tuple[list[str], list[str]]], pipeline: Any = None
+    ) -> None:
+        """Change who still needs frames' images: ``{frame key: (holders to add, holders
+        to remove)}``; a frame no holder needs any more is deleted from Redis at once
+        (``redis.frame_ttl_s`` stays the safety net of a frame whose holder never comes).
+
+        Until the track stage has seen a frame, ``pipeline`` holds it (implicitly: no
+        holders set is stored); the track stage then names who needs it (``track``: a
+        sampling window's best face waits in its state; ``latest``: the web UI's live
+        view; ``sample:TRACK_IDS``: a sample on its way through recognize and attributes
+        to the sink) and removes ``pipeline``; each lets go when it is done with it. A
+        frame the track stage never saw (a sink fed by hand) is never deleted here. With
+        ``pipeline``, when that is executed."""
+        if not changes:
+            return
+        keys: list[str] = []
+        for k in changes:
+            keys += [k, self.frame_holders_key(k)]
+        args = [json.dumps([[list(a), list(r)] for a, r in changes.values()])]
+        self._hold(keys=keys, args=args, client=pipeline or self.conn)
+
+    def frame_holders(self, frame_key: str) -> set[str]:
+        """Who holds a frame's image now (``{"pipeline"}`` before tracking, empty once
+        deleted)."""
+        if not self.conn.exists(frame_key):
+            return set()
+        held = {h.decode() for h in self.conn.smembers(self.frame_holders_key(frame_key))}
+        return held or {"pipeline"}
 
     # ----- queues --------------------------------------------------------------
     def queue_name(self, stage: str) -> str:
@@ -218,6 +337,34 @@ class Bus:
     def depth(self, stage: str) -> int:
         return self.queue(stage).count
 
+    # ----- a live camera's detections in flight (pipeline/capture.py) ------------------
+    def _in_flight(self, stream: str, session: str) -> str:
+        return self.key("detecting", stream, session)
+
+    def detections_sent(self, recs: list[FrameRecord], since: float, pipeline: Any) -> None:
+        """Frames ``recs`` (one live stream session) go to detection: each is in flight
+        (by ``seq``, scored by its capture time) until the detect stage writes its result
+        (:meth:`buffer_put_many`). Entries older than ``since`` are removed: their frames
+        are dropped as stale by the detect stage anyway, or their job failed for good."""
+        key = self._in_flight(recs[0].stream, recs[0].session)
+        pipeline.zadd(key, {str(r.seq): r.ts for r in recs})
+        pipeline.zremrangebyscore(key, "-inf", f"({since}")
+        pipeline.expire(key, self.session_ttl_s)
+
+    def detect_room(self, stream: str, session: str, since: float) -> tuple[int, int]:
+        """``(jobs in the detect queue, detections of the stream session in flight that
+        were captured at or after `since`)``, in one round trip."""
+        pipe = self.conn.pipeline(transaction=False)
+        pipe.llen(self.queue("detect").key)
+        pipe.zcount(self._in_flight(stream, session), since, "+inf")
+        jobs, mine = pipe.execute()
+        return int(jobs), int(mine)
+
+    def detections_in_flight(self, stream: str, session: str) -> list[int]:
+        """Sequence numbers of the stream session's frames sent to detection and not yet
+        detected, in order."""
+        return sorted(int(s) for s in self.conn.zrange(self._in_flight(stream, session), 0, -1))
+
     # ----- the detect -> track ordered buffer ---------------------------------------
     def _buffer(self, stream: str, session: str) -> str:
         return self.key("detected", stream, session)
@@ -241,9 +388,30 @@ class Bus:
         pipe = self.pipeline() if pipeline is None else pipeline
         pipe.hset(key, mapping={str(r.seq): r.to_json() for r in recs})
         pipe.expire(key, self.session_ttl_s)
+        done = [str(r.seq) for r in recs if r.live and r.detected]
+        if done:  # (the detect stage's results) no longer in flight
+            pipe.zrem(self._in_flight(recs[0].stream, recs[0].session), *done)
         self.poke_track(recs[0].stream, recs[0].session, pipeline=pipe)
         if pipeline is None:
             pipe.execute()
+
+    def buffer_put_behind(self, recs: list[FrameRecord], pipeline: Any = None) -> bool | None:
+        """Frames ``recs`` of one live stream session that detection skipped wait for the
+        track stage, like :meth:`buffer_put_many` but without a poke when a detection of
+        an earlier frame of the stream is still in flight: the track stage cannot take
+        these frames before that one, and its result's write pokes it (the check and the
+        write are one script, so the result cannot slip in between). Returns whether the
+        caller must poke the track stage (:meth:`poke_track`) itself; with ``pipeline``,
+        None: its ``execute()`` gives the script's answer (0: poke) among its results."""
+        key = self._buffer(recs[0].stream, recs[0].session)
+        args: list[object] = [self.session_ttl_s]
+        for r in recs:
+            args += [str(r.seq), r.to_json()]
+        keys = [key, self._in_flight(recs[0].stream, recs[0].session)]
+        if pipeline is not None:
+            self._put_behind(keys=keys, args=args, client=pipeline)
+            return None
+        return self._put_behind(keys=keys, args=args) == 0
 
     def buffer_take(self, stream: str, session: str, seq: int) -> FrameRecord | None:
         """Remove and return frame ``seq`` of the stream, or None if it is not there."""
@@ -385,21 +553,30 @@ class Bus:
         pipe.expire(key, self.session_ttl_s)
         pipe.execute()
 
-    def account_frames(self, stream: str, session: str, fields: dict[int, str]) -> set[int]:
-        """Count each frame ``seq -> field`` (``processed``, ``dropped:REASON``) once.
+    def account_frames(
+        self,
+        stream: str,
+        session: str,
+        fields: dict[int, str],
+        also: dict[int, str] | None = None,
+    ) -> set[int]:
+        """Count each frame ``seq -> field`` (``processed``, ``dropped:REASON``) once, and
+        with it the frame's field in ``also`` if it has one (``detected``,
+        ``undetected:REASON``).
 
         Returns the seqs counted now; a seq counted before (a retried sink batch) is
         skipped, so frame counts never exceed what was captured.
         """
         if not fields:
             return set()
+        also = also or {}
         keys = [self.key("stream", self.stream_id(stream, session))]
         argv: list[object] = [self.session_ttl_s]
         for seq, field in fields.items():
             chunk = self.key("accounted", stream, session, seq // ACCOUNT_CHUNK)
             if chunk not in keys:
                 keys.append(chunk)
-            argv += [keys.index(chunk) + 1, seq % ACCOUNT_CHUNK, seq, field]
+            argv += [keys.index(chunk) + 1, seq % ACCOUNT_CHUNK, seq, field, also.get(seq, "")]
         return {int(s) for s in self._account(keys=keys, args=argv)}
 
     def set_end(self, stream: str, session: str, last_seq: int) -> None:
@@ -411,6 +588,9 @@ class Bus:
         pipe.execute()
 
     def stream_counts(self, stream: str, session: str) -> dict[str, int]:
+        """A stream session's counts: ``captured``, ``processed``, ``dropped:REASON``,
+        ``unreadable``, ``end_seq``; of the processed frames, how many were ``detected``
+        and how many not (``undetected:REASON``, :func:`detection_rate`)."""
         raw = self.conn.hgetall(self.key("stream", self.stream_id(stream, session)))
         return {k.decode(): int(v) for k, v in raw.items() if k != b"registered"}
 
@@ -420,11 +600,21 @@ class Bus:
 
     # ----- the newest stored frame of each stream (the web UI's live view) -------------
     def set_latest(self, rec: FrameRecord, ttl_s: int) -> None:
-        """``rec`` is the newest frame of its stream (kept ``ttl_s`` seconds, as its image)."""
+        """``rec`` is the newest frame of its stream (kept ``ttl_s`` seconds, as its image).
+
+        The frame the record replaces loses its ``latest`` holder (:meth:`hold_frames`):
+        the image of the newest frame stays in Redis for the live view, the previous one
+        goes when nothing else needs it."""
         data = rec.to_dict()
         for face in data["faces"]:
             face.pop("encoding", None)
-        self.conn.set(self.key("latest", rec.stream), json.dumps(data), ex=max(1, ttl_s))
+        pipe = self.conn.pipeline()  # MULTI: each replaced record is seen by one setter
+        pipe.getset(self.key("latest", rec.stream), json.dumps(data))
+        pipe.expire(self.key("latest", rec.stream), max(1, ttl_s))
+        old = pipe.execute()[0]
+        old_key = None if old is None else json.loads(old).get("key")
+        if old_key and old_key != rec.key:
+            self.hold_frames({old_key: ([], ["latest"])})
 
     def latest(self, stream: str) -> FrameRecord | None:
         """The newest frame the sink stored of ``stream``; None when none is recent."""

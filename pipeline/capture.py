@@ -6,7 +6,26 @@ dropped with a reason:
 
 * ``stale``: a live source produced it while the pipeline was still busy with an earlier
   one (the reader keeps only the newest frame);
-* ``backpressure``: a live source's detect queue is full (``capture.max_queue``).
+* ``backpressure``: a live source's frame was due for detection after
+  ``capture.max_undetected`` frames in a row without one, and the camera's own detections
+  in flight were at their bound (``capture.live_max_in_flight``): the machine cannot
+  detect even that often.
+
+**Live sources adapt the detection rate to the load** instead of dropping frames: a live
+frame due for detection (``detector.every_n_frames``) goes to the detect queue only when
+the camera has fewer than ``capture.live_max_in_flight`` detections in flight (sent, not
+yet detected: a sorted set per stream session that the detect stage empties,
+:meth:`Bus.detections_in_flight`) and the detect queue holds fewer than
+``capture.max_queue`` jobs; otherwise it goes straight to the track stage as a frame
+detection skipped (``FrameRecord.undetected = "load"``: the tracker predicts its faces),
+processed like any other. So each camera's detection rate falls to what the machine can
+do while every frame is still processed. Fairness: after ``capture.max_undetected``
+frames in a row without detection, a camera's next frame is detected even when the queue
+holds ``max_queue`` jobs (up to twice that; its own in-flight bound still holds; else
+``backpressure``). A detection not back after ``tracker.gap_timeout_s`` no longer counts
+as in flight (its job was lost; the track stage gives its frame up by then).
+The sink counts each processed frame as ``detected`` or ``undetected:REASON``
+(``facepipe_frames_undetected_total``), so a run reports each camera's detection rate.
 
 Frames of a file go to detection in batches (a :class:`~pipeline.record.FrameBatch` per
 detect job, the frames' images stored in the same transaction): while the detect queue
@@ -18,10 +37,11 @@ room. Frames of a file
 that its decoder could not read (corrupt data) were never captured; they are counted as
 ``unreadable`` in the stream's counts, and the result says the run was cut short.
 
-With ``detector.every_n_frames`` > 1, only every n-th frame goes to the detect queue;
-the others skip detection (no image is stored) and go straight to the stream's buffer for
-the track stage, which fills in the tracker's predicted faces. They are counted like any
-other frame.
+With ``detector.every_n_frames`` > 1, only every n-th frame goes to the detect queue
+(``undetected = "schedule"`` on the others; for a live source, n frames after the last
+detected one); the others skip detection (no image is stored) and go straight to the
+stream's buffer for the track stage, which fills in the tracker's predicted faces. They
+are counted like any other frame.
 
 Redis outages (``pipeline/retry.py``): a file source waits them out (backoff with
 jitter) and loses nothing; a live source goes on reading and counts the frames it could
@@ -299,12 +319,46 @@ class Capture:
         held: list[tuple[FrameRecord, bytes | None, float]] = []
         paced = live or cfg.realtime
         seen_depth: list[int] = []  # the detect queue's depth, read once per frame
+        # the newest frame sent (or held) for detection; a frame is due for detection
+        # every_n frames after it (a live frame detection skipped for load: the next one)
+        last_detected = -every_n
+        max_run = max(cfg.max_undetected, every_n - 1)  # frames in a row without detection
+        # a detection not back after this long no longer counts as in flight: the track
+        # stage gives its frame up as lost then (a job that failed for good)
+        lost_after = max(self.rt.config.tracker.gap_timeout_s, cfg.max_frame_age_s)
 
         def depth() -> int:
             if not seen_depth:
                 ok, n = self._redis(lambda: bus.depth("detect"))
                 seen_depth.append(n if ok and n is not None else 0)
             return seen_depth[0]
+
+        def room() -> tuple[int, int]:
+            """(detect queue depth, this camera's detections in flight), the frames held
+            for detection and not yet sent included: one round trip."""
+            since = time.time() - lost_after  # no longer in flight: its job was lost
+            ok, got = self._redis(lambda: bus.detect_room(self.stream, self.session, since))
+            jobs, mine = got if ok and got is not None else (0, 0)
+            seen_depth[:] = [jobs]
+            waiting = sum(r.detected for r, _, _ in held)
+            return jobs + waiting, mine + waiting
+
+        def admit() -> tuple[bool, str | None]:
+            """Whether the next frame goes to detection, or why not (``undetected``); a
+            ``backpressure`` reason: drop it."""
+            gap = seq + 1 - last_detected  # frames since the last one detected, this one too
+            if gap < every_n:
+                return False, "schedule"
+            if not live:
+                return True, None
+            jobs, mine = room()
+            if mine < cfg.live_max_in_flight and jobs < jobs_max:
+                return True, None
+            if gap - 1 < max_run:
+                return False, "load"  # the tracker carries the faces: processed, not lost
+            if mine < cfg.live_max_in_flight and jobs < 2 * jobs_max:
+                return True, None  # due (fairness): the shared queue's bound yields, once
+            return False, "backpressure"
 
         def send(items: list[tuple[FrameRecord, bytes | None, float]]) -> bool:
             """The detected frames as one detect job with their images, the others into
@@ -318,7 +372,21 @@ class Capture:
                 pipe = bus.pipeline()
                 if det:
                     self.rt.frames.put_many([(r.key, img) for r, img in det], pipeline=pipe)
+                    if live:  # in flight until the detect stage wrote its result
+                        bus.detections_sent(
+                            [r for r, _ in det], time.time() - lost_after, pipeline=pipe
+                        )
                     bus.send("detect", FrameBatch([r for r, _ in det]), pipeline=pipe)
+                if rest and live:
+                    # a live camera's frames that skip detection mostly follow one still
+                    # in detection: its result pokes the track stage, not each of them
+                    bus.buffer_put_behind(rest, pipeline=pipe)
+                    if pipe.execute()[-1] == 0:
+                        try:
+                            bus.poke_track(self.stream, self.session)
+                        except REDIS_DOWN:  # the frames went out; the next one pokes
+                            log.debug("%s: track stage not poked (Redis down)", self.stream)
+                    return
                 if rest:
                     bus.buffer_put_many(rest, pipeline=pipe)
                 pipe.execute()
@@ -332,17 +400,16 @@ class Capture:
 
         def flush(final: bool = False) -> None:
             """Send the held frames but the last (all of them if ``final``) when the rules
-            say so: frames for detection wait, up to ``capture.batch_frames`` of them (and
-            ``capture.batch_wait_s``, live or paced), while the detect queue has jobs
-            waiting; a full batch
-            waits for room in the queue (a file) or is held while new frames are dropped
-            (a live source)."""
-            nonlocal held, seq
+            say so. A file's frames for detection wait, up to ``capture.batch_frames`` of
+            them (and ``capture.batch_wait_s`` when paced), while the detect queue has jobs
+            waiting; a full batch waits for room in the queue. A live source's go at once
+            (:func:`admit` decided when each was read whether the detect stage has room)."""
+            nonlocal held, seq, last_detected
             ready = held if final else held[:-1]
             if not ready:
                 return
             first = next((t for r, _, t in ready if r.detected), None)
-            if first is not None and not final:
+            if first is not None and not final and not live:
                 full = sum(r.detected for r, _, _ in ready) >= batch_max
                 # a file read as fast as it decodes fills a batch at once; its latency
                 # matters only paced at its frame rate (capture.realtime)
@@ -350,8 +417,6 @@ class Capture:
                 if depth() > 0 and not (full or aged):
                     return  # the detect stage is busy: more frames for this job
                 if depth() >= jobs_max:
-                    if live:
-                        return  # new frames are dropped meanwhile (backpressure)
                     while depth() >= jobs_max:
                         # a full queue holds max_queue frames of work: no hurry to refill it
                         if self.stop_event.wait(self.FULL_QUEUE_POLL_S):
@@ -362,26 +427,29 @@ class Capture:
                 for r, _, _ in held:
                     r.seq -= len(ready)
                 seq -= len(ready)
+                last_detected = -every_n  # (its frame may be gone) the next one is due
 
         try:
             for frame in self.source:
                 seen_depth.clear()
                 if self._state_lost():
                     self._new_session(result)
-                    seq, held = -1, []
+                    seq, held, last_detected = -1, [], -every_n
                 if frame.skipped:
                     self._captured(result, frame.skipped)
                     self._drop(result, "stale", frame.skipped)
                 self._captured(result, 1)
                 if cuts is not None and cuts.update(frame.bgr):
                     cut_pending = True
-                detect = (seq + 1) % every_n == 0
-                if detect and live and depth() >= jobs_max:
+                detect, undetected = admit()
+                if undetected == "backpressure":
                     self._drop(result, "backpressure")
                     self._flush()
                     continue
                 bgr = self.rt.frames.prepare(frame.bgr)
                 seq += 1
+                if detect:
+                    last_detected = seq
                 rec = FrameRecord(
                     stream=self.stream,
                     session=self.session,
@@ -391,6 +459,7 @@ class Capture:
                     height=int(bgr.shape[0]),
                     live=live,
                     detected=detect,
+                    undetected=undetected,
                     cut=cut_pending,
                 )
                 cut_pending = False
@@ -406,7 +475,7 @@ class Capture:
         finally:
             if self._state_lost():
                 self._new_session(result)
-                seq, held = -1, []
+                seq, held, last_detected = -1, [], -every_n
             if held:
                 held[-1][0].last = True
                 flush(final=True)  # the end marks the last frame that went out

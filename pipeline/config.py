@@ -159,7 +159,26 @@ class CaptureConfig(Section):
         None, ge=64, description="downscale wider frames to this width before encoding"
     )
     max_queue: int = Field(
-        16, ge=1, description="detect-queue depth at which live sources drop and files wait"
+        16,
+        ge=1,
+        description="detect-queue depth (frames) at which files wait and live sources skip "
+        "detection on their frames (the tracker predicts their faces)",
+    )
+    live_max_in_flight: int = Field(
+        1,
+        ge=1,
+        description="a live source's frames in detection at most (sent or about to be, not "
+        "yet detected); a frame due for detection beyond that skips it (undetected: load), "
+        "so each camera's detection rate adapts to what the machine can do (1: at most "
+        "every other frame; 2 lets an idle machine detect every frame of a camera)",
+    )
+    max_undetected: int = Field(
+        5,
+        ge=0,
+        description="a live source's frames in a row without detection at most (at least "
+        "detector.every_n_frames - 1); then its next frame is detected even if the detect "
+        "queue holds max_queue frames (up to twice that), or, with live_max_in_flight frames "
+        "of its own in detection, dropped (backpressure)",
     )
     max_frame_age_s: float = Field(
         2.0, gt=0, description="live frames older than this when detection starts are dropped"

@@ -48,6 +48,12 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
         "Frames dropped by a policy or an error, by reason.",
         ("stream", "reason"),
     ),
+    "facepipe_frames_undetected_total": (
+        "Processed frames detection skipped (the tracker predicted their faces), by reason: "
+        "schedule (detector.every_n_frames), load (a live camera's detections in flight "
+        "were at capture.live_max_in_flight).",
+        ("stream", "reason"),
+    ),
     "facepipe_faces_detected_total": ("Faces found by the detect stage.", ("stream",)),
     "facepipe_tracks_started_total": ("Tracks started by the track stage.", ("stream",)),
     "facepipe_tracks_merged_total": (
@@ -139,6 +145,7 @@ SEP = "\x1f"
 # cannot tell from "always was 1"). Streams come from the stream registry and the
 # counters; these are the other labels' known values.
 DROP_REASONS = ("stale", "backpressure", "expired", "lost", "redis_down")
+UNDETECTED_REASONS = ("schedule", "load")
 RECOGNITION_RESULTS = ("known", "unknown")
 REFUSAL_REASONS = ("function", "arguments", "payload")
 DEAD_REASONS = ("undecodable job id", "malformed job id", "oversized job", "undecodable job")
@@ -147,6 +154,7 @@ ZERO_SERIES: dict[str, tuple[tuple[str, ...], ...]] = {
     "facepipe_frames_captured_total": ((),),
     "facepipe_frames_processed_total": ((),),
     "facepipe_frames_dropped_total": tuple((r,) for r in DROP_REASONS),
+    "facepipe_frames_undetected_total": tuple((r,) for r in UNDETECTED_REASONS),
     "facepipe_faces_detected_total": ((),),
     "facepipe_tracks_started_total": ((),),
     "facepipe_tracks_merged_total": ((),),

@@ -21,6 +21,7 @@ from typing import Any
 
 from rq import Worker
 
+from pipeline.bus import detection_rate
 from pipeline.capture import Capture, CaptureResult, wait_accounted
 from pipeline.config import Config
 from pipeline.redis_server import PrivateRedis, die_with_parent
@@ -398,7 +399,11 @@ class LocalPipeline:
             if left > 0:  # every frame is in the summary: those still in flight, too
                 reason = "interrupted" if summary.interrupted else "unaccounted"
                 counts[f"dropped:{reason}"] = counts.get(f"dropped:{reason}", 0) + left
-            summary.streams[c.stream] = {"session": c.session, "source": c.source.spec, **counts}
+            rate = detection_rate(counts)  # of its processed frames, the share detected
+            summary.streams[c.stream] = {
+                "session": c.session, "source": c.source.spec, **counts,
+                "detection_rate": None if rate is None else round(rate, 4),
+            }  # fmt: skip
         for labels, (total, n) in self.rt.metrics.histogram_sums("facepipe_stage_seconds").items():
             stage = dict(labels).get("stage", "?")
             summary.stage_seconds[stage] = total

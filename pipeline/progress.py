@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from pipeline.bus import Bus
+from pipeline.bus import Bus, detection_rate
 from pipeline.stages import STAGE_NAMES
 
 log = logging.getLogger(__name__)
@@ -40,12 +40,17 @@ class StreamStatus:
     queue: int = 0  # jobs waiting in every stage's queue (all streams)
     # name (or "unknown") -> events of this run; None: the store is not read here
     people: dict[str, int] | None = None
+    # the share of the processed frames that went through detection (None: none yet)
+    detected: float | None = None
 
     def line(self) -> str:
         drops = sum(self.dropped.values())
+        rate = self.detected
         text = (
             f"{self.stream}: {self.captured} captured, {self.processed} processed "
-            f"({self.fps:.1f}/s), {drops} dropped" + (f" {self.dropped}" if drops else "")
+            f"({self.fps:.1f}/s" + ("" if rate is None or rate >= 1 else
+                                    f", {100 * rate:.0f} % detected") + f"), "
+            f"{drops} dropped" + (f" {self.dropped}" if drops else "")
             + f", queue {self.queue}"
         )  # fmt: skip
         if self.people is not None:
@@ -111,6 +116,7 @@ class Progress:
                     },
                     fps=fps,
                     queue=queue,
+                    detected=detection_rate(counts),
                     people=None if people is None else people.get(stream, {}),
                 )
             )

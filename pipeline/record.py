@@ -147,10 +147,13 @@ class FrameRecord:
     # tracks confirmed on this frame: {track_id: [first capture ts, frames so far, first seq]}
     track_starts: dict[int, list[float]] = field(default_factory=dict)
     last: bool = False  # the last frame of a finite source
-    # False: detection skipped this frame (detector.every_n_frames); the track stage fills
-    # ``faces`` with the tracker's predicted boxes of its confirmed tracks
+    # False: detection skipped this frame; the track stage fills ``faces`` with the
+    # tracker's predicted boxes of its confirmed tracks
     detected: bool = True
     cut: bool = False  # the first frame of a new shot (pipeline/shots.py): tracks end here
+    # why detection skipped it: "schedule" (detector.every_n_frames) or "load" (a live
+    # camera whose detections in flight were at their bound, pipeline/capture.py)
+    undetected: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -169,6 +172,7 @@ class FrameRecord:
             "last": self.last,
             "detected": self.detected,
             "cut": self.cut,
+            "undetected": self.undetected,
         }
 
     @classmethod

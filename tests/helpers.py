@@ -41,3 +41,32 @@ def wait_for(cond: Callable[[], object], timeout: float, what: str) -> object:
             return value
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class FastCamera:
+    """A live source that delivers ``frames`` (BGR arrays) as fast as they are taken, none
+    skipped, then ends; ``before(i)`` runs before frame ``i`` is delivered."""
+
+    live, spec, unreadable = True, "fast-camera", 0
+
+    def __init__(self, frames: list, before: Callable[[int], None] | None = None) -> None:
+        self.frames, self.before = frames, before
+
+    def __iter__(self):  # noqa: ANN204
+        from pipeline.sources import Frame
+
+        for i, bgr in enumerate(self.frames):
+            if self.before is not None:
+                self.before(i)
+            yield Frame(bgr=bgr, ts=time.time())
+
+    def status(self):  # noqa: ANN201
+        from pipeline.sources import SourceStatus
+
+        return SourceStatus(True, 0, 0.0)
+
+    def stop(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

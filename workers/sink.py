@@ -4,7 +4,8 @@ Its jobs carry one of the sink messages of ``pipeline/record.py``:
 
 * :class:`~pipeline.record.Observations`: a batch of tracked frames, in order, from the
   track stage. Each frame is counted as processed (or dropped, with the reason a stage
-  gave) and its capture-to-event latency is recorded.
+  gave) and its capture-to-event latency is recorded; a processed frame also as
+  ``detected`` or ``undetected:REASON`` (``facepipe_frames_undetected_total``).
 * :class:`~pipeline.record.Samples` (``identity``, ``attributes`` or both): samples of
   some tracks; they are stored and the track's event is re-fused from all its samples. The
   best identity sample (largest, sharpest face) becomes the event's snapshot, a JPEG
@@ -40,6 +41,7 @@ import cv2
 import numpy as np
 
 from pipeline.attributes.base import crop_face
+from pipeline.bus import sample_holder
 from pipeline.identities import Identities
 from pipeline.metrics import retire_idle_streams
 from pipeline.names import check_stream
@@ -181,7 +183,9 @@ class SinkStage(Stage):
         fields = {
             r.seq: "processed" if r.dropped is None else f"dropped:{r.dropped}" for r in records
         }
-        new = bus.account_frames(stream, session, fields)  # first: before any store write
+        # of the processed frames: detected, or tracked without detection (and why)
+        how = {r.seq: detection_field(r) for r in records if r.dropped is None}
+        new = bus.account_frames(stream, session, fields, how)  # first: before any store write
         self._session_seen(stream, session)
         fresh = [r for r in records if r.seq in new]
         touched = self.store.observe(r for r in fresh if r.dropped is None)
@@ -193,14 +197,19 @@ class SinkStage(Stage):
             else:
                 metrics.inc("facepipe_frames_processed_total", labels)
                 metrics.observe("facepipe_capture_to_event_seconds", labels, now - rec.ts)
+                if not rec.detected:
+                    reason = detection_field(rec).split(":", 1)[1]
+                    metrics.inc("facepipe_frames_undetected_total", {**labels, "reason": reason})
         if len(fresh) < len(records):
             metrics.inc(
                 "facepipe_frames_duplicate_total", {"stream": stream}, len(records) - len(fresh)
             )
         if touched:
             metrics.inc("facepipe_events_updated_total", {"stream": stream}, touched)
-        shown = [r for r in fresh if r.dropped is None and r.key]
-        if shown:  # the web UI's live view (pipeline/web): the newest frame and its faces
+        # the web UI's live view (pipeline/web): the newest frame and its faces; the track
+        # stage made its image's holder "latest" (a retried batch sets the same again)
+        shown = [r for r in records if r.dropped is None and r.key]
+        if shown:
             bus.set_latest(shown[-1], self.rt.config.redis.frame_ttl_s)
 
     def _session_seen(self, stream: str, session: str) -> None:
@@ -226,6 +235,8 @@ class SinkStage(Stage):
         self.rt.metrics.inc("facepipe_events_updated_total", {"stream": rec.stream})
         if "identity" in kinds:
             self._snapshots(rec)
+        if rec.key:  # the sample's last stop: its frame's image may go (workers/track.py)
+            self.rt.bus.hold_frames({rec.key: ([], [sample_holder(rec)])})
 
     def merge(self, stream: str, session: str, from_id: int, into_id: int) -> None:
         res = self.store.merge_tracks(
@@ -303,6 +314,13 @@ class SinkStage(Stage):
     def _remove_snapshot(self, path: str | None) -> None:
         """Delete a snapshot file no event uses any more (only under the snapshots dir)."""
         delete_snapshot_files([path], self.snapshots)
+
+
+def detection_field(rec: FrameRecord) -> str:
+    """The stream count a processed frame adds to: ``detected``, or ``undetected:REASON``
+    (``schedule``: detector.every_n_frames; ``load``: a live camera's detections in flight
+    were at their bound)."""
+    return "detected" if rec.detected else f"undetected:{rec.undetected or 'schedule'}"
 
 
 def context_image(rgb: np.ndarray, rec: FrameRecord, max_width: int) -> tuple[bytes, str]:

@@ -24,10 +24,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from pipeline.bus import sample_holder
 from pipeline.record import FrameRecord, Merge, Observations, TrackJob
 from pipeline.runtime import Runtime
 from pipeline.tracking.state import TrackerStates
-from pipeline.tracking.stream import StreamTracker
+from pipeline.tracking.stream import StreamState, StreamTracker
 from workers.base import Stage, run_job
 
 # frames advanced per hold of the stream's lock: a backlog is worked off in batches, so the
@@ -58,6 +59,7 @@ class TrackStage(Stage):
         transaction."""
         bus, cfg = self.rt.bus, self.rt.config
         state = self.states.load(stream, session)
+        held_before = waiting_keys(state)
         tracking = StreamTracker(
             cfg.tracker, cfg.sampling, state, cfg.recognition.min_unknown_quality
         )
@@ -99,6 +101,7 @@ class TrackStage(Stage):
         pipe = bus.pipeline()
         self.states.save(stream, session, state, pipeline=pipe)
         self._emit(merges, out, samples, pipe)
+        bus.hold_frames(frame_holders(out, samples, held_before, waiting_keys(state)), pipe)
         pipe.execute()
         return state.next_seq
 
@@ -135,6 +138,42 @@ class TrackStage(Stage):
             bus.send("recognize", sample, pipeline=pipeline)
         if records:
             bus.send("sink", Observations(records), pipeline=pipeline)
+
+
+def waiting_keys(state: StreamState) -> set[str]:
+    """Keys of the frames whose images the stream's state still needs: the best faces of
+    open sampling windows, which go to recognition later."""
+    return {c["key"] for c in state.candidates.values() if c.get("key")}
+
+
+def frame_holders(
+    out: list[FrameRecord],
+    samples: list[FrameRecord],
+    held_before: set[str],
+    held_after: set[str],
+) -> dict[str, tuple[list[str], list[str]]]:
+    """Who needs the images of the frames one hold of the track stage saw (those it
+    consumed, held by ``pipeline`` until now, and those its state held, by ``track``):
+    ``{key: (holders to add, holders to remove)}`` for
+    :meth:`~pipeline.bus.Bus.hold_frames`. A frame nobody samples, whose face no window
+    waits with and that is not the newest shown, loses its image now."""
+    latest = next((r.key for r in reversed(out) if r.key and r.dropped is None), None)
+    adds: dict[str, list[str]] = {}
+    for sample in samples:
+        if sample.key:
+            adds.setdefault(sample.key, []).append(sample_holder(sample))
+    changes: dict[str, tuple[list[str], list[str]]] = {}
+    for key in {r.key for r in out if r.key} | held_before | set(adds):
+        add = adds.get(key, []) + (["latest"] if key == latest else [])
+        if key in held_before:  # the state held it: it may let go now
+            remove = [] if key in held_after else ["track"]
+        else:  # seen for the first time: the stages before tracking let go
+            remove = ["pipeline"]
+            if key in held_after:
+                add.append("track")
+        if add or remove:
+            changes[key] = (add, remove)
+    return changes
 
 
 def handle(payload: dict[str, Any]) -> None:

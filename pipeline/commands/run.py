@@ -92,9 +92,12 @@ def print_summary(summary_dict: dict, as_json: bool) -> None:
     )
     for name, st in s["streams"].items():
         dropped = {k.split(":", 1)[1]: v for k, v in st.items() if k.startswith("dropped:")}
+        rate = st.get("detection_rate")
         click.echo(
             f"  stream {name} ({st['source']}): captured {st.get('captured', 0)}, "
-            f"processed {st.get('processed', 0)}, dropped {sum(dropped.values())}"
+            f"processed {st.get('processed', 0)}"
+            + ("" if rate is None else f" ({100 * rate:.0f} % of them detected)")
+            + f", dropped {sum(dropped.values())}"
             + (f" {dropped}" if dropped else "")
         )
         if st.get("unreadable"):

@@ -51,3 +51,50 @@ def test_frame_accounting_bitmaps_are_chunked_so_old_ones_expire(redis_url):
         assert bus.conn.strlen(key) <= ACCOUNT_CHUNK // 8
         assert 0 < bus.conn.ttl(key) <= 1
     assert bus.stream_counts("cam", "s")["processed"] == 3
+
+
+def test_a_live_camera_s_detections_in_flight(redis_url):
+    """Frames sent to detection are in flight until the detect stage writes their result;
+    entries older than the frames detection would still take are trimmed."""
+    from pipeline.record import FrameRecord
+
+    bus = Bus(connect(redis_url), "t")
+    now = time.time()
+
+    def frame(seq: int, ts: float = now, **kw: object) -> FrameRecord:
+        return FrameRecord(stream="cam", session="s", seq=seq, ts=ts, live=True, **kw)
+
+    pipe = bus.pipeline()
+    bus.detections_sent([frame(0, now - 100), frame(1)], since=now - 200, pipeline=pipe)
+    pipe.execute()
+    assert bus.detections_in_flight("cam", "s") == [0, 1]
+    assert bus.detect_room("cam", "s", since=now - 10) == (0, 1)  # 0 is too old to count
+    pipe = bus.pipeline()
+    bus.detections_sent([frame(2)], since=now - 10, pipeline=pipe)  # trims 0
+    pipe.execute()
+    assert bus.detections_in_flight("cam", "s") == [1, 2]
+    bus.buffer_put_many([frame(1), frame(3, detected=False)])  # a result; a skipped frame
+    assert bus.detections_in_flight("cam", "s") == [2]
+
+
+def test_frames_behind_a_detection_in_flight_do_not_poke_the_track_stage(redis_url):
+    from pipeline.record import FrameRecord
+
+    bus = Bus(connect(redis_url), "t")
+    now = time.time()
+
+    def frame(seq: int, detected: bool = True) -> FrameRecord:
+        return FrameRecord(stream="cam", session="s", seq=seq, ts=now, live=True,
+                           detected=detected)  # fmt: skip
+
+    pipe = bus.pipeline()
+    bus.detections_sent([frame(5)], since=now - 10, pipeline=pipe)
+    pipe.execute()
+    # no earlier frame in detection: the caller pokes
+    assert bus.buffer_put_behind([frame(3, False), frame(4, False)]) is True
+    # behind the one in detection: its result will
+    assert bus.buffer_put_behind([frame(6, False)]) is False
+    assert bus.buffer_seqs("cam", "s") == [3, 4, 6] and bus.depth("track") == 0
+    bus.buffer_put_many([frame(5)])  # the detect stage's result: the one poke
+    assert bus.detections_in_flight("cam", "s") == [] and bus.depth("track") == 1
+    assert bus.buffer_put_behind([frame(7, False)]) is True

@@ -5,6 +5,7 @@ from pipeline.config import load_config
 from pipeline.record import FrameBatch, FrameRecord
 from pipeline.runtime import Runtime
 from pipeline.sources import Source, describe
+from tests.helpers import FastCamera
 
 
 def runtime(redis_url, **capture):
@@ -85,28 +86,114 @@ def capture_as_live(rt: Runtime, video: str) -> tuple[CaptureResult, dict[str, i
     return res, rt.bus.stream_counts("cam", res.session)
 
 
-def test_live_source_drops_with_reasons_and_accounts_every_frame(redis_url, demo_media):
-    rt = runtime(redis_url, max_queue=3)
-    res, c = capture_as_live(rt, str(demo_media["video"]))
-    dropped = {k: v for k, v in c.items() if k.startswith("dropped:")}
-    assert res.captured == 30
-    assert res.enqueued <= 3 + 1  # the queue bound (+ the look-ahead frame)
-    assert res.captured == res.enqueued + res.dropped
-    assert c["captured"] == 30 and sum(dropped.values()) == res.dropped
-    assert set(dropped) <= {"dropped:backpressure", "dropped:stale"}
-    assert res.dropped > 0
-    q = rt.bus.queue("detect")  # a live source sends a job per frame (no batches)
-    assert [len(frames_of(q.fetch_job(i))) for i in q.job_ids] == [1] * q.count
+def blank_frames(n: int) -> list:
+    import numpy as np
+
+    return [np.full((48, 64, 3), i, np.uint8) for i in range(n)]
 
 
-def test_live_source_full_queue_drops_as_backpressure(redis_url, demo_media):
-    rt = runtime(redis_url, max_queue=2)
-    for _ in range(2):  # the detect stage is already behind
+def live_runtime(redis_url, **capture) -> Runtime:
+    # frames never age out of "in flight" while a slow test machine runs them
+    rt = runtime(redis_url, max_frame_age_s=600.0, **capture)
+    rt.config.capture.shot_cut_threshold = None
+    return rt
+
+
+def taken(rt: Runtime, session: str) -> dict[int, FrameRecord]:
+    """The frames the capture sent, by seq: detect jobs and the track stage's buffer."""
+    recs = {r.seq: r for r in queued_frames(rt.bus.queue("detect")) if r.stream == "cam"}
+    recs |= {s: rt.bus.buffer_take("cam", session, s) for s in rt.bus.buffer_seqs("cam", session)}
+    return recs
+
+
+def test_a_live_source_without_room_tracks_frames_undetected_instead_of_dropping(redis_url):
+    """Nobody detects: the camera's first live_max_in_flight frames go to detection, the
+    next max_undetected go straight to the tracker (undetected: load, processed, never
+    lost), and only then, the camera's own detections still in flight, are frames dropped
+    (backpressure). Every frame is accounted for."""
+    rt = live_runtime(redis_url, max_queue=16, live_max_in_flight=2, max_undetected=3)
+    cap = Capture(rt, FastCamera(blank_frames(12)), "cam")  # type: ignore[arg-type]
+    res = cap.run()
+    recs = taken(rt, res.session)
+    assert sorted(recs) == [0, 1, 2, 3, 4]
+    assert [s for s, r in recs.items() if r.detected] == [0, 1]
+    assert all(r.key and rt.bus.conn.exists(r.key) for r in recs.values() if r.detected)
+    load = [r for r in recs.values() if not r.detected]
+    assert [r.seq for r in load] == [2, 3, 4]
+    assert all(r.undetected == "load" and r.key is None for r in load)  # no image stored
+    assert rt.bus.detections_in_flight("cam", res.session) == [0, 1]
+    # they wait behind frames in detection, whose results will poke the track stage
+    assert rt.bus.depth("track") == 0
+    c = rt.bus.stream_counts("cam", res.session)
+    assert res.captured == c["captured"] == 12
+    assert res.enqueued == 5 and res.dropped == c["dropped:backpressure"] == 7
+    assert c["end_seq"] == 4 and recs[4].last
+
+
+def test_the_detect_stage_frees_a_live_camera_s_room(redis_url):
+    """Detection results (what the detect stage writes) take frames out of flight: the
+    camera detects again at once."""
+    rt = live_runtime(redis_url, live_max_in_flight=2, max_undetected=3)
+    bus = rt.bus
+
+    def detect_stage(i: int) -> None:  # before frame 4: the detect stage catches up
+        if i == 4:
+            q = bus.queue("detect")
+            for job_id in q.job_ids:
+                bus.buffer_put_many(frames_of(q.fetch_job(job_id)))
+            q.empty()
+
+    res = Capture(rt, FastCamera(blank_frames(8), detect_stage), "cam").run()  # type: ignore[arg-type]
+    recs = {s: bus.buffer_take("cam", res.session, s) for s in bus.buffer_seqs("cam", res.session)}
+    recs |= {r.seq: r for r in queued_frames(bus.queue("detect"))}
+    # 0, 1 detected; 2, 3 (no room) not; the stage catches up: 4, 5 detected; 6, 7 not
+    assert sorted(recs) == list(range(8)) and res.dropped == 0
+    assert [s for s in range(8) if recs[s].detected] == [0, 1, 4, 5]
+    assert bus.detections_in_flight("cam", res.session) == [4, 5]
+
+
+def test_after_max_undetected_frames_a_camera_is_detected_despite_a_full_queue(redis_url):
+    """Fairness between cameras: the detect queue is full of other cameras' frames; this
+    camera's frames skip detection, but never more than max_undetected in a row while its
+    own detections in flight are below their bound."""
+    rt = live_runtime(redis_url, max_queue=2, live_max_in_flight=2, max_undetected=2)
+    for _ in range(2):  # the detect stage is behind with another camera's frames
         rt.bus.send("detect", FrameRecord(stream="other", seq=0, ts=0.0))
-    res, c = capture_as_live(rt, str(demo_media["video"]))
-    assert res.enqueued == 0
-    assert c.get("dropped:backpressure", 0) >= 1
-    assert c["captured"] == res.captured == res.dropped
+    res = Capture(rt, FastCamera(blank_frames(10)), "cam").run()  # type: ignore[arg-type]
+    recs = taken(rt, res.session)
+    assert sorted(recs) == list(range(8))
+    assert [s for s, r in recs.items() if r.detected] == [2, 5]
+    assert all(recs[s].undetected == "load" for s in (0, 1, 3, 4, 6, 7))
+    # then two detections of its own in flight and max_undetected reached: dropped
+    c = rt.bus.stream_counts("cam", res.session)
+    assert c["captured"] == 10 and c["dropped:backpressure"] == 2 == res.dropped
+
+
+def test_fairness_never_lets_the_detect_queue_grow_past_twice_its_bound(redis_url):
+    """With the detect stage gone (no worker), cameras detected for fairness would fill
+    the queue for ever: past 2 x max_queue their frames are dropped instead."""
+    rt = live_runtime(redis_url, max_queue=2, live_max_in_flight=2, max_undetected=2)
+    for _ in range(4):
+        rt.bus.send("detect", FrameRecord(stream="other", seq=0, ts=0.0))
+    res = Capture(rt, FastCamera(blank_frames(5)), "cam").run()  # type: ignore[arg-type]
+    recs = taken(rt, res.session)
+    assert sorted(recs) == [0, 1] and not any(r.detected for r in recs.values())
+    assert res.dropped == 3 and rt.bus.depth("detect") == 4
+
+
+def test_a_live_source_keeps_the_every_n_frames_schedule_after_skips(redis_url):
+    """detector.every_n_frames on a live camera: n frames after the last detected one
+    (skipped frames: schedule); a frame skipped for load moves the next detection on."""
+    rt = live_runtime(redis_url, live_max_in_flight=1, max_undetected=4)
+    rt.config.detector.every_n_frames = 2
+    res = Capture(rt, FastCamera(blank_frames(6)), "cam").run()  # type: ignore[arg-type]
+    recs = taken(rt, res.session)
+    # 0 detected; 1 schedule; 2 due, but 0 is in flight: load, 3, 4 too; 4 in a row (the
+    # schedule's count as well): the next frame, no room of its own, is dropped
+    assert sorted(recs) == list(range(5))
+    assert [recs[s].detected for s in range(5)] == [True] + [False] * 4
+    assert [recs[s].undetected for s in range(5)] == [None, "schedule", "load", "load", "load"]
+    assert res.dropped == 1
 
 
 def test_every_nth_frame_detected_the_rest_go_straight_to_the_tracker(redis_url, demo_media):

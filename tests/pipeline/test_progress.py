@@ -31,6 +31,11 @@ def test_status_lines_follow_the_counts(redis_url):
     bus.count_frame("door", "s1", "processed", 10)
     (row,) = progress.update(force=True)
     assert 10 / 1.0 < row.fps < 10 / 0.15  # 10 frames in ~0.2 s
+    # a live camera under load: how many of its processed frames were detected
+    bus.count_frame("door", "s1", "detected", 10)
+    bus.count_frame("door", "s1", "undetected:load", 30)
+    (row,) = progress.update(force=True)
+    assert row.detected == 0.25 and "/s, 25 % detected), 4 dropped" in out.getvalue()
 
 
 def test_people_of_this_run_come_from_the_store(redis_url, tmp_path):

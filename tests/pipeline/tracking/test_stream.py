@@ -195,3 +195,51 @@ def test_the_next_sample_waits_for_answers_and_is_the_best_face_meanwhile():
     _, samples = st.step(frame(12, (100, 50, 60, 60)))
     assert [s.seq for s in samples] == [7]  # the best face seen while waiting
     assert st.state.answered == {1: 1} and st.state.names == {}
+
+
+def test_sparse_load_driven_detection_keeps_one_track_and_predicts_between_runs():
+    """A live camera under load: detection runs at irregular gaps of up to
+    capture.max_undetected + 1 frames, one run misses the face. With the default tracker
+    (min_hits 3 runs, max_missed 15 frames, max_tentative_missed 1 run) the face is one
+    track, confirmed on its third detection run, never ended by the gaps, and each frame
+    detection skipped carries its predicted box."""
+    from pipeline.config import CaptureConfig
+    from pipeline.tracking import iou
+
+    gap_max = CaptureConfig().max_undetected + 1
+    st = StreamTracker(TrackerConfig(), SamplingConfig(max_in_flight=None))
+
+    def true_box(seq: int) -> tuple[int, int, int, int]:
+        return (20 + 4 * seq, 60, 40, 40)  # 4 px a frame: 24 px between runs at gap 6
+
+    runs = [0, 1, 7, 13, 16, 22, 28, 34, 40]
+    missed = {22}  # the detector misses the face once: 12 frames without a match
+    assert max(b - a for a, b in zip(runs, runs[1:], strict=False)) == gap_max
+    ids, starts = set(), []
+    for seq in range(41):
+        if seq in runs:
+            rec = frame(seq, *([] if seq in missed else [true_box(seq)]))
+        else:
+            rec = FrameRecord(stream="cam", session="s", seq=seq, ts=1.0 + seq, detected=False,
+                              undetected="load")  # fmt: skip
+        out, _ = st.step(rec)
+        assert out.ended_tracks == []
+        starts += list(out.track_starts)
+        for f in out.faces:
+            if f.track_id is not None:
+                ids.add(f.track_id)
+                assert iou(f.box, true_box(seq)) > 0.5, (seq, f.box)
+        if not rec.detected and seq > 7 and not 22 <= seq < 28:
+            assert [f.track_id for f in out.faces] == [1]  # predicted where it is
+    assert ids == {1} and starts == [1]
+    assert st.tracker.get(1).hits == len(runs) - len(missed)
+
+
+def test_capture_defaults_keep_tracks_alive_over_one_missed_run_at_the_sparsest():
+    """capture.max_undetected bounds the gap between a live camera's detection runs; a
+    track matched, missed once, then matched again spans two such gaps and must stay
+    within tracker.max_missed (else every load peak would split tracks into new events)."""
+    from pipeline.config import CaptureConfig
+
+    gap = CaptureConfig().max_undetected + 1
+    assert 2 * gap <= TrackerConfig().max_missed + 1
