@@ -68,15 +68,43 @@ def group_weights(
     races: np.ndarray,
     power: float = BALANCE_POWER,
     cap: float = MAX_WEIGHT,
+    population: dict[str, int] | None = None,
 ) -> np.ndarray:
-    """Per-example weights that even out race x gender x age-band groups (mean 1)."""
+    """Per-example weights that even out race x gender x age-band groups (mean 1).
+
+    ``population``: the group sizes of the whole training side when these examples are a
+    subset sampled unevenly from it (the balanced tiers of the feature cache): each example
+    first gets ``population / subset count`` of its group (so the subset stands for the
+    whole training side), then the balancing ``(mean size / population size) ** power``.
+    Without it the subset's own counts are the population."""
     from pipeline.agegender.split import group_of
 
     groups = np.array([group_of(a, g, r) for a, g, r in zip(ages, genders, races, strict=True)])
-    _, inv, counts = np.unique(groups, return_inverse=True, return_counts=True)
-    w = (counts.mean() / counts[inv]) ** power
-    w = np.minimum(w, cap)
+    names, inv, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    if population is None:
+        w = (counts.mean() / counts[inv]) ** power
+        w = np.minimum(w, cap)
+    else:
+        pop = np.array([population[n] for n in names], dtype=np.float64)
+        balance = np.minimum((pop.mean() / pop) ** power, cap)
+        w = (pop / counts * balance)[inv]
     return (w / w.mean()).astype(np.float32)
+
+
+def training_population() -> dict[str, int]:
+    """Race x gender x age-band group sizes of the training side (dev and validation
+    excluded) of the fixed split."""
+    from pipeline.agegender.split import group_of, list_samples, sides_of
+    from pipeline.datasets import require
+
+    samples = list_samples(require("utkface"))
+    sides = sides_of(np.array([s.name for s in samples]))
+    out: dict[str, int] = {}
+    for s, side in zip(samples, sides, strict=True):
+        if side == "train":
+            g = group_of(s.age, s.gender, s.race)
+            out[g] = out.get(g, 0) + 1
+    return out
 
 
 def identity_weights(
@@ -267,6 +295,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--balance", type=float, default=BALANCE_POWER, help="0: no group weights")
     ap.add_argument("--partial", action="store_true", help="train on the chunks built so far")
     ap.add_argument(
+        "--no-subset-correction",
+        action="store_true",
+        help="weight groups by their counts among the encoded files, not by their share of "
+        "the whole training side (with a partial, balanced-tier cache the encoded files "
+        "over-represent rare groups)",
+    )
+    ap.add_argument(
         "--identity",
         type=float,
         default=0.0,
@@ -293,7 +328,10 @@ def main(argv: list[str] | None = None) -> int:
     rep = len(chosen)
     age = np.tile(d["ages"][tr], rep)
     gender = np.tile(d["genders"][tr], rep)
-    w1 = group_weights(d["ages"][tr], d["genders"][tr], d["races"][tr], args.balance)
+    population = None if args.no_subset_correction else training_population()
+    w1 = group_weights(
+        d["ages"][tr], d["genders"][tr], d["races"][tr], args.balance, population=population
+    )
     if args.identity > 0:
         w1 = w1 * identity_weights(views(feats[tr], "plain"), d["ages"][tr], args.identity)
         w1 = (w1 / w1.mean()).astype(np.float32)
@@ -353,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         "views": chosen,
         "balance_power": args.balance,
         "identity_threshold": args.identity or None,
+        "subset_correction": not args.no_subset_correction,
         "init": str(args.init) if args.init else None,
         "float16": args.float16,
         "train_images": int(tr.sum()),

@@ -97,3 +97,16 @@ def test_identity_weights_count_a_person_with_many_photos_less() -> None:
     assert w.mean() == pytest.approx(1.0)
     assert w[0] == pytest.approx(w[3]) and w[4] == pytest.approx(2 * w[0])  # 1/sqrt(4)
     assert w[8] == pytest.approx(w[4])
+
+
+def test_group_weights_of_a_subset_stand_for_the_population() -> None:
+    # the subset holds 10 of 90 young faces and all 10 old ones: with power 0 the weights
+    # restore the population's 90:10, with power 1 both groups weigh the same
+    ages = np.array([30] * 10 + [70] * 10)
+    zeros = np.zeros(20, dtype=int)
+    pop = {"white/male/20-39": 90, "white/male/60+": 10}
+    w0 = group_weights(ages, zeros, zeros, power=0.0, population=pop)
+    assert w0[:10].sum() / w0[10:].sum() == pytest.approx(9.0)
+    w1 = group_weights(ages, zeros, zeros, power=1.0, cap=100.0, population=pop)
+    assert w1[:10].sum() == pytest.approx(w1[10:].sum())
+    assert w1.mean() == pytest.approx(1.0)
