@@ -68,14 +68,75 @@ def group_weights(
     races: np.ndarray,
     power: float = BALANCE_POWER,
     cap: float = MAX_WEIGHT,
+    population: dict[str, int] | None = None,
 ) -> np.ndarray:
-    """Per-example weights that even out race x gender x age-band groups (mean 1)."""
+    """Per-example weights that even out race x gender x age-band groups (mean 1).
+
+    ``population``: the group sizes of the whole training side when these examples are a
+    subset sampled unevenly from it (the balanced tiers of the feature cache): each example
+    first gets ``population / subset count`` of its group (so the subset stands for the
+    whole training side), then the balancing ``(mean size / population size) ** power``.
+    Without it the subset's own counts are the population."""
     from pipeline.agegender.split import group_of
 
     groups = np.array([group_of(a, g, r) for a, g, r in zip(ages, genders, races, strict=True)])
-    _, inv, counts = np.unique(groups, return_inverse=True, return_counts=True)
-    w = (counts.mean() / counts[inv]) ** power
-    w = np.minimum(w, cap)
+    names, inv, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    if population is None:
+        w = (counts.mean() / counts[inv]) ** power
+        w = np.minimum(w, cap)
+    else:
+        pop = np.array([population[n] for n in names], dtype=np.float64)
+        balance = np.minimum((pop.mean() / pop) ** power, cap)
+        w = (pop / counts * balance)[inv]
+    return (w / w.mean()).astype(np.float32)
+
+
+def training_population() -> dict[str, int]:
+    """Race x gender x age-band group sizes of the training side (dev and validation
+    excluded) of the fixed split."""
+    from pipeline.agegender.split import group_of, list_samples, sides_of
+    from pipeline.datasets import require
+
+    samples = list_samples(require("utkface"))
+    sides = sides_of(np.array([s.name for s in samples]))
+    out: dict[str, int] = {}
+    for s, side in zip(samples, sides, strict=True):
+        if side == "train":
+            g = group_of(s.age, s.gender, s.race)
+            out[g] = out.get(g, 0) + 1
+    return out
+
+
+def identity_weights(
+    plain: np.ndarray, ages: np.ndarray, threshold: float, min_age: int = 20
+) -> np.ndarray:
+    """Per-image weights ``1 / sqrt(photos of the same approximate person)`` (mean 1):
+    faces aged ``min_age`` and over whose plain dlib encodings are closer than
+    ``threshold`` are chained into one identity (single linkage, as in
+    ``scripts/attributes_by_person.py``), so a person with many photos does not count many
+    times; younger faces (dlib encodes children close together whoever they are) keep 1."""
+    w = np.ones(len(plain), dtype=np.float64)
+    adult = np.flatnonzero(ages >= min_age)
+    x = plain[adult].astype(np.float64)
+    parent = np.arange(len(x))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = int(parent[i])
+        return i
+
+    sq = (x**2).sum(1)
+    for s in range(0, len(x), 512):
+        d2 = sq[s : s + 512, None] + sq[None, :] - 2.0 * x[s : s + 512] @ x.T
+        for i, j in zip(*np.nonzero(d2 < threshold**2), strict=True):
+            if j > i + s:
+                a, b = find(int(i + s)), find(int(j))
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+    comp = np.array([find(i) for i in range(len(x))])
+    _, inv, counts = np.unique(comp, return_inverse=True, return_counts=True)
+    w[adult] = 1.0 / np.sqrt(counts[inv])
     return (w / w.mean()).astype(np.float32)
 
 
@@ -234,6 +295,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--balance", type=float, default=BALANCE_POWER, help="0: no group weights")
     ap.add_argument("--partial", action="store_true", help="train on the chunks built so far")
     ap.add_argument(
+        "--no-subset-correction",
+        action="store_true",
+        help="weight groups by their counts among the encoded files, not by their share of "
+        "the whole training side (with a partial, balanced-tier cache the encoded files "
+        "over-represent rare groups)",
+    )
+    ap.add_argument(
+        "--identity",
+        type=float,
+        default=0.0,
+        help="also weight each adult image by 1/sqrt(its approximate person's photos), people "
+        "being chains of encodings closer than this (e.g. 0.42; 0: off)",
+    )
+    ap.add_argument(
         "--init",
         type=Path,
         default=None,
@@ -253,7 +328,14 @@ def main(argv: list[str] | None = None) -> int:
     rep = len(chosen)
     age = np.tile(d["ages"][tr], rep)
     gender = np.tile(d["genders"][tr], rep)
-    w = np.tile(group_weights(d["ages"][tr], d["genders"][tr], d["races"][tr], args.balance), rep)
+    population = None if args.no_subset_correction else training_population()
+    w1 = group_weights(
+        d["ages"][tr], d["genders"][tr], d["races"][tr], args.balance, population=population
+    )
+    if args.identity > 0:
+        w1 = w1 * identity_weights(views(feats[tr], "plain"), d["ages"][tr], args.identity)
+        w1 = (w1 / w1.mean()).astype(np.float32)
+    w = np.tile(w1, rep)
     ok = ~np.isnan(x).any(axis=1)  # chunks built without the mirrored view leave it NaN
     x, age, gender, w = x[ok], age[ok], gender[ok], w[ok]
     init = None
@@ -308,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
         "hidden": HIDDEN,
         "views": chosen,
         "balance_power": args.balance,
+        "identity_threshold": args.identity or None,
+        "subset_correction": not args.no_subset_correction,
         "init": str(args.init) if args.init else None,
         "float16": args.float16,
         "train_images": int(tr.sum()),

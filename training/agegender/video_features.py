@@ -14,8 +14,9 @@ aligned chip, so training and inference use the same alignment):
 
 The degradation of a file is seeded by its name, so the cache is reproducible. Built in
 resumable chunks (dev files first, then training, then validation), which several
-processes can share (each claims a chunk with a lock file; a worker with ``--worker`` odd
-goes through each part from its other end; a killed worker leaves a stale ``.lock`` to delete)::
+processes can share (each claims a chunk with a lock file; a killed worker leaves a stale
+``.lock`` to delete). Training files come in tiers of their rank inside their race x gender
+x age-band group (:data:`TIER_EDGES`), so a cache stopped early is a balanced subset::
 
     nice -n 10 python -m training.agegender.video_features --worker 0 --workers 2 &
     nice -n 10 python -m training.agegender.video_features --worker 1 --workers 2 &
@@ -127,25 +128,74 @@ class VideoDlibFeatures:
         im = np.ascontiguousarray(im)
         chip = self._chip(im)
         bad = self._chip(degrade(im, _rng(name)))
+        if not self.mirror:  # the mirrored view left NaN: a third less work
+            plain, worse = self._net.compute_face_descriptor([chip, bad])
+            nan = np.full(128, np.nan, dtype=np.float32)
+            return np.concatenate(
+                [np.asarray(plain, np.float32), nan, np.asarray(worse, np.float32)]
+            )
         views = self._net.compute_face_descriptor([chip, np.ascontiguousarray(chip[:, ::-1]), bad])
         return np.concatenate([np.asarray(v, dtype=np.float32) for v in views])
 
 
-def chunk_key(name: str, side: str, dev_chunks: int = 2, val_chunks: int = 7) -> str:
+TIER_EDGES = (0, 60, 120, 240, 480)
+"""Training files are encoded in tiers of their rank inside their race x gender x age-band
+group: tier 0 holds up to 60 files of every group, tier 1 the next 60, tier 2 the next
+120, ... (the last tier the rest). So whatever is finished when the encoding stops is a
+balanced subset: rare groups complete, common ones capped."""
+TIER_CHUNK = 550  # about this many images per training chunk
+
+
+def chunk_key(
+    name: str,
+    side: str,
+    dev_chunks: int = 2,
+    val_chunks: int = 7,
+    tier: int = 0,
+    tier_chunks: int = 28,
+) -> str:
+    """Chunk of a file: dev first, then training by tier (``2t{tier}c{k}``), then validation."""
     h = int.from_bytes(hashlib.sha1(f"chunk:{name}".encode()).digest()[:4], "big")
     if side == "dev":
         return f"0dev{h % dev_chunks:02d}"
     if side == "val":
         return f"1val{h % val_chunks:02d}"
-    return f"2train{h % 28:02d}"
+    return f"2t{tier}c{h % max(1, tier_chunks):02d}"
+
+
+def training_tiers(samples: list[Sample]) -> list[int]:
+    """Tier of each (training) sample: its rank in its group (ordered by a hash of the
+    name, so the order is random but fixed), cut at :data:`TIER_EDGES`."""
+    from pipeline.agegender.split import group_of
+
+    order = sorted(
+        range(len(samples)),
+        key=lambda i: hashlib.sha1(f"tier:{samples[i].name}".encode()).hexdigest(),
+    )
+    seen: dict[str, int] = {}
+    tiers = [0] * len(samples)
+    for i in order:
+        s = samples[i]
+        g = group_of(s.age, s.gender, s.race)
+        rank = seen.get(g, 0)
+        seen[g] = rank + 1
+        tiers[i] = sum(rank >= e for e in TIER_EDGES) - 1
+    return tiers
 
 
 def _chunks(folder: Path) -> dict[str, list[Sample]]:
     samples = list_samples(folder)
     sides = sides_of(np.array([s.name for s in samples]))
+    train = [s for s, side in zip(samples, sides, strict=True) if side == "train"]
+    tier_of = dict(zip((s.name for s in train), training_tiers(train), strict=True))
+    sizes: dict[int, int] = {}
+    for t in tier_of.values():
+        sizes[t] = sizes.get(t, 0) + 1
     out: dict[str, list[Sample]] = {}
     for s, side in zip(samples, sides, strict=True):
-        out.setdefault(chunk_key(s.name, str(side)), []).append(s)
+        t = tier_of.get(s.name, 0)
+        n = -(-sizes.get(t, 1) // TIER_CHUNK)
+        out.setdefault(chunk_key(s.name, str(side), tier=t, tier_chunks=n), []).append(s)
     return dict(sorted(out.items()))
 
 
@@ -165,9 +215,7 @@ def build(
     wrote = 0
     chunks = _chunks(folder)
     order = sorted(chunks, key=lambda k: ({"0": 0, "2": 1, "1": 2}[k[0]], k))
-    if worker % max(1, workers):  # other workers start from the other end of each part
-        order = sorted(order, key=lambda k: ({"0": 0, "2": 1, "1": 2}[k[0]], k), reverse=True)
-        order = sorted(order, key=lambda k: {"0": 0, "2": 1, "1": 2}[k[0]])
+    # every worker goes in the same order (balanced tiers first); the locks keep them apart
     for key in order:
         members = chunks[key]
         part = pdir / f"{key}.npy"

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pipeline.agegender.split import Sample, group_of
 from training.agegender.heads import group_weights, stack_seeds, views
-from training.agegender.video_features import _rng, chunk_key, degrade
+from training.agegender.video_features import TIER_EDGES, _rng, chunk_key, degrade, training_tiers
 
 
 def test_degrade_is_seeded_by_name_and_keeps_the_size() -> None:
@@ -24,7 +25,30 @@ def test_degrade_is_seeded_by_name_and_keeps_the_size() -> None:
 def test_chunks_put_dev_and_validation_apart() -> None:
     assert chunk_key("a.jpg", "dev").startswith("0dev")
     assert chunk_key("a.jpg", "val").startswith("1val")
-    assert chunk_key("a.jpg", "train").startswith("2train")
+    assert chunk_key("a.jpg", "train", tier=1).startswith("2t1c")
+    # dev, then training tiers in order, then validation (the build's order)
+    keys = [
+        chunk_key("a.jpg", "dev"),
+        chunk_key("a.jpg", "train", tier=0),
+        chunk_key("b.jpg", "train", tier=2),
+        chunk_key("a.jpg", "val"),
+    ]
+    assert sorted(keys, key=lambda k: ({"0": 0, "2": 1, "1": 2}[k[0]], k)) == keys
+
+
+def test_training_tiers_are_balanced_subsets() -> None:
+    # one big group (500 files) and one small one (20): tier 0 holds the whole small group
+    # and only TIER_EDGES[1] files of the big one
+    big = [Sample(f"30_0_0_{i}.jpg", 30, 0, 0) for i in range(500)]
+    small = [Sample(f"70_1_1_{i}.jpg", 70, 1, 1) for i in range(20)]
+    samples = big + small
+    tiers = training_tiers(samples)
+    assert all(t == 0 for t in tiers[500:])
+    assert sum(t == 0 for t in tiers[:500]) == TIER_EDGES[1]
+    assert sum(t == 1 for t in tiers[:500]) == TIER_EDGES[2] - TIER_EDGES[1]
+    assert sum(t == len(TIER_EDGES) - 1 for t in tiers[:500]) == 500 - TIER_EDGES[-1]
+    assert training_tiers(samples) == tiers  # fixed order
+    assert {group_of(s.age, s.gender, s.race) for s in small} == {"black/female/60+"}
 
 
 def test_group_weights_even_out_groups() -> None:
@@ -58,3 +82,31 @@ def test_views_and_stacked_seeds() -> None:
         heads._weights = orig  # type: ignore[assignment]
     assert arrays["W0"].shape == (2, 3, 2) and arrays["Wa"][1, 0, 0] == 2.0
     assert arrays["mean"].shape == (3,)
+
+
+def test_identity_weights_count_a_person_with_many_photos_less() -> None:
+    from training.agegender.heads import identity_weights
+
+    rng = np.random.default_rng(0)
+    person = rng.normal(size=(1, 8)) + 0.01 * rng.normal(size=(4, 8))  # 4 photos, one person
+    others = 10 * rng.normal(size=(4, 8))  # 4 different people
+    kid = person[:1] + 0.001  # a child close to the person: children are left at weight 1
+    x = np.concatenate([person, others, kid])
+    ages = np.array([30] * 8 + [5])
+    w = identity_weights(x, ages, threshold=0.5)
+    assert w.mean() == pytest.approx(1.0)
+    assert w[0] == pytest.approx(w[3]) and w[4] == pytest.approx(2 * w[0])  # 1/sqrt(4)
+    assert w[8] == pytest.approx(w[4])
+
+
+def test_group_weights_of_a_subset_stand_for_the_population() -> None:
+    # the subset holds 10 of 90 young faces and all 10 old ones: with power 0 the weights
+    # restore the population's 90:10, with power 1 both groups weigh the same
+    ages = np.array([30] * 10 + [70] * 10)
+    zeros = np.zeros(20, dtype=int)
+    pop = {"white/male/20-39": 90, "white/male/60+": 10}
+    w0 = group_weights(ages, zeros, zeros, power=0.0, population=pop)
+    assert w0[:10].sum() / w0[10:].sum() == pytest.approx(9.0)
+    w1 = group_weights(ages, zeros, zeros, power=1.0, cap=100.0, population=pop)
+    assert w1[:10].sum() == pytest.approx(w1[10:].sum())
+    assert w1.mean() == pytest.approx(1.0)
