@@ -114,8 +114,11 @@ class VideoDlibFeatures:
         self.mirror = mirror
 
         self._size, self._pad = CHIP_SIZE, CHIP_PADDING
+        from pipeline.recognition.encoder import onnx_network
+
         self._shape = dlib.shape_predictor(frm.pose_predictor_five_point_model_location())
-        self._net = dlib.face_recognition_model_v1(frm.face_recognition_model_location())
+        # dlib's network in onnxruntime: the recognize stage's encodings, ~15x faster here
+        self._net = onnx_network()
 
     def _chip(self, im: np.ndarray) -> np.ndarray:
         import dlib
@@ -129,13 +132,11 @@ class VideoDlibFeatures:
         chip = self._chip(im)
         bad = self._chip(degrade(im, _rng(name)))
         if not self.mirror:  # the mirrored view left NaN: a third less work
-            plain, worse = self._net.compute_face_descriptor([chip, bad])
+            plain, worse = self._net(np.stack([chip, bad]))
             nan = np.full(128, np.nan, dtype=np.float32)
-            return np.concatenate(
-                [np.asarray(plain, np.float32), nan, np.asarray(worse, np.float32)]
-            )
-        views = self._net.compute_face_descriptor([chip, np.ascontiguousarray(chip[:, ::-1]), bad])
-        return np.concatenate([np.asarray(v, dtype=np.float32) for v in views])
+            return np.concatenate([plain, nan, worse]).astype(np.float32)
+        views = self._net(np.stack([chip, np.ascontiguousarray(chip[:, ::-1]), bad]))
+        return views.reshape(-1).astype(np.float32)
 
 
 TIER_EDGES = (0, 60, 120, 240, 480)
