@@ -48,31 +48,9 @@ from pipeline.agegender.framing import face_crop_box  # noqa: E402
 from pipeline.agegender.split import list_samples, split_samples  # noqa: E402
 from pipeline.datasets import REPO_ROOT, require  # noqa: E402
 from pipeline.evaluation.attributes import age_gender_metrics, group_metrics  # noqa: E402
+from training.agegender.heads import components  # noqa: E402
 
 KEYS = ("n", "age_mae", "gender_accuracy", "gender_accuracy_13plus")
-
-
-def components(x: np.ndarray, threshold: float, block: int = 512) -> np.ndarray:
-    """Connected components of the graph "closer than ``threshold``" over the rows of
-    ``x`` (union-find); returns a component id per row."""
-    parent = np.arange(len(x))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = int(parent[i])
-        return i
-
-    sq = (x**2).sum(1)
-    for s in range(0, len(x), block):
-        d2 = sq[s : s + block, None] + sq[None, :] - 2.0 * x[s : s + block] @ x.T
-        ii, jj = np.nonzero(d2 < threshold**2)
-        for i, j in zip(ii + s, jj, strict=True):
-            if j > i:
-                a, b = find(int(i)), find(int(j))
-                if a != b:
-                    parent[max(a, b)] = min(a, b)
-    return np.array([find(i) for i in range(len(x))])
 
 
 def unseen_mask(

@@ -107,6 +107,30 @@ def training_population() -> dict[str, int]:
     return out
 
 
+def components(x: np.ndarray, threshold: float, block: int = 512) -> np.ndarray:
+    """Connected components of the graph "closer than ``threshold``" over the rows of
+    ``x`` (single linkage, union-find); returns a component id per row. The approximate
+    persons of UTKFace (no identity labels) from their dlib encodings."""
+    parent = np.arange(len(x))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = int(parent[i])
+        return i
+
+    sq = (x**2).sum(1)
+    for s in range(0, len(x), block):
+        d2 = sq[s : s + block, None] + sq[None, :] - 2.0 * x[s : s + block] @ x.T
+        ii, jj = np.nonzero(d2 < threshold**2)
+        for i, j in zip(ii + s, jj, strict=True):
+            if j > i:
+                a, b = find(int(i)), find(int(j))
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+    return np.array([find(i) for i in range(len(x))])
+
+
 def identity_weights(
     plain: np.ndarray, ages: np.ndarray, threshold: float, min_age: int = 20
 ) -> np.ndarray:
@@ -117,24 +141,7 @@ def identity_weights(
     times; younger faces (dlib encodes children close together whoever they are) keep 1."""
     w = np.ones(len(plain), dtype=np.float64)
     adult = np.flatnonzero(ages >= min_age)
-    x = plain[adult].astype(np.float64)
-    parent = np.arange(len(x))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = int(parent[i])
-        return i
-
-    sq = (x**2).sum(1)
-    for s in range(0, len(x), 512):
-        d2 = sq[s : s + 512, None] + sq[None, :] - 2.0 * x[s : s + 512] @ x.T
-        for i, j in zip(*np.nonzero(d2 < threshold**2), strict=True):
-            if j > i + s:
-                a, b = find(int(i + s)), find(int(j))
-                if a != b:
-                    parent[max(a, b)] = min(a, b)
-    comp = np.array([find(i) for i in range(len(x))])
+    comp = components(plain[adult].astype(np.float64), threshold)
     _, inv, counts = np.unique(comp, return_inverse=True, return_counts=True)
     w[adult] = 1.0 / np.sqrt(counts[inv])
     return (w / w.mean()).astype(np.float32)
