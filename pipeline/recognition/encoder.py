@@ -127,20 +127,15 @@ class DlibEncoder:
         if not faces:
             return np.zeros((0, self.dim), dtype=np.float64), []
         image = np.ascontiguousarray(image)
-        out = np.empty((len(faces), self.dim), dtype=np.float64)
         marks = []
         chips = []
-        for i, face in enumerate(faces):
+        for face in faces:
             img, (x, y, w, h), (ox, oy, scale) = self._upscaled(image, face)
             shape = self._shape(img, dlib.rectangle(x, y, x + w, y + h))
-            if self.engine == "dlib":
-                out[i] = self._descriptor(img, shape)
-            else:
-                chips.append(dlib.get_face_chip(img, shape, size=CHIP_SIZE, padding=CHIP_PADDING))
+            # the chip dlib's compute_face_descriptor(img, shape) would cut itself
+            chips.append(dlib.get_face_chip(img, shape, size=CHIP_SIZE, padding=CHIP_PADDING))
             marks.append([(ox + p.x / scale, oy + p.y / scale) for p in shape.parts()])
-        if chips:
-            out[:] = self.encode_chips(np.stack(chips))
-        return out, marks
+        return self.encode_chips(np.stack(chips)), marks
 
     def encode_chips(self, chips: np.ndarray) -> np.ndarray:
         """Aligned 150x150 RGB face chips (dlib's, ``(N, 150, 150, 3)`` uint8) ->
@@ -148,48 +143,22 @@ class DlibEncoder:
         import dlib
 
         chips = np.asarray(chips, dtype=np.uint8)
-        n = len(chips)
+        n, jitters = len(chips), self.num_jitters
         if n == 0:
             return np.zeros((0, self.dim), dtype=np.float64)
-        if self.engine == "dlib":
-            return np.stack([self._descriptor_chip(c) for c in chips])
         views = [chips, chips[:, :, ::-1]] if self.flip else [chips]
-        if self.num_jitters > 1:
-            # as dlib's compute_face_descriptor: the mean over num_jitters random jitters
-            jittered = [
-                np.stack([np.stack(dlib.jitter_image(np.ascontiguousarray(c), self.num_jitters))
-                          for c in v])  # fmt: skip
-                for v in views
-            ]
-            flat = np.concatenate([j.reshape(-1, *chips.shape[1:]) for j in jittered])
-            enc = onnx_network()(flat).astype(np.float64)
-            enc = enc.reshape(len(views), n, self.num_jitters, -1).mean(axis=2)
+        batch = [np.ascontiguousarray(c) for c in np.concatenate(views)]
+        if self.engine == "dlib":
+            enc = np.asarray(self._net.compute_face_descriptor(batch, jitters), np.float64)
         else:
-            enc = onnx_network()(np.concatenate(views)).astype(np.float64)
-            enc = enc.reshape(len(views), n, -1)
+            if jitters > 1:  # as dlib's compute_face_descriptor: the mean over its jitters
+                batch = [j for c in batch for j in dlib.jitter_image(c, jitters)]
+            enc = onnx_network()(np.stack(batch)).astype(np.float64)
+            enc = enc.reshape(len(views) * n, jitters, -1).mean(axis=1)
+        enc = enc.reshape(len(views), n, -1)
         if not self.flip:
             return enc[0]
         return np.stack([flip_average(a, b) for a, b in zip(enc[0], enc[1], strict=True)])
-
-    def _descriptor_chip(self, chip: np.ndarray) -> np.ndarray:
-        """dlib's own network on one aligned chip (``engine="dlib"``)."""
-        chip = np.ascontiguousarray(chip)
-        if not self.flip:
-            return np.asarray(self._net.compute_face_descriptor(chip, self.num_jitters))
-        mirror = np.ascontiguousarray(chip[:, ::-1])
-        views = self._net.compute_face_descriptor([chip, mirror], self.num_jitters)
-        return flip_average(np.asarray(views[0]), np.asarray(views[1]))
-
-    def _descriptor(self, image: np.ndarray, shape: object) -> np.ndarray:
-        """The 128-d encoding of the face whose landmarks are ``shape`` (dlib engine)."""
-        if not self.flip:
-            return np.asarray(self._net.compute_face_descriptor(image, shape, self.num_jitters))
-        import dlib
-
-        chip = dlib.get_face_chip(image, shape, size=CHIP_SIZE, padding=CHIP_PADDING)
-        mirror = np.ascontiguousarray(chip[:, ::-1])
-        views = self._net.compute_face_descriptor([chip, mirror], self.num_jitters)
-        return flip_average(np.asarray(views[0]), np.asarray(views[1]))
 
     def _upscaled(
         self, image: np.ndarray, face: Face

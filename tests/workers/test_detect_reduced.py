@@ -14,8 +14,6 @@ from skimage import data
 from pipeline.detectors import installed, registry
 from pipeline.evaluation import iou_matrix
 from pipeline.frames import decode_rgb, reduced_factor
-from pipeline.record import FrameRecord
-from workers.detect import detect_in_frame
 
 
 @pytest.mark.parametrize(
@@ -54,11 +52,11 @@ def test_yunet_finds_the_same_face_in_a_frame_decoded_at_a_quarter(frame_1080p):
     jpeg, _ = frame_1080p
     det = registry.create("yunet", {"max_side": 480})  # the pipeline's setting
     assert reduced_factor(det.input_scale(1920, 1080)) == 4
-    rec = FrameRecord(stream="s", session="x", seq=0, ts=0.0, width=1920, height=1080)
-    full = detect_in_frame(det, decode_rgb(jpeg), rec, 0)
+    frame = (1920, 1080)
+    full = det.detect(decode_rgb(jpeg), 0, frame)
     quarter_img = decode_rgb(jpeg, 4)
     assert quarter_img.shape[:2] == (270, 480)
-    quarter = detect_in_frame(det, quarter_img, rec, 0)
+    quarter = det.detect(quarter_img, 0, frame)
     assert len(full) == len(quarter) == 1
     # in the frame's pixels (the face is ~180 px wide at x ~950), and the same box
     assert quarter[0].box[0] > 800 and quarter[0].box[2] > 120
@@ -66,5 +64,5 @@ def test_yunet_finds_the_same_face_in_a_frame_decoded_at_a_quarter(frame_1080p):
     lm_full, lm_quarter = np.array(full[0].landmarks), np.array(quarter[0].landmarks)
     assert np.abs(lm_full - lm_quarter).max() < 8  # px of 1920
     # min_size is in the frame's pixels
-    assert detect_in_frame(det, quarter_img, rec, quarter[0].box[3] + 1) == []
-    assert len(detect_in_frame(det, quarter_img, rec, quarter[0].box[3] - 2)) == 1
+    assert det.detect(quarter_img, quarter[0].box[3] + 1, frame) == []
+    assert len(det.detect(quarter_img, quarter[0].box[3] - 2, frame)) == 1
