@@ -79,6 +79,7 @@ from pipeline.names import check_stream
 from pipeline.record import FrameBatch, FrameRecord
 from pipeline.retry import REDIS_DOWN, RedisHealth, Stopped
 from pipeline.runtime import Runtime
+from pipeline.shots import WIDTH as SHOT_WIDTH
 from pipeline.shots import CutDetector
 from pipeline.sources import Source, SourceStatus
 from pipeline.stages import STAGE_NAMES
@@ -439,14 +440,17 @@ class Capture:
                     self._captured(result, frame.skipped)
                     self._drop(result, "stale", frame.skipped)
                 self._captured(result, 1)
-                if cuts is not None and cuts.update(frame.bgr):
+                if cuts is not None and cuts.update(frame.preview(SHOT_WIDTH)):
                     cut_pending = True
                 detect, undetected = admit()
                 if undetected == "backpressure":
                     self._drop(result, "backpressure")
                     self._flush()
                     continue
-                bgr = self.rt.frames.prepare(frame.bgr)
+                # an MJPEG camera's JPEG goes to Redis as it came (when it needs no resize)
+                as_sent = frame.jpeg is not None and not self.rt.frames.needs_resize(frame.size[0])
+                bgr = None if as_sent else self.rt.frames.prepare(frame.bgr)
+                width, height = frame.size if bgr is None else (bgr.shape[1], bgr.shape[0])
                 seq += 1
                 if detect:
                     last_detected = seq
@@ -455,8 +459,8 @@ class Capture:
                     session=self.session,
                     seq=seq,
                     ts=frame.ts,
-                    width=int(bgr.shape[1]),
-                    height=int(bgr.shape[0]),
+                    width=int(width),
+                    height=int(height),
                     live=live,
                     detected=detect,
                     undetected=undetected,
@@ -466,7 +470,7 @@ class Capture:
                 image = None
                 if detect:  # frames detection skips are never needed as images
                     rec.key = bus.frame_key(rec)
-                    image = self.rt.frames.encode(bgr)
+                    image = frame.jpeg if bgr is None else self.rt.frames.encode(bgr)
                 held.append((rec, image, time.monotonic()))
                 flush()
                 self._flush()

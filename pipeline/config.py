@@ -158,6 +158,12 @@ class CaptureConfig(Section):
     resize_width: int | None = Field(
         None, ge=64, description="downscale wider frames to this width before encoding"
     )
+    mjpeg_passthrough: bool = Field(
+        True,
+        description="read http(s) MJPEG cameras' JPEGs as they come and store them in Redis "
+        "as sent (no decoding and re-encoding in the capture; frames wider than "
+        "resize_width are still re-encoded); false: every URL through OpenCV/FFmpeg",
+    )
     max_queue: int = Field(
         16,
         ge=1,

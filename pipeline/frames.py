@@ -25,6 +25,10 @@ class FrameStore:
         self.jpeg_quality = jpeg_quality
         self.resize_width = resize_width
 
+    def needs_resize(self, width: int) -> bool:
+        """Whether :meth:`prepare` downscales a frame ``width`` pixels wide."""
+        return bool(self.resize_width and width > self.resize_width)
+
     def prepare(self, bgr: np.ndarray) -> np.ndarray:
         """Downscale to ``resize_width`` when the frame is wider."""
         if self.resize_width and bgr.shape[1] > self.resize_width:
@@ -48,9 +52,7 @@ class FrameStore:
             return None
         return decode_rgb(data)
 
-    def get_many(
-        self, keys: list[str], reduce: list[int] | None = None
-    ) -> list[np.ndarray | None]:
+    def get_many(self, keys: list[str], reduce: list[int] | None = None) -> list[np.ndarray | None]:
         """The frames of ``keys`` (one round trip), each as :meth:`get` gives it, or
         decoded at 1/``reduce[i]`` of its size (see :func:`decode_rgb`)."""
         if not keys:

@@ -40,6 +40,7 @@ import cv2
 import numpy as np
 
 from pipeline.images import DEFAULT_MAX_PIXELS
+from pipeline.mjpeg import STREAM_ERRORS, MjpegStream, NotMjpeg, jpeg_size
 
 if TYPE_CHECKING:
     from pipeline.config import Config
@@ -65,11 +66,59 @@ class SourceStatus:
     reason: str | None = None  # why it is down (None while up)
 
 
-@dataclass
 class Frame:
-    bgr: np.ndarray
-    ts: float  # capture time (seconds since the epoch)
-    skipped: int = 0  # live frames the reader overwrote before this one was taken
+    """A frame read from a source: its pixels (BGR), or, from an MJPEG camera read with
+    ``capture.mjpeg_passthrough``, the JPEG as the camera sent it (``jpeg``; its pixels
+    are decoded when :attr:`bgr` is first asked for, and :meth:`preview` decodes it at a
+    fraction of its size)."""
+
+    def __init__(
+        self,
+        bgr: np.ndarray | None = None,
+        ts: float = 0.0,
+        skipped: int = 0,
+        jpeg: bytes | None = None,
+        size: tuple[int, int] | None = None,
+    ) -> None:
+        if bgr is None and jpeg is None:
+            raise ValueError("a frame needs its pixels or its JPEG")
+        self._bgr = bgr
+        self.ts = ts  # capture time (seconds since the epoch)
+        self.skipped = skipped  # live frames the reader overwrote before this one was taken
+        self.jpeg = jpeg
+        if size is None:
+            size = (int(bgr.shape[1]), int(bgr.shape[0])) if bgr is not None else jpeg_size(jpeg)  # type: ignore[arg-type]
+        self.size = size  # (width, height)
+
+    @property
+    def bgr(self) -> np.ndarray:
+        if self._bgr is None:
+            self._bgr = _decode(self.jpeg, 1)  # type: ignore[arg-type]
+        return self._bgr
+
+    def preview(self, min_width: int) -> np.ndarray:
+        """The frame at least ``min_width`` pixels wide where it is that wide (a JPEG is
+        decoded at 1/2, 1/4 or 1/8 of its size when that is enough: a fraction of the
+        work), else whole."""
+        if self._bgr is not None or self.jpeg is None:
+            return self.bgr
+        factor = 1
+        for f in (8, 4, 2):
+            if self.size[0] // f >= min_width:
+                factor = f
+                break
+        return _decode(self.jpeg, factor) if factor > 1 else self.bgr
+
+
+_DECODE_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2,
+                 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}  # fmt: skip
+
+
+def _decode(jpeg: bytes, factor: int) -> np.ndarray:
+    bgr = cv2.imdecode(np.frombuffer(jpeg, np.uint8), _DECODE_FLAGS[factor])
+    if bgr is None:
+        raise SourceError("the camera sent a JPEG that does not decode")
+    return bgr
 
 
 def describe(spec: str) -> tuple[str, bool]:
@@ -88,8 +137,19 @@ def _too_large(spec: str, width: int, height: int, max_pixels: int) -> str:
     )
 
 
-def _open(spec: str, timeout_s: float = 10.0) -> cv2.VideoCapture:
+def _open(
+    spec: str, timeout_s: float = 10.0, passthrough: bool = False
+) -> cv2.VideoCapture | MjpegStream:
+    """The source opened: an MJPEG camera's stream as it comes (``passthrough`` and an
+    http(s) URL that answers with a multipart stream), else OpenCV's capture."""
     kind, _ = describe(spec)
+    if passthrough and kind == "url" and spec.lower().startswith(("http://", "https://")):
+        try:
+            return MjpegStream.open(spec, timeout_s)
+        except NotMjpeg as exc:
+            log.info("%s: %s; reading it through OpenCV/FFmpeg", spec, exc)
+        except STREAM_ERRORS as exc:
+            raise SourceError(f"cannot open url source {spec!r}: {exc}") from exc
     if kind == "webcam":
         cap = cv2.VideoCapture(int(spec))
     elif kind == "url":
@@ -103,6 +163,19 @@ def _open(spec: str, timeout_s: float = 10.0) -> cv2.VideoCapture:
     if not cap.isOpened():
         raise SourceError(f"cannot open {kind} source {spec!r} (OpenCV/FFmpeg could not read it)")
     return cap
+
+
+def _read(cap: cv2.VideoCapture | MjpegStream, spec: str) -> Frame | None:
+    """A live source's next frame (stamped now), or None when the source failed."""
+    try:
+        if isinstance(cap, MjpegStream):
+            data = cap.read()  # its header checked: Frame takes the size from it
+            return Frame(jpeg=data, ts=time.time())
+        ok, bgr = cap.read()
+    except (cv2.error, *STREAM_ERRORS) as exc:  # garbage data, a dropped connection
+        log.debug("%s: read error: %s", spec, exc)
+        return None
+    return Frame(bgr=bgr, ts=time.time()) if ok and bgr is not None else None
 
 
 @contextlib.contextmanager
@@ -131,8 +204,10 @@ class Source:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         reconnect_max_s: float = 10.0,
         timeout_s: float = 10.0,
+        passthrough: bool = True,
     ) -> None:
         self.spec = spec
+        self.passthrough = passthrough  # MJPEG cameras' JPEGs as sent (no decoding here)
         self.kind, self.live = describe(spec)
         self.reconnect_s = reconnect_s
         self.reconnect_max_s = reconnect_max_s
@@ -153,13 +228,15 @@ class Source:
         self.fps: float = 0.0
         self.frame_count: int | None = None
         try:
-            self._cap: cv2.VideoCapture | None = _open(spec, timeout_s)
+            self._cap: cv2.VideoCapture | MjpegStream | None = _open(spec, timeout_s, passthrough)
         except (SourceError, cv2.error) as exc:
             if not self.live:
                 raise
             self._cap = None  # a camera down at start: the reader keeps trying
             self._went_down(f"{exc}; down at start")
             return
+        if isinstance(self._cap, MjpegStream):
+            return  # no header to ask: each frame's size is checked as it comes
         width = int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
         height = int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
         if width * height > max_pixels:
@@ -177,7 +254,7 @@ class Source:
         return cls(
             spec, reconnect_s=cap.reconnect_s, realtime=cap.realtime,
             max_pixels=config.limits.max_image_pixels, reconnect_max_s=cap.reconnect_max_s,
-            timeout_s=cap.timeout_s,
+            timeout_s=cap.timeout_s, passthrough=cap.mjpeg_passthrough,
         )  # fmt: skip
 
     @property
@@ -304,7 +381,7 @@ class Source:
                     if cap is None:
                         try:
                             with _quiet_opencv():
-                                cap = self._cap = _open(self.spec, self.timeout_s)
+                                cap = self._cap = _open(self.spec, self.timeout_s, self.passthrough)
                         except (SourceError, cv2.error) as exc:
                             self._went_down(str(exc))
                             pause = delay(attempts)
@@ -312,12 +389,8 @@ class Source:
                             log.debug("%s: %s; next attempt in %.1f s", self.spec, exc, pause)
                             self._stop.wait(pause)
                             continue
-                    try:
-                        ok, bgr = cap.read()
-                    except cv2.error as exc:  # a decoder error on garbage data
-                        log.debug("%s: read error: %s", self.spec, exc)
-                        ok, bgr = False, None
-                    if not ok or bgr is None:
+                    frame = _read(cap, self.spec)
+                    if frame is None:
                         cap.release()
                         cap = self._cap = None
                         self._went_down("no frame: stream ended, connection lost or timed out")
@@ -329,16 +402,17 @@ class Source:
                     if not self._up:
                         self._came_back(attempts)
                     attempts = 0
-                    if bgr.shape[0] * bgr.shape[1] > self.max_pixels:
+                    width, height = frame.size
+                    if width * height > self.max_pixels:
                         if not self.refused:
-                            log.warning("%s", _too_large(self.spec, bgr.shape[1], bgr.shape[0],
+                            log.warning("%s", _too_large(self.spec, width, height,
                                                          self.max_pixels))  # fmt: skip
                         self.refused += 1
                         continue
                     with cond:
                         if latest[0] is not None:
                             overwritten[0] += 1
-                        latest[0] = Frame(bgr=bgr, ts=time.time())
+                        latest[0] = frame
                         cond.notify()
             finally:
                 if cap is not None:

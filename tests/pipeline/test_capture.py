@@ -1,4 +1,7 @@
 import threading
+import time
+
+import pytest
 
 from pipeline.capture import Capture, CaptureResult
 from pipeline.config import load_config
@@ -376,3 +379,37 @@ def test_batch_frames_1_sends_a_job_per_frame(redis_url, demo_media):
     Capture(rt, Source(str(demo_media["video"])), "clip").run()
     q = rt.bus.queue("detect")
     assert [len(frames_of(q.fetch_job(i))) for i in q.job_ids] == [1] * 30
+
+
+class JpegCamera(FastCamera):
+    """An MJPEG camera read with capture.mjpeg_passthrough: frames carry their JPEG."""
+
+    def __iter__(self):  # noqa: ANN204
+        from pipeline.sources import Frame
+
+        for data in self.frames:
+            yield Frame(jpeg=data, ts=time.time())
+
+
+@pytest.mark.parametrize("resize_width", [None, 64])
+def test_a_camera_s_jpegs_go_to_redis_as_sent_unless_resized(redis_url, resize_width):
+    import cv2
+    import numpy as np
+
+    from pipeline.camera_server import encode_jpeg
+
+    rng = np.random.default_rng(1)
+    jpegs = [encode_jpeg(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)) for _ in range(3)]
+    rt = live_runtime(redis_url, live_max_in_flight=4, resize_width=resize_width)
+    res = Capture(rt, JpegCamera(jpegs), "cam").run()  # type: ignore[arg-type]
+    recs = taken(rt, res.session)
+    assert sorted(recs) == [0, 1, 2] and all(r.detected for r in recs.values())
+    stored = [rt.bus.conn.get(recs[s].key) for s in range(3)]
+    if resize_width is None:
+        assert stored == jpegs  # not decoded, not re-encoded
+        assert all((r.width, r.height) == (128, 96) for r in recs.values())
+    else:  # wider than resize_width: decoded, downscaled, encoded again
+        assert all((r.width, r.height) == (64, 48) for r in recs.values())
+        for data in stored:
+            img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            assert img.shape == (48, 64, 3)
