@@ -519,6 +519,11 @@ class LimitsConfig(Section):
     )
 
 
+# workers.nice by default: the model stages yield the cores to capture, track and sink
+# (docs/benchmarks.md, "Worker priorities")
+DEFAULT_WORKER_NICE = {"detect": 5, "recognize": 10, "attributes": 10}
+
+
 class WorkersConfig(Section):
     detect: int = Field(2, ge=1, description="detect worker processes `facepipe run` starts")
     track: int = Field(1, ge=1)
@@ -532,6 +537,25 @@ class WorkersConfig(Section):
     )
     attributes: int = Field(1, ge=1)
     sink: int = Field(1, ge=1)
+    nice: dict[str, int] = Field(
+        default_factory=lambda: dict(DEFAULT_WORKER_NICE),
+        description="CPU priority of each stage's workers, as nice values 0-19 (higher: "
+        "lower priority; stages not named: 0): the heavy model stages yield the cores to "
+        "the stages on a frame's way to its event (pipeline/priority.py)",
+    )
+
+    @field_validator("nice")
+    @classmethod
+    def _nice_per_stage(cls, value: dict[str, int]) -> dict[str, int]:
+        from pipeline.stages import STAGE_NAMES
+
+        for stage, nice in value.items():
+            if stage not in STAGE_NAMES:
+                raise ValueError(f"{stage!r} is not a stage ({', '.join(STAGE_NAMES)})")
+            if not isinstance(nice, int) or not 0 <= nice <= 19:
+                raise ValueError(f"{stage}: nice must be an integer 0-19, not {nice!r}")
+        return value
+
     job_recovery_s: float = Field(
         10.0,
         ge=1,

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import threading
@@ -13,6 +14,8 @@ from pipeline.commands import Context, pass_ctx
 from pipeline.commands.run import PROGRESS_OPTION
 from pipeline.privacy import redact_url
 from pipeline.stages import STAGE_NAMES
+
+log = logging.getLogger(__name__)
 
 
 def _runtime(ctx: Context):  # type: ignore[no-untyped-def]
@@ -186,7 +189,18 @@ def worker(ctx: Context, stage: str, burst: bool, name: str | None) -> None:
     """Run one STAGE worker process (rq; loads its model once). Needs REDIS_URL."""
     from workers.base import run_worker
 
+    _lower_priority(ctx, stage)
     run_worker(stage, _runtime(ctx), burst=burst, name=name)
+
+
+def _lower_priority(ctx: Context, stage: str) -> None:
+    """The stage's ``workers.nice`` (before the model loads: that is work too)."""
+    from pipeline.priority import lower_priority
+
+    nice = ctx.config.workers.nice.get(stage, 0)
+    done = lower_priority(nice)
+    if done:
+        log.info("%s worker: CPU priority lowered (%s)", stage, ", ".join(done))
 
 
 def _serve_metrics(ctx: Context, rt, port: int | None) -> int:  # type: ignore[no-untyped-def]
@@ -210,6 +224,7 @@ def sink(ctx: Context, metrics_port: int | None, burst: bool) -> None:
     """Run the sink worker (writes events) and serve the pipeline's Prometheus metrics."""
     from workers.base import run_worker
 
+    _lower_priority(ctx, "sink")
     rt = _runtime(ctx)
     _serve_metrics(ctx, rt, metrics_port)
     run_worker("sink", rt, burst=burst)
