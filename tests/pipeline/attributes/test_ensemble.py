@@ -234,3 +234,15 @@ def test_stacker_member_heads_are_relative_to_the_stacker_file(tmp_path: Path) -
     est = registry.create("ensemble", {"stacker": str(path)})
     tr = next(m for m in est.members if m.name == "transfer")
     assert tr._heads.path == tmp_path / "h.npz"
+
+
+def test_opt_in_flip_stacker_runs_the_v2_heads_with_flip(image: np.ndarray) -> None:
+    path = MODELS_DIR / "ensemble-flip.json"
+    card = json.loads(path.read_text())
+    assert "validation split was not used" in card["fitted_on"]
+    est = registry.create("ensemble", {"stacker": str(path)})
+    tr = next(m for m in est.members if m.name == "transfer")
+    assert tr.options.flip and tr._heads.path == MODELS_DIR / "transfer-v2.npz"
+    assert tr.calibration is None  # members run raw; the stacker was fitted on raw outputs
+    (e,) = est.estimate(image, [FACE])
+    assert 10 < e.age < 70 and e.gender in ("male", "female")
