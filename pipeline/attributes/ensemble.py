@@ -53,6 +53,12 @@ class EnsembleOptions(BackendOptions):
 
 def load_stacker(path: str | Path | None = None) -> Stacker:
     """The stacker stored in a JSON file (default: the shipped ``ensemble.json``)."""
+    return load_stacker_file(path)[0]
+
+
+def load_stacker_file(path: str | Path | None = None) -> tuple[Stacker, dict[str, dict]]:
+    """The stacker in a JSON file and the member options it was fitted with
+    (``member_options``, e.g. ``{"transfer": {"flip": true}}``; empty when none)."""
     p = Path(path) if path else MODELS_DIR / "ensemble.json"
     if not p.is_file():
         raise FileNotFoundError(
@@ -67,7 +73,15 @@ def load_stacker(path: str | Path | None = None) -> Stacker:
             p.name,
             ", ".join(stale),
         )
-    return Stacker.from_json(d)
+    options = {str(k): dict(v) for k, v in (d.get("member_options") or {}).items()}
+    unknown = [m for m in options if m not in d["members"]]
+    if unknown:
+        raise ValueError(f"{p.name}: member_options for non-members {unknown}")
+    for o in options.values():  # model files named relative to the stacker's folder
+        for key in ("heads", "model"):
+            if key in o and not Path(o[key]).is_absolute():
+                o[key] = str(p.parent / o[key])
+    return Stacker.from_json(d), options
 
 
 class EnsembleEstimator(AttributeEstimator):
@@ -80,8 +94,9 @@ class EnsembleEstimator(AttributeEstimator):
         from pipeline.attributes import registry
 
         opts = self.options
+        member_options: dict[str, dict] = {}
         if opts.combine == "fitted":
-            self.stacker = load_stacker(opts.stacker)
+            self.stacker, member_options = load_stacker_file(opts.stacker)
             if opts.members is not None and tuple(opts.members) != self.stacker.members:
                 raise ValueError(
                     f"members {opts.members} differ from the fitted stacker's "
@@ -92,13 +107,20 @@ class EnsembleEstimator(AttributeEstimator):
             if not members:
                 raise ValueError("the ensemble needs at least one member")
             self.stacker = Stacker.mean(members)
-        # raw member outputs: the stacker was fitted on those (members' own calibrations off)
+        # raw member outputs: the stacker was fitted on those (members' own calibrations
+        # off), with the member options it was fitted with (e.g. transfer's flip)
         self.members = [
             registry.create(
                 m,
-                {"calibrate": False}
-                if issubclass(registry.get(m).Options, CalibratedOptions)
-                else None,
+                {
+                    **(
+                        {"calibrate": False}
+                        if issubclass(registry.get(m).Options, CalibratedOptions)
+                        else {}
+                    ),
+                    **member_options.get(m, {}),
+                }
+                or None,
             )
             for m in self.stacker.members
         ]

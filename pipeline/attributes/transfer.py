@@ -36,7 +36,17 @@ from pipeline.attributes.base import (
     crop_face,
     to_attributes,
 )
+from pipeline.recognition.encoder import DlibEncoder, flip_average
 from pipeline.record import Face
+
+
+class _MirroredChips(DlibEncoder):
+    """The recognize stage's encoder (same landmarks, same 150 px chip) on the
+    horizontally mirrored chip: the second half of a flip-averaged encoding when the
+    first half (``Face.encoding``) is reused."""
+
+    def encode_chips(self, chips: np.ndarray) -> np.ndarray:
+        return super().encode_chips(np.ascontiguousarray(np.asarray(chips)[:, :, ::-1]))
 
 
 class TransferOptions(CalibratedOptions):
@@ -52,6 +62,12 @@ class TransferOptions(CalibratedOptions):
     num_jitters: int = Field(1, ge=1, le=100, description="dlib encoder re-samplings")
     reuse_encoding: bool = Field(
         True, description="use Face.encoding from the recognition stage when present"
+    )
+    flip: bool = Field(
+        False,
+        description="test-time flip (dlib features): the heads get the flip-averaged "
+        "encoding of the face chip and its mirror (with a reused encoding only the mirror is "
+        "encoded: one more encoder run per face)",
     )
 
 
@@ -78,11 +94,12 @@ class TransferEstimator(AttributeEstimator):
                 )
             self._vgg = Vgg16Features(opts.vgg16_weights)
             self._encoder = None
+            self._mirror = None
         else:
-            from pipeline.recognition.encoder import DlibEncoder
-
             heads = Path(opts.heads) if opts.heads else MODELS_DIR / "transfer.npz"
-            self._encoder = DlibEncoder(num_jitters=opts.num_jitters)
+            # flip: this encoder returns flip-averaged encodings (chip and mirror in one batch)
+            self._encoder = DlibEncoder(num_jitters=opts.num_jitters, flip=opts.flip)
+            self._mirror = _MirroredChips(num_jitters=opts.num_jitters) if opts.flip else None
             self._vgg = None
         self._heads = HeadsRuntime(heads)
         self.calibration = load_calibration(heads) if opts.calibrate else None
@@ -130,6 +147,10 @@ class TransferEstimator(AttributeEstimator):
             f.encoding is not None and len(f.encoding) == dim for f in faces
         ):
             feats = np.asarray([f.encoding for f in faces], dtype=np.float64)
+            if self._mirror is not None:  # test-time flip: encode the mirrored chip too
+                image = np.ascontiguousarray(image)
+                mirrored = self._mirror.encode(image, faces)
+                feats = np.stack([flip_average(a, b) for a, b in zip(feats, mirrored, strict=True)])
         else:
             feats = self._encoder.encode(np.ascontiguousarray(image), faces)
         return self._attributes(feats)

@@ -279,13 +279,29 @@ def report_heads(heads: Any, d: dict[str, np.ndarray]) -> dict[str, Any]:
         if not m.any():
             continue
         for v in ("plain", "degraded"):
-            probs, pf = heads(views(d["features"][m], v))
+            x = views(d["features"][m], v)
+            if np.isnan(x).any():  # a view this cache does not hold (or not for every file)
+                continue
+            probs, pf = heads(x)
             r = evaluate_arrays(probs, pf, d["ages"][m], d["genders"][m])
             report[f"{side}_{v}"] = {
                 k: r[k] for k in ("n", "age_mae", "gender_accuracy", "gender_accuracy_13plus")
             }
             log.info("%s %s %s: %s", heads.path.name, side, v, json.dumps(report[f"{side}_{v}"]))
     return report
+
+
+def mirrored_as_video(partial: bool = False) -> dict[str, np.ndarray]:
+    """The plain + mirrored cache (:func:`training.agegender.data.mirrored_cache`) in the
+    video cache's layout (384 columns, the degraded view NaN) with ``sides``."""
+    from pipeline.agegender.split import sides_of
+    from training.agegender import data
+
+    d = dict(data.mirrored_cache(partial=partial))
+    f = d["features"]
+    d["features"] = np.hstack([f, np.full((len(f), 128), np.nan, dtype=np.float32)])
+    d["sides"] = sides_of(d["names"])
+    return d
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -301,6 +317,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--views", default="plain,mirror,degraded")
     ap.add_argument("--balance", type=float, default=BALANCE_POWER, help="0: no group weights")
     ap.add_argument("--partial", action="store_true", help="train on the chunks built so far")
+    ap.add_argument(
+        "--cache",
+        choices=["video", "mirrored"],
+        default="video",
+        help="video: the video-like cache (plain, mirror, degraded; video_features); "
+        "mirrored: the plain + mirrored cache of training.agegender.data (no degraded view, "
+        "cheaper to build)",
+    )
     ap.add_argument(
         "--no-subset-correction",
         action="store_true",
@@ -326,7 +350,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--float16", action="store_true", help="store the weights as float16")
     ap.add_argument("--compare", type=Path, default=None, help="also report these heads")
     args = ap.parse_args(argv)
-    d = video_features.load(partial=args.partial)
+    d = (
+        mirrored_as_video(partial=args.partial)
+        if args.cache == "mirrored"
+        else video_features.load(partial=args.partial)
+    )
     sides = d["sides"]
     tr = sides == "train"
     feats = d["features"]

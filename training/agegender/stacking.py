@@ -201,15 +201,31 @@ def _plain_encodings(names: list[str]) -> np.ndarray:
     return np.stack([np.asarray(found[n], dtype=np.float64) for n in names])
 
 
+def _flip_encodings(names: list[str]) -> np.ndarray:
+    """Flip-averaged encodings (what ``transfer`` with ``flip: true`` gives its heads)
+    from the plain + mirrored cache of :mod:`training.agegender.data`."""
+    from pipeline.recognition.encoder import flip_average
+    from training.agegender import data
+
+    f = data.mirrored_features(names).astype(np.float64)
+    return np.stack([flip_average(a, b) for a, b in zip(f[:, :128], f[:, 128:], strict=True)])
+
+
 def member_predictions(
-    member: str, names: list[str], cache_dir: Path | None = None
+    member: str,
+    names: list[str],
+    cache_dir: Path | None = None,
+    flip: bool = False,
+    model: Path | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """A backend's raw (age, p_female, age distributions or None) on UTKFace files through
     ``estimate`` with the face-crop box (like ``scripts/eval_attributes.py``); cached per
     model file.
 
     ``transfer`` reads the plain dlib encodings from the caches (the same values the
-    backend gets from the recognize stage, see :func:`_plain_encodings`).
+    backend gets from the recognize stage, see :func:`_plain_encodings`); with ``flip``
+    the flip-averaged ones (its ``flip`` option, :func:`_flip_encodings`). ``model``: another
+    model file than the shipped one (``transfer``: a heads ``.npz``).
     """
     from pipeline.agegender.framing import face_crop_box
     from pipeline.agegender.images import read_rgb
@@ -220,9 +236,13 @@ def member_predictions(
     from training.agegender import data
 
     cache_dir = cache_dir or data.CACHE_DIR
-    model = MEMBER_MODELS.get(member)
+    if model is not None and member != "transfer":
+        raise ValueError("another model file is supported for the transfer member only")
+    model = model or MEMBER_MODELS.get(member)
     tag = digest(model) if model else "pkg"
-    path = cache_dir / f"preds2_{member}_{tag}.npz"
+    if flip and member != "transfer":
+        raise ValueError("flip is an option of the transfer member only")
+    path = cache_dir / f"preds2_{member}_{tag}{'_flip' if flip else ''}.npz"
     known: dict[str, tuple[float, float, np.ndarray | None]] = {}
     if path.exists():
         z = data.load_npz(path)
@@ -233,7 +253,8 @@ def member_predictions(
         }
     todo = [n for n in names if n not in known]
     if todo and member == "transfer":
-        probs, pf = HeadsRuntime(model)(_plain_encodings(todo))  # type: ignore[arg-type]
+        enc = _flip_encodings(todo) if flip else _plain_encodings(todo)
+        probs, pf = HeadsRuntime(model)(enc)  # type: ignore[arg-type]
         a, _ = age_from_probs(probs)
         known.update(
             {n: (float(x), float(p), q) for n, x, p, q in zip(todo, a, pf, probs, strict=True)}
@@ -288,12 +309,17 @@ def sides() -> dict[str, list]:
 
 
 def matrix(
-    members: tuple[str, ...], samples: list
+    members: tuple[str, ...],
+    samples: list,
+    flip: tuple[str, ...] = (),
+    models: dict[str, Path] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[np.ndarray | None]]:
     """Member predictions ``(N, M)`` (age, p_female), labels, and per member its age
-    distributions ``(N, bins)`` or None."""
+    distributions ``(N, bins)`` or None. ``flip``: members run with test-time flip;
+    ``models``: members run with another model file than the shipped one."""
     names = [s.name for s in samples]
-    preds = [member_predictions(m, names) for m in members]
+    models = models or {}
+    preds = [member_predictions(m, names, flip=m in flip, model=models.get(m)) for m in members]
     ages = np.stack([p[0] for p in preds], 1)
     pf = np.stack([p[1] for p in preds], 1)
     y_age = np.array([s.age for s in samples], dtype=np.float64)
@@ -427,6 +453,7 @@ def _record(stacker: Stacker, checks: dict[str, Any], n: int, what: str) -> dict
         },
         "dev_cross_validated": {k: cv[k] for k in ("n", "age_mae", "gender_accuracy")},
         "dev_unfitted": {k: checks["mean"][k] for k in ("n", "age_mae", "gender_accuracy")},
+        **({"member_options": checks["member_options"]} if "member_options" in checks else {}),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
@@ -446,12 +473,34 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--no-pool", action="store_true", help="do not try pooling the age distributions"
     )
+    ap.add_argument(
+        "--transfer-flip",
+        action="store_true",
+        help="fit on the transfer member with test-time flip (its option flip: the "
+        "flip-averaged encoding); recorded in the file as member_options",
+    )
+    ap.add_argument(
+        "--transfer-heads",
+        type=Path,
+        default=None,
+        help="fit on the transfer member with these heads instead of the shipped transfer.npz "
+        "(recorded as member_options heads, relative to the stacker's folder when in it; "
+        "--calibrations then writes HEADS.calibration.json)",
+    )
     args = ap.parse_args(argv)
     members = tuple(args.members.split(","))
+    flip = ("transfer",) if args.transfer_flip and "transfer" in members else ()
+    models = {"transfer": args.transfer_heads} if args.transfer_heads else {}
+    options: dict[str, dict[str, Any]] = {m: {"flip": True} for m in flip}
+    if args.transfer_heads:
+        out_dir = Path(args.out).resolve().parent
+        heads = args.transfer_heads.resolve()
+        rel = heads.name if heads.parent == out_dir else str(heads)
+        options.setdefault("transfer", {})["heads"] = rel
     parts = sides()
-    a, p, ya, yg, probs = matrix(members, parts["dev"])
+    a, p, ya, yg, probs = matrix(members, parts["dev"], flip, models)
     try:  # reported only, never used for fitting
-        va, vp, vya, vyg, vprobs = matrix(members, parts["val"])
+        va, vp, vya, vyg, vprobs = matrix(members, parts["val"], flip, models)
     except KeyError as exc:
         log.warning("no validation report: %s", exc)
         va = None
@@ -484,16 +533,24 @@ def main(argv: list[str] | None = None) -> int:
             if name == "ensemble":
                 path = Path(args.out)
                 what = "the ensemble backend's combination of its members (raw member outputs)"
+                if options:
+                    ch = {**ch, "member_options": options}
             else:
-                path = calibration_path(MEMBER_MODELS[name])
+                if name in flip:
+                    continue  # a member's calibration is fitted on its default outputs
+                path = calibration_path(models.get(name, MEMBER_MODELS[name]))
                 what = f"calibration of the {name} backend's outputs (option calibrate)"
             rec = _record(st, ch, len(ya), what)
             if name in MEMBER_MODELS:
-                rec["model_sha1"] = digest(MEMBER_MODELS[name])
+                rec["model_sha1"] = digest(models.get(name, MEMBER_MODELS[name]))
             else:
                 rec["member_models_sha1"] = {
-                    m: digest(MEMBER_MODELS[m]) for m in st.members if m in MEMBER_MODELS
+                    m: digest(MEMBER_MODELS[m])
+                    for m in st.members
+                    if m in MEMBER_MODELS and m not in models
                 }
+                if models:  # members with their own model file (member_options)
+                    rec["member_options_sha1"] = {m: digest(f) for m, f in models.items()}
             path.write_text(json.dumps(rec, indent=1) + "\n")
             print(f"wrote {path}")
     return 0

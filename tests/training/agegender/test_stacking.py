@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 
 from pipeline.agegender.stacker import logit
 from training.agegender import stacking as st
@@ -44,3 +47,24 @@ def test_stacker_beats_the_mean_out_of_fold() -> None:
     s = st.fit(("a", "b", "c"), ages, pf, y, g)
     a, p = s(ages, pf)
     assert a.min() >= 0 and a.max() <= 100 and np.all((p > 0) & (p < 1))
+
+
+def test_transfer_flip_predictions_use_flip_averaged_encodings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from pipeline.agegender.runtime import HeadsRuntime
+    from pipeline.agegender.stacker import MEMBER_MODELS, digest
+    from pipeline.recognition.encoder import flip_average
+    from training.agegender import data, stacking
+
+    names = ["a.jpg", "b.jpg", "c.jpg"]
+    feats = np.random.default_rng(0).normal(0, 0.1, (3, 256)).astype(np.float32)
+    monkeypatch.setattr(data, "mirrored_features", lambda ns: feats[[names.index(n) for n in ns]])
+    age, pf, probs = stacking.member_predictions("transfer", names, tmp_path, flip=True)
+    enc = np.stack([flip_average(f[:128], f[128:]) for f in feats.astype(np.float64)])
+    want_probs, want_pf = HeadsRuntime(MEMBER_MODELS["transfer"])(enc)
+    np.testing.assert_allclose(pf, want_pf, atol=1e-6)
+    np.testing.assert_allclose(probs, want_probs, atol=1e-6)
+    assert (tmp_path / f"preds2_transfer_{digest(MEMBER_MODELS['transfer'])}_flip.npz").exists()
+    with pytest.raises(ValueError, match="transfer member only"):
+        stacking.member_predictions("scratch", names, tmp_path, flip=True)

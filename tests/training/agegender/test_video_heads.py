@@ -110,3 +110,19 @@ def test_group_weights_of_a_subset_stand_for_the_population() -> None:
     w1 = group_weights(ages, zeros, zeros, power=1.0, cap=100.0, population=pop)
     assert w1[:10].sum() == pytest.approx(w1[10:].sum())
     assert w1.mean() == pytest.approx(1.0)
+
+
+def test_mirrored_cache_in_the_video_layout(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.agegender.split import sides_of
+    from training.agegender import data, heads
+
+    names = np.array([f"{i}_0_0_2017.jpg" for i in range(20, 40)])
+    feats = np.random.default_rng(0).normal(size=(len(names), 256)).astype(np.float32)
+    monkeypatch.setattr(
+        data, "mirrored_cache", lambda partial=False: {"names": names, "features": feats}
+    )
+    d = heads.mirrored_as_video()
+    assert d["features"].shape == (len(names), 384)
+    np.testing.assert_array_equal(heads.views(d["features"], "mirror"), feats[:, 128:])
+    assert np.isnan(heads.views(d["features"], "degraded")).all()
+    np.testing.assert_array_equal(d["sides"], sides_of(names))
