@@ -40,11 +40,14 @@ from typing import Any, ClassVar
 import numpy as np
 from rq import Queue, SimpleWorker
 from rq.exceptions import NoSuchJobError
+from rq.executions import Execution
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
+from rq.results import Result
 from rq.serializers import JSONSerializer
 from rq.utils import get_version, now, str_to_date
+from rq.worker import WorkerStatus
 from rq.worker_registration import REDIS_WORKER_KEYS
 
 from pipeline.bus import Bus
@@ -430,17 +433,57 @@ class StageWorker(SimpleWorker):
         deleted. rq's own way first watches and reads the job's dependents (two round
         trips): stage jobs have none (the bus never enqueues with ``depends_on``), and a
         job enqueued by hand to depend on one stays deferred."""
-        if job.get_result_ttl(self.default_result_ttl) != 0 or job.repeats_left:
+        if (
+            job.get_result_ttl(self.default_result_ttl) != 0
+            or job.repeats_left
+            or execution is None
+            or job.group_id
+            or job.has_rate_limit
+        ):
             super().handle_job_success(job, queue, started_job_registry, execution)
             return
         with self.connection.pipeline() as pipe:
             self.increment_successful_job_count(pipeline=pipe)
             assert job.started_at is not None and job.ended_at is not None
             self.increment_total_working_time(job.ended_at - job.started_at, pipe)
-            job.cleanup(0, pipeline=pipe, remove_from_queue=False)
+            # rq's job.cleanup(0) reads the job's status and its executions first (seven
+            # round trips): the status is "started" and the execution is this one. Another
+            # execution of the same job (a recovered job whose worker still ran) keeps its
+            # own keys, which expire with their TTL.
             self.cleanup_execution(job, pipeline=pipe, execution=execution)
+            pipe.delete(job.execution_registry.key)
+            pipe.delete(job.key, job.dependents_key, job.dependencies_key, Result.get_key(job.id))
+            self.set_state(WorkerStatus.IDLE, pipeline=pipe)  # rq sets it after the job
             pipe.execute()
         job._status = JobStatus.FINISHED
+
+    def prepare_execution(self, job: Job) -> Execution:
+        """rq's execution record of ``job``, written with the job's own preparation
+        (:meth:`prepare_job_execution`) in one transaction instead of two."""
+        pipe = self.connection.pipeline()
+        execution = Execution.create(
+            job, self.get_heartbeat_ttl(job), pipeline=pipe, worker_name=self.name
+        )
+        self.executions[execution.id] = execution
+        self.set_state(WorkerStatus.BUSY, pipeline=pipe)
+        self._prepared = pipe
+        return execution
+
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        """rq's bookkeeping before a job runs (heartbeats, the job started, out of the
+        intermediate queue), in the transaction :meth:`prepare_execution` began."""
+        pipe, self._prepared = getattr(self, "_prepared", None), None
+        pipe = pipe if pipe is not None else self.connection.pipeline()
+        with pipe:
+            ttl = self.get_heartbeat_ttl(job)
+            super().heartbeat(ttl, pipeline=pipe)
+            job.heartbeat(now(), ttl, pipeline=pipe)
+            job.prepare_for_execution(self.name, pipeline=pipe)
+            pipe.persist(job.key)
+            if remove_from_intermediate_queue:
+                key = Queue.redis_queue_namespace_prefix + job.origin
+                pipe.lrem(IntermediateQueue.get_intermediate_queue_key(key), 1, job.id)
+            pipe.execute()
 
     def _requeue_interrupted(self, job: Job, queue: Queue) -> None:
         """After an outage: the interrupted job, if Redis still has it, runs again."""

@@ -410,7 +410,11 @@ def test_a_finished_job_leaves_nothing_behind_and_is_counted(rt):
     assert not bus.conn.exists(f"rq:job:{job_id}")  # result_ttl 0: deleted
     assert StartedJobRegistry(queue=bus.queue("detect")).count == 0
     assert not bus.conn.keys(f"rq:execution*{job_id}*")  # nor its execution record
+    assert not bus.conn.keys(f"rq:job:{job_id}*")  # nor its dependents' keys
+    assert bus.conn.llen(bus.queue("detect").intermediate_queue_key) == 0
+    assert not bus.conn.smembers(f"rq:worker:{worker.name}:executions")
     worker.refresh()
+    assert worker.get_state() == "idle"
     assert worker.successful_job_count == 1 and worker.failed_job_count == 0
     assert worker.total_working_time > 0
 
