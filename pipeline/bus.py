@@ -12,7 +12,12 @@ serializer, never pickle) that carry the stage's message type (``pipeline/stages
   recognize stage sends the track stage for re-identification (``send_encodings``,
   ``take_encodings``);
 * ``tracker:<stream>:<session>``: the track stage's state (JSON), its only writer being
-  the track stage, under ``tracker-lock:<stream>:<session>`` (redis-py's ``Lock``);
+  the track stage, under ``tracker-lock:<stream>:<session>`` (a random token, as
+  redis-py's ``Lock``);
+* ``track-pending:<stream>:<session>``: a track job of the stream waits in the queue; set
+  with the job by the poke that enqueued it, cleared by the job as it starts, so a stream
+  has at most one track job waiting however often it is poked (``poke_track``,
+  ``track_begin``);
 * ``detecting:<stream>:<session>``: a live camera's frames sent to detection and not yet
   detected (a sorted set of ``seq`` by capture time): the capture sends a frame to
   detection only while fewer than ``capture.live_max_in_flight`` are in flight
@@ -170,12 +175,74 @@ return deleted
 """
 
 
+# poke: KEYS = the stream's pending flag; ARGV = the flag's ttl (ms), the number of commands,
+# then per command its number of words and its words (rq's enqueue of a track job, as rq
+# would send it). Runs the commands only if the flag was not set: at most one track job of
+# a stream waits in the queue at a time. Returns 1 if the job was enqueued, else 0.
+_POKE_LUA = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then
+  return 0
+end
+local i = 3
+for _ = 1, tonumber(ARGV[2]) do
+  local n = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + n))
+  i = i + n + 1
+end
+return 1
+"""
+
+
+# track_begin: KEYS = the pending flag, the tracker lock, the tracker state, the encodings;
+# ARGV = lock token, lock ttl (ms). Clears the flag first (a poke from now on enqueues a new
+# job; whatever came before is read by this hold or, if another worker holds the lock, by
+# that worker's check as it releases it), takes the lock; with it, returns the state (false
+# if none) and the encodings waiting (removed); without it, false.
+_TRACK_BEGIN_LUA = """
+redis.call('DEL', KEYS[1])
+if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return false
+end
+local enc = redis.call('LRANGE', KEYS[4], 0, -1)
+redis.call('DEL', KEYS[4])
+return {redis.call('GET', KEYS[3]), enc}
+"""
+
+
+# track_end: KEYS = the tracker lock, the ordered buffer, the encodings; ARGV = lock token,
+# the next seq. Releases the lock if the token still holds it, and says whether work waits:
+# returns {released 1/0, frame `next seq` or encodings waiting 1/0}.
+_TRACK_END_LUA = """
+local released = 0
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  released = 1
+end
+local more = 0
+if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 or redis.call('LLEN', KEYS[3]) > 0 then
+  more = 1
+end
+return {released, more}
+"""
+
+# a stream's pending-track-job flag lives this long: a job lost with its flag set (deleted
+# by hand, failed before it ran) delays the stream's tracking at most this much
+POKE_TTL_S = 10.0
+
+
 class TakenRun(NamedTuple):
     """What :meth:`Bus.buffer_take_run` took."""
 
     frames: list[FrameRecord]  # consecutive, from the seq asked for
     waiting: int  # frames left in the buffer (later ones: the next seq is missing)
     end_seq: int | None  # the last seq of a finite source that ended, else None
+
+
+class TrackBegun(NamedTuple):
+    """What :meth:`Bus.track_begin` found once it held the stream's lock."""
+
+    state: dict[str, Any] | None  # the tracker state (None: the stream's first frame)
+    encodings: list[Encodings]  # taken from the stream's list, in order
 
 
 class SessionPrune(NamedTuple):
@@ -275,7 +342,10 @@ class Bus:
         for k in changes:
             keys += [k, self.frame_holders_key(k)]
         args = [json.dumps([[list(a), list(r)] for a, r in changes.values()])]
-        self._hold(keys=keys, args=args, client=pipeline or self.conn)
+        if pipeline is not None:  # EVAL: a Script in a pipeline costs a SCRIPT EXISTS trip
+            pipeline.eval(_HOLD_LUA, len(keys), *keys, *args)
+        else:
+            self._hold(keys=keys, args=args)
 
     def frame_holders(self, frame_key: str) -> set[str]:
         """Who holds a frame's image now (``{"pipeline"}`` before tracking, empty once
@@ -330,9 +400,64 @@ class Bus:
         if own:
             pipeline.execute()
 
+    def _track_pending(self, stream: str, session: str) -> str:
+        return self.key("track-pending", stream, session)
+
     def poke_track(self, stream: str, session: str, pipeline: Any = None) -> None:
-        """Ask the track stage to look at a stream (frames or encodings are waiting)."""
-        self.send("track", TrackJob(stream, session), pipeline=pipeline)
+        """Ask the track stage to look at a stream (frames or encodings are waiting): a
+        track job is enqueued unless one of the stream's is waiting in the queue already
+        (``track-pending:<stream>:<session>``, set with the job and cleared by the job as
+        it starts, before it reads anything: :meth:`track_begin`), so no poke is missed
+        and a backlog is one job, not one per poke. One round trip (with ``pipeline``,
+        when that is executed)."""
+        rec = self.conn.pipeline()  # records rq's enqueue; never executed
+        rec.multi()
+        self.send("track", TrackJob(stream, session), pipeline=rec)
+        argv: list[Any] = [int(POKE_TTL_S * 1000), len(rec.command_stack)]
+        for args, _ in rec.command_stack:
+            argv += [len(args), *args]
+        rec.reset()
+        client = self.conn if pipeline is None else pipeline
+        client.eval(_POKE_LUA, 1, self._track_pending(stream, session), *argv)
+
+    def track_pending(self, stream: str, session: str) -> bool:
+        """A track job of the stream waits in the queue (its poke set the flag)."""
+        return bool(self.conn.exists(self._track_pending(stream, session)))
+
+    def track_begin(
+        self, stream: str, session: str, token: str, lock_s: float
+    ) -> TrackBegun | None:
+        """Start one hold of the stream's track stage, in one round trip: clear the
+        stream's pending flag (:meth:`poke_track`), take the tracker lock with ``token``
+        and, if it was had, load the state and take the encodings waiting. None if another
+        worker holds the lock (it looks for work again as it releases it:
+        :meth:`track_end`)."""
+        keys = [
+            self._track_pending(stream, session),
+            self.key("tracker-lock", stream, session),
+            self.key("tracker", stream, session),
+            self._encodings(stream, session),
+        ]
+        got = self.conn.eval(_TRACK_BEGIN_LUA, len(keys), *keys, token, int(lock_s * 1000))
+        if not got:
+            return None
+        raw, enc = got
+        return TrackBegun(
+            None if raw is None else json.loads(raw),
+            [Encodings.from_dict(json.loads(e)) for e in enc],
+        )
+
+    def track_end(self, stream: str, session: str, token: str, seq: int, pipeline: Any) -> None:
+        """End a hold of the stream's lock in ``pipeline`` (after the hold's writes): the lock
+        is released if ``token`` still holds it, and the script's answer, the last of
+        ``pipeline.execute()``'s results, is ``[released, work waiting]`` (frame ``seq`` or
+        encodings)."""
+        keys = [
+            self.key("tracker-lock", stream, session),
+            self._buffer(stream, session),
+            self._encodings(stream, session),
+        ]
+        pipeline.eval(_TRACK_END_LUA, len(keys), *keys, token, seq)
 
     def depth(self, stage: str) -> int:
         return self.queue(stage).count
@@ -408,8 +533,8 @@ class Bus:
         for r in recs:
             args += [str(r.seq), r.to_json()]
         keys = [key, self._in_flight(recs[0].stream, recs[0].session)]
-        if pipeline is not None:
-            self._put_behind(keys=keys, args=args, client=pipeline)
+        if pipeline is not None:  # EVAL: a Script in a pipeline costs a SCRIPT EXISTS trip
+            pipeline.eval(_PUT_BEHIND_LUA, len(keys), *keys, *args)
             return None
         return self._put_behind(keys=keys, args=args) == 0
 
