@@ -138,28 +138,24 @@ return 0
 """
 
 
-# hold_frames: KEYS = frame key 1, its holders set 1, frame key 2, holders 2, ...;
-# ARGV = a JSON list, per frame, of [holders to add, holders to remove]. A frame without a
-# holders set is held by "pipeline" (implicitly: the stages before tracking). A frame
-# whose holders set is empty afterwards is deleted; a set that stays expires with its
-# frame; a set left with "pipeline" alone goes back to being implicit.
-_HOLD_LUA = """
-local changes = cjson.decode(ARGV[1])
-local deleted = 0
-for i, change in ipairs(changes) do
-  local frame, holders = KEYS[2 * i - 1], KEYS[2 * i]
+# hold(frame, holders, add, remove): change who holds a frame's image (hold_frames). A frame
+# without a holders set is held by "pipeline" (implicitly: the stages before tracking). A
+# frame whose holders set is empty afterwards is deleted (returns 1); a set that stays
+# expires with its frame; a set left with "pipeline" alone goes back to being implicit.
+_HOLD_FN = """
+local function hold(frame, holders, add, remove)
   if redis.call('EXISTS', holders) == 0 then
     redis.call('SADD', holders, 'pipeline')
   end
-  for _, h in ipairs(change[1]) do
+  for _, h in ipairs(add) do
     redis.call('SADD', holders, h)
   end
-  for _, h in ipairs(change[2]) do
+  for _, h in ipairs(remove) do
     redis.call('SREM', holders, h)
   end
   local n = redis.call('SCARD', holders)
   if n == 0 then
-    deleted = deleted + redis.call('DEL', frame)
+    return redis.call('DEL', frame)
   elseif n == 1 and redis.call('SISMEMBER', holders, 'pipeline') == 1 then
     redis.call('DEL', holders)
   else
@@ -170,8 +166,34 @@ for i, change in ipairs(changes) do
       redis.call('DEL', holders)
     end
   end
+  return 0
+end
+"""
+
+# hold_frames: KEYS = frame key 1, its holders set 1, frame key 2, holders 2, ...;
+# ARGV = a JSON list, per frame, of [holders to add, holders to remove].
+_HOLD_LUA = _HOLD_FN + """
+local changes = cjson.decode(ARGV[1])
+local deleted = 0
+for i, change in ipairs(changes) do
+  deleted = deleted + hold(KEYS[2 * i - 1], KEYS[2 * i], change[1], change[2])
 end
 return deleted
+"""
+
+# set_latest: KEYS = the stream's latest key; ARGV = the record's JSON, ttl (s), the record's
+# frame key ('' if none), the prefix of holders keys. The frame the record replaces loses its
+# "latest" holder.
+_LATEST_LUA = _HOLD_FN + """
+local old = redis.call('GETSET', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+if old then
+  local key = cjson.decode(old)['key']
+  if type(key) == 'string' and key ~= '' and key ~= ARGV[3] then
+    hold(key, ARGV[4] .. key, {}, {'latest'})
+  end
+end
+return 0
 """
 
 
@@ -306,6 +328,7 @@ class Bus:
         self._account = conn.register_script(_ACCOUNT_LUA)
         self._take_run = conn.register_script(_TAKE_RUN_LUA)
         self._hold = conn.register_script(_HOLD_LUA)
+        self._latest = conn.register_script(_LATEST_LUA)
         self._put_behind = conn.register_script(_PUT_BEHIND_LUA)
 
     # ----- keys ----------------------------------------------------------------
@@ -733,13 +756,11 @@ class Bus:
         data = rec.to_dict()
         for face in data["faces"]:
             face.pop("encoding", None)
-        pipe = self.conn.pipeline()  # MULTI: each replaced record is seen by one setter
-        pipe.getset(self.key("latest", rec.stream), json.dumps(data))
-        pipe.expire(self.key("latest", rec.stream), max(1, ttl_s))
-        old = pipe.execute()[0]
-        old_key = None if old is None else json.loads(old).get("key")
-        if old_key and old_key != rec.key:
-            self.hold_frames({old_key: ([], ["latest"])})
+        # one script (one round trip): each replaced record is seen by one setter
+        self._latest(
+            keys=[self.key("latest", rec.stream)],
+            args=[json.dumps(data), max(1, ttl_s), rec.key or "", self.frame_holders_key("")],
+        )
 
     def latest(self, stream: str) -> FrameRecord | None:
         """The newest frame the sink stored of ``stream``; None when none is recent."""

@@ -65,6 +65,9 @@ _stages: dict[str, Stage] = {}
 # the payload the worker just validated and what it parsed to: the job function gets the
 # same dict object, so its handler takes the message instead of parsing the payload again
 _validated: tuple[dict[str, Any], Any] | None = None
+# while a StageWorker runs a job: the Redis commands of the job's metrics, sent with rq's
+# bookkeeping of the finished job (one round trip for both), or on their own otherwise
+_job_metrics: list[tuple[Any, ...]] | None = None
 
 
 def set_runtime(rt: Runtime) -> None:
@@ -122,7 +125,7 @@ class Stage:
         t0 = time.perf_counter()
         pre, _validated = _validated, None
         self.inference_cpu_s = 0.0
-        with metrics.batch():
+        with metrics.batch(_job_metrics):  # None outside a StageWorker's job: sent now
             try:
                 self.process(
                     pre[1] if pre is not None and pre[0] is payload else spec.parse(payload)
@@ -454,8 +457,21 @@ class StageWorker(SimpleWorker):
             pipe.delete(job.execution_registry.key)
             pipe.delete(job.key, job.dependents_key, job.dependencies_key, Result.get_key(job.id))
             self.set_state(WorkerStatus.IDLE, pipeline=pipe)  # rq sets it after the job
+            global _job_metrics
+            for args in _job_metrics or ():  # the job's metrics (Stage.handle)
+                pipe.execute_command(*args)
+            _job_metrics = None
             pipe.execute()
         job._status = JobStatus.FINISHED
+
+    def _send_commands(self, commands: list[tuple[Any, ...]]) -> None:
+        try:
+            with self.connection.pipeline(transaction=False) as pipe:
+                for args in commands:
+                    pipe.execute_command(*args)
+                pipe.execute()
+        except REDIS_DOWN:
+            log.warning("%s: a job's metrics were not written (Redis down)", self.name)
 
     def prepare_execution(self, job: Job) -> Execution:
         """rq's execution record of ``job``, written with the job's own preparation
@@ -515,10 +531,17 @@ class StageWorker(SimpleWorker):
         return None
 
     def perform_job(self, job: Job, queue: Queue, execution: Any) -> bool:
+        global _job_metrics
         refused = self.refusal(job)
         if refused is None:
             t0 = time.monotonic()
-            ok = super().perform_job(job, queue, execution)
+            _job_metrics = []
+            try:
+                ok = super().perform_job(job, queue, execution)
+            finally:
+                held, _job_metrics = _job_metrics, None
+                if held:  # not sent with the success bookkeeping (a failure, a retry...)
+                    self._send_commands(held)
             self.activity.job(ok, time.monotonic() - t0)
             return ok
         reason, message = refused

@@ -442,3 +442,18 @@ def test_a_batched_detect_job_puts_every_frame_once_with_one_poke(rt):
     assert sums[(("stage", "detect"),)][1] == 1  # one job
     # the detector ran on the two frames whose images were there
     assert rt.metrics.total("facepipe_inference_cpu_seconds_total", stage="detect") > 0
+
+
+def test_a_jobs_metrics_are_written_with_its_bookkeeping_or_after_its_failure(rt):
+    """A stage job's metrics go to Redis with rq's bookkeeping of the finished job (one
+    round trip); a job that fails still has them written."""
+    bus = rt.bus
+    bus.send("sink", Merge("cam", "s", 2, 1))  # no such tracks: a no-op merge
+    bus.send("sink", Merge("../up", "s", 2, 1))  # a stream name the sink refuses
+    worker = stage_worker("sink", rt, name="sink-metrics")
+    worker.work(burst=True, logging_level="WARNING")
+    worker.refresh()
+    assert worker.successful_job_count == 1 and worker.failed_job_count == 3  # 2 retries
+    sums = rt.metrics.histogram_sums("facepipe_stage_seconds")
+    assert sums[(("stage", "sink"),)][1] == 4  # every run observed
+    assert rt.metrics.total("facepipe_events_updated_total", stream="cam") == 1
