@@ -74,7 +74,6 @@ class TrackStage(Stage):
             cfg.tracker, cfg.sampling, state, cfg.recognition.min_unknown_quality
         )
         merges = self._observe(tracking, stream, session, begun.encodings)
-        merges = self._observe(tracking, stream, session, begun.encodings)
         out: list[FrameRecord] = []
         samples: list[FrameRecord] = []
         run: list[FrameRecord] = []

@@ -144,3 +144,24 @@ def test_track_workers_racing_producers_miss_no_frame_and_no_encoding(rt):
         seqs += [r.seq for r in getattr(msg, "records", [])]
     assert seqs == list(range(n))  # each frame once, in order
     assert jobs_run[0] < n  # pokes coalesced (one per frame put without)
+
+
+def test_each_encodings_message_is_applied_once(rt, monkeypatch):
+    from pipeline.tracking.stream import StreamTracker
+
+    seen = []
+    observe = StreamTracker.observe
+
+    def counting(self, faces):  # noqa: ANN001, ANN202
+        seen.append([f.track_id for f in faces])
+        return observe(self, faces)
+
+    monkeypatch.setattr(StreamTracker, "observe", counting)
+    bus = rt.bus
+    for tid in (4, 5):
+        face = Face(box=(0, 0, 40, 40), track_id=tid, encoding=[0.1] * 128)
+        bus.send_encodings(Encodings("cam", "s", 0, [face]))
+    bus.buffer_put(FrameRecord(stream="cam", session="s", seq=0, ts=1.0))
+    TrackStage(rt).process(TrackJob("cam", "s"))
+    assert seen == [[4], [5]]
+    assert not bus.encodings_waiting("cam", "s") and bus.buffer_len("cam", "s") == 0
