@@ -90,28 +90,33 @@ return new
 """
 
 
+# take_run(buffer, counts, seq, most): drops frames older than seq (given up as lost before
+# they arrived), then removes and returns the consecutive frames from seq on, with how many
+# frames are left waiting and the stream's end_seq (false while the source goes on).
+_TAKE_RUN_FN = """
+local function take_run(buffer, counts, seq, most)
+  for _, k in ipairs(redis.call('HKEYS', buffer)) do
+    if tonumber(k) < seq then
+      redis.call('HDEL', buffer, k)
+    end
+  end
+  local out = {}
+  while #out < most do
+    local v = redis.call('HGET', buffer, tostring(seq))
+    if not v then
+      break
+    end
+    redis.call('HDEL', buffer, tostring(seq))
+    out[#out + 1] = v
+    seq = seq + 1
+  end
+  return {out, redis.call('HLEN', buffer), redis.call('HGET', counts, 'end_seq')}
+end
+"""
+
 # take_run: KEYS = the ordered buffer, the stream's counts hash; ARGV = next seq, max frames.
-# Drops frames older than next seq (given up as lost before they arrived), then removes and
-# returns the consecutive frames from next seq on, with how many frames are left waiting
-# and the stream's end_seq (false while the source goes on).
-_TAKE_RUN_LUA = """
-local seq = tonumber(ARGV[1])
-for _, k in ipairs(redis.call('HKEYS', KEYS[1])) do
-  if tonumber(k) < seq then
-    redis.call('HDEL', KEYS[1], k)
-  end
-end
-local out = {}
-while #out < tonumber(ARGV[2]) do
-  local v = redis.call('HGET', KEYS[1], tostring(seq))
-  if not v then
-    break
-  end
-  redis.call('HDEL', KEYS[1], tostring(seq))
-  out[#out + 1] = v
-  seq = seq + 1
-end
-return {out, redis.call('HLEN', KEYS[1]), redis.call('HGET', KEYS[2], 'end_seq')}
+_TAKE_RUN_LUA = _TAKE_RUN_FN + """
+return take_run(KEYS[1], KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]))
 """
 
 
@@ -215,19 +220,25 @@ return 1
 """
 
 
-# track_begin: KEYS = the pending flag, the tracker lock, the tracker state, the encodings;
-# ARGV = lock token, lock ttl (ms). Clears the flag first (a poke from now on enqueues a new
-# job; whatever came before is read by this hold or, if another worker holds the lock, by
-# that worker's check as it releases it), takes the lock; with it, returns the state (false
-# if none) and the encodings waiting (removed); without it, false.
-_TRACK_BEGIN_LUA = """
+# track_begin: KEYS = the pending flag, the tracker lock, the tracker state, the encodings,
+# the ordered buffer, the stream's counts hash; ARGV = lock token, lock ttl (ms), max frames.
+# Clears the flag first (a poke from now on enqueues a new job; whatever came before is read
+# by this hold or, if another worker holds the lock, by that worker's check as it releases
+# it), takes the lock; with it, returns the state (false if none), the encodings waiting
+# (removed) and the run of frames from the state's next seq on (take_run); without it, false.
+_TRACK_BEGIN_LUA = _TAKE_RUN_FN + """
 redis.call('DEL', KEYS[1])
 if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return false
 end
 local enc = redis.call('LRANGE', KEYS[4], 0, -1)
 redis.call('DEL', KEYS[4])
-return {redis.call('GET', KEYS[3]), enc}
+local state = redis.call('GET', KEYS[3])
+local seq = 0
+if state then
+  seq = tonumber(cjson.decode(state)['next_seq']) or 0
+end
+return {state, enc, take_run(KEYS[5], KEYS[6], seq, tonumber(ARGV[3]))}
 """
 
 
@@ -265,6 +276,8 @@ class TrackBegun(NamedTuple):
 
     state: dict[str, Any] | None  # the tracker state (None: the stream's first frame)
     encodings: list[Encodings]  # taken from the stream's list, in order
+    taken: TakenRun  # the frames from the state's next seq on (buffer_take_run)
+    most: int  # at most this many frames were taken
 
 
 class SessionPrune(NamedTuple):
@@ -448,26 +461,37 @@ class Bus:
         return bool(self.conn.exists(self._track_pending(stream, session)))
 
     def track_begin(
-        self, stream: str, session: str, token: str, lock_s: float
+        self, stream: str, session: str, token: str, lock_s: float, most: int
     ) -> TrackBegun | None:
         """Start one hold of the stream's track stage, in one round trip: clear the
         stream's pending flag (:meth:`poke_track`), take the tracker lock with ``token``
-        and, if it was had, load the state and take the encodings waiting. None if another
-        worker holds the lock (it looks for work again as it releases it:
+        and, if it was had, load the state, take the encodings waiting and up to ``most``
+        consecutive frames from the state's next seq on (:meth:`buffer_take_run`). None
+        if another worker holds the lock (it looks for work again as it releases it:
         :meth:`track_end`)."""
         keys = [
             self._track_pending(stream, session),
             self.key("tracker-lock", stream, session),
             self.key("tracker", stream, session),
             self._encodings(stream, session),
+            self._buffer(stream, session),
+            self.key("stream", self.stream_id(stream, session)),
         ]
-        got = self.conn.eval(_TRACK_BEGIN_LUA, len(keys), *keys, token, int(lock_s * 1000))
+        got = self.conn.eval(
+            _TRACK_BEGIN_LUA, len(keys), *keys, token, int(lock_s * 1000), most
+        )
         if not got:
             return None
-        raw, enc = got
+        raw, enc, (frames, waiting, end) = got
         return TrackBegun(
             None if raw is None else json.loads(raw),
             [Encodings.from_dict(json.loads(e)) for e in enc],
+            TakenRun(
+                [FrameRecord.from_json(r) for r in frames],
+                int(waiting),
+                None if end is None else int(end),
+            ),
+            most,
         )
 
     def track_end(self, stream: str, session: str, token: str, seq: int, pipeline: Any) -> None:

@@ -3,13 +3,13 @@
 A track job only names a stream (:class:`~pipeline.record.TrackJob`); a stream has at
 most one waiting in the queue (``Bus.poke_track``). The worker clears the stream's
 pending flag, takes the stream's lock, loads the stream's state (tracker, next frame,
-pending samples) and the encodings the recognize stage sent for re-identification (one
-round trip: ``Bus.track_begin``), consumes consecutive frames from the stream's ordered
-buffer, then saves the state, sends what it made and releases the lock in one
-transaction that also says whether more work came meanwhile (``Bus.track_end``), so any
-track worker can continue any stream. The track stage is the only writer of
-the tracker state. A frame whose detect result never arrives (its worker died) is skipped
-after ``tracker.gap_timeout_s`` and counted as dropped (``lost``).
+pending samples), the encodings the recognize stage sent for re-identification and the
+first run of consecutive frames from the stream's ordered buffer (one round trip:
+``Bus.track_begin``), consumes those frames, then saves the state, sends what it made
+and releases the lock in one transaction that also says whether more work came meanwhile
+(``Bus.track_end``), so any track worker can continue any stream. The track stage is the
+only writer of the tracker state. A frame whose detect result never arrives (its worker
+died) is skipped after ``tracker.gap_timeout_s`` and counted as dropped (``lost``).
 
 What happens to each frame and to the encodings is
 :class:`~pipeline.tracking.stream.StreamTracker`'s (track ids, shot cuts, predicted boxes
@@ -52,7 +52,7 @@ class TrackStage(Stage):
         stream, session, bus = job.stream, job.session, self.rt.bus
         token = secrets.token_hex(16)
         while True:
-            begun = bus.track_begin(stream, session, token, LOCK_S)
+            begun = bus.track_begin(stream, session, token, LOCK_S, MAX_FRAMES_PER_HOLD)
             if begun is None:
                 return  # another worker holds the stream; it re-checks as it releases it
             if not self._advance(stream, session, begun, token):
@@ -64,9 +64,9 @@ class TrackStage(Stage):
         frames. Returns whether work waits for the stream (frames or encodings that came
         meanwhile).
 
-        The frames come from the ordered buffer a run at a time (one round trip); the
-        state, the jobs for the next stages, the frames' observations and the lock's
-        release go out in one transaction."""
+        The frames come from the ordered buffer a run at a time (the first with the lock,
+        any further in one round trip each); the state, the jobs for the next stages, the
+        frames' observations and the lock's release go out in one transaction."""
         bus, cfg = self.rt.bus, self.rt.config
         state = self.states.from_data(begun.state)
         held_before = waiting_keys(state)
@@ -76,9 +76,10 @@ class TrackStage(Stage):
         merges = self._observe(tracking, stream, session, begun.encodings)
         out: list[FrameRecord] = []
         samples: list[FrameRecord] = []
-        run: list[FrameRecord] = []
-        missing = False  # the buffer lacks frame state.next_seq (as of the last take)
-        waiting, end_seq = 0, None
+        taken = begun.taken  # the first run came with the lock
+        run, waiting, end_seq = list(reversed(taken.frames)), taken.waiting, taken.end_seq
+        # the buffer lacks frame state.next_seq (as of the last take)
+        missing = len(taken.frames) < begun.most
         while len(out) < MAX_FRAMES_PER_HOLD:
             if not run and not missing:
                 most = MAX_FRAMES_PER_HOLD - len(out)

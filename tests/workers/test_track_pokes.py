@@ -53,7 +53,7 @@ def test_pokes_of_a_stream_coalesce_into_one_waiting_job(rt):
     assert list(q.fetch_job(first).args) == [{"stream": "cam", "session": "s"}]
     assert bus.conn.sismember("rq:queues", q.key)
     # a job that starts clears the flag before it reads anything: the next poke is a job
-    bus.track_begin("cam", "s", "token", 30.0)
+    bus.track_begin("cam", "s", "token", 30.0, 100)
     bus.poke_track("cam", "s")
     assert bus.depth("track") == 5
 
