@@ -115,9 +115,12 @@ end
 """
 
 # take_run: KEYS = the ordered buffer, the stream's counts hash; ARGV = next seq, max frames.
-_TAKE_RUN_LUA = _TAKE_RUN_FN + """
+_TAKE_RUN_LUA = (
+    _TAKE_RUN_FN
+    + """
 return take_run(KEYS[1], KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]))
 """
+)
 
 
 # put_behind: KEYS = the ordered buffer, the stream session's detections in flight;
@@ -177,7 +180,9 @@ end
 
 # hold_frames: KEYS = frame key 1, its holders set 1, frame key 2, holders 2, ...;
 # ARGV = a JSON list, per frame, of [holders to add, holders to remove].
-_HOLD_LUA = _HOLD_FN + """
+_HOLD_LUA = (
+    _HOLD_FN
+    + """
 local changes = cjson.decode(ARGV[1])
 local deleted = 0
 for i, change in ipairs(changes) do
@@ -185,11 +190,14 @@ for i, change in ipairs(changes) do
 end
 return deleted
 """
+)
 
 # set_latest: KEYS = the stream's latest key; ARGV = the record's JSON, ttl (s), the record's
 # frame key ('' if none), the prefix of holders keys. The frame the record replaces loses its
 # "latest" holder.
-_LATEST_LUA = _HOLD_FN + """
+_LATEST_LUA = (
+    _HOLD_FN
+    + """
 local old = redis.call('GETSET', KEYS[1], ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 if old then
@@ -200,6 +208,7 @@ if old then
 end
 return 0
 """
+)
 
 
 # poke: KEYS = the stream's pending flag; ARGV = the flag's ttl (ms), the number of commands,
@@ -226,7 +235,9 @@ return 1
 # by this hold or, if another worker holds the lock, by that worker's check as it releases
 # it), takes the lock; with it, returns the state (false if none), the encodings waiting
 # (removed) and the run of frames from the state's next seq on (take_run); without it, false.
-_TRACK_BEGIN_LUA = _TAKE_RUN_FN + """
+_TRACK_BEGIN_LUA = (
+    _TAKE_RUN_FN
+    + """
 redis.call('DEL', KEYS[1])
 if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return false
@@ -240,6 +251,7 @@ if state then
 end
 return {state, enc, take_run(KEYS[5], KEYS[6], seq, tonumber(ARGV[3]))}
 """
+)
 
 
 # track_end: KEYS = the tracker lock, the ordered buffer, the encodings; ARGV = lock token,
@@ -477,9 +489,7 @@ class Bus:
             self._buffer(stream, session),
             self.key("stream", self.stream_id(stream, session)),
         ]
-        got = self.conn.eval(
-            _TRACK_BEGIN_LUA, len(keys), *keys, token, int(lock_s * 1000), most
-        )
+        got = self.conn.eval(_TRACK_BEGIN_LUA, len(keys), *keys, token, int(lock_s * 1000), most)
         if not got:
             return None
         raw, enc, (frames, waiting, end) = got
