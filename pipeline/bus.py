@@ -123,29 +123,6 @@ return take_run(KEYS[1], KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]))
 )
 
 
-# put_behind: KEYS = the ordered buffer, the stream session's detections in flight;
-# ARGV = ttl, then seq and record JSON per frame. Writes the frames; returns 1 when a
-# detection of an earlier frame is in flight (its result's write pokes the track stage,
-# which then finds these frames too), else 0 (the caller pokes).
-_PUT_BEHIND_LUA = """
-local first = nil
-for i = 2, #ARGV, 2 do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-  local s = tonumber(ARGV[i])
-  if first == nil or s < first then
-    first = s
-  end
-end
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-for _, m in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
-  if tonumber(m) < first then
-    return 1
-  end
-end
-return 0
-"""
-
-
 # hold(frame, holders, add, remove): change who holds a frame's image (hold_frames). A frame
 # without a holders set is held by "pipeline" (implicitly: the stages before tracking). A
 # frame whose holders set is empty afterwards is deleted (returns 1); a set that stays
@@ -211,22 +188,61 @@ return 0
 )
 
 
-# poke: KEYS = the stream's pending flag; ARGV = the flag's ttl (ms), the number of commands,
-# then per command its number of words and its words (rq's enqueue of a track job, as rq
-# would send it). Runs the commands only if the flag was not set: at most one track job of
-# a stream waits in the queue at a time. Returns 1 if the job was enqueued, else 0.
-_POKE_LUA = """
-if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then
-  return 0
+# poke(flag, first): ARGV from index `first` on = the flag's ttl (ms), the number of
+# commands, then per command its number of words and its words (rq's enqueue of a track job,
+# as rq would send it). Runs the commands only if the flag was not set: at most one track
+# job of a stream waits in the queue at a time. Returns 1 if the job was enqueued, else 0.
+_POKE_FN = """
+local function poke(flag, first)
+  if not redis.call('SET', flag, '1', 'NX', 'PX', ARGV[first]) then
+    return 0
+  end
+  local i = first + 2
+  for _ = 1, tonumber(ARGV[first + 1]) do
+    local n = tonumber(ARGV[i])
+    redis.call(unpack(ARGV, i + 1, i + n))
+    i = i + n + 1
+  end
+  return 1
 end
-local i = 3
-for _ = 1, tonumber(ARGV[2]) do
-  local n = tonumber(ARGV[i])
-  redis.call(unpack(ARGV, i + 1, i + n))
-  i = i + n + 1
+"""
+
+# poke: KEYS = the stream's pending flag; ARGV = as poke() reads them.
+_POKE_LUA = (
+    _POKE_FN
+    + """
+return poke(KEYS[1], 1)
+"""
+)
+
+
+# put_behind: KEYS = the ordered buffer, the stream session's detections in flight, the
+# stream's pending-track-job flag; ARGV = ttl, the number of frames, seq and record JSON per
+# frame, then the poke's arguments (poke()). Writes the frames; pokes the track stage unless
+# a detection of an earlier frame is in flight (its result's write pokes it, and it then
+# finds these frames too). Returns 1 (the caller need not poke).
+_PUT_BEHIND_LUA = (
+    _POKE_FN
+    + """
+local first = nil
+local last = 2 + 2 * tonumber(ARGV[2])
+for i = 3, last, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  local s = tonumber(ARGV[i])
+  if first == nil or s < first then
+    first = s
+  end
 end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+for _, m in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+  if tonumber(m) < first then
+    return 1
+  end
+end
+poke(KEYS[3], last + 1)
 return 1
 """
+)
 
 
 # track_begin: KEYS = the pending flag, the tracker lock, the tracker state, the encodings,
@@ -458,6 +474,12 @@ class Bus:
         it starts, before it reads anything: :meth:`track_begin`), so no poke is missed
         and a backlog is one job, not one per poke. One round trip (with ``pipeline``,
         when that is executed)."""
+        client = self.conn if pipeline is None else pipeline
+        flag = self._track_pending(stream, session)
+        client.eval(_POKE_LUA, 1, flag, *self._poke_argv(stream, session))
+
+    def _poke_argv(self, stream: str, session: str) -> list[Any]:
+        """The poke script's arguments: the flag's ttl and rq's enqueue of a track job."""
         rec = self.conn.pipeline()  # records rq's enqueue; never executed
         rec.multi()
         self.send("track", TrackJob(stream, session), pipeline=rec)
@@ -465,8 +487,7 @@ class Bus:
         for args, _ in rec.command_stack:
             argv += [len(args), *args]
         rec.reset()
-        client = self.conn if pipeline is None else pipeline
-        client.eval(_POKE_LUA, 1, self._track_pending(stream, session), *argv)
+        return argv
 
     def track_pending(self, stream: str, session: str) -> bool:
         """A track job of the stream waits in the queue (its poke set the flag)."""
@@ -579,17 +600,23 @@ class Bus:
 
     def buffer_put_behind(self, recs: list[FrameRecord], pipeline: Any = None) -> bool | None:
         """Frames ``recs`` of one live stream session that detection skipped wait for the
-        track stage, like :meth:`buffer_put_many` but without a poke when a detection of
-        an earlier frame of the stream is still in flight: the track stage cannot take
-        these frames before that one, and its result's write pokes it (the check and the
-        write are one script, so the result cannot slip in between). Returns whether the
-        caller must poke the track stage (:meth:`poke_track`) itself; with ``pipeline``,
-        None: its ``execute()`` gives the script's answer (0: poke) among its results."""
-        key = self._buffer(recs[0].stream, recs[0].session)
-        args: list[object] = [self.session_ttl_s]
+        track stage, like :meth:`buffer_put_many`, but the track stage is poked only when
+        no detection of an earlier frame of the stream is in flight: the track stage
+        cannot take these frames before that one, and its result's write pokes it (the
+        check, the write and the poke are one script, so the result cannot slip in
+        between). Returns whether the caller must poke the track stage itself: False (the
+        script did what was needed); with ``pipeline``, None: its ``execute()`` gives the
+        script's answer (1: no poke needed) among its results."""
+        stream, session = recs[0].stream, recs[0].session
+        args: list[object] = [self.session_ttl_s, len(recs)]
         for r in recs:
             args += [str(r.seq), r.to_json()]
-        keys = [key, self._in_flight(recs[0].stream, recs[0].session)]
+        args += self._poke_argv(stream, session)
+        keys = [
+            self._buffer(stream, session),
+            self._in_flight(stream, session),
+            self._track_pending(stream, session),
+        ]
         if pipeline is not None:  # EVAL: a Script in a pipeline costs a SCRIPT EXISTS trip
             pipeline.eval(_PUT_BEHIND_LUA, len(keys), *keys, *args)
             return None
