@@ -300,6 +300,7 @@ class StageWorker(SimpleWorker):
         self.activity = Activity(self.name)
         self._suspension_checked = -SUSPENSION_CHECK_S  # time.monotonic() of the last check
         self._state_unsure = True  # whether Redis may hold another state than self._state
+        self._prepared: Any = None  # prepare_execution's transaction, not yet sent
 
     # ----- counters ----------------------------------------------------------------
     def _count_dead(self, stage: str, reason: str) -> None:
@@ -488,7 +489,7 @@ class StageWorker(SimpleWorker):
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
         """rq's bookkeeping before a job runs (heartbeats, the job started, out of the
         intermediate queue), in the transaction :meth:`prepare_execution` began."""
-        pipe, self._prepared = getattr(self, "_prepared", None), None
+        pipe, self._prepared = self._prepared, None
         pipe = pipe if pipe is not None else self.connection.pipeline()
         with pipe:
             ttl = self.get_heartbeat_ttl(job)
