@@ -12,7 +12,12 @@ serializer, never pickle) that carry the stage's message type (``pipeline/stages
   recognize stage sends the track stage for re-identification (``send_encodings``,
   ``take_encodings``);
 * ``tracker:<stream>:<session>``: the track stage's state (JSON), its only writer being
-  the track stage, under ``tracker-lock:<stream>:<session>`` (redis-py's ``Lock``);
+  the track stage, under ``tracker-lock:<stream>:<session>`` (a random token, as
+  redis-py's ``Lock``);
+* ``track-pending:<stream>:<session>``: a track job of the stream waits in the queue; set
+  with the job by the poke that enqueued it, cleared by the job as it starts, so a stream
+  has at most one track job waiting however often it is poked (``poke_track``,
+  ``track_begin``);
 * ``detecting:<stream>:<session>``: a live camera's frames sent to detection and not yet
   detected (a sorted set of ``seq`` by capture time): the capture sends a frame to
   detection only while fewer than ``capture.live_max_in_flight`` are in flight
@@ -85,38 +90,143 @@ return new
 """
 
 
-# take_run: KEYS = the ordered buffer, the stream's counts hash; ARGV = next seq, max frames.
-# Drops frames older than next seq (given up as lost before they arrived), then removes and
-# returns the consecutive frames from next seq on, with how many frames are left waiting
-# and the stream's end_seq (false while the source goes on).
-_TAKE_RUN_LUA = """
-local seq = tonumber(ARGV[1])
-for _, k in ipairs(redis.call('HKEYS', KEYS[1])) do
-  if tonumber(k) < seq then
-    redis.call('HDEL', KEYS[1], k)
+# take_run(buffer, counts, seq, most): drops frames older than seq (given up as lost before
+# they arrived), then removes and returns the consecutive frames from seq on, with how many
+# frames are left waiting and the stream's end_seq (false while the source goes on).
+_TAKE_RUN_FN = """
+local function take_run(buffer, counts, seq, most)
+  for _, k in ipairs(redis.call('HKEYS', buffer)) do
+    if tonumber(k) < seq then
+      redis.call('HDEL', buffer, k)
+    end
   end
-end
-local out = {}
-while #out < tonumber(ARGV[2]) do
-  local v = redis.call('HGET', KEYS[1], tostring(seq))
-  if not v then
-    break
+  local out = {}
+  while #out < most do
+    local v = redis.call('HGET', buffer, tostring(seq))
+    if not v then
+      break
+    end
+    redis.call('HDEL', buffer, tostring(seq))
+    out[#out + 1] = v
+    seq = seq + 1
   end
-  redis.call('HDEL', KEYS[1], tostring(seq))
-  out[#out + 1] = v
-  seq = seq + 1
+  return {out, redis.call('HLEN', buffer), redis.call('HGET', counts, 'end_seq')}
 end
-return {out, redis.call('HLEN', KEYS[1]), redis.call('HGET', KEYS[2], 'end_seq')}
 """
 
+# take_run: KEYS = the ordered buffer, the stream's counts hash; ARGV = next seq, max frames.
+_TAKE_RUN_LUA = (
+    _TAKE_RUN_FN
+    + """
+return take_run(KEYS[1], KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]))
+"""
+)
 
-# put_behind: KEYS = the ordered buffer, the stream session's detections in flight;
-# ARGV = ttl, then seq and record JSON per frame. Writes the frames; returns 1 when a
-# detection of an earlier frame is in flight (its result's write pokes the track stage,
-# which then finds these frames too), else 0 (the caller pokes).
-_PUT_BEHIND_LUA = """
+
+# hold(frame, holders, add, remove): change who holds a frame's image (hold_frames). A frame
+# without a holders set is held by "pipeline" (implicitly: the stages before tracking). A
+# frame whose holders set is empty afterwards is deleted (returns 1); a set that stays
+# expires with its frame; a set left with "pipeline" alone goes back to being implicit.
+_HOLD_FN = """
+local function hold(frame, holders, add, remove)
+  if redis.call('EXISTS', holders) == 0 then
+    redis.call('SADD', holders, 'pipeline')
+  end
+  for _, h in ipairs(add) do
+    redis.call('SADD', holders, h)
+  end
+  for _, h in ipairs(remove) do
+    redis.call('SREM', holders, h)
+  end
+  local n = redis.call('SCARD', holders)
+  if n == 0 then
+    return redis.call('DEL', frame)
+  elseif n == 1 and redis.call('SISMEMBER', holders, 'pipeline') == 1 then
+    redis.call('DEL', holders)
+  else
+    local ttl = redis.call('PTTL', frame)
+    if ttl > 0 then
+      redis.call('PEXPIRE', holders, ttl)
+    else
+      redis.call('DEL', holders)
+    end
+  end
+  return 0
+end
+"""
+
+# hold_frames: KEYS = frame key 1, its holders set 1, frame key 2, holders 2, ...;
+# ARGV = a JSON list, per frame, of [holders to add, holders to remove].
+_HOLD_LUA = (
+    _HOLD_FN
+    + """
+local changes = cjson.decode(ARGV[1])
+local deleted = 0
+for i, change in ipairs(changes) do
+  deleted = deleted + hold(KEYS[2 * i - 1], KEYS[2 * i], change[1], change[2])
+end
+return deleted
+"""
+)
+
+# set_latest: KEYS = the stream's latest key; ARGV = the record's JSON, ttl (s), the record's
+# frame key ('' if none), the prefix of holders keys. The frame the record replaces loses its
+# "latest" holder.
+_LATEST_LUA = (
+    _HOLD_FN
+    + """
+local old = redis.call('GETSET', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+if old then
+  local key = cjson.decode(old)['key']
+  if type(key) == 'string' and key ~= '' and key ~= ARGV[3] then
+    hold(key, ARGV[4] .. key, {}, {'latest'})
+  end
+end
+return 0
+"""
+)
+
+
+# poke(flag, first): ARGV from index `first` on = the flag's ttl (ms), the number of
+# commands, then per command its number of words and its words (rq's enqueue of a track job,
+# as rq would send it). Runs the commands only if the flag was not set: at most one track
+# job of a stream waits in the queue at a time. Returns 1 if the job was enqueued, else 0.
+_POKE_FN = """
+local function poke(flag, first)
+  if not redis.call('SET', flag, '1', 'NX', 'PX', ARGV[first]) then
+    return 0
+  end
+  local i = first + 2
+  for _ = 1, tonumber(ARGV[first + 1]) do
+    local n = tonumber(ARGV[i])
+    redis.call(unpack(ARGV, i + 1, i + n))
+    i = i + n + 1
+  end
+  return 1
+end
+"""
+
+# poke: KEYS = the stream's pending flag; ARGV = as poke() reads them.
+_POKE_LUA = (
+    _POKE_FN
+    + """
+return poke(KEYS[1], 1)
+"""
+)
+
+
+# put_behind: KEYS = the ordered buffer, the stream session's detections in flight, the
+# stream's pending-track-job flag; ARGV = ttl, the number of frames, seq and record JSON per
+# frame, then the poke's arguments (poke()). Writes the frames; pokes the track stage unless
+# a detection of an earlier frame is in flight (its result's write pokes it, and it then
+# finds these frames too). Returns 1 (the caller need not poke).
+_PUT_BEHIND_LUA = (
+    _POKE_FN
+    + """
 local first = nil
-for i = 2, #ARGV, 2 do
+local last = 2 + 2 * tonumber(ARGV[2])
+for i = 3, last, 2 do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
   local s = tonumber(ARGV[i])
   if first == nil or s < first then
@@ -129,45 +239,56 @@ for _, m in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
     return 1
   end
 end
-return 0
+poke(KEYS[3], last + 1)
+return 1
 """
+)
 
 
-# hold_frames: KEYS = frame key 1, its holders set 1, frame key 2, holders 2, ...;
-# ARGV = a JSON list, per frame, of [holders to add, holders to remove]. A frame without a
-# holders set is held by "pipeline" (implicitly: the stages before tracking). A frame
-# whose holders set is empty afterwards is deleted; a set that stays expires with its
-# frame; a set left with "pipeline" alone goes back to being implicit.
-_HOLD_LUA = """
-local changes = cjson.decode(ARGV[1])
-local deleted = 0
-for i, change in ipairs(changes) do
-  local frame, holders = KEYS[2 * i - 1], KEYS[2 * i]
-  if redis.call('EXISTS', holders) == 0 then
-    redis.call('SADD', holders, 'pipeline')
-  end
-  for _, h in ipairs(change[1]) do
-    redis.call('SADD', holders, h)
-  end
-  for _, h in ipairs(change[2]) do
-    redis.call('SREM', holders, h)
-  end
-  local n = redis.call('SCARD', holders)
-  if n == 0 then
-    deleted = deleted + redis.call('DEL', frame)
-  elseif n == 1 and redis.call('SISMEMBER', holders, 'pipeline') == 1 then
-    redis.call('DEL', holders)
-  else
-    local ttl = redis.call('PTTL', frame)
-    if ttl > 0 then
-      redis.call('PEXPIRE', holders, ttl)
-    else
-      redis.call('DEL', holders)
-    end
-  end
+# track_begin: KEYS = the pending flag, the tracker lock, the tracker state, the encodings,
+# the ordered buffer, the stream's counts hash; ARGV = lock token, lock ttl (ms), max frames.
+# Clears the flag first (a poke from now on enqueues a new job; whatever came before is read
+# by this hold or, if another worker holds the lock, by that worker's check as it releases
+# it), takes the lock; with it, returns the state (false if none), the encodings waiting
+# (removed) and the run of frames from the state's next seq on (take_run); without it, false.
+_TRACK_BEGIN_LUA = (
+    _TAKE_RUN_FN
+    + """
+redis.call('DEL', KEYS[1])
+if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return false
 end
-return deleted
+local enc = redis.call('LRANGE', KEYS[4], 0, -1)
+redis.call('DEL', KEYS[4])
+local state = redis.call('GET', KEYS[3])
+local seq = 0
+if state then
+  seq = tonumber(cjson.decode(state)['next_seq']) or 0
+end
+return {state, enc, take_run(KEYS[5], KEYS[6], seq, tonumber(ARGV[3]))}
 """
+)
+
+
+# track_end: KEYS = the tracker lock, the ordered buffer, the encodings; ARGV = lock token,
+# the next seq. Releases the lock if the token still holds it, and says whether work waits:
+# returns {released 1/0, frame `next seq` or encodings waiting 1/0}.
+_TRACK_END_LUA = """
+local released = 0
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  released = 1
+end
+local more = 0
+if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 or redis.call('LLEN', KEYS[3]) > 0 then
+  more = 1
+end
+return {released, more}
+"""
+
+# a stream's pending-track-job flag lives this long: a job lost with its flag set (deleted
+# by hand, failed before it ran) delays the stream's tracking at most this much
+POKE_TTL_S = 10.0
 
 
 class TakenRun(NamedTuple):
@@ -176,6 +297,15 @@ class TakenRun(NamedTuple):
     frames: list[FrameRecord]  # consecutive, from the seq asked for
     waiting: int  # frames left in the buffer (later ones: the next seq is missing)
     end_seq: int | None  # the last seq of a finite source that ended, else None
+
+
+class TrackBegun(NamedTuple):
+    """What :meth:`Bus.track_begin` found once it held the stream's lock."""
+
+    state: dict[str, Any] | None  # the tracker state (None: the stream's first frame)
+    encodings: list[Encodings]  # taken from the stream's list, in order
+    taken: TakenRun  # the frames from the state's next seq on (buffer_take_run)
+    most: int  # at most this many frames were taken
 
 
 class SessionPrune(NamedTuple):
@@ -239,6 +369,7 @@ class Bus:
         self._account = conn.register_script(_ACCOUNT_LUA)
         self._take_run = conn.register_script(_TAKE_RUN_LUA)
         self._hold = conn.register_script(_HOLD_LUA)
+        self._latest = conn.register_script(_LATEST_LUA)
         self._put_behind = conn.register_script(_PUT_BEHIND_LUA)
 
     # ----- keys ----------------------------------------------------------------
@@ -275,7 +406,10 @@ class Bus:
         for k in changes:
             keys += [k, self.frame_holders_key(k)]
         args = [json.dumps([[list(a), list(r)] for a, r in changes.values()])]
-        self._hold(keys=keys, args=args, client=pipeline or self.conn)
+        if pipeline is not None:  # EVAL: a Script in a pipeline costs a SCRIPT EXISTS trip
+            pipeline.eval(_HOLD_LUA, len(keys), *keys, *args)
+        else:
+            self._hold(keys=keys, args=args)
 
     def frame_holders(self, frame_key: str) -> set[str]:
         """Who holds a frame's image now (``{"pipeline"}`` before tracking, empty once
@@ -330,9 +464,78 @@ class Bus:
         if own:
             pipeline.execute()
 
+    def _track_pending(self, stream: str, session: str) -> str:
+        return self.key("track-pending", stream, session)
+
     def poke_track(self, stream: str, session: str, pipeline: Any = None) -> None:
-        """Ask the track stage to look at a stream (frames or encodings are waiting)."""
-        self.send("track", TrackJob(stream, session), pipeline=pipeline)
+        """Ask the track stage to look at a stream (frames or encodings are waiting): a
+        track job is enqueued unless one of the stream's is waiting in the queue already
+        (``track-pending:<stream>:<session>``, set with the job and cleared by the job as
+        it starts, before it reads anything: :meth:`track_begin`), so no poke is missed
+        and a backlog is one job, not one per poke. One round trip (with ``pipeline``,
+        when that is executed)."""
+        client = self.conn if pipeline is None else pipeline
+        flag = self._track_pending(stream, session)
+        client.eval(_POKE_LUA, 1, flag, *self._poke_argv(stream, session))
+
+    def _poke_argv(self, stream: str, session: str) -> list[Any]:
+        """The poke script's arguments: the flag's ttl and rq's enqueue of a track job."""
+        rec = self.conn.pipeline()  # records rq's enqueue; never executed
+        rec.multi()
+        self.send("track", TrackJob(stream, session), pipeline=rec)
+        argv: list[Any] = [int(POKE_TTL_S * 1000), len(rec.command_stack)]
+        for args, _ in rec.command_stack:
+            argv += [len(args), *args]
+        rec.reset()
+        return argv
+
+    def track_pending(self, stream: str, session: str) -> bool:
+        """A track job of the stream waits in the queue (its poke set the flag)."""
+        return bool(self.conn.exists(self._track_pending(stream, session)))
+
+    def track_begin(
+        self, stream: str, session: str, token: str, lock_s: float, most: int
+    ) -> TrackBegun | None:
+        """Start one hold of the stream's track stage, in one round trip: clear the
+        stream's pending flag (:meth:`poke_track`), take the tracker lock with ``token``
+        and, if it was had, load the state, take the encodings waiting and up to ``most``
+        consecutive frames from the state's next seq on (:meth:`buffer_take_run`). None
+        if another worker holds the lock (it looks for work again as it releases it:
+        :meth:`track_end`)."""
+        keys = [
+            self._track_pending(stream, session),
+            self.key("tracker-lock", stream, session),
+            self.key("tracker", stream, session),
+            self._encodings(stream, session),
+            self._buffer(stream, session),
+            self.key("stream", self.stream_id(stream, session)),
+        ]
+        got = self.conn.eval(_TRACK_BEGIN_LUA, len(keys), *keys, token, int(lock_s * 1000), most)
+        if not got:
+            return None
+        raw, enc, (frames, waiting, end) = got
+        return TrackBegun(
+            None if raw is None else json.loads(raw),
+            [Encodings.from_dict(json.loads(e)) for e in enc],
+            TakenRun(
+                [FrameRecord.from_json(r) for r in frames],
+                int(waiting),
+                None if end is None else int(end),
+            ),
+            most,
+        )
+
+    def track_end(self, stream: str, session: str, token: str, seq: int, pipeline: Any) -> None:
+        """End a hold of the stream's lock in ``pipeline`` (after the hold's writes): the lock
+        is released if ``token`` still holds it, and the script's answer, the last of
+        ``pipeline.execute()``'s results, is ``[released, work waiting]`` (frame ``seq`` or
+        encodings)."""
+        keys = [
+            self.key("tracker-lock", stream, session),
+            self._buffer(stream, session),
+            self._encodings(stream, session),
+        ]
+        pipeline.eval(_TRACK_END_LUA, len(keys), *keys, token, seq)
 
     def depth(self, stage: str) -> int:
         return self.queue(stage).count
@@ -397,19 +600,25 @@ class Bus:
 
     def buffer_put_behind(self, recs: list[FrameRecord], pipeline: Any = None) -> bool | None:
         """Frames ``recs`` of one live stream session that detection skipped wait for the
-        track stage, like :meth:`buffer_put_many` but without a poke when a detection of
-        an earlier frame of the stream is still in flight: the track stage cannot take
-        these frames before that one, and its result's write pokes it (the check and the
-        write are one script, so the result cannot slip in between). Returns whether the
-        caller must poke the track stage (:meth:`poke_track`) itself; with ``pipeline``,
-        None: its ``execute()`` gives the script's answer (0: poke) among its results."""
-        key = self._buffer(recs[0].stream, recs[0].session)
-        args: list[object] = [self.session_ttl_s]
+        track stage, like :meth:`buffer_put_many`, but the track stage is poked only when
+        no detection of an earlier frame of the stream is in flight: the track stage
+        cannot take these frames before that one, and its result's write pokes it (the
+        check, the write and the poke are one script, so the result cannot slip in
+        between). Returns whether the caller must poke the track stage itself: False (the
+        script did what was needed); with ``pipeline``, None: its ``execute()`` gives the
+        script's answer (1: no poke needed) among its results."""
+        stream, session = recs[0].stream, recs[0].session
+        args: list[object] = [self.session_ttl_s, len(recs)]
         for r in recs:
             args += [str(r.seq), r.to_json()]
-        keys = [key, self._in_flight(recs[0].stream, recs[0].session)]
-        if pipeline is not None:
-            self._put_behind(keys=keys, args=args, client=pipeline)
+        args += self._poke_argv(stream, session)
+        keys = [
+            self._buffer(stream, session),
+            self._in_flight(stream, session),
+            self._track_pending(stream, session),
+        ]
+        if pipeline is not None:  # EVAL: a Script in a pipeline costs a SCRIPT EXISTS trip
+            pipeline.eval(_PUT_BEHIND_LUA, len(keys), *keys, *args)
             return None
         return self._put_behind(keys=keys, args=args) == 0
 
@@ -608,13 +817,11 @@ class Bus:
         data = rec.to_dict()
         for face in data["faces"]:
             face.pop("encoding", None)
-        pipe = self.conn.pipeline()  # MULTI: each replaced record is seen by one setter
-        pipe.getset(self.key("latest", rec.stream), json.dumps(data))
-        pipe.expire(self.key("latest", rec.stream), max(1, ttl_s))
-        old = pipe.execute()[0]
-        old_key = None if old is None else json.loads(old).get("key")
-        if old_key and old_key != rec.key:
-            self.hold_frames({old_key: ([], ["latest"])})
+        # one script (one round trip): each replaced record is seen by one setter
+        self._latest(
+            keys=[self.key("latest", rec.stream)],
+            args=[json.dumps(data), max(1, ttl_s), rec.key or "", self.frame_holders_key("")],
+        )
 
     def latest(self, stream: str) -> FrameRecord | None:
         """The newest frame the sink stored of ``stream``; None when none is recent."""

@@ -186,10 +186,13 @@ class Metrics:
         self._local = threading.local()  # this thread's batch pipeline, if any
 
     @contextmanager
-    def batch(self) -> Iterator[None]:
+    def batch(self, hand_over: list[tuple[Any, ...]] | None = None) -> Iterator[None]:
         """Send this thread's counter increments and histogram observations of the block
         in one round trip when it ends (a worker's job: one write for all its metrics).
-        Nested blocks join the outer one; other threads are not affected."""
+        Nested blocks join the outer one; other threads are not affected. With
+        ``hand_over``, the block's Redis commands (argument tuples) are appended to that
+        list instead, for the caller to send with a write of its own (a stage worker: with
+        rq's bookkeeping of the finished job)."""
         if getattr(self._local, "pipe", None) is not None:
             yield
             return
@@ -198,7 +201,10 @@ class Metrics:
             yield
         finally:
             pipe, self._local.pipe = self._local.pipe, None
-            if len(pipe):
+            if hand_over is not None:
+                hand_over += [args for args, _ in pipe.command_stack]
+                pipe.reset()
+            elif len(pipe):
                 pipe.execute()
 
     def _writer(self) -> Any:

@@ -331,6 +331,30 @@ def make_engine(url: str) -> Engine:
     return sa.create_engine(url, pool_pre_ping=True)
 
 
+def _observe_set(ex: Any) -> dict[str, Any]:
+    """The event columns an observation updates (``ex``: the upsert's excluded row)."""
+    return {
+        "first_seen": sa.case(
+            (ex.first_seen < events.c.first_seen, ex.first_seen), else_=events.c.first_seen
+        ),
+        "last_seen": sa.case(
+            (ex.last_seen > events.c.last_seen, ex.last_seen), else_=events.c.last_seen
+        ),
+        "first_frame": sa.case(
+            (events.c.first_frame.is_(None), ex.first_frame),
+            (ex.first_frame < events.c.first_frame, ex.first_frame),
+            else_=events.c.first_frame,
+        ),
+        "last_frame": sa.case(
+            (events.c.last_frame.is_(None), ex.last_frame),
+            (ex.last_frame > events.c.last_frame, ex.last_frame),
+            else_=events.c.last_frame,
+        ),
+        "n_frames": events.c.n_frames + ex.n_frames,
+        "updated_at": ex.updated_at,
+    }
+
+
 class EventStore:
     def __init__(self, url: str) -> None:
         self.url = url
@@ -338,6 +362,19 @@ class EventStore:
         migrations.upgrade(self.engine)  # creates or upgrades the schema (Alembic, under a lock)
 
     # ----- tracking observations --------------------------------------------------
+    def _observe_stmt(self) -> Any:
+        """The upsert that folds observations into events (built once: building and
+        keying it cost more than running it)."""
+        stmt = getattr(self, "_observe_upsert", None)
+        if stmt is None:
+            stmt = _upsert(self.engine, events)
+            ex = stmt.excluded
+            stmt = self._observe_upsert = stmt.on_conflict_do_update(
+                index_elements=[events.c.track_uid],
+                set_=_observe_set(ex),
+            )
+        return stmt
+
     def observe(self, records: Iterable[FrameRecord]) -> int:
         """Fold tracked faces into their events; returns the number of events touched."""
         records = list(records)
@@ -382,33 +419,7 @@ class EventStore:
         now = time.time()
         with self.engine.begin() as conn:
             if agg:
-                stmt = _upsert(self.engine, events)
-                ex = stmt.excluded
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=[events.c.track_uid],
-                    set_={
-                        "first_seen": sa.case(
-                            (ex.first_seen < events.c.first_seen, ex.first_seen),
-                            else_=events.c.first_seen,
-                        ),
-                        "last_seen": sa.case(
-                            (ex.last_seen > events.c.last_seen, ex.last_seen),
-                            else_=events.c.last_seen,
-                        ),
-                        "first_frame": sa.case(
-                            (events.c.first_frame.is_(None), ex.first_frame),
-                            (ex.first_frame < events.c.first_frame, ex.first_frame),
-                            else_=events.c.first_frame,
-                        ),
-                        "last_frame": sa.case(
-                            (events.c.last_frame.is_(None), ex.last_frame),
-                            (ex.last_frame > events.c.last_frame, ex.last_frame),
-                            else_=events.c.last_frame,
-                        ),
-                        "n_frames": events.c.n_frames + ex.n_frames,
-                        "updated_at": ex.updated_at,
-                    },
-                )
+                stmt = self._observe_stmt()
                 conn.execute(
                     stmt,
                     [

@@ -40,11 +40,14 @@ from typing import Any, ClassVar
 import numpy as np
 from rq import Queue, SimpleWorker
 from rq.exceptions import NoSuchJobError
+from rq.executions import Execution
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
+from rq.results import Result
 from rq.serializers import JSONSerializer
 from rq.utils import get_version, now, str_to_date
+from rq.worker import WorkerStatus
 from rq.worker_registration import REDIS_WORKER_KEYS
 
 from pipeline.bus import Bus
@@ -62,6 +65,9 @@ _stages: dict[str, Stage] = {}
 # the payload the worker just validated and what it parsed to: the job function gets the
 # same dict object, so its handler takes the message instead of parsing the payload again
 _validated: tuple[dict[str, Any], Any] | None = None
+# while a StageWorker runs a job: the Redis commands of the job's metrics, sent with rq's
+# bookkeeping of the finished job (one round trip for both), or on their own otherwise
+_job_metrics: list[tuple[Any, ...]] | None = None
 
 
 def set_runtime(rt: Runtime) -> None:
@@ -119,7 +125,7 @@ class Stage:
         t0 = time.perf_counter()
         pre, _validated = _validated, None
         self.inference_cpu_s = 0.0
-        with metrics.batch():
+        with metrics.batch(_job_metrics):  # None outside a StageWorker's job: sent now
             try:
                 self.process(
                     pre[1] if pre is not None and pre[0] is payload else spec.parse(payload)
@@ -294,6 +300,7 @@ class StageWorker(SimpleWorker):
         self.activity = Activity(self.name)
         self._suspension_checked = -SUSPENSION_CHECK_S  # time.monotonic() of the last check
         self._state_unsure = True  # whether Redis may hold another state than self._state
+        self._prepared: Any = None  # prepare_execution's transaction, not yet sent
 
     # ----- counters ----------------------------------------------------------------
     def _count_dead(self, stage: str, reason: str) -> None:
@@ -430,17 +437,70 @@ class StageWorker(SimpleWorker):
         deleted. rq's own way first watches and reads the job's dependents (two round
         trips): stage jobs have none (the bus never enqueues with ``depends_on``), and a
         job enqueued by hand to depend on one stays deferred."""
-        if job.get_result_ttl(self.default_result_ttl) != 0 or job.repeats_left:
+        if (
+            job.get_result_ttl(self.default_result_ttl) != 0
+            or job.repeats_left
+            or execution is None
+            or job.group_id
+            or job.has_rate_limit
+        ):
             super().handle_job_success(job, queue, started_job_registry, execution)
             return
         with self.connection.pipeline() as pipe:
             self.increment_successful_job_count(pipeline=pipe)
             assert job.started_at is not None and job.ended_at is not None
             self.increment_total_working_time(job.ended_at - job.started_at, pipe)
-            job.cleanup(0, pipeline=pipe, remove_from_queue=False)
+            # rq's job.cleanup(0) reads the job's status and its executions first (seven
+            # round trips): the status is "started" and the execution is this one. Another
+            # execution of the same job (a recovered job whose worker still ran) keeps its
+            # own keys, which expire with their TTL.
             self.cleanup_execution(job, pipeline=pipe, execution=execution)
+            pipe.delete(job.execution_registry.key)
+            pipe.delete(job.key, job.dependents_key, job.dependencies_key, Result.get_key(job.id))
+            self.set_state(WorkerStatus.IDLE, pipeline=pipe)  # rq sets it after the job
+            global _job_metrics
+            for args in _job_metrics or ():  # the job's metrics (Stage.handle)
+                pipe.execute_command(*args)
+            _job_metrics = None
             pipe.execute()
         job._status = JobStatus.FINISHED
+
+    def _send_commands(self, commands: list[tuple[Any, ...]]) -> None:
+        try:
+            with self.connection.pipeline(transaction=False) as pipe:
+                for args in commands:
+                    pipe.execute_command(*args)
+                pipe.execute()
+        except REDIS_DOWN:
+            log.warning("%s: a job's metrics were not written (Redis down)", self.name)
+
+    def prepare_execution(self, job: Job) -> Execution:
+        """rq's execution record of ``job``, written with the job's own preparation
+        (:meth:`prepare_job_execution`) in one transaction instead of two."""
+        pipe = self.connection.pipeline()
+        execution = Execution.create(
+            job, self.get_heartbeat_ttl(job), pipeline=pipe, worker_name=self.name
+        )
+        self.executions[execution.id] = execution
+        self.set_state(WorkerStatus.BUSY, pipeline=pipe)
+        self._prepared = pipe
+        return execution
+
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        """rq's bookkeeping before a job runs (heartbeats, the job started, out of the
+        intermediate queue), in the transaction :meth:`prepare_execution` began."""
+        pipe, self._prepared = self._prepared, None
+        pipe = pipe if pipe is not None else self.connection.pipeline()
+        with pipe:
+            ttl = self.get_heartbeat_ttl(job)
+            super().heartbeat(ttl, pipeline=pipe)
+            job.heartbeat(now(), ttl, pipeline=pipe)
+            job.prepare_for_execution(self.name, pipeline=pipe)
+            pipe.persist(job.key)
+            if remove_from_intermediate_queue:
+                key = Queue.redis_queue_namespace_prefix + job.origin
+                pipe.lrem(IntermediateQueue.get_intermediate_queue_key(key), 1, job.id)
+            pipe.execute()
 
     def _requeue_interrupted(self, job: Job, queue: Queue) -> None:
         """After an outage: the interrupted job, if Redis still has it, runs again."""
@@ -472,10 +532,17 @@ class StageWorker(SimpleWorker):
         return None
 
     def perform_job(self, job: Job, queue: Queue, execution: Any) -> bool:
+        global _job_metrics
         refused = self.refusal(job)
         if refused is None:
             t0 = time.monotonic()
-            ok = super().perform_job(job, queue, execution)
+            _job_metrics = []
+            try:
+                ok = super().perform_job(job, queue, execution)
+            finally:
+                held, _job_metrics = _job_metrics, None
+                if held:  # not sent with the success bookkeeping (a failure, a retry...)
+                    self._send_commands(held)
             self.activity.job(ok, time.monotonic() - t0)
             return ok
         reason, message = refused

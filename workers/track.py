@@ -1,12 +1,15 @@
 """Track stage: per stream, strictly in sequence order, whichever worker runs it.
 
-A track job only names a stream (:class:`~pipeline.record.TrackJob`). The worker takes
-the stream's lock, loads the stream's state (tracker, next frame, pending samples) through
-the bus, applies the encodings the recognize stage sent for re-identification, consumes
-consecutive frames from the stream's ordered buffer, saves the state and releases the
-lock, so any track worker can continue any stream. The track stage is the only writer of
-the tracker state. A frame whose detect result never arrives (its worker died) is skipped
-after ``tracker.gap_timeout_s`` and counted as dropped (``lost``).
+A track job only names a stream (:class:`~pipeline.record.TrackJob`); a stream has at
+most one waiting in the queue (``Bus.poke_track``). The worker clears the stream's
+pending flag, takes the stream's lock, loads the stream's state (tracker, next frame,
+pending samples), the encodings the recognize stage sent for re-identification and the
+first run of consecutive frames from the stream's ordered buffer (one round trip:
+``Bus.track_begin``), consumes those frames, then saves the state, sends what it made
+and releases the lock in one transaction that also says whether more work came meanwhile
+(``Bus.track_end``), so any track worker can continue any stream. The track stage is the
+only writer of the tracker state. A frame whose detect result never arrives (its worker
+died) is skipped after ``tracker.gap_timeout_s`` and counted as dropped (``lost``).
 
 What happens to each frame and to the encodings is
 :class:`~pipeline.tracking.stream.StreamTracker`'s (track ids, shot cuts, predicted boxes
@@ -21,15 +24,19 @@ message was lost.
 
 from __future__ import annotations
 
+import logging
+import secrets
 import time
 from typing import Any
 
-from pipeline.bus import sample_holder
-from pipeline.record import FrameRecord, Merge, Observations, TrackJob
+from pipeline.bus import TrackBegun, sample_holder
+from pipeline.record import Encodings, FrameRecord, Merge, Observations, TrackJob
 from pipeline.runtime import Runtime
-from pipeline.tracking.state import TrackerStates
+from pipeline.tracking.state import LOCK_S, TrackerStates
 from pipeline.tracking.stream import StreamState, StreamTracker
 from workers.base import Stage, run_job
+
+log = logging.getLogger(__name__)
 
 # frames advanced per hold of the stream's lock: a backlog is worked off in batches, so the
 # lock is never held near its expiry and encodings are applied in between
@@ -43,32 +50,36 @@ class TrackStage(Stage):
 
     def process(self, job: TrackJob) -> None:
         stream, session, bus = job.stream, job.session, self.rt.bus
+        token = secrets.token_hex(16)
         while True:
-            with self.states.locked(stream, session) as held:
-                if not held:
-                    return  # another worker holds the stream; it re-checks after releasing
-                next_seq = self._advance(stream, session)
-            if not bus.track_work_waiting(stream, session, next_seq):
+            begun = bus.track_begin(stream, session, token, LOCK_S, MAX_FRAMES_PER_HOLD)
+            if begun is None:
+                return  # another worker holds the stream; it re-checks as it releases it
+            if not self._advance(stream, session, begun, token):
                 return
 
-    def _advance(self, stream: str, session: str) -> int:
-        """One hold of the lock: encodings, then up to ``MAX_FRAMES_PER_HOLD`` frames.
+    def _advance(self, stream: str, session: str, begun: TrackBegun, token: str) -> bool:
+        """One hold of the lock (taken by :meth:`~pipeline.bus.Bus.track_begin`, with the
+        state and the encodings waiting): encodings, then up to ``MAX_FRAMES_PER_HOLD``
+        frames. Returns whether work waits for the stream (frames or encodings that came
+        meanwhile).
 
-        The frames come from the ordered buffer a run at a time (one round trip), the
-        state, the jobs for the next stages and the frames' observations go out in one
-        transaction."""
+        The frames come from the ordered buffer a run at a time (the first with the lock,
+        any further in one round trip each); the state, the jobs for the next stages, the
+        frames' observations and the lock's release go out in one transaction."""
         bus, cfg = self.rt.bus, self.rt.config
-        state = self.states.load(stream, session)
+        state = self.states.from_data(begun.state)
         held_before = waiting_keys(state)
         tracking = StreamTracker(
             cfg.tracker, cfg.sampling, state, cfg.recognition.min_unknown_quality
         )
-        merges = self._observe(tracking, stream, session)
+        merges = self._observe(tracking, stream, session, begun.encodings)
         out: list[FrameRecord] = []
         samples: list[FrameRecord] = []
-        run: list[FrameRecord] = []
-        missing = False  # the buffer lacks frame state.next_seq (as of the last take)
-        waiting, end_seq = 0, None
+        taken = begun.taken  # the first run came with the lock
+        run, waiting, end_seq = list(reversed(taken.frames)), taken.waiting, taken.end_seq
+        # the buffer lacks frame state.next_seq (as of the last take)
+        missing = len(taken.frames) < begun.most
         while len(out) < MAX_FRAMES_PER_HOLD:
             if not run and not missing:
                 most = MAX_FRAMES_PER_HOLD - len(out)
@@ -102,14 +113,19 @@ class TrackStage(Stage):
         self.states.save(stream, session, state, pipeline=pipe)
         self._emit(merges, out, samples, pipe)
         bus.hold_frames(frame_holders(out, samples, held_before, waiting_keys(state)), pipe)
-        pipe.execute()
-        return state.next_seq
+        bus.track_end(stream, session, token, state.next_seq, pipe)
+        released, more = pipe.execute()[-1]
+        if not released:  # expired while held (and perhaps taken by another worker)
+            log.warning("tracker lock of %s/%s expired while held", stream, session)
+        return bool(more)
 
-    def _observe(self, tracking: StreamTracker, stream: str, session: str) -> list[Merge]:
-        """Apply the encodings waiting for the stream; the merges to tell the sink."""
+    def _observe(
+        self, tracking: StreamTracker, stream: str, session: str, encodings: list[Encodings]
+    ) -> list[Merge]:
+        """Apply the encodings taken for the stream; the merges to tell the sink."""
         merged: list[tuple[int, int]] = []
         pairs: list[tuple[int, int]] = []
-        for msg in self.rt.bus.take_encodings(stream, session):
+        for msg in encodings:
             got = tracking.observe(msg.faces)
             merged += got.merged
             pairs += [p for p in got.all() if p not in pairs]

@@ -37,7 +37,10 @@ class TrackerStates:
         return new_tracker(self.config)
 
     def load(self, stream: str, session: str) -> StreamState:
-        data = self.bus.load_tracker_state(stream, session)
+        return self.from_data(self.bus.load_tracker_state(stream, session))
+
+    def from_data(self, data: dict[str, Any] | None) -> StreamState:
+        """The state stored as ``data`` (a new one for None: the stream's first frame)."""
         if data is None:
             return StreamState(self.new_tracker())
         return StreamState.from_dict(data, self.config)

@@ -90,11 +90,16 @@ def test_frames_behind_a_detection_in_flight_do_not_poke_the_track_stage(redis_u
     pipe = bus.pipeline()
     bus.detections_sent([frame(5)], since=now - 10, pipeline=pipe)
     pipe.execute()
-    # no earlier frame in detection: the caller pokes
-    assert bus.buffer_put_behind([frame(3, False), frame(4, False)]) is True
+    # no earlier frame in detection: the write pokes (the caller need not)
+    assert bus.buffer_put_behind([frame(3, False), frame(4, False)]) is False
+    assert bus.depth("track") == 1
+    bus.track_begin("cam", "s", "token", 30.0, 100)  # the job starts: flag cleared
+    bus.conn.delete(bus.key("tracker-lock", "cam", "s"))
+    bus.queue("track").empty()
     # behind the one in detection: its result will
     assert bus.buffer_put_behind([frame(6, False)]) is False
     assert bus.buffer_seqs("cam", "s") == [3, 4, 6] and bus.depth("track") == 0
     bus.buffer_put_many([frame(5)])  # the detect stage's result: the one poke
     assert bus.detections_in_flight("cam", "s") == [] and bus.depth("track") == 1
-    assert bus.buffer_put_behind([frame(7, False)]) is True
+    assert bus.buffer_put_behind([frame(7, False)]) is False  # a job waits: no second
+    assert bus.depth("track") == 1

@@ -196,8 +196,7 @@ def test_a_track_that_comes_back_after_a_cut_is_merged_into_one_event(rt, tmp_pa
 
 def test_a_track_job_that_meets_the_lock_leaves_the_work_to_the_holder(rt, monkeypatch):
     """A track job that finds the stream's lock held returns at once; the holder looks
-    again after releasing it, for frames and for encodings that arrived meanwhile."""
-    import workers.track
+    again as it releases it, for frames and for encodings that arrived meanwhile."""
     from pipeline.tracking.state import TrackerStates
 
     bus = rt.bus
@@ -207,21 +206,22 @@ def test_a_track_job_that_meets_the_lock_leaves_the_work_to_the_holder(rt, monke
         assert held
         track.handle({"stream": "cam", "session": "s"})  # refused
     assert bus.buffer_has("cam", "s", 0)  # not consumed
+    assert not bus.track_pending("cam", "s")  # the refused job cleared the flag
 
-    advance = workers.track.TrackStage._advance
+    end = bus.track_end
     calls = []
 
-    def advance_then_recognize_sends(self, stream, session):
-        next_seq = advance(self, stream, session)
+    def recognize_sends_then_end(stream, session, token, seq, pipeline):
         if not calls:  # while this job holds the lock, recognize sends encodings; the
             # track job that send queued meets the lock and returns
             face = Face(box=(0, 0, 40, 40), track_id=3, encoding=[0.1] * 128, quality=0.5)
             bus.send_encodings(Encodings("cam", "s", 0, [face]))
-            bus.queue("track").empty()
-        calls.append(next_seq)
-        return next_seq
+            assert bus.depth("track") == 2  # (the flag was cleared: a new job)
+            track.handle({"stream": "cam", "session": "s"})
+        calls.append(seq)
+        end(stream, session, token, seq, pipeline)
 
-    monkeypatch.setattr(workers.track.TrackStage, "_advance", advance_then_recognize_sends)
+    monkeypatch.setattr(bus, "track_end", recognize_sends_then_end)
     track.handle({"stream": "cam", "session": "s"})
     assert calls == [1, 1]  # a second hold took the encodings
     assert not bus.encodings_waiting("cam", "s") and not bus.buffer_has("cam", "s", 0)
@@ -354,7 +354,8 @@ def test_recognize_sends_encodings_and_never_touches_the_tracker_state(rt, demo_
     assert all(
         f.track_id == 1 and len(f.encoding) == 128 and f.quality for m in sent for f in m.faces
     )
-    assert bus.depth("track") == len(jobs)  # each send pokes the track stage
+    # each send pokes the track stage; one waiting job of the stream takes them all
+    assert len(jobs) > 1 and bus.depth("track") == 1 and bus.track_pending("demo", res.session)
 
 
 def test_samples_are_the_best_face_of_each_window(rt):
@@ -410,7 +411,11 @@ def test_a_finished_job_leaves_nothing_behind_and_is_counted(rt):
     assert not bus.conn.exists(f"rq:job:{job_id}")  # result_ttl 0: deleted
     assert StartedJobRegistry(queue=bus.queue("detect")).count == 0
     assert not bus.conn.keys(f"rq:execution*{job_id}*")  # nor its execution record
+    assert not bus.conn.keys(f"rq:job:{job_id}*")  # nor its dependents' keys
+    assert bus.conn.llen(bus.queue("detect").intermediate_queue_key) == 0
+    assert not bus.conn.smembers(f"rq:worker:{worker.name}:executions")
     worker.refresh()
+    assert worker.get_state() == "idle"
     assert worker.successful_job_count == 1 and worker.failed_job_count == 0
     assert worker.total_working_time > 0
 
@@ -437,3 +442,18 @@ def test_a_batched_detect_job_puts_every_frame_once_with_one_poke(rt):
     assert sums[(("stage", "detect"),)][1] == 1  # one job
     # the detector ran on the two frames whose images were there
     assert rt.metrics.total("facepipe_inference_cpu_seconds_total", stage="detect") > 0
+
+
+def test_a_jobs_metrics_are_written_with_its_bookkeeping_or_after_its_failure(rt):
+    """A stage job's metrics go to Redis with rq's bookkeeping of the finished job (one
+    round trip); a job that fails still has them written."""
+    bus = rt.bus
+    bus.send("sink", Merge("cam", "s", 2, 1))  # no such tracks: a no-op merge
+    bus.send("sink", Merge("../up", "s", 2, 1))  # a stream name the sink refuses
+    worker = stage_worker("sink", rt, name="sink-metrics")
+    worker.work(burst=True, logging_level="WARNING")
+    worker.refresh()
+    assert worker.successful_job_count == 1 and worker.failed_job_count == 3  # 2 retries
+    sums = rt.metrics.histogram_sums("facepipe_stage_seconds")
+    assert sums[(("stage", "sink"),)][1] == 4  # every run observed
+    assert rt.metrics.total("facepipe_events_updated_total", stream="cam") == 1
