@@ -93,17 +93,30 @@ def group_metrics(
     genders: Sequence[int],
     races: Sequence[int],
     min_n: int = 30,
+    min_confidence: float | None = None,
 ) -> dict[str, Any]:
     """Age MAE and gender accuracy per race x gender x age-band group
     (:func:`pipeline.agegender.split.group_of`), with the 95 % Wilson lower bound of each
     gender accuracy, and the worst adult group (age band from ``ADULT_FROM``) among the
-    groups with at least ``min_n`` faces (smaller groups are listed, not ranked)."""
+    groups with at least ``min_n`` faces (smaller groups are listed, not ranked).
+
+    With ``min_confidence`` (the pipeline's ``attributes.min_gender_confidence``) each
+    group also gets the share of its faces given a gender at that threshold (``coverage``)
+    and the accuracy on those (``gender_accuracy_answered``), and the worst adult group by
+    that accuracy: what a user of the pipeline sees, since below it the gender is
+    "unknown"."""
     from pipeline.agegender.split import ADULT_FROM, AGE_BANDS, RACES, age_band, group_of
 
     pred = np.asarray(pred_age, dtype=np.float64)
     true = np.asarray(ages, dtype=np.float64)
     err = np.abs(pred - true)
-    correct = (np.asarray(p_female, dtype=np.float64) >= 0.5) == (np.asarray(genders) == 1)
+    pf = np.asarray(p_female, dtype=np.float64)
+    correct = (pf >= 0.5) == (np.asarray(genders) == 1)
+    answered = (
+        np.maximum(pf, 1.0 - pf) >= min_confidence
+        if min_confidence is not None
+        else np.ones(len(pf), bool)
+    )
     labels = np.array([group_of(a, g, r) for a, g, r in zip(true, genders, races, strict=True)])
     groups: dict[str, dict[str, Any]] = {}
     order = [
@@ -120,11 +133,30 @@ def group_metrics(
             "gender_accuracy": round(k / n, 4),
             "gender_accuracy_low95": round(wilson_low(k, n), 4),
         }
+        if min_confidence is not None:
+            a = m & answered
+            na = int(a.sum())
+            groups[name]["coverage"] = round(na / n, 4)
+            groups[name]["gender_accuracy_answered"] = (
+                round(float(correct[a].mean()), 4) if na else None
+            )
     adult_bands = {age_band(lo) for lo, _ in AGE_BANDS if lo >= ADULT_FROM}
     ranked = {k: v for k, v in groups.items() if k.split("/")[2] in adult_bands and v["n"] >= min_n}
     worst = min(ranked, key=lambda k: ranked[k]["gender_accuracy"]) if ranked else None
     worst_age = max(ranked, key=lambda k: ranked[k]["age_mae"]) if ranked else None
+    abstaining: dict[str, Any] = {}
+    if min_confidence is not None:
+        scored = {k: v for k, v in ranked.items() if v["gender_accuracy_answered"] is not None}
+        w = min(scored, key=lambda k: scored[k]["gender_accuracy_answered"]) if scored else None
+        abstaining = {
+            "min_confidence": min_confidence,
+            "worst_adult_gender_answered": {"group": w, **scored[w]} if w else None,
+            "adult_groups_answered_below_93": sorted(
+                k for k, v in scored.items() if v["gender_accuracy_answered"] < 0.93
+            ),
+        }
     return {
+        **abstaining,
         "groups": groups,
         "min_n": min_n,
         "adult_from": ADULT_FROM,
@@ -323,16 +355,30 @@ def evaluate_estimator(
     return m, preds
 
 
+def pipeline_gender_threshold() -> float:
+    """The default of ``attributes.min_gender_confidence``: below it the pipeline says
+    gender "unknown"."""
+    from pipeline.config import AttributesConfig
+
+    return float(AttributesConfig.model_fields["min_gender_confidence"].default)
+
+
 def detail_metrics(
-    preds: tuple[np.ndarray, np.ndarray], samples: Sequence[Labelled]
+    preds: tuple[np.ndarray, np.ndarray],
+    samples: Sequence[Labelled],
+    min_confidence: float | None = None,
 ) -> dict[str, Any]:
-    """Per-group figures (when the samples carry ``race``) and the abstention curve."""
+    """Per-group figures (when the samples carry ``race``), also at the gender threshold
+    ``min_confidence`` (default: the pipeline's), and the abstention curve."""
     ages = [s.age for s in samples]
     genders = [s.gender for s in samples]
     out: dict[str, Any] = {"abstention": abstention_curve(preds[1], ages, genders)}
     races = [getattr(s, "race", None) for s in samples]
     if samples and all(r is not None for r in races):
-        out["by_group"] = group_metrics(*preds, ages, genders, races)  # type: ignore[arg-type]
+        threshold = pipeline_gender_threshold() if min_confidence is None else min_confidence
+        out["by_group"] = group_metrics(
+            *preds, ages, genders, races, min_confidence=threshold  # type: ignore[arg-type]
+        )
     return out
 
 
@@ -447,14 +493,43 @@ def group_markdown(name: str, m: dict[str, Any]) -> list[str]:
         )
         + f"; adult groups below 93 % gender: {', '.join(g['adult_groups_below_93']) or 'none'}. "
         "`low95`: lower end of the 95 % Wilson interval (small groups are uncertain).",
-        "",
-        "| group | n | age MAE | gender | low95 |",
-        "|---|---|---|---|---|",
     ]
+    t = g.get("min_confidence")
+    if t is not None:
+        w = g["worst_adult_gender_answered"]
+        lines.append(
+            f"With the pipeline's abstention (gender \"unknown\" below {t} on the chosen "
+            "gender's probability; here per image, the pipeline per track): worst adult "
+            "group (n >= "
+            f"{g['min_n']}) "
+            + (
+                f"{w['group']} {w['gender_accuracy_answered']:.1%} of the {w['coverage']:.1%} "
+                "given a gender"
+                if w
+                else "-"
+            )
+            + "; adult groups below 93 %: "
+            f"{', '.join(g['adult_groups_answered_below_93']) or 'none'}."
+        )
+    lines += [
+        "",
+        "| group | n | age MAE | gender | low95 |"
+        + (f" coverage at {t} | gender at {t} |" if t is not None else ""),
+        "|---|---|---|---|---|" + ("---|---|" if t is not None else ""),
+    ]
+
+    def pct(v: float | None) -> str:
+        return f"{v:.1%}" if v is not None else "-"
+
     for k, v in g["groups"].items():
         lines.append(
             f"| {k} | {v['n']} | {v['age_mae']:.1f} | {v['gender_accuracy']:.1%} | "
             f"{v['gender_accuracy_low95']:.1%} |"
+            + (
+                f" {pct(v['coverage'])} | {pct(v['gender_accuracy_answered'])} |"
+                if t is not None
+                else ""
+            )
         )
     lines += [
         "",
@@ -468,10 +543,6 @@ def group_markdown(name: str, m: dict[str, Any]) -> list[str]:
         "| accuracy 13+ |",
         "|---|---|---|---|---|---|---|",
     ]
-
-    def pct(v: float | None) -> str:
-        return f"{v:.1%}" if v is not None else "-"
-
     for row in m.get("abstention", []):
         cells = [
             pct(row[part][key])

@@ -140,6 +140,33 @@ def test_group_metrics_and_worst_adult_group():
     assert 0.7 < groups["white/female/20-39"]["gender_accuracy_low95"] < 0.9
 
 
+def test_group_metrics_at_the_pipelines_gender_threshold():
+    # an adult group whose wrong answers are all unsure: abstaining at 0.8 leaves it right
+    ages = [30] * 40 + [45] * 40
+    genders = [1] * 40 + [0] * 40
+    races = [0] * 80
+    pf = [0.95] * 34 + [0.3] * 6 + [0.05] * 30 + [0.85] * 2 + [0.4] * 8
+    g = ev.group_metrics(ages, pf, ages, genders, races, min_n=30, min_confidence=0.8)
+    women, men = g["groups"]["white/female/20-39"], g["groups"]["white/male/40-59"]
+    assert women["gender_accuracy"] == pytest.approx(0.85)
+    assert women["coverage"] == pytest.approx(34 / 40)
+    assert women["gender_accuracy_answered"] == 1.0
+    # a sure mistake stays a mistake
+    assert men["coverage"] == pytest.approx(32 / 40)
+    assert men["gender_accuracy_answered"] == pytest.approx(30 / 32)
+    assert g["worst_adult_gender"]["group"] == "white/female/20-39"
+    assert g["worst_adult_gender_answered"]["group"] == "white/male/40-59"
+    assert g["adult_groups_answered_below_93"] == []
+    # without a threshold the figures are not made up
+    plain = ev.group_metrics(ages, pf, ages, genders, races, min_n=30)
+    assert "coverage" not in plain["groups"]["white/male/40-59"]
+    assert "worst_adult_gender_answered" not in plain
+    md = "\n".join(ev.group_markdown("x", {"by_group": g, "abstention": []}))
+    assert "| white/male/40-59 | 40 | 0.0 | 95.0% |" in md
+    assert "80.0% | 93.8% |" in md
+    assert "worst adult group (n >= 30) white/male/40-59 93.8%" in md
+
+
 def test_abstention_curve_trades_coverage_for_accuracy():
     ages = [5, 5, 30, 30, 30, 30]
     genders = [1, 0, 1, 0, 1, 0]
