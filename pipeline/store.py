@@ -288,31 +288,45 @@ def _track_id(track_uid: str) -> int:
     return int(track_uid.rsplit("/", 1)[1])
 
 
+_SPAN_OF = sa.select(
+    events.c.stream, events.c.session, events.c.first_frame, events.c.last_frame,
+    events.c.first_seen, events.c.last_seen,
+).where(events.c.track_uid == sa.bindparam("b_uid"))  # fmt: skip
+_OTHERS_OF = sa.select(
+    events.c.id, events.c.track_uid, events.c.person, events.c.unknown_id,
+    events.c.person_distance,
+).where(
+    events.c.stream == sa.bindparam("b_stream"),
+    events.c.session == sa.bindparam("b_session"),
+    events.c.track_uid != sa.bindparam("b_uid"),
+)  # fmt: skip
+# built once (co_present runs for every re-fused event): overlapping frames, or times
+_OVERLAP_FRAMES = _OTHERS_OF.where(
+    events.c.first_frame <= sa.bindparam("b_last_frame"),
+    events.c.last_frame >= sa.bindparam("b_first_frame"),
+).order_by(events.c.id)
+_OVERLAP_TIMES = _OTHERS_OF.where(
+    events.c.first_seen <= sa.bindparam("b_last_seen"),
+    events.c.last_seen >= sa.bindparam("b_first_seen"),
+).order_by(events.c.id)
+
+
 def co_present(conn: sa.Connection, track_uid: str) -> list[sa.Row]:
     """Events seen in the same frames of the same stream as ``track_uid``'s (same stream
     and capture session, overlapping [first_frame, last_frame]; by time when frames are
     missing). Per-frame presence is not stored: overlapping ranges count as together.
     Rows: id, track_uid, person, unknown_id, person_distance."""
-    ev = conn.execute(
-        sa.select(events.c.stream, events.c.session, events.c.first_frame, events.c.last_frame,
-                  events.c.first_seen, events.c.last_seen)
-        .where(events.c.track_uid == track_uid)
-    ).first()  # fmt: skip
+    ev = conn.execute(_SPAN_OF, {"b_uid": track_uid}).first()
     if ev is None:
         return []
-    q = sa.select(
-        events.c.id, events.c.track_uid, events.c.person, events.c.unknown_id,
-        events.c.person_distance,
-    ).where(
-        events.c.stream == ev.stream,
-        events.c.session == ev.session,
-        events.c.track_uid != track_uid,
-    )  # fmt: skip
+    params = {"b_stream": ev.stream, "b_session": ev.session, "b_uid": track_uid}
     if ev.first_frame is not None and ev.last_frame is not None:
-        q = q.where(events.c.first_frame <= ev.last_frame, events.c.last_frame >= ev.first_frame)
+        q = _OVERLAP_FRAMES
+        params.update(b_first_frame=ev.first_frame, b_last_frame=ev.last_frame)
     else:
-        q = q.where(events.c.first_seen <= ev.last_seen, events.c.last_seen >= ev.first_seen)
-    return list(conn.execute(q.order_by(events.c.id)))
+        q = _OVERLAP_TIMES
+        params.update(b_first_seen=ev.first_seen, b_last_seen=ev.last_seen)
+    return list(conn.execute(q, params))
 
 
 def _wal(cur: sqlite3.Cursor, timeout_s: float = 30.0) -> None:
