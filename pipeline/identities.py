@@ -47,6 +47,11 @@ if TYPE_CHECKING:
 
 UNKNOWN_RE = re.compile(r"^unknown-(\d+)$")
 
+# built once: the sink asks it for every unnamed event it re-fuses
+_NAMES_OF = sa.select(events.c.person, events.c.unknown_id).where(
+    events.c.track_uid == sa.bindparam("b_uid")
+)
+
 
 class IdentityError(ValueError):
     """A rename/merge/correction that cannot be done (the message says why)."""
@@ -122,11 +127,7 @@ class Identities:
     def assign_unknown(self, track_uid: str) -> str | None:
         """Give an unrecognised track its ``unknown-N`` (joining or starting a cluster)."""
         with self.store.engine.begin() as conn:
-            ev = conn.execute(
-                sa.select(events.c.person, events.c.unknown_id).where(
-                    events.c.track_uid == track_uid
-                )
-            ).first()
+            ev = conn.execute(_NAMES_OF, {"b_uid": track_uid}).first()
             if ev is None or ev.person is not None or ev.unknown_id is not None:
                 return ev.unknown_id if ev is not None else None
             # dark, blurred or tiny faces have encodings that sit "between" people: they

@@ -154,6 +154,25 @@ sessions = sa.Table(
 )
 
 
+# Statements the sink runs for every job, built once: building a statement and generating
+# its cache key cost more than running it on SQLite. Bound parameters: ``uids`` (a list),
+# ``b_uid`` (one track uid; an UPDATE's SET columns come from the other parameters).
+_ALIASES_OF = sa.select(track_aliases.c.from_uid, track_aliases.c.into_uid).where(
+    track_aliases.c.from_uid.in_(sa.bindparam("uids", expanding=True))
+)
+_SAMPLES_OF = sa.select(
+    samples.c.kind, samples.c.encoding, samples.c.age, samples.c.p_female, samples.c.quality
+).where(samples.c.track_uid == sa.bindparam("b_uid"))
+_INSERT_SAMPLES = samples.insert()
+_UPDATE_EVENT = events.update().where(events.c.track_uid == sa.bindparam("b_uid"))
+_SNAPSHOT_QUALITY = sa.select(events.c.snapshot_quality).where(
+    events.c.track_uid == sa.bindparam("b_uid")
+)
+_EVENT_FILES = sa.select(events.c.snapshot, events.c.context).where(
+    events.c.track_uid == sa.bindparam("b_uid")
+)
+
+
 @dataclass
 class MergeResult:
     """What :meth:`EventStore.merge_tracks` did: the event a merged track folded into."""
@@ -269,31 +288,45 @@ def _track_id(track_uid: str) -> int:
     return int(track_uid.rsplit("/", 1)[1])
 
 
+_SPAN_OF = sa.select(
+    events.c.stream, events.c.session, events.c.first_frame, events.c.last_frame,
+    events.c.first_seen, events.c.last_seen,
+).where(events.c.track_uid == sa.bindparam("b_uid"))  # fmt: skip
+_OTHERS_OF = sa.select(
+    events.c.id, events.c.track_uid, events.c.person, events.c.unknown_id,
+    events.c.person_distance,
+).where(
+    events.c.stream == sa.bindparam("b_stream"),
+    events.c.session == sa.bindparam("b_session"),
+    events.c.track_uid != sa.bindparam("b_uid"),
+)  # fmt: skip
+# built once (co_present runs for every re-fused event): overlapping frames, or times
+_OVERLAP_FRAMES = _OTHERS_OF.where(
+    events.c.first_frame <= sa.bindparam("b_last_frame"),
+    events.c.last_frame >= sa.bindparam("b_first_frame"),
+).order_by(events.c.id)
+_OVERLAP_TIMES = _OTHERS_OF.where(
+    events.c.first_seen <= sa.bindparam("b_last_seen"),
+    events.c.last_seen >= sa.bindparam("b_first_seen"),
+).order_by(events.c.id)
+
+
 def co_present(conn: sa.Connection, track_uid: str) -> list[sa.Row]:
     """Events seen in the same frames of the same stream as ``track_uid``'s (same stream
     and capture session, overlapping [first_frame, last_frame]; by time when frames are
     missing). Per-frame presence is not stored: overlapping ranges count as together.
     Rows: id, track_uid, person, unknown_id, person_distance."""
-    ev = conn.execute(
-        sa.select(events.c.stream, events.c.session, events.c.first_frame, events.c.last_frame,
-                  events.c.first_seen, events.c.last_seen)
-        .where(events.c.track_uid == track_uid)
-    ).first()  # fmt: skip
+    ev = conn.execute(_SPAN_OF, {"b_uid": track_uid}).first()
     if ev is None:
         return []
-    q = sa.select(
-        events.c.id, events.c.track_uid, events.c.person, events.c.unknown_id,
-        events.c.person_distance,
-    ).where(
-        events.c.stream == ev.stream,
-        events.c.session == ev.session,
-        events.c.track_uid != track_uid,
-    )  # fmt: skip
+    params = {"b_stream": ev.stream, "b_session": ev.session, "b_uid": track_uid}
     if ev.first_frame is not None and ev.last_frame is not None:
-        q = q.where(events.c.first_frame <= ev.last_frame, events.c.last_frame >= ev.first_frame)
+        q = _OVERLAP_FRAMES
+        params.update(b_first_frame=ev.first_frame, b_last_frame=ev.last_frame)
     else:
-        q = q.where(events.c.first_seen <= ev.last_seen, events.c.last_seen >= ev.first_seen)
-    return list(conn.execute(q.order_by(events.c.id)))
+        q = _OVERLAP_TIMES
+        params.update(b_first_seen=ev.first_seen, b_last_seen=ev.last_seen)
+    return list(conn.execute(q, params))
 
 
 def _wal(cur: sqlite3.Cursor, timeout_s: float = 30.0) -> None:
@@ -438,47 +471,64 @@ class EventStore:
         return len(agg)
 
     # ----- identity and attribute samples ------------------------------------------
+    def _samples_upsert(self) -> Any:
+        """The insert of a sampled track's event unless it exists (built once)."""
+        stmt = getattr(self, "_samples_event", None)
+        if stmt is None:
+            stmt = self._samples_event = _upsert(self.engine, events).on_conflict_do_nothing(
+                index_elements=[events.c.track_uid]
+            )
+        return stmt
+
     def add_samples(self, rec: FrameRecord, kind: str) -> list[str]:
-        """Store one stage's samples of a frame; returns the track uids touched."""
-        if kind not in ("identity", "attributes"):
+        """Store one or two stages' samples of a frame (``kind``: ``identity``,
+        ``attributes`` or ``identity+attributes``, as :class:`~pipeline.record.Samples`
+        says) in one transaction; returns the track uids touched."""
+        kinds = kind.split("+")
+        if not kinds or any(k not in ("identity", "attributes") for k in kinds):
             raise ValueError(f"unknown sample kind {kind!r}")
         raw = {rec.track_uid(f.track_id) for f in rec.faces if f.track_id is not None}
         with self.engine.connect() as conn:
             alias = self._resolve(conn, raw)
         rows = []
-        for face in rec.faces:
-            if face.track_id is None:
-                continue
-            row: dict[str, Any] = {
-                "track_uid": alias.get(rec.track_uid(face.track_id), rec.track_uid(face.track_id)),
-                "kind": kind,
-                "seq": rec.seq,
-                "ts": rec.ts,
-                "quality": face.quality,
-            }
-            if kind == "identity":
-                row.update(
-                    name=face.name,
-                    distance=face.distance,
-                    encoding=json.dumps(face.encoding) if face.encoding is not None else None,
-                )
-            else:
-                if face.age is None or face.gender is None:
+        for kind_ in kinds:  # (rows of one kind together: identity first)
+            for face in rec.faces:
+                if face.track_id is None:
                     continue
-                conf = face.gender_confidence if face.gender_confidence is not None else 0.5
-                row.update(age=face.age, p_female=conf if face.gender == "female" else 1 - conf)
-            rows.append(row)
+                uid = rec.track_uid(face.track_id)
+                row: dict[str, Any] = {
+                    "track_uid": alias.get(uid, uid),
+                    "kind": kind_,
+                    "seq": rec.seq,
+                    "ts": rec.ts,
+                    "quality": face.quality,
+                    "name": None,
+                    "distance": None,
+                    "encoding": None,
+                    "age": None,
+                    "p_female": None,
+                }
+                if kind_ == "identity":
+                    row.update(
+                        name=face.name,
+                        distance=face.distance,
+                        encoding=json.dumps(face.encoding) if face.encoding is not None else None,
+                    )
+                else:
+                    if face.age is None or face.gender is None:
+                        continue
+                    conf = face.gender_confidence if face.gender_confidence is not None else 0.5
+                    row.update(age=face.age, p_female=conf if face.gender == "female" else 1 - conf)
+                rows.append(row)
         if not rows:
             return []
         now = time.time()
+        touched = sorted({r["track_uid"] for r in rows})
         with self.engine.begin() as conn:
-            conn.execute(samples.insert(), rows)
-            stmt = _upsert(self.engine, events).on_conflict_do_nothing(
-                index_elements=[events.c.track_uid]
-            )
-            for uid in sorted({r["track_uid"] for r in rows}):
-                conn.execute(
-                    stmt,
+            conn.execute(_INSERT_SAMPLES, rows)
+            conn.execute(
+                self._samples_upsert(),
+                [
                     {
                         "track_uid": uid,
                         "stream": rec.stream,
@@ -491,10 +541,12 @@ class EventStore:
                         "identity_samples": 0,
                         "attribute_samples": 0,
                         "updated_at": now,
-                    },
-                )
+                    }
+                    for uid in touched
+                ],
+            )
         late = self._fold_late(raw - alias.keys())
-        return sorted({r["track_uid"] for r in rows} - late.keys() | set(late.values()))
+        return sorted(set(touched) - late.keys() | set(late.values()))
 
     def refuse(
         self,
@@ -516,11 +568,7 @@ class EventStore:
         ``values["displaced"]`` (the caller gives it an unknown-N).
         """
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(samples.c.kind, samples.c.encoding, samples.c.age, samples.c.p_female,
-                          samples.c.quality)
-                .where(samples.c.track_uid == track_uid)
-            ).all()  # fmt: skip
+            rows = conn.execute(_SAMPLES_OF, {"b_uid": track_uid}).all()
         ident_rows = [r for r in rows if r.kind == "identity" and r.encoding]
         encs = [json.loads(r.encoding) for r in ident_rows]
         weights = [max(r.quality or 0.0, 0.05) for r in ident_rows]
@@ -570,7 +618,7 @@ class EventStore:
                         .where(events.c.track_uid.in_(displaced))
                         .values(person=None, person_confidence=None)
                     )
-            conn.execute(events.update().where(events.c.track_uid == track_uid).values(**values))
+            conn.execute(_UPDATE_EVENT, {**values, "b_uid": track_uid})
         if displaced:
             values["displaced"] = displaced
         return values
@@ -578,9 +626,7 @@ class EventStore:
     def snapshot_quality(self, track_uid: str) -> float | None:
         with self.engine.connect() as conn:
             track_uid = self._resolve(conn, {track_uid}).get(track_uid, track_uid)
-            return conn.execute(
-                sa.select(events.c.snapshot_quality).where(events.c.track_uid == track_uid)
-            ).scalar()
+            return conn.execute(_SNAPSHOT_QUALITY, {"b_uid": track_uid}).scalar()
 
     def set_snapshot(self, track_uid: str, path: str, quality: float) -> str | None:
         """Set an event's snapshot; returns the previous snapshot's path if it differs."""
@@ -591,15 +637,37 @@ class EventStore:
         returns the previous context image's path if it differs (the caller deletes it)."""
         return self._set_file(track_uid, "context", path, context_faces=faces)
 
+    def set_snapshot_and_context(
+        self, track_uid: str, path: str, quality: float, context: str, faces: str
+    ) -> list[str]:
+        """:meth:`set_snapshot` and :meth:`set_context` in one transaction; returns the
+        previous files' paths that differ (the caller deletes them)."""
+        return self._set_files(
+            track_uid,
+            {"snapshot": path, "snapshot_quality": quality, "context": context,
+             "context_faces": faces},
+        )  # fmt: skip
+
     def _set_file(self, track_uid: str, column: str, path: str | None, **extra: Any) -> str | None:
         """Point an event's image ``column`` at ``path`` (with ``extra`` columns); returns
         the previous file's path when it differs, for the caller to delete."""
+        old = self._set_files(track_uid, {column: path, **extra})
+        return old[0] if old else None
+
+    def _set_files(self, track_uid: str, values: dict[str, Any]) -> list[str]:
+        """Set an event's image columns (``snapshot``, ``context``, with their extra
+        columns) to ``values``; returns the previous files' paths that differ."""
         with self.engine.begin() as conn:
             track_uid = self._resolve(conn, {track_uid}).get(track_uid, track_uid)
-            where = events.c.track_uid == track_uid
-            old = conn.execute(sa.select(events.c[column]).where(where)).scalar()
-            conn.execute(events.update().where(where).values({column: path, **extra}))
-        return old if old and old != path else None
+            before = conn.execute(_EVENT_FILES, {"b_uid": track_uid}).first()
+            conn.execute(_UPDATE_EVENT, {**values, "b_uid": track_uid})
+        if before is None:
+            return []
+        return [
+            old
+            for column, old in zip(("snapshot", "context"), before, strict=True)
+            if column in values and old and old != values[column]
+        ]
 
     # ----- re-identification merges -------------------------------------------------
     def merge_tracks(self, from_uid: str, into_uid: str) -> MergeResult:
@@ -637,11 +705,7 @@ class EventStore:
         out: dict[str, str] = {}
         todo = set(uids)
         for _ in range(8):  # chains are short: merges re-point earlier aliases
-            rows = conn.execute(
-                sa.select(track_aliases.c.from_uid, track_aliases.c.into_uid).where(
-                    track_aliases.c.from_uid.in_(sorted(todo))
-                )
-            ).all()
+            rows = conn.execute(_ALIASES_OF, {"uids": sorted(todo)}).all()
             if not rows:
                 break
             step = {r.from_uid: r.into_uid for r in rows}

@@ -227,9 +227,7 @@ class SinkStage(Stage):
     def samples(self, rec: FrameRecord, kinds: tuple[str, ...]) -> None:
         """Store a frame's samples of ``kinds`` (identity, attributes or both) and re-fuse
         each touched event once."""
-        uids: list[str] = []
-        for kind in kinds:
-            uids += [u for u in self.store.add_samples(rec, kind) if u not in uids]
+        uids = self.store.add_samples(rec, "+".join(kinds))  # one transaction for both
         for uid in uids:
             self._refuse(uid, cluster_if_unnamed="identity" in kinds)
         self.rt.metrics.inc("facepipe_events_updated_total", {"stream": rec.stream})
@@ -282,13 +280,17 @@ class SinkStage(Stage):
             path.parent.mkdir(parents=True, exist_ok=True)
             crop = crop_face(image, face, 0.4)
             cv2.imwrite(str(path), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
-            self._remove_snapshot(self.store.set_snapshot(uid, str(path), face.quality))
-            if self.rt.config.store.context_images:  # the frame it was cut from, to match
-                if context is None:
-                    context = context_image(image, rec, self.rt.config.store.context_max_width)
-                cpath = self.context_path(rec, face.track_id)
-                cpath.write_bytes(context[0])
-                self._remove_snapshot(self.store.set_context(uid, str(cpath), context[1]))
+            if not self.rt.config.store.context_images:
+                self._remove_snapshot(self.store.set_snapshot(uid, str(path), face.quality))
+                continue
+            if context is None:  # the frame it was cut from, to match
+                context = context_image(image, rec, self.rt.config.store.context_max_width)
+            cpath = self.context_path(rec, face.track_id)
+            cpath.write_bytes(context[0])
+            for old in self.store.set_snapshot_and_context(
+                uid, str(path), face.quality, str(cpath), context[1]
+            ):
+                self._remove_snapshot(old)
 
     def snapshot_path(self, rec: FrameRecord, track_id: int) -> Path:
         """Where a track's snapshot goes: always inside the snapshots directory.

@@ -163,3 +163,70 @@ def test_a_track_of_poor_faces_is_never_named(store):
     g = store.gallery()
     assert store.refuse(uid, g, threshold=0.6, min_quality=0.05)["person"] is None
     assert store.refuse(uid, g, threshold=0.6, min_quality=0.0)["person"] == "ann"
+
+
+def both(seq, ts, track_id, vec, age, session="s"):
+    """A frame as the attributes stage sends it: one face with its identity sample (the
+    recognize stage's encoding) and its attribute sample."""
+    f = Face(box=(0, 0, 40, 40), track_id=track_id, quality=1.0, encoding=list(vec),
+             name="ann", distance=0.3, age=age, gender="female", gender_confidence=0.8)  # fmt: skip
+    return FrameRecord(stream="cam", session=session, seq=seq, ts=ts, faces=[f])
+
+
+def test_both_kinds_of_samples_in_one_call_store_what_two_calls_store(store):
+    a = np.full(128, 0.05)
+    store.enroll("ann", [a], ["ann.jpg"])
+    for seq in range(3):  # track 1: two calls per frame (identity, then attributes)
+        for kind in ("identity", "attributes"):
+            store.add_samples(both(seq, 1.0 + seq, 1, a + 0.01 * seq, 30.0 + seq), kind)
+    for seq in range(3):  # the same frames of another session: one call each
+        uids = store.add_samples(
+            both(seq, 1.0 + seq, 1, a + 0.01 * seq, 30.0 + seq, "t"), "identity+attributes"
+        )
+        assert uids == ["cam/t/1"]
+    g = store.gallery()
+    one, two = store.refuse("cam/s/1", g, 0.6), store.refuse("cam/t/1", g, 0.6)
+    assert {k: v for k, v in one.items() if k != "updated_at"} == {
+        k: v for k, v in two.items() if k != "updated_at"
+    }
+    assert one["person"] == "ann" and one["age"] == 31.0 and one["gender"] == "female"
+    assert one["identity_samples"] == 3 and one["attribute_samples"] == 3
+
+    def rows(uid):
+        return [{k: v for k, v in r.items() if k not in ("id", "track_uid")}
+                for r in store.event_samples(uid)]  # fmt: skip
+
+    assert rows("cam/s/1") == rows("cam/t/1") and len(rows("cam/s/1")) == 6
+    # a face without age and gender gets its identity sample only
+    bare = Face(box=(0, 0, 40, 40), track_id=3, quality=1.0, encoding=list(a))
+    assert store.add_samples(frame(5, 6.0, bare), "identity+attributes") == ["cam/s/3"]
+    assert [r["kind"] for r in store.event_samples("cam/s/3")] == ["identity"]
+    with pytest.raises(ValueError):
+        store.add_samples(frame(5, 6.0, bare), "identity+names")
+
+
+def test_both_kinds_of_samples_of_a_merged_track_land_on_the_survivor(store):
+    store.observe([frame(0, 1.0, Face(box=(0, 0, 9, 9), track_id=1))])
+    store.merge_tracks("cam/s/2", "cam/s/1")
+    uids = store.add_samples(both(3, 2.0, 2, np.zeros(128), 40.0), "identity+attributes")
+    assert uids == ["cam/s/1"]
+    assert [r["kind"] for r in store.event_samples("cam/s/1")] == ["identity", "attributes"]
+    assert store.event_samples("cam/s/2") == []
+
+
+def test_snapshot_and_context_in_one_write(store):
+    store.observe([frame(0, 1.0, Face(box=(0, 0, 9, 9), track_id=1))])
+    assert store.set_snapshot_and_context("cam/s/1", "1.jpg", 0.4, "1-c.jpg", "[]") == []
+    # the same files again (a better face of the same track): nothing to delete
+    assert store.set_snapshot_and_context("cam/s/1", "1.jpg", 0.6, "1-c.jpg", "[[1]]") == []
+    # a merged track's write lands on the survivor; its old files are the caller's to delete
+    store.merge_tracks("cam/s/2", "cam/s/1")
+    old = store.set_snapshot_and_context("cam/s/2", "2.jpg", 0.9, "2-c.jpg", "[[2]]")
+    assert old == ["1.jpg", "1-c.jpg"]
+    (ev,) = store.events()
+    assert (ev["snapshot"], ev["snapshot_quality"], ev["context"]) == ("2.jpg", 0.9, "2-c.jpg")
+    assert store.snapshot_quality("cam/s/2") == 0.9
+    # the single-column setters still answer with the previous file
+    assert store.set_snapshot("cam/s/1", "3.jpg", 1.0) == "2.jpg"
+    assert store.set_context("cam/s/1", None, None) == "2-c.jpg"
+    assert store.set_snapshot_and_context("cam/s/9", "9.jpg", 1.0, "9-c.jpg", "[]") == []
