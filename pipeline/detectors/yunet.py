@@ -18,6 +18,14 @@ threads cost the same CPU as one (docs/detectors.md). The variable is set only w
 ``yuface`` is first imported (libgomp reads it when it loads), so other OpenMP runtimes
 of the process are not affected. One thread is the default.
 
+Memory: the wheel's own Python entry point (``yuface.yuface.detect``) allocates
+libfacedetection's 36 KB result buffer on every call and never frees it (measured: a
+detect worker grew from 136 to 1,010 MB in a 30-minute soak at 12 detections a second;
+``docs/soak.md``). So the detector calls the library's ``facedetect_cnn`` itself through
+``ctypes``, with one result buffer per detector, reused: the same function, the same
+rows (but for the 16th, unused column, which the wheel leaves uninitialised); the wheel's
+entry point is used only where the library's symbol cannot be found, with a warning.
+
 Input scaling: ``upscale`` multiplies the frame before detection (smaller faces found,
 cost grows with the area), ``max_side`` caps the longer side of what the network sees
 (faster on large frames); boxes and landmarks are mapped back to the frame's pixels.
@@ -35,6 +43,7 @@ YuNet's own either way. ``box="model"`` keeps YuNet's box.
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import threading
 from pathlib import Path
@@ -68,6 +77,55 @@ def box_map() -> BoxMap:
 
 
 _BOX_MAP: BoxMap | None = None
+
+log = logging.getLogger(__name__)
+
+# libfacedetection's DETECT_BUFFER_SIZE: the result buffer its facedetect_cnn fills (an
+# int count, then 16 int16 per face: confidence %, x, y, w, h, 5 landmarks x, y, unused)
+RESULT_BYTES = 0x9000
+ROW = 16
+MAX_FACES = (RESULT_BYTES - 4) // (ROW * 2)
+# int* facedetect_cnn(unsigned char* result_buffer, unsigned char* bgr, int w, int h, int step)
+SYMBOL = "_Z14facedetect_cnnPhS_iii"
+
+
+class NativeDetect:
+    """libfacedetection's ``facedetect_cnn`` called with a result buffer of its own,
+    allocated once (the wheel's wrapper allocates one per call and leaks it). Calls must
+    be serialised by the caller (the buffer is shared)."""
+
+    def __init__(self, function: Any) -> None:
+        function.restype = ctypes.c_void_p
+        function.argtypes = [ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_int] * 3
+        self._function = function
+        self._buffer = ctypes.create_string_buffer(RESULT_BYTES)
+
+    @classmethod
+    def load(cls, module_file: str) -> NativeDetect | None:
+        """The function of the library the ``yuface`` extension is linked with (already
+        loaded with it: ``dlopen`` of the same file returns the same library), or None."""
+        here = Path(module_file).resolve().parent
+        # the versioned file is the one the extension links (its rpath is its folder)
+        for path in sorted(here.glob("libfacedetection.so*"), key=lambda p: -len(p.name)):
+            try:
+                return cls(getattr(ctypes.CDLL(str(path)), SYMBOL))
+            except (OSError, AttributeError):
+                continue
+        return None
+
+    def __call__(self, bgr: np.ndarray) -> np.ndarray:
+        """``(N, 16)`` int16 rows of the faces in a BGR ``uint8`` image, as the wheel's
+        ``yuface.yuface.detect`` returns them."""
+        if bgr.dtype != np.uint8 or bgr.ndim != 3 or bgr.shape[2] != 3:
+            raise ValueError(f"a BGR uint8 image is needed, not {bgr.dtype} {bgr.shape}")
+        bgr = np.ascontiguousarray(bgr)
+        h, w = bgr.shape[:2]
+        out = self._function(self._buffer, bgr.ctypes.data, w, h, int(bgr.strides[0]))
+        if not out:
+            return np.empty((0, ROW), np.int16)
+        n = int(np.frombuffer(self._buffer, np.int32, count=1)[0])
+        n = max(0, min(n, MAX_FACES))
+        return np.frombuffer(self._buffer, np.int16, count=n * ROW, offset=4).reshape(n, ROW).copy()
 
 
 class YunetOptions(BackendOptions):
@@ -159,10 +217,18 @@ class YunetDetector(Detector):
         import cv2
 
         yuface = _import_yuface()
-        from yuface.yuface import detect
+        from yuface import yuface as extension
 
         self._cv2 = cv2
-        self._detect_bgr = detect
+        native = NativeDetect.load(extension.__file__)
+        if native is None:
+            log.warning(
+                "yunet: libfacedetection's %s not found next to %s; using the wheel's "
+                "detect, which leaks 36 KB per call",
+                SYMBOL,
+                extension.__file__,
+            )
+        self._detect_bgr = native if native is not None else extension.detect
         self._set_threads = _omp_set_num_threads(yuface.__file__)
         self._map = box_map() if self.options.box == "dlib" else None
 

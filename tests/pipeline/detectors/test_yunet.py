@@ -98,6 +98,51 @@ def test_rgb_input_is_converted_to_bgr(astronaut: np.ndarray) -> None:
     assert (swapped.score, swapped.landmarks) != (face.score, face.landmarks)
 
 
+def _rss_mib() -> float:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def test_the_library_is_called_without_the_wheels_leaking_wrapper(astronaut: np.ndarray) -> None:
+    """The wheel's ``yuface.yuface.detect`` leaks its 36 KB result buffer on every call
+    (a detect worker grew by ~30 MB a minute in a soak); the detector calls
+    libfacedetection itself with one buffer, and gets the wheel's rows (columns 0-14: the
+    16th is unused and left uninitialised by the wheel)."""
+    from yuface.yuface import detect as wheel
+
+    from pipeline.detectors.yunet import NativeDetect
+
+    det = make()
+    assert isinstance(det._detect_bgr, NativeDetect)
+    canvas = np.zeros((700, 900, 3), dtype=np.uint8)
+    canvas[150:662, 300:812] = astronaut
+    crowd = np.ascontiguousarray(np.tile(astronaut[::2, ::2], (2, 3, 1)))  # six faces
+    for rgb in (astronaut, canvas, crowd, np.zeros((120, 160, 3), np.uint8)):
+        bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+        ours, theirs = det._detect_bgr(bgr), np.asarray(wheel(bgr))
+        assert ours.shape == theirs.shape and ours.dtype == np.int16
+        assert np.array_equal(ours[:, :15], theirs[:, :15])
+    assert len(det._detect_bgr(np.ascontiguousarray(crowd[:, :, ::-1]))) >= 6
+    # a strided view is copied, not read past its rows
+    view = np.ascontiguousarray(canvas[:, :, ::-1])[100:, 200:]
+    assert np.array_equal(
+        det._detect_bgr(view)[:, :15], np.asarray(wheel(np.ascontiguousarray(view)))[:, :15]
+    )
+    with pytest.raises(ValueError, match="BGR uint8"):
+        det._detect_bgr(np.zeros((10, 10), np.uint8))
+
+
+def test_detecting_does_not_grow_memory() -> None:
+    """1,500 calls: the wheel's wrapper would keep ~53 MB of result buffers."""
+    det = make()
+    image = np.zeros((96, 128, 3), np.uint8)
+    for _ in range(50):
+        det.detect(image)
+    before = _rss_mib()
+    for _ in range(1500):
+        det.detect(image)
+    assert _rss_mib() - before < 10
+
+
 def test_offset_frame_gives_offset_boxes(astronaut: np.ndarray) -> None:
     canvas = np.zeros((700, 900, 3), dtype=np.uint8)
     canvas[150:662, 300:812] = astronaut
