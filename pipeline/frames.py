@@ -87,13 +87,18 @@ def reduced_factor(scale: float) -> int:
     return 1
 
 
-def decode_rgb(data: bytes, reduce: int = 1) -> np.ndarray:
-    """Encoded image bytes -> RGB ``uint8``; ``reduce`` 2, 4 or 8 decodes a JPEG at that
+def decode_bgr(data: bytes, reduce: int = 1) -> np.ndarray:
+    """Encoded image bytes -> BGR ``uint8``; ``reduce`` 2, 4 or 8 decodes a JPEG at that
     fraction of its size (libjpeg scales in the DCT: a fraction of the work), each side
-    rounded up."""
+    rounded up. Raises ``ValueError`` when the bytes do not decode."""
     if reduce not in _REDUCED:
         raise ValueError(f"reduce must be 1, 2, 4 or 8, not {reduce}")
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), _REDUCED[reduce])
     if bgr is None:
         raise ValueError("could not decode image bytes")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return bgr
+
+
+def decode_rgb(data: bytes, reduce: int = 1) -> np.ndarray:
+    """:func:`decode_bgr`, as RGB ``uint8``."""
+    return cv2.cvtColor(decode_bgr(data, reduce), cv2.COLOR_BGR2RGB)

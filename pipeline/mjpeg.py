@@ -4,9 +4,10 @@ Most IP cameras (and ``pipeline/camera_server.py``) serve ``multipart/x-mixed-re
 a stream of JPEG images separated by a boundary line, each with its own small header.
 OpenCV's FFmpeg backend decodes every one of them into pixels, and the capture then
 encodes the frames it keeps into JPEG again for Redis. :class:`MjpegStream` instead
-hands over each part's bytes as the camera sent them, so a frame costs no decoding in
-the capture's reader (a frame the pipeline skips costs nothing at all) and no encoding
-before Redis (``capture.mjpeg_passthrough``).
+hands over each part's bytes as the camera sent them, so a frame costs no full decoding
+and no encoding before Redis (``capture.mjpeg_passthrough``); the source's reader only
+decodes a small preview of it, for the shot-cut detector and to refuse a JPEG whose data
+does not decode (``pipeline/sources.py``).
 
 Bytes the camera sends are checked before they go anywhere: :func:`jpeg_size` walks the
 JPEG's header segments (start of image, each segment's length, a start-of-frame with the

@@ -39,8 +39,10 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from pipeline.frames import decode_bgr
 from pipeline.images import DEFAULT_MAX_PIXELS
 from pipeline.mjpeg import STREAM_ERRORS, MjpegStream, NotMjpeg, jpeg_size
+from pipeline.shots import WIDTH as SHOT_WIDTH
 
 if TYPE_CHECKING:
     from pipeline.config import Config
@@ -83,6 +85,7 @@ class Frame:
         if bgr is None and jpeg is None:
             raise ValueError("a frame needs its pixels or its JPEG")
         self._bgr = bgr
+        self._preview: tuple[int, np.ndarray] | None = None  # (min_width, picture)
         self.ts = ts  # capture time (seconds since the epoch)
         self.skipped = skipped  # live frames the reader overwrote before this one was taken
         self.jpeg = jpeg
@@ -102,23 +105,23 @@ class Frame:
         work), else whole."""
         if self._bgr is not None or self.jpeg is None:
             return self.bgr
+        if self._preview is not None and self._preview[0] == min_width:
+            return self._preview[1]
         factor = 1
         for f in (8, 4, 2):
             if self.size[0] // f >= min_width:
                 factor = f
                 break
-        return _decode(self.jpeg, factor) if factor > 1 else self.bgr
-
-
-_DECODE_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2,
-                 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}  # fmt: skip
+        picture = _decode(self.jpeg, factor) if factor > 1 else self.bgr
+        self._preview = (min_width, picture)
+        return picture
 
 
 def _decode(jpeg: bytes, factor: int) -> np.ndarray:
-    bgr = cv2.imdecode(np.frombuffer(jpeg, np.uint8), _DECODE_FLAGS[factor])
-    if bgr is None:
-        raise SourceError("the camera sent a JPEG that does not decode")
-    return bgr
+    try:
+        return decode_bgr(jpeg, factor)
+    except ValueError:
+        raise SourceError("the camera sent a JPEG that does not decode") from None
 
 
 def describe(spec: str) -> tuple[str, bool]:
@@ -169,10 +172,14 @@ def _read(cap: cv2.VideoCapture | MjpegStream, spec: str) -> Frame | None:
     """A live source's next frame (stamped now), or None when the source failed."""
     try:
         if isinstance(cap, MjpegStream):
-            data = cap.read()  # its header checked: Frame takes the size from it
-            return Frame(jpeg=data, ts=time.time())
+            # its header checked (Frame takes the size from it); the picture decoded at
+            # the shot detector's size: a JPEG whose data does not decode never becomes a
+            # frame, and the capture's shot cut reuses the picture
+            frame = Frame(jpeg=cap.read(), ts=time.time())
+            frame.preview(SHOT_WIDTH)
+            return frame
         ok, bgr = cap.read()
-    except (cv2.error, *STREAM_ERRORS) as exc:  # garbage data, a dropped connection
+    except (cv2.error, SourceError, *STREAM_ERRORS) as exc:  # garbage, a dropped connection
         log.debug("%s: read error: %s", spec, exc)
         return None
     return Frame(bgr=bgr, ts=time.time()) if ok and bgr is not None else None

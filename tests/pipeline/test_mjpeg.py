@@ -17,6 +17,7 @@ import pytest
 
 from pipeline.camera_server import MjpegCamera, encode_jpeg
 from pipeline.mjpeg import MjpegError, MjpegStream, NotMjpeg, jpeg_size
+from pipeline.shots import WIDTH as SHOT_WIDTH
 from pipeline.sources import Frame, Source
 
 
@@ -235,3 +236,39 @@ def test_garbage_from_a_camera_is_an_outage_not_a_frame(caplog):
     assert len(served) >= 2  # the garbage ended the connection; the source reconnected
     assert frames and all(f.jpeg == good for f in frames)
     assert src.status().reconnects >= 1
+
+
+def test_a_jpeg_whose_data_does_not_decode_is_an_outage_not_a_frame():
+    """A part with a whole JPEG header but garbage after it passes the header check; the
+    reader decodes its preview and refuses it like garbage (before the fix it reached the
+    capture, whose shot detector raised on it)."""
+    good = encode_jpeg(_picture())
+    scan = good.index(b"\xff\xda")
+    broken = good[: scan + 14]  # the header up to the start of scan, no picture data
+    jpeg_size(broken)  # the header check alone lets it through
+    served = []
+
+    def camera(h: http.server.BaseHTTPRequestHandler) -> None:
+        served.append(1)
+        _multipart([good, broken] if len(served) == 1 else [good] * 50, length=True)(h)
+        time.sleep(0.5)
+
+    with _serve(camera) as url:
+        src = Source(url, reconnect_s=0.05, reconnect_max_s=0.1, timeout_s=5)
+        frames: list[Frame] = []
+
+        def read() -> None:
+            for f in src:
+                frames.append(f)
+                if len(served) >= 2 and len(frames) >= 3:
+                    break
+
+        t = threading.Thread(target=read, daemon=True)
+        t.start()
+        t.join(15)
+        src.stop()
+        src.close()
+    assert len(served) >= 2 and src.status().reconnects >= 1
+    assert frames and all(f.jpeg == good for f in frames)
+    # the preview the reader decoded is the one the capture's shot detector gets
+    assert frames[0].preview(SHOT_WIDTH) is frames[0].preview(SHOT_WIDTH)
