@@ -480,13 +480,12 @@ class EventStore:
             )
         return stmt
 
-    def add_samples(self, rec: FrameRecord, kind: str) -> list[str]:
-        """Store one or two stages' samples of a frame (``kind``: ``identity``,
-        ``attributes`` or ``identity+attributes``, as :class:`~pipeline.record.Samples`
-        says) in one transaction; returns the track uids touched."""
-        kinds = kind.split("+")
+    def add_samples(self, rec: FrameRecord, *kinds: str) -> list[str]:
+        """Store one or both kinds of samples of a frame (``identity``, ``attributes``:
+        :attr:`pipeline.record.Samples.kinds`) in one transaction; returns the track uids
+        touched."""
         if not kinds or any(k not in ("identity", "attributes") for k in kinds):
-            raise ValueError(f"unknown sample kind {kind!r}")
+            raise ValueError(f"unknown sample kinds {kinds!r}")
         raw = {rec.track_uid(f.track_id) for f in rec.faces if f.track_id is not None}
         with self.engine.connect() as conn:
             alias = self._resolve(conn, raw)

@@ -227,7 +227,7 @@ class SinkStage(Stage):
     def samples(self, rec: FrameRecord, kinds: tuple[str, ...]) -> None:
         """Store a frame's samples of ``kinds`` (identity, attributes or both) and re-fuse
         each touched event once."""
-        uids = self.store.add_samples(rec, "+".join(kinds))  # one transaction for both
+        uids = self.store.add_samples(rec, *kinds)  # one transaction for both
         for uid in uids:
             self._refuse(uid, cluster_if_unnamed="identity" in kinds)
         self.rt.metrics.inc("facepipe_events_updated_total", {"stream": rec.stream})

@@ -181,7 +181,7 @@ def test_both_kinds_of_samples_in_one_call_store_what_two_calls_store(store):
             store.add_samples(both(seq, 1.0 + seq, 1, a + 0.01 * seq, 30.0 + seq), kind)
     for seq in range(3):  # the same frames of another session: one call each
         uids = store.add_samples(
-            both(seq, 1.0 + seq, 1, a + 0.01 * seq, 30.0 + seq, "t"), "identity+attributes"
+            both(seq, 1.0 + seq, 1, a + 0.01 * seq, 30.0 + seq, "t"), "identity", "attributes"
         )
         assert uids == ["cam/t/1"]
     g = store.gallery()
@@ -199,7 +199,7 @@ def test_both_kinds_of_samples_in_one_call_store_what_two_calls_store(store):
     assert rows("cam/s/1") == rows("cam/t/1") and len(rows("cam/s/1")) == 6
     # a face without age and gender gets its identity sample only
     bare = Face(box=(0, 0, 40, 40), track_id=3, quality=1.0, encoding=list(a))
-    assert store.add_samples(frame(5, 6.0, bare), "identity+attributes") == ["cam/s/3"]
+    assert store.add_samples(frame(5, 6.0, bare), "identity", "attributes") == ["cam/s/3"]
     assert [r["kind"] for r in store.event_samples("cam/s/3")] == ["identity"]
     with pytest.raises(ValueError):
         store.add_samples(frame(5, 6.0, bare), "identity+names")
@@ -208,7 +208,7 @@ def test_both_kinds_of_samples_in_one_call_store_what_two_calls_store(store):
 def test_both_kinds_of_samples_of_a_merged_track_land_on_the_survivor(store):
     store.observe([frame(0, 1.0, Face(box=(0, 0, 9, 9), track_id=1))])
     store.merge_tracks("cam/s/2", "cam/s/1")
-    uids = store.add_samples(both(3, 2.0, 2, np.zeros(128), 40.0), "identity+attributes")
+    uids = store.add_samples(both(3, 2.0, 2, np.zeros(128), 40.0), "identity", "attributes")
     assert uids == ["cam/s/1"]
     assert [r["kind"] for r in store.event_samples("cam/s/1")] == ["identity", "attributes"]
     assert store.event_samples("cam/s/2") == []
