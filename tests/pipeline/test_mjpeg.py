@@ -208,14 +208,15 @@ def test_a_url_that_is_not_mjpeg_is_read_through_opencv(tmp_path, demo_media):
     assert frame.jpeg is None and frame.bgr.ndim == 3
 
 
-def test_garbage_from_a_camera_is_an_outage_not_a_frame(caplog):
+def _frames_through_a_bad_part(bad: bytes) -> tuple[bytes, list[Frame], Source, int]:
+    """A camera whose first connection sends a good JPEG then ``bad``, every later one
+    good JPEGs only: the frames a Source gives, the source, and the connections made."""
     good = encode_jpeg(_picture())
     served = []
 
     def camera(h: http.server.BaseHTTPRequestHandler) -> None:
         served.append(1)
-        first = len(served) == 1
-        _multipart([good, b"garbage" * 100] if first else [good] * 50, length=True)(h)
+        _multipart([good, bad] if len(served) == 1 else [good] * 50, length=True)(h)
         time.sleep(0.5)
 
     with _serve(camera) as url:
@@ -233,42 +234,26 @@ def test_garbage_from_a_camera_is_an_outage_not_a_frame(caplog):
         t.join(15)
         src.stop()
         src.close()
-    assert len(served) >= 2  # the garbage ended the connection; the source reconnected
+    return good, frames, src, len(served)
+
+
+def test_garbage_from_a_camera_is_an_outage_not_a_frame():
+    good, frames, src, connections = _frames_through_a_bad_part(b"garbage" * 100)
+    assert connections >= 2  # the garbage ended the connection; the source reconnected
     assert frames and all(f.jpeg == good for f in frames)
     assert src.status().reconnects >= 1
 
 
 def test_a_jpeg_whose_data_does_not_decode_is_an_outage_not_a_frame():
-    """A part with a whole JPEG header but garbage after it passes the header check; the
-    reader decodes its preview and refuses it like garbage (before the fix it reached the
-    capture, whose shot detector raised on it)."""
+    """A part with a whole JPEG header but no picture after it passes the header check;
+    the reader decodes its preview and refuses it like garbage (before, it reached the
+    capture, whose shot detector raised on it and stopped the capture)."""
     good = encode_jpeg(_picture())
-    scan = good.index(b"\xff\xda")
-    broken = good[: scan + 14]  # the header up to the start of scan, no picture data
+    broken = good[: good.index(b"\xff\xda") + 14]  # up to the start of scan, no data
     jpeg_size(broken)  # the header check alone lets it through
-    served = []
-
-    def camera(h: http.server.BaseHTTPRequestHandler) -> None:
-        served.append(1)
-        _multipart([good, broken] if len(served) == 1 else [good] * 50, length=True)(h)
-        time.sleep(0.5)
-
-    with _serve(camera) as url:
-        src = Source(url, reconnect_s=0.05, reconnect_max_s=0.1, timeout_s=5)
-        frames: list[Frame] = []
-
-        def read() -> None:
-            for f in src:
-                frames.append(f)
-                if len(served) >= 2 and len(frames) >= 3:
-                    break
-
-        t = threading.Thread(target=read, daemon=True)
-        t.start()
-        t.join(15)
-        src.stop()
-        src.close()
-    assert len(served) >= 2 and src.status().reconnects >= 1
+    sent, frames, src, connections = _frames_through_a_bad_part(broken)
+    assert sent == good
+    assert connections >= 2 and src.status().reconnects >= 1
     assert frames and all(f.jpeg == good for f in frames)
     # the preview the reader decoded is the one the capture's shot detector gets
     assert frames[0].preview(SHOT_WIDTH) is frames[0].preview(SHOT_WIDTH)
