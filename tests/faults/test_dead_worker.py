@@ -46,6 +46,13 @@ def test_a_killed_sinks_batch_is_recovered_and_counted_once(bus, procs, env, hom
     job = Job.fetch(job_id, connection=bus.conn, serializer=JSONSerializer)
     # rq lists the job as started a moment before it writes which worker took it
     wait_for(lambda: job.refresh() or job.worker_name, 20, "the batch's worker")
+    # and the worker has counted the frames (its first step) and now waits for the lock:
+    # killed before that, its retry would count them fresh and see no duplicate
+    wait_for(
+        lambda: bus.stream_counts("cam", "s").get("processed") == len(records),
+        20,
+        "the batch's frames to be counted",
+    )
     victim = pids[job.worker_name]
     os.kill(victim, signal.SIGKILL)
     killed_at = time.monotonic()
