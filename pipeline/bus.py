@@ -7,7 +7,9 @@ serializer, never pickle) that carry the stage's message type (``pipeline/stages
 
 * ``detected:<stream>:<session>``: the ordered buffer, a hash of frames by ``seq``
   waiting for the track stage (``buffer_*``); detect workers finish out of order, the
-  track stage takes them strictly in sequence;
+  track stage takes them strictly in sequence, and a frame leaves it only when the hold
+  that consumed it ends with its lock held (``track_end``): a track worker that dies
+  mid-hold leaves its frames to the next;
 * ``encodings:<stream>:<session>``: a list of :class:`~pipeline.record.Encodings` the
   recognize stage sends the track stage for re-identification (``send_encodings``,
   ``take_encodings``);
@@ -90,14 +92,21 @@ return new
 """
 
 
-# take_run(buffer, counts, seq, most): drops frames older than seq (given up as lost before
-# they arrived), then removes and returns the consecutive frames from seq on, with how many
-# frames are left waiting and the stream's end_seq (false while the source goes on).
+# take_run(buffer, counts, below, seq, most): drops the frames older than `below` (consumed by
+# an earlier hold, or given up as lost before they arrived), then returns the consecutive
+# frames from seq on, with how many later frames wait and the stream's end_seq (false while
+# the source goes on). The frames returned stay in the buffer: the hold that consumes them
+# removes them as it ends holding the lock (track_end), so a worker that dies mid-hold
+# leaves them for the next one.
 _TAKE_RUN_FN = """
-local function take_run(buffer, counts, seq, most)
+local function take_run(buffer, counts, below, seq, most)
+  local ahead = 0
   for _, k in ipairs(redis.call('HKEYS', buffer)) do
-    if tonumber(k) < seq then
+    local n = tonumber(k)
+    if n < below then
       redis.call('HDEL', buffer, k)
+    elseif n >= seq then
+      ahead = ahead + 1
     end
   end
   local out = {}
@@ -106,19 +115,19 @@ local function take_run(buffer, counts, seq, most)
     if not v then
       break
     end
-    redis.call('HDEL', buffer, tostring(seq))
     out[#out + 1] = v
     seq = seq + 1
   end
-  return {out, redis.call('HLEN', buffer), redis.call('HGET', counts, 'end_seq')}
+  return {out, ahead - #out, redis.call('HGET', counts, 'end_seq')}
 end
 """
 
-# take_run: KEYS = the ordered buffer, the stream's counts hash; ARGV = next seq, max frames.
+# take_run: KEYS = the ordered buffer, the stream's counts hash; ARGV = the seq below which
+# frames are dropped, the next seq, max frames.
 _TAKE_RUN_LUA = (
     _TAKE_RUN_FN
     + """
-return take_run(KEYS[1], KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]))
+return take_run(KEYS[1], KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))
 """
 )
 
@@ -265,17 +274,27 @@ local seq = 0
 if state then
   seq = tonumber(cjson.decode(state)['next_seq']) or 0
 end
-return {state, enc, take_run(KEYS[5], KEYS[6], seq, tonumber(ARGV[3]))}
+return {state, enc, take_run(KEYS[5], KEYS[6], seq, seq, tonumber(ARGV[3]))}
 """
 )
 
 
-# track_end: KEYS = the tracker lock, the ordered buffer, the encodings; ARGV = lock token,
-# the next seq. Releases the lock if the token still holds it, and says whether work waits:
-# returns {released 1/0, frame `next seq` or encodings waiting 1/0}.
+# track_end: KEYS = the tracker lock, the ordered buffer, the encodings, the tracker state;
+# ARGV = lock token, the next seq, the state (JSON), its ttl (s). If the token still holds
+# the lock: writes the state, removes the frames the hold consumed (older than the next seq)
+# and releases the lock; else (it expired and perhaps another worker holds it now) changes
+# nothing. Says whether work waits: returns {released 1/0, frame `next seq` or encodings
+# waiting 1/0}.
 _TRACK_END_LUA = """
 local released = 0
 if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[4], ARGV[3], 'EX', ARGV[4])
+  local seq = tonumber(ARGV[2])
+  for _, k in ipairs(redis.call('HKEYS', KEYS[2])) do
+    if tonumber(k) < seq then
+      redis.call('HDEL', KEYS[2], k)
+    end
+  end
   redis.call('DEL', KEYS[1])
   released = 1
 end
@@ -295,7 +314,7 @@ class TakenRun(NamedTuple):
     """What :meth:`Bus.buffer_take_run` took."""
 
     frames: list[FrameRecord]  # consecutive, from the seq asked for
-    waiting: int  # frames left in the buffer (later ones: the next seq is missing)
+    waiting: int  # later frames in the buffer, after the run (the seq after it is missing)
     end_seq: int | None  # the last seq of a finite source that ended, else None
 
 
@@ -525,17 +544,30 @@ class Bus:
             most,
         )
 
-    def track_end(self, stream: str, session: str, token: str, seq: int, pipeline: Any) -> None:
-        """End a hold of the stream's lock in ``pipeline`` (after the hold's writes): the lock
-        is released if ``token`` still holds it, and the script's answer, the last of
-        ``pipeline.execute()``'s results, is ``[released, work waiting]`` (frame ``seq`` or
-        encodings)."""
+    def track_end(
+        self,
+        stream: str,
+        session: str,
+        token: str,
+        state: dict[str, Any],
+        pipeline: Any,
+    ) -> None:
+        """End a hold of the stream's lock in ``pipeline`` (after the hold's writes): if
+        ``token`` still holds the lock, the tracker ``state`` is written, the frames the
+        hold consumed (older than the state's ``next_seq``) leave the ordered buffer and
+        the lock is released; a hold whose lock expired writes neither (another worker
+        may hold the stream now). The script's answer, the last of ``pipeline.execute()``'s
+        results, is ``[released, work waiting]`` (frame ``next_seq`` or encodings)."""
         keys = [
             self.key("tracker-lock", stream, session),
             self._buffer(stream, session),
             self._encodings(stream, session),
+            self.key("tracker", stream, session),
         ]
-        pipeline.eval(_TRACK_END_LUA, len(keys), *keys, token, seq)
+        pipeline.eval(
+            _TRACK_END_LUA, len(keys), *keys, token, int(state["next_seq"]),
+            json.dumps(state, separators=(",", ":")), self.session_ttl_s,
+        )  # fmt: skip
 
     def depth(self, stage: str) -> int:
         return self.queue(stage).count
@@ -630,12 +662,17 @@ class Bus:
         raw, _ = pipe.execute()
         return None if raw is None else FrameRecord.from_json(raw)
 
-    def buffer_take_run(self, stream: str, session: str, seq: int, most: int) -> TakenRun:
-        """Remove and return up to ``most`` consecutive frames from ``seq`` on, in one round
-        trip; frames older than ``seq`` (that arrived after being given up) are dropped."""
+    def buffer_take_run(
+        self, stream: str, session: str, seq: int, most: int, below: int | None = None
+    ) -> TakenRun:
+        """Up to ``most`` consecutive frames from ``seq`` on, in one round trip; they stay in
+        the buffer (the track stage's hold removes the frames it consumed as it ends:
+        :meth:`track_end`). Frames older than ``below`` (default ``seq``: consumed, or
+        arrived after being given up as lost) are dropped."""
         counts = self.key("stream", self.stream_id(stream, session))
         raw, waiting, end = self._take_run(
-            keys=[self._buffer(stream, session), counts], args=[seq, most]
+            keys=[self._buffer(stream, session), counts],
+            args=[seq if below is None else below, seq, most],
         )
         return TakenRun(
             [FrameRecord.from_json(r) for r in raw], int(waiting), None if end is None else int(end)

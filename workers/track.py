@@ -5,11 +5,14 @@ most one waiting in the queue (``Bus.poke_track``). The worker clears the stream
 pending flag, takes the stream's lock, loads the stream's state (tracker, next frame,
 pending samples), the encodings the recognize stage sent for re-identification and the
 first run of consecutive frames from the stream's ordered buffer (one round trip:
-``Bus.track_begin``), consumes those frames, then saves the state, sends what it made
-and releases the lock in one transaction that also says whether more work came meanwhile
-(``Bus.track_end``), so any track worker can continue any stream. The track stage is the
-only writer of the tracker state. A frame whose detect result never arrives (its worker
-died) is skipped after ``tracker.gap_timeout_s`` and counted as dropped (``lost``).
+``Bus.track_begin``), consumes those frames, then sends what it made, saves the state,
+removes the consumed frames from the buffer and releases the lock in one transaction
+that also says whether more work came meanwhile (``Bus.track_end``), so any track worker
+can continue any stream. A worker killed mid-hold leaves the state and the frames as they
+were: the next hold (after the lock's ``LOCK_S``) consumes them again, nothing is lost.
+The track stage is the only writer of the tracker state. A frame whose detect result
+never arrives (its worker died) is skipped after ``tracker.gap_timeout_s`` and counted as
+dropped (``lost``).
 
 What happens to each frame and to the encodings is
 :class:`~pipeline.tracking.stream.StreamTracker`'s (track ids, shot cuts, predicted boxes
@@ -77,13 +80,16 @@ class TrackStage(Stage):
         out: list[FrameRecord] = []
         samples: list[FrameRecord] = []
         taken = begun.taken  # the first run came with the lock
+        first_seq = state.next_seq
         run, waiting, end_seq = list(reversed(taken.frames)), taken.waiting, taken.end_seq
         # the buffer lacks frame state.next_seq (as of the last take)
         missing = len(taken.frames) < begun.most
         while len(out) < MAX_FRAMES_PER_HOLD:
             if not run and not missing:
                 most = MAX_FRAMES_PER_HOLD - len(out)
-                taken = bus.buffer_take_run(stream, session, state.next_seq, most)
+                taken = bus.buffer_take_run(
+                    stream, session, state.next_seq, most, below=first_seq
+                )  # (this hold's frames stay in the buffer until its end)
                 run, waiting, end_seq = list(taken.frames), taken.waiting, taken.end_seq
                 run.reverse()  # pop() from the end: in sequence order
                 missing = len(taken.frames) < most
@@ -110,10 +116,10 @@ class TrackStage(Stage):
             samples += chosen
             out.append(rec)
         pipe = bus.pipeline()
-        self.states.save(stream, session, state, pipeline=pipe)
         self._emit(merges, out, samples, pipe)
         bus.hold_frames(frame_holders(out, samples, held_before, waiting_keys(state)), pipe)
-        bus.track_end(stream, session, token, state.next_seq, pipe)
+        # the state, the consumed frames out of the buffer, the lock: only if still held
+        bus.track_end(stream, session, token, state.to_dict(), pipe)
         released, more = pipe.execute()[-1]
         if not released:  # expired while held (and perhaps taken by another worker)
             log.warning("tracker lock of %s/%s expired while held", stream, session)

@@ -132,13 +132,42 @@ def test_a_run_of_consecutive_frames_is_taken_at_once(redis_url):
         bus.buffer_put(FrameRecord(stream="cam", session="s", seq=seq, ts=1.0 + seq))
     got = bus.buffer_take_run("cam", "s", 4, most=10)
     assert [r.seq for r in got.frames] == [4, 5] and got.frames[0].ts == 5.0
-    # 3 arrived after it was given up (older than the seq asked for): dropped; 7, 8 wait
-    assert got.waiting == 2 and got.end_seq is None and bus.buffer_seqs("cam", "s") == [7, 8]
-    assert bus.buffer_take_run("cam", "s", 6, most=10).frames == []  # 6 is missing
+    # 3 arrived after it was given up (older than the seq asked for): dropped; 7, 8 wait;
+    # 4 and 5 stay until the hold that consumes them ends (Bus.track_end)
+    assert got.waiting == 2 and got.end_seq is None
+    assert bus.buffer_seqs("cam", "s") == [4, 5, 7, 8]
+    assert bus.buffer_take_run("cam", "s", 6, most=10, below=4).frames == []  # 6 is missing
+    assert bus.buffer_seqs("cam", "s") == [4, 5, 7, 8]  # (kept: older than 6, not than 4)
     bus.set_end("cam", "s", 8)
     got = bus.buffer_take_run("cam", "s", 7, most=1)  # at most one
     assert [r.seq for r in got.frames] == [7] and got.waiting == 1 and got.end_seq == 8
+    assert bus.buffer_seqs("cam", "s") == [7, 8]
     assert bus.track_work_waiting("cam", "s", 8) and not bus.track_work_waiting("cam", "s", 9)
+
+
+def test_a_hold_ends_with_its_writes_only_while_its_token_holds_the_lock(redis_url):
+    bus = Bus(connect(redis_url), "end")
+    bus.register_stream("cam", "s", {})
+    for seq in range(4):
+        bus.buffer_put(FrameRecord(stream="cam", session="s", seq=seq, ts=1.0))
+    begun = bus.track_begin("cam", "s", "mine", 30.0, 2)
+    assert [r.seq for r in begun.taken.frames] == [0, 1] and begun.state is None
+    assert bus.track_begin("cam", "s", "other", 30.0, 2) is None  # held
+
+    # the lock expired and another worker took it: the late hold writes nothing
+    bus.conn.set(bus.key("tracker-lock", "cam", "s"), "other")
+    pipe = bus.pipeline()
+    bus.track_end("cam", "s", "mine", {"next_seq": 2}, pipe)
+    assert pipe.execute()[-1][0] == 0  # not released
+    assert bus.load_tracker_state("cam", "s") is None
+    assert bus.buffer_seqs("cam", "s") == [0, 1, 2, 3]
+
+    pipe = bus.pipeline()  # the holder's end: state, consumed frames out, released
+    bus.track_end("cam", "s", "other", {"next_seq": 2}, pipe)
+    assert pipe.execute()[-1] == [1, 1]  # frame 2 waits
+    assert bus.load_tracker_state("cam", "s") == {"next_seq": 2}
+    assert bus.buffer_seqs("cam", "s") == [2, 3]
+    assert not bus.conn.exists(bus.key("tracker-lock", "cam", "s"))
 
 
 def test_encodings_for_the_track_stage(redis_url):

@@ -211,15 +211,15 @@ def test_a_track_job_that_meets_the_lock_leaves_the_work_to_the_holder(rt, monke
     end = bus.track_end
     calls = []
 
-    def recognize_sends_then_end(stream, session, token, seq, pipeline):
+    def recognize_sends_then_end(stream, session, token, state, pipeline):
         if not calls:  # while this job holds the lock, recognize sends encodings; the
             # track job that send queued meets the lock and returns
             face = Face(box=(0, 0, 40, 40), track_id=3, encoding=[0.1] * 128, quality=0.5)
             bus.send_encodings(Encodings("cam", "s", 0, [face]))
             assert bus.depth("track") == 2  # (the flag was cleared: a new job)
             track.handle({"stream": "cam", "session": "s"})
-        calls.append(seq)
-        end(stream, session, token, seq, pipeline)
+        calls.append(state["next_seq"])
+        end(stream, session, token, state, pipeline)
 
     monkeypatch.setattr(bus, "track_end", recognize_sends_then_end)
     track.handle({"stream": "cam", "session": "s"})
@@ -397,6 +397,51 @@ def test_a_backlog_is_worked_off_in_batches_by_one_job(rt, monkeypatch):
     assert bus.depth("sink") == 3  # 4 + 4 + 2 frames, one lock hold each
     burst(rt, "sink")
     assert bus.stream_counts("cam", "s")["processed"] == 10
+
+
+def test_a_track_worker_that_dies_mid_hold_loses_no_frame(rt, monkeypatch):
+    """A hold that never ends (its worker died after consuming some frames: nothing of
+    its end transaction was sent) leaves the frames in the buffer and the state as they
+    were; once its lock expires, the next hold consumes every frame, each once."""
+    import time
+
+    import workers.track
+    from pipeline.tracking.stream import StreamTracker
+
+    monkeypatch.setattr(workers.track, "LOCK_S", 0.3)
+    bus = rt.bus
+    bus.register_stream("cam", "s", {"source": "x", "live": False})
+    bus.count_frame("cam", "s", "captured", 6)
+    bus.set_end("cam", "s", 5)
+    for seq in range(6):
+        bus.buffer_put(FrameRecord(stream="cam", session="s", seq=seq, ts=1.0 + seq))
+    step, seen = StreamTracker.step, []
+
+    def dies_at_the_fourth_frame(self, rec):
+        if len(seen) == 3:
+            raise SystemExit("killed")  # the process ends here, mid-hold
+        seen.append(rec.seq)
+        return step(self, rec)
+
+    monkeypatch.setattr(StreamTracker, "step", dies_at_the_fourth_frame)
+    track = base.get_stage("track")
+    with pytest.raises(SystemExit):
+        track.handle({"stream": "cam", "session": "s"})
+    assert seen == [0, 1, 2]
+    assert bus.buffer_seqs("cam", "s") == [0, 1, 2, 3, 4, 5]  # nothing consumed for good
+    assert bus.load_tracker_state("cam", "s") is None and bus.depth("sink") == 0
+    track.handle({"stream": "cam", "session": "s"})  # the lock is still the dead hold's
+    assert bus.buffer_seqs("cam", "s") == [0, 1, 2, 3, 4, 5]
+
+    monkeypatch.setattr(StreamTracker, "step", step)
+    time.sleep(0.4)  # the dead hold's lock expires
+    track.handle({"stream": "cam", "session": "s"})
+    assert bus.buffer_len("cam", "s") == 0
+    assert bus.load_tracker_state("cam", "s")["next_seq"] == 6
+    burst(rt, "sink")
+    c = bus.stream_counts("cam", "s")
+    assert c["processed"] == 6 and not any(k.startswith("dropped") for k in c), c
+    assert bus.stream_done("cam", "s")
 
 
 def test_a_finished_job_leaves_nothing_behind_and_is_counted(rt):
