@@ -255,36 +255,46 @@ return 1
 
 
 # track_begin: KEYS = the pending flag, the tracker lock, the tracker state, the encodings,
-# the ordered buffer, the stream's counts hash; ARGV = lock token, lock ttl (ms), max frames.
-# Clears the flag first (a poke from now on enqueues a new job; whatever came before is read
-# by this hold or, if another worker holds the lock, by that worker's check as it releases
-# it), takes the lock; with it, returns the state (false if none), the encodings waiting
-# (removed) and the run of frames from the state's next seq on (take_run); without it, false.
+# the ordered buffer, the stream's counts hash; ARGV = lock token, lock ttl (ms), max frames,
+# the prefix of the workers' heartbeat keys. Clears the flag first (a poke from now on
+# enqueues a new job; whatever came before is read by this hold or, if another worker holds
+# the lock, by that worker's check as it releases it), takes the lock (also from a holder
+# that is dead: its token names a worker, WORKER|RANDOM, whose heartbeat key is gone);
+# with it, returns the state (false if none), the encodings waiting and the run of frames
+# from the state's next seq on (take_run), and whether the lock was a dead holder's;
+# without it, false. The encodings and frames stay where they are until the hold ends
+# (track_end).
 _TRACK_BEGIN_LUA = (
     _TAKE_RUN_FN
     + """
 redis.call('DEL', KEYS[1])
+local took_over = 0
 if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return false
+  local holder = string.match(redis.call('GET', KEYS[2]) or '', '^(.+)|[^|]*$')
+  if not holder or redis.call('EXISTS', ARGV[4] .. holder) == 1 then
+    return false
+  end
+  redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+  took_over = 1
 end
 local enc = redis.call('LRANGE', KEYS[4], 0, -1)
-redis.call('DEL', KEYS[4])
 local state = redis.call('GET', KEYS[3])
 local seq = 0
 if state then
   seq = tonumber(cjson.decode(state)['next_seq']) or 0
 end
-return {state, enc, take_run(KEYS[5], KEYS[6], seq, seq, tonumber(ARGV[3]))}
+return {state, enc, take_run(KEYS[5], KEYS[6], seq, seq, tonumber(ARGV[3])), took_over}
 """
 )
 
 
 # track_end: KEYS = the tracker lock, the ordered buffer, the encodings, the tracker state;
-# ARGV = lock token, the next seq, the state (JSON), its ttl (s). If the token still holds
-# the lock: writes the state, removes the frames the hold consumed (older than the next seq)
-# and releases the lock; else (it expired and perhaps another worker holds it now) changes
-# nothing. Says whether work waits: returns {released 1/0, frame `next seq` or encodings
-# waiting 1/0}.
+# ARGV = lock token, the next seq, the state (JSON), its ttl (s), the number of encodings
+# the hold applied. If the token still holds the lock: writes the state, removes the frames
+# the hold consumed (older than the next seq) and the encodings it applied (the first ones:
+# later ones were appended) and releases the lock; else (it expired, and perhaps another
+# worker holds it now) changes nothing. Says whether work waits: returns {released 1/0,
+# frame `next seq` or encodings waiting 1/0}.
 _TRACK_END_LUA = """
 local released = 0
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -294,6 +304,9 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
     if tonumber(k) < seq then
       redis.call('HDEL', KEYS[2], k)
     end
+  end
+  if tonumber(ARGV[5]) > 0 then
+    redis.call('LTRIM', KEYS[3], ARGV[5], -1)
   end
   redis.call('DEL', KEYS[1])
   released = 1
@@ -325,6 +338,7 @@ class TrackBegun(NamedTuple):
     encodings: list[Encodings]  # taken from the stream's list, in order
     taken: TakenRun  # the frames from the state's next seq on (buffer_take_run)
     most: int  # at most this many frames were taken
+    took_over: bool = False  # the lock was a dead worker's (its hold never ended)
 
 
 class SessionPrune(NamedTuple):
@@ -517,10 +531,14 @@ class Bus:
     ) -> TrackBegun | None:
         """Start one hold of the stream's track stage, in one round trip: clear the
         stream's pending flag (:meth:`poke_track`), take the tracker lock with ``token``
-        and, if it was had, load the state, take the encodings waiting and up to ``most``
-        consecutive frames from the state's next seq on (:meth:`buffer_take_run`). None
-        if another worker holds the lock (it looks for work again as it releases it:
-        :meth:`track_end`)."""
+        and, if it was had, load the state, the encodings waiting and up to ``most``
+        consecutive frames from the state's next seq on (:meth:`buffer_take_run`); they
+        stay in Redis until the hold ends (:meth:`track_end`). None if another worker
+        holds the lock (it looks for work again as it releases it).
+
+        A ``token`` of the form ``WORKER|RANDOM`` names the worker that holds the lock:
+        a lock whose worker's heartbeat (:meth:`beat`) is gone is taken over at once
+        instead of after its ttl (``took_over``)."""
         keys = [
             self._track_pending(stream, session),
             self.key("tracker-lock", stream, session),
@@ -529,10 +547,13 @@ class Bus:
             self._buffer(stream, session),
             self.key("stream", self.stream_id(stream, session)),
         ]
-        got = self.conn.eval(_TRACK_BEGIN_LUA, len(keys), *keys, token, int(lock_s * 1000), most)
+        got = self.conn.eval(
+            _TRACK_BEGIN_LUA, len(keys), *keys, token, int(lock_s * 1000), most,
+            self.key("alive", ""),
+        )  # fmt: skip
         if not got:
             return None
-        raw, enc, (frames, waiting, end) = got
+        raw, enc, (frames, waiting, end), took_over = got
         return TrackBegun(
             None if raw is None else json.loads(raw),
             [Encodings.from_dict(json.loads(e)) for e in enc],
@@ -542,6 +563,7 @@ class Bus:
                 None if end is None else int(end),
             ),
             most,
+            bool(took_over),
         )
 
     def track_end(
@@ -551,11 +573,13 @@ class Bus:
         token: str,
         state: dict[str, Any],
         pipeline: Any,
+        encodings: int = 0,
     ) -> None:
         """End a hold of the stream's lock in ``pipeline`` (after the hold's writes): if
         ``token`` still holds the lock, the tracker ``state`` is written, the frames the
-        hold consumed (older than the state's ``next_seq``) leave the ordered buffer and
-        the lock is released; a hold whose lock expired writes neither (another worker
+        hold consumed (older than the state's ``next_seq``) leave the ordered buffer, so
+        do the first ``encodings`` of the stream's list (those the hold applied), and the
+        lock is released; a hold whose lock expired changes none of it (another worker
         may hold the stream now). The script's answer, the last of ``pipeline.execute()``'s
         results, is ``[released, work waiting]`` (frame ``next_seq`` or encodings)."""
         keys = [
@@ -566,7 +590,7 @@ class Bus:
         ]
         pipeline.eval(
             _TRACK_END_LUA, len(keys), *keys, token, int(state["next_seq"]),
-            json.dumps(state, separators=(",", ":")), self.session_ttl_s,
+            json.dumps(state, separators=(",", ":")), self.session_ttl_s, encodings,
         )  # fmt: skip
 
     def depth(self, stage: str) -> int:

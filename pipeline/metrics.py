@@ -60,6 +60,10 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
         "New tracks merged into an earlier one by appearance (re-identification).",
         ("stream",),
     ),
+    "facepipe_tracker_takeovers_total": (
+        "Tracker locks taken over from a dead worker's unfinished hold (its frames redone).",
+        ("stream",),
+    ),
     "facepipe_recognitions_total": (
         "Identity samples matched against the gallery, by result (known/unknown).",
         ("stream", "result"),
@@ -158,6 +162,7 @@ ZERO_SERIES: dict[str, tuple[tuple[str, ...], ...]] = {
     "facepipe_faces_detected_total": ((),),
     "facepipe_tracks_started_total": ((),),
     "facepipe_tracks_merged_total": ((),),
+    "facepipe_tracker_takeovers_total": ((),),
     "facepipe_recognitions_total": tuple((r,) for r in RECOGNITION_RESULTS),
     "facepipe_attribute_samples_total": ((),),
     "facepipe_events_updated_total": ((),),

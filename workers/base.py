@@ -68,6 +68,8 @@ _validated: tuple[dict[str, Any], Any] | None = None
 # while a StageWorker runs a job: the Redis commands of the job's metrics, sent with rq's
 # bookkeeping of the finished job (one round trip for both), or on their own otherwise
 _job_metrics: list[tuple[Any, ...]] | None = None
+# the name of this process's StageWorker once its heartbeat runs (beating_worker)
+_beating: str | None = None
 
 
 def set_runtime(rt: Runtime) -> None:
@@ -139,6 +141,13 @@ class Stage:
 
     def process(self, message: Any) -> None:
         raise NotImplementedError
+
+
+def beating_worker() -> str | None:
+    """The name of the worker running in this process whose heartbeat (``alive:<name>``)
+    says it lives, or None (a stage run without a worker, or a burst worker that does not
+    beat): a lock held under this name may be taken over once the heartbeat is gone."""
+    return _beating
 
 
 def get_stage(stage: str) -> Stage:
@@ -561,6 +570,8 @@ class StageWorker(SimpleWorker):
 
     # ----- heartbeat and the watchdog for dead workers' jobs ----------------------
     def start_beating(self) -> None:
+        global _beating
+        _beating = self.name
         self._beat_thread = threading.Thread(target=self._beat_loop, daemon=True,
                                              name="facepipe-heartbeat")  # fmt: skip
         self._beat_thread.start()

@@ -9,7 +9,8 @@ first run of consecutive frames from the stream's ordered buffer (one round trip
 removes the consumed frames from the buffer and releases the lock in one transaction
 that also says whether more work came meanwhile (``Bus.track_end``), so any track worker
 can continue any stream. A worker killed mid-hold leaves the state and the frames as they
-were: the next hold (after the lock's ``LOCK_S``) consumes them again, nothing is lost.
+were: the next hold consumes them again, nothing is lost (the lock's token names its
+worker: once that worker's heartbeat is gone the lock is taken over, else after LOCK_S).
 The track stage is the only writer of the tracker state. A frame whose detect result
 never arrives (its worker died) is skipped after ``tracker.gap_timeout_s`` and counted as
 dropped (``lost``).
@@ -37,7 +38,7 @@ from pipeline.record import Encodings, FrameRecord, Merge, Observations, TrackJo
 from pipeline.runtime import Runtime
 from pipeline.tracking.state import LOCK_S, TrackerStates
 from pipeline.tracking.stream import StreamState, StreamTracker
-from workers.base import Stage, run_job
+from workers.base import Stage, beating_worker, run_job
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,10 @@ class TrackStage(Stage):
 
     def process(self, job: TrackJob) -> None:
         stream, session, bus = job.stream, job.session, self.rt.bus
-        token = secrets.token_hex(16)
+        # WORKER|RANDOM: a hold whose worker died is taken over as soon as its heartbeat
+        # is gone, not after LOCK_S (a worker that beats; in-process use: RANDOM alone)
+        worker = beating_worker()
+        token = f"{worker}|{secrets.token_hex(16)}" if worker else secrets.token_hex(16)
         while True:
             begun = bus.track_begin(stream, session, token, LOCK_S, MAX_FRAMES_PER_HOLD)
             if begun is None:
@@ -71,6 +75,9 @@ class TrackStage(Stage):
         any further in one round trip each); the state, the jobs for the next stages, the
         frames' observations and the lock's release go out in one transaction."""
         bus, cfg = self.rt.bus, self.rt.config
+        if begun.took_over:
+            log.warning("%s/%s: took over the tracker lock of a dead worker", stream, session)
+            self.rt.metrics.inc("facepipe_tracker_takeovers_total", {"stream": stream})
         state = self.states.from_data(begun.state)
         held_before = waiting_keys(state)
         tracking = StreamTracker(
@@ -119,7 +126,7 @@ class TrackStage(Stage):
         self._emit(merges, out, samples, pipe)
         bus.hold_frames(frame_holders(out, samples, held_before, waiting_keys(state)), pipe)
         # the state, the consumed frames out of the buffer, the lock: only if still held
-        bus.track_end(stream, session, token, state.to_dict(), pipe)
+        bus.track_end(stream, session, token, state.to_dict(), pipe, len(begun.encodings))
         released, more = pipe.execute()[-1]
         if not released:  # expired while held (and perhaps taken by another worker)
             log.warning("tracker lock of %s/%s expired while held", stream, session)

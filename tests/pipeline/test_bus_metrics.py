@@ -1,5 +1,6 @@
 import base64
 import json
+import time
 import zlib
 
 import pytest
@@ -168,6 +169,40 @@ def test_a_hold_ends_with_its_writes_only_while_its_token_holds_the_lock(redis_u
     assert bus.load_tracker_state("cam", "s") == {"next_seq": 2}
     assert bus.buffer_seqs("cam", "s") == [2, 3]
     assert not bus.conn.exists(bus.key("tracker-lock", "cam", "s"))
+
+
+def test_a_dead_workers_tracker_lock_is_taken_over_a_live_ones_is_not(redis_url):
+    bus = Bus(connect(redis_url), "takeover")
+    lock = bus.key("tracker-lock", "cam", "s")
+    bus.buffer_put(FrameRecord(stream="cam", session="s", seq=0, ts=1.0))
+    bus.beat("track-alive", 30)
+    for holder in ("track-alive|abc", "plain-token"):  # alive, or names no worker
+        bus.conn.set(lock, holder, px=30_000)
+        assert bus.track_begin("cam", "s", "track-b|xyz", 30.0, 10) is None
+        assert bus.conn.get(lock).decode() == holder
+    bus.conn.set(lock, "track-dead|abc", px=30_000)  # its heartbeat is gone
+    begun = bus.track_begin("cam", "s", "track-b|xyz", 30.0, 10)
+    assert begun is not None and begun.took_over and [r.seq for r in begun.taken.frames] == [0]
+    assert bus.conn.get(lock).decode() == "track-b|xyz"
+    bus.conn.delete(lock)
+    begun = bus.track_begin("cam", "s", "track-b|xyz", 30.0, 10)  # a free lock
+    assert begun is not None and not begun.took_over
+
+
+def test_a_holds_encodings_leave_the_list_only_when_it_ends(redis_url):
+    bus = Bus(connect(redis_url), "enc-hold")
+    face = Face(box=(1, 2, 3, 4), track_id=1, encoding=[0.5] * 4)
+    bus.send_encodings(Encodings("cam", "s", 0, [face]))
+    begun = bus.track_begin("cam", "s", "t1", 0.2, 10)
+    assert [m.seq for m in begun.encodings] == [0]
+    time.sleep(0.3)  # its worker died: the lock expires, the encodings are still there
+    begun = bus.track_begin("cam", "s", "t2", 30.0, 10)
+    assert [m.seq for m in begun.encodings] == [0]
+    bus.send_encodings(Encodings("cam", "s", 5, [face]))  # arrives during the hold
+    pipe = bus.pipeline()
+    bus.track_end("cam", "s", "t2", {"next_seq": 0}, pipe, len(begun.encodings))
+    assert pipe.execute()[-1] == [1, 1]  # released; the later encodings wait
+    assert [m.seq for m in bus.take_encodings("cam", "s")] == [5]
 
 
 def test_encodings_for_the_track_stage(redis_url):

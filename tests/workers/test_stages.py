@@ -211,7 +211,7 @@ def test_a_track_job_that_meets_the_lock_leaves_the_work_to_the_holder(rt, monke
     end = bus.track_end
     calls = []
 
-    def recognize_sends_then_end(stream, session, token, state, pipeline):
+    def recognize_sends_then_end(stream, session, token, state, pipeline, encodings=0):
         if not calls:  # while this job holds the lock, recognize sends encodings; the
             # track job that send queued meets the lock and returns
             face = Face(box=(0, 0, 40, 40), track_id=3, encoding=[0.1] * 128, quality=0.5)
@@ -219,7 +219,7 @@ def test_a_track_job_that_meets_the_lock_leaves_the_work_to_the_holder(rt, monke
             assert bus.depth("track") == 2  # (the flag was cleared: a new job)
             track.handle({"stream": "cam", "session": "s"})
         calls.append(state["next_seq"])
-        end(stream, session, token, state, pipeline)
+        end(stream, session, token, state, pipeline, encodings)
 
     monkeypatch.setattr(bus, "track_end", recognize_sends_then_end)
     track.handle({"stream": "cam", "session": "s"})
@@ -402,7 +402,8 @@ def test_a_backlog_is_worked_off_in_batches_by_one_job(rt, monkeypatch):
 def test_a_track_worker_that_dies_mid_hold_loses_no_frame(rt, monkeypatch):
     """A hold that never ends (its worker died after consuming some frames: nothing of
     its end transaction was sent) leaves the frames in the buffer and the state as they
-    were; once its lock expires, the next hold consumes every frame, each once."""
+    were; the next hold consumes every frame, each once: once the lock expires or, if the
+    lock names a worker, as soon as that worker's heartbeat is gone."""
     import time
 
     import workers.track
@@ -442,6 +443,27 @@ def test_a_track_worker_that_dies_mid_hold_loses_no_frame(rt, monkeypatch):
     c = bus.stream_counts("cam", "s")
     assert c["processed"] == 6 and not any(k.startswith("dropped") for k in c), c
     assert bus.stream_done("cam", "s")
+
+    # a worker that beats: its dead hold's lock is taken over without waiting for LOCK_S
+    monkeypatch.setattr(workers.track, "LOCK_S", 30.0)
+    bus.register_stream("cam", "s2", {"source": "x", "live": False})
+    for seq in range(6):
+        bus.buffer_put(FrameRecord(stream="cam", session="s2", seq=seq, ts=1.0 + seq))
+    monkeypatch.setattr(base, "_beating", "track-dying")
+    bus.beat("track-dying", 30)
+    seen.clear()
+    monkeypatch.setattr(StreamTracker, "step", dies_at_the_fourth_frame)
+    with pytest.raises(SystemExit):
+        track.handle({"stream": "cam", "session": "s2"})
+    monkeypatch.setattr(StreamTracker, "step", step)
+    monkeypatch.setattr(base, "_beating", "track-next")
+    track.handle({"stream": "cam", "session": "s2"})  # the dying worker still beats
+    assert bus.buffer_len("cam", "s2") == 6
+    bus.forget("track-dying")  # its heartbeat is gone
+    track.handle({"stream": "cam", "session": "s2"})
+    assert bus.buffer_len("cam", "s2") == 0
+    assert bus.load_tracker_state("cam", "s2")["next_seq"] == 6
+    assert rt.metrics.total("facepipe_tracker_takeovers_total", stream="cam") == 1
 
 
 def test_a_finished_job_leaves_nothing_behind_and_is_counted(rt):
