@@ -11,8 +11,8 @@ serializer, never pickle) that carry the stage's message type (``pipeline/stages
   that consumed it ends with its lock held (``track_end``): a track worker that dies
   mid-hold leaves its frames to the next;
 * ``encodings:<stream>:<session>``: a list of :class:`~pipeline.record.Encodings` the
-  recognize stage sends the track stage for re-identification (``send_encodings``,
-  ``take_encodings``);
+  recognize stage sends the track stage for re-identification (``send_encodings``); a
+  hold reads them as it begins and removes those it applied as it ends (``track_end``);
 * ``tracker:<stream>:<session>``: the track stage's state (JSON), its only writer being
   the track stage, under ``tracker-lock:<stream>:<session>`` (a random token, as
   redis-py's ``Lock``);
