@@ -72,6 +72,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from rq.intermediate_queue import IntermediateQueue
 from rq.registry import StartedJobRegistry
 
 from pipeline.bus import Bus, counts_done
@@ -526,10 +527,13 @@ def pipeline_busy(bus: Bus, queued: bool = True) -> bool:
 
 def pipeline_activity(bus: Bus, pipe: Any = None) -> tuple[bool, bool]:
     """Whether any stage has jobs waiting, and whether any has a job running, in one round
-    trip (with ``pipe``, a non-transactional pipeline: its two results are the last of
-    its ``execute()``; use :func:`read_activity` on them). A started job counts until
-    its heartbeat's expiry (as rq counts it after its cleanup, without the cleanup's
-    writes: the workers' watchdog requeues the jobs of dead workers)."""
+    trip (with ``pipe``, a non-transactional pipeline: its results are the last of its
+    ``execute()``; use :func:`read_activity` on them). A started job counts until its
+    heartbeat's expiry (as rq counts it after its cleanup, without the cleanup's writes:
+    the workers' watchdog requeues the jobs of dead workers). A job a worker has taken
+    from the queue (into rq's intermediate queue) but not started yet counts as waiting:
+    in between it is in neither the queue nor the started registry, and a run that
+    stopped its workers then would lose what that job sends on (the last samples)."""
     own = pipe is None
     if own:
         pipe = bus.conn.pipeline(transaction=False)
@@ -537,15 +541,16 @@ def pipeline_activity(bus: Bus, pipe: Any = None) -> tuple[bool, bool]:
     for stage in STAGE_NAMES:
         q = bus.queue(stage)
         pipe.llen(q.key)
+        pipe.llen(IntermediateQueue(q.key, bus.conn).key)
         pipe.zcount(StartedJobRegistry(queue=q).key, now, "+inf")
     return read_activity(pipe.execute()) if own else (False, False)
 
 
 def read_activity(results: list[Any]) -> tuple[bool, bool]:
     """``(waiting, running)`` from the results of :func:`pipeline_activity`'s commands
-    (the last ``2 * len(STAGE_NAMES)`` of ``results``)."""
-    tail = results[-2 * len(STAGE_NAMES) :]
-    return any(tail[0::2]), any(tail[1::2])
+    (the last ``3 * len(STAGE_NAMES)`` of ``results``)."""
+    tail = results[-3 * len(STAGE_NAMES) :]
+    return any(tail[0::3]) or any(tail[1::3]), any(tail[2::3])
 
 
 def wait_accounted(

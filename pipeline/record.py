@@ -7,9 +7,10 @@ Every stage reads a ``FrameRecord`` and writes one; on the wire it is plain JSON
 (``to_json`` / ``from_json``), never pickle.
 
 The other messages wrap or point at frame records: :class:`FrameBatch` (the detect
-stage's jobs: one or more consecutive frames of a stream), :class:`TrackJob` (a stream has work
-for the track stage), :class:`Encodings` (the recognize stage's encodings of sampled
-faces, for the track stage's re-identification) and the sink's messages
+stage's jobs: one or more consecutive frames of a stream; the recognize and attributes
+stages' jobs: the samples one hold of the track stage chose), :class:`TrackJob` (a stream
+has work for the track stage), :class:`Encodings` (the recognize stage's encodings of
+sampled faces, for the track stage's re-identification) and the sink's messages
 (:class:`Observations`, :class:`Samples`, :class:`Merge`, tagged by ``type`` on the
 wire; :func:`sink_message_from_dict` reads any of them). Every ``from_dict`` rejects an
 unknown or a missing field with a ``ValueError`` naming it.
@@ -229,7 +230,9 @@ class TrackJob:
 
 @dataclass
 class Encodings:
-    """Encodings of the sampled faces of frame ``seq``, for the track stage's tracker.
+    """Encodings of sampled faces, for the track stage's tracker: those of one recognize
+    job (the samples of one hold of the track stage, in order), ``seq`` the first sampled
+    frame's.
 
     Each face carries its ``track_id``, ``encoding`` and ``quality`` (and its box).
     """
@@ -256,8 +259,10 @@ class Encodings:
 
 @dataclass
 class FrameBatch:
-    """Consecutive frames of one stream session for the detect stage: one job, several
-    frames (the capture batches them while the detect queue has jobs waiting).
+    """Frame records of one stream session in one job: consecutive frames for the detect
+    stage (the capture batches them while the detect queue has jobs waiting), or the
+    samples one hold of the track stage chose, one record per sampled frame, for the
+    recognize and attributes stages.
 
     On the wire a batch of one frame is that :class:`FrameRecord` itself (as every detect
     job was before batching), a longer one ``{"records": [FrameRecord, ...]}``.
@@ -351,18 +356,30 @@ class Observations(SinkMessage):
 
 @dataclass
 class Samples(SinkMessage):
-    """Sampled faces of one frame with what a stage found: ``identity`` (recognize),
-    ``attributes`` (age/gender) or ``identity+attributes`` (both, from the attributes
-    stage, which gets the recognize stage's output: one sink job per sample)."""
+    """Sampled faces of one stream session's frames (one record per sampled frame: the
+    samples one hold of the track stage chose) with what a stage found: ``identity``
+    (recognize), ``attributes`` (age/gender) or ``identity+attributes`` (both, from the
+    attributes stage, which gets the recognize stage's output: one sink job per recognize
+    job). ``records`` may be given as one :class:`FrameRecord`."""
 
     TYPE: ClassVar[str] = "samples"
     KINDS: ClassVar[tuple[str, ...]] = ("identity", "attributes", "identity+attributes")
     kind: Literal["identity", "attributes", "identity+attributes"]
-    record: FrameRecord
+    records: list[FrameRecord]
 
     def __post_init__(self) -> None:
         if self.kind not in self.KINDS:
             raise ValueError(f"Samples field 'kind' must be one of {self.KINDS}, got {self.kind!r}")
+        if isinstance(self.records, FrameRecord):
+            self.records = [self.records]
+        if not isinstance(self.records, list) or not self.records:
+            raise ValueError("Samples field 'records' must be a non-empty list of frame records")
+        first = self.records[0]
+        for rec in self.records:
+            if not isinstance(rec, FrameRecord):
+                raise ValueError(f"Samples holds frame records, not {type(rec).__name__}")
+            if (rec.stream, rec.session) != (first.stream, first.session):
+                raise ValueError("the records of a Samples message are of one stream session")
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -370,11 +387,14 @@ class Samples(SinkMessage):
         return tuple(self.kind.split("+"))
 
     def _fields(self) -> dict[str, Any]:
-        return {"kind": self.kind, "record": self.record.to_dict()}
+        return {"kind": self.kind, "records": [r.to_dict() for r in self.records]}
 
     @classmethod
     def _from_fields(cls, data: dict[str, Any]) -> Samples:
-        return cls(data["kind"], FrameRecord.from_dict(data["record"]))
+        records = data["records"]
+        if not isinstance(records, list):
+            raise ValueError("Samples field 'records' must be a list")
+        return cls(data["kind"], [FrameRecord.from_dict(r) for r in records])
 
 
 @dataclass

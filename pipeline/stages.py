@@ -12,13 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.record import FrameBatch, FrameRecord, SinkMessage, TrackJob
+from pipeline.record import FrameBatch, SinkMessage, TrackJob
 
 
 @dataclass(frozen=True)
 class StageSpec:
     name: str
-    message: type[Any]  # the job payload's type: FrameBatch, FrameRecord, TrackJob, SinkMessage
+    message: type[Any]  # the job payload's type: FrameBatch, TrackJob, SinkMessage
     job: str  # dotted path of the job function
     worker: str  # dotted path of the workers.base.Stage subclass
 
@@ -40,8 +40,9 @@ STAGES: dict[str, StageSpec] = {
     for s in (
         _spec("detect", FrameBatch, "DetectStage"),
         _spec("track", TrackJob, "TrackStage"),
-        _spec("recognize", FrameRecord, "RecognizeStage"),
-        _spec("attributes", FrameRecord, "AttributesStage"),
+        # the samples one hold of the track stage chose: one job (workers/track.py)
+        _spec("recognize", FrameBatch, "RecognizeStage"),
+        _spec("attributes", FrameBatch, "AttributesStage"),
         _spec("sink", SinkMessage, "SinkStage"),
     )
 }

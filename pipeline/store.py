@@ -38,7 +38,7 @@ from sqlalchemy.engine import Engine
 
 from pipeline import migrations
 from pipeline.fusion import fuse_attributes, fuse_identity
-from pipeline.record import FrameRecord
+from pipeline.record import Face, FrameRecord
 
 metadata = sa.MetaData()
 
@@ -164,6 +164,10 @@ _SAMPLES_OF = sa.select(
     samples.c.kind, samples.c.encoding, samples.c.age, samples.c.p_female, samples.c.quality
 ).where(samples.c.track_uid == sa.bindparam("b_uid"))
 _INSERT_SAMPLES = samples.insert()
+_SAMPLES_STORED = sa.select(samples.c.track_uid, samples.c.kind, samples.c.seq).where(
+    samples.c.track_uid.in_(sa.bindparam("uids", expanding=True)),
+    samples.c.seq.in_(sa.bindparam("seqs", expanding=True)),
+)
 _UPDATE_EVENT = events.update().where(events.c.track_uid == sa.bindparam("b_uid"))
 _SNAPSHOT_QUALITY = sa.select(events.c.snapshot_quality).where(
     events.c.track_uid == sa.bindparam("b_uid")
@@ -281,6 +285,41 @@ def _min_opt(a: int | None, b: int | None) -> int | None:
 
 def _max_opt(a: int | None, b: int | None) -> int | None:
     return b if a is None else a if b is None else max(a, b)
+
+
+def _sample_row(
+    rec: FrameRecord, face: Face, kind: str, alias: dict[str, str]
+) -> dict[str, Any] | None:
+    """The samples row of one face of ``kind`` (with its frame's ``stream`` and
+    ``session``, which the table does not hold); None for an attributes sample without
+    age or gender."""
+    uid = rec.track_uid(face.track_id)  # type: ignore[arg-type]
+    row: dict[str, Any] = {
+        "track_uid": alias.get(uid, uid),
+        "kind": kind,
+        "seq": rec.seq,
+        "ts": rec.ts,
+        "quality": face.quality,
+        "name": None,
+        "distance": None,
+        "encoding": None,
+        "age": None,
+        "p_female": None,
+        "stream": rec.stream,
+        "session": rec.session,
+    }
+    if kind == "identity":
+        row.update(
+            name=face.name,
+            distance=face.distance,
+            encoding=json.dumps(face.encoding) if face.encoding is not None else None,
+        )
+        return row
+    if face.age is None or face.gender is None:
+        return None
+    conf = face.gender_confidence if face.gender_confidence is not None else 0.5
+    row.update(age=face.age, p_female=conf if face.gender == "female" else 1 - conf)
+    return row
 
 
 def _track_id(track_uid: str) -> int:
@@ -480,61 +519,68 @@ class EventStore:
             )
         return stmt
 
-    def add_samples(self, rec: FrameRecord, *kinds: str) -> list[str]:
-        """Store one or both kinds of samples of a frame (``identity``, ``attributes``:
-        :attr:`pipeline.record.Samples.kinds`) in one transaction; returns the track uids
-        touched."""
+    def add_samples(self, records: FrameRecord | list[FrameRecord], *kinds: str) -> list[str]:
+        """Store one or both kinds of samples of frames of one stream session
+        (``identity``, ``attributes``: :attr:`pipeline.record.Samples.kinds`) in one
+        transaction; returns the track uids touched.
+
+        Idempotent: a sample stored already (the same track's event, kind and frame: a
+        face of one track in one frame is sampled at most once) is not stored again, so
+        a retried sink job does not weigh its samples twice."""
         if not kinds or any(k not in ("identity", "attributes") for k in kinds):
             raise ValueError(f"unknown sample kinds {kinds!r}")
-        raw = {rec.track_uid(f.track_id) for f in rec.faces if f.track_id is not None}
+        recs = [records] if isinstance(records, FrameRecord) else list(records)
+        raw = {
+            rec.track_uid(f.track_id) for rec in recs for f in rec.faces if f.track_id is not None
+        }
         with self.engine.connect() as conn:
             alias = self._resolve(conn, raw)
         rows = []
         for kind_ in kinds:  # (rows of one kind together: identity first)
-            for face in rec.faces:
-                if face.track_id is None:
-                    continue
-                uid = rec.track_uid(face.track_id)
-                row: dict[str, Any] = {
-                    "track_uid": alias.get(uid, uid),
-                    "kind": kind_,
-                    "seq": rec.seq,
-                    "ts": rec.ts,
-                    "quality": face.quality,
-                    "name": None,
-                    "distance": None,
-                    "encoding": None,
-                    "age": None,
-                    "p_female": None,
-                }
-                if kind_ == "identity":
-                    row.update(
-                        name=face.name,
-                        distance=face.distance,
-                        encoding=json.dumps(face.encoding) if face.encoding is not None else None,
-                    )
-                else:
-                    if face.age is None or face.gender is None:
+            for rec in recs:
+                for face in rec.faces:
+                    if face.track_id is None:
                         continue
-                    conf = face.gender_confidence if face.gender_confidence is not None else 0.5
-                    row.update(age=face.age, p_female=conf if face.gender == "female" else 1 - conf)
-                rows.append(row)
+                    row = _sample_row(rec, face, kind_, alias)
+                    if row is not None:
+                        rows.append(row)
         if not rows:
             return []
         now = time.time()
         touched = sorted({r["track_uid"] for r in rows})
+        # a new event's row: its stream session, first and last sampled frame's time
+        span: dict[str, tuple[str, str, float, float]] = {}
+        for r in rows:
+            uid, ts = r["track_uid"], r["ts"]
+            had = span.get(uid)
+            span[uid] = (
+                (r["stream"], r["session"], ts, ts)
+                if had is None
+                else (had[0], had[1], min(had[2], ts), max(had[3], ts))
+            )
         with self.engine.begin() as conn:
-            conn.execute(_INSERT_SAMPLES, rows)
+            stored = {
+                (r.track_uid, r.kind, r.seq)
+                for r in conn.execute(
+                    _SAMPLES_STORED, {"uids": touched, "seqs": sorted({r["seq"] for r in rows})}
+                )
+            }
+            new = [r for r in rows if (r["track_uid"], r["kind"], r["seq"]) not in stored]
+            if new:
+                conn.execute(
+                    _INSERT_SAMPLES,
+                    [{k: v for k, v in r.items() if k not in ("stream", "session")} for r in new],
+                )
             conn.execute(
                 self._samples_upsert(),
                 [
                     {
                         "track_uid": uid,
-                        "stream": rec.stream,
-                        "session": rec.session,
+                        "stream": span[uid][0],
+                        "session": span[uid][1],
                         "track_id": _track_id(uid),
-                        "first_seen": rec.ts,
-                        "last_seen": rec.ts,
+                        "first_seen": span[uid][2],
+                        "last_seen": span[uid][3],
                         "n_frames": 0,
                         "ended": False,
                         "identity_samples": 0,

@@ -1,14 +1,15 @@
 """Attributes stage: age and gender of sampled faces (fused per track by the sink).
 
-Its jobs come from the recognize stage (faces with encodings and names); it sends the
-sink both kinds of samples in one message (``identity+attributes``)."""
+Its jobs come from the recognize stage (the samples of one hold of the track stage, faces
+with encodings and names); it sends the sink both kinds of samples of a job in one
+message (``identity+attributes``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from pipeline.attributes import registry
-from pipeline.record import FrameRecord, Samples
+from pipeline.record import FrameBatch, FrameRecord, Samples
 from pipeline.runtime import Runtime
 from workers.base import Stage, run_job
 
@@ -22,14 +23,17 @@ class AttributesStage(Stage):
     def warmup(self) -> None:
         self.estimator.warmup()
 
-    def process(self, rec: FrameRecord) -> None:
-        if not rec.faces:
+    def process(self, batch: FrameBatch) -> None:
+        sampled = [rec for rec in batch.records if rec.faces]
+        if not sampled:
             return  # nothing sampled
-        image = self.image(rec)
-        if image is not None:  # (the frame left Redis: the identity samples still go)
-            self._estimate(image, rec)
-        # the recognize stage's identity samples (encodings, names) with the attributes
-        self.rt.bus.send("sink", Samples("identity+attributes", rec))
+        for rec in sampled:
+            image = self.image(rec)
+            if image is not None:  # (the frame left Redis: the identity samples still go)
+                self._estimate(image, rec)
+        # the recognize stage's identity samples (encodings, names) with the attributes:
+        # one message for the job's samples
+        self.rt.bus.send("sink", Samples("identity+attributes", sampled))
 
     def _estimate(self, image: Any, rec: FrameRecord) -> None:
         with self.inference():

@@ -1,5 +1,9 @@
 """Recognize stage: 128-d encodings of sampled faces, matched against the gallery.
 
+A job holds the samples one hold of the track stage chose (a
+:class:`~pipeline.record.FrameBatch`, one record per sampled frame); it sends one message
+on to each next stage, whatever the number of samples.
+
 The sampled faces then go on, with their encodings and names, to the attributes stage,
 which sends the sink the identity and attribute samples in one message (with attributes
 off, this stage sends the identity samples itself).
@@ -30,7 +34,7 @@ import numpy as np
 from pipeline.fusion import fuse_identity
 from pipeline.recognition.encoder import DlibEncoder
 from pipeline.recognition.quality import face_quality
-from pipeline.record import Encodings, Face, FrameRecord, Samples
+from pipeline.record import Encodings, Face, FrameBatch, FrameRecord, Samples
 from pipeline.runtime import Runtime
 from pipeline.store import EventStore, GalleryCache
 from workers.base import Stage, run_job
@@ -47,10 +51,49 @@ class RecognizeStage(Stage):
     def warmup(self) -> None:
         self.encoder.encode(np.zeros((80, 80, 3), np.uint8), [Face(box=(10, 10, 60, 60))])
 
-    def process(self, rec: FrameRecord) -> None:
-        image = self.image(rec) if rec.faces else None
-        if image is None:  # nothing sampled, or the frame left Redis
+    def process(self, batch: FrameBatch) -> None:
+        """The samples of one hold of the track stage: each sampled frame's faces encoded
+        and named, then one message on to each next stage (a sample whose frame left
+        Redis goes no further)."""
+        done: list[FrameRecord] = []
+        for rec in batch.records:
+            image = self.image(rec) if rec.faces else None
+            if image is None:  # nothing sampled, or the frame left Redis
+                continue
+            self._recognize(image, rec)
+            done.append(rec)
+        if not done:
             return
+        bus = self.rt.bus
+        pipe = bus.pipeline()  # everything this job sends: one round trip
+        if self.rt.config.tracker.model == "kalman":  # for re-identification
+            tracked = [
+                Face(
+                    box=f.box,
+                    track_id=f.track_id,
+                    encoding=f.encoding,
+                    quality=f.quality,
+                    name=f.name,  # the track stage stops sampling a track once it is settled
+                )  # fmt: skip
+                for rec in done
+                for f in rec.faces
+                if f.track_id is not None
+            ]
+            if tracked:  # one message (and one poke of the track stage) per job
+                first = done[0]
+                bus.send_encodings(
+                    Encodings(first.stream, first.session, first.seq, tracked), pipeline=pipe
+                )
+        if self.rt.config.attributes.enabled:
+            # with the encodings (the transfer/ensemble age-gender backends reuse them)
+            # and names: the attributes stage sends the sink both kinds in one message
+            bus.send("attributes", FrameBatch(done), pipeline=pipe)
+        else:
+            bus.send("sink", Samples("identity", done), pipeline=pipe)
+        pipe.execute()
+
+    def _recognize(self, image: np.ndarray, rec: FrameRecord) -> None:
+        """Encode and name the sampled faces of one frame (in place)."""
         with self.inference():
             vectors, marks = self.encoder.encode_with_landmarks(image, rec.faces)
         # the open-set rule (pipeline/recognition/openset.py)
@@ -73,31 +116,6 @@ class RecognizeStage(Stage):
                 "facepipe_recognitions_total",
                 {"stream": rec.stream, "result": "known" if known else "unknown"},
             )
-        bus = self.rt.bus
-        pipe = bus.pipeline()  # everything this job sends: one round trip
-        if self.rt.config.tracker.model == "kalman":  # for re-identification
-            tracked = [
-                Face(
-                    box=f.box,
-                    track_id=f.track_id,
-                    encoding=f.encoding,
-                    quality=f.quality,
-                    name=f.name,  # the track stage stops sampling a track once it is settled
-                )  # fmt: skip
-                for f in rec.faces
-                if f.track_id is not None
-            ]
-            if tracked:
-                bus.send_encodings(
-                    Encodings(rec.stream, rec.session, rec.seq, tracked), pipeline=pipe
-                )
-        if self.rt.config.attributes.enabled:
-            # with the encodings (the transfer/ensemble age-gender backends reuse them)
-            # and names: the attributes stage sends the sink both kinds in one message
-            bus.send("attributes", rec, pipeline=pipe)
-        else:
-            bus.send("sink", Samples("identity", rec), pipeline=pipe)
-        pipe.execute()
 
 
 def handle(payload: dict[str, Any]) -> None:

@@ -6,11 +6,13 @@ Its jobs carry one of the sink messages of ``pipeline/record.py``:
   track stage. Each frame is counted as processed (or dropped, with the reason a stage
   gave) and its capture-to-event latency is recorded; a processed frame also as
   ``detected`` or ``undetected:REASON`` (``facepipe_frames_undetected_total``).
-* :class:`~pipeline.record.Samples` (``identity``, ``attributes`` or both): samples of
-  some tracks; they are stored and the track's event is re-fused from all its samples. The
-  best identity sample (largest, sharpest face) becomes the event's snapshot, a JPEG
-  under ``store.snapshots_dir``, with its context image beside it (``store.context_images``:
-  the whole frame, scaled down, and its faces' boxes; replaced with the snapshot).
+* :class:`~pipeline.record.Samples` (``identity``, ``attributes`` or both): the samples
+  one hold of the track stage chose (one record per sampled frame); they are stored (a
+  retried message stores none twice) and each touched track's event is re-fused from all
+  its samples. The best identity sample (largest, sharpest face) becomes the event's
+  snapshot, a JPEG under ``store.snapshots_dir``, with its context image beside it
+  (``store.context_images``: the whole frame, scaled down, and its faces' boxes; replaced
+  with the snapshot).
 * :class:`~pipeline.record.Merge`: the track stage's tracker re-identified a new track as
   the continuation of an earlier one; the new track's event is folded into the earlier
   one's, which is re-fused. The store records the merged track as an alias of the
@@ -127,8 +129,8 @@ class SinkStage(Stage):
         match message:
             case Observations(records=records):
                 self.observations(records)
-            case Samples(record=rec) as msg:
-                self.samples(rec, msg.kinds)
+            case Samples(records=records) as msg:
+                self.samples(records, msg.kinds)
             case Merge(stream=stream, session=session, from_id=from_id, into_id=into_id):
                 self.merge(stream, session, from_id, into_id)
             case _:
@@ -143,8 +145,8 @@ class SinkStage(Stage):
         match message:
             case Observations(records=records):
                 pairs = {(r.stream, r.session) for r in records}
-            case Samples(record=rec):
-                pairs = {(rec.stream, rec.session)}
+            case Samples(records=records):
+                pairs = {(r.stream, r.session) for r in records}
             case Merge(stream=stream, session=session):
                 pairs = {(stream, session)}
             case _:
@@ -224,17 +226,27 @@ class SinkStage(Stage):
         self.store.set_session(stream, session, bool(info.get("live")), float(fps) if fps else None)
         self._sessions.add((stream, session))
 
-    def samples(self, rec: FrameRecord, kinds: tuple[str, ...]) -> None:
-        """Store a frame's samples of ``kinds`` (identity, attributes or both) and re-fuse
-        each touched event once."""
-        uids = self.store.add_samples(rec, *kinds)  # one transaction for both
+    def samples(self, records: list[FrameRecord], kinds: tuple[str, ...]) -> None:
+        """Store the samples of ``kinds`` (identity, attributes or both) of one message's
+        frames and re-fuse each touched event once.
+
+        A retried message changes nothing it stored before (``EventStore.add_samples``
+        skips the samples it has); its frames' images are let go once all is stored."""
+        uids = self.store.add_samples(records, *kinds)  # one transaction for all
         for uid in uids:
             self._refuse(uid, cluster_if_unnamed="identity" in kinds)
-        self.rt.metrics.inc("facepipe_events_updated_total", {"stream": rec.stream})
+        self.rt.metrics.inc(
+            "facepipe_events_updated_total", {"stream": records[0].stream}, len(records)
+        )
         if "identity" in kinds:
-            self._snapshots(rec)
-        if rec.key:  # the sample's last stop: its frame's image may go (workers/track.py)
-            self.rt.bus.hold_frames({rec.key: ([], [sample_holder(rec)])})
+            for rec in records:
+                self._snapshots(rec)
+        # the samples' last stop: their frames' images may go (workers/track.py)
+        release: dict[str, tuple[list[str], list[str]]] = {}
+        for rec in records:
+            if rec.key:
+                release.setdefault(rec.key, ([], []))[1].append(sample_holder(rec))
+        self.rt.bus.hold_frames(release)
 
     def merge(self, stream: str, session: str, from_id: int, into_id: int) -> None:
         res = self.store.merge_tracks(

@@ -18,12 +18,12 @@ dropped (``lost``).
 What happens to each frame and to the encodings is
 :class:`~pipeline.tracking.stream.StreamTracker`'s (track ids, shot cuts, predicted boxes
 on frames detection skipped, samples chosen by quality, re-identification merges); this
-stage sends its output: the samples to the recognize stage (which passes them on to
-attributes), the tracked frames to the sink (:class:`~pipeline.record.Observations`) and
-each merge (:class:`~pipeline.record.Merge`) to the sink, which folds the merged track's
-event into the survivor's. A merge is sent again whenever encodings of the merged id
-arrive later: harmless if the sink folded it already, and it completes a merge whose
-message was lost.
+stage sends its output: the samples one hold chose, as one job, to the recognize stage
+(which passes them on to attributes), the tracked frames to the sink
+(:class:`~pipeline.record.Observations`) and each merge (:class:`~pipeline.record.Merge`)
+to the sink, which folds the merged track's event into the survivor's. A merge is sent
+again whenever encodings of the merged id arrive later: harmless if the sink folded it
+already, and it completes a merge whose message was lost.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import time
 from typing import Any
 
 from pipeline.bus import TrackBegun, sample_holder
-from pipeline.record import Encodings, FrameRecord, Merge, Observations, TrackJob
+from pipeline.record import Encodings, FrameBatch, FrameRecord, Merge, Observations, TrackJob
 from pipeline.runtime import Runtime
 from pipeline.tracking.state import LOCK_S, TrackerStates
 from pipeline.tracking.stream import StreamState, StreamTracker
@@ -122,6 +122,7 @@ class TrackStage(Stage):
                 )
             samples += chosen
             out.append(rec)
+        samples = by_frame(samples)
         pipe = bus.pipeline()
         self._emit(merges, out, samples, pipe)
         bus.hold_frames(frame_holders(out, samples, held_before, waiting_keys(state)), pipe)
@@ -161,12 +162,29 @@ class TrackStage(Stage):
         bus = self.rt.bus
         for merge in merges:
             bus.send("sink", merge, pipeline=pipeline)
-        for sample in samples:
-            # recognize first; it hands the faces, with their encodings, to the
-            # attributes stage (the transfer/ensemble backends reuse the encoding)
-            bus.send("recognize", sample, pipeline=pipeline)
+        if samples:
+            # the hold's samples in one job (one per stage: the fixed cost of a job is
+            # most of a sample's); recognize first: it hands the faces, with their
+            # encodings, to the attributes stage (the transfer/ensemble backends reuse
+            # the encoding)
+            bus.send("recognize", FrameBatch(samples), pipeline=pipeline)
         if records:
             bus.send("sink", Observations(records), pipeline=pipeline)
+
+
+def by_frame(samples: list[FrameRecord]) -> list[FrameRecord]:
+    """The samples of one hold, one record per sampled frame (in the order chosen): two
+    windows that chose faces of one frame in different steps share its record, so its
+    image is read once downstream and it has one holder (``sample_holder`` of the
+    record's faces' tracks)."""
+    by_seq: dict[int, FrameRecord] = {}
+    for sample in samples:
+        have = by_seq.get(sample.seq)
+        if have is None:
+            by_seq[sample.seq] = sample
+        else:
+            have.faces += sample.faces
+    return list(by_seq.values())
 
 
 def waiting_keys(state: StreamState) -> set[str]:

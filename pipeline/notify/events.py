@@ -105,8 +105,10 @@ def touched_uids(message: SinkMessage) -> set[str]:
     match message:
         case Observations(records=records):  # only track ends matter here
             return {r.track_uid(t) for r in records for t in r.ended_tracks}
-        case Samples(record=rec):
-            return {rec.track_uid(f.track_id) for f in rec.faces if f.track_id is not None}
+        case Samples(records=records):
+            return {
+                r.track_uid(f.track_id) for r in records for f in r.faces if f.track_id is not None
+            }
         case Merge(stream=stream, session=session, into_id=into_id):
             return {track_uid(stream, session, into_id)}
     return set()

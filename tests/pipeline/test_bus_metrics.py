@@ -85,7 +85,7 @@ def test_a_stage_takes_only_its_message_type(redis_url):
     (job_id,) = bus.queue("sink").job_ids
     job = Job.fetch(job_id, connection=bus.conn, serializer=JSONSerializer)
     assert job.func_name == "workers.sink.handle"
-    assert job.args[0] == {"type": "samples", "kind": "identity", "record": rec.to_dict()}
+    assert job.args[0] == {"type": "samples", "kind": "identity", "records": [rec.to_dict()]}
 
 
 def test_the_stage_table_names_real_job_functions_and_worker_classes():

@@ -413,3 +413,34 @@ def test_a_camera_s_jpegs_go_to_redis_as_sent_unless_resized(redis_url, resize_w
         for data in stored:
             img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
             assert img.shape == (48, 64, 3)
+
+
+def test_a_job_a_worker_took_but_has_not_started_keeps_the_wait_going(redis_url):
+    """Between a worker's dequeue (rq moves the job into its intermediate queue) and the
+    job's start, the job is in neither the queue nor the started registry: it counts as
+    waiting, or a run would stop its workers and lose what the job sends on (the last
+    samples of a file; docs/benchmarks.md, "one recognize job per track hold")."""
+    import threading
+    import time
+
+    from rq.intermediate_queue import IntermediateQueue
+
+    from pipeline.capture import pipeline_activity, wait_accounted
+
+    rt = runtime(redis_url)
+    bus = rt.bus
+    bus.register_stream("cam", "s", {})
+    bus.count_frame("cam", "s", "captured", 1)
+    bus.account_frames("cam", "s", {0: "processed"})
+    bus.set_end("cam", "s", 0)
+    bus.send("attributes", FrameRecord(stream="cam", session="s", seq=0, ts=0.0))
+    q = bus.queue("attributes")
+    taken = IntermediateQueue(q.key, bus.conn).key
+    bus.conn.lmove(q.key, taken)  # a worker's dequeue
+    assert bus.depth("attributes") == 0
+    assert pipeline_activity(bus) == (True, False)
+    threading.Timer(0.6, lambda: bus.conn.delete(taken)).start()  # the job ran
+    t0 = time.monotonic()
+    waited = wait_accounted(rt, [("cam", "s")])
+    assert waited.done and time.monotonic() - t0 >= 0.5
+    assert pipeline_activity(bus) == (False, False)

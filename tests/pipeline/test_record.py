@@ -77,6 +77,7 @@ MESSAGES = [
     Observations([_rec(1), _rec(2)]),
     Samples("identity", _rec()),
     Samples("attributes", _rec()),
+    Samples("identity+attributes", [_rec(3), _rec(8)]),
     Merge("cam", "s1", 4, 2),
 ]
 
@@ -106,9 +107,22 @@ def test_other_messages_round_trip():
         ({"type": "merge", "stream": "a", "session": "b", "from_id": 1}, "into_id"),
         ({"type": "merge", "stream": "a", "session": "b", "from": 1, "into_id": 2}, "from"),
         ({"type": "merge", "stream": "a", "session": "b", "from_id": "1", "into_id": 2}, "from_id"),
-        ({"type": "samples", "kind": "age", "record": _rec().to_dict()}, "kind"),
-        ({"type": "samples", "kind": "identity"}, "record"),
-        ({"type": "samples", "kind": "identity", "record": {"stream": "a"}}, "seq"),
+        ({"type": "samples", "kind": "age", "records": [_rec().to_dict()]}, "kind"),
+        ({"type": "samples", "kind": "identity"}, "records"),
+        ({"type": "samples", "kind": "identity", "records": [{"stream": "a"}]}, "seq"),
+        # the one-sample message of before: refused, naming its field
+        ({"type": "samples", "kind": "identity", "record": _rec().to_dict()}, "record"),
+        ({"type": "samples", "kind": "identity", "records": _rec().to_dict()}, "records"),
+        ({"type": "samples", "kind": "identity", "records": []}, "records"),
+        ({"type": "samples", "kind": "identity", "records": [_rec().to_dict(), 5]}, "JSON object"),
+        (
+            {
+                "type": "samples",
+                "kind": "identity",
+                "records": [_rec().to_dict(), {**_rec().to_dict(), "session": "other"}],
+            },
+            "one stream session",
+        ),
         ({"type": "observations", "records": [{**_rec().to_dict(), "colour": 1}]}, "colour"),
         ({"type": "observations"}, "records"),
     ],

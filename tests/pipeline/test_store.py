@@ -230,3 +230,43 @@ def test_snapshot_and_context_in_one_write(store):
     assert store.set_snapshot("cam/s/1", "3.jpg", 1.0) == "2.jpg"
     assert store.set_context("cam/s/1", None, None) == "2-c.jpg"
     assert store.set_snapshot_and_context("cam/s/9", "9.jpg", 1.0, "9-c.jpg", "[]") == []
+
+
+def test_the_samples_of_several_frames_in_one_call_store_what_one_call_each_stores(store):
+    """The sink stores the samples of one track hold (several frames, several tracks) in
+    one call: the same rows as one call per frame."""
+    a = np.full(128, 0.05)
+    recs = [both(seq, 1.0 + seq, 1 + seq % 2, a + 0.01 * seq, 30.0 + seq) for seq in range(4)]
+    for rec in recs:
+        store.add_samples(rec, "identity", "attributes")
+    batch = [both(r.seq, r.ts, r.faces[0].track_id, a + 0.01 * r.seq, 30.0 + r.seq, "t")
+             for r in recs]  # fmt: skip
+    assert store.add_samples(batch, "identity", "attributes") == ["cam/t/1", "cam/t/2"]
+
+    def rows(uid):
+        return sorted(
+            tuple(sorted((k, str(v)) for k, v in r.items() if k not in ("id", "track_uid")))
+            for r in store.event_samples(uid)
+        )
+
+    for tid in (1, 2):
+        assert rows(f"cam/s/{tid}") == rows(f"cam/t/{tid}") and len(rows(f"cam/t/{tid}")) == 4
+    # a new event's first and last sampled frame are the batch's earliest and latest
+    evs = {e["track_uid"]: e for e in store.events()}
+    assert (evs["cam/t/1"]["first_seen"], evs["cam/t/1"]["last_seen"]) == (1.0, 3.0)
+
+
+def test_samples_stored_again_are_not_stored_twice(store):
+    """A sink job retried after a crash (its samples stored, the job not finished) stores
+    nothing new: the event is fused from each sample once."""
+    a = np.full(128, 0.05)
+    batch = [both(seq, 1.0 + seq, 1, a, 30.0) for seq in range(3)]
+    store.add_samples(batch[:2], "identity")
+    assert store.add_samples(batch, "identity", "attributes") == ["cam/s/1"]
+    assert store.add_samples(batch, "identity", "attributes") == ["cam/s/1"]  # the retry
+    kinds = [(r["kind"], r["seq"]) for r in store.event_samples("cam/s/1")]
+    assert sorted(kinds) == sorted(
+        [("identity", s) for s in range(3)] + [("attributes", s) for s in range(3)]
+    )
+    ev = store.refuse("cam/s/1", store.gallery(), 0.6)
+    assert ev["identity_samples"] == 3 and ev["attribute_samples"] == 3

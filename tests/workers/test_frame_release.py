@@ -7,9 +7,10 @@ from __future__ import annotations
 import cv2
 import pytest
 
+from pipeline.bus import sample_holder
 from pipeline.capture import Capture
 from pipeline.config import load_config
-from pipeline.record import Face, FrameRecord
+from pipeline.record import Face, FrameBatch, FrameRecord
 from pipeline.runtime import Runtime
 from pipeline.sources import Source
 from tests.helpers import FastCamera
@@ -144,11 +145,11 @@ def test_sampled_frames_keep_their_images_until_the_sink_has_the_samples(rt, dem
     res = Capture(rt, Source(str(demo_media["video"])), "demo").run()
     burst(rt, "detect", "track")
     kept = frame_keys(rt)
-    samples = [r for r in [FrameRecord.from_dict(j.args[0]) for j in
-               rt.bus.queue("recognize").get_jobs()]]  # fmt: skip
+    samples = [r for j in rt.bus.queue("recognize").get_jobs()
+               for r in FrameBatch.from_dict(j.args[0]).records]  # fmt: skip
     assert samples and {s.key for s in samples} <= kept
     for s in samples:
-        assert f"sample:{s.faces[0].track_id}" in rt.bus.frame_holders(s.key)
+        assert sample_holder(s) in rt.bus.frame_holders(s.key)
     # frames of open windows (their best face waits) and the newest shown one, no more
     state = rt.bus.load_tracker_state("demo", res.session)
     waiting = {c["key"] for c in state["candidates"].values()}
