@@ -161,3 +161,29 @@ def test_weighted_training_runs_and_resume_keeps_the_runs_options(tmp_path: Path
     assert card["training"]["balance_power"] == 0.5  # the run's own, not the new default
     state = json.loads((run / "state.json").read_text())
     assert state["epoch"] == 3 and state["config"]["extra"]["balance"] == 0.5
+
+
+def test_degraded_eval_summary_finds_the_worst_adult_group() -> None:
+    from types import SimpleNamespace
+
+    from training.agegender.degraded_eval import summary
+
+    samples, ages, pf = [], [], []
+    # 40 white men aged 30 all right, 40 black women aged 45 with 8 wrong
+    for _ in range(40):
+        samples.append(SimpleNamespace(age=30, gender=0, race=0))
+        ages.append(32.0)
+        pf.append(0.1)
+    for i in range(40):
+        samples.append(SimpleNamespace(age=45, gender=1, race=1))
+        ages.append(40.0)
+        pf.append(0.3 if i < 8 else 0.95)
+    s = summary((np.array(ages), np.array(pf)), samples)
+    assert s["n"] == 80 and s["age_mae"] == pytest.approx(3.5)
+    assert s["gender_accuracy"] == pytest.approx(0.9)
+    assert s["worst_adult_group"]["group"] == "black/female/40-59"
+    assert s["worst_adult_group"]["gender_accuracy"] == pytest.approx(0.8)
+    assert s["adult_groups_below_93"] == ["black/female/40-59"]
+    # at the pipeline's threshold (0.8) the 8 wrong answers (p_female 0.3 -> 0.7 male) abstain
+    assert s["abstain_0.8"]["all"]["coverage"] == pytest.approx(0.9)
+    assert s["abstain_0.8"]["all"]["accuracy"] == pytest.approx(1.0)
