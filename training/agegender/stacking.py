@@ -225,7 +225,8 @@ def member_predictions(
     ``transfer`` reads the plain dlib encodings from the caches (the same values the
     backend gets from the recognize stage, see :func:`_plain_encodings`); with ``flip``
     the flip-averaged ones (its ``flip`` option, :func:`_flip_encodings`). ``model``: another
-    model file than the shipped one (``transfer``: a heads ``.npz``).
+    model file than the shipped one (``transfer``: a heads ``.npz``; ``scratch``: a
+    ``.tflite``).
     """
     from pipeline.agegender.framing import face_crop_box
     from pipeline.agegender.images import read_rgb
@@ -236,8 +237,8 @@ def member_predictions(
     from training.agegender import data
 
     cache_dir = cache_dir or data.CACHE_DIR
-    if model is not None and member != "transfer":
-        raise ValueError("another model file is supported for the transfer member only")
+    if model is not None and member not in ("transfer", "scratch"):
+        raise ValueError("another model file is supported for the transfer and scratch members")
     model = model or MEMBER_MODELS.get(member)
     tag = digest(model) if model else "pkg"
     if flip and member != "transfer":
@@ -262,7 +263,10 @@ def member_predictions(
     elif todo:
         folder = require("utkface")
         # raw outputs: calibrations and stackers are fitted on these
-        est = registry.create(member, {"calibrate": False} if model else None)
+        opts: dict[str, Any] | None = {"calibrate": False} if model else None
+        if opts is not None and member == "scratch":
+            opts["model"] = str(model)
+        est = registry.create(member, opts)
         for k, n in enumerate(todo):
             im = read_rgb(folder / n)
             (r,) = est.estimate(im, [face_crop_box(*im.shape[:2])])
@@ -487,16 +491,29 @@ def main(argv: list[str] | None = None) -> int:
         "(recorded as member_options heads, relative to the stacker's folder when in it; "
         "--calibrations then writes HEADS.calibration.json)",
     )
+    ap.add_argument(
+        "--scratch-model",
+        type=Path,
+        default=None,
+        help="fit on the scratch member with this .tflite instead of the shipped scratch.tflite "
+        "(recorded as member_options model, relative to the stacker's folder when in it; "
+        "--calibrations then writes MODEL.calibration.json)",
+    )
     args = ap.parse_args(argv)
     members = tuple(args.members.split(","))
     flip = ("transfer",) if args.transfer_flip and "transfer" in members else ()
-    models = {"transfer": args.transfer_heads} if args.transfer_heads else {}
+    models: dict[str, Path] = {}
     options: dict[str, dict[str, Any]] = {m: {"flip": True} for m in flip}
-    if args.transfer_heads:
-        out_dir = Path(args.out).resolve().parent
-        heads = args.transfer_heads.resolve()
-        rel = heads.name if heads.parent == out_dir else str(heads)
-        options.setdefault("transfer", {})["heads"] = rel
+    out_dir = Path(args.out).resolve().parent
+    for member, file, key in (
+        ("transfer", args.transfer_heads, "heads"),
+        ("scratch", args.scratch_model, "model"),
+    ):
+        if file:
+            models[member] = file
+            resolved = file.resolve()
+            rel = resolved.name if resolved.parent == out_dir else str(resolved)
+            options.setdefault(member, {})[key] = rel
     parts = sides()
     a, p, ya, yg, probs = matrix(members, parts["dev"], flip, models)
     try:  # reported only, never used for fitting

