@@ -27,8 +27,7 @@ class AttributesStage(Stage):
         sampled = [rec for rec in batch.records if rec.faces]
         if not sampled:
             return  # nothing sampled
-        for rec in sampled:
-            image = self.image(rec)
+        for rec, image in zip(sampled, self.images(sampled), strict=True):
             if image is not None:  # (the frame left Redis: the identity samples still go)
                 self._estimate(image, rec)
         # the recognize stage's identity samples (encodings, names) with the attributes:

@@ -108,6 +108,12 @@ class Stage:
         """The frame's image (RGB) while it is in Redis; None without a key or expired."""
         return self.rt.frames.get(rec.key) if rec.key else None
 
+    def images(self, recs: list[FrameRecord]) -> list[np.ndarray | None]:
+        """:meth:`image` of each of ``recs``, read from Redis in one round trip."""
+        keys = [r.key for r in recs if r.key]
+        got = dict(zip(keys, self.rt.frames.get_many(keys), strict=True))
+        return [got[r.key] if r.key else None for r in recs]
+
     @contextmanager
     def inference(self) -> Iterator[None]:
         """Count the block's CPU time (the whole process's: model libraries run threads

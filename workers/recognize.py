@@ -56,9 +56,9 @@ class RecognizeStage(Stage):
         and named, then one message on to each next stage (a sample whose frame left
         Redis goes no further)."""
         done: list[FrameRecord] = []
-        for rec in batch.records:
-            image = self.image(rec) if rec.faces else None
-            if image is None:  # nothing sampled, or the frame left Redis
+        sampled = [rec for rec in batch.records if rec.faces]
+        for rec, image in zip(sampled, self.images(sampled), strict=True):
+            if image is None:  # the frame left Redis
                 continue
             self._recognize(image, rec)
             done.append(rec)

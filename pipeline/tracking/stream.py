@@ -264,7 +264,8 @@ def _candidate(rec: FrameRecord, face: Face) -> dict[str, Any]:
 
 
 def _sample_records(rec: FrameRecord, chosen: list[dict[str, Any]]) -> list[FrameRecord]:
-    """One recognize job per frame the chosen faces come from."""
+    """One sample record per frame the chosen faces come from (the track stage sends a
+    hold's samples to recognize as one job: ``workers.track.by_frame``)."""
     by_seq: dict[int, FrameRecord] = {}
     for c in chosen:
         sample = by_seq.get(c["seq"])

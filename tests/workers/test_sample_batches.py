@@ -60,3 +60,20 @@ def test_the_sink_stores_a_hold_s_samples_and_lets_each_frame_go_once(redis_url,
     assert bus.frame_holders(recs[2].key) == {"latest"}
     events = {e["track_id"]: e for e in sink.store.events(stream="door")}
     assert events[1]["identity_samples"] == 2 and events[2]["identity_samples"] == 2
+
+
+def test_a_stage_reads_a_jobs_images_in_one_round_trip_missing_ones_as_none(redis_url, home):
+    sink = sink_for(redis_url)  # any stage: Stage.images is shared
+    bus = sink.rt.bus
+    there = frame(sink, 0, [_face(1)])
+    gone = FrameRecord(stream="cam", session="s", seq=1, ts=1.0, key="facepipe:frame:none")
+    keyless = FrameRecord(stream="cam", session="s", seq=2, ts=1.0)
+    calls = []
+    get_many = sink.rt.frames.get_many
+    sink.rt.frames.get_many = lambda keys: calls.append(keys) or get_many(keys)
+    images = sink.images([there, gone, keyless])
+    assert calls == [[there.key, gone.key]]  # one read for the job
+    assert images[0] is not None and images[0].shape[2] == 3
+    assert images[0].tolist() == sink.image(there).tolist()
+    assert images[1] is None and images[2] is None
+    assert bus.conn.exists(there.key)  # reading lets nothing go
