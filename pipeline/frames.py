@@ -7,9 +7,13 @@ it, never silently lost).
 
 from __future__ import annotations
 
+from typing import Literal
+
 import cv2
 import numpy as np
 import redis
+
+ChannelOrder = Literal["rgb", "bgr"]
 
 
 class FrameStore:
@@ -52,14 +56,21 @@ class FrameStore:
             return None
         return decode_rgb(data)
 
-    def get_many(self, keys: list[str], reduce: list[int] | None = None) -> list[np.ndarray | None]:
+    def get_many(
+        self, keys: list[str], reduce: list[int] | None = None, order: ChannelOrder = "rgb"
+    ) -> list[np.ndarray | None]:
         """The frames of ``keys`` (one round trip), each as :meth:`get` gives it, or
-        decoded at 1/``reduce[i]`` of its size (see :func:`decode_rgb`)."""
+        decoded at 1/``reduce[i]`` of its size (see :func:`decode_rgb`); ``order="bgr"``:
+        in the channel order OpenCV decodes to (a consumer that wants BGR saves a
+        conversion there and one back)."""
+        if order not in ("rgb", "bgr"):
+            raise ValueError(f"order must be 'rgb' or 'bgr', not {order!r}")
         if not keys:
             return []
         factors = reduce or [1] * len(keys)
+        decode = decode_rgb if order == "rgb" else decode_bgr
         return [
-            None if d is None else decode_rgb(d, f)
+            None if d is None else decode(d, f)
             for d, f in zip(self.conn.mget(keys), factors, strict=True)
         ]
 

@@ -42,9 +42,11 @@ class DetectStage(Stage):
             elif rec.detected:
                 todo.append(rec)
         keyed = [r for r in todo if r.key]
-        # each JPEG decoded no larger than the detector's network will see it
+        # each JPEG decoded no larger than the detector's network will see it, in the
+        # channel order it takes (no conversion there and back)
         reduce = [reduced_factor(self.detector.input_scale(r.width, r.height)) for r in keyed]
-        images = iter(self.rt.frames.get_many([r.key for r in keyed], reduce))  # one trip
+        order = self.detector.channel_order
+        images = iter(self.rt.frames.get_many([r.key for r in keyed], reduce, order))  # 1 trip
         faces = 0
         for rec in todo:
             image = next(images) if rec.key else None
@@ -52,7 +54,7 @@ class DetectStage(Stage):
                 rec.dropped = "expired"
                 continue
             with self.inference():
-                rec.faces = self.detector.detect(image, self.min_size, frame_size(rec))
+                rec.faces = self.detector.detect(image, self.min_size, frame_size(rec), order)
             faces += len(rec.faces)
         if todo:
             self.rt.metrics.inc("facepipe_faces_detected_total", {"stream": batch.stream}, faces)

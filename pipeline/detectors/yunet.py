@@ -197,6 +197,7 @@ class YunetDetector(Detector):
 
     name = "yunet"
     Options = YunetOptions
+    channel_order = "bgr"  # libfacedetection's network takes BGR, as OpenCV decodes
 
     # libfacedetection initialises its weights on the first call; calls are serialised
     # (the library makes no promise of thread safety)
@@ -256,7 +257,7 @@ class YunetDetector(Detector):
             sx, sy = size[0] / w, size[1] / h
         else:
             sx = sy = 1.0
-        bgr = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)
+        bgr = np.ascontiguousarray(image)  # channel_order: BGR as it came
         with self._lock:
             if self._set_threads is not None:
                 self._set_threads(self.options.threads)

@@ -134,7 +134,7 @@ def collect(
                 # the model's own boxes before clipping: the map is applied before it
                 faces = [
                     {"box": list(f.box), "score": f.score, "landmarks": f.landmarks}
-                    for f in det._detect(image, 0)
+                    for f in det.unclipped(image)
                     if f.landmarks and f.box[2] > 0 and f.box[3] > 0
                 ]
                 h, w = image.shape[:2]

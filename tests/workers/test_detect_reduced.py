@@ -13,7 +13,7 @@ from skimage import data
 
 from pipeline.detectors import installed, registry
 from pipeline.evaluation import iou_matrix
-from pipeline.frames import decode_rgb, reduced_factor
+from pipeline.frames import decode_bgr, decode_rgb, reduced_factor
 
 
 @pytest.mark.parametrize(
@@ -66,3 +66,58 @@ def test_yunet_finds_the_same_face_in_a_frame_decoded_at_a_quarter(frame_1080p):
     # min_size is in the frame's pixels
     assert det.detect(quarter_img, quarter[0].box[3] + 1, frame) == []
     assert len(det.detect(quarter_img, quarter[0].box[3] - 2, frame)) == 1
+
+
+
+@pytest.mark.skipif(not installed("yunet"), reason="yuface wheel not installed here")
+def test_yunet_takes_bgr_frames_as_they_are(frame_1080p):
+    jpeg, rgb = frame_1080p
+    det = registry.create("yunet", {"max_side": 480})
+    assert det.channel_order == "bgr"
+    frame = (1920, 1080)
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    from_rgb = det.detect(rgb, 0, frame)
+    assert len(from_rgb) == 1
+    assert det.detect(bgr, 0, frame, order="bgr") == from_rgb  # the same input, unconverted
+    # fed BGR as if it were RGB, the network sees swapped channels: not the same faces
+    assert [f.box for f in det.detect(bgr, 0, frame)] != [f.box for f in from_rgb]
+    quarter = det.detect(decode_bgr(jpeg, 4), 0, frame, order="bgr")
+    assert quarter == det.detect(decode_rgb(jpeg, 4), 0, frame)
+    with pytest.raises(ValueError, match="order"):
+        det.detect(bgr, 0, frame, order="rbg")  # type: ignore[arg-type]
+
+
+class _Spy:
+    """A detector that records the image and the channel order the stage gave it."""
+
+    def __init__(self, order: str) -> None:
+        self.channel_order = order
+        self.got: list[tuple[np.ndarray, str]] = []
+
+    def input_scale(self, width: int, height: int) -> float:
+        return 1.0
+
+    def detect(self, image, min_size=0, frame_size=None, order="rgb"):  # noqa: ANN001, ANN201
+        self.got.append((image, order))
+        return []
+
+
+@pytest.mark.parametrize("order", ["rgb", "bgr"])
+def test_the_detect_stage_reads_frames_in_the_detectors_channel_order(redis_url, home, order):
+    from pipeline.config import Config
+    from pipeline.record import FrameBatch, FrameRecord
+    from pipeline.runtime import Runtime
+    from workers.detect import DetectStage
+
+    rt = Runtime.from_config(Config(), redis_url)
+    stage = DetectStage(rt)
+    stage.detector = spy = _Spy(order)  # type: ignore[assignment]
+    red = np.zeros((48, 64, 3), np.uint8)
+    red[..., 2] = 255  # BGR: red
+    rec = FrameRecord(stream="cam", session="s", seq=0, ts=0.0, key="f:0", width=64, height=48)
+    rt.frames.put(rec.key, red)
+    stage.process(FrameBatch([rec]))
+    (image, given), = spy.got
+    assert given == order
+    red_channel = 0 if order == "rgb" else 2
+    assert image[..., red_channel].min() > 240 and image[..., 2 - red_channel].max() < 15

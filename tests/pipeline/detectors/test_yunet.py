@@ -175,7 +175,7 @@ def test_scale_for_caps_the_longer_side() -> None:
 def test_boxes_are_clipped_to_the_frame(astronaut: np.ndarray) -> None:
     """A face cut by the left edge: the model's box reaches past it, the detector's not."""
     cut = np.ascontiguousarray(astronaut[:, 200:])
-    raw = make()._detect(cut, 0)
+    raw = make().unclipped(cut)
     assert raw and min(f.box[0] for f in raw) < 0  # the model's own box sticks out
     faces = make().detect(cut)
     assert faces and inside(faces, cut.shape[1], cut.shape[0])
@@ -236,8 +236,8 @@ def test_dlib_boxes_are_the_mapped_model_boxes(astronaut: np.ndarray) -> None:
     """box="dlib" = the model's box mapped (before clipping) by the shipped map; same
     scores and landmarks; the mapped box is squarer than YuNet's tall one."""
     dl, own = make(), make(box="model")
-    raw = own._detect(astronaut, 0)
-    mapped = dl._detect(astronaut, 0)
+    raw = own.unclipped(astronaut)
+    mapped = dl.unclipped(astronaut)
     assert len(raw) == len(mapped)
     for r, m in zip(raw, mapped, strict=True):
         assert (r.score, r.landmarks) == (m.score, m.landmarks)
