@@ -11,7 +11,8 @@ Tables:
   fused identity, age, gender, best snapshot.
 * ``samples``: the identity (encoding, nearest name, distance) and age/gender samples
   of each track; events are re-fused from them, and the stored encodings allow past
-  events to be relabelled without re-reading video.
+  events to be relabelled without re-reading video. At most one per (track, kind,
+  frame): a unique index, so that writers racing each other store a sample once.
 * ``people`` and ``encodings``: the gallery.
 * ``sessions``: each capture session's kind (live or not) and, for a video file, its
   frame rate: an event's frame numbers become seconds into the file.
@@ -90,6 +91,9 @@ samples = sa.Table(
     sa.Column("encoding", sa.Text),  # JSON list of floats
     sa.Column("age", sa.Float),
     sa.Column("p_female", sa.Float),
+    # a face of one track in one frame is sampled at most once per kind: a sink job run
+    # twice (retried, or recovered while its first worker still runs) stores it once
+    sa.Index("uq_samples_track_uid_kind_seq", "track_uid", "kind", "seq", unique=True),
 )
 
 people = sa.Table(
@@ -163,10 +167,22 @@ _ALIASES_OF = sa.select(track_aliases.c.from_uid, track_aliases.c.into_uid).wher
 _SAMPLES_OF = sa.select(
     samples.c.kind, samples.c.encoding, samples.c.age, samples.c.p_female, samples.c.quality
 ).where(samples.c.track_uid == sa.bindparam("b_uid"))
-_INSERT_SAMPLES = samples.insert()
-_SAMPLES_STORED = sa.select(samples.c.track_uid, samples.c.kind, samples.c.seq).where(
-    samples.c.track_uid.in_(sa.bindparam("uids", expanding=True)),
-    samples.c.seq.in_(sa.bindparam("seqs", expanding=True)),
+_SAMPLE_KEY = [samples.c.track_uid, samples.c.kind, samples.c.seq]  # the unique index
+# a re-identification merge moves samples from one track (``b_from``) to another
+# (``b_into``): those the survivor has already (same kind, same frame) are dropped first
+_dup = samples.alias("dup")
+_DROP_MOVED_DUPLICATES = samples.delete().where(
+    samples.c.track_uid == sa.bindparam("b_from"),
+    sa.exists().where(
+        _dup.c.track_uid == sa.bindparam("b_into"),
+        _dup.c.kind == samples.c.kind,
+        _dup.c.seq == samples.c.seq,
+    ),
+)
+_MOVE_SAMPLES = (
+    samples.update()
+    .where(samples.c.track_uid == sa.bindparam("b_from"))
+    .values(track_uid=sa.bindparam("b_into"))
 )
 _UPDATE_EVENT = events.update().where(events.c.track_uid == sa.bindparam("b_uid"))
 _SNAPSHOT_QUALITY = sa.select(events.c.snapshot_quality).where(
@@ -519,6 +535,15 @@ class EventStore:
             )
         return stmt
 
+    def _samples_insert(self) -> Any:
+        """The insert of samples that skips those stored already (built once)."""
+        stmt = getattr(self, "_samples_ignore", None)
+        if stmt is None:
+            stmt = self._samples_ignore = _upsert(self.engine, samples).on_conflict_do_nothing(
+                index_elements=_SAMPLE_KEY
+            )
+        return stmt
+
     def add_samples(self, records: FrameRecord | list[FrameRecord], *kinds: str) -> list[str]:
         """Store one or both kinds of samples of frames of one stream session
         (``identity``, ``attributes``: :attr:`pipeline.record.Samples.kinds`) in one
@@ -526,7 +551,10 @@ class EventStore:
 
         Idempotent: a sample stored already (the same track's event, kind and frame: a
         face of one track in one frame is sampled at most once) is not stored again, so
-        a retried sink job does not weigh its samples twice."""
+        a retried sink job does not weigh its samples twice. The samples' unique index
+        decides (the insert skips conflicts), so this holds for two processes running
+        the same job at once too (an rq job recovered while its first worker still
+        runs): the second to insert a sample waits for the first, then skips it."""
         if not kinds or any(k not in ("identity", "attributes") for k in kinds):
             raise ValueError(f"unknown sample kinds {kinds!r}")
         recs = [records] if isinstance(records, FrameRecord) else list(records)
@@ -559,18 +587,10 @@ class EventStore:
                 else (had[0], had[1], min(had[2], ts), max(had[3], ts))
             )
         with self.engine.begin() as conn:
-            stored = {
-                (r.track_uid, r.kind, r.seq)
-                for r in conn.execute(
-                    _SAMPLES_STORED, {"uids": touched, "seqs": sorted({r["seq"] for r in rows})}
-                )
-            }
-            new = [r for r in rows if (r["track_uid"], r["kind"], r["seq"]) not in stored]
-            if new:
-                conn.execute(
-                    _INSERT_SAMPLES,
-                    [{k: v for k, v in r.items() if k not in ("stream", "session")} for r in new],
-                )
+            conn.execute(
+                self._samples_insert(),
+                [{k: v for k, v in r.items() if k not in ("stream", "session")} for r in rows],
+            )
             conn.execute(
                 self._samples_upsert(),
                 [
@@ -718,12 +738,14 @@ class EventStore:
     def merge_tracks(self, from_uid: str, into_uid: str) -> MergeResult:
         """Fold track ``from_uid``'s event into ``into_uid``'s, for good.
 
-        Samples move, first/last seen widen, frame counts add up, the better snapshot
-        stays; the merged event is deleted and ``from_uid`` becomes an alias, so
-        observations and samples of it still in flight land on the survivor. Idempotent,
-        and safe in any order with those writes: a write that raced the merge is folded
-        in by the writer (see ``_fold_late``). Events are not re-fused here: the caller
-        re-fuses ``into_uid`` from its (now larger) set of samples.
+        Samples move (but for those of a frame the survivor has a sample of the same
+        kind of: one per track, kind and frame), first/last seen widen, frame counts add
+        up, the better snapshot stays; the merged event is deleted and ``from_uid``
+        becomes an alias, so observations and samples of it still in flight land on the
+        survivor. Idempotent, and safe in any order with those writes: a write that
+        raced the merge is folded in by the writer (see ``_fold_late``). Events are not
+        re-fused here: the caller re-fuses ``into_uid`` from its (now larger) set of
+        samples.
         """
         if from_uid == into_uid:
             raise ValueError(f"cannot merge track {from_uid} into itself")
@@ -772,10 +794,33 @@ class EventStore:
                 self._fold(conn, from_uid, into_uid)
         return late
 
+    def _move_samples(self, conn: sa.Connection, from_uid: str, into_uid: str) -> None:
+        """Move ``from_uid``'s samples to ``into_uid``, but for those the survivor has
+        already (same kind and frame: the unique index allows one), which are deleted.
+
+        Those are a sink job's samples stored under both uids: the job ran once before
+        the merge and once after it (or twice at once, one run's write racing the
+        merge). On SQLite this transaction holds the write lock, so nothing comes
+        between the delete and the move; on PostgreSQL another transaction may insert
+        such a sample in between, and the move then violates the index: it is retried
+        (in a savepoint), finding that sample this time."""
+        params = {"b_from": from_uid, "b_into": into_uid}
+        if conn.dialect.name != "postgresql":
+            conn.execute(_DROP_MOVED_DUPLICATES, params)
+            conn.execute(_MOVE_SAMPLES, params)
+            return
+        for attempt in range(5):
+            try:
+                with conn.begin_nested():
+                    conn.execute(_DROP_MOVED_DUPLICATES, params)
+                    conn.execute(_MOVE_SAMPLES, params)
+                return
+            except sa.exc.IntegrityError:
+                if attempt == 4:
+                    raise
+
     def _fold(self, conn: sa.Connection, from_uid: str, into_uid: str) -> MergeResult:
-        conn.execute(
-            samples.update().where(samples.c.track_uid == from_uid).values(track_uid=into_uid)
-        )
+        self._move_samples(conn, from_uid, into_uid)
         conn.execute(
             negatives.update().where(negatives.c.track_uid == from_uid).values(track_uid=into_uid)
         )
