@@ -54,12 +54,20 @@ class Procs:
         self.procs: list[tuple[subprocess.Popen[bytes], Path]] = []
         logs.mkdir(parents=True, exist_ok=True)
 
-    def start(self, *args: str, name: str) -> subprocess.Popen[bytes]:
+    def start(
+        self,
+        *args: str,
+        name: str,
+        module: str = "pipeline",
+        extra_env: dict[str, str] | None = None,
+    ) -> subprocess.Popen[bytes]:
+        """``python -m MODULE ARGS`` (``facepipe ARGS`` by default) with the test's
+        environment (plus ``extra_env`` for this process only), logging to NAME.log."""
         log = self.logs / f"{name}.log"
         with open(log, "wb") as fh:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "pipeline", *args],
-                env=self.env,
+                [sys.executable, "-m", module, *args],
+                env={**self.env, **(extra_env or {})},
                 stdout=fh,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
