@@ -78,7 +78,8 @@ class Detector(Backend):
         return image
 
     #: the channel order :meth:`_detect` takes its image in: ``"rgb"``, or ``"bgr"`` for
-    #: a backend that runs an OpenCV network (the detect stage then reads frames as BGR)
+    #: a backend whose network takes BGR as OpenCV decodes it (libfacedetection's YuNet;
+    #: the detect stage then reads frames as BGR)
     channel_order: ClassVar[ChannelOrder] = "rgb"
 
     @abstractmethod
