@@ -965,9 +965,11 @@ class Bus:
     def dead_letters(self, stage: str) -> list[dict[str, Any]]:
         return [json.loads(r) for r in self.conn.lrange(self.dead_key(stage), 0, -1)]
 
-    def beat(self, worker: str, ttl_s: float) -> None:
-        """Worker ``worker`` is alive for the next ``ttl_s`` seconds."""
-        self.conn.set(self.key("alive", worker), 1, px=max(1, int(ttl_s * 1000)))
+    def beat(self, worker: str, ttl_s: float, pipeline: Any = None) -> None:
+        """Worker ``worker`` is alive for the next ``ttl_s`` seconds (sent now, or with
+        ``pipeline``)."""
+        writer = self.conn if pipeline is None else pipeline
+        writer.set(self.key("alive", worker), 1, px=max(1, int(ttl_s * 1000)))
 
     def alive(self, worker: str) -> bool:
         return bool(self.conn.exists(self.key("alive", worker)))

@@ -38,7 +38,7 @@ from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import numpy as np
-from rq import Queue, SimpleWorker
+from rq import Queue, SimpleWorker, worker_registration
 from rq.exceptions import NoSuchJobError
 from rq.executions import Execution
 from rq.intermediate_queue import IntermediateQueue
@@ -316,6 +316,11 @@ class StageWorker(SimpleWorker):
         self._suspension_checked = -SUSPENSION_CHECK_S  # time.monotonic() of the last check
         self._state_unsure = True  # whether Redis may hold another state than self._state
         self._prepared: Any = None  # prepare_execution's transaction, not yet sent
+        # registration with rq (rq:workers): written by the worker loop at its start, and
+        # again by whichever thread first sees that Redis lost it (see _beat_loop)
+        self._registration_lock = threading.Lock()
+        self._registered = False
+        self._server_id: str | None = None  # run_id of the Redis server registered with
 
     # ----- counters ----------------------------------------------------------------
     def _count_dead(self, stage: str, reason: str) -> None:
@@ -335,14 +340,68 @@ class StageWorker(SimpleWorker):
 
     def _reconnected(self, took: float) -> None:
         """Redis is back (maybe empty, if it restarted without persistence): register."""
-        if not self.connection.sismember(REDIS_WORKER_KEYS, self.key):
-            self.connection.delete(self.key)
-            self.register_birth()
-            self._state_unsure = True  # the new worker hash has no state yet
-            self.set_state(self.get_state() or "idle")
+        self._register_again()
         labels = {"process": self.stage.name}
         self.rt.metrics.inc("facepipe_redis_outages_total", labels)
         self.rt.metrics.inc("facepipe_redis_outage_seconds_total", labels, took)
+
+    # ----- registration with rq ------------------------------------------------------
+    def register_birth(self) -> None:
+        """rq's registration, in one transaction with the worker's state; refuses a name
+        that another live worker holds (as rq does), not the hash this worker left."""
+        with self._registration_lock:
+            pid, host, death = self.connection.hmget(self.key, ["pid", "hostname", "death"])
+            ours = pid is not None and _text(pid) == str(self.pid) and (
+                host is None or _text(host) == (self.hostname or "")
+            )
+            if pid is not None and death is None and not ours:
+                raise ValueError(f"There exists an active worker named {self.name!r} already")
+            self._write_registration()
+
+    def _write_registration(self) -> None:
+        self.birth_date = self.last_heartbeat = now()
+        with self.connection.pipeline() as pipe:
+            pipe.delete(self.key)
+            pipe.hset(self.key, mapping={**self.serialize(), "state": self._state or "idle"})
+            worker_registration.register(self, pipe)
+            pipe.expire(self.key, self.worker_ttl + 60)
+            pipe.info("server")
+            self._server_id = pipe.execute()[-1].get("run_id")
+        self._state_unsure = False
+        self._registered = True
+
+    def _register_again(self) -> bool:
+        """Register again if Redis lost the registration (a restart without persistence,
+        a flush); whether it did."""
+        with self._registration_lock:
+            if not self._registered or self.connection.sismember(REDIS_WORKER_KEYS, self.key):
+                return False
+            self._write_registration()
+            return True
+
+    def _registration_lost(self) -> None:
+        """The heartbeat found the registration gone although this worker saw no outage:
+        it was not using Redis while the server restarted (paused, starved of CPU) and
+        redis-py's retry reconnected it silently. Register again; if the server is a new
+        one, count the outage (its length is unknown)."""
+        before = self._server_id
+        if not self._register_again():
+            return
+        restarted = before is not None and self._server_id != before
+        log.warning(
+            "%s: Redis lost this worker's registration (%s); registering again",
+            self.name, "the server restarted" if restarted else "flushed or expired",
+        )  # fmt: skip
+        if restarted:
+            self.rt.metrics.inc("facepipe_redis_outages_total", {"process": self.stage.name})
+
+    def register_death(self) -> None:
+        with self._registration_lock:
+            self._registered = False
+            try:
+                super().register_death()
+            except REDIS_DOWN:
+                log.warning("%s: Redis unreachable while stopping; not unregistered", self.name)
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         # rq beats (3 round trips) before and after every dequeue and after every job; the
@@ -418,12 +477,6 @@ class StageWorker(SimpleWorker):
             super().set_shutdown_requested_date()
         except REDIS_DOWN:
             pass  # informational; the stop itself is local
-
-    def register_death(self) -> None:
-        try:
-            super().register_death()
-        except REDIS_DOWN:
-            log.warning("%s: Redis unreachable while stopping; not unregistered", self.name)
 
     def request_stop(self, signum: Any, frame: Any) -> None:
         self.stopping.set()
@@ -587,7 +640,11 @@ class StageWorker(SimpleWorker):
         bus = self.rt.bus  # thread-safe: each command takes a pooled connection
         while not self.stopping.wait(period):
             try:
-                bus.beat(self.name, self.recovery_s)
+                pipe = bus.conn.pipeline(transaction=False)
+                bus.beat(self.name, self.recovery_s, pipe)
+                pipe.sismember(REDIS_WORKER_KEYS, self.key)
+                if not pipe.execute()[-1] and self._registered and self.health.up:
+                    self._registration_lost()
                 if bus.conn.set(bus.key("watchdog"), self.name, nx=True, px=int(period * 900)):
                     recover_dead_jobs(bus, self.rt.metrics, self.recovery_s)
             except REDIS_DOWN:

@@ -8,6 +8,7 @@ restart is processed completely by the same worker processes.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import time
 import urllib.request
@@ -58,7 +59,10 @@ def test_every_process_survives_a_redis_restart(redis_proc, bus, procs, env, tmp
 
     # every worker reconnected and registered again, none died
     for stage in STAGE_NAMES:
-        wait_for(lambda s=stage: workers_of(bus, s), 20, f"the {stage} worker to register again")
+        try:
+            wait_for(lambda s=stage: workers_of(bus, s), 20, f"the {stage} worker to register")
+        except AssertionError as exc:
+            pytest.fail(f"{exc} again:\n{procs.log(workers[stage])}")
     for proc in (*workers.values(), exporter):
         assert proc.poll() is None, procs.log(proc)
     assert "facepipe_redis_up 1.0" in scrape(port)
@@ -78,3 +82,36 @@ def test_every_process_survives_a_redis_restart(redis_proc, bus, procs, env, tmp
         assert "Redis reachable again after" in procs.log(proc), stage
     outages = Metrics(bus).total("facepipe_redis_outages_total")
     assert outages >= len(STAGE_NAMES)
+
+
+def test_a_worker_that_slept_through_a_restart_registers_again(
+    redis_proc, bus, procs, env, tmp_path
+):
+    """A worker that never saw the outage (paused: a stalled VM, a long GC, a loaded
+    machine) reconnects without an error: redis-py retries its blocked dequeue on the
+    new server. It must still notice that the restarted server lost its registration,
+    register again and count the outage, and work must go on through it."""
+    workers = start_workers(procs, bus, STAGE_NAMES)
+    paused = workers["track"]
+    paused.send_signal(signal.SIGSTOP)
+    try:
+        redis_proc.stop(keep_dir=True)
+        time.sleep(0.5)
+        redis_proc.start()  # empty
+        wait_for(lambda: bus.conn.ping(), 10, "Redis to answer")
+        time.sleep(0.5)
+    finally:
+        paused.send_signal(signal.SIGCONT)
+    try:
+        wait_for(lambda: workers_of(bus, "track"), 20, "the paused track worker to register")
+    except AssertionError as exc:
+        pytest.fail(f"{exc} again:\n{procs.log(paused)}")
+    assert "registering again" in procs.log(paused)
+    assert Metrics(bus).total("facepipe_redis_outages_total") >= 1
+
+    video = str(make_demo_video(tmp_path / "clip.mp4", frames=20))
+    capture = procs.start("capture", video, "--stream", "cam", name="capture")
+    assert capture.wait(60) == 0, procs.log(capture)
+    assert "all frames accounted for" in procs.log(capture)
+    for proc in workers.values():
+        assert proc.poll() is None, procs.log(proc)
