@@ -56,6 +56,11 @@ class FrameStore:
             return None
         return decode_rgb(data)
 
+    def get_encoded(self, key: str) -> bytes | None:
+        """The frame as stored (JPEG bytes), or None when the key has expired."""
+        data = self.conn.get(key)
+        return None if data is None else bytes(data)
+
     def get_many(
         self, keys: list[str], reduce: list[int] | None = None, order: ChannelOrder = "rgb"
     ) -> list[np.ndarray | None]:

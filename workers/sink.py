@@ -44,6 +44,7 @@ import numpy as np
 
 from pipeline.attributes.base import crop_face
 from pipeline.bus import sample_holder
+from pipeline.frames import decode_bgr
 from pipeline.identities import Identities
 from pipeline.metrics import retire_idle_streams
 from pipeline.names import check_stream
@@ -275,7 +276,8 @@ class SinkStage(Stage):
             self.identities.assign_unknown(other)
 
     def _snapshots(self, rec: FrameRecord) -> None:
-        image = None
+        image = None  # the frame, BGR (what the snapshot and context files are written from)
+        data = b""  # the frame as stored in Redis
         context: tuple[bytes, str] | None = None  # the frame as JPEG, its faces' boxes
         for face in rec.faces:
             if face.track_id is None or face.quality is None:
@@ -285,18 +287,20 @@ class SinkStage(Stage):
             if best is not None and best >= face.quality:
                 continue
             if image is None:
-                image = self.image(rec)
-                if image is None:
-                    return
+                data = (self.rt.frames.get_encoded(rec.key) if rec.key else None) or b""
+                if not data:
+                    return  # the frame left Redis
+                image = decode_bgr(data)
             path = self.snapshot_path(rec, face.track_id)
             path.parent.mkdir(parents=True, exist_ok=True)
-            crop = crop_face(image, face, 0.4)
-            cv2.imwrite(str(path), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+            cv2.imwrite(str(path), crop_face(image, face, 0.4))
             if not self.rt.config.store.context_images:
                 self._remove_snapshot(self.store.set_snapshot(uid, str(path), face.quality))
                 continue
             if context is None:  # the frame it was cut from, to match
-                context = context_image(image, rec, self.rt.config.store.context_max_width)
+                context = context_image(
+                    image, rec, self.rt.config.store.context_max_width, encoded=data
+                )
             cpath = self.context_path(rec, face.track_id)
             cpath.write_bytes(context[0])
             for old in self.store.set_snapshot_and_context(
@@ -337,26 +341,35 @@ def detection_field(rec: FrameRecord) -> str:
     return "detected" if rec.detected else f"undetected:{rec.undetected or 'schedule'}"
 
 
-def context_image(rgb: np.ndarray, rec: FrameRecord, max_width: int) -> tuple[bytes, str]:
-    """An event's context image: the whole frame as JPEG, scaled down to ``max_width``
-    pixels wide, and its faces' boxes in those pixels as JSON ``[[x, y, w, h, track_id]]``
-    (drawn when it is shown, with the names the store holds then)."""
-    h, w = rgb.shape[:2]
+def context_image(
+    bgr: np.ndarray, rec: FrameRecord, max_width: int, encoded: bytes = b""
+) -> tuple[bytes, str]:
+    """An event's context image: the whole frame (BGR) as JPEG, scaled down to
+    ``max_width`` pixels wide, and its faces' boxes in those pixels as JSON
+    ``[[x, y, w, h, track_id]]`` (drawn when it is shown, with the names the store holds
+    then). ``encoded``: the frame as stored, a JPEG kept as it is when no scaling is
+    needed (no second encoding, no second loss)."""
+    h, w = bgr.shape[:2]
     scale = min(1.0, max_width / w) if w else 1.0
     if scale < 1.0:
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-    ok, buf = cv2.imencode(
-        ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80]
-    )
-    if not ok:
-        raise ValueError("could not JPEG-encode the context image")
+        bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+    if scale == 1.0 and encoded[:3] == JPEG_MAGIC:
+        jpeg = encoded
+    else:
+        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 80])
+        if not ok:
+            raise ValueError("could not JPEG-encode the context image")
+        jpeg = buf.tobytes()
     boxes = [
         [*(round(v * scale) for v in f.box), f.track_id]
         for f in rec.faces
         if f.track_id is not None
     ]
-    return buf.tobytes(), json.dumps(boxes)
+    return jpeg, json.dumps(boxes)
+
+
+JPEG_MAGIC = b"\xff\xd8\xff"  # how every JPEG file starts (SOI, then a marker)
 
 
 def handle(payload: dict[str, Any]) -> None:

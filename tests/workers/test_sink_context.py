@@ -147,3 +147,28 @@ def test_context_path_stays_under_a_symlinked_snapshots_dir(redis_url, home, tmp
     rec = FrameRecord(stream="door", session="s1", seq=0, ts=0.0)
     with pytest.raises(ValueError, match="outside"):
         sink.context_path(rec, 1)
+
+
+def test_a_frame_narrow_enough_is_kept_as_it_was_stored(redis_url, home):
+    """No scaling needed: the context image is the frame's JPEG from Redis, byte for byte
+    (no second encoding), and the snapshot is cut from the same pixels."""
+    sink = sink_for(redis_url)
+    image = np.full((360, 640, 3), 60, np.uint8)
+    image[50:250, 100:300] = np.random.default_rng(3).integers(0, 255, (200, 200, 3), np.uint8)
+    image[50:250, 100:300, 2] = 255  # red in BGR: a channel swap would show
+    enc = list(np.random.default_rng(5).normal(size=128) * 0.1)
+    rec = FrameRecord(stream="door", session="s1", seq=0, ts=time.time(), width=640,
+                      height=360, faces=[Face(box=(120, 70, 160, 160), track_id=1,
+                                              quality=0.5, encoding=enc)])  # fmt: skip
+    rec.key = sink.rt.bus.frame_key(rec)
+    sink.rt.frames.put(rec.key, image)
+    stored = sink.rt.frames.get_encoded(rec.key)
+    sink.process(Observations([rec]))
+    sink.process(Samples("identity", rec))
+    ev = event(sink)
+    assert Path(ev["context"]).read_bytes() == stored
+    assert json.loads(ev["context_faces"]) == [[120, 70, 160, 160, 1]]
+    snap = cv2.imread(ev["snapshot"])
+    assert snap.shape[0] == snap.shape[1] == 288  # 160 grown by 0.4 on each side
+    centre = snap[100:180, 100:180].reshape(-1, 3).mean(axis=0)
+    assert centre[2] > 220 and centre[2] > centre[0] + 60  # still red: BGR written as BGR
