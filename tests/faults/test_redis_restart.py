@@ -78,8 +78,14 @@ def test_every_process_survives_a_redis_restart(redis_proc, bus, procs, env, tmp
     assert counts["captured"] == counts["processed"] == 45
 
     # each worker logged its outage with its duration and counted it once Redis was back
+    # (or, if it was starved of CPU through the whole outage, found its registration gone
+    # on the new server: the case of the test below)
     for stage, proc in workers.items():
-        assert "Redis reachable again after" in procs.log(proc), stage
+        log = procs.log(proc)
+        assert (
+            "Redis reachable again after" in log
+            or "lost this worker's registration (the server restarted)" in log
+        ), stage
     outages = Metrics(bus).total("facepipe_redis_outages_total")
     assert outages >= len(STAGE_NAMES)
 
@@ -106,7 +112,7 @@ def test_a_worker_that_slept_through_a_restart_registers_again(
         wait_for(lambda: workers_of(bus, "track"), 20, "the paused track worker to register")
     except AssertionError as exc:
         pytest.fail(f"{exc} again:\n{procs.log(paused)}")
-    assert "registering again" in procs.log(paused)
+    assert "lost this worker's registration (the server restarted)" in procs.log(paused)
     assert Metrics(bus).total("facepipe_redis_outages_total") >= 1
 
     video = str(make_demo_video(tmp_path / "clip.mp4", frames=20))
