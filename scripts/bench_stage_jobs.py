@@ -11,7 +11,9 @@ rq ``StageWorker``s in this process (registered once, as ``facepipe worker`` run
 reported: CPU milliseconds per job (``time.process_time``: the worker's bookkeeping, the
 stage's handler, Redis client work; not redis-server's), and client round trips per job
 (requests sent, the dequeue's two included). A benchmark to run by hand, not a test: CPU
-figures move with the machine's load; round trips do not.
+figures move with the machine's load; round trips do not. ``--commands`` also counts the
+Redis commands a job sends (all of them, by name: a round trip may carry many, and each
+costs the client packing and parsing), the dequeue's included.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import os
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--frames", type=int, default=400, help="frames to put through (400)")
+    ap.add_argument("--commands", action="store_true",
+                    help="also count the Redis commands per job, by name")  # fmt: skip
     args = ap.parse_args(argv)
 
     import numpy as np
@@ -51,6 +56,18 @@ def main(argv: list[str] | None = None) -> int:
         return send(self, *a, **k)
 
     redis.connection.AbstractConnection.send_packed_command = counting  # type: ignore[method-assign]
+    commands: Counter[tuple[str, str]] = Counter()  # (stage, command name) -> count
+    running: list[str] = [""]  # the stage whose job runs now ("" outside jobs)
+    if args.commands:  # every command goes through one of the two serializers
+        for packer in (redis.connection.HiredisRespSerializer,
+                       redis.connection.PythonRespSerializer):  # fmt: skip
+            def pack(self: Any, *a: Any, _pack: Any = packer.pack) -> Any:
+                if running[0]:
+                    name = a[0].decode() if isinstance(a[0], bytes) else str(a[0])
+                    commands[(running[0], name.upper())] += 1
+                return _pack(self, *a)
+
+            packer.pack = pack  # type: ignore[method-assign]
     stages = ("track", "sink")
     with PrivateRedis() as server:
         rt = Runtime.from_config(load_config(None, environ={}), server.url)
@@ -70,10 +87,13 @@ def main(argv: list[str] | None = None) -> int:
             w = workers[stage]
             while bus.depth(stage):
                 t0, n0 = time.process_time(), sent[0]
+                running[0] = stage
                 got = w.dequeue_job_and_maintain_ttl(timeout=1)
                 if got is None:
+                    running[0] = ""
                     return
                 w.execute_job(*got)
+                running[0] = ""
                 cpu[stage] += time.process_time() - t0
                 trips[stage] += sent[0] - n0
                 jobs[stage] += 1
@@ -96,6 +116,11 @@ def main(argv: list[str] | None = None) -> int:
         n = max(1, jobs[s])
         print(f"{s}: {jobs[s]} jobs, {1000 * cpu[s] / n:.2f} ms CPU/job, "
               f"{trips[s] / n:.1f} round trips/job")  # fmt: skip
+        if args.commands:
+            mine = sorted(((c, name) for (st, name), c in commands.items() if st == s),
+                          reverse=True)  # fmt: skip
+            print(f"  {sum(c for c, _ in mine) / n:.1f} Redis commands/job: "
+                  + ", ".join(f"{name} {c / n:.1f}" for c, name in mine))
     return 0
 
 
