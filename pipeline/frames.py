@@ -51,15 +51,13 @@ class FrameStore:
 
     def get(self, key: str) -> np.ndarray | None:
         """The frame as an RGB ``uint8`` array, or None when the key has expired."""
-        data = self.conn.get(key)
-        if data is None:
-            return None
-        return decode_rgb(data)
+        data = self.get_encoded(key)
+        return None if data is None else decode_rgb(data)
 
     def get_encoded(self, key: str) -> bytes | None:
         """The frame as stored (JPEG bytes), or None when the key has expired."""
-        data = self.conn.get(key)
-        return None if data is None else bytes(data)
+        data: bytes | None = self.conn.get(key)
+        return data
 
     def get_many(
         self, keys: list[str], reduce: list[int] | None = None, order: ChannelOrder = "rgb"
@@ -101,6 +99,11 @@ def reduced_factor(scale: float) -> int:
         if scale * factor <= 1.0 + 1e-9:
             return factor
     return 1
+
+
+def is_jpeg(data: bytes) -> bool:
+    """Whether ``data`` starts as a JPEG does (the start-of-image marker)."""
+    return data[:2] == b"\xff\xd8"
 
 
 def decode_bgr(data: bytes, reduce: int = 1) -> np.ndarray:

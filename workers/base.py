@@ -347,14 +347,12 @@ class StageWorker(SimpleWorker):
 
     # ----- registration with rq ------------------------------------------------------
     def register_birth(self) -> None:
-        """rq's registration, in one transaction with the worker's state; refuses a name
-        that another live worker holds (as rq does), not the hash this worker left."""
+        """rq's registration (refusing a name a live worker holds, as rq does), written in
+        one transaction with the worker's state."""
         with self._registration_lock:
-            pid, host, death = self.connection.hmget(self.key, ["pid", "hostname", "death"])
-            ours = pid is not None and _text(pid) == str(self.pid) and (
-                host is None or _text(host) == (self.hostname or "")
-            )
-            if pid is not None and death is None and not ours:
+            if self.connection.exists(self.key) and not self.connection.hexists(
+                self.key, "death"
+            ):
                 raise ValueError(f"There exists an active worker named {self.name!r} already")
             self._write_registration()
 

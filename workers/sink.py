@@ -44,7 +44,7 @@ import numpy as np
 
 from pipeline.attributes.base import crop_face
 from pipeline.bus import sample_holder
-from pipeline.frames import decode_bgr
+from pipeline.frames import decode_bgr, is_jpeg
 from pipeline.identities import Identities
 from pipeline.metrics import retire_idle_streams
 from pipeline.names import check_stream
@@ -277,7 +277,7 @@ class SinkStage(Stage):
 
     def _snapshots(self, rec: FrameRecord) -> None:
         image = None  # the frame, BGR (what the snapshot and context files are written from)
-        data = b""  # the frame as stored in Redis
+        data: bytes | None = None  # the frame as stored in Redis
         context: tuple[bytes, str] | None = None  # the frame as JPEG, its faces' boxes
         for face in rec.faces:
             if face.track_id is None or face.quality is None:
@@ -287,7 +287,7 @@ class SinkStage(Stage):
             if best is not None and best >= face.quality:
                 continue
             if image is None:
-                data = (self.rt.frames.get_encoded(rec.key) if rec.key else None) or b""
+                data = self.rt.frames.get_encoded(rec.key) if rec.key else None
                 if not data:
                     return  # the frame left Redis
                 image = decode_bgr(data)
@@ -342,7 +342,7 @@ def detection_field(rec: FrameRecord) -> str:
 
 
 def context_image(
-    bgr: np.ndarray, rec: FrameRecord, max_width: int, encoded: bytes = b""
+    bgr: np.ndarray, rec: FrameRecord, max_width: int, encoded: bytes | None = None
 ) -> tuple[bytes, str]:
     """An event's context image: the whole frame (BGR) as JPEG, scaled down to
     ``max_width`` pixels wide, and its faces' boxes in those pixels as JSON
@@ -354,7 +354,7 @@ def context_image(
     if scale < 1.0:
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
-    if scale == 1.0 and encoded[:3] == JPEG_MAGIC:
+    if scale == 1.0 and encoded is not None and is_jpeg(encoded):
         jpeg = encoded
     else:
         ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 80])
@@ -367,9 +367,6 @@ def context_image(
         if f.track_id is not None
     ]
     return jpeg, json.dumps(boxes)
-
-
-JPEG_MAGIC = b"\xff\xd8\xff"  # how every JPEG file starts (SOI, then a marker)
 
 
 def handle(payload: dict[str, Any]) -> None:

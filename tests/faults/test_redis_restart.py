@@ -121,3 +121,19 @@ def test_a_worker_that_slept_through_a_restart_registers_again(
     assert "all frames accounted for" in procs.log(capture)
     for proc in workers.values():
         assert proc.poll() is None, procs.log(proc)
+
+
+def test_a_flush_under_a_running_worker_registers_it_again_without_an_outage(
+    redis_proc, bus, procs, env
+):
+    """FLUSHALL by hand (same server, no restart): the worker notices at its next
+    heartbeat, registers again, and does not count an outage that did not happen."""
+    worker = start_workers(procs, bus, ("track",))["track"]
+    bus.conn.flushall()
+    try:
+        wait_for(lambda: workers_of(bus, "track"), 20, "the track worker to register")
+    except AssertionError as exc:
+        pytest.fail(f"{exc} again:\n{procs.log(worker)}")
+    assert "lost this worker's registration (flushed or expired)" in procs.log(worker)
+    assert Metrics(bus).total("facepipe_redis_outages_total") == 0
+    assert worker.poll() is None
