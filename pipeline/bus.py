@@ -1,9 +1,18 @@
-"""The message bus: Redis keys, rq queues and per-stream frame accounting.
+"""The message bus: Redis keys, queues and per-stream frame accounting.
 
-Every stage talks to the others only through this module: jobs on rq queues (JSON
-serializer, never pickle) that carry the stage's message type (``pipeline/stages.py``:
-:class:`~pipeline.record.FrameRecord`, :class:`~pipeline.record.TrackJob` or a
-:class:`~pipeline.record.SinkMessage`), and Redis keys for what stages share:
+Every stage talks to the others only through this module: messages of the stage's type
+(``pipeline/stages.py``: :class:`~pipeline.record.FrameBatch`,
+:class:`~pipeline.record.TrackJob` or a :class:`~pipeline.record.SinkMessage`), as JSON,
+never pickle: jobs on rq queues (rq's JSON serializer) for the model stages, entries of
+Redis streams for the track and sink stages (:meth:`Bus.send`), and Redis keys for what
+stages share:
+
+* ``queue:<stage>``: a stream stage's messages, a Redis stream read by the consumer group
+  ``workers`` (each entry: ``p``, the payload, and ``n``, the runs it had); an entry is
+  its worker's until done (acknowledged and deleted, :meth:`Bus.entry_done`) or sent
+  again (:meth:`Bus.entry_again`: a failed run, or a dead worker's, by the watchdog of
+  ``workers/base.py``), ``failed:<stage>`` holding those that failed three times or must
+  not run;
 
 * ``detected:<stream>:<session>``: the ordered buffer, a hash of frames by ``seq``
   waiting for the track stage (``buffer_*``); detect workers finish out of order, the
@@ -320,6 +329,79 @@ return {released, more}
 
 # a stream's pending-track-job flag lives this long: a job lost with its flag set (deleted
 # by hand, failed before it ran) delays the stream's tracking at most this much
+# Stream stages (``transport: stream`` in pipeline/stages.py): the consumer group that
+# reads a stage's stream, and how often an entry runs before it is filed as failed
+# (the first run and two retries, as an rq job of the bus has).
+STREAM_GROUP = "workers"
+STREAM_ATTEMPTS = 3
+
+# entry_again: KEYS = the stage's stream, its failed list; ARGV = group, entry id, attempts
+# allowed, stage, reason, time. The entry leaves the stream (acknowledged and deleted); it is
+# added again at its end with one more attempt counted unless that makes `attempts allowed`
+# (0: at once), when it is filed in the failed list instead (the newest 1000 kept). Returns
+# 1 (added again), 2 (filed as failed) or 0 (no such entry: done or recovered meanwhile).
+_ENTRY_AGAIN_LUA = """
+local e = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+if #e == 0 then
+  return 0
+end
+local f = e[1][2]
+local p, n = '', 0
+for i = 1, #f, 2 do
+  if f[i] == 'p' then
+    p = f[i + 1]
+  elseif f[i] == 'n' then
+    n = tonumber(f[i + 1]) or 0
+  end
+end
+n = n + 1
+if n < tonumber(ARGV[3]) then
+  redis.call('XADD', KEYS[1], '*', 'p', p, 'n', n)
+  return 1
+end
+redis.call('LPUSH', KEYS[2], cjson.encode({stage = ARGV[4], reason = ARGV[5],
+  at = tonumber(ARGV[6]), attempts = n, payload = p}))
+redis.call('LTRIM', KEYS[2], 0, 999)
+return 2
+"""
+
+
+# entry_counts: KEYS = a stage's stream; ARGV = group, the prefix of the workers' heartbeat
+# keys. Returns {entries, of them taken by a worker whose heartbeat lives and not done} (0, 0
+# before the stream or its group exists); a dead worker's are waiting (the watchdog sends
+# them again). Looks at the first 1000 taken entries.
+_ENTRY_COUNTS_LUA = """
+local n = redis.call('EXISTS', KEYS[1]) == 1 and redis.call('XLEN', KEYS[1]) or 0
+local p = redis.pcall('XPENDING', KEYS[1], ARGV[1], '-', '+', 1000)
+if type(p) ~= 'table' or p['err'] then
+  return {n, 0}
+end
+local alive = {}
+local running = 0
+for _, e in ipairs(p) do
+  local w = e[2]
+  if alive[w] == nil then
+    alive[w] = redis.call('EXISTS', ARGV[2] .. w) == 1
+  end
+  if alive[w] then
+    running = running + 1
+  end
+end
+return {n, running}
+"""
+
+
+class QueueEntry(NamedTuple):
+    """One message of a stream stage as a worker read it: its entry id, its payload as
+    sent (JSON bytes; None if the entry has none) and how many runs it had before."""
+
+    id: str
+    payload: bytes | None
+    attempts: int
+
+
 POKE_TTL_S = 10.0
 
 
@@ -346,6 +428,12 @@ class SessionPrune(NamedTuple):
 
     pruned: list[str]  # ``stream/session`` ids removed from the registry
     live_streams: set[str]  # streams with a session still in the registry
+
+
+def read_entry_counts(got: list[Any]) -> tuple[int, int]:
+    """``(waiting, running)`` from :meth:`Bus.entry_counts`'s script result."""
+    total, running = int(got[0]), int(got[1])
+    return max(0, total - running), running
 
 
 def connect(url: str) -> redis.Redis:
@@ -404,6 +492,7 @@ class Bus:
         self._hold = conn.register_script(_HOLD_LUA)
         self._latest = conn.register_script(_LATEST_LUA)
         self._put_behind = conn.register_script(_PUT_BEHIND_LUA)
+        self._entry_again = conn.register_script(_ENTRY_AGAIN_LUA)
 
     # ----- keys ----------------------------------------------------------------
     def key(self, *parts: object) -> str:
@@ -480,6 +569,12 @@ class Bus:
             raise TypeError(
                 f"the {stage} stage takes {spec.message.__name__}, not {type(message).__name__}"
             )
+        if spec.transport == "stream":
+            payload = json.dumps(message.to_dict(), separators=(",", ":"))
+            (self.conn if pipeline is None else pipeline).xadd(
+                self.entries_key(stage), {"p": payload, "n": 0}
+            )
+            return
         own = pipeline is None
         if own:  # rq would take two round trips (the queue registry, then the job)
             pipeline = self.pipeline()
@@ -594,7 +689,153 @@ class Bus:
         )  # fmt: skip
 
     def depth(self, stage: str) -> int:
+        """Messages waiting for a worker of ``stage`` (not those being run)."""
+        if stage_spec(stage).transport == "stream":
+            waiting, _ = self.entry_counts(stage)
+            return waiting
         return self.queue(stage).count
+
+    def peek(self, stage: str, count: int = 1000) -> list[dict[str, Any]]:
+        """The payloads of the first ``count`` messages waiting or running on ``stage``,
+        oldest first (for inspection: ``facepipe`` and tests; nothing is taken)."""
+        if stage_spec(stage).transport == "stream":
+            got = self.conn.xrange(self.entries_key(stage), count=count)
+            return [json.loads(fields[b"p"]) for _, fields in got if b"p" in fields]
+        q = self.queue(stage)
+        jobs = (q.fetch_job(i) for i in q.get_job_ids(0, count - 1))
+        return [j.args[0] for j in jobs if j is not None and j.args]
+
+    def busy(self, stage: str) -> int:
+        """Messages of ``stage`` a worker is running (rq: its started registry)."""
+        if stage_spec(stage).transport == "stream":
+            _, running = self.entry_counts(stage)
+            return running
+        from rq.registry import StartedJobRegistry
+
+        return StartedJobRegistry(queue=self.queue(stage)).count
+
+    def failed(self, stage: str) -> int:
+        """Messages of ``stage`` that failed for good (rq: its failed registry; a stream
+        stage: its failed list)."""
+        if stage_spec(stage).transport == "stream":
+            return int(self.conn.llen(self.failed_key(stage)))
+        from rq.registry import FailedJobRegistry
+
+        return FailedJobRegistry(queue=self.queue(stage)).count
+
+    # ----- stream stages (pipeline/stages.py: transport "stream") ------------------------
+    def entries_key(self, stage: str) -> str:
+        """The Redis stream of a stream stage's messages."""
+        return self.key("queue", stage)
+
+    def failed_key(self, stage: str) -> str:
+        """A stream stage's failed messages (JSON: stage, reason, at, attempts, payload)."""
+        return self.key("failed", stage)
+
+    def entries_group(self, stage: str) -> None:
+        """Create the stage's consumer group (and its stream) unless it exists: at a
+        worker's start, and after a Redis restart lost it. It reads the stream from its
+        first entry, so messages sent before it existed are read too."""
+        try:
+            self.conn.xgroup_create(self.entries_key(stage), STREAM_GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def read_entry(
+        self, stage: str, consumer: str, block_ms: int | None, own: bool = False
+    ) -> QueueEntry | None:
+        """The next message of a stream stage for worker ``consumer`` (it is then the
+        worker's until :meth:`entry_done` or :meth:`entry_again`), waiting up to
+        ``block_ms`` (None: not at all); ``own``: the first message read before and not
+        done (after an outage interrupted it), None when there is none. Creates the
+        group if Redis lost it (a restart, a flush: also while the read waited)."""
+        key = self.entries_key(stage)
+        for last in (False, False, True):
+            try:
+                got = self.conn.xreadgroup(
+                    STREAM_GROUP, consumer, {key: "0" if own else ">"}, count=1,
+                    block=None if own else block_ms,
+                )  # fmt: skip
+                break
+            except redis.ResponseError as exc:
+                # NOGROUP: no group (yet, or lost); UNBLOCKED: the stream was deleted
+                # while the read waited on it
+                if last or not str(exc).startswith(("NOGROUP", "UNBLOCKED")):
+                    raise
+                self.entries_group(stage)
+        entries = got[0][1] if got else []
+        if not entries:
+            return None
+        entry_id, fields = entries[0]
+        fields = fields or {}
+        try:
+            attempts = int(fields.get(b"n", 0))
+        except ValueError:
+            attempts = 0
+        return QueueEntry(entry_id.decode(), fields.get(b"p"), attempts)
+
+    def entry_raw(self, stage: str, entry_id: str) -> bytes:
+        """An entry's fields as one blob (for the dead-letter list), empty if gone."""
+        got = self.conn.xrange(self.entries_key(stage), entry_id, entry_id)
+        if not got:
+            return b""
+        return b"\n".join(k + b"=" + v for k, v in (got[0][1] or {}).items())
+
+    def entry_done(self, stage: str, entry_id: str, pipeline: Any = None) -> None:
+        """A stream stage's message is done: acknowledged and deleted (with
+        ``pipeline``, when that is executed)."""
+        client = self.conn if pipeline is None else pipeline
+        key = self.entries_key(stage)
+        client.xack(key, STREAM_GROUP, entry_id)
+        client.xdel(key, entry_id)
+
+    def entry_again(
+        self, stage: str, entry_id: str, reason: str, attempts: int = STREAM_ATTEMPTS
+    ) -> int:
+        """A stream stage's message ran and failed (its worker raised, or died): it
+        leaves the stream and is sent again with one more attempt counted, or, with
+        ``attempts`` runs had (0: at once, a message that must not run), filed in the
+        stage's failed list with ``reason``. Returns 1 (sent again), 2 (failed) or 0 (it
+        was gone: done or recovered by someone else)."""
+        keys = [self.entries_key(stage), self.failed_key(stage)]
+        if len(reason) > 4000:  # a traceback's end says what failed: keep it
+            reason = f"{reason[:1000]}\n[...]\n{reason[-3000:]}"
+        args = [STREAM_GROUP, entry_id, attempts, stage, reason, time.time()]
+        return int(self._entry_again(keys=keys, args=args))
+
+    def entries_pending(self, stage: str, idle_s: float, count: int = 100) -> list[dict[str, Any]]:
+        """Messages of a stream stage that a worker took at least ``idle_s`` ago and has
+        not done: ``{message_id, consumer, time_since_delivered, times_delivered}``."""
+        try:
+            return list(
+                self.conn.xpending_range(
+                    self.entries_key(stage),
+                    STREAM_GROUP,
+                    min="-",
+                    max="+",
+                    count=count,
+                    idle=int(idle_s * 1000),
+                )  # fmt: skip
+            )
+        except redis.ResponseError as exc:
+            if "NOGROUP" in str(exc):
+                return []
+            raise
+
+    def entry_counts(self, stage: str, pipeline: Any = None) -> tuple[int, int]:
+        """``(waiting, running)`` messages of a stream stage, in one round trip (with
+        ``pipeline``: its result, ``[entries, running]``, comes with its ``execute()``:
+        :func:`read_entry_counts`)."""
+        client = self.conn if pipeline is None else pipeline
+        got = client.eval(
+            _ENTRY_COUNTS_LUA, 1, self.entries_key(stage), STREAM_GROUP, self.key("alive", "")
+        )
+        return (0, 0) if pipeline is not None else read_entry_counts(got)
+
+    def failed_entries(self, stage: str) -> list[dict[str, Any]]:
+        """A stream stage's failed messages, newest first."""
+        return [json.loads(r) for r in self.conn.lrange(self.failed_key(stage), 0, -1)]
 
     # ----- a live camera's detections in flight (pipeline/capture.py) ------------------
     def _in_flight(self, stream: str, session: str) -> str:

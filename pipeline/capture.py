@@ -75,7 +75,7 @@ from typing import Any, TypeVar
 from rq.intermediate_queue import IntermediateQueue
 from rq.registry import StartedJobRegistry
 
-from pipeline.bus import Bus, counts_done
+from pipeline.bus import Bus, counts_done, read_entry_counts
 from pipeline.names import check_stream
 from pipeline.record import FrameBatch, FrameRecord
 from pipeline.retry import REDIS_DOWN, RedisHealth, Stopped
@@ -84,6 +84,7 @@ from pipeline.shots import WIDTH as SHOT_WIDTH
 from pipeline.shots import CutDetector
 from pipeline.sources import Source, SourceStatus
 from pipeline.stages import STAGE_NAMES
+from pipeline.stages import stage as stage_spec
 
 log = logging.getLogger(__name__)
 
@@ -539,6 +540,11 @@ def pipeline_activity(bus: Bus, pipe: Any = None) -> tuple[bool, bool]:
         pipe = bus.conn.pipeline(transaction=False)
     now = time.time()
     for stage in STAGE_NAMES:
+        if stage_spec(stage).transport == "stream":  # [entries, running], two placeholders
+            bus.entry_counts(stage, pipe)
+            pipe.exists(bus.entries_key(stage))
+            pipe.exists(bus.entries_key(stage))
+            continue
         q = bus.queue(stage)
         pipe.llen(q.key)
         pipe.llen(IntermediateQueue(q.key, bus.conn).key)
@@ -550,7 +556,16 @@ def read_activity(results: list[Any]) -> tuple[bool, bool]:
     """``(waiting, running)`` from the results of :func:`pipeline_activity`'s commands
     (the last ``3 * len(STAGE_NAMES)`` of ``results``)."""
     tail = results[-3 * len(STAGE_NAMES) :]
-    return any(tail[0::3]) or any(tail[1::3]), any(tail[2::3])
+    waiting = running = False
+    for i, stage in enumerate(STAGE_NAMES):
+        first, second, third = tail[3 * i : 3 * i + 3]
+        if stage_spec(stage).transport == "stream":
+            queued, taken = read_entry_counts(first)
+            waiting, running = waiting or bool(queued), running or bool(taken)
+        else:
+            waiting = waiting or bool(first) or bool(second)
+            running = running or bool(third)
+    return waiting, running
 
 
 def wait_accounted(

@@ -29,7 +29,6 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 from rq import Worker
-from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from pipeline import __version__
 from pipeline.bus import Bus
@@ -445,10 +444,10 @@ class RedisCollector(Collector):
             # workers.job_recovery_s
             all_workers = [w for w in Worker.all(connection=conn) if self.bus.alive(w.name)]
             for stage in STAGE_NAMES:
-                q = self.bus.queue(stage)
-                depth.add_metric([stage], q.count)
-                busy.add_metric([stage], StartedJobRegistry(queue=q).count)
-                failed.add_metric([stage], FailedJobRegistry(queue=q).count)
+                q = self.bus.queue(stage)  # a stream stage's workers name it too
+                depth.add_metric([stage], self.bus.depth(stage))
+                busy.add_metric([stage], self.bus.busy(stage))
+                failed.add_metric([stage], self.bus.failed(stage))
                 workers.add_metric(
                     [stage], sum(1 for w in all_workers if q.name in w.queue_names())
                 )

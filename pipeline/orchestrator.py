@@ -380,8 +380,6 @@ class LocalPipeline:
 
     def summarize(self, summary: RunSummary, caps: list[Capture]) -> RunSummary:
         assert self.rt is not None
-        from rq.registry import FailedJobRegistry
-
         from pipeline.store import EventStore
 
         bus = self.rt.bus
@@ -410,7 +408,7 @@ class LocalPipeline:
             summary.stage_jobs[stage] = n
         q = self.rt.metrics.quantiles("facepipe_capture_to_event_seconds", (0.5, 0.95))
         summary.latency_s = {f"p{int(k * 100)}": v for k, v in q.items()}
-        summary.failed_jobs = sum(FailedJobRegistry(queue=bus.queue(s)).count for s in STAGE_NAMES)
+        summary.failed_jobs = sum(bus.failed(s) for s in STAGE_NAMES)
         summary.tracks_merged = int(
             sum(
                 self.rt.metrics.total("facepipe_tracks_merged_total", stream=c.stream) for c in caps

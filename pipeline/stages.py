@@ -1,16 +1,27 @@
 """The stage table: the one place that names the stages.
 
-Each stage has a queue (``<redis.prefix>.<name>``), a job function that rq runs for each
+Each stage has a queue (``<redis.prefix>.<name>``), a job function that its workers run for each
 job on it (a dotted path into ``workers``, so that ``pipeline`` never imports the
 workers), the message type its jobs carry (JSON on the wire, read back with the type's
-``from_dict``) and the worker class that holds the stage's model in a worker process.
+``from_dict``), the worker class that holds the stage's model in a worker process, and
+its transport:
+
+* ``rq``: each message is an rq job (a job hash, the queue's list, rq's registries of
+  started and failed jobs): the model stages, whose jobs take tens of milliseconds;
+* ``stream``: each message is an entry of a Redis stream read by a consumer group
+  (``<redis.prefix>:queue:<name>``, ``pipeline/bus.py``), acknowledged and deleted when
+  done: the track and sink stages, which see every frame and whose work per message is
+  about a millisecond, less than rq's bookkeeping of a job (docs/benchmarks.md). The
+  entry carries only the payload: there is no function name in it to refuse. The same
+  worker (``workers/base.py``) runs both; the faults it survives are the same.
+
 Queue names, job functions, worker classes and the list of stages all come from here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pipeline.record import FrameBatch, SinkMessage, TrackJob
 
@@ -21,6 +32,7 @@ class StageSpec:
     message: type[Any]  # the job payload's type: FrameBatch, TrackJob, SinkMessage
     job: str  # dotted path of the job function
     worker: str  # dotted path of the workers.base.Stage subclass
+    transport: Literal["rq", "stream"] = "rq"
 
     def queue_name(self, prefix: str) -> str:
         return f"{prefix}.{self.name}"
@@ -30,8 +42,12 @@ class StageSpec:
         return self.message.from_dict(payload)
 
 
-def _spec(name: str, message: type[Any], worker_class: str) -> StageSpec:
-    return StageSpec(name, message, f"workers.{name}.handle", f"workers.{name}.{worker_class}")
+def _spec(
+    name: str, message: type[Any], worker_class: str, transport: Literal["rq", "stream"] = "rq"
+) -> StageSpec:
+    return StageSpec(
+        name, message, f"workers.{name}.handle", f"workers.{name}.{worker_class}", transport
+    )
 
 
 # in pipeline order
@@ -39,11 +55,11 @@ STAGES: dict[str, StageSpec] = {
     s.name: s
     for s in (
         _spec("detect", FrameBatch, "DetectStage"),
-        _spec("track", TrackJob, "TrackStage"),
+        _spec("track", TrackJob, "TrackStage", "stream"),
         # the samples one hold of the track stage chose: one job (workers/track.py)
         _spec("recognize", FrameBatch, "RecognizeStage"),
         _spec("attributes", FrameBatch, "AttributesStage"),
-        _spec("sink", SinkMessage, "SinkStage"),
+        _spec("sink", SinkMessage, "SinkStage", "stream"),
     )
 }
 STAGE_NAMES: tuple[str, ...] = tuple(STAGES)

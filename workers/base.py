@@ -7,50 +7,64 @@ its model, is created once per process by :func:`get_stage`. Which class serves 
 stage, and which job function rq calls, is the stage table's (``pipeline/stages.py``);
 a job's payload is parsed into the stage's message type before :meth:`Stage.process`.
 
+A stage whose transport is ``stream`` (track, sink) is served by the same worker loop:
+its dequeue (:class:`EntryQueue`) reads the next entry of the stage's Redis stream for
+this worker (a consumer of the group ``workers``) and hands it to the loop as an
+:class:`EntryJob`, which :meth:`StageWorker.execute_job` runs without rq's per-job
+records (``_execute_entry``: the handler, then the entry acknowledged and deleted with the
+job's metrics and the worker's counters in one round trip).
+
 Faults are handled here, once for every stage (the README's "Faults"):
 
 * Redis outages: every Redis call of the worker loop that fails with a connection error
   waits for Redis (``pipeline/retry.py``: capped exponential backoff with jitter), then
-  the worker registers again and goes on; a job interrupted by the outage is requeued.
+  the worker registers again and goes on; a job interrupted by the outage is requeued (a
+  stream entry stays the worker's and is read again first).
 * Hostile or broken queue entries: an entry that is not a readable job (undecodable id
   or data, larger than ``workers.max_job_bytes``) is moved to the stage's dead-letter list
   (:meth:`Bus.dead_letter`); a job that names any other function than the stage's job
   function, has other arguments than one payload, callbacks, or a payload that does not
   parse as the stage's message type is refused: failed with the reason, never retried,
-  never run. Both are counted and neither stops the worker.
+  never run. Both are counted and neither stops the worker. A stream entry names no
+  function: one without a payload, not a JSON object or oversized is set aside; a payload
+  that is not the stage's message type is filed as failed unrun.
 * Dead workers: each worker beats a heartbeat key; a watchdog thread in every worker
-  requeues the started jobs of workers whose heartbeat expired
-  (``workers.job_recovery_s``).
+  requeues the started jobs, and sends again the taken stream entries, of workers whose
+  heartbeat expired (``workers.job_recovery_s``).
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import os
 import re
 import socket
 import threading
 import time
+import traceback
 import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any, ClassVar
 
 import numpy as np
 from rq import Queue, SimpleWorker, worker_registration
-from rq.exceptions import NoSuchJobError
+from rq.exceptions import DequeueTimeout, NoSuchJobError
 from rq.executions import Execution
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.results import Result
 from rq.serializers import JSONSerializer
+from rq.timeouts import JobTimeoutException
 from rq.utils import get_version, now, str_to_date
 from rq.worker import WorkerStatus
 from rq.worker_registration import REDIS_WORKER_KEYS
 
-from pipeline.bus import Bus
+from pipeline.bus import STREAM_ATTEMPTS, Bus, QueueEntry
 from pipeline.config import load_config
 from pipeline.record import FrameRecord
 from pipeline.retry import REDIS_DOWN, RedisHealth, backoff_delays
@@ -170,6 +184,7 @@ def run_job(cls: type[Stage], payload: dict[str, Any]) -> None:
 
 
 JOB_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+ENTRY_TIMEOUT_S = 600  # a stream stage's message is stopped after this (rq jobs': 600)
 HEARTBEAT_EVERY_S = 5.0  # rq's worker heartbeat at most this often outside a job's start
 SUSPENSION_CHECK_S = 1.0  # `rq suspend` is looked for at most this often
 
@@ -286,6 +301,86 @@ class GuardedQueue(Queue):
             cls.on_dead(stage, reason.split(":")[0])
 
 
+class EntryJob:
+    """A message of a stream stage as the worker loop carries it: rq's loop passes it from
+    the dequeue to :meth:`StageWorker.execute_job` and never stores it (no job hash, no
+    registries: the stream entry and its consumer group are the record)."""
+
+    def __init__(self, stage: str, entry: QueueEntry, payload: Any) -> None:
+        self.stage = stage
+        self.id = entry.id
+        self.attempts = entry.attempts
+        self.payload = payload
+        self.redis_server_version: Any = None  # rq's loop sets it on every job it dequeues
+
+
+class EntryQueue(GuardedQueue):
+    """The dequeue of a stream stage (``pipeline/stages.py``): the next entry of the
+    stage's stream for this worker's consumer (``Bus.read_entry``), as a
+    :class:`EntryJob`. An entry that is not a readable message (no payload, larger than
+    ``workers.max_job_bytes``, not a JSON object) is set aside in the stage's dead-letter
+    list and the next is read, as :class:`GuardedQueue` does with rq's entries."""
+
+    stage: ClassVar[str] = ""
+    consumer: ClassVar[str] = ""
+    # read this worker's own unfinished entries first (set at start and after an outage
+    # interrupted a message: it stays this consumer's until done)
+    own_first: ClassVar[list[bool]] = [True]
+
+    @classmethod
+    def dequeue_any(  # type: ignore[override]
+        cls,
+        queues: Iterable[Queue],
+        timeout: int | None,
+        connection: Any,
+        job_class: Any = None,
+        serializer: Any = None,
+        death_penalty_class: Any = None,
+    ) -> tuple[Any, Queue] | None:
+        bus = cls.bus
+        assert bus is not None, "EntryQueue used without a bus"
+        (queue,) = queues
+        while True:
+            own = cls.own_first[0]
+            try:
+                entry = bus.read_entry(
+                    cls.stage, cls.consumer, None if timeout is None else max(1, timeout) * 1000,
+                    own=own,
+                )  # fmt: skip
+            except REDIS_DOWN:
+                if cls.on_redis_down is not None:
+                    cls.on_redis_down()
+                raise
+            if entry is None:
+                if own:
+                    cls.own_first[0] = False
+                    continue
+                if timeout is not None:
+                    raise DequeueTimeout(timeout, bus.entries_key(cls.stage))
+                return None
+            reason: str | None
+            payload: Any = None
+            data = entry.payload
+            if data is None:
+                reason = "undecodable job: no payload"
+            elif len(data) > cls.max_job_bytes:
+                reason = f"oversized job: over workers.max_job_bytes ({cls.max_job_bytes})"
+            else:
+                try:
+                    payload = json.loads(data)
+                    reason = None if isinstance(payload, dict) else "undecodable job: not an object"
+                except ValueError as exc:
+                    reason = f"undecodable job: {exc}"[:500]
+            if reason is None:
+                return EntryJob(cls.stage, entry, payload), queue
+            raw = bus.entry_raw(cls.stage, entry.id)
+            bus.dead_letter(cls.stage, raw, reason)  # (the first 64 KiB of it kept)
+            bus.entry_done(cls.stage, entry.id)
+            log.warning("%s stream: entry %s set aside (%s)", cls.stage, entry.id, reason)
+            if cls.on_dead is not None:
+                cls.on_dead(cls.stage, reason.split(":")[0])
+
+
 class StageWorker(SimpleWorker):
     """A non-forking rq worker (models stay loaded between jobs) that survives Redis
     outages, sets unreadable entries aside, refuses foreign jobs and recovers the jobs
@@ -295,17 +390,21 @@ class StageWorker(SimpleWorker):
         self.rt = rt
         self.stage = stage_spec(stage)
         bus = rt.bus
+        self.streamed = self.stage.transport == "stream"
         self.queue_class = type(
             "StageQueue",
-            (GuardedQueue,),
+            (EntryQueue if self.streamed else GuardedQueue,),
             {
                 "bus": bus,
                 "max_job_bytes": rt.config.workers.max_job_bytes,
                 "on_dead": staticmethod(self._count_dead),
                 "on_redis_down": staticmethod(self._dequeue_failed),
+                "stage": self.stage.name,
+                "own_first": [True],
             },
         )
         super().__init__(*args, queue_class=self.queue_class, **kwargs)
+        self.queue_class.consumer = self.name  # type: ignore[attr-defined]
         self.health = RedisHealth(bus.conn, who=self.name, cap_s=rt.config.redis.reconnect_max_s)
         self.health.on_reconnect.append(self._reconnected)
         self.max_connection_wait_time = 1  # rq's own retry pause; ours is the health's
@@ -339,8 +438,11 @@ class StageWorker(SimpleWorker):
         self.health.wait(self.stopping)
 
     def _reconnected(self, took: float) -> None:
-        """Redis is back (maybe empty, if it restarted without persistence): register."""
+        """Redis is back (maybe empty, if it restarted without persistence): register;
+        a stream stage reads the messages it had taken and not done first."""
         self._register_again()
+        if self.streamed:
+            self.queue_class.own_first[0] = True  # type: ignore[attr-defined]
         labels = {"process": self.stage.name}
         self.rt.metrics.inc("facepipe_redis_outages_total", labels)
         self.rt.metrics.inc("facepipe_redis_outage_seconds_total", labels, took)
@@ -350,9 +452,7 @@ class StageWorker(SimpleWorker):
         """rq's registration (refusing a name a live worker holds, as rq does), written in
         one transaction with the worker's state."""
         with self._registration_lock:
-            if self.connection.exists(self.key) and not self.connection.hexists(
-                self.key, "death"
-            ):
+            if self.connection.exists(self.key) and not self.connection.hexists(self.key, "death"):
                 raise ValueError(f"There exists an active worker named {self.name!r} already")
             self._write_registration()
 
@@ -441,6 +541,8 @@ class StageWorker(SimpleWorker):
     def _sweep_intermediate(self) -> None:
         """Set aside unreadable entries left in the intermediate queue (by a worker from
         before, or pushed there by hand): rq's cleanup of it raises on them."""
+        if self.streamed:
+            return  # no intermediate queue: a taken entry stays in the stream until done
         queue_class = self.queue_class
         for queue in self.queues:
             key = IntermediateQueue(queue.key, self.connection).key
@@ -481,6 +583,9 @@ class StageWorker(SimpleWorker):
         super().request_stop(signum, frame)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
+        if isinstance(job, EntryJob):
+            self._execute_entry(job)
+            return
         try:
             super().execute_job(job, queue)
         except REDIS_DOWN as exc:
@@ -489,6 +594,75 @@ class StageWorker(SimpleWorker):
             if not self.stopping.is_set():
                 self._requeue_interrupted(job, queue)
             self._state, self._state_unsure = "idle", True
+
+    def _execute_entry(self, job: EntryJob) -> None:
+        """Run a stream stage's message: its payload parsed into the stage's message type
+        (or the message filed as failed, never run: ``facepipe_jobs_refused_total``), the
+        stage's handler, then the message acknowledged and deleted with the job's metrics
+        in one round trip. A handler that raises sends the message again (two retries,
+        as rq's jobs of the bus), then files it in the stage's failed list with the
+        traceback. An outage mid-message leaves it this worker's: it is read again first
+        once Redis is back (or, if the worker dies, recovered by the watchdog)."""
+        global _validated, _job_metrics
+        spec, bus, metrics = self.stage, self.rt.bus, self.rt.metrics
+        t0 = time.monotonic()
+        try:
+            message = spec.parse(job.payload)
+        except Exception as exc:
+            reason = f"not a {spec.message.__name__}: {exc}"[:500]
+            log.warning("%s: refused message %s (payload): %s", self.name, job.id, reason)
+            try:
+                bus.entry_again(spec.name, job.id, f"refused by {self.name} (payload): {reason}", 0)
+                self.increment_failed_job_count()
+            except REDIS_DOWN as down:
+                self._wait_redis(down)
+                return
+            metrics.inc("facepipe_jobs_refused_total", {"stage": spec.name, "reason": "payload"})
+            self.activity.job(False, time.monotonic() - t0)
+            return
+        _validated = (job.payload, message)
+        _job_metrics = []
+        ok = False
+        # busy for rq's stop request (SIGTERM/SIGINT: the message is finished first); not
+        # written to Redis (two commands a message, read by nothing of the pipeline)
+        self._state = WorkerStatus.BUSY
+        try:
+            with self.death_penalty_class(ENTRY_TIMEOUT_S, JobTimeoutException, job_id=job.id):
+                get_stage(spec.name).handle(job.payload)
+            ok = True
+        except REDIS_DOWN as exc:
+            log.warning("%s: message %s interrupted by a Redis outage", self.name, job.id)
+            _job_metrics = None
+            self._wait_redis(exc)  # then read again first (_reconnected)
+            return
+        except Exception:
+            failure = traceback.format_exc()
+            log.warning("%s: message %s failed (attempt %d of %d):\n%s", self.name, job.id,
+                        job.attempts + 1, STREAM_ATTEMPTS, failure)  # fmt: skip
+        finally:
+            held, _job_metrics = _job_metrics, None
+            _validated = None
+            self._state = WorkerStatus.IDLE
+        took = time.monotonic() - t0
+        try:
+            # done (or sent again), rq's counters of this worker and the job's metrics: one
+            # round trip
+            with self.connection.pipeline(transaction=False) as pipe:
+                if ok:
+                    bus.entry_done(spec.name, job.id, pipe)
+                    self.increment_successful_job_count(pipeline=pipe)
+                    self.increment_total_working_time(timedelta(seconds=took), pipe)
+                else:
+                    self.increment_failed_job_count(pipeline=pipe)
+                for args in held or ():
+                    pipe.execute_command(*args)
+                pipe.execute()
+            if not ok:
+                if bus.entry_again(spec.name, job.id, f"failed in {self.name}: {failure}") == 2:
+                    log.warning("%s: message %s failed for good", self.name, job.id)
+        except REDIS_DOWN as exc:
+            self._wait_redis(exc)  # the message is read again first: it ran once more
+        self.activity.job(ok, took)
 
     def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
         # rq also writes the job's heartbeat here (a round trip) for a job it then deletes
@@ -676,6 +850,9 @@ def recover_dead_jobs(bus: Bus, metrics: Any, recovery_s: float) -> int:
     """
     recovered = 0
     for stage in STAGE_NAMES:
+        if stage_spec(stage).transport == "stream":
+            recovered += _recover_entries(bus, metrics, stage, recovery_s)
+            continue
         registry = StartedJobRegistry(queue=bus.queue(stage))
         dead: dict[bytes, str] = {}
         for entry in bus.conn.zrange(registry.key, 0, -1):
@@ -698,6 +875,30 @@ def recover_dead_jobs(bus: Bus, metrics: Any, recovery_s: float) -> int:
                 len(dead), stage, ", ".join(sorted(set(dead.values()))),
             )  # fmt: skip
     return recovered
+
+
+def _recover_entries(bus: Bus, metrics: Any, stage: str, recovery_s: float) -> int:
+    """The messages of a stream stage whose worker's heartbeat expired are sent again
+    (one more attempt counted; filed as failed after :data:`STREAM_ATTEMPTS`, so a
+    message that kills every worker that takes it stops being retried)."""
+    dead: dict[str, str] = {}  # entry id -> its worker
+    for p in bus.entries_pending(stage, recovery_s):
+        worker = _text(p["consumer"])
+        if not bus.alive(worker):
+            dead[_text(p["message_id"])] = worker
+    again = 0
+    for entry_id, worker in dead.items():
+        got = bus.entry_again(stage, entry_id, f"its worker {worker} died while running it")
+        again += got == 1
+        if got == 2:
+            log.warning("%s message %s failed for good: its workers died", stage, entry_id)
+    if dead:
+        metrics.inc("facepipe_jobs_recovered_total", {"stage": stage}, len(dead))
+        log.warning(
+            "sent %d %s message(s) of dead worker(s) %s again (%d), or filed them as failed",
+            len(dead), stage, ", ".join(sorted(set(dead.values()))), again,
+        )  # fmt: skip
+    return len(dead)
 
 
 activity_log = logging.getLogger("workers.activity")

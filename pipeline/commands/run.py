@@ -127,7 +127,10 @@ def print_summary(summary_dict: dict, as_json: bool) -> None:
             f"(overhead {100 * s['overhead']:.0f} %)"
         )
     if s["failed_jobs"]:
-        click.echo(f"WARNING: {s['failed_jobs']} failed jobs (see `rq info` / worker logs)")
+        click.echo(
+            f"WARNING: {s['failed_jobs']} failed jobs (see `rq info`, the lists "
+            "<prefix>:failed:track|sink and the worker logs)"
+        )
     if s.get("incomplete"):
         click.echo(f"WARNING: stopped waiting before every frame was processed: {s['incomplete']}")
     if s.get("interrupted"):

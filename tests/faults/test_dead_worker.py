@@ -1,15 +1,20 @@
 """A worker killed mid-job (kill -9): its job is recovered within a few heartbeats, and
-the retried sink batch counts no frame twice."""
+the retried sink batch counts no frame twice. A sink message that fails every time is
+retried twice, then filed as failed, and the worker goes on.
+
+The sink is a stream stage (``pipeline/stages.py``): its messages are entries of a Redis
+stream read by a consumer group; the detect stage's are rq jobs."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
 import time
 
 import pytest
-from rq.job import Job, JobStatus
+from rq.job import Job
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
@@ -23,13 +28,17 @@ pytestmark = pytest.mark.slow
 RECOVERY_S = 2.0  # workers.job_recovery_s in the test's environment (conftest)
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def test_a_killed_sinks_batch_is_recovered_and_counted_once(bus, procs, env, home):
     start_workers(procs, bus, ("sink",))
     procs.start("worker", "sink", name="worker-sink-2")
     wait_for(lambda: len(workers_of(bus, "sink")) == 2, 30, "a second sink worker")
     pids = {w.name: w.pid for w in workers_of(bus, "sink")}
 
-    # hold the event store's write lock: the sink's batch stops mid-job, deterministically
+    # hold the event store's write lock: the sink's batch stops mid-message, deterministically
     db = sqlite3.connect(home / "events.db", timeout=30, isolation_level=None)
     db.execute("BEGIN EXCLUSIVE")
     records = [
@@ -41,30 +50,34 @@ def test_a_killed_sinks_batch_is_recovered_and_counted_once(bus, procs, env, hom
     bus.count_frame("cam", "s", "captured", len(records))
     bus.set_end("cam", "s", len(records) - 1)
     bus.send("sink", Observations(records))
-    registry = StartedJobRegistry(queue=bus.queue("sink"))
-    (job_id,) = wait_for(registry.get_job_ids, 20, "the batch to start")
-    job = Job.fetch(job_id, connection=bus.conn, serializer=JSONSerializer)
-    # rq lists the job as started a moment before it writes which worker took it
-    wait_for(lambda: job.refresh() or job.worker_name, 20, "the batch's worker")
-    # and the worker has counted the frames (its first step) and now waits for the lock:
+    entries = bus.entries_key("sink")
+    # the batch is an entry of the sink's stream, taken (pending) by one of the two workers
+    (pending,) = wait_for(lambda: bus.entries_pending("sink", 0), 20, "the batch to be taken")
+    entry_id, consumer = _text(pending["message_id"]), _text(pending["consumer"])
+    assert consumer in pids, (consumer, pids)
+    (only,) = bus.conn.xrange(entries)
+    assert _text(only[0]) == entry_id and only[1][b"n"] == b"0", only
+    # the worker has counted the frames (its first step) and now waits for the lock:
     # killed before that, its retry would count them fresh and see no duplicate
     wait_for(
         lambda: bus.stream_counts("cam", "s").get("processed") == len(records),
         20,
         "the batch's frames to be counted",
     )
-    victim = pids[job.worker_name]
+    assert bus.busy("sink") == 1 and bus.depth("sink") == 0
+    victim = pids[consumer]
     os.kill(victim, signal.SIGKILL)
     killed_at = time.monotonic()
     db.execute("ROLLBACK")
     db.close()
+    # nobody runs it until the watchdog sends it again: the dead worker's entry stays
+    time.sleep(RECOVERY_S / 4)  # its heartbeat lives 3/4 RECOVERY_S longer at least
+    assert [_text(e[0]) for e in bus.conn.xrange(entries)] == [entry_id]
+    assert _text(bus.entries_pending("sink", 0)[0]["consumer"]) == consumer
 
-    # the other sink worker's watchdog requeues it; the other sink runs it
+    # the other sink worker's watchdog sends it again; the other sink runs it
     wait_for(
-        lambda: (
-            not bus.conn.exists(job.key)  # result_ttl=0: a finished job is deleted
-            or job.get_status(refresh=True) == JobStatus.FINISHED
-        ),
+        lambda: bus.conn.xlen(entries) == 0 and bus.busy("sink") == 0 and bus.depth("sink") == 0,
         6 * RECOVERY_S,
         "the batch to be recovered and run again",
     )
@@ -78,7 +91,44 @@ def test_a_killed_sinks_batch_is_recovered_and_counted_once(bus, procs, env, hom
     assert counts["processed"] == len(records), counts
     assert bus.stream_done("cam", "s")
     assert Metrics(bus).total("facepipe_frames_duplicate_total") == len(records)
-    assert registry.count == 0
+    assert bus.entries_pending("sink", 0) == []
+    assert bus.failed("sink") == 0, bus.failed_entries("sink")
+
+
+def test_a_sink_message_that_always_fails_is_retried_twice_then_filed_as_failed(bus, procs, env):
+    """A sink message whose handler raises every time (a stream name the sink refuses:
+    names become paths) runs three times, then is filed in the sink's failed list with
+    the traceback; the worker goes on with the next message."""
+    (worker,) = start_workers(procs, bus, ("sink",)).values()
+    bad = Observations([FrameRecord(stream="../up", session="s", seq=0, ts=time.time())])
+    bus.send("sink", bad)
+    wait_for(lambda: bus.failed("sink") == 1, 30, "the message to be filed as failed")
+    (failed,) = bus.failed_entries("sink")
+    assert failed["stage"] == "sink" and failed["attempts"] == 3, failed
+    assert json.loads(failed["payload"]) == bad.to_dict()
+    assert failed["reason"].startswith("failed in sink-"), failed["reason"]
+    assert "Traceback" in failed["reason"] and "BadName" in failed["reason"], failed["reason"]
+    assert "bad stream name '../up'" in failed["reason"], failed["reason"]
+    assert "refused" not in failed["reason"]  # it ran: a failure, not a refusal
+    assert bus.conn.xlen(bus.entries_key("sink")) == 0
+    assert bus.entries_pending("sink", 0) == []
+    assert bus.busy("sink") == 0 and bus.depth("sink") == 0
+    metrics = Metrics(bus)
+    assert metrics.total("facepipe_jobs_refused_total", stage="sink") == 0
+    assert metrics.total("facepipe_jobs_recovered_total", stage="sink") == 0
+    assert not bus.stream_counts("../up", "s")  # nothing of it was counted
+    log = procs.log(worker)
+    for attempt in (1, 2, 3):
+        assert f"failed (attempt {attempt} of 3)" in log, log
+    assert "failed for good" in log, log
+
+    # the same worker process goes on with the next message
+    bus.send("sink", Observations([FrameRecord(stream="cam", session="s", seq=0, ts=0.0)]))
+    wait_for(lambda: bus.stream_counts("cam", "s").get("processed") == 1, 20, "the next message")
+    assert worker.poll() is None, procs.log(worker)
+    assert [w.pid for w in workers_of(bus, "sink")] == [worker.pid]
+    assert bus.failed("sink") == 1
+    wait_for(lambda: bus.conn.xlen(bus.entries_key("sink")) == 0, 10, "the stream to be empty")
 
 
 def test_a_detect_worker_killed_mid_batch_loses_no_frame(bus, procs, env):

@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from rq.registry import StartedJobRegistry
 
 from pipeline.config import load_config
 from pipeline.frames import FrameStore
@@ -150,6 +149,13 @@ def test_a_track_worker_killed_mid_hold_loses_nothing_and_doubles_nothing(
         },
     )  # fmt: skip
     wait_for(lambda: workers_of(bus, "track"), 60, "the track worker to register")
+    track_entries = bus.entries_key("track")
+
+    def victims_entry() -> int:
+        """The track stream's entries; asserts the one pending is the victim's."""
+        pending = bus.entries_pending("track", 0)
+        assert [p["consumer"] for p in pending] == [b"track-victim"], pending
+        return int(bus.conn.xlen(track_entries))
 
     # a clean run of the stream: what its events, samples and state are without a kill
     first_hold(bus, "clean", t0)
@@ -177,6 +183,9 @@ def test_a_track_worker_killed_mid_hold_loses_nothing_and_doubles_nothing(
         assert holders(bus, "killed") == held  # no image let go of, none held more
 
     the_hold_is_open()
+    # the track stage is a stream stage: the hold's message is an entry of the track
+    # stream, taken (pending) by the victim
+    assert victims_entry() == 1
 
     # a second track worker: while the victim's heartbeat lives, it leaves the stream alone
     standby = procs.start("worker", "track", "--name", "track-standby",
@@ -185,20 +194,23 @@ def test_a_track_worker_killed_mid_hold_loses_nothing_and_doubles_nothing(
     bus.poke_track("killed", SESSION)
     # its job's first step (atomic with trying the lock) clears the stream's pending flag
     wait_for(lambda: not bus.track_pending("killed", SESSION), 20, "the standby to try")
+    # ... and, the lock being the victim's, lets its message go: only the victim's is left
+    wait_for(lambda: bus.conn.xlen(track_entries) == 1, 20, "the standby's message to be done")
     the_hold_is_open()
+    assert victims_entry() == 1
 
     os.kill(victim.pid, signal.SIGKILL)
     assert victim.wait(10) == -signal.SIGKILL
     killed_at = time.monotonic()
     the_hold_is_open()  # the dead hold never ended
+    assert victims_entry() == 1
 
     # the victim's job is recovered once its heartbeat expires; the standby runs it and
     # takes the dead worker's lock over
     wait_for(lambda: bus.stream_done("killed", SESSION), 30, "the killed stream to be done")
     took = time.monotonic() - killed_at
     print(f"the stream was done {took:.1f} s after the kill")
-    sink = StartedJobRegistry(queue=bus.queue("sink"))
-    wait_for(lambda: bus.depth("sink") == 0 and sink.count == 0, 30, "the sink to finish")
+    wait_for(lambda: bus.depth("sink") == 0 and bus.busy("sink") == 0, 30, "the sink to finish")
     assert standby.poll() is None, procs.log(standby)
     assert "took over the tracker lock of a dead worker" in procs.log(standby)
 
@@ -206,6 +218,13 @@ def test_a_track_worker_killed_mid_hold_loses_nothing_and_doubles_nothing(
     assert metrics.total("facepipe_tracker_takeovers_total", stream="killed") == 1
     assert metrics.total("facepipe_tracker_takeovers_total") == 1
     assert metrics.total("facepipe_jobs_recovered_total", stage="track") == 1
+    # no message left behind or failed: the track and sink streams are empty
+    wait_for(lambda: bus.conn.xlen(track_entries) == 0, 10, "the track stream to be empty")
+    for stage in ("track", "sink"):
+        assert bus.conn.xlen(bus.entries_key(stage)) == 0, stage
+        assert bus.entries_pending(stage, 0) == [], stage
+        assert bus.failed(stage) == 0, bus.failed_entries(stage)
+    assert metrics.total("facepipe_jobs_recovered_total", stage="sink") == 0
     # every frame accounted for once: processed (none dropped), none sent to the sink twice
     for stream in ("clean", "killed"):
         counts = bus.stream_counts(stream, SESSION)

@@ -10,7 +10,7 @@ from rq.serializers import JSONSerializer
 
 from pipeline.bus import Bus, connect
 from pipeline.metrics import Metrics, RedisCollector
-from pipeline.record import Encodings, Face, FrameRecord, Merge, Samples, TrackJob
+from pipeline.record import Encodings, Face, FrameBatch, FrameRecord, Merge, Samples, TrackJob
 from pipeline.stages import STAGES
 
 
@@ -82,10 +82,17 @@ def test_a_stage_takes_only_its_message_type(redis_url):
     with pytest.raises(ValueError, match="unknown stage 'detekt'"):
         bus.send("detekt", rec)
     bus.send("sink", Samples("identity", rec))
-    (job_id,) = bus.queue("sink").job_ids
+    # a stream stage's message is its payload alone: no function name to run
+    ((_, fields),) = bus.conn.xrange(bus.entries_key("sink"))
+    assert set(fields) == {b"p", b"n"} and fields[b"n"] == b"0"
+    assert json.loads(fields[b"p"]) == {
+        "type": "samples", "kind": "identity", "records": [rec.to_dict()]
+    }  # fmt: skip
+    bus.send("detect", rec)  # an rq stage's: the stage's job function, one payload
+    (job_id,) = bus.queue("detect").job_ids
     job = Job.fetch(job_id, connection=bus.conn, serializer=JSONSerializer)
-    assert job.func_name == "workers.sink.handle"
-    assert job.args[0] == {"type": "samples", "kind": "identity", "records": [rec.to_dict()]}
+    assert job.func_name == "workers.detect.handle"
+    assert job.args[0] == FrameBatch([rec]).to_dict()
 
 
 def test_the_stage_table_names_real_job_functions_and_worker_classes():
@@ -121,8 +128,7 @@ def test_the_ordered_buffer(redis_url):
     assert bus.buffer_take("cam", "s", 0) is None  # taken once
     assert bus.buffer_seqs("cam", "s") == [2]
     # each frame put pokes the stream's track stage: one job waits for both
-    q = bus.queue("track")
-    jobs = [TrackJob.from_dict(q.fetch_job(i).args[0]) for i in q.job_ids]
+    jobs = [TrackJob.from_dict(p) for p in bus.peek("track")]
     assert jobs == [TrackJob("cam", "s")] and bus.track_pending("cam", "s")
 
 
@@ -236,10 +242,8 @@ def test_tracker_state_and_lock_keys(redis_url):
 def test_sink_messages_travel_as_tagged_json(redis_url):
     bus = Bus(connect(redis_url), "t")
     bus.send("sink", Merge("cam", "s", 2, 1))
-    (job_id,) = bus.queue("sink").job_ids
-    raw = bus.conn.hget(f"rq:job:{job_id}", "data")
-    payload = json.loads(zlib.decompress(raw))
-    assert payload[2][0] == {
+    ((_, fields),) = bus.conn.xrange(bus.entries_key("sink"))
+    assert json.loads(fields[b"p"]) == {
         "type": "merge", "stream": "cam", "session": "s", "from_id": 2, "into_id": 1,
     }  # fmt: skip
 

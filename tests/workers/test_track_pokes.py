@@ -3,6 +3,7 @@ encoding is ever left behind: real Redis, real track stage."""
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -27,16 +28,8 @@ def rt(redis_url, home):
     base.set_runtime(rt)
 
 
-def job_fields(bus: bus_mod.Bus, job_id: str) -> dict[bytes, bytes]:
-    fields = bus.conn.hgetall(f"rq:job:{job_id}")
-    for k in (b"created_at", b"enqueued_at", b"last_heartbeat"):
-        fields.pop(k, None)
-    return fields
-
-
 def test_pokes_of_a_stream_coalesce_into_one_waiting_job(rt):
     bus = rt.bus
-    q = bus.queue("track")
     for _ in range(5):
         bus.poke_track("cam", "s")
     bus.buffer_put(FrameRecord(stream="cam", session="s", seq=0, ts=1.0))
@@ -45,13 +38,12 @@ def test_pokes_of_a_stream_coalesce_into_one_waiting_job(rt):
     bus.poke_track("cam", "other")  # another session: its own job
     bus.poke_track("cam2", "s")  # another stream: its own job
     assert bus.depth("track") == 3
-    # the job is the one rq enqueues for the stage (the same hash, on the same queue)
-    first = q.job_ids[0]
+    # the poke's message is the one the stage's send adds (the same entry on its stream)
     bus.send("track", TrackJob("cam", "s"))
-    sent = q.job_ids[-1]
-    assert job_fields(bus, first) == job_fields(bus, sent)
-    assert list(q.fetch_job(first).args) == [{"stream": "cam", "session": "s"}]
-    assert bus.conn.sismember("rq:queues", q.key)
+    entries = bus.conn.xrange(bus.entries_key("track"))
+    assert entries[0][1] == entries[-1][1] == {b"p": b'{"stream":"cam","session":"s"}', b"n": b"0"}
+    assert bus.peek("track")[0] == {"stream": "cam", "session": "s"}
+    assert not bus.queue("track").count  # not an rq job
     # a job that starts clears the flag before it reads anything: the next poke is a job
     bus.track_begin("cam", "s", "token", 30.0, 100)
     bus.poke_track("cam", "s")
@@ -61,7 +53,7 @@ def test_pokes_of_a_stream_coalesce_into_one_waiting_job(rt):
 def test_a_lost_job_is_made_again_once_its_flag_expires(rt):
     bus = rt.bus
     bus.poke_track("cam", "s")
-    bus.queue("track").empty()  # the job is lost (deleted by hand)
+    bus.conn.delete(bus.entries_key("track"))  # the job is lost (deleted by hand)
     bus.poke_track("cam", "s")
     assert bus.depth("track") == 0  # the flag says one waits
     ttl_ms = bus.conn.pttl(bus.key("track-pending", "cam", "s"))
@@ -87,7 +79,6 @@ def test_track_workers_racing_producers_miss_no_frame_and_no_encoding(rt):
     bus = rt.bus
     n = 300
     bus.register_stream("cam", "s", {"source": "x", "live": True})
-    q = bus.queue("track")
     produced = threading.Event()
     errors: list[BaseException] = []
     jobs_run = [0]
@@ -108,39 +99,38 @@ def test_track_workers_racing_producers_miss_no_frame_and_no_encoding(rt):
             seq = batch and max(batch) + 1
         produced.set()
 
-    def worker() -> None:
+    def worker(name: str) -> None:
         stage = TrackStage(rt)
         try:
             while True:
-                raw = bus.conn.lpop(q.key)
-                if raw is None:
+                entry = bus.read_entry("track", name, None)
+                if entry is None:
                     if produced.is_set():
                         return
                     time.sleep(0.001)
                     continue
-                job = q.fetch_job(raw.decode())
-                stage.process(TrackJob.from_dict(job.args[0]))
-                job.delete()
+                stage.process(TrackJob.from_dict(json.loads(entry.payload)))
+                bus.entry_done("track", entry.id)
                 jobs_run[0] += 1
         except BaseException as exc:  # noqa: BLE001 - reported by the test
             errors.append(exc)
 
     threads = [threading.Thread(target=producer)] + [
-        threading.Thread(target=worker) for _ in range(2)
+        threading.Thread(target=worker, args=(f"w{i}",)) for i in range(2)
     ]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=120)
     assert not any(t.is_alive() for t in threads) and not errors, errors
-    assert bus.depth("track") == 0
+    assert bus.depth("track") == 0  # and nothing taken and not done:
+    assert bus.conn.xpending(bus.entries_key("track"), bus_mod.STREAM_GROUP)["pending"] == 0
     # nothing left behind: every frame consumed, every encoding applied
     assert bus.buffer_len("cam", "s") == 0 and not bus.encodings_waiting("cam", "s")
     assert bus.load_tracker_state("cam", "s")["next_seq"] == n
     seqs = []
-    sink = bus.queue("sink")
-    for job_id in sink.job_ids:
-        msg = sink_message_from_dict(sink.fetch_job(job_id).args[0])
+    for payload in bus.peek("sink", 10_000):
+        msg = sink_message_from_dict(payload)
         seqs += [r.seq for r in getattr(msg, "records", [])]
     assert seqs == list(range(n))  # each frame once, in order
     assert jobs_run[0] < n  # pokes coalesced (one per frame put without)
