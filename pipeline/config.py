@@ -155,6 +155,14 @@ class RedisConfig(Section):
 
 class CaptureConfig(Section):
     jpeg_quality: int = Field(90, ge=10, le=100)
+    frame_format: Literal["auto", "jpeg", "raw"] = Field(
+        "auto",
+        description="how the capture stores the frames it decodes in Redis: jpeg "
+        "(jpeg_quality), raw (BGR pixels: no JPEG encoding in the capture nor decoding in "
+        "each stage, ~17x the bytes), auto: raw when Redis is reached over a unix socket "
+        "(every reader is on this machine: `facepipe run`'s own Redis), else jpeg. MJPEG "
+        "cameras passed through stay JPEG",
+    )
     resize_width: int | None = Field(
         None, ge=64, description="downscale wider frames to this width before encoding"
     )

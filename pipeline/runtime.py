@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import redis
+
 from pipeline.bus import Bus, connect
 from pipeline.config import Config
 from pipeline.frames import FrameStore
@@ -31,23 +33,26 @@ class Runtime:
             )
         conn = connect(url)
         bus = Bus(conn, config.redis.prefix, config.redis.session_ttl_s)
-        frames = FrameStore(
-            conn,
-            ttl_s=config.redis.frame_ttl_s,
-            jpeg_quality=config.capture.jpeg_quality,
-            resize_width=config.capture.resize_width,
-        )
-        return cls(config=config, bus=bus, frames=frames, metrics=Metrics(bus))
+        return cls(config=config, bus=bus, frames=frame_store(conn, config), metrics=Metrics(bus))
 
     def with_config(self, config: Config) -> Runtime:
         """The same Redis connection under another config (a camera's overrides): the
         frame store follows its capture section."""
         if config is self.config:
             return self
-        frames = FrameStore(
-            self.bus.conn,
-            ttl_s=config.redis.frame_ttl_s,
-            jpeg_quality=config.capture.jpeg_quality,
-            resize_width=config.capture.resize_width,
-        )
-        return replace(self, config=config, frames=frames)
+        return replace(self, config=config, frames=frame_store(self.bus.conn, config))
+
+
+def frame_store(conn: redis.Redis, config: Config) -> FrameStore:
+    """The frame store of ``config``'s capture section on ``conn``: raw frames with
+    ``capture.frame_format`` raw, or auto on a unix socket (every reader on this
+    machine), else JPEG."""
+    fmt = config.capture.frame_format
+    local = conn.connection_pool.connection_class is redis.UnixDomainSocketConnection
+    return FrameStore(
+        conn,
+        ttl_s=config.redis.frame_ttl_s,
+        jpeg_quality=config.capture.jpeg_quality,
+        resize_width=config.capture.resize_width,
+        raw=fmt == "raw" or (fmt == "auto" and local),
+    )

@@ -9,7 +9,7 @@ import pytest
 from skimage import data
 
 from pipeline.bus import connect
-from pipeline.frames import FrameStore, decode_bgr, decode_rgb
+from pipeline.frames import RAW_MAGIC, FrameStore, decode_bgr, decode_rgb, encode_raw
 
 
 @pytest.fixture(scope="module")
@@ -39,3 +39,51 @@ def test_garbage_is_refused():
         decode_bgr(b"not an image at all")
     with pytest.raises(ValueError, match="could not decode"):
         decode_rgb(b"\xff\xd8\xff")
+
+
+def test_raw_frames_come_back_exact_and_reduced_as_a_jpeg_would(redis_url, bgr):
+    conn = connect(redis_url)
+    store = FrameStore(conn, raw=True)
+    odd = np.ascontiguousarray(bgr[:361, :483])  # odd sides: reductions round up
+    store.put("f:raw", odd)
+    stored = conn.get("f:raw")
+    assert stored[:6] == RAW_MAGIC and len(stored) == 11 + odd.size  # no JPEG, no loss
+    (same,) = store.get_many(["f:raw"], order="bgr")
+    assert np.array_equal(same, odd) and same.flags.writeable  # a copy, not Redis's bytes
+    assert np.array_equal(store.get("f:raw"), odd[..., ::-1])
+    jpeg = FrameStore(conn)
+    jpeg.put("f:jpeg", odd)
+    for factor in (2, 4, 8):  # the same sizes as libjpeg's reduced decoding gives
+        (r,), (j,) = store.get_many(["f:raw"], [factor]), jpeg.get_many(["f:jpeg"], [factor])
+        assert r.shape == j.shape
+        assert np.corrcoef(r.ravel(), j.ravel())[0, 1] > 0.9  # the same picture (another: ~0)
+
+
+def test_truncated_or_inconsistent_raw_frames_are_refused(bgr):
+    data_ = encode_raw(np.ascontiguousarray(bgr[:10, :10]))
+    for bad in (data_[:8], data_[:-1], data_ + b"x"):
+        with pytest.raises(ValueError, match="could not decode"):
+            decode_bgr(bad)
+        with pytest.raises(ValueError, match="could not decode"):
+            decode_rgb(bad, 2)
+    with pytest.raises(ValueError, match="BGR uint8"):
+        encode_raw(bgr[..., 0])
+
+
+def test_the_frame_format_follows_the_config_and_the_connection(redis_url):
+    """auto: raw over a unix socket (every reader is on this machine), JPEG over TCP."""
+    from pipeline.config import load_config
+    from pipeline.runtime import frame_store
+
+    unix = connect(redis_url)
+    assert redis_url.startswith("unix:")
+    tcp = connect("redis://127.0.0.1:1/0")  # never connected: only its kind matters
+
+    def raw(conn, fmt: str | None) -> bool:
+        env = {} if fmt is None else {"FACEPIPE__CAPTURE__FRAME_FORMAT": fmt}
+        return frame_store(conn, load_config(None, environ=env)).raw
+
+    assert raw(unix, None) and not raw(tcp, None)  # auto, the default
+    assert not raw(unix, "jpeg") and raw(tcp, "raw")
+    with pytest.raises(ValueError, match="frame_format"):
+        load_config(None, environ={"FACEPIPE__CAPTURE__FRAME_FORMAT": "png"})

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from pipeline.config import load_config
+from pipeline.frames import RAW_MAGIC, is_jpeg
 from pipeline.identities import Identities
 from pipeline.record import Face, FrameRecord, Merge, Observations, Samples
 from pipeline.runtime import Runtime
@@ -149,10 +150,12 @@ def test_context_path_stays_under_a_symlinked_snapshots_dir(redis_url, home, tmp
         sink.context_path(rec, 1)
 
 
-def test_a_frame_narrow_enough_is_kept_as_it_was_stored(redis_url, home):
+@pytest.mark.parametrize("fmt", ["jpeg", "raw"])
+def test_a_frame_narrow_enough_is_kept_as_it_was_stored(redis_url, home, fmt):
     """No scaling needed: the context image is the frame's JPEG from Redis, byte for byte
-    (no second encoding), and the snapshot is cut from the same pixels."""
-    sink = sink_for(redis_url)
+    (no second encoding), and the snapshot is cut from the same pixels; a raw frame is
+    encoded once, to JPEG."""
+    sink = sink_for(redis_url, FACEPIPE__CAPTURE__FRAME_FORMAT=fmt)
     image = np.full((360, 640, 3), 60, np.uint8)
     image[50:250, 100:300] = np.random.default_rng(3).integers(0, 255, (200, 200, 3), np.uint8)
     image[50:250, 100:300, 2] = 255  # red in BGR: a channel swap would show
@@ -166,7 +169,15 @@ def test_a_frame_narrow_enough_is_kept_as_it_was_stored(redis_url, home):
     sink.process(Observations([rec]))
     sink.process(Samples("identity", rec))
     ev = event(sink)
-    assert Path(ev["context"]).read_bytes() == stored
+    context = Path(ev["context"]).read_bytes()
+    assert is_jpeg(context)
+    if fmt == "jpeg":
+        assert context == stored
+    else:
+        assert stored.startswith(RAW_MAGIC)
+        seen = cv2.imdecode(np.frombuffer(context, np.uint8), cv2.IMREAD_COLOR)
+        assert np.abs(seen.astype(int) - image).mean() < 10  # noise, JPEG quality 80
+        assert seen[60:240, 110:290, 2].mean() > 220 > seen[60:240, 110:290, 0].mean() + 60
     assert json.loads(ev["context_faces"]) == [[120, 70, 160, 160, 1]]
     snap = cv2.imread(ev["snapshot"])
     assert snap.shape[0] == snap.shape[1] == 288  # 160 grown by 0.4 on each side
