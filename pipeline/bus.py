@@ -393,6 +393,32 @@ return {n, running}
 """
 
 
+# prune_consumers: KEYS = a stage's stream; ARGV = group, idle ms, the prefix of the workers'
+# heartbeat keys. Deletes the group's consumers that hold no entry, were idle that long and
+# whose worker's heartbeat is gone (workers are named per process: without this the group
+# would list every worker that ever ran). In one script, so no entry is delivered to a
+# consumer between the check and the delete. Returns how many were deleted.
+_PRUNE_CONSUMERS_LUA = """
+local cs = redis.pcall('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
+if type(cs) ~= 'table' or cs['err'] then
+  return 0
+end
+local gone = 0
+for _, c in ipairs(cs) do
+  local f = {}
+  for i = 1, #c, 2 do
+    f[c[i]] = c[i + 1]
+  end
+  if tonumber(f['pending']) == 0 and tonumber(f['idle']) >= tonumber(ARGV[2])
+      and redis.call('EXISTS', ARGV[3] .. f['name']) == 0 then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], f['name'])
+    gone = gone + 1
+  end
+end
+return gone
+"""
+
+
 class QueueEntry(NamedTuple):
     """One message of a stream stage as a worker read it: its entry id, its payload as
     sent (JSON bytes; None if the entry has none) and how many runs it had before."""
@@ -822,6 +848,15 @@ class Bus:
             if "NOGROUP" in str(exc):
                 return []
             raise
+
+    def prune_consumers(self, stage: str, idle_s: float) -> int:
+        """Delete the consumers of a stream stage's group that hold no message, have been
+        idle ``idle_s`` and whose worker's heartbeat is gone; returns how many."""
+        got = self.conn.eval(
+            _PRUNE_CONSUMERS_LUA, 1, self.entries_key(stage), STREAM_GROUP,
+            int(idle_s * 1000), self.key("alive", ""),
+        )  # fmt: skip
+        return int(got)
 
     def entry_counts(self, stage: str, pipeline: Any = None) -> tuple[int, int]:
         """``(waiting, running)`` messages of a stream stage, in one round trip (with

@@ -898,6 +898,7 @@ def _recover_entries(bus: Bus, metrics: Any, stage: str, recovery_s: float) -> i
             "sent %d %s message(s) of dead worker(s) %s again (%d), or filed them as failed",
             len(dead), stage, ", ".join(sorted(set(dead.values()))), again,
         )  # fmt: skip
+    bus.prune_consumers(stage, recovery_s)  # dead workers that held nothing leave the group
     return len(dead)
 
 

@@ -93,6 +93,14 @@ def test_a_killed_sinks_batch_is_recovered_and_counted_once(bus, procs, env, hom
     assert Metrics(bus).total("facepipe_frames_duplicate_total") == len(records)
     assert bus.entries_pending("sink", 0) == []
     assert bus.failed("sink") == 0, bus.failed_entries("sink")
+    # and the dead worker, holding nothing now, leaves the consumer group
+    from pipeline.bus import STREAM_GROUP
+
+    def consumers() -> set[str]:
+        return {_text(c["name"]) for c in bus.conn.xinfo_consumers(entries, STREAM_GROUP)}
+
+    wait_for(lambda: consumer not in consumers(), 3 * RECOVERY_S, "the dead consumer to go")
+    assert consumers() == set(pids) - {consumer}
 
 
 def test_a_sink_message_that_always_fails_is_retried_twice_then_filed_as_failed(bus, procs, env):

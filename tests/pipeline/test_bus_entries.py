@@ -130,3 +130,29 @@ def test_a_read_waiting_while_the_stream_is_deleted_goes_on(bus: Bus):
     assert not reader.is_alive() and len(got) == 1
     entry = got[0]
     assert entry is not None and json.loads(entry.payload) == merge(4).to_dict()  # type: ignore[attr-defined]
+
+
+def test_dead_workers_that_hold_nothing_leave_the_group(bus: Bus):
+    """Workers are named per process: the group forgets those whose heartbeat is gone
+    once they hold no message, so it does not list every worker that ever ran."""
+    for n in range(3):
+        bus.send("sink", merge(n))
+    bus.beat("alive", 10)
+    done = bus.read_entry("sink", "gone", None)  # read, done, its process exited
+    assert done is not None
+    bus.entry_done("sink", done.id)
+    assert bus.read_entry("sink", "alive", None) is not None  # holds one, beats
+    assert bus.read_entry("sink", "dead-holding", None) is not None  # the watchdog's case
+
+    def consumers() -> set[str]:
+        return {
+            c["name"].decode()
+            for c in bus.conn.xinfo_consumers(bus.entries_key("sink"), STREAM_GROUP)
+        }
+
+    assert consumers() == {"gone", "alive", "dead-holding"}
+    assert bus.prune_consumers("sink", 60) == 0  # not idle long enough yet
+    assert bus.prune_consumers("sink", 0) == 1
+    assert consumers() == {"alive", "dead-holding"}  # its message must be sent again first
+    assert bus.entry_counts("sink") == (1, 1)
+    assert bus.prune_consumers("track", 0) == 0  # no stream, no group: nothing
