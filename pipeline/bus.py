@@ -419,6 +419,21 @@ return gone
 """
 
 
+# requeue_failed: KEYS = a stage's stream, its failed list. Sends every failed message back
+# to the stream, oldest first, its attempts counted from 0 again; returns how many.
+_REQUEUE_FAILED_LUA = """
+local n = 0
+while true do
+  local r = redis.call('RPOP', KEYS[2])
+  if not r then
+    return n
+  end
+  redis.call('XADD', KEYS[1], '*', 'p', cjson.decode(r)['payload'], 'n', 0)
+  n = n + 1
+end
+"""
+
+
 class QueueEntry(NamedTuple):
     """One message of a stream stage as a worker read it: its entry id, its payload as
     sent (JSON bytes; None if the entry has none) and how many runs it had before."""
@@ -871,6 +886,15 @@ class Bus:
     def failed_entries(self, stage: str) -> list[dict[str, Any]]:
         """A stream stage's failed messages, newest first."""
         return [json.loads(r) for r in self.conn.lrange(self.failed_key(stage), 0, -1)]
+
+    def requeue_failed(self, stage: str) -> int:
+        """Send a stream stage's failed messages back to its queue (oldest first, as new
+        messages: three runs again); returns how many. Atomic: a message is in the
+        failed list or on the stream, never both or neither."""
+        if stage_spec(stage).transport != "stream":
+            raise ValueError(f"{stage} is an rq stage: its failed jobs are rq's (rq requeue)")
+        keys = [self.entries_key(stage), self.failed_key(stage)]
+        return int(self.conn.eval(_REQUEUE_FAILED_LUA, len(keys), *keys))
 
     # ----- a live camera's detections in flight (pipeline/capture.py) ------------------
     def _in_flight(self, stream: str, session: str) -> str:
