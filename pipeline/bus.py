@@ -887,6 +887,40 @@ class Bus:
         """A stream stage's failed messages, newest first."""
         return [json.loads(r) for r in self.conn.lrange(self.failed_key(stage), 0, -1)]
 
+    def adopt_rq_jobs(self, stage: str) -> int:
+        """Move the rq jobs a stream stage's rq queue still holds (sent by a facepipe from
+        before its stream transport, 2026-12-02) onto its stream; returns how many. A job
+        that is not the stage's job function with one payload is set aside in the
+        dead-letter list. A stream stage's worker does this as it starts."""
+        from rq.job import Job
+
+        spec = stage_spec(stage)
+        if spec.transport != "stream":
+            return 0
+        q = self.queue(stage)
+        moved = 0
+        for job_id in q.get_job_ids():
+            try:
+                job = Job.fetch(job_id, connection=self.conn, serializer=q.serializer)
+                args = job.args
+                ok = job.func_name == spec.job and len(args) == 1 and isinstance(args[0], dict)
+            except Exception:  # undecodable, gone: set aside below (if it is still there)
+                job, ok = None, False
+            pipe = self.conn.pipeline()
+            if ok and job is not None:
+                payload = json.dumps(job.args[0], separators=(",", ":"))
+                pipe.xadd(self.entries_key(stage), {"p": payload, "n": 0})
+                moved += 1
+            else:
+                record = {"stage": stage, "reason": "an rq job on a stream stage's queue that "
+                          "is not its job", "at": time.time(), "size": 0,
+                          "entry": base64.b64encode(job_id.encode()).decode()}  # fmt: skip
+                pipe.lpush(self.dead_key(stage), json.dumps(record))
+            pipe.lrem(q.key, 0, job_id)
+            pipe.delete(Job.key_for(job_id))
+            pipe.execute()
+        return moved
+
     def requeue_failed(self, stage: str) -> int:
         """Send a stream stage's failed messages back to its queue (oldest first, as new
         messages: three runs again); returns how many. Atomic: a message is in the

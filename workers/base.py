@@ -944,6 +944,10 @@ def run_worker(stage: str, rt: Runtime, burst: bool = False, name: str | None = 
     set_runtime(rt)
     st = get_stage(stage)
     st.warmup()
+    if stage_spec(stage).transport == "stream":  # rq jobs left by a facepipe from before
+        moved = rt.bus.adopt_rq_jobs(stage)
+        if moved:
+            log.warning("%s: moved %d rq job(s) of an older facepipe to the stream", stage, moved)
     worker = stage_worker(stage, rt, name)
     worker.health.call(worker.beat_now)
     worker.start_beating()

@@ -156,3 +156,18 @@ def test_dead_workers_that_hold_nothing_leave_the_group(bus: Bus):
     assert consumers() == {"alive", "dead-holding"}  # its message must be sent again first
     assert bus.entry_counts("sink") == (1, 1)
     assert bus.prune_consumers("track", 0) == 0  # no stream, no group: nothing
+
+
+def test_rq_jobs_of_an_older_facepipe_move_to_the_stream(bus: Bus):
+    """Jobs a facepipe from before the stream transport left on the rq queue of a stream
+    stage are moved onto its stream as its worker starts; anything else is set aside."""
+    q = bus.queue("sink")
+    q.enqueue("workers.sink.handle", merge(1).to_dict())
+    q.enqueue("os.system", "touch /tmp/pwned")
+    q.enqueue("workers.sink.handle", merge(2).to_dict())
+    assert bus.adopt_rq_jobs("sink") == 2
+    assert [Merge.from_dict(p).into_id for p in bus.peek("sink")] == [1, 2]
+    assert q.count == 0 and not bus.conn.keys("rq:job:*")
+    (dead,) = bus.dead_letters("sink")
+    assert "not its job" in dead["reason"]
+    assert bus.adopt_rq_jobs("sink") == 0 and bus.adopt_rq_jobs("detect") == 0
