@@ -131,6 +131,10 @@ class Capture:
         )
         self.health.on_reconnect.append(self._reconnected)
         self._unsent: Counter[str] = Counter()  # stream counts not yet written to Redis
+        # every count of this session, as this process made it (written to Redis or not):
+        # what a summary can still say when Redis is gone (see counts())
+        self._counts: Counter[str] = Counter()
+        self._counts_lock = threading.Lock()
         self._unsent_metrics: Counter[tuple[str, str | None]] = Counter()
         self._session_captured = 0
         self._last_flush = 0.0  # time.monotonic() of the last write of the counts
@@ -140,6 +144,13 @@ class Capture:
     def stop(self) -> None:
         self.stop_event.set()
         self.source.stop()
+
+    def counts(self) -> dict[str, int]:
+        """This session's counts as the capture made them (``captured``, its
+        ``dropped:REASON``, ``unreadable``), whether Redis has them yet or not; the
+        workers' counts (``processed``, ...) are only in Redis."""
+        with self._counts_lock:
+            return dict(self._counts)
 
     # the frame counts are written at most this often (and when the capture ends): a round
     # trip or two per frame saved; the sink's counts never run ahead for long
@@ -166,6 +177,8 @@ class Capture:
 
     def _count(self, field: str, n: int = 1) -> None:
         self._unsent[field] += n
+        with self._counts_lock:
+            self._counts[field] += n
         if field == "captured":
             self._unsent_metrics[("facepipe_frames_captured_total", None)] += n
         elif field.startswith("dropped:"):
@@ -227,6 +240,8 @@ class Capture:
             self.stream, old, lost, self.session,
         )  # fmt: skip
         self._unsent.clear()
+        with self._counts_lock:
+            self._counts.clear()
         self._session_captured = 0
         result.session = self.session
         self._register()
@@ -512,6 +527,9 @@ class WaitResult:
     done: bool
     counts: dict[str, int]
     reason: str = ""  # why it stopped waiting though not done
+    # the last counts read, per stream ("STREAM/SESSION"); empty if none could be read
+    by_stream: dict[str, dict[str, int]] = field(default_factory=dict)
+    redis_down: bool = False  # stopped (stop, deadline) while Redis was unreachable
 
     @property
     def unaccounted(self) -> int:
@@ -575,9 +593,14 @@ def wait_accounted(
     check: Callable[[], Any] | None = None,
     health: RedisHealth | None = None,
     settle_s: float | None = None,
+    deadline: float | None = None,
 ) -> WaitResult:
     """Wait until every frame of the finite ``streams`` is accounted for and no job is
     left, waiting out Redis outages; never forever.
+
+    It stops (``reason`` "stopped") when ``stop`` is set or ``deadline`` (a
+    ``time.monotonic()`` value) passes, also in the middle of a Redis outage
+    (``redis_down`` then: the counts are the last ones read, if any).
 
     It gives up (``done`` False, with the reason) when a stream's state vanished (Redis
     lost its data), or when nothing moved for ``tracker.gap_timeout_s`` + 3 ×
@@ -592,7 +615,8 @@ def wait_accounted(
     bus = rt.bus
     health = health or RedisHealth(bus.conn, who="wait", cap_s=rt.config.redis.reconnect_max_s)
     stall_s = rt.config.tracker.gap_timeout_s + 3 * rt.config.workers.job_recovery_s
-    last, last_change, last_poke = None, time.monotonic(), 0.0
+    last: dict[str, dict[str, int]] | None = None
+    last_change, last_poke = time.monotonic(), 0.0
     done_since: float | None = None  # every frame accounted for since, the pipeline busy
 
     def snapshot() -> tuple[dict[str, dict[str, int]], bool, bool, list[str]]:
@@ -617,25 +641,30 @@ def wait_accounted(
             out.update({k: v for k, v in c.items() if k != "end_seq"})
         return dict(out)
 
+    def stopped(redis_down: bool = False) -> WaitResult:
+        seen = last or {}
+        return WaitResult(False, total(seen), "stopped", dict(seen), redis_down)
+
     while True:
         if check is not None:
             check()
         try:
-            counts, busy, running, vanished = health.call(snapshot, stop)
+            counts, busy, running, vanished = health.call(snapshot, stop, deadline)
         except Stopped:
-            return WaitResult(False, {}, "stopped")
+            return stopped(redis_down=True)
         if vanished:
             return WaitResult(
                 False,
                 total(counts),
                 f"Redis lost the state of {', '.join(vanished)} (restarted without "
                 "persistence?): its queued frames and counts are gone",
+                counts,
             )
         now = time.monotonic()
         if all(counts_done(c) for c in counts.values()):
             done_since = now if done_since is None else done_since
             if not busy or (settle_s is not None and now - done_since >= settle_s):
-                return WaitResult(True, total(counts))
+                return WaitResult(True, total(counts), by_stream=counts)
         else:
             done_since = None
         if counts != last or running:
@@ -646,14 +675,22 @@ def wait_accounted(
                 total(counts),
                 f"no progress for {stall_s:.0f} s and no job running: frames of a lost job "
                 "(see the failed registry) or no worker for a stage",
+                counts,
             )
         if now - last_poke > 2.0:
-            for s, sess in streams:
-                if not counts_done(counts[f"{s}/{sess}"]):
-                    health.call(lambda s=s, sess=sess: bus.poke_track(s, sess), stop)
+            try:
+                for s, sess in streams:
+                    if not counts_done(counts[f"{s}/{sess}"]):
+                        poke = lambda s=s, sess=sess: bus.poke_track(s, sess)  # noqa: E731
+                        health.call(poke, stop, deadline)
+            except Stopped:
+                return stopped(redis_down=True)
             last_poke = now
+        pause = 0.05 if deadline is None else min(0.05, deadline - time.monotonic())
+        if pause <= 0:
+            return stopped()
         if stop is not None:
-            if stop.wait(0.05):
-                return WaitResult(False, total(counts), "stopped")
+            if stop.wait(pause):
+                return stopped()
         else:
-            time.sleep(0.05)
+            time.sleep(pause)

@@ -25,7 +25,7 @@ from pipeline.bus import detection_rate
 from pipeline.capture import Capture, CaptureResult, wait_accounted
 from pipeline.config import Config
 from pipeline.redis_server import PrivateRedis, die_with_parent
-from pipeline.retry import RedisHealth
+from pipeline.retry import REDIS_DOWN, RedisHealth
 from pipeline.runtime import Runtime
 from pipeline.sources import Source
 from pipeline.stages import STAGE_NAMES
@@ -136,6 +136,9 @@ class LocalPipeline:
         self.log_dir = log_dir or (config.home / "logs" / time.strftime("run-%Y%m%dT%H%M%S"))
         self.captures: list[Capture] = []
         self.health: RedisHealth | None = None
+        # the counts last read from Redis per stream ("STREAM/SESSION", by drain()): with
+        # the captures' own, what a summary can say when Redis is gone at the end
+        self.known_counts: dict[str, dict[str, int]] = {}
 
     # ----- lifecycle ---------------------------------------------------------------
     def start(self, timeout: float = 180.0) -> Runtime:
@@ -266,7 +269,9 @@ class LocalPipeline:
 
         Interrupted (SIGINT, or SIGTERM as ``facepipe run`` maps it), the captures stop,
         the frames already enqueued get ``stop_drain_s`` to finish (a second interrupt
-        skips that), and the summary counts what is left as ``dropped:interrupted``.
+        skips that), and the summary counts what is left as ``dropped:interrupted``. Redis
+        down meanwhile does not make it wait longer: after ``stop_drain_s`` the summary
+        says what this process knows (:meth:`summarize`).
         ``progress_s``: show a live status (:mod:`pipeline.progress`) meanwhile, a line per
         stream every ``progress_s`` seconds when stderr is no terminal. ``watch``: also
         run the cameras added at run time (``POST /api/streams``,
@@ -323,13 +328,14 @@ class LocalPipeline:
             self.drain([(c.stream, c.session) for c in every_capture()], drain_timeout, summary)
         except KeyboardInterrupt:
             summary.interrupted = True
-            for c in caps:
+            for c in every_capture():  # the cameras added at run time too: all at once
                 c.stop()
             try:
                 if watcher is not None:
                     watcher.stop(timeout_s=5)
+                joined_by = time.monotonic() + 5  # all of them, not 5 s each
                 for t in threads:
-                    t.join(timeout=5)
+                    t.join(timeout=max(0.0, joined_by - time.monotonic()))
                 streams = [(c.stream, c.session) for c in every_capture()]
                 self.drain(streams, stop_drain_s, summary)
             except (KeyboardInterrupt, PipelineError):
@@ -340,12 +346,19 @@ class LocalPipeline:
             if progress is not None:
                 progress.close(final=not summary.interrupted)
         summary.seconds = time.monotonic() - t0
+        cpu1: dict[str, float] | None = None
+        inference1: dict[str, float] | None = None
         try:
-            cpu1, inference1 = self.cpu_seconds(), self.inference_seconds()
+            cpu1 = self.cpu_seconds()
+            if self.health is None or self.health.up:  # in Redis: not tried while it is down
+                inference1 = self.inference_seconds()
+        except REDIS_DOWN as exc:
+            log.warning("no inference CPU accounting for this run: Redis unreachable (%s)", exc)
         except Exception:  # accounting must never cost a run its summary
             log.warning("no CPU accounting for this run", exc_info=True)
-        else:
+        if cpu1 is not None:
             summary.cpu_s = {k: v - cpu0.get(k, 0.0) for k, v in cpu1.items() if k in cpu0}
+        if inference1 is not None:
             summary.inference_cpu_s = {k: v - inference0.get(k, 0.0) for k, v in inference1.items()}
         summary.lost = {c.stream: results[c.stream].lost_sessions for c in caps
                         if c.stream in results}  # fmt: skip
@@ -357,51 +370,114 @@ class LocalPipeline:
         """Wait until every stream is accounted for and the queues are empty.
 
         Gives up (noted in ``summary.incomplete``) when Redis lost a stream's state or a
-        lost job left frames unaccounted (``capture.wait_accounted``); raises
-        :class:`PipelineError` after ``timeout`` seconds or if a worker died.
+        lost job left frames unaccounted (``capture.wait_accounted``), or when Redis is
+        unreachable at the end of the ``timeout`` (waited for until then, never longer);
+        raises :class:`PipelineError` after ``timeout`` seconds or if a worker died.
         """
         assert self.rt is not None
         deadline = time.monotonic() + timeout
-        stop = threading.Event()
-
-        def check() -> None:
-            self._check_workers()
-            if time.monotonic() > deadline:
-                stop.set()
-
-        waited = wait_accounted(self.rt, streams, stop=stop, check=check, health=self.health)
+        waited = wait_accounted(
+            self.rt, streams, check=self._check_workers, health=self.health, deadline=deadline
+        )
+        self.known_counts.update(waited.by_stream)
         if waited.done:
             return
-        if waited.reason == "stopped":
+        if waited.redis_down:
+            down = self.health.down_s() if self.health is not None else 0.0
+            waited.reason = (
+                f"Redis unreachable (down for {down:.0f} s at least) when the {timeout:.0f} s "
+                "to drain ran out"
+            )
+        elif waited.reason == "stopped":
             raise PipelineError(f"pipeline did not drain within {timeout:.0f} s")
         log.warning("not every frame is accounted for: %s", waited.reason)
         if summary is not None:
             summary.incomplete = waited.reason
 
     def summarize(self, summary: RunSummary, caps: list[Capture]) -> RunSummary:
+        """The counts of every stream (from Redis) and what else the run measured.
+
+        Redis down at the end: waited for, at most ``max(10, 3 x redis.reconnect_max_s)``
+        seconds (not when interrupted: the drain waited already); if it is not back, or
+        goes away meanwhile, the summary holds what this process knows
+        (:meth:`_summarize_offline`)."""
         assert self.rt is not None
         from pipeline.store import EventStore
 
-        bus = self.rt.bus
-        if self.health is not None:  # Redis down at the end: wait for it (bounded)
-            self.health.wait(timeout=max(10.0, 3 * self.config.redis.reconnect_max_s))
+        up = True
+        if self.health is not None and summary.interrupted:
+            up = self.health.up  # as the drain left it: it waited for Redis already
+        elif self.health is not None:  # Redis down at the end: wait for it (bounded)
+            up = self.health.wait(timeout=max(10.0, 3 * self.config.redis.reconnect_max_s))
+        if up:
+            try:
+                self._summarize_from_redis(summary, caps)
+            except REDIS_DOWN as exc:  # gone again meanwhile
+                if self.health is not None:
+                    self.health.mark_down(exc)
+                up = False
+        if not up:
+            self._summarize_offline(summary, caps)
+        store = EventStore(self.config.store_url)
+        sessions = {c.session for c in caps}
+        for ev in store.events():
+            if ev["session"] in sessions:
+                key = ev["person"] or "unknown"
+                summary.people[key] = summary.people.get(key, 0) + 1
+        return summary
+
+    def _stream_summary(
+        self, summary: RunSummary, c: Capture, counts: dict[str, int], left_as: str
+    ) -> None:
+        """``summary.streams[c.stream]`` from ``counts``: the sessions Redis lost added (as
+        ``dropped:redis_lost``), the frames neither processed nor dropped as
+        ``dropped:LEFT_AS`` (every captured frame is in the summary)."""
+        counts.pop("end_seq", None)
+        lost = sum(n for _, n in summary.lost.get(c.stream, []))
+        if lost:  # sessions Redis lost: their frames are counted, as lost
+            counts["captured"] = counts.get("captured", 0) + lost
+            counts["dropped:redis_lost"] = lost
+        dropped = sum(v for k, v in counts.items() if k.startswith("dropped:"))
+        left = counts.get("captured", 0) - counts.get("processed", 0) - dropped
+        if left > 0:
+            counts[f"dropped:{left_as}"] = counts.get(f"dropped:{left_as}", 0) + left
+        rate = detection_rate(counts)  # of its processed frames, the share detected
+        summary.streams[c.stream] = {
+            "session": c.session, "source": c.source.spec, **counts,
+            "detection_rate": None if rate is None else round(rate, 4),
+        }  # fmt: skip
+
+    def _summarize_offline(self, summary: RunSummary, caps: list[Capture]) -> None:
+        """Redis unreachable at the end: each stream's counts are the larger of the
+        capture's own (every frame it read, every drop it made: never lost) and the last
+        read from Redis (``processed`` and the workers' drops: as far as known); the
+        frames whose fate after capture is unknown are ``dropped:redis_unreachable``, and
+        ``summary.incomplete`` says so. The stage metrics, held in Redis, are left out."""
         for c in caps:
-            counts = bus.stream_counts(c.stream, c.session)
-            counts.pop("end_seq", None)
-            lost = sum(n for _, n in summary.lost.get(c.stream, []))
-            if lost:  # sessions Redis lost: their frames are counted, as lost
-                counts["captured"] = counts.get("captured", 0) + lost
-                counts["dropped:redis_lost"] = lost
-            dropped = sum(v for k, v in counts.items() if k.startswith("dropped:"))
-            left = counts.get("captured", 0) - counts.get("processed", 0) - dropped
-            if left > 0:  # every frame is in the summary: those still in flight, too
-                reason = "interrupted" if summary.interrupted else "unaccounted"
-                counts[f"dropped:{reason}"] = counts.get(f"dropped:{reason}", 0) + left
-            rate = detection_rate(counts)  # of its processed frames, the share detected
-            summary.streams[c.stream] = {
-                "session": c.session, "source": c.source.spec, **counts,
-                "detection_rate": None if rate is None else round(rate, 4),
-            }  # fmt: skip
+            known = self.known_counts.get(f"{c.stream}/{c.session}", {})
+            own = c.counts()
+            counts = {k: max(known.get(k, 0), own.get(k, 0)) for k in {*known, *own}}
+            self._stream_summary(summary, c, counts, "redis_unreachable")
+        unknown = sum(s.get("dropped:redis_unreachable", 0) for s in summary.streams.values())
+        down = self.health.down_s() if self.health is not None else 0.0
+        summary.incomplete = (
+            f"Redis unreachable at the end of the run (down for {down:.0f} s at least): "
+            + (
+                f"{unknown} frame(s) sent on before are of unknown fate (processed or not), "
+                "counted as dropped:redis_unreachable; "
+                if unknown
+                else ""
+            )
+            + "the counts are the captures' own and the last read from Redis, no stage metrics"
+        )
+        log.warning("summary without Redis: %s", summary.incomplete)
+
+    def _summarize_from_redis(self, summary: RunSummary, caps: list[Capture]) -> None:
+        assert self.rt is not None
+        bus = self.rt.bus
+        for c in caps:  # what is still in flight: interrupted, or left unaccounted
+            left_as = "interrupted" if summary.interrupted else "unaccounted"
+            self._stream_summary(summary, c, bus.stream_counts(c.stream, c.session), left_as)
         for labels, (total, n) in self.rt.metrics.histogram_sums("facepipe_stage_seconds").items():
             stage = dict(labels).get("stage", "?")
             summary.stage_seconds[stage] = total
@@ -414,10 +490,3 @@ class LocalPipeline:
                 self.rt.metrics.total("facepipe_tracks_merged_total", stream=c.stream) for c in caps
             )
         )
-        store = EventStore(self.config.store_url)
-        sessions = {c.session for c in caps}
-        for ev in store.events():
-            if ev["session"] in sessions:
-                key = ev["person"] or "unknown"
-                summary.people[key] = summary.people.get(key, 0) + 1
-        return summary

@@ -46,8 +46,9 @@ def backoff_delays(base: float, cap: float) -> Callable[[int], float]:
 class RedisHealth:
     """One process's view of its Redis server: up or down since when, outages seen.
 
-    ``wait`` blocks until Redis answers a PING (or ``stop`` is set); ``call`` runs an
-    operation, waiting out outages in between attempts.
+    ``wait`` blocks until Redis answers a PING (or ``stop`` is set, or a timeout passes);
+    ``call`` runs an operation, waiting out outages in between attempts (until ``stop`` or
+    a deadline, when given).
     """
 
     conn: redis.Redis
@@ -68,6 +69,11 @@ class RedisHealth:
                 self.up = False
                 self.down_since = time.monotonic()
                 log.warning("%s: Redis unreachable (%s); reconnecting with backoff", self.who, exc)
+
+    def down_s(self) -> float:
+        """Seconds Redis has been unreachable so far (0.0 while it is up)."""
+        since = self.down_since
+        return 0.0 if since is None else time.monotonic() - since
 
     def mark_up(self) -> None:
         with self._lock:
@@ -135,17 +141,24 @@ class RedisHealth:
             attempt += 1
         return True
 
-    def call(self, op: Callable[[], T], stop: threading.Event | None = None) -> T:
+    def call(
+        self,
+        op: Callable[[], T],
+        stop: threading.Event | None = None,
+        deadline: float | None = None,
+    ) -> T:
         """``op()``, retried after each outage until it succeeds.
 
-        Raises :class:`Stopped` if ``stop`` is set while Redis is down.
+        Raises :class:`Stopped` if ``stop`` is set, or the ``deadline`` (a
+        ``time.monotonic()`` value) passes, while Redis is down.
         """
         while True:
             try:
                 result = op()
             except REDIS_DOWN as exc:
                 self.mark_down(exc)
-                if not self.wait(stop):
+                timeout = None if deadline is None else deadline - time.monotonic()
+                if (timeout is not None and timeout <= 0) or not self.wait(stop, timeout):
                     raise Stopped("stopped while Redis was unreachable") from exc
                 continue
             if not self.up:

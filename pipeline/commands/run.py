@@ -134,7 +134,9 @@ def print_summary(summary_dict: dict, as_json: bool) -> None:
     if s.get("incomplete"):
         click.echo(f"WARNING: stopped waiting before every frame was processed: {s['incomplete']}")
     if s.get("interrupted"):
-        click.echo("interrupted: frames still in flight are counted as dropped (interrupted)")
+        gone = any("dropped:redis_unreachable" in st for st in s["streams"].values())
+        reason = "redis_unreachable: Redis was gone" if gone else "interrupted"
+        click.echo(f"interrupted: frames still in flight are counted as dropped ({reason})")
 
 
 def run_pipeline(
