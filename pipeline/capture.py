@@ -351,25 +351,31 @@ class Capture:
                 seen_depth.append(n if ok and n is not None else 0)
             return seen_depth[0]
 
-        def room() -> tuple[int, int]:
+        def room() -> tuple[int, int] | None:
             """(detect queue depth, this camera's detections in flight), the frames held
-            for detection and not yet sent included: one round trip."""
+            for detection and not yet sent included: one round trip; None while Redis is
+            down (nothing can be sent)."""
             since = time.time() - lost_after  # no longer in flight: its job was lost
             ok, got = self._redis(lambda: bus.detect_room(self.stream, self.session, since))
-            jobs, mine = got if ok and got is not None else (0, 0)
+            if not ok or got is None:
+                return None
+            jobs, mine = got
             seen_depth[:] = [jobs]
             waiting = sum(r.detected for r, _, _ in held)
             return jobs + waiting, mine + waiting
 
         def admit() -> tuple[bool, str | None]:
             """Whether the next frame goes to detection, or why not (``undetected``); a
-            ``backpressure`` reason: drop it."""
+            ``backpressure`` or ``redis_down`` reason: drop it."""
             gap = seq + 1 - last_detected  # frames since the last one detected, this one too
             if gap < every_n:
                 return False, "schedule"
             if not live:
                 return True, None
-            jobs, mine = room()
+            got = room()
+            if got is None:  # Redis down: it could not be sent (not the machine's load)
+                return False, "redis_down"
+            jobs, mine = got
             if mine < cfg.live_max_in_flight and jobs < jobs_max:
                 return True, None
             if gap - 1 < max_run:
@@ -460,8 +466,8 @@ class Capture:
                 if cuts is not None and cuts.update(frame.preview(SHOT_WIDTH)):
                     cut_pending = True
                 detect, undetected = admit()
-                if undetected == "backpressure":
-                    self._drop(result, "backpressure")
+                if undetected in ("backpressure", "redis_down"):
+                    self._drop(result, undetected)
                     self._flush()
                     continue
                 # an MJPEG camera's JPEG goes to Redis as it came (when it needs no resize)
