@@ -45,7 +45,11 @@ def test_a_camera_faster_than_detection_is_tracked_without_dropping(bus, procs, 
     assert door["detected"] + undetected == door["processed"], door
     assert door["undetected:load"] > 0 and door["detected"] > 0, door
     assert door["detection_rate"] == pytest.approx(door["detected"] / door["processed"], abs=1e-3)
-    assert door["detection_rate"] <= 0.5 + 1e-3  # at most every other frame: one in flight
+    # at most every other frame read: one in flight, and the frame read after a detected one
+    # finds it in flight (or held back): of the frames captured, since frames the reader
+    # skipped as stale (captured, dropped) may lie between two detected ones (a CI run
+    # saw 0.508 of the processed frames detected)
+    assert door["detected"] <= (door["captured"] + 1) / 2, door
     assert "Traceback" not in out
     # the images of the processed frames left Redis with them (not after frame_ttl_s);
     # what stays is the live view's newest frame and what was in flight at the stop
