@@ -906,16 +906,14 @@ class Bus:
                 ok = job.func_name == spec.job and len(args) == 1 and isinstance(args[0], dict)
             except Exception:  # undecodable, gone: set aside below (if it is still there)
                 job, ok = None, False
+            if not ok:
+                reason = "an rq job on a stream stage's queue that is not its job"
+                self.dead_letter(stage, job_id.encode(), reason)
             pipe = self.conn.pipeline()
             if ok and job is not None:
                 payload = json.dumps(job.args[0], separators=(",", ":"))
                 pipe.xadd(self.entries_key(stage), {"p": payload, "n": 0})
                 moved += 1
-            else:
-                record = {"stage": stage, "reason": "an rq job on a stream stage's queue that "
-                          "is not its job", "at": time.time(), "size": 0,
-                          "entry": base64.b64encode(job_id.encode()).decode()}  # fmt: skip
-                pipe.lpush(self.dead_key(stage), json.dumps(record))
             pipe.lrem(q.key, 0, job_id)
             pipe.delete(Job.key_for(job_id))
             pipe.execute()

@@ -170,10 +170,7 @@ def decode_bgr(data: bytes, reduce: int = 1) -> np.ndarray:
 
 def decode_rgb(data: bytes, reduce: int = 1) -> np.ndarray:
     """:func:`decode_bgr`, as RGB ``uint8``."""
-    if reduce not in _REDUCED:
-        raise ValueError(f"reduce must be 1, 2, 4 or 8, not {reduce}")
-    view = _raw_view(data)
-    if view is not None:  # (no copy first: the conversion makes the new array)
-        bgr = view if reduce == 1 else _reduced_raw(view, reduce)
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    view = _raw_view(data) if reduce == 1 else None
+    if view is not None:  # no copy first: the conversion makes the new array
+        return cv2.cvtColor(view, cv2.COLOR_BGR2RGB)
     return cv2.cvtColor(decode_bgr(data, reduce), cv2.COLOR_BGR2RGB)

@@ -306,8 +306,7 @@ class EntryJob:
     the dequeue to :meth:`StageWorker.execute_job` and never stores it (no job hash, no
     registries: the stream entry and its consumer group are the record)."""
 
-    def __init__(self, stage: str, entry: QueueEntry, payload: Any) -> None:
-        self.stage = stage
+    def __init__(self, entry: QueueEntry, payload: Any) -> None:
         self.id = entry.id
         self.attempts = entry.attempts
         self.payload = payload
@@ -372,7 +371,7 @@ class EntryQueue(GuardedQueue):
                 except ValueError as exc:
                     reason = f"undecodable job: {exc}"[:500]
             if reason is None:
-                return EntryJob(cls.stage, entry, payload), queue
+                return EntryJob(entry, payload), queue
             raw = bus.entry_raw(cls.stage, entry.id)
             bus.dead_letter(cls.stage, raw, reason)  # (the first 64 KiB of it kept)
             bus.entry_done(cls.stage, entry.id)
